@@ -508,11 +508,18 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
 
 
 # --------------------------------------------------------------------------------------------- applying it
+#: the ``description`` of the HDF5 dataset ``dose_raw``
+DOSE_RAW_DESCRIPTION = ("dose to medium as computed, before the body outline, stored as float32: inside body_mask "
+                        "dose_raw is the dose dataset (float64) rounded to float32 (dose.astype(float32) == dose_raw "
+                        "there), outside it the dose is 0 and dose_raw the dose computed there (in air: energy over "
+                        "a tiny mass, large and noisy); the uncertainty dataset is dose_raw's outside body_mask")
+
+
 def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     """Zero the dose and dose to water of ``result`` outside ``outline`` (in place; returns ``result``).
     The dose as computed is kept (float32) as ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer
-    (``result.extra_datasets``: ``dose_raw``, ``body_mask``); the 50 %-of-Dmax uncertainty figure is
-    recomputed inside the outline.  ``outline`` None: nothing changes."""
+    (``result.extra_datasets``: ``dose_raw``, in the dose's unit, :data:`DOSE_RAW_DESCRIPTION`; ``body_mask``);
+    the 50 %-of-Dmax uncertainty figure is recomputed inside the outline.  ``outline`` None: nothing changes."""
     if outline is None:
         return result
     from .run import mean_uncertainty_above_half_max
@@ -536,10 +543,11 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     result.body_outline = outline
     result.provenance["body_outline"] = outline.source
     extra = dict(getattr(result, "extra_datasets", None) or {})
-    extra["dose_raw"] = (raw, {
-        "unit": "Gy", "axes": "zyx",
-        "description": "dose to medium as computed, before the body outline (dose = dose_raw inside body_mask, "
-                       "0 outside)"})
+    from ._io.hdf5 import dose_unit
+
+    # the unit of the dose it was (Gy per primary for a beam without total_protons: it said "Gy" whatever the dose
+    # was) and what it holds to the bit (float32: the dose rounded; audit 26 h5schema, F3)
+    extra["dose_raw"] = (raw, {"unit": dose_unit(result), "axes": "zyx", "description": DOSE_RAW_DESCRIPTION})
     extra["body_mask"] = (m.astype(np.uint8), {"axes": "zyx", "outline": outline.source,
                                                "description": "1 inside the body outline"})
     result.extra_datasets = extra

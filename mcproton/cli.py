@@ -410,13 +410,10 @@ def _already_complete(out: Path, identity: str, names: list[Path]) -> bool:
             prov = dict(f["provenance"].attrs)
     except (OSError, KeyError, ValueError):
         return False
-    from ._io.hdf5 import _py
+    from ._io.hdf5 import run_identity_record
 
-    stored = prov.get(RUN_IDENTITY_KEY)
-    if isinstance(stored, bytes):
-        stored = stored.decode("utf-8", "replace")
-    # read as load_result reads it: a string that would read back as JSON is stored JSON-encoded (_io/hdf5._attr)
-    if _py(stored) != identity and stored != identity:
+    # one JSON object since 2026-12-07, the JSON string of its text before: compared as objects (audit 26 h5schema F4)
+    if run_identity_record(prov.get(RUN_IDENTITY_KEY)) != run_identity_record(identity):
         return False
     try:
         done, requested = int(prov.get("primaries", 0)), int(prov.get("primaries_requested", 0))

@@ -392,7 +392,10 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
         return d, (d >= 0.05 * dmax) | np.isnan(d)
 
     if quantity is None:
-        norm = str(getattr(result, "normalisation", "") or "")
+        from ._run.result import PER_PRIMARY, is_per_primary
+
+        # a sum of per-primary beams ("Gy per primary (sum over beams)", 31 characters) said "Gy" alone (audit 26, F2)
+        norm = PER_PRIMARY if is_per_primary(result) else str(getattr(result, "normalisation", "") or "")
         quantity = "physical dose to medium (Gy" + (f"; {norm})" if norm and len(norm) <= 30 else ")")
     notes = []
     if reference_gy and levels:

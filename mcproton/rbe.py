@@ -183,8 +183,11 @@ def mcnamara_of_result(result: Any, alpha_beta_gy, *, let: str = "water", dose: 
         result = DoseResult.load(result)
     if let not in ("water", "medium") or dose not in ("water", "medium"):
         raise ValueError(f'let and dose must be "water" or "medium"; got let={let!r}, dose={dose!r}')
-    if getattr(result, "normalisation", "") == "Gy per primary":
-        raise ValueError("the result's dose is Gy per primary proton (a beam without total_protons): the RBE needs "
+    from ._run.result import is_per_primary
+
+    if is_per_primary(result):   # a sum of such beams too (audit 26, F2)
+        raise ValueError(f"the result's dose is Gy per primary proton ({result.normalisation}: a beam without "
+                         "total_protons, or a sum of such beams): the RBE needs "
                          "the absolute dose per fraction; simulate a plan, or a beam with total_protons")
     fx = plan_fractions(result.provenance or {})
     n = fx[0] if fx is not None else 1

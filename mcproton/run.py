@@ -18,7 +18,8 @@ import numpy as np
 
 from ._physics.tables import build_tables  # noqa: F401 - kept for callers of mcproton.run
 from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, ScoredSums, Simulation
-from ._run.result import MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, scored_voxels, sum_results
+from ._run.result import (MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, is_per_primary, scored_voxels,  # noqa: F401
+                           sum_results)
 from ._run.stats import UNCERTAINTY_MIN_DENSITY, batch_rel_uncertainty, mean_uncertainty_above_half_max
 from ._run.streaming import batch_plan
 from .geometry import VoxelGeometry

@@ -83,15 +83,35 @@ def write_phantom_hdf5(geometry: VoxelGeometry, path) -> Path:
 
 
 def read_phantom_hdf5(path) -> VoxelGeometry:
-    """Inverse of :func:`write_phantom_hdf5`."""
-    import h5py
+    """Inverse of :func:`write_phantom_hdf5`.  Another kind of file raises ValueError saying what it is and what to
+    do: a dose file (read it with ``mcproton.DoseResult.load``), a checkpoint, a truncated file, an HDF5 without a
+    phantom's groups (audit 26 h5schema, F5: a dose file was "written by another version of mcproton", a
+    checkpoint a KeyError)."""
+    from .._io.hdf5 import CHECKPOINT_ATTR, FORMAT_NAME, V0_DATASETS, open_hdf5, other_mcproton_file
 
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "an mcproton phantom file (mcproton phantom, write_phantom_hdf5)") as f:
         version = f.attrs.get("format_version")   # absent: written before 2026-12-05, the same layout
+        version = version.decode() if isinstance(version, bytes) else version
+        if CHECKPOINT_ATTR in f.attrs:
+            raise ValueError(other_mcproton_file(f, path))
+        if (str(version).startswith(FORMAT_NAME + "/") if version is not None
+                else all(k in f for k in V0_DATASETS)):
+            which = f"format_version {version!r}" if version is not None else "of format version 0"
+            raise ValueError(f"{path} is an mcproton dose file ({which}), not a phantom file: read it with "
+                             "mcproton.DoseResult.load (its geometry, the phantom the dose was computed on, is the "
+                             "result's .geometry)")
         if version is not None and str(version) != PHANTOM_FORMAT_VERSION:
-            raise ValueError(f"{path} has format_version {str(version)!r}, not {PHANTOM_FORMAT_VERSION!r}: it was "
-                             "written by another version of mcproton; read it with that version, or write the "
-                             "phantom again (mcproton phantom)")
+            phantom = str(version).startswith(PHANTOM_FORMAT_VERSION.split("/")[0] + "/")   # another version
+            raise ValueError(f"{path} has format_version {str(version)!r}, not {PHANTOM_FORMAT_VERSION!r}: "
+                             + ("it was written by another version of mcproton; read it with that version, or write "
+                                "the phantom again (mcproton phantom)" if phantom else
+                                "not an mcproton phantom file; give one written by mcproton phantom or "
+                                "mcproton.phantoms.write_phantom_hdf5"))
+        missing = [k for k in ("materials", "material_index", "density") if k not in f] + [
+            k for k in ("voxel_size_mm", "origin_mm", "label_names", "name") if k not in f.attrs]
+        if missing:
+            raise ValueError(f"{path} is not an mcproton phantom file (no {', '.join(missing)}); give one written by "
+                             "mcproton phantom or mcproton.phantoms.write_phantom_hdf5")
         mats = []
         for key in sorted(f["materials"].keys()):
             a = f["materials"][key].attrs

@@ -671,7 +671,7 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
     import dataclasses
 
     from .._run.job import JobOptions, run_job
-    from ..run import sum_results
+    from ..run import is_per_primary, sum_results
     from ..settings import RunSettings
 
     factor = (u / target) ** 2 - 1.0
@@ -710,7 +710,7 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
             edep = res.edep_mev_zyx
             # sum_results adds per-primary deposited energies (weighted here), and averages absolute results'
             # (a plan's beams) over their primaries itself: either way the merged edep is the mean per primary
-            ew = w if res.normalisation == "Gy per primary" else 1.0
+            ew = w if is_per_primary(res) else 1.0
             parts.append(dataclasses.replace(res, dose_gy_zyx=res.dose_gy_zyx * w,
                                              dose_to_water_gy_zyx=res.dose_to_water_gy_zyx * w,
                                              edep_mev_zyx=None if edep is None else edep * ew))

@@ -1,14 +1,16 @@
 """HDF5 output of a run (h5py).
 
-Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``uncertainty`` (relative
-standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
-``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
-"zyx", ``normalisation``, and for the beams of an RT Ion Plan ``fractions`` and ``fractions_planned`` (the dose
-datasets' ``fractions_note`` says the same: "1 of 3 planned fractions (one fraction)"); groups ``provenance``
-(attributes; nested dicts as JSON strings) and ``ledger``; the datasets a result carries in ``extra_datasets``
-(``dose_raw``, ``body_mask``: mcproton/body.py). The grids are stored in chunks (:data:`GRID_CHUNK`) with the
-standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fill value 0; a chunk that is all 0 is
-not stored (any HDF5 reader returns the fill value).
+Layout (every item, with its dtype, unit and attributes: README "Output (HDF5)", whose table
+tests/test_hdf5_schema.py compares with the files written): datasets ``dose`` (Gy, float64), ``dose_to_water``
+(Gy), ``let_d`` (keV/um), ``uncertainty`` (relative standard error), ``density`` (g/cm3) and ``material_index`` (and
+``labels``), all with axes (z, y, x) (each dataset's attribute ``axes`` = "zyx"); root attributes ``voxel_size_mm``
+(dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` = "zyx", ``normalisation``, and
+for the beams of an RT Ion Plan ``fractions`` and ``fractions_planned`` (the dose datasets' ``fractions_note`` says
+the same: "1 of 3 planned fractions (one fraction)"); groups ``provenance`` (attributes; dicts and lists as JSON
+text, None as JSON ``null``; ``run_identity`` one JSON object) and ``ledger``; the datasets a result carries in
+``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py). The grids are stored in chunks
+(:data:`GRID_CHUNK`) with the standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fill
+value 0; a chunk that is all 0 is not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
 ``materials_json`` (the full definitions of the geometry's materials), ``study`` (JSON: the CT's patient, study and
@@ -47,15 +49,68 @@ class DoseFileError(ValueError):
     """An HDF5 file that is not a dose file this version of mcproton can read."""
 
 
+#: how an attribute holds None: JSON's ``null`` (so that ``json.loads`` of it gives None; files written before
+#: 2026-12-07 hold "none", read as None too)
+NULL = "null"
+_NULL_TEXTS = (NULL, "none")
+
+
 def _attr(v: Any) -> Any:
+    """An attribute's value as stored: a dict or list (but a list of numbers: an HDF5 array) as JSON text, None as
+    JSON ``null``, a string that would read back as None or as JSON as its JSON string, else as it is."""
     if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and
                                                    all(isinstance(x, (int, float)) for x in v)):
         return json.dumps(v, default=str)
     if v is None:
-        return "none"
-    if isinstance(v, str) and (v == "none" or v[:1] in '[{"'):
+        return NULL
+    if isinstance(v, str) and (v in _NULL_TEXTS or v[:1] in '[{"'):
         return json.dumps(v)   # a string that would read back as None or as JSON: stored as a JSON string
     return v
+
+
+#: the provenance key of what an ``mcproton run`` computed from and wrote (mcproton/cli.py ``_run_identity``, which
+#: ``--resume`` compares)
+RUN_IDENTITY = "run_identity"
+
+
+def run_identity_record(v: Any) -> dict | None:
+    """A run's ``run_identity`` as one JSON object (None where ``v`` is not one): ``mcproton run`` makes it as JSON
+    text, whose ``output_settings`` is JSON text and ``beam_models`` a list of JSON texts; files written before
+    2026-12-07 stored that text as a JSON string (decoded twice, and the nested texts again: audit 26 h5schema,
+    F4).  Here every level is decoded, so that the HDF5 stores (and ``DoseResult.load`` gives) one object whose
+    ``input_files_sha256`` is read with a single ``json.loads``, and ``--resume`` compares the objects."""
+    for _ in range(3):   # the text, or the JSON string of it (older files)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        if not isinstance(v, str):
+            break
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    if not isinstance(v, dict):
+        return None
+    out = dict(v)
+
+    def decoded(x: Any) -> Any:
+        try:
+            return json.loads(x) if isinstance(x, str) else x
+        except ValueError:
+            return x
+
+    if "output_settings" in out:
+        out["output_settings"] = decoded(out["output_settings"])
+    if isinstance(out.get("beam_models"), list):
+        out["beam_models"] = [decoded(m) for m in out["beam_models"]]
+    return out
+
+
+def _provenance_attr(key: str, v: Any) -> Any:
+    """A provenance item as stored (:func:`_attr`): the run identity as one JSON object
+    (:func:`run_identity_record`)."""
+    if key == RUN_IDENTITY:
+        v = run_identity_record(v) or v
+    return _attr(v)
 
 
 #: gzip (deflate) level of the grids: every HDF5 reader has gzip.  Level 1 against the former 4 on the 46 M-voxel
@@ -148,6 +203,28 @@ LET_D_ATTRS = {
 }
 
 
+def dose_unit(result: Any) -> str:
+    """The ``unit`` attribute of a result's dose datasets (``dose``, ``dose_to_water``, ``dose_raw``): "Gy per
+    primary" for a dose per primary proton (:func:`mcproton.run.is_per_primary`: a beam without ``total_protons``,
+    or a sum of such beams), else "Gy"."""
+    return "Gy per primary" if is_per_primary(result) else "Gy"
+
+
+#: the ``description`` of the ``uncertainty`` dataset
+UNCERTAINTY_DESCRIPTION = ("relative standard error of the dose in each voxel (standard error / dose), from the spread "
+                           "of the statistical batches; 0 where no dose, NaN where the run had one batch (no "
+                           "estimate); outside body_mask (where dose is set to 0) the relative standard error of "
+                           "dose_raw, the dose as computed there")
+#: the ``description`` of the phantom's grids
+GEOMETRY_DESCRIPTIONS = {
+    "density": "mass density of each voxel (float32, the density the transport used)",
+    "material_index": "each voxel's material: an index (0-based) into the root attributes materials (names) and "
+                      "materials_json (definitions)",
+    "labels": "each voxel's organ or structure label of the phantom (0: outside air); names in the root attribute "
+              "label_names (JSON {label: name})",
+}
+
+
 def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
     """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
     fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
@@ -182,7 +259,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
 
     # a beam without total_protons gives Gy per primary proton (the file's normalisation attribute): say so on the
     # datasets too, where a reader looks first
-    gy = "Gy per primary" if getattr(result, "normalisation", "") == "Gy per primary" else "Gy"
+    # (a sum of such beams too: "Gy per primary (sum over beams)", audit 26 F2)
+    gy = dose_unit(result)
 
     fx = plan_fractions(result.provenance)
 
@@ -200,15 +278,20 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
                 d.attrs["description"] = DOSE_DESCRIPTIONS[name]
             if name == "let_d":   # what the number is, where a reader of the file looks (rbe audit 2026-12-06, F5)
                 d.attrs.update(LET_D_ATTRS)
+            if name == "uncertainty":
+                d.attrs["description"] = UNCERTAINTY_DESCRIPTION
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
             ds = write_grid(f, name, arr, shuffle=np.asarray(arr).dtype.kind == "f")
             for k, v in attrs.items():
                 ds.attrs[k] = _attr(v)
-        write_grid(f, "density", g.density_g_cm3_zyx, shuffle=False).attrs["unit"] = "g/cm3"
-        write_grid(f, "material_index", g.material_index_zyx, shuffle=False)
+        # the phantom's grids carry their axes as the dose grids do (audit 26 h5schema, F6: they had none)
+        grids = [("density", g.density_g_cm3_zyx, {"unit": "g/cm3"}), ("material_index", g.material_index_zyx, {})]
         if g.labels_zyx is not None:
-            write_grid(f, "labels", g.labels_zyx, shuffle=False)
+            grids.append(("labels", g.labels_zyx, {}))
             f.attrs["label_names"] = json.dumps({str(k): v for k, v in g.label_names.items()})
+        for name, arr, attrs in grids:
+            ds = write_grid(f, name, arr, shuffle=False)
+            ds.attrs.update({**attrs, "axes": "zyx", "description": GEOMETRY_DESCRIPTIONS[name]})
         f.attrs["voxel_size_mm"] = np.asarray(g.voxel_size_mm, np.float64)
         f.attrs["origin_mm"] = np.asarray(g.origin_mm, np.float64)
         f.attrs["axes"] = "zyx"
@@ -236,11 +319,11 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             rg.attrs[k] = getattr(result, k)
         if edep and result.edep_mev_zyx is not None:
             write_grid(f, "edep_mev_per_primary", np.asarray(result.edep_mev_zyx, np.float64)
-                       ).attrs["unit"] = "MeV per primary"
+                       ).attrs.update({"unit": "MeV per primary", "axes": "zyx"})
         f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
         pg = f.create_group("provenance")
         for k, v in result.provenance.items():
-            pg.attrs[k] = _attr(v)
+            pg.attrs[k] = _provenance_attr(k, v)
         lg = f.create_group("ledger")
         for k, v in result.ledger.items():
             lg.attrs[k] = v
@@ -251,9 +334,43 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
     return hdf5_buffer(fill)
 
 
+#: the ``format_version`` of a phantom file (mcproton/phantoms/export.py PHANTOM_FORMAT_VERSION, "mcproton-phantom/1")
+PHANTOM_FORMAT_NAME = "mcproton-phantom"
+#: the root attribute of a checkpoint (mcproton/_run/checkpoint.py)
+CHECKPOINT_ATTR = "mcproton_checkpoint"
+
+
+def other_mcproton_file(f: Any, path: str | Path) -> str | None:
+    """What an open HDF5 file written by mcproton that is not a dose file is, and what to do with it (for a
+    message: "<path> is ..."): a checkpoint (root attribute ``mcproton_checkpoint``) or a phantom file
+    (``format_version`` "mcproton-phantom/N"); None for anything else.  Before (audit 26 h5schema, F5), a checkpoint
+    given for a result was "not an mcproton dose file ... give a file written by mcproton", and a phantom file
+    "not an mcproton dose format"."""
+    if CHECKPOINT_ATTR in f.attrs:
+        from .._run.checkpoint import CHECKPOINT_SUFFIX
+
+        name = Path(path).name
+        stem = name[:-len(CHECKPOINT_SUFFIX)] if name.endswith(CHECKPOINT_SUFFIX) else ""
+        out = f" (its --out: {stem}.h5, {stem}.hdf5 or {stem}, in the same folder)" if stem else ""
+        return (f"{path} is the checkpoint of an mcproton run{out} that was interrupted, stopped by its time limit or "
+                "refused at its end (root attribute mcproton_checkpoint): running sums, not a result; run the same "
+                "mcproton run command with --resume to finish the run and write its result (the HDF5 of its --out), "
+                "and read that")
+    v = f.attrs.get("format_version")
+    v = v.decode() if isinstance(v, bytes) else v
+    if isinstance(v, str) and v.startswith(PHANTOM_FORMAT_NAME + "/"):
+        return (f"{path} is an mcproton phantom file (format_version {v!r}: its materials, densities and labels, no "
+                "dose), not a dose file: read it with mcproton.phantoms.read_phantom_hdf5")
+    return None
+
+
 def format_version(f: Any, path: str | Path) -> int:
     """The layout version of an open dose file: 1 for :data:`FORMAT_VERSION`, 0 for a file written before the
-    version existed that holds the version-0 datasets; anything else raises :class:`DoseFileError`."""
+    version existed that holds the version-0 datasets; anything else raises :class:`DoseFileError` (saying what a
+    checkpoint or a phantom file is: :func:`other_mcproton_file`)."""
+    other = other_mcproton_file(f, path)
+    if other:
+        raise DoseFileError(other)
     v = f.attrs.get("format_version")
     if v is None:
         missing = [k for k in V0_DATASETS if k not in f] + [k for k in V0_ATTRS if k not in f.attrs]
@@ -272,6 +389,27 @@ def format_version(f: Any, path: str | Path) -> int:
                         "file written by mcproton")
 
 
+def open_hdf5(path: str | Path, what: str = "an mcproton dose file") -> Any:
+    """``h5py.File(path, "r")``; a file HDF5 cannot open although it is HDF5 (truncated: an interrupted copy or
+    download, a full disk; damaged) raises :class:`DoseFileError` (a ValueError) saying so, not h5py's OSError
+    ("Unable to synchronously open file (truncated file: eof = ...)": audit 26 h5schema, F5).  ``what``: the kind
+    of file expected, for the message.  A missing file raises FileNotFoundError as before."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not Path(path).is_file():
+            raise
+        size = Path(path).stat().st_size
+        raise DoseFileError(f"{path} ({size:,} bytes) is an HDF5 file that cannot be read: truncated or damaged (an "
+                            "interrupted copy or download, or a disk that filled while another program wrote it: "
+                            "mcproton writes its files whole or not at all); copy it again from where it came from, "
+                            f"or write it again; expected {what} (h5py: {exc})") from None
+
+
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
     """Read back the arrays and attributes written by :func:`write_result_hdf5` (``format_version``: the layout
     version, 0 for a file written before it existed; an unknown version raises :class:`DoseFileError`)."""
@@ -281,7 +419,7 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
         raise DoseFileError(f"{path} is not an HDF5 file, so not an mcproton dose file; give a file written by "
                             "DoseResult.save or mcproton run (an .h5 file)")
     out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         out["format_version"] = format_version(f, path)
         for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels", "dose_raw",
                   "body_mask", "edep_mev_per_primary"):
@@ -310,7 +448,7 @@ def _py(v: Any) -> Any:
             return json.loads(v)
         except ValueError:
             return v
-    return None if v == "none" else v
+    return None if v in _NULL_TEXTS else v
 
 
 def _materials(attrs: dict, path: str | Path) -> list:
@@ -347,6 +485,8 @@ def load_result(path: str | Path):
                          labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")),
                          study=_study(a))
     prov = {k: _py(v) for k, v in h["provenance"].items()}
+    if RUN_IDENTITY in prov:   # one object, also of a file that stored it as a JSON string (before 2026-12-07)
+        prov[RUN_IDENTITY] = run_identity_record(prov[RUN_IDENTITY]) or prov[RUN_IDENTITY]
     _restore_heterogeneity(geom, prov)
     r = {k: _py(v) for k, v in h["result"].items()}
     res = DoseResult(
@@ -405,6 +545,13 @@ def beam_records(provenance: dict) -> list[dict]:
     return [b if isinstance(b, dict) else {} for b in beams or [None]]
 
 
+def is_per_primary(result: Any) -> bool:
+    """:func:`mcproton.run.is_per_primary` (imported when called: this module is read without mcproton.run)."""
+    from .._run.result import is_per_primary as per_primary
+
+    return per_primary(result)
+
+
 def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str | Path) -> str:
     """The files whose plan's dose does not record how many fractions it holds (``DoseResult.fractions_not_stored``):
     ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores no
@@ -414,7 +561,7 @@ def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str
     a dose per primary and for another beam (a pencil beam: the dose as simulated).  The compat audit of
     2026-12-06, F3: the demo's one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
     beams = beam_records(prov)
-    if all(b.get("fractions") is not None for b in beams) or str(normalisation).startswith("Gy per primary"):
+    if all(b.get("fractions") is not None for b in beams) or is_per_primary(normalisation):
         return ""
     said = str(_py(attrs.get("fractions_not_stored", "")) or "")
     if said:

@@ -479,7 +479,9 @@ def result_dose_contents(result, *, summation: str = "plan", dose_to: str = "med
     (``result.fractions_not_stored``: the demo's and ``mcproton run``'s files written before 2026-12-06, one
     fraction unless ``plan.all_fractions``) raises ValueError: written as PLAN, a one-fraction dose would be read
     as the whole course (compat audit of 2026-12-06, F3); give ``write_result_rtdose`` ``contents=``, or state the
-    fractions in the result's beam records."""
+    fractions in the result's beam records.  Beam records that are mixed (some record a plan's beam number or
+    fractions, others do not: a sum of sums written before 2026-12-07 kept an empty record for each part that was
+    a sum) raise ValueError too, rather than being taken for beams without a plan (audit 26, F1)."""
     from .hdf5 import beam_records
 
     metas = beam_records(getattr(result, "provenance", None) or {})
@@ -509,6 +511,7 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
         raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
                          "\"fraction\" (one fraction)")
     kw = {"dose_to": dose_to, "rbe": rbe}   # checked by DoseContents
+    _refuse_mixed_records(metas)
     numbered = bool(metas) and all("beam_number" in m for m in metas)
     if not numbered and beam_index is not None:
         raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
@@ -542,6 +545,28 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
         st = "FRACTION_SESSION" if whole else "BEAM_SESSION"
     return DoseContents(st, fx, int(planned) if planned else None, sorted(chosen), len(chosen) or len(metas),
                         scale=fx / sim, plan_sop_instance_uid=uid, **kw)
+
+
+def _refuse_mixed_records(metas: list[dict]) -> None:
+    """Refuse (ValueError) beam records of which some record a plan's ``beam_number`` or ``fractions`` and others
+    do not: not "beams without a plan" (a pencil beam's dose as simulated, PLAN, scale 1) but records that lost
+    what they held (a sum of sums written before audit 26, F1, kept an empty record for each part that was itself a
+    sum: its RT Dose held one fraction labelled as the whole course), or a plan's beams added to beams of no plan."""
+    for key, what in (("beam_number", "a beam number of an RT Ion Plan"),
+                      ("fractions", "how many fractions of a plan the dose holds")):
+        has = [k for k, m in enumerate(metas, start=1) if m.get(key) is not None]
+        if has and len(has) < len(metas):
+            lacks = [k for k in range(1, len(metas) + 1) if k not in has]
+            names = [str(metas[k - 1].get("name") or f"beam record {k}") for k in lacks]
+            raise ValueError(
+                f"the result's beam records are mixed: {len(has)} of {len(metas)} record {what} ({key}) and "
+                f"{', '.join(repr(n) for n in names)} (beam record(s) {', '.join(map(str, lacks))} of "
+                'provenance["summed_beams"]) do not, so what its dose holds (which fractions, which plan) is not '
+                "known: a sum made by an mcproton before 2026-12-07 of results that were themselves sums lost their "
+                "beams' records (sum the parts again with this mcproton: each beam keeps its record), or the dose "
+                "of a plan was added to a beam of no plan; give write_result_rtdose contents= "
+                '(mcproton.dicom.DoseContents("PLAN", fractions=N, fractions_planned=N, scale=N) for the whole '
+                "course of N fractions from one simulated fraction)")
 
 
 def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
@@ -688,10 +713,12 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
              "body_outline=mcproton.body.auto_body_outline(result.geometry, calibration) (the CT's voxels above "
              "-400 HU, as mcproton run) or mcproton.body.body_from_rtstruct(rtstruct, result.geometry), or apply it "
              "to the result first (mcproton.body.apply_body_outline)", McprotonRuntimeWarning, stacklevel=2)
-    if getattr(result, "normalisation", "") == "Gy per primary":
-        raise ValueError("this result's dose is in Gy per primary proton (its beam gives no total_protons): an RT "
-                         "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
-                         "plan) for an absolute dose")
+    from .._run.result import is_per_primary
+
+    if is_per_primary(result):   # a sum of such beams too (audit 26, F2)
+        raise ValueError(f"this result's dose is in Gy per primary proton ({result.normalisation}: its beams give "
+                         "no total_protons): an RT Dose holds Gy, so the file would be mislabelled; simulate a beam "
+                         "with total_protons (or a plan) for an absolute dose")
     contents = contents or result_dose_contents(result)
     contents.check("contents.")
     if study is None and getattr(result.geometry, "study", None) is None and getattr(result, "study_not_stored", ""):

@@ -1269,12 +1269,18 @@ def dvh_group_keys(names: list[str]) -> dict[str, str]:
 def read_dvh_hdf5(h5_path: str | Path) -> dict[str, dict]:
     """The DVHs of a result HDF5 by ROI name (the attribute ``name`` of each subgroup of ``dvh``, which
     :func:`write_dvh_hdf5` may have had to rename): {name: {"dose_gy": array, "volume_fraction": array, attribute:
-    value, ...}}; {} without a group ``dvh``."""
-    import h5py
+    value, ...}}; {} for a dose file without a group ``dvh``.  A checkpoint or a phantom file, a file without the
+    group that is not an mcproton dose file, and a truncated file raise :class:`~mcproton._io.hdf5.DoseFileError`
+    (a ValueError) saying what the file is (before, a checkpoint gave {}: audit 26 h5schema, F5)."""
+    from .hdf5 import DoseFileError, format_version, open_hdf5, other_mcproton_file
 
     out: dict[str, dict] = {}
-    with h5py.File(h5_path, "r") as f:
+    with open_hdf5(h5_path, "the HDF5 of mcproton run, which holds the DVHs (group dvh)") as f:
+        other = other_mcproton_file(f, h5_path)
+        if other:
+            raise DoseFileError(other)
         if "dvh" not in f:
+            format_version(f, h5_path)   # a dose file (else refused, saying what it is): it has no DVHs
             return out
         for key, grp in f["dvh"].items():
             a = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in grp.attrs.items()}

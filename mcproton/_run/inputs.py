@@ -1731,7 +1731,9 @@ def prescription_check(cfg: dict[str, Any], result: Any) -> str | None:
     pl = cfg.get("plan", {})
     if not (isinstance(pl.get("rtplan"), str) and isinstance(pl.get("rtstruct"), str)):
         return None
-    if result.normalisation == "Gy per primary":
+    from .result import is_per_primary
+
+    if is_per_primary(result):
         return None
     try:
         rx = plan_prescription(_resolve(cfg, pl["rtplan"]))

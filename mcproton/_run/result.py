@@ -100,6 +100,23 @@ def stored_grid(result: Any, name: str) -> Any:
     return d["_" + name] if "_" + name in d else getattr(result, name)
 
 
+#: the normalisation of a dose per primary proton (a beam without ``total_protons``); a sum of such results says
+#: "Gy per primary (sum over beams)" (:func:`sum_results`)
+PER_PRIMARY = "Gy per primary"
+
+
+def is_per_primary(result: Any) -> bool:
+    """Whether the dose of ``result`` (a DoseResult, or its ``normalisation`` text) is per primary proton, not
+    absolute: its normalisation names "Gy per primary" ("Gy per primary", a sum's "Gy per primary (sum over
+    beams)", and the "Gy (sum of 2 beams: Gy per primary ...)" that sum_results gave a sum of such sums before
+    2026-12-07, which is per primary too).  The one test for every place that treats the two apart (the HDF5's
+    ``unit`` attributes, write_result_rtdose, mcnamara_of_result, sum_results, the prescription check, mcproton
+    check's top-up, the dose plot): before (audit 26, F2), each compared the text with "Gy per primary", so a
+    per-primary sum was taken for an absolute dose (written as an RT Dose in Gy, given a McNamara RBE of 1.4-2.9)."""
+    norm = result if isinstance(result, str) else getattr(result, "normalisation", "")
+    return PER_PRIMARY in str(norm or "")
+
+
 @dataclass
 class DoseResult:
     """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
@@ -134,7 +151,7 @@ class DoseResult:
     protons_per_second: float
     backend: str
     device: str
-    normalisation: str = "Gy per primary"
+    normalisation: str = PER_PRIMARY
     edep_mev_zyx: np.ndarray | None = None
     study_not_stored: str = ""
     fractions_not_stored: str = ""
@@ -199,8 +216,11 @@ class DoseResult:
         ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
         ValueError.
 
-        A file that is not HDF5, not written by mcproton, or of an unknown format version (a newer mcproton)
-        raises ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        A file that is not HDF5, a truncated or damaged HDF5 (an interrupted copy), one not written by mcproton, or
+        of an unknown format version (a newer mcproton) raises ``mcproton._io.hdf5.DoseFileError`` (a
+        ``ValueError``), as do mcproton's other files, each named with what to do: a run's checkpoint
+        (``<out>.ckpt.h5``: run the command again with ``--resume`` to write its result) and a phantom file (read
+        it with ``mcproton.phantoms.read_phantom_hdf5``).  A file written before the format had a
         version is read as version 0 with a warning: it lacks the deposited energy, primaries, wall time and
         backend (taken from the provenance) and the definitions of materials that are not in the database
         (placeholders by name, not for transport)."""
@@ -307,7 +327,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
             edep[c] = ed / n
         deposited += exact_sum(sv["edep"])
     scale = 1.0
-    norm = "Gy per primary"
+    norm = PER_PRIMARY
     if sim.beam.total_protons:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
@@ -399,33 +419,71 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         edep_mev_zyx=full(edep))
 
 
-def _random_stream(r: DoseResult) -> tuple | None:
-    """(seed, beam index): the results of one stream share their random numbers; None where unknown (a result
-    saved before the beam index was recorded, or a sum), taken as independent of every other."""
-    p = r.provenance or {}
-    if p.get("beam_index") is None or p.get("seed") is None:
-        return None
-    return (p.get("seed"), p.get("beam_index"))
+def _per_beam(prov: dict, key: str, own: Any, n_beams: int) -> list:
+    """A sum's list ``prov[key]`` (one item per beam record: ``summed_beam_indices``, ``summed_beam_seeds``,
+    ``summed_primaries``) where it has one item per beam record, else ``own`` for each of the ``n_beams``."""
+    said = prov.get(key)
+    if "summed_beams" in prov and isinstance(said, list) and len(said) == n_beams:
+        return list(said)
+    return [own] * n_beams
+
+
+def _beam_streams(r: DoseResult) -> list[tuple | None]:
+    """The random stream (seed, beam index) of each beam record of ``r`` (:func:`mcproton._io.hdf5.beam_records`):
+    of one beam, its ``seed`` and ``beam_index``; of a sum, each beam's (``summed_beam_seeds``: a sum of one run's
+    beams, its ``seed``; ``summed_beam_indices``).  None where unknown (a result saved before the beam index was
+    recorded), taken as independent of every other."""
+    seeds, indices = _beam_seeds_and_indices(r.provenance or {})
+    return [None if s is None or i is None else (s, i) for s, i in zip(seeds, indices)]
+
+
+def _beam_seeds_and_indices(p: dict) -> tuple[list, list]:
+    """The seed and the beam index of each beam record of the provenance ``p`` (None where not recorded; a sum's
+    seed where all its parts share one, ``seed``, is each beam's)."""
+    from .._io.hdf5 import beam_records
+
+    from .builds import RUNS_DIFFER
+
+    n = len(beam_records(p))
+    seed = p.get("seed") if p.get("seed") != RUNS_DIFFER else None
+    return (_per_beam(p, "summed_beam_seeds", seed, n), _per_beam(p, "summed_beam_indices", p.get("beam_index"), n))
 
 
 def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
-    """The results grouped by random stream (seed, beam index); a result of unknown stream is its own group.
-    Results of different streams are independent: their absolute standard errors add in quadrature.  Results
-    of one stream (the same random numbers) are correlated, up to fully for the same beam: their standard
-    errors add linearly (the upper bound), with a warning."""
-    groups: dict[Any, list[DoseResult]] = {}
+    """The results grouped by random stream: results that hold a beam of one stream (seed, beam index) in common
+    (a sum's every beam compared: a plan's run and a run of one of its beams share that beam's stream) are one
+    group; a result of unknown streams is its own group.  Results of different streams are independent: their
+    absolute standard errors add in quadrature.  Results of one stream (the same random numbers) are correlated,
+    up to fully for the same beam: their standard errors add linearly (the upper bound), with a warning.  Before
+    (audit 26, F1), a sum was of unknown stream, so a beam in two parts was added in quadrature, silently."""
+    streams = [{s for s in _beam_streams(r) if s is not None} for r in results]
+    group_of = list(range(len(results)))   # each result's group: the lowest result it shares a stream with
+
+    def root(k: int) -> int:
+        while group_of[k] != k:
+            k = group_of[k]
+        return k
+
+    shared: dict[tuple, None] = {}
+    for k in range(len(results)):
+        for j in range(k):
+            common = streams[k] & streams[j]
+            if common:
+                shared.update(dict.fromkeys(sorted(common, key=str)))
+                a, b = root(k), root(j)
+                group_of[max(a, b)] = min(a, b)
+    groups: dict[int, list[DoseResult]] = {}
     for k, r in enumerate(results):
-        key = _random_stream(r)
-        groups.setdefault(("unknown", k) if key is None else key, []).append(r)
-    shared = [key for key, grp in groups.items() if len(grp) > 1]
+        groups.setdefault(root(k), []).append(r)
     if shared:
-        n = sum(len(groups[k]) for k in shared)
+        n = sum(len(g) for g in groups.values() if len(g) > 1)
         warn(f"sum_results: {n} results share their random numbers ((seed, beam index): "
              f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
              "cannot be added in quadrature; their standard errors are added linearly (an upper "
              "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
              "mcproton run does (its runs of one beam each, plan.beams = [N], all ran on stream 0 before "
-             "2026-12-06: run those again).",
+             "2026-12-06: run those again); a beam in two of the results (a plan's run and a run of one of its "
+             "beams) is added twice.",
              McprotonRuntimeWarning, stacklevel=3)
     return list(groups.values())
 
@@ -494,6 +552,27 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
     elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
+
+
+def _summed_beam_lists(results: list[DoseResult]) -> dict[str, list]:
+    """A sum's record of its beams, one item per beam of every part (a part that is itself a sum gives each of its
+    beams): ``summed_beams`` (their records: :func:`mcproton._io.hdf5.beam_records`), ``summed_primaries``,
+    ``summed_beam_indices`` and ``summed_beam_seeds`` (their random streams: :func:`_beam_streams`).  Before (audit
+    26, F1), a part that was a sum gave one empty record: its beams' fractions, numbers and plan were lost, and the
+    RT Dose of the sum of a plan's beams run in two jobs held one fraction labelled as the whole course."""
+    from .._io.hdf5 import beam_records
+
+    out: dict[str, list] = {"summed_beams": [], "summed_primaries": [], "summed_beam_indices": [],
+                            "summed_beam_seeds": []}
+    for r in results:
+        p = r.provenance or {}
+        beams = [dict(b) for b in beam_records(p)]
+        seeds, indices = _beam_seeds_and_indices(p)
+        out["summed_beams"] += beams
+        out["summed_primaries"] += _per_beam(p, "summed_primaries", r.primaries, len(beams))
+        out["summed_beam_indices"] += indices
+        out["summed_beam_seeds"] += seeds
+    return out
 
 
 def early_stop_note(result: Any) -> str | None:
@@ -813,6 +892,11 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     they are not; the ledger energies, primaries and wall time add.  All results must be absolute
     (``Gy for N protons``) or all per primary.
 
+    The sum records each beam (``provenance["summed_beams"]``: its record, with its plan keys; ``summed_primaries``,
+    ``summed_beam_indices``, ``summed_beam_seeds``), a part that is itself a sum giving each of its beams: so a
+    plan's beams run in two jobs and summed are the whole plan's (its RT Dose: PLAN, all fractions), and a beam in
+    two parts (a plan's run and a run of one of its beams) is found to share its random stream.
+
     The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
 
     * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
@@ -880,10 +964,12 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
                  f"{' and '.join(differ)} differ; the sum keeps result 1's geometry, and adds doses of different "
                  "phantoms (sum results of one geometry only)", McprotonRuntimeWarning, stacklevel=2)
     g, unknown = _summed_study(results)
-    per_primary = [r.normalisation == "Gy per primary" for r in results]
+    per_primary = [is_per_primary(r) for r in results]
     if any(per_primary) and not all(per_primary):
-        raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
-                         "total_protons (plans do)")
+        which = ", ".join(f"result {k} ({r.normalisation})" for k, r in enumerate(results, start=1)
+                          if is_per_primary(r))
+        raise ValueError(f"sum_results: cannot add a per-primary dose ({which}) to an absolute dose; give every "
+                         "beam total_protons (plans do)")
     groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
     first = stored_grid(results[0], "dose_gy_zyx")
@@ -915,11 +1001,10 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     wall = float(sum(r.wall_s for r in results))
     pps = n / wall if wall > 0 else float("nan")
-    norm = "Gy per primary (sum over beams)" if all(per_primary) else _summed_normalisation(results)
+    norm = f"{PER_PRIMARY} (sum over beams)" if all(per_primary) else _summed_normalisation(results)
     prov = dict(results[0].provenance)
     prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
-                 "summed_beams": [r.provenance.get("beam", {}) for r in results],
-                 "summed_primaries": [r.primaries for r in results]})
+                 **_summed_beam_lists(results)})
     # every beam's shifters: results[0]'s alone said "none" for a plan whose first beam has none (audit 17 F2)
     prov["range_shifters"] = sorted({x for r in results for x in r.provenance.get("range_shifters", [])})
     prov.pop("beam", None)
@@ -939,7 +1024,6 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         if said:
             warn(said, McprotonRuntimeWarning, stacklevel=2)
             prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), said]))
-    prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}

@@ -26,7 +26,8 @@ def _old_sum(results: list[DoseResult]) -> dict[str, Any]:
 
     groups: dict[Any, list[DoseResult]] = {}
     for k, r in enumerate(results):
-        key = res_mod._random_stream(r)
+        p = r.provenance   # (seed, beam index) of a one-beam result; unknown: its own group
+        key = None if p.get("seed") is None or p.get("beam_index") is None else (p["seed"], p["beam_index"])
         groups.setdefault(("unknown", k) if key is None else key, []).append(r)
     var = np.zeros(results[0].dose_gy_zyx.shape, np.float64)
     for grp in groups.values():
