@@ -160,3 +160,26 @@ def demo_plan_4mm_shared():
 def demo_plan_4mm(demo_plan_4mm_shared):
     """(geometry, plan) of :func:`demo_plan_4mm_shared`, a deep copy for this test alone (0.06 s)."""
     return copy.deepcopy(demo_plan_4mm_shared)
+
+
+#: a white 1 x 1 PNG, base64: the image of every figure of a report drawn with :func:`report_figures_blank`
+BLANK_PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
+
+
+@pytest.fixture
+def report_figures_blank(monkeypatch):
+    """``mcproton check`` writes its report (check.html, check.json, RD_mc.dcm) with a blank image in place of
+    each figure, for the tests that read the report's text, its JSON or its RT Dose and not its figures: drawing
+    and encoding them (maps, histograms, DVH, beams) is about half of a check's time (11 of 22 s of a 3-beam check
+    on 2 cores).  The figures' names still come from the report's own figure_builders (its names, planes and
+    structures chosen as before); only drawing one is skipped.  The figures themselves are tested in
+    tests/check/test_report.py and test_report_workers.py."""
+    from mcproton._check import report
+
+    names_of = report.figure_builders
+
+    def blank_builders(res, names=None):
+        return {name: (lambda: None) for name in names_of(res, names)}
+
+    monkeypatch.setattr(report, "figure_builders", blank_builders)
+    monkeypatch.setattr(report, "_png", lambda fig, glyphs=None: BLANK_PNG_BASE64)

@@ -39,15 +39,36 @@ def demo_plan_made_once(demo_plan_4mm_shared, monkeypatch):
 
 
 @pytest.fixture
-def demo_plan_prelude(demo_plan_4mm_shared, tmp_path):
+def phantom_volumes_prelude(demo_plan_4mm_shared, tmp_path):
+    """Lines that give a demo in a fresh interpreter the label volumes of its phantom at 1 mm, from a pickle of
+    those this process computed once (mcproton.phantoms.coverage._volumes_at_reference, lru-cached, for the demo's
+    5-year-old head; any other phantom's are computed as before): the demo's 4 mm phantom warns of the labels whose
+    volume its voxels change by more than 25 % (tests/phantoms/test_phantom_coverage.py), which makes the same
+    phantom at 1 mm, 2-7 s on 2 cores in each fresh interpreter.  The same values, so the same warning."""
+    import pickle
+
+    from mcproton.phantoms import coverage
+
+    meta = demo_plan_4mm_shared[0].meta
+    key = (float(meta["age_years"]), str(meta["sex"]), str(meta["region"]))
+    path = tmp_path / "phantom_volumes_1mm.pickle"
+    path.write_bytes(pickle.dumps({key: coverage._volumes_at_reference(*key)}))
+    return ("import pickle\nimport mcproton.phantoms.coverage as _cov\n\n"
+            f"_vols, _at_1mm = pickle.loads(open({str(path)!r}, 'rb').read()), _cov._volumes_at_reference\n"
+            "_cov._volumes_at_reference = lambda *key: _vols[key] if key in _vols else _at_1mm(*key)\n")
+
+
+@pytest.fixture
+def demo_plan_prelude(demo_plan_4mm_shared, phantom_volumes_prelude, tmp_path):
     """Lines that make a demo in a fresh interpreter take the plan made once (:func:`_the_plan_made_once`, its
-    source), from a pickle of it."""
+    source), from a pickle of it, and its phantom's 1 mm label volumes computed once
+    (:func:`phantom_volumes_prelude`)."""
     import inspect
     import pickle
 
     path = tmp_path / "demo_plan_4mm.pickle"
     path.write_bytes(pickle.dumps(demo_plan_4mm_shared[1]))
-    return ("import pickle\nimport mcproton.phantoms.reference_plans as _rp\n\n\n"
+    return (phantom_volumes_prelude + "import mcproton.phantoms.reference_plans as _rp\n\n\n"
             + inspect.getsource(_the_plan_made_once) + "\n\n"
             f"_rp.posterior_fossa_plan = lambda g, **kw: _the_plan_made_once("
             f"pickle.loads(open({str(path)!r}, 'rb').read()), g, kw)\n")
@@ -406,7 +427,7 @@ sys.exit(main(["demo", "--out", sys.argv[1], "--primaries", "2000", "--voxel-mm"
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
 @pytest.mark.parametrize("step", ["plan", "verify"])
-def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step, demo_plan_prelude):
+def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step, demo_plan_prelude, phantom_volumes_prelude):
     """An error in the demo's plan or Monte Carlo (e.g. a kernel cache that cannot be written) is reported and
     the demo ends: its forked helpers (CT writer, plane figures) are ended, not waited for without bound (the
     deployment audit, F1: it hung for good, with no message).  In a fresh interpreter, as `mcproton demo` runs
@@ -415,7 +436,7 @@ def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step, demo_plan_pre
     import sys
 
     script = tmp_path / "demo_error.py"
-    script.write_text((demo_plan_prelude if step == "verify" else "") + _DEMO_ERROR_SCRIPT)
+    script.write_text((demo_plan_prelude if step == "verify" else phantom_volumes_prelude) + _DEMO_ERROR_SCRIPT)
     rc, _, err = _run_to_the_end([sys.executable, str(script), str(tmp_path / "out"), step], 180)
     # a RuntimeError is the machine's (a kernel cache, a compiler): exit 3 since 2026-12-06 (mcproton.errors)
     assert rc == 3 and "mcproton: error: this step failed on purpose" in err, err

@@ -18,6 +18,10 @@ the tests test):
 - ``case``: the fast MC (~6.5 % noise, relaxed levels) for everything that is not a verdict at clinical noise
   (report contents, pairing, refusals, notes).  Its two MCs take ~15 s; its verdict on the correct doses is not
   asserted.
+
+The tests that read the report's text, check.json or RD_mc.dcm and not its figures write it with blank figures
+(fixture ``report_figures_blank``, tests/conftest.py: drawing them is about half of a check's time); those that look
+at figures, or at the report of doses stored in other orientations, draw them.
 """
 from __future__ import annotations
 
@@ -454,7 +458,8 @@ def test_d95_row_decimals_are_chosen_per_estimate_against_its_own_limit(case, mo
     assert "the MC-corrected value: 3.420 %" in row["limit_text"], row["limit_text"]
 
 
-def test_one_beam_of_a_per_beam_plan_scaled_by_5_percent_fails_naming_that_beam(clinical, tmp_path):
+def test_one_beam_of_a_per_beam_plan_scaled_by_5_percent_fails_naming_that_beam(clinical, tmp_path,
+                                                                                report_figures_blank):
     """Beam 2's TPS dose x 1.05, in its per-beam dose and in the plan dose (a wrong MU or output of one field; the CSI
     audit of 2026-12-05, F1: on one of four CSI fields every plan-level row passed, and the one note blamed "a shift or
     a range difference"). Each beam with a per-beam TPS dose has its MC/TPS dose row (compare. beam_dose_ratio): beam
@@ -484,7 +489,7 @@ def test_one_beam_of_a_per_beam_plan_scaled_by_5_percent_fails_naming_that_beam(
     assert "<h2>Beams: dose level</h2>" in page and f"{res.beam_dose[2]['ratio']:.4f}" in page
 
 
-def test_rays_where_the_mc_has_no_distal_edge_count_as_failing_rays(case, tmp_path):
+def test_rays_where_the_mc_has_no_distal_edge_count_as_failing_rays(case, tmp_path, report_figures_blank):
     """The MC's beam 1 without dose at x > 0 (half its field lost: a spot column missing or misplaced), the TPS
     doses the MC's own: the rays where the TPS has a distal R80 and the MC none count outside 2 mm, and the rays row
     fails at the default 90 % (the fixture's relaxed 50 % is above what is left: 55 %).  Both counts are in the
@@ -634,7 +639,7 @@ def test_an_out_folder_where_an_output_would_overwrite_an_input_is_refused(case,
     assert "own notes" in (o / "check.html").read_text()
 
 
-def test_an_earlier_checks_outputs_are_removed_from_a_reused_out_folder(case, tmp_path):
+def test_an_earlier_checks_outputs_are_removed_from_a_reused_out_folder(case, tmp_path, report_figures_blank):
     """A check into a folder that holds an earlier check (here with per-beam doses: RD_mc_beam1/2.dcm) removes
     what that check wrote and names it, so that no MC dose of another plan version or patient lies beside the new
     report (before: left there, and imported with it)."""
@@ -912,7 +917,7 @@ def _with_dose_references(case, tmp_path, source_plan: Path) -> Path:
     return tmp_path / "RP_refs.dcm"
 
 
-def test_point_dose_references_are_not_a_targets_prescription(case, tmp_path):
+def test_point_dose_references_are_not_a_targets_prescription(case, tmp_path, report_figures_blank):
     """The DCPT head-phantom plan (Eclipse, RN_headphantom_rs.dcm) has two COORDINATES dose references
     'Verification3/5' of 8.639 Gy(RBE), points of a verification box, no ROI: neither is the PTV's prescription, so
     V95/V100 are relative to the PTV's TPS median and the report says why.  Before (audit finding 7), 8.64 Gy was
@@ -989,7 +994,7 @@ def test_target_uncertainty_and_rbe_checked_as_given(case, tmp_path):
             check(rbe=bad, **kw)
 
 
-def test_the_report_says_what_the_machine_check_did(case, tmp_path):
+def test_the_report_says_what_the_machine_check_did(case, tmp_path, report_figures_blank):
     """Audit 24 swallow F2: with a beam model that names no machines the check's record said "machine check: yes"
     (``settings.machine_check`` true: the option, not what was done) and nothing was warned.  Now check.json's
     settings and the report's Settings table say what was checked of the plan against the model (machine and spot
@@ -1251,7 +1256,7 @@ def test_cli_help_and_bad_input_exit_status(base, capsys):
     assert rc == 2 and "no beam model" in capsys.readouterr().err
 
 
-def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
+def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys, report_figures_blank):
     """--batch: one patient folder is checked, one without a TPS dose is refused with the reason; exit status 1."""
     import json
     import shutil
@@ -1795,7 +1800,7 @@ def test_per_beam_doses_paired_with_the_wrong_beam_are_named(case):
         res.diagnostics
 
 
-def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path):
+def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path, report_figures_blank):
     """An organ whose contours run beyond the TPS grid: its metrics are of the part on the grid, and the JSON and
     the report say so; structures inside the grid are not labelled."""
     import json
@@ -2081,7 +2086,7 @@ def test_a_tps_dose_that_says_dose_to_medium_is_compared_as_such(case, tmp_path)
     assert res.settings["dose_to"] == "water"
 
 
-def test_beams_of_one_direction_compared_on_the_total_dose_give_one_range_row(case, tmp_path):
+def test_beams_of_one_direction_compared_on_the_total_dose_give_one_range_row(case, tmp_path, report_figures_blank):
     """Audit 18b F8: without a per-beam TPS dose, the range of each beam is read along its direction on the total
     dose; three fields at gantry 0 compared the same rays and gave three identical FAIL rows.  Now the beams sharing
     a direction and isocentre give one row, "beams 1, 2 (gantry 0, couch 0)", and one row in the HTML's range table."""
@@ -2106,7 +2111,7 @@ def test_beams_of_one_direction_compared_on_the_total_dose_give_one_range_row(ca
     assert page.count("<td>1, 2 (gantry 0, couch 0)</td>") == 1 and "<td>2</td><td>total dose" not in page
 
 
-def test_likely_causes_come_before_the_remarks_under_their_own_heading(case, tmp_path):
+def test_likely_causes_come_before_the_remarks_under_their_own_heading(case, tmp_path, report_figures_blank):
     """Audit 18b F6: every note of a FAIL stood under "Likely causes", remarks that cause nothing (an ROI off the
     grid, an ROI typed by its name, dose in air) first and the real cause last.  Now check.json's
     ``diagnostic_kinds`` says which is which (``diagnostics`` unchanged), the HTML shows the causes under "Likely

@@ -90,13 +90,21 @@ def hard_events_per_primary(max_eloss_fraction, max_step_mm, n):
 def test_hard_event_rates_do_not_depend_on_the_step_length():
     """40 MeV protons in water, where the nonelastic cross section of oxygen rises as they slow down (ICRU 63:
     401 mb at 50 MeV, 500 mb at 30 MeV): the number of nonelastic, p-p and nuclear elastic events per primary
-    with 20 %-energy-loss steps equals that with 1 % steps.  Sampling with the cross section at the step's start
-    (no majorant) gave 12 % fewer nonelastic events with 20 % steps (0.0206 vs 0.0235 per primary).
+    with the longest steps allowed (50 % energy loss, 10 mm) equals that with 5 % steps of at most 1 mm.
+
+    The wrong model, sampling with the cross section at the step's start (no majorant; measured with the column
+    hard_sigma_max set to hard_sigma), gives 27 % fewer nonelastic events with 50 % steps (0.0175 vs 0.0238 per
+    primary) and 4 % fewer with 5 % steps (0.0225): a difference of 0.0051 per primary, 8.9 sd of the difference at
+    the counts below, so this test fails it with a probability of 1 - 5e-7 (it fails it: 8.6 sd at seed 4).  Until
+    2026-12-07 the test compared 20 % steps (12 % fewer nonelastic events: 0.0206 vs 0.0235) with 1 % steps at
+    200 000 primaries each (40 s on 2 cores, 97 % of it the 1 % steps): 6.2 sd, a 1.4 % chance of missing that
+    model.  Since the null-collision sampling is exact at any step, 5 % steps are as good a reference as 1 % ones
+    and cost 6x less per primary; the 50 % steps cost 15x less than 5 % ones, hence 5x the primaries there.
     Tolerance: 4 standard deviations of the difference of two Poisson counts (false-positive rate 6e-5 per
-    channel)."""
-    n = 200_000
-    long_steps = hard_events_per_primary(0.2, 5.0, n)
-    short_steps = hard_events_per_primary(0.01, 0.5, n)
-    sd = np.sqrt((long_steps + short_steps) / n)
+    channel, 2e-4 for the three)."""
+    n_long, n_short = 400_000, 80_000
+    long_steps = hard_events_per_primary(0.5, 10.0, n_long)
+    short_steps = hard_events_per_primary(0.05, 1.0, n_short)
+    sd = np.sqrt(long_steps / n_long + short_steps / n_short)
     assert np.all(short_steps > 0)
     assert np.all(np.abs(long_steps - short_steps) < 4 * sd), (long_steps, short_steps, sd)

@@ -250,9 +250,10 @@ OTHER_STUDY = "1.2.826.0.1.3680043.8.498.4242"
     ({"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"},
       "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea", "StudyInstanceUID": OTHER_STUDY}},
      "different PatientIDs")], ids=["name-only", "dose-of-another-id"])
-def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, changes, what):
+def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, changes, what, report_figures_blank):
     """F2: RD_mc.dcm carries the identity of the report's header (the plan's), check.json says whose it is, and the
-    identity warning is in check.json's warnings, its provenance and the report's header."""
+    identity warning is in check.json's warnings, its provenance and the report's header (the report's text: its
+    figures blank, half of the check's time, tests/conftest.py)."""
     out = tmp_path / "chk"
     case = _case(demo, tmp_path / "p", changes)
     rc, err = _check(case, out, capsys)
