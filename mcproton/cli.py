@@ -1817,7 +1817,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
     bug, with a hint to rerun with --debug for the traceback), 128 + n a signal (mcproton.errors)."""
     from ._signals import RunInterrupted
     from .config import ConfigError
-    from .errors import EXIT_INTERNAL, exit_status, status_of
+    from .errors import EXIT_INTERNAL, exit_status, raised_outside_mcproton, status_of
 
     if argv and argv[0] in _PASSTHROUGH:
         # argparse.REMAINDER does not capture a remainder that starts with an option (``demo --out x``):
@@ -1850,7 +1850,10 @@ def _guarded(argv: list[str], debug: bool) -> int:
                   + ("the traceback is above; " if debug else "rerun with --debug for the traceback, and ")
                   + "please report it)", file=sys.stderr)
             return EXIT_INTERNAL
-        print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
+        # a library's or Python's own error (h5py's "Unable to open file", pydicom's): its message was not written
+        # for the user, so the traceback may be needed to tell what failed (audit 26 exitcodes, F4)
+        hint = " (rerun with --debug for the traceback)" if not debug and raised_outside_mcproton(exc) else ""
+        print(f"mcproton: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return exit_status(exc)
 
 
