@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io.errors import InputDataError, warn
+from ._io.errors import InputDataError, OutputWriteError, warn
 
 __all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "read_dose_per_mu_csv",
            "model_spot_sigma_mm", "model_idd", "model_dose_per_mu", "fit_emittance", "suggested_mean_energy_mev",
@@ -891,10 +891,19 @@ def _ours(p: Path, earlier: dict | None) -> bool:
     return p.name in named | ({"spots.png"} if earlier.get("spots") else set())
 
 
+def _unwritable_why(folder: Path) -> str:
+    """Why ``folder`` cannot be written: "a read-only file system" or "no permission"."""
+    from ._run.inputs import _read_only
+
+    return "it is on a read-only file system" if _read_only(folder) else "no permission"
+
+
 def check_out_dir(out_dir: str | Path) -> list[Path]:
     """Check the report's folder before any transport: it must be a folder (or creatable) and writable, and any
     file of the report's names in it must be an earlier ``mcproton commission``'s (refused otherwise, naming the
-    file).  Returns the earlier report's files found there (they are replaced)."""
+    file).  Returns the earlier report's files found there (they are replaced).  A folder that cannot be written
+    (read-only, no permission) is the machine's: :class:`~mcproton.errors.OutputWriteError`, exit status 3, as in
+    every command (before: 2, audit 26 exitcodes, F3)."""
     import os
 
     out = Path(out_dir)
@@ -904,12 +913,16 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
         from ._run.inputs import _existing_folder
 
         up = _existing_folder(out.absolute())
-        if not up.is_dir() or not os.access(up, os.W_OK | os.X_OK):
-            raise CommissionInputError(f"--out {out}: cannot be created ({up} is not a writable folder); give a "
-                                       "folder you can write")
+        if not up.is_dir():
+            raise CommissionInputError(f"--out {out}: cannot be created ({up} is a file, not a folder); give a "
+                                       "folder for the report")
+        if not os.access(up, os.W_OK | os.X_OK):   # the machine's (read-only, no permission): exit status 3
+            raise OutputWriteError(f"--out {out}: cannot be created ({up} is not a writable folder: "
+                                   f"{_unwritable_why(up)}); give a folder you can write")
         return []
     if not os.access(out, os.W_OK | os.X_OK):
-        raise CommissionInputError(f"--out {out}: the folder is not writable; give a folder you can write")
+        raise OutputWriteError(f"--out {out}: the folder is not writable ({_unwritable_why(out)}); give a folder you "
+                               "can write")
     earlier = _earlier_json(out)
     found = []
     for p in sorted(out.iterdir()):
