@@ -1721,10 +1721,27 @@ def main(argv: list[str] | None = None) -> int:
     _private_matplotlib_dir()
     try:
         with dropping_std_streams():
-            return _main(argv)
+            return _summary_written(_main(argv))
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
+
+
+def _summary_written(status: int) -> int:
+    """``status``, or 3 (the machine's) where it was 0 or 1 and what the command wrote to stdout (the summary, the
+    JSON record, the result lines) could not all be written: a full disk or a file-size limit under ``> summary.json``,
+    an I/O error.  Said on stderr.  Before, the summary was lost or cut short with exit status 0 and no word (audit 26
+    exitcodes, F5).  A broken pipe (``| head``) is not an error: the reader has stopped reading."""
+    from ._io.console import lost_output_error
+    from .errors import EXIT_ENVIRONMENT
+
+    exc = lost_output_error(sys.stdout)
+    if exc is None:
+        return status
+    print(f"mcproton: error: what this command printed on stdout (its summary or JSON record) could not all be "
+          f"written: {_one_line(exc)}; it is lost or cut short (the files the command wrote are not affected): "
+          "free disk space or redirect stdout elsewhere, and run it again for it", file=sys.stderr)
+    return EXIT_ENVIRONMENT if status in (0, 1) else status
 
 
 def _writable_folder(d: Path) -> bool:

@@ -199,3 +199,21 @@ def test_an_unwritable_out_is_the_machines_in_every_command(command, tmp_path):
     proc = run(argv)
     assert proc.returncode == 3, (proc.returncode, proc.stderr)
     assert "error:" in proc.stderr and "config error" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
+def test_a_summary_that_cannot_be_written_to_stdout_is_an_error():
+    """stdout on a full disk (/dev/full): the printed record was lost with exit status 0 and no word (audit 26
+    exitcodes, F5); now a line on stderr and exit status 3.  A broken pipe (| head) stays exit status 0."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "check", "--print-levels"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "could not all be written: [Errno 28] No space left on device" in proc.stderr, proc.stderr
+    head = subprocess.run(f"{sys.executable} -m mcproton.cli check --print-levels | head -c 10 >/dev/null; "
+                          "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+                          text=True, timeout=120)
+    assert head.returncode == 0 and "could not" not in head.stderr, head.stderr

@@ -147,6 +147,21 @@ def stderr_is_terminal() -> bool:
         return False
 
 
+def lost_output_error(stream: Any) -> BaseException | None:
+    """The error that made the :class:`DroppingStream` ``stream`` drop what was written to it (after a last flush),
+    unless it is a broken pipe (``| head``: the reader has what it wants) or the stream is none: the error that a
+    command's status must report (a summary on stdout redirected to a full disk is lost or cut short)."""
+    import errno
+
+    if not isinstance(stream, DroppingStream):
+        return None
+    stream.flush()
+    exc = stream.broken
+    if exc is None or isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
+        return None
+    return exc
+
+
 @contextmanager
 def dropping_std_streams() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` as :class:`DroppingStream` for the block (the command line: every
