@@ -1599,8 +1599,20 @@ input file), 3 the machine or the output (the output busy, the disk full or read
 REQUIRED_UNLESS = "required_unless"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its sub-parsers too), whose usage error keeps its line on the SystemExit it raises
+    (``usage_error``): ``check --json`` prints it as its record (:func:`_guarded`)."""
+
+    def error(self, message: str):   # type: ignore[override]
+        try:
+            super().error(message)
+        except SystemExit as exc:
+            exc.usage_error = f"{self.prog}: error: {message}"   # type: ignore[attr-defined]
+            raise
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
+    p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
@@ -1841,7 +1853,14 @@ def _guarded(argv: list[str], debug: bool) -> int:
         # hand everything after the subcommand to its own parser
         args = argparse.Namespace(func=_PASSTHROUGH[argv[0]], rest=argv[1:])
     else:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # a usage error (exit status 2): check --json prints its record still
+            if exc.code == 2 and argv[:1] == ["check"]:
+                from ._check.cli import print_usage_error_record
+
+                print_usage_error_record(argv, getattr(exc, "usage_error", "usage error"))
+            raise
     args.command_line = ["mcproton", *argv]   # as typed (mcproton check records it, so that a re-run is a copy)
     try:
         return int(args.func(args) or 0)

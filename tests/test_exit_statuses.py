@@ -217,3 +217,27 @@ def test_a_summary_that_cannot_be_written_to_stdout_is_an_error():
                           "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
                           text=True, timeout=120)
     assert head.returncode == 0 and "could not" not in head.stderr, head.stderr
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--out", "@o", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--out", "@o", "--primaries", "abc"], "argument --primaries: invalid int value: 'abc'"),
+    (["--out", "@o", "--backend", "gpu"], "argument --backend: invalid choice: 'gpu'"),
+    ([], "the following arguments are required: --out"),
+])
+def test_check_json_prints_its_record_for_a_usage_error(extra, words, tmp_path, capsys):
+    """docs/check.md: "--json prints the record on stdout, in every outcome"; a refusal made by argparse printed
+    nothing on stdout, and a wrapper's json.loads(stdout) failed on the first typo (audit 26 exitcodes, F6)."""
+    argv = ["check", str(tmp_path), "--beam-model", "dcpt_v5",
+            *[str(tmp_path / "o") if a == "@o" else a for a in extra], "--json"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    cap = capsys.readouterr()
+    record = json.loads(cap.out)
+    assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
+    assert words in record["error"] and words in cap.err
+    assert record["provenance"]["out"] == (str(tmp_path / "o") if extra else None)
+    with pytest.raises(SystemExit):   # without --json: nothing on stdout, as before
+        main(argv[:-1])
+    assert capsys.readouterr().out == ""
