@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
-    p.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all; see --list)")
+    p.add_argument("--cases", default=None, help="comma-separated subset of the cases (default: all; see --list)")
     p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
     p.add_argument("--batches", type=int, default=10,
                    help="statistical batches per run, for the uncertainties (default 10)")
@@ -190,7 +190,12 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
         p.print_usage(sys.stderr)
         print("mcproton validate: error: --out DIR is required", file=sys.stderr)
         return 2
-    names = [n.strip() for n in args.cases.split(",") if n.strip()] or list(CASE_NAMES)
+    names = list(CASE_NAMES) if args.cases is None else [n.strip() for n in args.cases.split(",") if n.strip()]
+    if not names:   # --cases "$CASES" with CASES empty ran the whole suite (audit 26 exitcodes, F10)
+        print(f"mcproton validate: error: --cases {args.cases!r} names no case; give one or more of the names "
+              "mcproton validate --list prints, separated by commas, or leave --cases out for every case",
+              file=sys.stderr)
+        return 2
     unknown = [n for n in names if n not in CASE_NAMES]
     if unknown:
         print(f"mcproton validate: unknown case(s) {unknown}; known: {', '.join(CASE_NAMES)}", file=sys.stderr)
