@@ -1524,9 +1524,11 @@ def _load_cpu_kernel(cpu: Any) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 1 where
-    no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU kernel; no GPU):
-    a script that asks before a long job learns it from the status (the deployment audit of 2026-12-05, F12).  The
+    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 3 (the
+    machine's, as ``run`` and ``bench`` exit for the same cause; 1 before audit 26, exitcodes F9, the status of a
+    FAIL) where no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU
+    kernel; no GPU): a script that asks before a long job learns it from the status (the deployment audit of
+    2026-12-05, F12).  The
     CPU kernel is loaded as a run loads it, and built where the kernel cache has none (:func:`_load_cpu_kernel`)."""
     from ._backend import cuda_available, get_backend
     from ._backend.cpu import cache_status
@@ -1565,7 +1567,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
                     print(f"{sub:>18}: {text}")
             else:
                 print(f"{k:>14}: {v}")
-    return 0 if info["auto_backend"] != "none" else 1
+    from .errors import EXIT_ENVIRONMENT
+
+    return 0 if info["auto_backend"] != "none" else EXIT_ENVIRONMENT
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -1660,7 +1664,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
-                                    "status 1: no backend usable)")
+                                    "status 3: no backend usable)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 
