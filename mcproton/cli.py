@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from . import __version__
 from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, write_stderr
-from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
+from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport, defer_stop_signals, end_deferral
 
 
 #: the format version of ``mcproton run``'s summary JSON (stdout): raised when a key is removed or changes meaning
@@ -243,7 +243,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # line: SIGTERM/SIGHUP while the inputs were read (the config, the CT, the geometry, the plan: minutes on
             # a patient's CT) ended it by the default action with no word (concurrency audit 25, F7), and once the
             # locks are taken it gives them back (a SIGTERM there left them: CI 2026-12-05)
-            with UntilTheTransport():
+            with UntilTheTransport() as stop:
+                stop.deliver_deferred()   # a signal that came as the command line started (audit 26 F2)
                 return _run_timed(args, clock, said)
         except StopSignal as exc:
             print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
@@ -1733,14 +1734,22 @@ def main(argv: list[str] | None = None) -> int:
     the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
     first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
     start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
-    reopen_closed_std_fds()
-    _private_matplotlib_dir()
+    defer_stop_signals()   # first: a stop signal from now on reaches the command's own handler (audit 26 F2)
     try:
+        reopen_closed_std_fds()
+        _private_matplotlib_dir()
         with dropping_std_streams():
-            return _summary_written(_main(argv))
+            status = _main(argv)
+            late = end_deferral()
+            if late is not None:   # it came where no command's handler took it: as the command ended
+                print(f"mcproton: {signal.Signals(late).name} received as the command ended; its exit status "
+                      f"{status} stands", file=sys.stderr)
+            return _summary_written(status)
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
+    finally:
+        end_deferral()
 
 
 def _summary_written(status: int) -> int:
@@ -1867,6 +1876,10 @@ def _guarded(argv: list[str], debug: bool) -> int:
             raise
     args.command_line = ["mcproton", *argv]   # as typed (mcproton check records it, so that a re-run is a copy)
     try:
+        if args.func in (_cmd_bench, _cmd_info):   # no stop handler of their own: a stop signal ends them at once
+            with RaiseOnStopSignals() as stop:
+                stop.deliver_deferred()
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"mcproton: config error: {exc}", file=sys.stderr)
@@ -1882,6 +1895,9 @@ def _guarded(argv: list[str], debug: bool) -> int:
     except RunInterrupted as exc:   # a user's SIGINT/SIGTERM (mcproton check; run handles its own): not an error
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code
+    except StopSignal as exc:   # bench, info: nothing written to say
+        print(f"mcproton: interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except Exception as exc:
         if debug:
             _traceback()

@@ -246,8 +246,9 @@ def _stops_cleanly(fn):
         from ._signals import RaiseOnStopSignals, RunInterrupted, StopSignal
 
         started = time.time()
-        with RaiseOnStopSignals():
+        with RaiseOnStopSignals() as stop:
             try:
+                stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
                 return fn(out, **kwargs)
             except StopSignal as exc:
                 raise RunInterrupted(_stopped(exc.signum, Path(out), started), 128 + exc.signum) from None

@@ -50,8 +50,9 @@ def _phantom(out: str, args: argparse.Namespace) -> int:
                              log=lambda m: print(m, file=sys.stderr))
     t0 = time.perf_counter()
     writing = False
-    with RaiseOnStopSignals():
+    with RaiseOnStopSignals() as stop:
         try:
+            stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             g = make_head_phantom(args.age, args.voxel_mm, sex=args.sex, region=args.region)
             writing = True
             res = export_phantom(g, folder, calibration=args.calibration, rtstruct=not args.no_rtstruct)

@@ -284,6 +284,7 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
     with stop:
         try:
             aside[0] = _set_aside(folder, earlier)
+            stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             t0 = time.perf_counter()
             run_cases(ctx, names, results)
             meta["total_wall_s"] = round(time.perf_counter() - t0, 2)
