@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 
 from .._io.lock import locks_output
-from .._io.set_aside import set_aside
+from .._io.set_aside import discard_aside, files_text, set_aside
 from .._signals import RaiseOnStopSignals, StopSignal
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
@@ -343,25 +343,8 @@ def _discard(out: Path, aside: Path | None) -> None:
     """This report is complete: the earlier one set aside is removed (replaced), and said to be, with the number of
     its files (before, the number of files found in ``out``: "(1 files)" where that was the record of a stopped
     validation, whose folder held the 3 files of the report replaced: review 2a of 2026-12-07, R3)."""
-    import shutil
-
-    if aside is None:
-        return
-    n = _files_text(aside)
-    try:
-        shutil.rmtree(aside)
-    except OSError as exc:
-        _say(f"mcproton validate: could not remove the earlier report set aside in {aside} ({exc}); this "
-             "validation's report is complete beside it")
-        return
-    _say(f"mcproton validate: the earlier report in {out} ({n}) was replaced")
-
-
-def _files_text(aside: Path) -> str:
-    """"N file(s)": the files of the earlier report set aside in ``aside`` (those of a report whose record a stopped
-    validation left: in the folder moved into it)."""
-    n = sum(1 for p in aside.rglob("*") if not p.is_dir())
-    return f"{n} file{'s' if n != 1 else ''}"
+    if aside is not None:
+        _say(discard_aside(out, aside, "mcproton validate: the earlier report"))
 
 
 def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], written: list[Path],
@@ -406,7 +389,7 @@ def _unfinished(out: Path, status: str, how: str, todo: str, code: int, extra: d
     left = [n for n in order if n not in done]
     where = f"during case {left[0]}" if left else "while writing the report"
     done_text = ", ".join(f"{n} {s}" for n, s in done.items()) or "none"
-    kept = (f"; the earlier report found there ({_files_text(aside)}) was moved into {aside}: it is not the result "
+    kept = (f"; the earlier report found there ({files_text(aside)}) was moved into {aside}: it is not the result "
             "of this validation") if aside is not None else ""
     record = {"schema_version": SCHEMA_VERSION, "status": status,
               "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta,
