@@ -184,6 +184,18 @@ class RaiseOnStopSignals:
             signal.signal(s, h)
 
 
+class RaiseUntilComplete(RaiseOnStopSignals):
+    """:class:`RaiseOnStopSignals` whose signals are ignored once :attr:`complete` is set (the work is done, or its
+    record of a stop is being written): ``mcproton validate``'s and ``mcproton commission``'s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete = False
+
+    def quiet(self) -> bool:
+        return self.complete
+
+
 #: How many times a transport's own stop handler (mcproton._run.job._StopFlag) has been entered in this process:
 #: :class:`UntilTheTransport` stops raising once it moves.
 _transport_handlers_entered = [0]

@@ -81,7 +81,7 @@ import numpy as np
 
 from ._io.errors import InputDataError, OutputWriteError, warn
 from ._io.lock import locks_output
-from ._signals import RaiseOnStopSignals, StopSignal
+from ._signals import RaiseUntilComplete, StopSignal
 
 __all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "read_dose_per_mu_csv",
            "model_spot_sigma_mm", "model_idd", "model_dose_per_mu", "fit_emittance", "suggested_mean_energy_mev",
@@ -1208,17 +1208,10 @@ class _Stopped(StopSignal):
     """SIGINT/SIGTERM/SIGHUP during ``mcproton commission``."""
 
 
-class _StopHandlers(RaiseOnStopSignals):
+class _StopHandlers(RaiseUntilComplete):
     """The stop signals raise :class:`_Stopped` (the first one; none once the report is complete)."""
 
     exc = _Stopped
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.complete = False
-
-    def quiet(self) -> bool:
-        return self.complete
 
 
 def _log(m: str) -> None:
@@ -1241,6 +1234,8 @@ def _commission_into(out: str, args: Any, tol: Tolerances, radius: float | None)
     import datetime as _dt
     import signal
 
+    from ._io.set_aside import set_aside
+
     def flat(given: list[list[str]] | None) -> list[str] | None:   # --idd a b --idd c: [[a, b], [c]]
         return None if given is None else [p for group in given for p in group]
 
@@ -1252,7 +1247,12 @@ def _commission_into(out: str, args: Any, tol: Tolerances, radius: float | None)
     stop = _StopHandlers()
     with stop:
         try:
-            aside = _set_aside(folder, earlier)
+            # the earlier report into earlier_commission_<date>/ (an earlier record removed, the folder it names
+            # moved with it), as check and validate set theirs aside (mcproton._io.set_aside)
+            aside = set_aside(folder, earlier, _log, is_record=_is_record, prefix=EARLIER_DIR,
+                              whose="mcproton commission: the earlier report",
+                              why="is not the result of this commissioning: set aside as it starts (removed once "
+                                  "its report is complete; kept where it does not complete)")
             stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             res = commission(args.beam_model, idd=flat(args.idd), spots=flat(args.spots),
                              dose_per_mu=flat(args.dose_per_mu), primaries=args.primaries, seed=args.seed,
@@ -1290,20 +1290,6 @@ def _is_record(p: Path) -> bool:
     """Whether ``p`` is the commission.json of a commissioning that did not complete (:func:`_unfinished`)."""
     doc = _earlier_json(p.parent) if p.name == "commission.json" else None
     return doc is not None and doc.get("status") in UNFINISHED
-
-
-def _set_aside(out: Path, earlier: list[Path]) -> Path | None:
-    """The earlier report's files moved into ``out/earlier_commission_<date>/`` (an earlier record of a commissioning
-    that did not complete removed, the folder it names moved with them: mcproton._io.set_aside, as check and
-    validate set theirs aside); returns that folder (None: nothing moved)."""
-    from ._io.set_aside import set_aside
-
-    if not earlier:
-        return None
-    return set_aside(out, earlier, _log, is_record=_is_record, prefix=EARLIER_DIR,
-                     whose="mcproton commission: the earlier report",
-                     why="is not the result of this commissioning: set aside as it starts (removed once its report "
-                         "is complete; kept where it does not complete)")
 
 
 def _discard(out: Path, aside: Path | None) -> None:

@@ -138,9 +138,10 @@ def is_programming_error(exc: BaseException) -> bool:
     without an errno, so never a failed system call) with no reader of input files on the way (:func:`_reads_inputs`:
     a truncated DICOM or HDF5 file that numpy cannot reshape stays a refused input), or a RuntimeError that only a
     programming error raises ("dictionary changed size during iteration"), or a ValueError raised by an operator on
-    arrays (numpy's "operands could not be broadcast together": :func:`_raised_by_an_operator`).  Before, every ValueError and OSError was
-    a refused input (2) and every RuntimeError the machine's (3): numpy's "zero-size array to reduction operation"
-    after the MC recorded the patient as "refused", with no hint to report it (audit 26 exitcodes, F4)."""
+    arrays (numpy's "operands could not be broadcast together": :func:`_raised_by_an_operator`).  Before, every
+    ValueError and OSError was a refused input (2) and every RuntimeError the machine's (3): numpy's "zero-size array
+    to reduction operation" after the MC recorded the patient as "refused", with no hint to report it (audit 26
+    exitcodes, F4)."""
     if type(exc).__module__.split(".")[0] == "mcproton" or not isinstance(exc, (ValueError, RuntimeError, OSError)):
         return False
     if isinstance(exc, OSError) and exc.errno is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,28 +15,8 @@ import pytest
 from mcproton.cli import main
 from mcproton.errors import exit_status, status_of
 
-CFG = """\
-[run]
-primaries = 1000
-seed = 1
-backend = "cpu"
-threads = 1
-batches = 2
-
-[phantom]
-type = "water"
-size_mm = [20.0, 20.0, 40.0]
-voxel_mm = [4.0, 4.0, 4.0]
-
-[beam]
-energy_mev = 50.0
-position_mm = [0.0, 0.0, -5.0]
-direction = [0.0, 0.0, 1.0]
-sigma_mm = [2.0, 2.0]
-
-[output]
-plot = false
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent / "run"))
+from run_helpers import write_cfg  # noqa: E402  (tests/run: the small water-pencil config)
 
 
 def _raised(fn) -> BaseException:
@@ -96,8 +78,7 @@ def test_the_run_exits_4_for_numpys_error_after_its_inputs_are_read(tmp_path, mo
         _empty_max()
 
     monkeypatch.setattr(mcproton.cli, "_body_outline_and_check_outputs", bug)
-    cfg = tmp_path / "job.toml"
-    cfg.write_text(CFG)
+    cfg = write_cfg(tmp_path / "job.toml", 1000)
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert "mcproton: internal error: ValueError: zero-size array" in err and "please report it" in err, err
@@ -109,8 +90,7 @@ def test_the_run_exits_4_for_a_dict_changed_during_iteration(tmp_path, monkeypat
     import mcproton.cli
 
     monkeypatch.setattr(mcproton.cli, "_body_outline_and_check_outputs", lambda *a, **k: _changed_size())
-    cfg = tmp_path / "job.toml"
-    cfg.write_text(CFG)
+    cfg = write_cfg(tmp_path / "job.toml", 1000)
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 4
     assert "please report it" in capsys.readouterr().err
 
@@ -124,8 +104,7 @@ def test_a_librarys_error_gets_the_debug_hint_and_keeps_its_status(tmp_path, mon
         json.loads("{")
 
     monkeypatch.setattr(mcproton.cli, "_body_outline_and_check_outputs", read)
-    cfg = tmp_path / "job.toml"
-    cfg.write_text(CFG)
+    cfg = write_cfg(tmp_path / "job.toml", 1000)
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "rerun with --debug for the traceback" in err and "please report it" not in err, err
@@ -178,8 +157,9 @@ def _unwritable_folder_runner(tmp_path):
 
     def run(argv):
         line = " ".join(map(shlex.quote, [sys.executable, "-m", "mcproton.cli", *argv]))
-        return subprocess.run(["unshare", "-m", "bash", "-c", f"mount -t tmpfs -o size=1m,ro tmpfs {shlex.quote(str(d))}"
-                               f" && exec {line}"], capture_output=True, text=True, timeout=300)
+        mount = f"mount -t tmpfs -o size=1m,ro tmpfs {shlex.quote(str(d))}"
+        return subprocess.run(["unshare", "-m", "bash", "-c", f"{mount} && exec {line}"], capture_output=True,
+                              text=True, timeout=300)
 
     return d, run
 
@@ -190,7 +170,7 @@ def test_an_unwritable_out_is_the_machines_in_every_command(command, tmp_path):
     read-only") in every command, as the table of mcproton.errors says; run and commission exited 2 (a refused
     input: "config error") where check, demo, phantom and validate exited 3 (audit 26 exitcodes, F3)."""
     d, run = _unwritable_folder_runner(tmp_path)
-    (tmp_path / "job.toml").write_text(CFG)
+    write_cfg(tmp_path / "job.toml", 1000)
     (tmp_path / "spots.csv").write_text(SPOTS)
     (tmp_path / "empty").mkdir()
     subst = {"@cfg": str(tmp_path / "job.toml"), "@spots": str(tmp_path / "spots.csv"),

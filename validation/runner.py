@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .._io.lock import locks_output
 from .._io.set_aside import discard_aside, files_text, set_aside
-from .._signals import RaiseOnStopSignals, StopSignal
+from .._signals import RaiseUntilComplete, StopSignal
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
 from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_report
@@ -234,17 +234,10 @@ class _Stopped(StopSignal):
     """SIGINT/SIGTERM/SIGHUP during a validation."""
 
 
-class _StopHandlers(RaiseOnStopSignals):
+class _StopHandlers(RaiseUntilComplete):
     """The stop signals raise :class:`_Stopped` (the first one; none once the report is complete)."""
 
     exc = _Stopped
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.complete = False
-
-    def quiet(self) -> bool:
-        return self.complete
 
 
 @locks_output()
