@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import __version__
 from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, write_stderr
@@ -1608,7 +1608,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser (its sub-parsers too), whose usage error keeps its line on the SystemExit it raises
     (``usage_error``): ``check --json`` prints it as its record (:func:`_guarded`)."""
 
-    def error(self, message: str):   # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         try:
             super().error(message)
         except SystemExit as exc:

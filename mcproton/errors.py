@@ -128,7 +128,18 @@ def raised_outside_mcproton(exc: BaseException) -> bool:
         return True
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return _module_of(tb.tb_frame).split(".")[0] != "mcproton"
+    return not _in_mcproton(tb.tb_frame)
+
+
+def _in_mcproton(frame: object) -> bool:
+    """Whether ``frame`` runs mcproton's code: a module of the package (its phantoms and validation among them), or
+    a file of it run as ``__main__`` (``python -m mcproton.cli``)."""
+    import os
+
+    if _module_of(frame).split(".")[0] == "mcproton":
+        return True
+    name = os.path.abspath(getattr(frame, "f_code").co_filename)
+    return name.startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep)
 
 
 def is_programming_error(exc: BaseException) -> bool:

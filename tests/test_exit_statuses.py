@@ -108,6 +108,13 @@ def test_a_librarys_error_gets_the_debug_hint_and_keeps_its_status(tmp_path, mon
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "rerun with --debug for the traceback" in err and "please report it" not in err, err
+    # mcproton's own refusal (a plain ValueError it raises) gets no hint, also under python -m mcproton.cli, where
+    # the command line's module is __main__
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(cfg), "--out", str(tmp_path / "o.h5"),
+                           "--workers", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("--workers must be >= 1; got 0"), proc.stderr
 
 
 def test_a_check_records_numpys_error_as_internal(tmp_path, monkeypatch, capsys):
