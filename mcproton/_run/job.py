@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io.atomic import temporary_files
 from .._io.console import printable, write_stderr
-from .._signals import RunInterrupted, stop_signals, take_deferred, transport_handler_entered
+from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
     fingerprint, geometry_hash, is_complete, is_refused, kernel_build, load_checkpoint, physics_changed, read_builds, \
@@ -74,6 +74,8 @@ class _StopFlag:
                 self._old[s] = signal.signal(s, self._handle)
             transport_handler_entered()
             self._start_watcher()
+            from .._signals import take_deferred
+
             deferred = take_deferred()   # one that came as the command line started (_signals.defer_stop_signals)
             if deferred is not None:
                 self._handle(deferred, None)
