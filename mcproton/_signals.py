@@ -21,6 +21,91 @@ def stop_signals() -> tuple[int, ...]:
     return tuple(out)
 
 
+#: How long a stop signal deferred at start-up (:func:`defer_stop_signals`) waits for a command's handler to take it
+#: (s); then the process ends as the signal's default action would have ended it, its locks given back.  A command
+#: reaches its handler within seconds (its imports, the parsing of its line); the limit only bounds a path that never
+#: does.
+DEFERRED_STOP_LIMIT_S = 30.0
+
+_deferral_lock = threading.RLock()   # re-entrant: the handler runs in the main thread, maybe inside take_deferred
+#: the stop signal received while deferred (at most one: a second one ends the process at once)
+_deferred: list[int] = []
+#: the handlers in place before :func:`defer_stop_signals` (put back by :func:`end_deferral`)
+_before_deferral: dict[int, Any] = {}
+_watchdog: list[threading.Timer] = []
+
+
+def defer_stop_signals() -> None:
+    """The command line's first step (mcproton.cli.main, before its heavy imports): a stop signal
+    (:func:`stop_signals`) from now until a command's own handler is in place is recorded, not acted on, and
+    handed to that handler as it is entered (:meth:`RaiseOnStopSignals.deliver_deferred`, the transport's
+    _StopFlag), so that the command stops as it documents: ``mcproton check`` writes the record of its interruption
+    and sets an earlier report aside, ``check --json`` prints it (before, a SIGTERM or SIGHUP in a command's first
+    1-2.5 s, its imports, took the default action: the process ended without a word, and an earlier PASS stayed in
+    --out, unmarked: audit 26 exitcodes, F2).  A second signal while one is deferred ends the process at once, as
+    the command line's second signal does elsewhere; a deferred signal no handler takes within
+    :data:`DEFERRED_STOP_LIMIT_S` ends it too.  Main thread only; :func:`end_deferral` undoes it."""
+    if threading.current_thread() is not threading.main_thread() or _before_deferral:
+        return
+    for s in stop_signals():
+        _before_deferral[s] = signal.signal(s, _defer)
+
+
+def _defer(signum: int, _frame: Any) -> None:
+    with _deferral_lock:
+        again = bool(_deferred)
+        if not again:
+            _deferred.append(signum)
+            timer = threading.Timer(DEFERRED_STOP_LIMIT_S, _not_taken, args=(signum,))
+            timer.daemon = True
+            _watchdog.append(timer)
+            timer.start()
+    if again:
+        _end_now(signum, "received again: stopped at once")
+
+
+def _not_taken(signum: int) -> None:
+    with _deferral_lock:
+        if signum not in _deferred:
+            return
+    _end_now(signum, f"received and not handled within {DEFERRED_STOP_LIMIT_S:g} s: stopped at once")
+
+
+def _end_now(signum: int, how: str) -> None:
+    """End the process with exit status 128 + ``signum`` (the output locks it holds removed), saying ``how``."""
+    import os
+
+    from ._io.console import write_stderr
+    from ._io.lock import drop_held_locks
+
+    drop_held_locks()
+    write_stderr(f"\nmcproton: {signal.Signals(signum).name} {how}\n")
+    os._exit(128 + signum)
+
+
+def take_deferred(ignoring: tuple[int, ...] = ()) -> int | None:
+    """The stop signal deferred at start-up (None: none), handed to the caller's handler (no longer deferred);
+    one in ``ignoring`` stays deferred."""
+    with _deferral_lock:
+        if not _deferred or _deferred[0] in ignoring:
+            return None
+        for timer in _watchdog:
+            timer.cancel()
+        _watchdog.clear()
+        return _deferred.pop()
+
+
+def end_deferral() -> int | None:
+    """Put back the handlers of before :func:`defer_stop_signals`; returns the signal still deferred (None: none),
+    which no handler took: the command ended first."""
+    signum = take_deferred()
+    if threading.current_thread() is threading.main_thread():
+        for s, h in _before_deferral.items():
+            signal.signal(s, h)
+    _before_deferral.clear()
+    return signum
+
+
 class StopSignal(BaseException):
     """A stop signal (:func:`stop_signals`) raised where it arrived (a BaseException: no ``except Exception`` on
     the way keeps it; the atomic writer removes its temporary file as it passes)."""
@@ -77,6 +162,16 @@ class RaiseOnStopSignals:
                 self._old[s] = signal.signal(s, signal.SIG_IGN if s in self.ignored else self._handle)
         return self
 
+    def deliver_deferred(self) -> None:
+        """The first statement inside the block: a stop signal received while the command line started, before
+        these handlers were in place (:func:`defer_stop_signals`), raises :attr:`exc` now, as if it came now (not
+        in ``__enter__``: the block's own ``try`` must see it)."""
+        if not self._old:   # not the main thread: no handlers here
+            return
+        signum = take_deferred(ignoring=self.ignored)
+        if signum is not None:
+            self._handle(signum, None)
+
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.signum is not None or self.quiet():
             return
@@ -87,6 +182,18 @@ class RaiseOnStopSignals:
     def __exit__(self, *exc: Any) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+class RaiseUntilComplete(RaiseOnStopSignals):
+    """:class:`RaiseOnStopSignals` whose signals are ignored once :attr:`complete` is set (the work is done, or its
+    record of a stop is being written): ``mcproton validate``'s and ``mcproton commission``'s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete = False
+
+    def quiet(self) -> bool:
+        return self.complete
 
 
 #: How many times a transport's own stop handler (mcproton._run.job._StopFlag) has been entered in this process:

@@ -7,11 +7,11 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import __version__
 from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, write_stderr
-from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
+from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport, defer_stop_signals, end_deferral
 
 
 #: the format version of ``mcproton run``'s summary JSON (stdout): raised when a key is removed or changes meaning
@@ -243,7 +243,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             # line: SIGTERM/SIGHUP while the inputs were read (the config, the CT, the geometry, the plan: minutes on
             # a patient's CT) ended it by the default action with no word (concurrency audit 25, F7), and once the
             # locks are taken it gives them back (a SIGTERM there left them: CI 2026-12-05)
-            with UntilTheTransport():
+            with UntilTheTransport() as stop:
+                stop.deliver_deferred()   # a signal that came as the command line started (audit 26 F2)
                 return _run_timed(args, clock, said)
         except StopSignal as exc:
             print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
@@ -1529,9 +1530,11 @@ def _load_cpu_kernel(cpu: Any) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 1 where
-    no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU kernel; no GPU):
-    a script that asks before a long job learns it from the status (the deployment audit of 2026-12-05, F12).  The
+    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 3 (the
+    machine's, as ``run`` and ``bench`` exit for the same cause; 1 before audit 26, exitcodes F9, the status of a
+    FAIL) where no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU
+    kernel; no GPU): a script that asks before a long job learns it from the status (the deployment audit of
+    2026-12-05, F12).  The
     CPU kernel is loaded as a run loads it, and built where the kernel cache has none (:func:`_load_cpu_kernel`)."""
     from ._backend import cuda_available, get_backend
     from ._backend.cpu import cache_status
@@ -1570,7 +1573,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
                     print(f"{sub:>18}: {text}")
             else:
                 print(f"{k:>14}: {v}")
-    return 0 if info["auto_backend"] != "none" else 1
+    from .errors import EXIT_ENVIRONMENT
+
+    return 0 if info["auto_backend"] != "none" else EXIT_ENVIRONMENT
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -1604,8 +1609,20 @@ input file), 3 the machine or the output (the output busy, the disk full or read
 REQUIRED_UNLESS = "required_unless"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its sub-parsers too), whose usage error keeps its line on the SystemExit it raises
+    (``usage_error``): ``check --json`` prints it as its record (:func:`_guarded`)."""
+
+    def error(self, message: str) -> NoReturn:
+        try:
+            super().error(message)
+        except SystemExit as exc:
+            exc.usage_error = f"{self.prog}: error: {message}"   # type: ignore[attr-defined]
+            raise
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
+    p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
@@ -1653,7 +1670,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
-                                    "status 1: no backend usable)")
+                                    "status 3: no backend usable)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 
@@ -1722,14 +1739,39 @@ def main(argv: list[str] | None = None) -> int:
     the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
     first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
     start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
-    reopen_closed_std_fds()
-    _private_matplotlib_dir()
+    defer_stop_signals()   # first: a stop signal from now on reaches the command's own handler (audit 26 F2)
     try:
+        reopen_closed_std_fds()
+        _private_matplotlib_dir()
         with dropping_std_streams():
-            return _main(argv)
+            status = _main(argv)
+            late = end_deferral()
+            if late is not None:   # it came where no command's handler took it: as the command ended
+                print(f"mcproton: {signal.Signals(late).name} received as the command ended; its exit status "
+                      f"{status} stands", file=sys.stderr)
+            return _summary_written(status)
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
+    finally:
+        end_deferral()
+
+
+def _summary_written(status: int) -> int:
+    """``status``, or 3 (the machine's) where it was 0 or 1 and what the command wrote to stdout (the summary, the
+    JSON record, the result lines) could not all be written: a full disk or a file-size limit under ``> summary.json``,
+    an I/O error.  Said on stderr.  Before, the summary was lost or cut short with exit status 0 and no word (audit 26
+    exitcodes, F5).  A broken pipe (``| head``) is not an error: the reader has stopped reading."""
+    from ._io.console import lost_output_error
+    from .errors import EXIT_ENVIRONMENT
+
+    exc = lost_output_error(sys.stdout)
+    if exc is None:
+        return status
+    print(f"mcproton: error: what this command printed on stdout (its summary or JSON record) could not all be "
+          f"written: {_one_line(exc)}; it is lost or cut short (the files the command wrote are not affected): "
+          "free disk space or redirect stdout elsewhere, and run it again for it", file=sys.stderr)
+    return EXIT_ENVIRONMENT if status in (0, 1) else status
 
 
 def _writable_folder(d: Path) -> bool:
@@ -1822,16 +1864,27 @@ def _guarded(argv: list[str], debug: bool) -> int:
     bug, with a hint to rerun with --debug for the traceback), 128 + n a signal (mcproton.errors)."""
     from ._signals import RunInterrupted
     from .config import ConfigError
-    from .errors import EXIT_INTERNAL, exit_status, status_of
+    from .errors import EXIT_INTERNAL, exit_status, raised_outside_mcproton, status_of
 
     if argv and argv[0] in _PASSTHROUGH:
         # argparse.REMAINDER does not capture a remainder that starts with an option (``demo --out x``):
         # hand everything after the subcommand to its own parser
         args = argparse.Namespace(func=_PASSTHROUGH[argv[0]], rest=argv[1:])
     else:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # a usage error (exit status 2): check --json prints its record still
+            if exc.code == 2 and argv[:1] == ["check"]:
+                from ._check.cli import print_usage_error_record
+
+                print_usage_error_record(argv, getattr(exc, "usage_error", "usage error"))
+            raise
     args.command_line = ["mcproton", *argv]   # as typed (mcproton check records it, so that a re-run is a copy)
     try:
+        if args.func in (_cmd_bench, _cmd_info):   # no stop handler of their own: a stop signal ends them at once
+            with RaiseOnStopSignals() as stop:
+                stop.deliver_deferred()
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"mcproton: config error: {exc}", file=sys.stderr)
@@ -1847,6 +1900,9 @@ def _guarded(argv: list[str], debug: bool) -> int:
     except RunInterrupted as exc:   # a user's SIGINT/SIGTERM (mcproton check; run handles its own): not an error
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code
+    except StopSignal as exc:   # bench, info: nothing written to say
+        print(f"mcproton: interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except Exception as exc:
         if debug:
             _traceback()
@@ -1855,7 +1911,10 @@ def _guarded(argv: list[str], debug: bool) -> int:
                   + ("the traceback is above; " if debug else "rerun with --debug for the traceback, and ")
                   + "please report it)", file=sys.stderr)
             return EXIT_INTERNAL
-        print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
+        # a library's or Python's own error (h5py's "Unable to open file", pydicom's): its message was not written
+        # for the user, so the traceback may be needed to tell what failed (audit 26 exitcodes, F4)
+        hint = " (rerun with --debug for the traceback)" if not debug and raised_outside_mcproton(exc) else ""
+        print(f"mcproton: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return exit_status(exc)
 
 

@@ -79,7 +79,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io.errors import InputDataError, warn
+from ._io.errors import InputDataError, OutputWriteError, warn
+from ._io.lock import locks_output
+from ._signals import RaiseUntilComplete, StopSignal
 
 __all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "read_dose_per_mu_csv",
            "model_spot_sigma_mm", "model_idd", "model_dose_per_mu", "fit_emittance", "suggested_mean_energy_mev",
@@ -456,7 +458,9 @@ class CommissionResult:
         from ._io.json_out import json_safe
 
         t = self.tolerances
-        return json_safe({"passed": self.passed, "beam_model": self.beam_model, "tolerances": t.__dict__,
+        return json_safe({"status": "pass" if self.passed else "fail", "passed": self.passed,
+                          "exit_status": 0 if self.passed else 1, "beam_model": self.beam_model,
+                          "tolerances": t.__dict__,
                           "failed": self.failed, "idd": self.idd, "spots": self.spots, "spot_fits": self.spot_fits,
                           "dose_per_mu": self.dose_per_mu,
                           "provenance": self.provenance})
@@ -891,10 +895,19 @@ def _ours(p: Path, earlier: dict | None) -> bool:
     return p.name in named | ({"spots.png"} if earlier.get("spots") else set())
 
 
+def _unwritable_why(folder: Path) -> str:
+    """Why ``folder`` cannot be written: "a read-only file system" or "no permission"."""
+    from ._run.inputs import _read_only
+
+    return "it is on a read-only file system" if _read_only(folder) else "no permission"
+
+
 def check_out_dir(out_dir: str | Path) -> list[Path]:
     """Check the report's folder before any transport: it must be a folder (or creatable) and writable, and any
     file of the report's names in it must be an earlier ``mcproton commission``'s (refused otherwise, naming the
-    file).  Returns the earlier report's files found there (they are replaced)."""
+    file).  Returns the earlier report's files found there (they are replaced).  A folder that cannot be written
+    (read-only, no permission) is the machine's: :class:`~mcproton.errors.OutputWriteError`, exit status 3, as in
+    every command (before: 2, audit 26 exitcodes, F3)."""
     import os
 
     out = Path(out_dir)
@@ -904,12 +917,16 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
         from ._run.inputs import _existing_folder
 
         up = _existing_folder(out.absolute())
-        if not up.is_dir() or not os.access(up, os.W_OK | os.X_OK):
-            raise CommissionInputError(f"--out {out}: cannot be created ({up} is not a writable folder); give a "
-                                       "folder you can write")
+        if not up.is_dir():
+            raise CommissionInputError(f"--out {out}: cannot be created ({up} is a file, not a folder); give a "
+                                       "folder for the report")
+        if not os.access(up, os.W_OK | os.X_OK):   # the machine's (read-only, no permission): exit status 3
+            raise OutputWriteError(f"--out {out}: cannot be created ({up} is not a writable folder: "
+                                   f"{_unwritable_why(up)}); give a folder you can write")
         return []
     if not os.access(out, os.W_OK | os.X_OK):
-        raise CommissionInputError(f"--out {out}: the folder is not writable; give a folder you can write")
+        raise OutputWriteError(f"--out {out}: the folder is not writable ({_unwritable_why(out)}); give a folder you "
+                               "can write")
     earlier = _earlier_json(out)
     found = []
     for p in sorted(out.iterdir()):
@@ -922,9 +939,11 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
     return found
 
 
-def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[str, Path]:
+def write_commission_report(res: CommissionResult, out_dir: str | Path,
+                            written: list[Path] | None = None) -> dict[str, Path]:
     """``commission.json``, ``commission.html`` and the figures (``idd_<E>MeV.png``, ``spots.png``) in
-    ``out_dir``; each file written atomically.  Returns {name: path}."""
+    ``out_dir``; each file written atomically, and appended to ``written`` as it is (the command line removes them
+    where the report is not completed).  Returns {name: path}."""
     import html
 
     from matplotlib.figure import Figure
@@ -947,6 +966,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
         fig.savefig(buf, format="png", dpi=90, metadata={"Software": PNG_MARK})
         write_bytes_atomic(out / name, buf.getvalue())
         paths[name] = out / name
+        if written is not None:
+            written.append(out / name)
 
     for e, (zm, dm, zc, mc) in res.curves.items():
         fig = Figure(figsize=(7, 4))
@@ -980,6 +1001,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
         save(fig, "spots.png")
     write_bytes_atomic(out / "commission.json", json_text(res.to_dict(), indent=1).encode())
     paths["commission.json"] = out / "commission.json"
+    if written is not None:
+        written.append(out / "commission.json")
 
     t = res.tolerances
     esc = html.escape
@@ -1103,6 +1126,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                  "&nbsp; &#9744; not accepted") + "</body></html>")
     write_bytes_atomic(out / "commission.html", "".join(parts).encode("utf-8"))
     paths["commission.html"] = out / "commission.html"
+    if written is not None:
+        written.append(out / "commission.html")
     return paths
 
 
@@ -1157,8 +1182,6 @@ def add_parser(sub: Any) -> None:
 
 
 def _cmd_commission(args: Any) -> int:
-    import sys
-
     tol = Tolerances(range_mm=args.range_tol_mm, dfo_mm=args.dfo_tol_mm, sigma_rel=args.sigma_tol)
     radius: float | None
     if str(args.chamber_radius_mm).strip().lower() == "none":
@@ -1170,22 +1193,88 @@ def _cmd_commission(args: Any) -> int:
             raise CommissionInputError(f"--chamber-radius-mm {args.chamber_radius_mm!r}: give a radius in mm or "
                                        "none") from None
 
-    def log(m: str) -> None:
-        sys.stderr.write(m + "\n")
-        sys.stderr.flush()
+    return _commission_into(args.out, args, tol, radius)
+
+
+#: the folder in --out that an earlier report is moved into as a new commissioning starts (removed once the new report
+#: is complete; kept, and named by the record of one that does not complete)
+EARLIER_DIR = "earlier_commission_"
+#: the ``status`` of a commission.json that records a commissioning that did not complete (no result; the table of
+#: mcproton.errors), beside "pass" and "fail" of a report
+UNFINISHED = ("interrupted", "refused", "environment_error", "internal_error")
+
+
+class _Stopped(StopSignal):
+    """SIGINT/SIGTERM/SIGHUP during ``mcproton commission``."""
+
+
+class _StopHandlers(RaiseUntilComplete):
+    """The stop signals raise :class:`_Stopped` (the first one; none once the report is complete)."""
+
+    exc = _Stopped
+
+
+def _log(m: str) -> None:
+    import sys
+
+    sys.stderr.write(m + "\n")
+    sys.stderr.flush()
+
+
+@locks_output()
+def _commission_into(out: str, args: Any, tol: Tolerances, radius: float | None) -> int:
+    """``mcproton commission`` into ``out``, holding the lock of that folder (a second commissioning, check, demo or
+    validation on it is refused, exit status 3), as ``mcproton validate`` does (validation/runner.py): an earlier
+    report there is set aside into ``earlier_commission_<date>/`` before the first Monte Carlo run and removed once
+    this report is complete; a stop signal, or an error (inputs refused, a full disk while the report is written),
+    leaves ``commission.json`` as the record of it (``"status": "interrupted"`` or the error's, ``passed`` false,
+    ``exit_status``, :func:`_unfinished`) and no file of this run's incomplete report; a stop exits 128 + the signal.
+    Before (audit 26 exitcodes, F1) the earlier PASS report stayed in --out through a SIGTERM, a full disk (beside
+    the failing run's new figure) or a second commissioning that failed, each time read as the result."""
+    import datetime as _dt
+    import signal
+
+    from ._io.set_aside import set_aside
 
     def flat(given: list[list[str]] | None) -> list[str] | None:   # --idd a b --idd c: [[a, b], [c]]
         return None if given is None else [p for group in given for p in group]
 
-    earlier = check_out_dir(args.out)
-    if earlier:
-        log(f"mcproton commission: the earlier report in {args.out} ({', '.join(p.name for p in earlier)}) will be "
-            "replaced")
-    res = commission(args.beam_model, idd=flat(args.idd), spots=flat(args.spots),
-                     dose_per_mu=flat(args.dose_per_mu), primaries=args.primaries, seed=args.seed,
-                     threads=args.threads, backend=args.backend, tolerances=tol, chamber_radius_mm=radius,
-                     spot_sigma=args.spot_sigma, log=log, out_dir=args.out)
-    paths = write_commission_report(res, args.out)
+    folder = Path(out)
+    earlier = check_out_dir(folder)   # refusals (a file not ours there, a folder not writable): nothing moved
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    written: list[Path] = []
+    aside: Path | None = None
+    stop = _StopHandlers()
+    with stop:
+        try:
+            # the earlier report into earlier_commission_<date>/ (an earlier record removed, the folder it names
+            # moved with it), as check and validate set theirs aside (mcproton._io.set_aside)
+            aside = set_aside(folder, earlier, _log, is_record=_is_record, prefix=EARLIER_DIR,
+                              whose="mcproton commission: the earlier report",
+                              why="is not the result of this commissioning: set aside as it starts (removed once "
+                                  "its report is complete; kept where it does not complete)")
+            stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
+            res = commission(args.beam_model, idd=flat(args.idd), spots=flat(args.spots),
+                             dose_per_mu=flat(args.dose_per_mu), primaries=args.primaries, seed=args.seed,
+                             threads=args.threads, backend=args.backend, tolerances=tol, chamber_radius_mm=radius,
+                             spot_sigma=args.spot_sigma, log=_log, out_dir=folder)
+            paths = write_commission_report(res, folder, written=written)
+            stop.complete = True
+        except (_Stopped, KeyboardInterrupt) as exc:
+            stop.complete = True   # a further signal is ignored while the record is written
+            signum = getattr(exc, "signum", signal.SIGINT)
+            _unfinished(folder, "interrupted", f"interrupted by {signal.Signals(signum).name}", 128 + signum, None,
+                        written, aside, args, tol, started)
+            return 128 + signum
+        except BaseException as exc:
+            from .errors import exit_status, status_of
+
+            stop.complete = True
+            if isinstance(exc, Exception):
+                _unfinished(folder, status_of(exc), "stopped by an error (below)", exit_status(exc), exc, written,
+                            aside, args, tol, started)
+            raise
+    _discard(folder, aside)
     for c in res.failed:
         where = f"{c['energy_mev']:g} MeV" + (f", z {c['z_mm']:g} mm" if "z_mm" in c else "")
         word = "INCONCLUSIVE" if c.get("inconclusive") else "FAIL"
@@ -1195,3 +1284,60 @@ def _cmd_commission(args: Any) -> int:
     print(f"{'PASS' if res.passed else 'FAIL'}: beam model {res.beam_model}, {len(res.checks)} quantities, "
           f"{len(res.failed)} outside tolerance\nreport: {paths['commission.html']}")
     return 0 if res.passed else 1
+
+
+def _is_record(p: Path) -> bool:
+    """Whether ``p`` is the commission.json of a commissioning that did not complete (:func:`_unfinished`)."""
+    doc = _earlier_json(p.parent) if p.name == "commission.json" else None
+    return doc is not None and doc.get("status") in UNFINISHED
+
+
+def _discard(out: Path, aside: Path | None) -> None:
+    """This report is complete: the earlier one set aside is removed (replaced), and said to be."""
+    from ._io.set_aside import discard_aside
+
+    if aside is not None:
+        _log(discard_aside(out, aside, "mcproton commission: the earlier report"))
+
+
+def _unfinished(out: Path, status: str, how: str, code: int, exc: BaseException | None, written: list[Path],
+                aside: Path | None, args: Any, tol: Tolerances, started: str) -> None:
+    """A commissioning that did not complete (``status``, exit status ``code``; ``exc`` the error, None for a stop
+    signal): the files of its report written so far are removed, ``out/commission.json`` records it (``status``,
+    ``passed`` false, ``exit_status``, the inputs given, ``earlier_outputs_moved_to``: where the earlier report went,
+    which the next commissioning removes with the record) where ``out`` held or got anything, and the message says
+    what ``out`` holds.  Where the record cannot be written (a full disk), the earlier report stays set aside: never
+    a PASS in ``out`` that is not this run's."""
+    import datetime as _dt
+
+    from . import __version__
+    from ._io.atomic import write_bytes_atomic
+    from ._io.json_out import json_safe, json_text
+    from ._io.lock import command_line
+
+    for f in written:
+        f.unlink(missing_ok=True)
+    kept = (f"; the earlier report found there was moved into {aside}: it is not the result of this commissioning"
+            if aside is not None else "")
+    msg = f"mcproton commission: {how}: no report was written to --out {out}{kept}"
+    if aside is None and not written:   # nothing was there and nothing of it is: no record needed
+        _log(msg)
+        return
+    given = {k: [p for group in (getattr(args, k) or []) for p in group] for k in ("idd", "spots", "dose_per_mu")}
+    record = {"status": status, "passed": False, "exit_status": code, "beam_model": str(args.beam_model),
+              "tolerances": json_safe(dict(tol.__dict__)),
+              "error": None if exc is None else " ".join(str(exc).split()) or type(exc).__name__,
+              "error_type": "RunInterrupted" if exc is None else type(exc).__name__,
+              "provenance": {"mcproton_version": __version__, "command": command_line(), "run_started_utc": started,
+                             "run_ended_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                             "given_inputs": given},
+              "earlier_outputs_moved_to": None if aside is None else str(aside)}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out / "commission.json", (json_text({**record, "message": msg}, indent=1) + "\n").encode())
+        msg += (f"; {out / 'commission.json'} records this commissioning, which did not complete (status {status}, "
+                "passed false)")
+    except OSError as err:
+        msg += (f"; its record could not be written to {out / 'commission.json'} ({err})"
+                + (f": the earlier report stays in {aside}" if aside is not None else ""))
+    _log(msg + ("; run it again" if exc is None else ""))

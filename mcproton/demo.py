@@ -29,6 +29,7 @@ import numpy as np
 
 from ._forked import _PARENT_ENDS, STOP_WAIT_S, BackgroundProcess, MessageProcess  # noqa: F401
 from ._io.atomic import TEMP_PREFIX, name_tag
+from ._io.errors import OutputWriteError
 from ._io.lock import locks_output
 
 PRESCRIPTION_GY_RBE = 1.8
@@ -246,13 +247,33 @@ def _stops_cleanly(fn):
         from ._signals import RaiseOnStopSignals, RunInterrupted, StopSignal
 
         started = time.time()
-        with RaiseOnStopSignals():
+        with RaiseOnStopSignals() as stop:
             try:
+                stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
                 return fn(out, **kwargs)
             except StopSignal as exc:
                 raise RunInterrupted(_stopped(exc.signum, Path(out), started), 128 + exc.signum) from None
+            except (OSError, OutputWriteError) as exc:   # a full disk: what --out holds, as a stop says it
+                from .errors import status_of
+
+                if status_of(exc) != "environment_error":
+                    raise
+                raise _write_failed(exc, Path(out), started) from exc
 
     return wrapper
+
+
+def _write_failed(exc: BaseException, out: Path, started: float) -> OutputWriteError:
+    """The error of a demo whose output could not be written (a full disk, a quota; exit status 3): ``exc``'s text,
+    what ``out`` holds (:func:`_held`) and what to do (before, "[Errno 28] No space left on device:
+    'fs/d/dose.h5'" alone, the Monte Carlo's dose lost without a word on what the folder held: audit 26 exitcodes,
+    F11)."""
+    from ._io.atomic import failed_write_text, is_no_space
+
+    what = failed_write_text(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
+    fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
+    return OutputWriteError(f"the demo stopped: {what}; {_held(out, started)}; {fix} and run it again",
+                            no_space=is_no_space(exc))
 
 
 def _stopped(signum: int, out: Path, started: float) -> str:
@@ -261,6 +282,12 @@ def _stopped(signum: int, out: Path, started: float) -> str:
     import signal
 
     name = signal.Signals(signum).name
+    return f"interrupted by {name}: {_held(out, started)}; run it again"
+
+
+def _held(out: Path, started: float) -> str:
+    """What ``out`` holds of a demo that did not complete: the files written since ``started`` (each whole: written
+    to a temporary file or folder and renamed), and what not."""
     names = [("ct", "ct/"), *((n, n) for _, n in OUTPUT_FILES)]
     ours = []
     for path, shown in names:
@@ -270,11 +297,11 @@ def _stopped(signum: int, out: Path, started: float) -> str:
         except OSError:
             pass
     if not ours:
-        return f"interrupted by {name}: nothing of this demo was written to --out {out}; run it again"
+        return f"nothing of this demo was written to --out {out}"
     missing = [shown for _, shown in names if shown not in ours]
-    return (f"interrupted by {name}: --out {out} holds this demo's {', '.join(ours)} (each whole); not written: "
-            f"{', '.join(missing)}: the demo's outputs are incomplete (no earlier demo's file is left beside them: "
-            "those were removed as it started); run it again")
+    return (f"--out {out} holds this demo's {', '.join(ours)} (each whole); not written: {', '.join(missing)}: the "
+            "demo's outputs are incomplete (no earlier demo's file is left beside them: those were removed as it "
+            "started)")
 
 
 @_stops_cleanly

@@ -151,6 +151,12 @@ def check_outputs_replaceable(out_dir, names, what: str = "the output folder") -
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise ValueError(f"{what} {d} is not a folder: give a new output folder")
+    up = next((q for q in d.absolute().parents if q.exists() or q.is_symlink()), None)
+    if not (d.exists() or d.is_symlink()) and up is not None and not up.is_dir():
+        # found before the phantom is made (before: "[Errno 20] Not a directory" once it was built: audit 26
+        # exitcodes, F11)
+        raise ValueError(f"{what} {d} cannot be made: {up} is a file, not a folder; give an output folder that is "
+                         "not below a file")
     foreign = []
     for name in names:
         p = d / name

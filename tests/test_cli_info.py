@@ -23,31 +23,32 @@ def fresh_backends():
     backends.get_backend.cache_clear()
 
 
-def test_info_with_no_backend_says_none_and_exits_1(fresh_backends, monkeypatch, tmp_path, capsys):
+def test_info_with_no_backend_says_none_and_exits_3(fresh_backends, monkeypatch, tmp_path, capsys):
     def none():
         raise RuntimeError("no C++ compiler found for the CPU backend")
 
     monkeypatch.setattr(cpu, "find_compiler", none)
     monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))   # and no cached kernel to use without one
     monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
-    assert main(["info", "--json"]) == 1
+    assert main(["info", "--json"]) == 3
     info = json.loads(capsys.readouterr().out)
     assert info["auto_backend"] == "none" and info["backends"] == {"cpu": False, "cuda": False}
     assert "no C++ compiler" in info["cpu_error"] and cpu.CACHE_ENV in info["cpu_error"]
 
 
-def test_info_with_a_compiler_that_cannot_build_the_kernel_says_cpu_false_and_exits_1(fresh_backends, monkeypatch,
+def test_info_with_a_compiler_that_cannot_build_the_kernel_says_cpu_false_and_exits_3(fresh_backends, monkeypatch,
                                                                                        tmp_path, capsys):
     """A compiler that is found but cannot build the CPU kernel (clang++ without libomp-dev; on macOS, g++ is Apple
     clang) left info saying cpu: True, auto_backend cpu, exit status 0, and the first run failed after its phantom
     and plan (the packaging audit of 2026-12-07, F3).  Now info loads the kernel as a run does (built where the
-    cache has none): cpu False, the compiler's error with what to do about the missing OpenMP, and exit status 1."""
+    cache has none): cpu False, the compiler's error with what to do about the missing OpenMP, and exit status 3
+    (the machine's, as run and bench exit for it: 1 before audit 26, exitcodes F9)."""
     no_openmp_compiler_on_path(tmp_path / "bin", monkeypatch)
     monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))
     monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
     cpu.compiler_version.cache_clear()   # by the compiler's name: "clang++" here is the fake
     try:
-        assert main(["info", "--json"]) == 1
+        assert main(["info", "--json"]) == 3
     finally:
         cpu.compiler_version.cache_clear()
     info = json.loads(capsys.readouterr().out)

@@ -740,3 +740,19 @@ def test_a_second_demo_into_a_folder_being_written_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 3 and "is being written by another run now" in err and f"pid {__import__('os').getpid()}" in err, err
     assert not out.exists() or not any(p.name != ".mcproton-lock" for p in out.iterdir())
+
+
+def test_demo_on_a_full_disk_says_what_out_holds(tmp_path, monkeypatch, capsys, demo_plan_made_once):
+    """Audit 26 exitcodes, F11: "mcproton: error: [Errno 28] No space left on device: 'fs/d/dose.h5'" alone, with
+    the CT, RT Struct and plan left in --out and the Monte Carlo's dose lost, nothing said of either."""
+    from full_disk import full_disk_at
+
+    out = tmp_path / "d"
+    full_disk_at(monkeypatch, out / "dose.h5")
+    rc = cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu", "--quiet",
+                   "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "the demo stopped: could not write" in err and "no space left on device" in err, err
+    assert f"--out {out} holds this demo's ct/, rtstruct.dcm, rtplan.dcm" in err and "not written: rtdose.dcm, " \
+        "dose.h5" in err and "free disk space and run it again" in err, err

@@ -29,8 +29,8 @@ import traceback
 from pathlib import Path
 
 from .._io.lock import locks_output
-from .._io.set_aside import set_aside
-from .._signals import RaiseOnStopSignals, StopSignal
+from .._io.set_aside import discard_aside, files_text, set_aside
+from .._signals import RaiseUntilComplete, StopSignal
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
 from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_report
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
-    p.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all; see --list)")
+    p.add_argument("--cases", default=None, help="comma-separated subset of the cases (default: all; see --list)")
     p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
     p.add_argument("--batches", type=int, default=10,
                    help="statistical batches per run, for the uncertainties (default 10)")
@@ -190,7 +190,12 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
         p.print_usage(sys.stderr)
         print("mcproton validate: error: --out DIR is required", file=sys.stderr)
         return 2
-    names = [n.strip() for n in args.cases.split(",") if n.strip()] or list(CASE_NAMES)
+    names = list(CASE_NAMES) if args.cases is None else [n.strip() for n in args.cases.split(",") if n.strip()]
+    if not names:   # --cases "$CASES" with CASES empty ran the whole suite (audit 26 exitcodes, F10)
+        print(f"mcproton validate: error: --cases {args.cases!r} names no case; give one or more of the names "
+              "mcproton validate --list prints, separated by commas, or leave --cases out for every case",
+              file=sys.stderr)
+        return 2
     unknown = [n for n in names if n not in CASE_NAMES]
     if unknown:
         print(f"mcproton validate: unknown case(s) {unknown}; known: {', '.join(CASE_NAMES)}", file=sys.stderr)
@@ -229,17 +234,10 @@ class _Stopped(StopSignal):
     """SIGINT/SIGTERM/SIGHUP during a validation."""
 
 
-class _StopHandlers(RaiseOnStopSignals):
+class _StopHandlers(RaiseUntilComplete):
     """The stop signals raise :class:`_Stopped` (the first one; none once the report is complete)."""
 
     exc = _Stopped
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.complete = False
-
-    def quiet(self) -> bool:
-        return self.complete
 
 
 @locks_output()
@@ -279,6 +277,7 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
     with stop:
         try:
             aside[0] = _set_aside(folder, earlier)
+            stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             t0 = time.perf_counter()
             run_cases(ctx, names, results)
             meta["total_wall_s"] = round(time.perf_counter() - t0, 2)
@@ -337,25 +336,8 @@ def _discard(out: Path, aside: Path | None) -> None:
     """This report is complete: the earlier one set aside is removed (replaced), and said to be, with the number of
     its files (before, the number of files found in ``out``: "(1 files)" where that was the record of a stopped
     validation, whose folder held the 3 files of the report replaced: review 2a of 2026-12-07, R3)."""
-    import shutil
-
-    if aside is None:
-        return
-    n = _files_text(aside)
-    try:
-        shutil.rmtree(aside)
-    except OSError as exc:
-        _say(f"mcproton validate: could not remove the earlier report set aside in {aside} ({exc}); this "
-             "validation's report is complete beside it")
-        return
-    _say(f"mcproton validate: the earlier report in {out} ({n}) was replaced")
-
-
-def _files_text(aside: Path) -> str:
-    """"N file(s)": the files of the earlier report set aside in ``aside`` (those of a report whose record a stopped
-    validation left: in the folder moved into it)."""
-    n = sum(1 for p in aside.rglob("*") if not p.is_dir())
-    return f"{n} file{'s' if n != 1 else ''}"
+    if aside is not None:
+        _say(discard_aside(out, aside, "mcproton validate: the earlier report"))
 
 
 def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], written: list[Path],
@@ -400,7 +382,7 @@ def _unfinished(out: Path, status: str, how: str, todo: str, code: int, extra: d
     left = [n for n in order if n not in done]
     where = f"during case {left[0]}" if left else "while writing the report"
     done_text = ", ".join(f"{n} {s}" for n, s in done.items()) or "none"
-    kept = (f"; the earlier report found there ({_files_text(aside)}) was moved into {aside}: it is not the result "
+    kept = (f"; the earlier report found there ({files_text(aside)}) was moved into {aside}: it is not the result "
             "of this validation") if aside is not None else ""
     record = {"schema_version": SCHEMA_VERSION, "status": status,
               "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta,

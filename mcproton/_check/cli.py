@@ -290,6 +290,27 @@ def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
                            "identification": {}, "given_inputs": _given(args), "out": args.out}}
 
 
+def print_usage_error_record(argv: list[str], message: str) -> None:
+    """``check ... --json`` refused by argparse (an unknown option, a number or choice it cannot take, ``--out``
+    missing: exit status 2): the record of that refusal on stdout, as :func:`_main` prints for every other outcome
+    ("--json prints one record in every outcome"; before, nothing: audit 26 exitcodes, F6).  ``argv``: the command
+    line after ``mcproton``; nothing is printed without ``--json`` (or an abbreviation argparse takes: ``--js``)."""
+    from ..errors import CheckInputError
+
+    words = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if not any(len(a) > 2 and "--json".startswith(a) for a in words):
+        return
+    given: dict = {"folder": None, "plan": None, "dose": None, "ct": None, "struct": None, "beam_model": None,
+                   "out": None}
+    for i, a in enumerate(words[:-1]):   # what the line names, as far as it can be read
+        key = a[2:].replace("-", "_") if a.startswith("--") else None
+        if key in given and not words[i + 1].startswith("-"):
+            given[key] = words[i + 1]
+    from .._io.json_out import json_text
+
+    print(json_text(_failure_record(CheckInputError(message), argparse.Namespace(**given)), indent=1))
+
+
 def _given(args: argparse.Namespace) -> dict:
     """The inputs given on the command line (as the record of out_dir.record_failure names them)."""
     given = {"folder": args.folder, "plan": args.plan, "dose": args.dose, "ct": args.ct, "struct": args.struct,

@@ -192,8 +192,9 @@ def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         run = CheckRun(Path(out) if out is not None else None, bool(bound.get("report", True)))
         token = _RUN.set(run)
         try:
-            with _Handlers(run):
+            with _Handlers(run) as handlers:
                 try:
+                    handlers.deliver_deferred()   # a signal that came as the command line started (audit 26 F2)
                     return fn(*args, **kwargs)
                 except CheckStopped as exc:
                     run.signum = exc.signum   # a further signal is ignored while this unwinds

@@ -143,6 +143,14 @@ def write_error_text(exc: BaseException, path: str | Path | None = None) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def failed_write_text(exc: BaseException) -> str:
+    """"could not write FILE: <why>" (:func:`write_error_text`), FILE the OSError's own file name where it has one
+    (else "its output")."""
+    err = unwrap_os_error(exc)
+    name = getattr(err, "filename", None) if isinstance(err, OSError) else None
+    return f"could not write {name if name else 'its output'}: {write_error_text(exc)}"
+
+
 def _strerror(err: OSError) -> str:
     text = err.strerror or os.strerror(err.errno or 0)
     return text[:1].lower() + text[1:] if text[1:2].islower() else text

@@ -126,6 +126,21 @@ class DroppingStream:
         return getattr(self._stream, name)
 
 
+def lost_output_error(stream: Any) -> BaseException | None:
+    """The error that made the :class:`DroppingStream` ``stream`` drop what was written to it (after a last flush),
+    unless it is a broken pipe (``| head``: the reader has what it wants) or the stream is none: the error that a
+    command's status must report (a summary on stdout redirected to a full disk is lost or cut short)."""
+    import errno
+
+    if not isinstance(stream, DroppingStream):
+        return None
+    stream.flush()
+    exc = stream.broken
+    if exc is None or isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
+        return None
+    return exc
+
+
 def write_stderr(text: str) -> None:
     """Write ``text`` to stderr and flush; a failure (a broken pipe, a closed terminal, a full disk) drops the text
     and never raises: a progress line or a message must not stop the run.  Under the command line stderr is a

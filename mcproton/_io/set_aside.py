@@ -85,3 +85,24 @@ def set_aside(out: Path, found: list[Path], log: Callable[[str], None], *, is_re
     for p in records:
         p.unlink()
     return moved_to
+
+
+def files_text(folder: Path) -> str:
+    """"N file(s)": the files in ``folder`` and below (an earlier result set aside, with the one a record moved with
+    it)."""
+    n = sum(1 for p in folder.rglob("*") if not p.is_dir())
+    return f"{n} file{'s' if n != 1 else ''}"
+
+
+def discard_aside(out: Path, aside: Path, whose: str) -> str:
+    """The command's own result in ``out`` is complete: the earlier one set aside into ``aside`` is removed
+    (replaced).  Returns the log line saying so (``whose``: "mcproton validate: the earlier report"), or why it
+    could not be removed (it is then left beside the complete result)."""
+    import shutil
+
+    n = files_text(aside)
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        return f"{whose} set aside in {aside} could not be removed ({exc}); the new one is complete beside it"
+    return f"{whose} in {out} ({n}) was replaced"

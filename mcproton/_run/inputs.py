@@ -1011,11 +1011,13 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
     """Refuse outputs that would destroy something: an output equal to an input or to another output, or one that
     exists and is not a regular file (a folder, a device node, a FIFO); and outputs that could not be written: a
     name longer than the file system allows, with its lock file's suffix (the temporary and rescue names are short
-    whatever the output's: mcproton/_io/atomic.py), or in a folder that is read-only or cannot be written."""
+    whatever the output's: mcproton/_io/atomic.py) (ConfigError); or in a folder that is read-only or cannot be written
+    (OutputWriteError: the machine's, exit status 3)."""
     import os
     import stat
 
     from .._io.atomic import name_too_long
+    from .._io.errors import OutputWriteError
     from .._io.lock import LOCK_SUFFIX
     from ..config import ConfigError
 
@@ -1047,14 +1049,16 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
         parent = _existing_folder(p)
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{what} {p}: {parent} is a file, not a folder; give a path in a folder")
+        # the machine's, not the config's: exit status 3, as check, demo, phantom and validate give for the same
+        # folder (their lock file cannot be made there); before, 2 and "config error" (audit 26 exitcodes, F3)
         if parent.is_dir() and _read_only(parent):   # not "no permission": chmod would not help (audit F12)
-            raise ConfigError(f"{what} {p}: the folder {parent} is on a read-only file system, so the run's output "
-                              "could not be saved there; give a path on a writable file system (or remount it "
-                              "read-write)")
+            raise OutputWriteError(f"{what} {p}: the folder {parent} is on a read-only file system, so the run's "
+                                   "output could not be saved there; give a path on a writable file system (or "
+                                   "remount it read-write)")
         if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
             # found now, not after the transport (where the result would go to the temporary folder instead)
-            raise ConfigError(f"{what} {p}: the folder {parent} cannot be written (no permission), so the run's "
-                              "output could not be saved there; give a path in a folder you can write to")
+            raise OutputWriteError(f"{what} {p}: the folder {parent} cannot be written (no permission), so the run's "
+                                   "output could not be saved there; give a path in a folder you can write to")
 
 
 def check_replaceable(outputs: list[tuple[str, Path] | tuple[str, Path, str]]) -> None:

@@ -75,6 +75,11 @@ class _StopFlag:
                 self._old[s] = signal.signal(s, self._handle)
             transport_handler_entered()
             self._start_watcher()
+            from .._signals import take_deferred
+
+            deferred = take_deferred()   # one that came as the command line started (_signals.defer_stop_signals)
+            if deferred is not None:
+                self._handle(deferred, None)
         return self
 
     def _start_watcher(self) -> None:

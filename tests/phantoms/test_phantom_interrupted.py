@@ -165,3 +165,46 @@ def test_a_phantom_killed_while_it_replaces_a_series_leaves_a_folder_that_is_ref
     assert main(["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 0
     assert "removed 1 temporary file(s) left by an earlier run" in capsys.readouterr().err
     assert not _temporaries(ct) and len(list(ct.glob("CT_*.dcm"))) == 31
+
+
+@linux_only
+def test_a_phantom_stopped_as_it_starts_writing_does_not_claim_the_earlier_phantoms_files(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Audit 26 exitcodes, F8: a 6-year-old phantom stopped as it began writing said "--out holds ct/ (the whole
+    series), rtstruct.dcm, phantom.h5", every one of them the earlier 5-year-old phantom's."""
+    from mcproton.cli import main
+    from mcproton.phantoms import dicom_export
+
+    out = tmp_path / "p"
+    assert main(["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 0
+    capsys.readouterr()
+    real = dicom_export.export_phantom
+
+    def stopped_at_once(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dicom_export, "export_phantom", stopped_at_once)
+    assert main(["phantom", "--age", "6", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert "nothing of this phantom's was written to --out" in err, err
+    assert "not written: ct/, rtstruct.dcm, phantom.h5" in err
+    assert ("the earlier phantom's ct/ (31 slices, the whole series), rtstruct.dcm, phantom.h5 are still there: not "
+            "this phantom's") in err, err
+
+    def stopped_after_the_ct(*args, **kwargs):   # the earlier RT Struct and HDF5 are removed before the CT is written
+        real_ct = dicom_export.write_phantom_ct
+
+        def ct_then_stop(*a, **k):
+            ref = real_ct(*a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return ref
+
+        monkeypatch.setattr(dicom_export, "write_phantom_ct", ct_then_stop)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dicom_export, "export_phantom", stopped_after_the_ct)
+    assert main(["phantom", "--age", "6", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert f"--out {out} holds this phantom's ct/ (" in err and "not written: rtstruct.dcm, phantom.h5" in err, err
+    assert "earlier phantom" not in err, err

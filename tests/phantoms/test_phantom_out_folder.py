@@ -161,3 +161,38 @@ def test_a_refused_phantom_leaves_no_folder(tmp_path, capsys, calibration):
                      "--calibration", calibration]) == 2
     assert calibration in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head"],
+                                     ["demo", "--primaries", "1000", "--voxel-mm", "8", "--threads", "1"]])
+def test_an_out_below_a_file_is_refused_before_the_phantom_is_made(command, tmp_path, capsys, monkeypatch):
+    """Audit 26 exitcodes, F11: "[Errno 20] Not a directory: 'afile/p'" after the phantom was built (8 s)."""
+    import mcproton.phantoms as phantoms
+    from mcproton.phantoms import coverage
+
+    def never(*a, **k):
+        raise AssertionError("the phantom was made")
+
+    monkeypatch.setattr(coverage, "make_head_phantom", never)
+    monkeypatch.setattr(phantoms, "make_head_phantom", never)
+    (tmp_path / "afile").write_text("x")
+    assert cli_main([*command, "--out", str(tmp_path / "afile" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err and "Not a directory" not in err, err
+
+
+def test_a_phantom_on_a_full_disk_says_what_out_holds(tmp_path, capsys, monkeypatch):
+    """Audit 26 exitcodes, F11: "mcproton: error: [Errno 28] No space left on device: 'fs/p/rtstruct.dcm'" alone."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from full_disk import full_disk_at
+
+    out = tmp_path / "p"
+    full_disk_at(monkeypatch, out / "rtstruct.dcm")
+    assert cli_main(["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "the phantom stopped: could not write" in err and "no space left on device" in err, err
+    assert f"--out {out} holds this phantom's ct/ (31 slices, the whole series); not written: rtstruct.dcm, " \
+        "phantom.h5" in err and "free disk space" in err, err

@@ -92,3 +92,13 @@ def test_markdown_takes_the_figures_the_summary_lists(tmp_path):
     (run / PNG).write_bytes(b"\x89PNG stale")   # left by an earlier run
     md = write_markdown(run, tmp_path / "REPORT.md", tmp_path / "figs").read_text()
     assert PNG not in md
+
+
+@pytest.mark.parametrize("cases", ["", ",", " , "])
+def test_cases_naming_no_case_is_a_usage_error(cases, tmp_path, capsys):
+    """--cases "" (an empty shell variable) or "," ran the whole suite, CPU-hours with --full (audit 26 exitcodes,
+    F10): now refused, exit status 2, before anything is written."""
+    assert runner.main(["--out", str(tmp_path / "v"), "--cases", cases], simulate_fn=_never) == 2
+    err = capsys.readouterr().err
+    assert "names no case" in err and "--list" in err, err
+    assert not (tmp_path / "v").exists()
