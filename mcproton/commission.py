@@ -55,6 +55,9 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
 
+The relative tolerances (peak/entrance, dose per MU, spot sigma) are fractions, each refused at 0.5 or more
+(``MAX_RELATIVE_TOLERANCE``): 10 typed for 10 % was read as 1000 % and passed spots twice the model's size.
+
 Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
 energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
 plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
@@ -119,9 +122,28 @@ class CommissionInputError(InputDataError):
     beam model."""
 
 
+#: the largest relative tolerance taken (a fraction; refused at or above it): sigma_rel, peak_entrance_rel and
+#: dose_per_mu_rel are fractions (0.10 for 10 %), and a percentage typed for one (10 for 10 %, read as 1000 %)
+#: passed every spot twice the model's size (the CLI-help audit of 2026-12-07, F1: a wrong PASS); half the measured
+#: value is no commissioning check (the defaults are 0.02 to 0.10, of the order of machine-QA tolerances)
+MAX_RELATIVE_TOLERANCE = 0.5
+#: the tolerances that are fractions, and the option of ``mcproton commission`` that sets each (None: none does)
+RELATIVE_TOLERANCES = {"peak_entrance_rel": None, "sigma_rel": "--sigma-tol", "dose_per_mu_rel": None}
+#: the option of ``mcproton commission`` that sets each other tolerance
+TOLERANCE_OPTIONS = {"range_mm": "--range-tol-mm", "dfo_mm": "--dfo-tol-mm"}
+
+
+def _tolerance_name(key: str) -> str:
+    """``key`` as a message names it: with its option of ``mcproton commission`` where one sets it."""
+    opt = {**RELATIVE_TOLERANCES, **TOLERANCE_OPTIONS}.get(key)
+    return f"{key} ({opt})" if opt else key
+
+
 @dataclass(frozen=True)
 class Tolerances:
-    """The pass/fail levels (see the module docstring for each default's reason)."""
+    """The pass/fail levels (see the module docstring for each default's reason).  Each is a positive number; the
+    relative ones (:data:`RELATIVE_TOLERANCES`) are fractions below :data:`MAX_RELATIVE_TOLERANCE` (0.10 for
+    10 %), ``gamma_pass`` a fraction of the points up to 1."""
 
     range_mm: float = 1.0
     dfo_mm: float = 0.5
@@ -135,7 +157,15 @@ class Tolerances:
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise CommissionInputError(f"tolerance {k} = {v!r} must be a positive number")
+                raise CommissionInputError(f"tolerance {_tolerance_name(k)} = {v!r} must be a positive number")
+        for k in RELATIVE_TOLERANCES:
+            v = getattr(self, k)
+            if v >= MAX_RELATIVE_TOLERANCE:
+                hint = f" ({v:g} % is {v / 100:g})" if 1 <= v < 100 else ""
+                raise CommissionInputError(
+                    f"tolerance {_tolerance_name(k)} = {v:g} is a fraction of the measured value, e.g. 0.10 for "
+                    f"10 %{hint}; give less than {MAX_RELATIVE_TOLERANCE:g} ({100 * MAX_RELATIVE_TOLERANCE:g} %): a "
+                    "tolerance that wide passes a model whatever its difference, which is no commissioning check")
         if self.gamma_pass > 1:
             raise CommissionInputError(f"tolerance gamma_pass = {self.gamma_pass} is a fraction of the points "
                                        "(0.95 for 95 %), not a percentage")
@@ -1152,7 +1182,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dfo-tol-mm", type=float, default=d.dfo_mm,
                    help=f"distal fall-off R20-R80 tolerance in mm (default {d.dfo_mm:g})")
     p.add_argument("--sigma-tol", type=float, default=d.sigma_rel,
-                   help=f"spot sigma tolerance, a fraction of the measured sigma (default {d.sigma_rel:g})")
+                   help=f"spot sigma tolerance, a fraction of the measured sigma below {MAX_RELATIVE_TOLERANCE:g} "
+                        f"(default {d.sigma_rel:g}, i.e. {100 * d.sigma_rel:g} %%; 10 %% is 0.1, not 10)")
     p.set_defaults(func=_cmd_commission)
 
 
