@@ -320,9 +320,17 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1 (or left out: all the CPUs it may use); got {threads}")
     try:   # the thread count (and OMP_NUM_THREADS, its default) as a run's, refused now and named as the demo names
-        RunSettings(backend=backend, threads=threads)   # it: "run.threads = 1000" came after the plan was made
+        # it: "run.threads = 1000" came after the plan was made; so the seed and the primaries' upper limit (--seed -1
+        # was refused as "run.seed" once the earlier demo in --out was removed and the CT, RT Struct and plan were
+        # written: the CLI-help audit of 2026-12-07, F2)
+        RunSettings(backend=backend, threads=threads, seed=seed,
+                    **({} if primaries is None else {"primaries": primaries}))
     except ValueError as exc:
-        raise ValueError(str(exc).replace("run.threads", "--threads").replace("run.backend", "--backend")) from None
+        msg = str(exc)
+        for key, opt in (("threads", "--threads"), ("backend", "--backend"), ("seed", "--seed"),
+                         ("primaries", "--primaries")):
+            msg = msg.replace(f"run.{key}", opt)
+        raise ValueError(msg) from None
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)

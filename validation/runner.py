@@ -62,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refused_run_options(args: argparse.Namespace) -> str | None:
+    """Why ``--seed`` or ``--batches`` cannot be a run's (as :class:`~mcproton.settings.RunSettings` checks them,
+    named as the options), else None.  Before, each case that runs the Monte Carlo raised it ("SOME CASES RAISED",
+    exit status 4, the internal error's), and a validation of analytic cases only passed with the bad value in its
+    report (the CLI-help audit of 2026-12-07, F3)."""
+    from ..settings import RunSettings
+
+    try:
+        RunSettings(seed=args.seed, batches=args.batches, backend=args.backend)
+    except ValueError as exc:
+        return str(exc).replace("run.seed", "--seed").replace("run.batches", "--batches")
+    return None
+
+
 #: the report's own files in its folder (report.write_report), beside the PNGs its summary.json lists
 REPORT_FILES = ("summary.json", "report.html")
 
@@ -189,6 +203,11 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     if not args.out:
         p.print_usage(sys.stderr)
         print("mcproton validate: error: --out DIR is required", file=sys.stderr)
+        return 2
+    why = _refused_run_options(args)
+    if why:   # before any case (each case raised it: exit status 4, or an ALL PASSED report recording it)
+        p.print_usage(sys.stderr)
+        print(f"mcproton validate: error: {why}", file=sys.stderr)
         return 2
     names = [n.strip() for n in args.cases.split(",") if n.strip()] or list(CASE_NAMES)
     unknown = [n for n in names if n not in CASE_NAMES]
