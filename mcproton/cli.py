@@ -1482,12 +1482,18 @@ def _dose_description(total: Any, beams: list, outline: Any) -> dict:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, simt_main
+    from .bench import DEFAULT_REPEATS, check_bench_options, run_bench, simt_main
 
+    # every option checked before the backend is loaded, each named (the CLI-help audit of 2026-12-07, F4)
+    if args.simt and args.repeats is not None:
+        raise ValueError(f"--repeats {args.repeats} with --simt: the SIMT proxy counts the steps of one launch once "
+                         "(no timing to repeat); leave --repeats out")
+    check_bench_options(energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
+                        repeats=args.repeats)
     if args.simt:
         return simt_main(args)
     res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
-                    repeats=args.repeats)
+                    repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats)
     if args.json:   # strict JSON, NaN as null (mcproton/_io/json_out.py), as every JSON mcproton writes
         from ._io.json_out import json_text
 
@@ -1600,46 +1606,64 @@ REQUIRED_UNLESS = "required_unless"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
+    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from .bench import BENCH_LIMITS, DEFAULT_REPEATS
+
+    p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy",
+                                **PARSER_OPTIONS)
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a simulation from a TOML config", epilog=RUN_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("config", help="run config (TOML); see examples/ and the README config reference")
-    setattr(r.add_argument("--out", help="output HDF5 file (required, except with --check-config); the checkpoint "
-                                         "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go "
-                                         "beside it"), REQUIRED_UNLESS, "--check-config")
+                       formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS)
+    r.add_argument("config", type=path_name, help="run config (TOML); see examples/ and the README config reference")
+    setattr(r.add_argument("--out", type=path_name,
+                           help="output HDF5 file (required, except with --check-config); the checkpoint "
+                                "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it"),
+            REQUIRED_UNLESS, "--check-config")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
-    r.add_argument("--rtdose", help="also write a DICOM RT Dose file")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--rtdose", type=path_name,
+                   help="also write a DICOM RT Dose file (given, it wins over the config's output.rtdose)")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress bar (the line naming the backend and device, the notes, warnings and errors "
+                        "are still printed, on stderr; the summary JSON on stdout)")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint (<out>.ckpt.h5)")
     r.add_argument("--no-checkpoint", action="store_true",
                    help="write no checkpoint (an interrupted run cannot be resumed)")
-    r.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N single-threaded workers (needs mcproton[distributed])")
+    r.add_argument("--workers", type=whole_number, default=None, metavar="N",
+                   help="run on a local Dask cluster of N single-threaded workers (needs mcproton[distributed]; "
+                        "not with --scheduler)")
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (workers need mcproton and "
-                        "the config's input files)")
+                   help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786, on the workers it has (workers "
+                        "need mcproton and the config's input files; not with --workers)")
     r.add_argument("--check-config", action="store_true",
                    help="check the config and its input files (every check that runs before the transport: keys, "
                         "types, paths, the CT, plan and beam model, beams hitting the grid, memory) and print the grid "
                         "and beams; no transport, nothing written, --out optional")
     r.add_argument("--allow-empty", action="store_true",
-                   help="write the output even if the run scored no dose, or most of the beam's energy missed or "
-                        "left the grid (refused by default)")
+                   help="write the output even if the finished run scored no dose, or most of the beam's energy "
+                        "missed or left the grid (refused by default; after such a refusal, --resume --allow-empty "
+                        "writes the run kept in the checkpoint). A beam whose every spot misses the grid is refused "
+                        "before the transport, with or without it")
     r.set_defaults(func=_cmd_run)
 
-    b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
+    b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s",
+                       **PARSER_OPTIONS)
     b.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    b.add_argument("--energy", type=float, default=150.0, help="beam energy in MeV (default 150)")
-    b.add_argument("--primaries", type=int, default=None, help="protons (default 100000 on the CPU, 10^7 on the GPU)")
-    b.add_argument("--voxel-mm", type=float, default=1.0, help="voxel size in mm (default 1)")
-    b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported (default 3)")
+    b.add_argument("--energy", type=float, default=150.0,
+                   help=f"beam energy in MeV, above the cut-off {BENCH_LIMITS['e_cut_mev']:g} MeV and at most "
+                        f"{BENCH_LIMITS['max_energy_mev']:g} MeV (default 150)")
+    b.add_argument("--primaries", type=whole_number, default=None,
+                   help="protons, at least 1 (default 100000 on the CPU, 10000000 on the GPU; 200000 with --simt)")
+    b.add_argument("--voxel-mm", type=float, default=1.0,
+                   help=f"voxel size in mm, above 0 and at most {BENCH_LIMITS['max_voxel_mm']:g} (default 1)")
+    b.add_argument("--repeats", type=whole_number, default=None,
+                   help=f"timed repetitions, at least 1; the best is reported (default {DEFAULT_REPEATS}; not with "
+                        "--simt, which counts steps once)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--simt", action="store_true",
                    help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the "
@@ -1648,7 +1672,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
-                                    "status 1: no backend usable)")
+                                    "status 1: no backend usable)", **PARSER_OPTIONS)
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 
@@ -1665,7 +1689,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
                                  ("phantom", _cmd_phantom,
                                   "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):
-        s = sub.add_parser(name, help=helptext, add_help=False)
+        s = sub.add_parser(name, help=helptext, add_help=False, **PARSER_OPTIONS)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)
     return p

@@ -927,6 +927,9 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
     file).  Returns the earlier report's files found there (they are replaced)."""
     import os
 
+    if isinstance(out_dir, str) and not out_dir:   # Path('') is the current folder
+        raise CommissionInputError("--out is empty: give a folder for the report ('' is not taken as the current "
+                                   "folder; write . for that)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CommissionInputError(f"--out {out}: it is a file, not a folder; give a folder for the report")
@@ -1140,8 +1143,10 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
 # ---------------------------------------------------------------------------------------------- the command line
 def add_parser(sub: Any) -> None:
     """``mcproton commission``: its parser, on the top-level parser's sub-parsers."""
-    p = sub.add_parser("commission", help="compare a beam model with a machine's measured IDDs and in-air spot "
-                                          "sizes (commissioning)",
+    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
+    p = sub.add_parser("commission", **PARSER_OPTIONS,
+                       help="compare a beam model with a machine's measured IDDs and in-air spot sizes (commissioning)",
                        description="Compare a beam model with the measurements of its machine: integrated depth "
                                    "doses in water (Monte Carlo of the model at each measured energy: R90, R80, "
                                    "distal fall-off, peak/entrance, gamma) and spot sizes in air (the model's "
@@ -1152,19 +1157,19 @@ def add_parser(sub: Any) -> None:
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
     several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "
                "only)")
-    p.add_argument("--idd", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--idd", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth from the surface), idd (any "
                         "unit); through the peak and below 20 %% of it distally" + several)
-    p.add_argument("--spots", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--spots", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured spot sizes in air: columns nominal_energy_mev, z_mm (from the isocentre, "
                         "downstream +), sigma_x_mm, sigma_y_mm" + several)
-    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured reference-field doses: columns nominal_energy_mev, field_size_mm, spot_spacing_mm, "
                         f"depth_mm (water surface at the isocentre; in mm, {REF_MIN_DEPTH_MM:g} mm to "
                         f"{REF_MAX_DEPTH_R80:g} x R80), gy_per_mu (1 MU per spot)" + several)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for commission.html, commission.json and "
-                                                               "the figures")
-    p.add_argument("--primaries", type=int, default=200_000, help="Monte Carlo protons per IDD energy "
+    p.add_argument("--out", required=True, metavar="DIR", type=path_name,
+                   help="folder for commission.html, commission.json and the figures")
+    p.add_argument("--primaries", type=whole_number, default=200_000, help="Monte Carlo protons per IDD energy "
                                                                   "(default 200000)")
     p.add_argument("--chamber-radius-mm", default=str(CHAMBER_RADIUS_MM), metavar="R",
                    help=f"radius of the chamber that measured the IDDs, mm (default {CHAMBER_RADIUS_MM:g}: PTW 34070 "
@@ -1172,8 +1177,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--spot-sigma", default="core", choices=SPOT_SIGMA_KINDS,
                    help="what a measured sigma is: core (default: a Gaussian fitted to the profile's core, compared "
                         "with the model's heaviest component) or rms (the second moment of the whole profile)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--seed", type=whole_number, default=1, help="random seed (default 1)")
+    p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")
     d = Tolerances()

@@ -37,8 +37,10 @@ from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_rep
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
     p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0].replace("``", ""),
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS,
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
@@ -48,14 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(mode="quick")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    out = p.add_argument("--out", required=False,   # but for --list: main() says so (exit status 2)
+    out = p.add_argument("--out", required=False, type=path_name,   # but for --list: main() says so (exit status 2)
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
     p.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all; see --list)")
-    p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
-    p.add_argument("--batches", type=int, default=10,
-                   help="statistical batches per run, for the uncertainties (default 10)")
+    p.add_argument("--seed", type=whole_number, default=20240611,
+                   help="random seed of the runs, 0 to 2^63 - 1 (default 20240611)")
+    p.add_argument("--batches", type=whole_number, default=10,
+                   help="statistical batches per run, for the uncertainties, at least 2 (default 10)")
     p.add_argument("--water-model", default=None, choices=("icru90", "pstar"),
                    help="water stopping powers: icru90 (I = 78 eV, default) or pstar (I = 75 eV)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")

@@ -27,3 +27,8 @@ def test_a_bad_seed_or_batch_count_is_refused_before_any_case(args, said, tmp_pa
     assert err[-1].startswith(f"mcproton validate: error: {said}"), err
     assert "run." not in err[-1] and not out.exists()
 
+
+def test_a_seed_or_batch_count_in_exponent_form_is_refused_as_the_other_commands_refuse_it(tmp_path, capsys):
+    assert runner.main(["--out", str(tmp_path / "v"), "--batches", "1e1"], simulate_fn=_never) == 2
+    assert "argument --batches: 1e1 is written as a decimal number: write 10" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()
