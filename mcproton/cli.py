@@ -256,11 +256,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._timing import phase
     from .config import ConfigError, build_beams, build_geometry, load_config, run_settings
 
-    if args.resume and args.no_checkpoint:   # before: --resume ignored without a word, the run started from 0
-        raise ValueError("--resume continues from the checkpoint and --no-checkpoint runs without one: give one of "
-                         "them (--resume alone continues the interrupted run, writes checkpoints as it goes and "
-                         "removes the checkpoint once its outputs are written)")
-
+    _check_run_options(args)
     with phase("config"):
         cfg = load_config(args.config, args.set)
         args.command_record = _command_record(args, cfg)   # the config that runs, as read (before it is used)
@@ -338,6 +334,27 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         _say_backend(args, settings)
         return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
                                     said, identity, earlier)
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    """The options of ``mcproton run`` that refuse each other or a value, before the config is read: so with
+    ``--check-config`` as in a run (``--workers 0`` passed --check-config and was refused by the run, after the CT
+    and the plan were read: the CLI-help audit of 2026-12-07, F5).  ``--workers`` with ``--scheduler`` is refused:
+    the cluster at the address has its own workers, and ``--workers`` was dropped without a word; so is an empty
+    ``--scheduler``, which ran here without a word (F6)."""
+    if args.resume and args.no_checkpoint:   # before: --resume ignored without a word, the run started from 0
+        raise ValueError("--resume continues from the checkpoint and --no-checkpoint runs without one: give one of "
+                         "them (--resume alone continues the interrupted run, writes checkpoints as it goes and "
+                         "removes the checkpoint once its outputs are written)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise ValueError("--scheduler is empty: give the address of the Dask scheduler, e.g. tcp://host:8786 (or "
+                         "leave --scheduler out to run on this machine)")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError(f"--workers {args.workers} and --scheduler {args.scheduler}: give one of them: --workers "
+                         "starts a local Dask cluster of that many workers here, while the cluster at --scheduler "
+                         f"runs on the workers it has (add some there with: dask worker {args.scheduler})")
 
 
 def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
@@ -446,8 +463,10 @@ def _recorded_build(out: Path, installed: dict) -> Any:
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
-    """The backend and device a local run uses (its kernel compiled, where not cached), said before the transport."""
-    if not args.quiet and args.workers is None and args.scheduler is None:
+    """The backend and device a local run uses (its kernel compiled, where not cached), said before the transport,
+    also with --quiet (which leaves out the progress bar only): it is the one line of the console that names the
+    device (the CLI-help audit of 2026-12-07, F11: --quiet hid it, and its help said "no progress bar")."""
+    if args.workers is None and args.scheduler is None:
         from ._backend import cuda_available, get_backend
 
         be = get_backend(settings.backend, settings.threads)
@@ -576,8 +595,6 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, plan_beam_streams, run_job
 
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; got {args.workers}")
     try:
         with phase("transport"):
             # each beam of an RT Ion Plan on the random stream of its place in the plan: plan.beams = [2] is the
@@ -812,22 +829,28 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from ._io.errors import ResultRefused
         from ._run.inputs import check_result
 
+        # the checkpoint of the finished run is kept where it was written (it was removed before: a correct run of
+        # hours was lost where the check was wrong, the scale audit 19, F2): --resume --allow-empty writes it, no
+        # transport; the refusal then advises that alone (it said "rerun with --allow-empty" too, which the kept
+        # checkpoint refuses: the CLI-help audit of 2026-12-07, F12)
+        ck = _ckpt(out)
+        kept = not args.no_checkpoint and ck.exists()
         try:
             # a zero dose, a beam that mostly missed or escaped
-            check_result(total, allow_empty=args.allow_empty, beams=beams)
+            check_result(total, allow_empty=args.allow_empty, beams=beams,
+                         rerun=("run the same command with --resume --allow-empty, which writes this finished run "
+                                "as it is without transporting again" if kept else "rerun with --allow-empty"))
         except ResultRefused as exc:
-            # the checkpoint of the finished run is kept (it was removed before: a correct run of hours was lost
-            # where the check was wrong, the scale audit 19, F2): --resume --allow-empty writes it, no transport
-            ck = _ckpt(out)
-            if args.no_checkpoint or not ck.exists():
+            if not kept:
                 raise
             from ._run.checkpoint import mark_refused
 
             mark_refused(ck, str(exc))   # a run of another config (the corrected one) replaces it
-            raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}: to write its dose as it "
-                                "is, run the same command with --resume --allow-empty (no transport again); a "
-                                "corrected run (another beam, phantom or config) with the same --out replaces "
-                                "it") from None
+            how = ("" if "--resume --allow-empty" in str(exc) else   # a range shifter's message names no option
+                   ": to write its dose as it is, run the same command with --resume --allow-empty (no transport "
+                   "again)")
+            raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}{how}; a corrected run "
+                                "(another beam, phantom or config) with the same --out replaces it") from None
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
