@@ -98,7 +98,7 @@ def test_primaries_in_exponent_form_is_refused_with_the_digits_to_write(command,
     err = _parse_error(capsys, [*argv, "--primaries", "1e7"])
     assert "argument --primaries: 1e7 is written as a decimal number: write 10000000 (or 10_000_000)" in err, err
     err = _parse_error(capsys, [*argv, "--primaries", "2.5"])
-    assert "argument --primaries: '2.5' is not a whole number" in err, err
+    assert "argument --primaries: invalid int value: '2.5'" in err, err
     parser = command_parsers()[command]
     action = next(a for a in parser._actions if "--primaries" in a.option_strings)
     assert action.type("10000000") == action.type("10_000_000") == 10_000_000

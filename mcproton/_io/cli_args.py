@@ -26,7 +26,8 @@ PARSER_OPTIONS: dict[str, Any] = {"allow_abbrev": False}
 
 def whole_number(text: str) -> int:
     """argparse ``type`` of a whole-number option: ``text`` as an int (digits, a sign, underscores between digits:
-    what ``int`` reads); a decimal number or an exponent is refused, with the digits to write where it is whole."""
+    what ``int`` reads); a number with a decimal point or an exponent that is whole is refused with the digits to
+    write, anything else as argparse refuses it for ``type=int`` ("invalid int value: '2.5'")."""
     try:
         return int(text)
     except ValueError:
@@ -34,13 +35,13 @@ def whole_number(text: str) -> int:
     try:
         f = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        f = math.nan
     if math.isfinite(f) and f.is_integer():
         n = int(f)
         raise argparse.ArgumentTypeError(f"{text} is written as a decimal number: write {n}"
                                          + (f" (or {n:_})" if abs(n) >= 10_000 else "")
                                          + " without a decimal point or exponent, as in a config")
-    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")   # argparse's own words for type=int
 
 
 def path_name(text: str) -> str:
