@@ -1,29 +1,70 @@
 """The benchmark case: a pencil beam in a water box with 1 mm voxels, full physics (``mcproton bench``)."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
-from ._backend import get_backend
-from .geometry import box_phantom
-from .run import Accumulator, Simulation, finish
-from .settings import RunSettings
-from .source import Beam
+from .settings import MAX_PRIMARIES, PhysicsSettings, RunSettings
+
+#: the box's lateral size (mm, x and y)
+BENCH_LATERAL_MM = 100.0
+#: the timed repetitions of ``mcproton bench`` without --repeats
+DEFAULT_REPEATS = 3
+#: the ranges of the benchmark's options (:func:`check_bench_options`): an energy above the protons' cut-off (the
+#: default physics.e_cut_mev: at or below it no proton is transported, and a benchmark of 0 steps per proton was
+#: reported) and at most 350 MeV (the highest spot energy mcproton.source.Spot takes: the physics tables end at
+#: 400 MeV); a voxel no wider than the box
+BENCH_LIMITS = {"e_cut_mev": next(f.default for f in dataclasses.fields(PhysicsSettings) if f.name == "e_cut_mev"),
+                "max_energy_mev": 350.0, "max_voxel_mm": BENCH_LATERAL_MM}
+
+
+def check_bench_options(energy_mev: float = 150.0, primaries: int | None = None, voxel_mm: float = 1.0,
+                        repeats: int | None = None) -> None:
+    """Refuse a benchmark option out of its range (:data:`BENCH_LIMITS`), naming it as ``mcproton bench`` does,
+    before any work: ``--voxel-mm 0`` was an internal error (a division by zero), NaN "cannot convert float NaN to
+    integer", ``--repeats 0`` reported "best of 0" and ``--simt --primaries 0`` ran the default 200000 (the CLI-help
+    audit of 2026-12-07, F4).  None: the option's default."""
+    lim = BENCH_LIMITS
+    e = float(energy_mev)
+    if not (math.isfinite(e) and lim["e_cut_mev"] < e <= lim["max_energy_mev"]):
+        raise ValueError(f"--energy {energy_mev:g}: give the beam energy in MeV, above the cut-off "
+                         f"{lim['e_cut_mev']:g} MeV (no proton is transported at or below it) and at most "
+                         f"{lim['max_energy_mev']:g} MeV (therapy protons: 50-250 MeV)")
+    v = float(voxel_mm)
+    if not (math.isfinite(v) and 0 < v <= lim["max_voxel_mm"]):
+        raise ValueError(f"--voxel-mm {voxel_mm:g}: give the voxel size in mm, above 0 and at most "
+                         f"{lim['max_voxel_mm']:g} (the box is {BENCH_LATERAL_MM:g} mm wide)")
+    if primaries is not None and not 1 <= primaries <= MAX_PRIMARIES:
+        raise ValueError(f"--primaries {primaries}: give at least 1 and at most {MAX_PRIMARIES} (2^40 - 1) protons "
+                         "(or leave it out for the default)")
+    if repeats is not None and repeats < 1:
+        raise ValueError(f"--repeats {repeats}: give at least 1 timed repetition (or leave it out for "
+                         f"{DEFAULT_REPEATS})")
 
 
 def bench_case(energy_mev: float = 150.0, voxel_mm: float = 1.0):
     """(geometry, beam) of the benchmark: a pencil beam (sigma 3 mm) entering a 100 x 100 x (range + 40 mm)
     water box of ``voxel_mm`` voxels."""
+    from .geometry import box_phantom
+    from .source import Beam
+
     depth = 10 * (0.0022 * energy_mev**1.77) + 40.0  # Bragg-Kleeman range (Bortfeld 1997) + margin, mm
     depth = max(1, round(depth / voxel_mm)) * voxel_mm  # whole voxels: the box box_phantom makes of it anyway
-    geom = box_phantom("water", (100.0, 100.0, depth), voxel_mm)
+    geom = box_phantom("water", (BENCH_LATERAL_MM, BENCH_LATERAL_MM, depth), voxel_mm)
     beam = Beam.pencil(energy_mev, position_mm=(0.0, 0.0, -1.0), sigma_mm=(3.0, 3.0))
     return geom, beam
 
 
 def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int | None = None,
-              voxel_mm: float = 1.0, repeats: int = 3, seed: int = 1) -> dict:
+              voxel_mm: float = 1.0, repeats: int = DEFAULT_REPEATS, seed: int = 1) -> dict:
     """Protons per second (best of ``repeats``) for ``primaries`` protons of ``energy_mev`` in a
-    100 x 100 x (range + 40 mm) water box of ``voxel_mm`` voxels; compile time excluded."""
+    100 x 100 x (range + 40 mm) water box of ``voxel_mm`` voxels; compile time excluded.  Options out of their
+    range are refused (:func:`check_bench_options`)."""
+    from ._backend import get_backend
+    from .run import Accumulator, Simulation, finish
+
+    check_bench_options(energy_mev, primaries, voxel_mm, repeats)
     be = get_backend(backend)
     if primaries is None:
         primaries = 10_000_000 if be.name == "cuda" else 100_000
@@ -35,7 +76,7 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
     sim.run_histories(0, min(1000, primaries))  # warm-up (caches, GPU clocks)
     compile_s = time.perf_counter() - t0
     best = None
-    for rep in range(max(1, repeats)):
+    for rep in range(repeats):
         acc = Accumulator(sim.n_vox)
         acc.touch()  # a run creates its accumulator once: its first-touch page faults are not per-batch costs
         t = time.perf_counter()
@@ -64,12 +105,13 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
     persistent loop (simt_efficiency_persistent) on ``sm_count`` x ``simt.PERSISTENT_BLOCKS_PER_SM`` (5) resident
     blocks of 128 threads, for the refill costs and thresholds of simt.PERSISTENT_GRID.  Step counts, not timings:
     the figures do not depend on the machine's speed or load."""
+    from ._backend import get_backend
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash
+    from .run import Simulation
 
-    if primaries < 1:
-        raise ValueError(f"--primaries {primaries}: give at least 1 history")
+    check_bench_options(energy_mev, primaries, voxel_mm)
     gpu = get_backend(backend)   # only for its launch shape
     if gpu.name == "cuda":
         block, sm_count = block or gpu.block, sm_count or gpu._sm
@@ -96,8 +138,8 @@ def simt_main(args) -> int:
     from ._io.json_out import json_text
     from ._kernels import simt
 
-    res = run_simt(backend=args.backend, energy_mev=args.energy, primaries=args.primaries or 200_000,
-                   voxel_mm=args.voxel_mm)
+    res = run_simt(backend=args.backend, energy_mev=args.energy,   # 0 is refused, not read as the default
+                   primaries=200_000 if args.primaries is None else args.primaries, voxel_mm=args.voxel_mm)
     if args.json:
         print(json_text(res, indent=None))
         return 0

@@ -257,11 +257,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._timing import phase
     from .config import ConfigError, build_beams, build_geometry, load_config, run_settings
 
-    if args.resume and args.no_checkpoint:   # before: --resume ignored without a word, the run started from 0
-        raise ValueError("--resume continues from the checkpoint and --no-checkpoint runs without one: give one of "
-                         "them (--resume alone continues the interrupted run, writes checkpoints as it goes and "
-                         "removes the checkpoint once its outputs are written)")
-
+    _check_run_options(args)
     with phase("config"):
         cfg = load_config(args.config, args.set)
         args.command_record = _command_record(args, cfg)   # the config that runs, as read (before it is used)
@@ -339,6 +335,27 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         _say_backend(args, settings)
         return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
                                     said, identity, earlier)
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    """The options of ``mcproton run`` that refuse each other or a value, before the config is read: so with
+    ``--check-config`` as in a run (``--workers 0`` passed --check-config and was refused by the run, after the CT
+    and the plan were read: the CLI-help audit of 2026-12-07, F5).  ``--workers`` with ``--scheduler`` is refused:
+    the cluster at the address has its own workers, and ``--workers`` was dropped without a word; so is an empty
+    ``--scheduler``, which ran here without a word (F6)."""
+    if args.resume and args.no_checkpoint:   # before: --resume ignored without a word, the run started from 0
+        raise ValueError("--resume continues from the checkpoint and --no-checkpoint runs without one: give one of "
+                         "them (--resume alone continues the interrupted run, writes checkpoints as it goes and "
+                         "removes the checkpoint once its outputs are written)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise ValueError("--scheduler is empty: give the address of the Dask scheduler, e.g. tcp://host:8786 (or "
+                         "leave --scheduler out to run on this machine)")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError(f"--workers {args.workers} and --scheduler {args.scheduler}: give one of them: --workers "
+                         "starts a local Dask cluster of that many workers here, while the cluster at --scheduler "
+                         f"runs on the workers it has (add some there with: dask worker {args.scheduler})")
 
 
 def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
@@ -444,8 +461,10 @@ def _recorded_build(out: Path, installed: dict) -> Any:
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
-    """The backend and device a local run uses (its kernel compiled, where not cached), said before the transport."""
-    if not args.quiet and args.workers is None and args.scheduler is None:
+    """The backend and device a local run uses (its kernel compiled, where not cached), said before the transport,
+    also with --quiet (which leaves out the progress bar only): it is the one line of the console that names the
+    device (the CLI-help audit of 2026-12-07, F11: --quiet hid it, and its help said "no progress bar")."""
+    if args.workers is None and args.scheduler is None:
         from ._backend import cuda_available, get_backend
 
         be = get_backend(settings.backend, settings.threads)
@@ -574,8 +593,6 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, plan_beam_streams, run_job
 
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; got {args.workers}")
     try:
         with phase("transport"):
             # each beam of an RT Ion Plan on the random stream of its place in the plan: plan.beams = [2] is the
@@ -816,22 +833,28 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from ._io.errors import ResultRefused
         from ._run.inputs import check_result
 
+        # the checkpoint of the finished run is kept where it was written (it was removed before: a correct run of
+        # hours was lost where the check was wrong, the scale audit 19, F2): --resume --allow-empty writes it, no
+        # transport; the refusal then advises that alone (it said "rerun with --allow-empty" too, which the kept
+        # checkpoint refuses: the CLI-help audit of 2026-12-07, F12)
+        ck = _ckpt(out)
+        kept = not args.no_checkpoint and ck.exists()
         try:
             # a zero dose, a beam that mostly missed or escaped
-            check_result(total, allow_empty=args.allow_empty, beams=beams)
+            check_result(total, allow_empty=args.allow_empty, beams=beams,
+                         rerun=("run the same command with --resume --allow-empty, which writes this finished run "
+                                "as it is without transporting again" if kept else "rerun with --allow-empty"))
         except ResultRefused as exc:
-            # the checkpoint of the finished run is kept (it was removed before: a correct run of hours was lost
-            # where the check was wrong, the scale audit 19, F2): --resume --allow-empty writes it, no transport
-            ck = _ckpt(out)
-            if args.no_checkpoint or not ck.exists():
+            if not kept:
                 raise
             from ._run.checkpoint import mark_refused
 
             mark_refused(ck, str(exc))   # a run of another config (the corrected one) replaces it
-            raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}: to write its dose as it "
-                                "is, run the same command with --resume --allow-empty (no transport again); a "
-                                "corrected run (another beam, phantom or config) with the same --out replaces "
-                                "it") from None
+            how = ("" if "--resume --allow-empty" in str(exc) else   # a range shifter's message names no option
+                   ": to write its dose as it is, run the same command with --resume --allow-empty (no transport "
+                   "again)")
+            raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}{how}; a corrected run "
+                                "(another beam, phantom or config) with the same --out replaces it") from None
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
@@ -1488,12 +1511,18 @@ def _dose_description(total: Any, beams: list, outline: Any) -> dict:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, simt_main
+    from .bench import DEFAULT_REPEATS, check_bench_options, run_bench, simt_main
 
+    # every option checked before the backend is loaded, each named (the CLI-help audit of 2026-12-07, F4)
+    if args.simt and args.repeats is not None:
+        raise ValueError(f"--repeats {args.repeats} with --simt: the SIMT proxy counts the steps of one launch once "
+                         "(no timing to repeat); leave --repeats out")
+    check_bench_options(energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
+                        repeats=args.repeats)
     if args.simt:
         return simt_main(args)
     res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
-                    repeats=args.repeats)
+                    repeats=DEFAULT_REPEATS if args.repeats is None else args.repeats)
     if args.json:   # strict JSON, NaN as null (mcproton/_io/json_out.py), as every JSON mcproton writes
         from ._io.json_out import json_text
 
@@ -1622,46 +1651,64 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
+    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from .bench import BENCH_LIMITS, DEFAULT_REPEATS
+
+    p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy",
+                **PARSER_OPTIONS)
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a simulation from a TOML config", epilog=RUN_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("config", help="run config (TOML); see examples/ and the README config reference")
-    setattr(r.add_argument("--out", help="output HDF5 file (required, except with --check-config); the checkpoint "
-                                         "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go "
-                                         "beside it"), REQUIRED_UNLESS, "--check-config")
+                       formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS)
+    r.add_argument("config", type=path_name, help="run config (TOML); see examples/ and the README config reference")
+    setattr(r.add_argument("--out", type=path_name,
+                           help="output HDF5 file (required, except with --check-config); the checkpoint "
+                                "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it"),
+            REQUIRED_UNLESS, "--check-config")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
-    r.add_argument("--rtdose", help="also write a DICOM RT Dose file")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--rtdose", type=path_name,
+                   help="also write a DICOM RT Dose file (given, it wins over the config's output.rtdose)")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress bar (the line naming the backend and device, the notes, warnings and errors "
+                        "are still printed, on stderr; the summary JSON on stdout)")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint (<out>.ckpt.h5)")
     r.add_argument("--no-checkpoint", action="store_true",
                    help="write no checkpoint (an interrupted run cannot be resumed)")
-    r.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N single-threaded workers (needs mcproton[distributed])")
+    r.add_argument("--workers", type=whole_number, default=None, metavar="N",
+                   help="run on a local Dask cluster of N single-threaded workers (needs mcproton[distributed]; "
+                        "not with --scheduler)")
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (workers need mcproton and "
-                        "the config's input files)")
+                   help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786, on the workers it has (workers "
+                        "need mcproton and the config's input files; not with --workers)")
     r.add_argument("--check-config", action="store_true",
                    help="check the config and its input files (every check that runs before the transport: keys, "
                         "types, paths, the CT, plan and beam model, beams hitting the grid, memory) and print the grid "
                         "and beams; no transport, nothing written, --out optional")
     r.add_argument("--allow-empty", action="store_true",
-                   help="write the output even if the run scored no dose, or most of the beam's energy missed or "
-                        "left the grid (refused by default)")
+                   help="write the output even if the finished run scored no dose, or most of the beam's energy "
+                        "missed or left the grid (refused by default; after such a refusal, --resume --allow-empty "
+                        "writes the run kept in the checkpoint). A beam whose every spot misses the grid is refused "
+                        "before the transport, with or without it")
     r.set_defaults(func=_cmd_run)
 
-    b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
+    b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s",
+                       **PARSER_OPTIONS)
     b.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    b.add_argument("--energy", type=float, default=150.0, help="beam energy in MeV (default 150)")
-    b.add_argument("--primaries", type=int, default=None, help="protons (default 100000 on the CPU, 10^7 on the GPU)")
-    b.add_argument("--voxel-mm", type=float, default=1.0, help="voxel size in mm (default 1)")
-    b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported (default 3)")
+    b.add_argument("--energy", type=float, default=150.0,
+                   help=f"beam energy in MeV, above the cut-off {BENCH_LIMITS['e_cut_mev']:g} MeV and at most "
+                        f"{BENCH_LIMITS['max_energy_mev']:g} MeV (default 150)")
+    b.add_argument("--primaries", type=whole_number, default=None,
+                   help="protons, at least 1 (default 100000 on the CPU, 10000000 on the GPU; 200000 with --simt)")
+    b.add_argument("--voxel-mm", type=float, default=1.0,
+                   help=f"voxel size in mm, above 0 and at most {BENCH_LIMITS['max_voxel_mm']:g} (default 1)")
+    b.add_argument("--repeats", type=whole_number, default=None,
+                   help=f"timed repetitions, at least 1; the best is reported (default {DEFAULT_REPEATS}; not with "
+                        "--simt, which counts steps once)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--simt", action="store_true",
                    help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the "
@@ -1670,7 +1717,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
-                                    "status 3: no backend usable)")
+                                    "status 3: no backend usable)", **PARSER_OPTIONS)
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 
@@ -1687,7 +1734,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
                                  ("phantom", _cmd_phantom,
                                   "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):
-        s = sub.add_parser(name, help=helptext, add_help=False)
+        s = sub.add_parser(name, help=helptext, add_help=False, **PARSER_OPTIONS)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)
     return p

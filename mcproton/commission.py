@@ -55,6 +55,9 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
 
+The relative tolerances (peak/entrance, dose per MU, spot sigma) are fractions, each refused at 0.5 or more
+(``MAX_RELATIVE_TOLERANCE``): 10 typed for 10 % was read as 1000 % and passed spots twice the model's size.
+
 Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
 energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
 plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
@@ -121,9 +124,28 @@ class CommissionInputError(InputDataError):
     beam model."""
 
 
+#: the largest relative tolerance taken (a fraction; refused at or above it): sigma_rel, peak_entrance_rel and
+#: dose_per_mu_rel are fractions (0.10 for 10 %), and a percentage typed for one (10 for 10 %, read as 1000 %)
+#: passed every spot twice the model's size (the CLI-help audit of 2026-12-07, F1: a wrong PASS); half the measured
+#: value is no commissioning check (the defaults are 0.02 to 0.10, of the order of machine-QA tolerances)
+MAX_RELATIVE_TOLERANCE = 0.5
+#: the tolerances that are fractions, and the option of ``mcproton commission`` that sets each (None: none does)
+RELATIVE_TOLERANCES = {"peak_entrance_rel": None, "sigma_rel": "--sigma-tol", "dose_per_mu_rel": None}
+#: the option of ``mcproton commission`` that sets each other tolerance
+TOLERANCE_OPTIONS = {"range_mm": "--range-tol-mm", "dfo_mm": "--dfo-tol-mm"}
+
+
+def _tolerance_name(key: str) -> str:
+    """``key`` as a message names it: with its option of ``mcproton commission`` where one sets it."""
+    opt = {**RELATIVE_TOLERANCES, **TOLERANCE_OPTIONS}.get(key)
+    return f"{key} ({opt})" if opt else key
+
+
 @dataclass(frozen=True)
 class Tolerances:
-    """The pass/fail levels (see the module docstring for each default's reason)."""
+    """The pass/fail levels (see the module docstring for each default's reason).  Each is a positive number; the
+    relative ones (:data:`RELATIVE_TOLERANCES`) are fractions below :data:`MAX_RELATIVE_TOLERANCE` (0.10 for
+    10 %), ``gamma_pass`` a fraction of the points up to 1."""
 
     range_mm: float = 1.0
     dfo_mm: float = 0.5
@@ -137,7 +159,15 @@ class Tolerances:
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise CommissionInputError(f"tolerance {k} = {v!r} must be a positive number")
+                raise CommissionInputError(f"tolerance {_tolerance_name(k)} = {v!r} must be a positive number")
+        for k in RELATIVE_TOLERANCES:
+            v = getattr(self, k)
+            if v >= MAX_RELATIVE_TOLERANCE:
+                hint = f" ({v:g} % is {v / 100:g})" if 1 <= v < 100 else ""
+                raise CommissionInputError(
+                    f"tolerance {_tolerance_name(k)} = {v:g} is a fraction of the measured value, e.g. 0.10 for "
+                    f"10 %{hint}; give less than {MAX_RELATIVE_TOLERANCE:g} ({100 * MAX_RELATIVE_TOLERANCE:g} %): a "
+                    "tolerance that wide passes a model whatever its difference, which is no commissioning check")
         if self.gamma_pass > 1:
             raise CommissionInputError(f"tolerance gamma_pass = {self.gamma_pass} is a fraction of the points "
                                        "(0.95 for 95 %), not a percentage")
@@ -910,6 +940,9 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
     every command (before: 2, audit 26 exitcodes, F3)."""
     import os
 
+    if isinstance(out_dir, str) and not out_dir:   # Path('') is the current folder
+        raise CommissionInputError("--out is empty: give a folder for the report ('' is not taken as the current "
+                                   "folder; write . for that)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CommissionInputError(f"--out {out}: it is a file, not a folder; give a folder for the report")
@@ -1135,8 +1168,10 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path,
 # ---------------------------------------------------------------------------------------------- the command line
 def add_parser(sub: Any) -> None:
     """``mcproton commission``: its parser, on the top-level parser's sub-parsers."""
-    p = sub.add_parser("commission", help="compare a beam model with a machine's measured IDDs and in-air spot "
-                                          "sizes (commissioning)",
+    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
+    p = sub.add_parser("commission", **PARSER_OPTIONS,
+                       help="compare a beam model with a machine's measured IDDs and in-air spot sizes (commissioning)",
                        description="Compare a beam model with the measurements of its machine: integrated depth "
                                    "doses in water (Monte Carlo of the model at each measured energy: R90, R80, "
                                    "distal fall-off, peak/entrance, gamma) and spot sizes in air (the model's "
@@ -1147,19 +1182,19 @@ def add_parser(sub: Any) -> None:
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
     several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "
                "only)")
-    p.add_argument("--idd", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--idd", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth from the surface), idd (any "
                         "unit); through the peak and below 20 %% of it distally" + several)
-    p.add_argument("--spots", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--spots", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured spot sizes in air: columns nominal_energy_mev, z_mm (from the isocentre, "
                         "downstream +), sigma_x_mm, sigma_y_mm" + several)
-    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+",
+    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+", type=path_name,
                    help="measured reference-field doses: columns nominal_energy_mev, field_size_mm, spot_spacing_mm, "
                         f"depth_mm (water surface at the isocentre; in mm, {REF_MIN_DEPTH_MM:g} mm to "
                         f"{REF_MAX_DEPTH_R80:g} x R80), gy_per_mu (1 MU per spot)" + several)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for commission.html, commission.json and "
-                                                               "the figures")
-    p.add_argument("--primaries", type=int, default=200_000, help="Monte Carlo protons per IDD energy "
+    p.add_argument("--out", required=True, metavar="DIR", type=path_name,
+                   help="folder for commission.html, commission.json and the figures")
+    p.add_argument("--primaries", type=whole_number, default=200_000, help="Monte Carlo protons per IDD energy "
                                                                   "(default 200000)")
     p.add_argument("--chamber-radius-mm", default=str(CHAMBER_RADIUS_MM), metavar="R",
                    help=f"radius of the chamber that measured the IDDs, mm (default {CHAMBER_RADIUS_MM:g}: PTW 34070 "
@@ -1167,8 +1202,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--spot-sigma", default="core", choices=SPOT_SIGMA_KINDS,
                    help="what a measured sigma is: core (default: a Gaussian fitted to the profile's core, compared "
                         "with the model's heaviest component) or rms (the second moment of the whole profile)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--seed", type=whole_number, default=1, help="random seed (default 1)")
+    p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")
     d = Tolerances()
@@ -1177,7 +1212,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dfo-tol-mm", type=float, default=d.dfo_mm,
                    help=f"distal fall-off R20-R80 tolerance in mm (default {d.dfo_mm:g})")
     p.add_argument("--sigma-tol", type=float, default=d.sigma_rel,
-                   help=f"spot sigma tolerance, a fraction of the measured sigma (default {d.sigma_rel:g})")
+                   help=f"spot sigma tolerance, a fraction of the measured sigma below {MAX_RELATIVE_TOLERANCE:g} "
+                        f"(default {d.sigma_rel:g}, i.e. {100 * d.sigma_rel:g} %%; 10 %% is 0.1, not 10)")
     p.set_defaults(func=_cmd_commission)
 
 

@@ -124,19 +124,23 @@ OUTPUT_FILES = (("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"), ("rtdose
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
     p = argparse.ArgumentParser(prog="mcproton demo",
-                                description="paediatric posterior-fossa proton boost: phantom, PBS plan, MC dose")
-    p.add_argument("--out", default="mcproton_demo", help="output folder (default ./mcproton_demo)")
+                                description="paediatric posterior-fossa proton boost: phantom, PBS plan, MC dose",
+                                **PARSER_OPTIONS)
+    p.add_argument("--out", default="mcproton_demo", type=path_name, help="output folder (default ./mcproton_demo)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    p.add_argument("--primaries", type=int, default=None,
-                   help=f"Monte Carlo histories (default {DEFAULT_PRIMARIES['cpu']:,} on the CPU, "
-                        f"{DEFAULT_PRIMARIES['cuda']:,} on the GPU); the absolute dose does not depend on it")
+    p.add_argument("--primaries", type=whole_number, default=None,
+                   help=f"Monte Carlo histories (default {DEFAULT_PRIMARIES['cpu']} on the CPU, "
+                        f"{DEFAULT_PRIMARIES['cuda']} on the GPU); the absolute dose does not depend on it")
     p.add_argument("--age", type=float, default=5.0, help="phantom age in years (default 5)")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="voxel size in mm (default 2)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
-    p.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
+    p.add_argument("--seed", type=whole_number, default=12345,
+                   help="random seed of the Monte Carlo, 0 to 2^63 - 1 (default 12345)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -347,9 +351,17 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1 (or left out: all the CPUs it may use); got {threads}")
     try:   # the thread count (and OMP_NUM_THREADS, its default) as a run's, refused now and named as the demo names
-        RunSettings(backend=backend, threads=threads)   # it: "run.threads = 1000" came after the plan was made
+        # it: "run.threads = 1000" came after the plan was made; so the seed and the primaries' upper limit (--seed -1
+        # was refused as "run.seed" once the earlier demo in --out was removed and the CT, RT Struct and plan were
+        # written: the CLI-help audit of 2026-12-07, F2)
+        RunSettings(backend=backend, threads=threads, seed=seed,
+                    **({} if primaries is None else {"primaries": primaries}))
     except ValueError as exc:
-        raise ValueError(str(exc).replace("run.threads", "--threads").replace("run.backend", "--backend")) from None
+        msg = str(exc)
+        for key, opt in (("threads", "--threads"), ("backend", "--backend"), ("seed", "--seed"),
+                         ("primaries", "--primaries")):
+            msg = msg.replace(f"run.{key}", opt)
+        raise ValueError(msg) from None
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)

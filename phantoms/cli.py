@@ -14,9 +14,12 @@ from .._io.lock import locks_output
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0].replace("``", ""))
+    from .._io.cli_args import PARSER_OPTIONS, path_name
+
+    p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0].replace("``", ""),
+                                **PARSER_OPTIONS)
     p.add_argument("--age", type=float, required=True, help="age in years (0.5-18)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=path_name, help="output folder")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="isotropic voxel size in mm (default 2)")
     p.add_argument("--region", default="neuraxis", choices=["head", "head_neck", "neuraxis"],
                    help="extent: head, head_neck (to T1) or neuraxis (whole spine; default)")

@@ -577,6 +577,30 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
     assert s["created"][:2] == "20" and s["working_directory"]
 
 
+@pytest.mark.parametrize("args, said", [
+    (["--seed", "-1"], "--seed must be a non-negative integer below 2^63; got -1"),
+    (["--seed", str(2**63)], f"--seed must be a non-negative integer below 2^63; got {2**63}"),
+    (["--primaries", str(2**40)], f"--primaries {2**40} is too large (at most 2^40 - 1"),
+])
+def test_demo_refuses_its_seed_and_primaries_before_any_work(tmp_path, monkeypatch, capsys, args, said):
+    """The CLI-help audit of 2026-12-07, F2: --seed -1 was refused inside the MC, as "run.seed", after the phantom was
+    made, the earlier demo in --out removed and a new CT, RT Struct and RT Plan written there.  Now with the other
+    options, before the phantom, naming the option; a folder there is left as it was."""
+    import mcproton.phantoms as phantoms
+
+    def no_phantom(*a, **k):
+        raise AssertionError("the phantom was made before the refusal")
+
+    monkeypatch.setattr(phantoms, "make_head_phantom", no_phantom)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    rc = cli_main(["demo", "--out", str(out), "--voxel-mm", "4", "--backend", "cpu", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"mcproton: error: {said}") and "run." not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("lack", ["CuPy for --backend cuda", "a compiler with OpenMP", "matplotlib >= 3.8"])
 def test_demo_refuses_what_the_machine_lacks_before_any_work(tmp_path, monkeypatch, capsys, lack):
     """What the machine lacks is refused before the phantom is made and before --out is created (the packaging audit
@@ -622,9 +646,9 @@ def test_demo_refuses_what_the_machine_lacks_before_any_work(tmp_path, monkeypat
 
 
 def test_a_refused_demo_leaves_an_earlier_demo_s_folder_as_it_was(tmp_path, monkeypatch, capsys, demo_plan_made_once):
-    """A demo into an earlier demo's folder that is refused (its --age, CuPy for --backend cuda, a matplotlib too old,
-    a compiler without OpenMP) removes nothing there: every file, the CT's slices among them, is left byte for byte
-    (review 2a of 2026-12-07, R1: --age 200 removed all nine outputs before it was refused, and the machine's
+    """A demo into an earlier demo's folder that is refused (its --age or --seed, CuPy for --backend cuda, a matplotlib
+    too old, a compiler without OpenMP) removes nothing there: every file, the CT's slices among them, is left byte for
+    byte (review 2a of 2026-12-07, R1: --age 200 removed all nine outputs before it was refused, and the machine's
     refusals emptied ct/, leaving the earlier plan, RT Dose and summary of a CT that was gone)."""
     import contextlib
     import sys
@@ -645,6 +669,8 @@ def test_a_refused_demo_leaves_an_earlier_demo_s_folder_as_it_was(tmp_path, monk
     def lacks(what: str, m: pytest.MonkeyPatch) -> tuple[list[str], int, str]:
         if what == "age":
             return ["--backend", "cpu", "--age", "200"], 2, "age_years must be within 0.5..18.0 y"
+        if what == "seed":   # refused inside the MC, after the earlier demo was removed (audit 26, F2)
+            return ["--backend", "cpu", "--seed", "-1"], 2, "--seed must be a non-negative integer"
         if what == "cupy":
             m.setitem(sys.modules, "cupy", None)
             return ["--backend", "cuda"], 3, "CuPy is not installed"
@@ -655,7 +681,7 @@ def test_a_refused_demo_leaves_an_earlier_demo_s_folder_as_it_was(tmp_path, monk
         m.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))
         return ["--backend", "cpu"], 3, "has no OpenMP, which the CPU kernel is built with"
 
-    for what in ("age", "cupy", "matplotlib", "openmp"):
+    for what in ("age", "seed", "cupy", "matplotlib", "openmp"):
         capsys.readouterr()
         with monkeypatch.context() as m, contextlib.ExitStack() as undo:
             args, code, said = lacks(what, m)

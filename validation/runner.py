@@ -37,8 +37,10 @@ from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_rep
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
     p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0].replace("``", ""),
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS,
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
@@ -48,18 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(mode="quick")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    out = p.add_argument("--out", required=False,   # but for --list: main() says so (exit status 2)
+    out = p.add_argument("--out", required=False, type=path_name,   # but for --list: main() says so (exit status 2)
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
     p.add_argument("--cases", default=None, help="comma-separated subset of the cases (default: all; see --list)")
-    p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
-    p.add_argument("--batches", type=int, default=10,
-                   help="statistical batches per run, for the uncertainties (default 10)")
+    p.add_argument("--seed", type=whole_number, default=20240611,
+                   help="random seed of the runs, 0 to 2^63 - 1 (default 20240611)")
+    p.add_argument("--batches", type=whole_number, default=10,
+                   help="statistical batches per run, for the uncertainties, at least 2 (default 10)")
     p.add_argument("--water-model", default=None, choices=("icru90", "pstar"),
                    help="water stopping powers: icru90 (I = 78 eV, default) or pstar (I = 75 eV)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
+
+
+def _refused_run_options(args: argparse.Namespace) -> str | None:
+    """Why ``--seed`` or ``--batches`` cannot be a run's (as :class:`~mcproton.settings.RunSettings` checks them,
+    named as the options), else None.  Before, each case that runs the Monte Carlo raised it ("SOME CASES RAISED",
+    exit status 4, the internal error's), and a validation of analytic cases only passed with the bad value in its
+    report (the CLI-help audit of 2026-12-07, F3)."""
+    from ..settings import RunSettings
+
+    try:
+        RunSettings(seed=args.seed, batches=args.batches, backend=args.backend)
+    except ValueError as exc:
+        return str(exc).replace("run.seed", "--seed").replace("run.batches", "--batches")
+    return None
 
 
 #: the report's own files in its folder (report.write_report), beside the PNGs its summary.json lists
@@ -189,6 +206,11 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     if not args.out:
         p.print_usage(sys.stderr)
         print("mcproton validate: error: --out DIR is required", file=sys.stderr)
+        return 2
+    why = _refused_run_options(args)
+    if why:   # before any case (each case raised it: exit status 4, or an ALL PASSED report recording it)
+        p.print_usage(sys.stderr)
+        print(f"mcproton validate: error: {why}", file=sys.stderr)
         return 2
     names = list(CASE_NAMES) if args.cases is None else [n.strip() for n in args.cases.split(",") if n.strip()]
     if not names:   # --cases "$CASES" with CASES empty ran the whole suite (audit 26 exitcodes, F10)

@@ -1958,7 +1958,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
         provenance.  Given with a reused MC dose (``mc=``) of other physics, refused.
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
-        the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
+        the voxels above 50 % of its maximum; default 1 %; None or 0: no target, each beam runs all its
+        ``primaries``) or at ``primaries`` per beam.  The beams run one after
         the other, each to ``target_uncertainty`` x sqrt(number of beams) in its own dose (beams of equal weight
         over the high-dose region then add up to the target); where the plan dose is still above the target
         (beams that overlap less), each beam is topped up with independent random numbers for the primaries

@@ -49,13 +49,17 @@ def print_levels(config: str | None) -> int:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    c = sub.add_parser("check", help="independent MC check of a plan against its planning-system dose",
+    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+
+    c = sub.add_parser("check", **PARSER_OPTIONS,
+                       help="independent MC check of a plan against its planning-system dose",
                        description="Recompute an RT Ion Plan with Monte Carlo on the planning system's dose grid "
                                    "and compare: 3-D gamma, dose differences, DVH metrics per structure, distal "
                                    "range per beam; HTML + JSON report with pass/fail against action levels.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("folder", nargs="?", help="a folder with one patient's DICOM files (CT, RT Plan, RT Dose(s), "
-                                             "RT Struct), paired by their UIDs; explicit options below win")
+    c.add_argument("folder", nargs="?", type=path_name,
+                   help="a folder with one patient's DICOM files (CT, RT Plan, RT Dose(s), RT Struct), paired by "
+                        "their UIDs; explicit options below win")
     c.add_argument("--batch", action="store_true",
                    help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
                         "OUT/index.html and OUT/batch.json (the output folder, hidden and system folders such as "
@@ -67,16 +71,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and is complete (PASS or FAIL, not stopped by --time-limit), is not checked again: its "
                         "verdict goes into the summary marked reused; anything else (an upgrade that changed only "
                         "Python code among it) is checked")
-    c.add_argument("--ct", help="folder of the plan's CT series")
+    c.add_argument("--ct", type=path_name, help="folder of the plan's CT series")
     c.add_argument("--ct-series", metavar="UID",
                    help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "
                         "only axial one, else the one the RT Struct was drawn on; a localizer is skipped)")
-    c.add_argument("--plan", help="RT Ion Plan (RP.dcm)")
-    c.add_argument("--dose", action="append", help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
-    c.add_argument("--struct", help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
+    c.add_argument("--plan", type=path_name, help="RT Ion Plan (RP.dcm)")
+    c.add_argument("--dose", action="append", type=path_name,
+                   help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
+    c.add_argument("--struct", type=path_name,
+                   help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
     c.add_argument("--beam-model",
                    help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file (required: no default)")
-    c.add_argument("--out", required=True,
+    c.add_argument("--out", required=True, type=path_name,
                    help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
     c.add_argument("--calibration", default=None,
                    help="HU calibration (default schneider2000; dcpt_spr_brain for an SPR-map CT; a phantom CT that "
@@ -115,27 +121,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="which fractions the TPS dose holds: auto (default) from its DoseSummationType as DICOM "
                         "defines it (PLAN, FRACTION, BEAM: all fractions; FRACTION_SESSION, BEAM_SESSION: one), all, "
                         "or one (e.g. for a system that writes FRACTION for one fraction)")
-    c.add_argument("--primaries", type=int, default=10_000_000,
-                   help="upper limit of protons per beam (default 1e7)")
+    c.add_argument("--primaries", type=whole_number, default=10_000_000,
+                   help="upper limit of protons per beam (default 10000000)")
     c.add_argument("--target-uncertainty", type=float, default=0.01,
-                   help="stop at this mean relative uncertainty above 50 %% of the maximum (default 0.01)")
+                   help="stop at this mean relative uncertainty above 50 %% of the maximum, a fraction (default "
+                        "0.01 for 1 %%; 0: no target, each beam runs all its --primaries, within --time-limit if "
+                        "given)")
     c.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop the MC after this many seconds of transport over all the beams (each beam its share), "
                         "as mcproton run's run.time_limit_s; the check goes on with the dose reached, the report "
                         "says so, and an uncertainty above the target is judged by its action level "
                         "(mc_uncertainty_max_pct: FAIL above it). Default: no limit")
-    c.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
+    c.add_argument("--seed", type=whole_number, default=12345, help="random seed of the Monte Carlo (default 12345)")
     c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    c.add_argument("--config",
+    c.add_argument("--config", type=path_name,
                    help="TOML with a [levels] table of action levels (default: the built-in levels, which "
                         "--print-levels prints as such a file to copy and edit)")
     c.add_argument("--print-levels", action=_PrintLevels,
                    help="print the default action levels as a --config TOML file (each with what it is) and exit; "
                         "with --config FILE, the levels FILE gives over the defaults")
-    c.add_argument("--gamma-points", type=int, default=10000,
+    c.add_argument("--gamma-points", type=whole_number, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
-    c.add_argument("--gamma-workers", type=int, default=0,
+    c.add_argument("--gamma-workers", type=whole_number, default=0,
                    help="processes for the six 3-D gammas (default 0: one per gamma up to the cores and as many as the "
                         "memory holds; 1: in this process; the same results either way)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")

@@ -419,7 +419,9 @@ def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[
     """Decorator: the function holds the :class:`OutputLock` of its argument ``param``, a folder output (its lock
     ``param/.mcproton-lock`` inside it, the folder created for it and removed again if still empty at the end; no
     lock when it is None, a file, or under something that is not a folder, which the function refuses itself)
-    while it runs; its ``log`` argument, if given, gets the notes."""
+    while it runs; its ``log`` argument, if given, gets the notes.  The empty text is refused (ValueError naming
+    ``what``): ``Path('')`` is the current folder, where the demo, the phantom and the check wrote their files
+    (the CLI-help audit of 2026-12-07, F10)."""
     import functools
     import inspect
 
@@ -432,6 +434,9 @@ def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[
             out = bound.get(param)
             if out is None:
                 return fn(*args, **kwargs)
+            if isinstance(out, str) and not out:
+                raise ValueError(f"{what} is empty: give a folder ('' is not taken as the current folder; write . "
+                                 "for that)")
             o = Path(out)
             if (o.exists() or o.is_symlink()) and not o.is_dir():   # a file, a broken link: refused by fn
                 return fn(*args, **kwargs)

@@ -1666,20 +1666,22 @@ def _shifter_share(led: dict, beams: list[Any] | None) -> str:
 
 
 def check_result(result: Any, *, allow_empty: bool = False, beams: list[Any] | None = None,
-                 script: bool = False) -> None:
+                 script: bool = False, rerun: str = "rerun with --allow-empty") -> None:
     """Refuse a finished run that scored nothing, or whose beam mostly missed the grid or left it (the ledger):
     such a dose is almost always a mistake in the config (a spot sigma in um, a position in the wrong unit).  When
     the range shifters took most of the primaries or the energy (ledger entries shifter_removed, shifter), the
     message says so and names them (``beams``: the run's, for the shifters' IDs) instead of pointing at the beam's
     geometry and the phantom.  ``allow_empty`` (``--allow-empty``) accepts it.  ``script``: worded for
-    ``simulate``, which warns with it and returns the dose (nothing is written, no option to rerun with)."""
+    ``simulate``, which warns with it and returns the dose (nothing is written, no option to rerun with).  ``rerun``:
+    how to write such a dose anyway, the end of the message (``mcproton run`` says ``--resume --allow-empty`` where
+    it keeps the finished run's checkpoint)."""
     if allow_empty:
         return
     led = result.ledger
     inc = float(led.get("incident", 0.0))
     fix = ("check the beam (energy, sigma_mm, position_mm, direction) and the phantom; if this is meant (a beam "
            "that shoots through a thin phantom), " + ("the dose is as computed" if script else
-                                                      "rerun with --allow-empty"))
+                                                      rerun))
     unwritten = "" if script else ": nothing was written"
     shifter = _shifter_share(led, beams)
     from .result import ScoredGrid, stored_grid

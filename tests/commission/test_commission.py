@@ -171,6 +171,36 @@ def test_cli_exit_status_and_lines(measured_spots, tmp_path, capsys):
     assert (tmp_path / "b" / "commission.html").is_file() and (tmp_path / "b" / "spots.png").is_file()
 
 
+def test_a_relative_tolerance_typed_as_a_percentage_is_refused(v5, measured_spots, tmp_path, capsys):
+    """The CLI-help audit of 2026-12-07, F1: --sigma-tol 10 (10 % meant) was read as 1000 %, and spots twice the
+    model's size PASSED (exit 0).  Each relative tolerance is a fraction below 0.5, refused at or above it with the
+    percent-for-fraction hint, before anything is written; the CLI's message names the option."""
+    twice = tmp_path / "spots2x.csv"
+    lines = ["nominal_energy_mev,z_mm,sigma_x_mm,sigma_y_mm"]
+    for e in (100.0, 160.0):
+        for z in (-200.0, 0.0, 200.0):
+            sx, sy = model_spot_sigma_mm(v5, e, z)
+            lines.append(f"{e},{z},{2 * float(sx):.4f},{2 * float(sy):.4f}")
+    twice.write_text("\n".join(lines) + "\n")
+    argv = ["commission", "--beam-model", "dcpt_v5", "--spots", str(twice)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 1   # every spot fails at the default 10 %
+    capsys.readouterr()
+    for tol in ("10", "1.5", "0.5"):
+        assert main([*argv, "--out", str(tmp_path / f"t{tol}"), "--sigma-tol", tol]) == 2, tol
+        err = capsys.readouterr().err
+        assert f"tolerance sigma_rel (--sigma-tol) = {tol} is a fraction of the measured value" in err, err
+        assert not (tmp_path / f"t{tol}").exists()
+    assert "(10 % is 0.1)" in str(pytest.raises(CommissionInputError, Tolerances, sigma_rel=10).value)
+    for key in ("peak_entrance_rel", "dose_per_mu_rel"):
+        with pytest.raises(CommissionInputError, match=rf"tolerance {key} = 5 .*\(5 % is 0\.05\)"):
+            Tolerances(**{key: 5})
+        with pytest.raises(CommissionInputError, match="give less than 0.5"):
+            Tolerances(**{key: 0.5})
+        assert getattr(Tolerances(**{key: 0.49}), key) == 0.49
+    with pytest.raises(CommissionInputError, match="below 0.5|less than 0.5"):
+        commission(v5, spots=twice, tolerances=Tolerances(sigma_rel=0.6))
+
+
 @pytest.mark.parametrize("text, match", [
     ("nominal_energy_mev;depth_mm;idd\n100;1;2\n", "separated by ';'"),
     ("nominal_energy_mev,depth\n100,1\n", r"column\(s\) depth_mm, idd missing"),

@@ -22,9 +22,16 @@ from mcproton.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _failure_lines(err: str) -> list[str]:
+    """The lines of ``err`` (the CLI's stderr) less the line naming the backend and device, which a run that reached
+    the transport prints also with --quiet (the CLI-help audit of 2026-12-07, F11)."""
+    return [ln for ln in err.strip().splitlines() if not ln.startswith("mcproton: backend ")]
+
+
 def _one_line(capsys, only_ours: bool = False) -> str:
-    """The one line the CLI wrote to stderr (only_ours: among lines that Dask's own logging may add)."""
-    err = capsys.readouterr().err.strip().splitlines()
+    """The one line the CLI wrote to stderr (only_ours: among lines that Dask's own logging may add), beside the
+    backend's (:func:`_failure_lines`)."""
+    err = _failure_lines(capsys.readouterr().err)
     if only_ours:
         err = [ln for ln in err if ln.startswith("mcproton:")]
     assert len(err) == 1 and err[0].startswith("mcproton:"), err
@@ -65,6 +72,11 @@ def test_a_refused_result_keeps_its_checkpoint_and_says_how_to_write_it(tmp_path
     msg = _one_line(capsys)
     assert "missed the grid" in msg and f"the finished run is kept in the checkpoint {ck}" in msg
     assert "--resume --allow-empty" in msg and ck.exists() and not out.exists()
+    # what it advises is what works: --allow-empty alone is refused while the checkpoint is kept (the CLI-help audit
+    # of 2026-12-07, F12: the message said "rerun with --allow-empty" too)
+    assert "rerun with --allow-empty" not in msg, msg
+    assert main([*argv, "--allow-empty"]) == 2
+    assert "add --resume --allow-empty" in _one_line(capsys)
     assert main(argv) == 2
     msg = _one_line(capsys)
     assert "holds a finished run" in msg and "--allow-empty" in msg and "--resume" in msg
@@ -211,7 +223,7 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     cap = capsys.readouterr()
     summary = json.loads(cap.out)   # printed all the same, naming what failed (the long-runs audit, F14)
     assert summary["output"] == str(out) and "no space left on device" in summary["failed_outputs"][0]
-    err = cap.err.strip().splitlines()
+    err = _failure_lines(cap.err)
     assert len(err) == 1 and err[0].startswith("mcproton:"), err
     msg = err[0]
     assert "no space left on device" in msg and "--resume" in msg and "free disk space" in msg, msg
@@ -266,7 +278,7 @@ def test_a_full_disk_at_the_rt_dose_as_pydicom_reports_it_is_one_line(tmp_path, 
                  "beam.total_protons=1e9"]) == 3   # an output that cannot be written: the machine's (mcproton.errors)
     cap = capsys.readouterr()
     assert json.loads(cap.out)["failed_outputs"] == [f"the RT Dose {rd} (no space left on device)"]
-    err = cap.err.strip().splitlines()
+    err = _failure_lines(cap.err)
     assert len(err) == 1 and "Traceback" not in err[0] and "With tag" not in err[0], err
     assert "free disk space" in err[0] and f"could not write the RT Dose {rd} (no space left on device)" in err[0]
     assert read_h5(out)["dose"].max() > 0 and not rd.exists()

@@ -1,0 +1,53 @@
+"""What every mcproton command line (run, check, demo, phantom, validate, bench, commission) does with its options
+before a command uses them: one rule for each kind, so that a value one command takes is not refused, or read
+otherwise, by another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
+
+* :data:`PARSER_OPTIONS`: the keyword arguments of every parser and sub-parser, ``allow_abbrev=False``: an option is
+  recognised by its whole name only.  With argparse's default a prefix was taken for the option it starts (``--no``
+  for ``--no-machine-check``, ``--al`` for ``--allow-empty``: safety switches reached by a slip), and ``--deb`` was
+  taken as ``--debug`` by the parser but not by the command, which looks for ``--debug`` itself (F7).
+* :func:`whole_number`: a whole number written as digits, e.g. 10000000 or 10_000_000, as a config's whole
+  numbers are written (TOML reads 1e7 as a decimal number, and the config refuses it: docs/bad_inputs.md); 1e7 and
+  2.5 are refused, 1e7 with the digits to write (F8: the help showed "default 1e7", which the option refused as
+  "invalid int value").
+* :func:`path_name`: a path, never the empty text: ``--out ''`` is the current folder to the file system, and the
+  demo, the phantom, the check and the commission wrote their files there, while ``--rtdose ''`` was taken as no
+  ``--rtdose`` (F10).  The current folder is ``.``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+#: the keyword arguments of every mcproton parser and sub-parser (a sub-parser inherits none of its parent's)
+PARSER_OPTIONS: dict[str, Any] = {"allow_abbrev": False}
+
+
+def whole_number(text: str) -> int:
+    """argparse ``type`` of a whole-number option: ``text`` as an int (digits, a sign, underscores between digits:
+    what ``int`` reads); a number with a decimal point or an exponent that is whole is refused with the digits to
+    write, anything else as argparse refuses it for ``type=int`` ("invalid int value: '2.5'")."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        f = float(text)
+    except ValueError:
+        f = math.nan
+    if math.isfinite(f) and f.is_integer():
+        n = int(f)
+        raise argparse.ArgumentTypeError(f"{text} is written as a decimal number: write {n}"
+                                         + (f" (or {n:_})" if abs(n) >= 10_000 else "")
+                                         + " without a decimal point or exponent, as in a config")
+    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")   # argparse's own words for type=int
+
+
+def path_name(text: str) -> str:
+    """argparse ``type`` of a file or folder option: ``text`` as given, the empty text refused (it is not taken as
+    the current folder, nor as the option left out)."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path: give a file or folder name ('' is not taken as the current "
+                                         "folder; write . for that)")
+    return text
