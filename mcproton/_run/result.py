@@ -554,6 +554,39 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
 
 
+def _refuse_other_plans(results: list[DoseResult]) -> None:
+    """Refuse (:class:`~mcproton.config.ConfigError`) results whose beams are not of one RT Ion Plan holding the same
+    fractions of it (:func:`mcproton._io.hdf5.plan_record_differences` over every beam of every result: fractions
+    held, fractions planned, the plan's SOP Instance UID and beam numbers), naming the results, their beams and
+    values.  A sum has one label of fractions: its HDF5's ``fractions`` / ``fractions_planned``, its RT Dose's plan,
+    fraction count and scale, the dose per fraction of ``mcproton.rbe.mcnamara_of_result``.  Before (audit 26
+    interact, F1) a beam of a 5-fraction boost plan summed with a beam of a 17-fraction plan was labelled "1 of 17
+    planned fractions" and written x 17 into the RT Dose, and a run of one fraction summed with runs of all 17
+    (``plan.all_fractions``) was labelled "one fraction", without a word."""
+    from .._io.hdf5 import beam_records, plan_record_differences
+
+    records: list[dict] = []
+    names: list[str] = []
+    for k, r in enumerate(results, start=1):
+        for b in beam_records(r.provenance or {}):
+            records.append(b)
+            names.append(f"result {k}" + (f" (beam {b['name']!r})" if b.get("name") else ""))
+    said = plan_record_differences(records, names)
+    if said:
+        from ..config import ConfigError
+
+        raise ConfigError(
+            f"sum_results: the results are not beams of one RT Ion Plan holding the same fractions of it ({said}). "
+            "A sum has one plan and one number of fractions (its HDF5's fractions, its RT Dose's plan and scale, the "
+            "McNamara RBE's dose per fraction): sum the beams of one plan, each run for the same fractions (all one "
+            "fraction, mcproton run's default, or all of them: plan.all_fractions = true, plan_to_beams(..., "
+            "all_fractions=True)).  A sum of two plans (an initial plan and a boost) is not made here: write each "
+            "plan's RT Dose (its whole course: mcproton run --rtdose) and add them where plan sums are made (the "
+            "planning system).  A result whose beam record does not say how many fractions it holds (a file of an "
+            "mcproton before 2026-12-05): state them where known, result.provenance[\"beam\"].update(fractions=1, "
+            "fractions_planned=N)")
+
+
 def _summed_beam_lists(results: list[DoseResult]) -> dict[str, list]:
     """A sum's record of its beams, one item per beam of every part (a part that is itself a sum gives each of its
     beams): ``summed_beams`` (their records: :func:`mcproton._io.hdf5.beam_records`), ``summed_primaries``,
@@ -897,6 +930,15 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     plan's beams run in two jobs and summed are the whole plan's (its RT Dose: PLAN, all fractions), and a beam in
     two parts (a plan's run and a run of one of its beams) is found to share its random stream.
 
+    The beams must be of one RT Ion Plan and hold the same fractions of it (their records' ``fractions``,
+    ``fractions_planned``, ``plan_sop_instance_uid``, ``plan_beam_numbers``: :func:`mcproton._io.hdf5.
+    plan_record_differences`), or all be beams of no plan: others are refused (:class:`~mcproton.config.ConfigError`
+    naming each result, its beams and their values), with no ``allow`` to pass it.  A sum has one number of fractions
+    (its HDF5's ``fractions``, its RT Dose's plan and scale, the McNamara RBE's dose per fraction), which a beam of a
+    17-fraction plan and a beam of a 5-fraction boost, or a run of one fraction and a run of all of them, do not
+    share; before (audit 26 interact, F1) the first beam's was taken for all.  A sum of two plans is made where plan
+    sums are made (the planning system), from each plan's RT Dose of its whole course.
+
     The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
 
     * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
@@ -970,6 +1012,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
                           if is_per_primary(r))
         raise ValueError(f"sum_results: cannot add a per-primary dose ({which}) to an absolute dose; give every "
                          "beam total_protons (plans do)")
+    _refuse_other_plans(results)
     groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
     first = stored_grid(results[0], "dose_gy_zyx")
