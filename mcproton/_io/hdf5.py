@@ -197,9 +197,8 @@ LET_D_ATTRS = {
                    "relative sd per voxel 1.25-1.4 x the dose's uncertainty (median) and 2.2 x at the 95th "
                    "percentile (statistics audit 2026-12-06, F4; docs/physics.md 'Scoring')",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
-                                  "few deposits (no uncertainty is given for it); 0 where no proton deposited; outside "
-                                  "the body outline, where the dose is set to 0, it is left as computed: select "
-                                  "voxels by their dose",
+                                  "few deposits (no uncertainty is given for it); 0 where no proton deposited and "
+                                  "outside the body outline (body_mask), where the dose is 0 too",
 }
 
 
@@ -212,9 +211,8 @@ def dose_unit(result: Any) -> str:
 
 #: the ``description`` of the ``uncertainty`` dataset
 UNCERTAINTY_DESCRIPTION = ("relative standard error of the dose in each voxel (standard error / dose), from the spread "
-                           "of the statistical batches; 0 where no dose, NaN where the run had one batch (no "
-                           "estimate); outside body_mask (where dose is set to 0) the relative standard error of "
-                           "dose_raw, the dose as computed there")
+                           "of the statistical batches; 0 where no dose (outside body_mask too, where dose is set to "
+                           "0), NaN where the run had one batch (no estimate)")
 #: the ``description`` of the phantom's grids
 GEOMETRY_DESCRIPTIONS = {
     "density": "mass density of each voxel (float32, the density the transport used)",
@@ -335,7 +333,10 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
                                 ("dose_to_water", result.dose_to_water_gy_zyx, gy),
                                 ("let_d", result.let_d_kev_um_zyx, "keV/um"),
                                 ("uncertainty", result.uncertainty_rel_zyx, "1 (relative standard error)")):
-            d = write_grid(f, name, np.asarray(arr, np.float32 if name != "dose" else np.float64))
+            # the two doses as computed (float64): a sum of saved beams is then bitwise the run of those beams in
+            # both (dose_to_water was float32 before 2026-12-07, audit 26 interact F4); LET_d and the uncertainty
+            # float32 (a sum of saved beams: theirs to float32 rounding)
+            d = write_grid(f, name, np.asarray(arr, np.float64 if name in ("dose", "dose_to_water") else np.float32))
             d.attrs["unit"] = unit
             d.attrs["axes"] = "zyx"
             if fx is not None and name in ("dose", "dose_to_water"):

@@ -209,8 +209,10 @@ class DoseResult:
     def load(cls, path: str | Path) -> "DoseResult":
         """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
         water, LET_d and uncertainty arrays, the deposited energy where the file holds it, the geometry (voxel
-        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose and deposited
-        energy come back bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
+        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose, dose to water
+        and deposited energy come back bitwise (dose to water: from files written since 2026-12-07, float32 before);
+        LET_d and uncertainty are stored (and come back) as float32.  Where the file holds them, ``dose_raw`` and
+        ``body_mask`` come back in ``extra_datasets`` (written again by :meth:`save`).
 
         The deposited energy (dataset ``edep_mev_per_primary``) is written by :meth:`save` only: from a file of
         ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
@@ -587,6 +589,69 @@ def _refuse_other_plans(results: list[DoseResult]) -> None:
             "fractions_planned=N)")
 
 
+def _body_mask_of(r: DoseResult) -> tuple[np.ndarray, str] | None:
+    """(mask, what it is) of the body outline applied to ``r`` (:func:`mcproton.body.apply_body_outline`: its
+    ``body_outline``; of a loaded result, its ``extra_datasets["body_mask"]``), None for none."""
+    outline = getattr(r, "body_outline", None)
+    if outline is not None:
+        return np.asarray(outline.mask, bool), str(outline.source)
+    stored = (getattr(r, "extra_datasets", None) or {}).get("body_mask")
+    if stored is not None:
+        return np.asarray(stored[0]).astype(bool), str((stored[1] or {}).get("outline", ""))
+    return None
+
+
+def _raw_dose_of(r: DoseResult) -> np.ndarray | None:
+    """The dose of ``r`` as computed, before its body outline (``dose_raw_gy_zyx``; loaded: ``extra_datasets``)."""
+    raw = getattr(r, "dose_raw_gy_zyx", None)
+    if raw is None:
+        raw = ((getattr(r, "extra_datasets", None) or {}).get("dose_raw") or (None,))[0]
+    return raw
+
+
+def _sum_body_outline(total: DoseResult, results: list[DoseResult]) -> None:
+    """Give the sum ``total`` the body outline its parts share (the same mask, said the same way): its ``body_mask``
+    and ``dose_raw`` (``extra_datasets``, written by ``save``; ``dose_raw``: inside the mask the summed dose rounded
+    to float32, as :func:`mcproton.body.apply_body_outline` keeps it, outside the sum of the parts' ``dose_raw``), its
+    ``body_outline`` where every part holds one in memory, and ``provenance["body_outline"]``.  Parts whose outlines
+    differ (or some with one and some without) are summed with a warning: each part's dose is 0 outside its own
+    outline, the sum keeps none, and its ``provenance["body_outline"]`` names each part's.  Before (audit 26
+    interact, F4) the sum kept no mask and no raw dose, and result 1's ``body_outline`` text."""
+    from ..body import BodyOutline, keep_outline_datasets
+
+    masks = [_body_mask_of(r) for r in results]
+    said = [r.provenance.get("body_outline") for r in results]
+    if all(m is None for m in masks) and len({str(t) for t in said}) == 1:
+        return   # no outline: the parts' record of why (the same for all), kept from result 1's provenance
+    first = masks[0]
+    if first is None or not all(m is not None and m[1] == first[1] and np.array_equal(m[0], first[0])
+                                for m in masks[1:]):
+        parts = "; ".join(f"result {k}: {'none' if m is None else m[1]}" for k, m in enumerate(masks, start=1))
+        text = f"differ: each part's dose is 0 outside its own outline ({parts}); the sum keeps none"
+        total.provenance["body_outline"] = text
+        warn(f"sum_results: the results' body outlines {text}, so its dose is 0 outside no one outline; sum results "
+             "of one outline (as the beams of one mcproton run)", McprotonRuntimeWarning, stacklevel=3)
+        return
+    mask, source = first
+    raws = [raw for r in results if (raw := _raw_dose_of(r)) is not None and np.shape(raw) == mask.shape]
+    out: Any = total   # the attributes apply_body_outline gives a result
+    summed = None
+    if len(raws) == len(results):
+        dose = total.dose_gy_zyx
+        summed = np.empty(mask.shape, np.float32)
+        for z in range(mask.shape[0]):   # slice by slice: no whole-grid float64 temporary
+            acc = np.array(raws[0][z], np.float64)
+            for raw in raws[1:]:
+                acc += raw[z]
+            summed[z] = np.where(mask[z], np.asarray(dose[z], np.float32), acc.astype(np.float32))
+        out.dose_raw_gy_zyx = summed
+    keep_outline_datasets(total, mask, source, summed)
+    kinds = {str(k) for r in results if (k := getattr(getattr(r, "body_outline", None), "kind", None))}
+    if len(kinds) == 1 and all(getattr(r, "body_outline", None) is not None for r in results):
+        out.body_outline = BodyOutline(mask, source, kinds.pop())
+    total.provenance["body_outline"] = source
+
+
 def _summed_beam_lists(results: list[DoseResult]) -> dict[str, list]:
     """A sum's record of its beams, one item per beam of every part (a part that is itself a sum gives each of its
     beams): ``summed_beams`` (their records: :func:`mcproton._io.hdf5.beam_records`), ``summed_primaries``,
@@ -939,6 +1004,12 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     share; before (audit 26 interact, F1) the first beam's was taken for all.  A sum of two plans is made where plan
     sums are made (the planning system), from each plan's RT Dose of its whole course.
 
+    The body outline (:func:`mcproton.body.apply_body_outline`, or a loaded file's ``body_mask``) that every result
+    shares is the sum's: its ``body_mask`` and ``dose_raw`` are saved with it, so a saved sum of a plan's beam runs is
+    the run of the plan in every dataset (bitwise in ``dose``, ``dose_to_water``, ``body_mask``; ``let_d`` and
+    ``uncertainty`` are recomputed from the parts', to float32 rounding of a loaded part's); results of different
+    outlines are summed with a warning and keep none.
+
     The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
 
     * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
@@ -1070,10 +1141,12 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
-    return DoseResult(
+    total = DoseResult(
         dose_gy_zyx=dose, dose_to_water_gy_zyx=out["dose_w"], let_d_kev_um_zyx=out["let_d"],
         uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
         edep_mev_zyx=edep, study_not_stored=unknown,
         fractions_not_stored=_files_named([r.fractions_not_stored for r in results]))
+    _sum_body_outline(total, results)
+    return total
