@@ -21,9 +21,11 @@ at most in the phantom).  Treatment planning systems compute and report dose onl
   (every voxel of density >= 0.05 g/cm3).
   Water boxes and slab phantoms without air have no outline (the dose is reported everywhere, as before).
 * **Outside** the outline the dose and the dose to water are 0 in the result, the HDF5 datasets ``dose`` and
-  ``dose_to_water``, the RT Dose, the plots and the DVHs.  The HDF5 keeps the dose as computed in ``dose_raw``
-  and the outline in ``body_mask`` (attribute ``outline`` = what it is; root attribute ``body_outline``).
-  LET_d and the relative uncertainty are left as computed.
+  ``dose_to_water``, the RT Dose, the plots and the DVHs, and so are LET_d and the relative uncertainty (the
+  values of no dose, as where nothing was deposited; before 2026-12-07 they were left as computed: then the run of
+  a plan's beams and the sum of its beams' runs differed there, audit 26 interact, F4).  The HDF5 keeps the dose
+  as computed in ``dose_raw`` and the outline in ``body_mask`` (attribute ``outline`` = what it is; also
+  ``provenance["body_outline"]``).
 * **Inside**, low-density voxels (sinuses, mastoid air cells, the airways of a child) keep the dose as
   computed, to medium or converted to water (``output.dose_to``), as planning systems report dose in every
   voxel inside the outline and Monte Carlo codes score it (MCsquare: dose to medium, optionally converted to
@@ -512,14 +514,17 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
 DOSE_RAW_DESCRIPTION = ("dose to medium as computed, before the body outline, stored as float32: inside body_mask "
                         "dose_raw is the dose dataset (float64) rounded to float32 (dose.astype(float32) == dose_raw "
                         "there), outside it the dose is 0 and dose_raw the dose computed there (in air: energy over "
-                        "a tiny mass, large and noisy); the uncertainty dataset is dose_raw's outside body_mask")
+                        "a tiny mass, large and noisy; no uncertainty or LETd is kept of it)")
 
 
 def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
-    """Zero the dose and dose to water of ``result`` outside ``outline`` (in place; returns ``result``).
-    The dose as computed is kept (float32) as ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer
-    (``result.extra_datasets``: ``dose_raw``, in the dose's unit, :data:`DOSE_RAW_DESCRIPTION`; ``body_mask``);
-    the 50 %-of-Dmax uncertainty figure is recomputed inside the outline.  ``outline`` None: nothing changes."""
+    """Zero the dose, dose to water, LET_d and relative uncertainty of ``result`` outside ``outline`` (in place;
+    returns ``result``): every grid as where no dose was deposited, so that the run of a plan's beams is, outside the
+    outline too, the sum of its beams' runs (``sum_results``; before 2026-12-07 LET_d and the uncertainty were left
+    as computed there, audit 26 interact, F4).  The dose as computed is kept (float32) as
+    ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer (``result.extra_datasets``:
+    ``dose_raw``, in the dose's unit, :data:`DOSE_RAW_DESCRIPTION`; ``body_mask``); the 50 %-of-Dmax uncertainty
+    figure is recomputed inside the outline.  ``outline`` None: nothing changes."""
     if outline is None:
         return result
     from .run import mean_uncertainty_above_half_max
@@ -531,7 +536,7 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     raw = np.asarray(result.dose_gy_zyx, np.float32).copy()
     result.dose_raw_gy_zyx = raw
     outside = ~m
-    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx"):
+    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx"):
         arr = np.asarray(getattr(result, name))
         if not arr.flags.writeable:
             arr = arr.copy()
@@ -542,16 +547,24 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
                                                                      result.geometry.density_g_cm3_zyx)
     result.body_outline = outline
     result.provenance["body_outline"] = outline.source
-    extra = dict(getattr(result, "extra_datasets", None) or {})
+    keep_outline_datasets(result, m, outline.source, raw)
+    return result
+
+
+def keep_outline_datasets(result: Any, mask: np.ndarray, source: str, raw: np.ndarray | None) -> None:
+    """Hand a result's body outline (``mask``, what it is: ``source``) and its dose as computed (``raw``, float32;
+    None: not kept) to the HDF5 writer: ``result.extra_datasets`` ``body_mask`` and ``dose_raw``
+    (:func:`apply_body_outline`; a sum of results of one outline, ``mcproton.run.sum_results``)."""
     from ._io.hdf5 import dose_unit
 
-    # the unit of the dose it was (Gy per primary for a beam without total_protons: it said "Gy" whatever the dose
-    # was) and what it holds to the bit (float32: the dose rounded; audit 26 h5schema, F3)
-    extra["dose_raw"] = (raw, {"unit": dose_unit(result), "axes": "zyx", "description": DOSE_RAW_DESCRIPTION})
-    extra["body_mask"] = (m.astype(np.uint8), {"axes": "zyx", "outline": outline.source,
-                                               "description": "1 inside the body outline"})
+    extra = dict(getattr(result, "extra_datasets", None) or {})
+    if raw is not None:
+        # the unit of the dose it was (Gy per primary for a beam without total_protons: it said "Gy" whatever the
+        # dose was) and what it holds to the bit (float32: the dose rounded; audit 26 h5schema, F3)
+        extra["dose_raw"] = (raw, {"unit": dose_unit(result), "axes": "zyx", "description": DOSE_RAW_DESCRIPTION})
+    extra["body_mask"] = (np.asarray(mask, bool).astype(np.uint8), {"axes": "zyx", "outline": source,
+                                                                    "description": "1 inside the body outline"})
     result.extra_datasets = extra
-    return result
 
 
 def mask_outside(dose: np.ndarray, outline: BodyOutline | None) -> np.ndarray:

@@ -168,7 +168,10 @@ def mcnamara_of_result(result: Any, alpha_beta_gy, *, let: str = "water", dose: 
     """The McNamara RBE and RBE-weighted dose of a run's result (a :class:`~mcproton.DoseResult`, or the path of an
     HDF5 file of ``mcproton run``/``demo``): the RBE is evaluated at the dose PER FRACTION, the result's dose divided
     by the fractions it holds (its ``fractions``: 17 for ``plan.all_fractions = true`` of a 17-fraction plan, 1 for
-    one fraction or a beam without a plan), and the weighted dose is of the same fractions as the result's.
+    one fraction or a beam without a plan), and the weighted dose is of the same fractions as the result's.  A result
+    whose beams disagree on the fractions they hold or on their plan (an older file's sum: ``sum_results`` refuses
+    such parts since 2026-12-07) raises ValueError naming them, rather than taking the first beam's fractions for
+    all (:func:`mcproton._io.hdf5.plan_fractions`; audit 26 interact, F1).
 
     ``alpha_beta_gy``: a number or an array broadcastable to the grid.  ``let``: "water" (default: the LETd in water,
     :func:`let_d_to_water`, as the model's in vitro LETd values are) or "medium" (the scored LETd, with a warning

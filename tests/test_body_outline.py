@@ -83,8 +83,8 @@ def _result(dose, density, voxel_mm=2.0):
     g = SimpleNamespace(density_g_cm3_zyx=density, origin_mm=(0.0, 0.0, 0.0), voxel_size_mm=(voxel_mm,) * 3,
                         voxel_volume_cm3=(voxel_mm / 10) ** 3)
     return SimpleNamespace(dose_gy_zyx=dose.copy(), dose_to_water_gy_zyx=dose.astype(np.float32),
-                           uncertainty_rel_zyx=np.full(dose.shape, 0.01), geometry=g, provenance={},
-                           mean_rel_uncertainty_50=0.0)
+                           uncertainty_rel_zyx=np.full(dose.shape, 0.01), let_d_kev_um_zyx=np.full(dose.shape, 3.0),
+                           geometry=g, provenance={}, mean_rel_uncertainty_50=0.0)
 
 
 def test_apply_outline_zeroes_outside_keeps_raw_and_the_maximum_ignores_air():
@@ -102,6 +102,10 @@ def test_apply_outline_zeroes_outside_keeps_raw_and_the_maximum_ignores_air():
     r = _result(dose, density)
     apply_body_outline(r, BodyOutline(body, "test outline", "auto"))
     assert not r.dose_gy_zyx[~body].any() and not r.dose_to_water_gy_zyx[~body].any()
+    # LET_d and the uncertainty too, as where no dose was deposited (before 2026-12-07 left as computed: the run of
+    # a plan's beams differed there from the sum of its beams' runs, audit 26 interact F4); inside as computed
+    assert not r.let_d_kev_um_zyx[~body].any() and not r.uncertainty_rel_zyx[~body].any()
+    assert (r.let_d_kev_um_zyx[body] == 3.0).all() and (r.uncertainty_rel_zyx[body] == 0.01).all()
     assert np.array_equal(r.dose_raw_gy_zyx, dose.astype(np.float32)) and r.provenance["body_outline"] == "test outline"
     assert np.array_equal(r.extra_datasets["body_mask"][0], body.astype(np.uint8))
     assert r.extra_datasets["body_mask"][1]["outline"] == "test outline"

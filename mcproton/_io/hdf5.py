@@ -197,9 +197,8 @@ LET_D_ATTRS = {
                    "relative sd per voxel 1.25-1.4 x the dose's uncertainty (median) and 2.2 x at the 95th "
                    "percentile (statistics audit 2026-12-06, F4; docs/physics.md 'Scoring')",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
-                                  "few deposits (no uncertainty is given for it); 0 where no proton deposited; outside "
-                                  "the body outline, where the dose is set to 0, it is left as computed: select "
-                                  "voxels by their dose",
+                                  "few deposits (no uncertainty is given for it); 0 where no proton deposited and "
+                                  "outside the body outline (body_mask), where the dose is 0 too",
 }
 
 
@@ -212,9 +211,8 @@ def dose_unit(result: Any) -> str:
 
 #: the ``description`` of the ``uncertainty`` dataset
 UNCERTAINTY_DESCRIPTION = ("relative standard error of the dose in each voxel (standard error / dose), from the spread "
-                           "of the statistical batches; 0 where no dose, NaN where the run had one batch (no "
-                           "estimate); outside body_mask (where dose is set to 0) the relative standard error of "
-                           "dose_raw, the dose as computed there")
+                           "of the statistical batches; 0 where no dose (outside body_mask too, where dose is set to "
+                           "0), NaN where the run had one batch (no estimate)")
 #: the ``description`` of the phantom's grids
 GEOMETRY_DESCRIPTIONS = {
     "density": "mass density of each voxel (float32, the density the transport used)",
@@ -225,15 +223,81 @@ GEOMETRY_DESCRIPTIONS = {
 }
 
 
+#: The keys of a beam record (``provenance["beam"]``, an item of ``["summed_beams"]``: :func:`beam_records`) that say
+#: which plan, and how many of its fractions, a dose holds, with what they are called in a message.  The beams of one
+#: dose must agree on every one of them (:func:`plan_record_differences`).
+PLAN_RECORD_KEYS = {"fractions": "fractions held", "fractions_planned": "fractions planned",
+                    "plan_sop_instance_uid": "RT Ion Plan (SOP Instance UID)",
+                    "plan_beam_numbers": "the plan's beam numbers"}
+
+
+def _plan_value(record: dict, key: str) -> Any:
+    """The value of ``key`` (:data:`PLAN_RECORD_KEYS`) in a beam record, comparable and printable; None where it does
+    not say (``fractions_planned`` not recorded: the fractions held, as :func:`plan_fractions` reads it)."""
+    v = record.get(key)
+    if key == "fractions_planned" and not v:
+        v = record.get("fractions")
+    if v is None or v == "":
+        return None
+    if key == "plan_beam_numbers":
+        return tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+    if key in ("fractions", "fractions_planned"):
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+    return str(v)
+
+
+def plan_record_differences(records: list[dict], names: list[str] | None = None) -> str:
+    """What differs among the beam records ``records`` (:func:`beam_records`) in the plan and fractions they hold
+    ("" where they are of one RT Ion Plan and hold the same fractions of it): for each key of
+    :data:`PLAN_RECORD_KEYS` on which they disagree, each value with the records that hold it (``names``: what to
+    call each record, default "beam record k 'name'").
+
+    ``fractions`` is compared over every record once one records it: a record that does not say (a beam of no plan,
+    a file of an mcproton before 2026-12-05, an empty record of an older sum of sums) beside one that does differs.
+    ``fractions_planned`` is compared where the fractions are recorded, the plan's UID and beam numbers where they are
+    recorded (older files may lack them).  Before (audit 26 interact, F1), :func:`plan_fractions` and the RT Dose's
+    contents read the first record only: the beam of a 5-fraction boost plan summed with a beam of a 17-fraction plan
+    was labelled "1 of 17 planned fractions" and written x 17 into the RT Dose."""
+    names = names or [f"beam record {k} {str(r.get('name') or '')!r}" for k, r in enumerate(records, start=1)]
+    said = []
+    for key, what in PLAN_RECORD_KEYS.items():
+        values = [_plan_value(r, key) for r in records]
+        if key == "fractions_planned":
+            values = [v if r.get("fractions") is not None else None for r, v in zip(records, values)]
+        held: dict[Any, list[str]] = {}
+        for v, name in zip(values, names):
+            if v is not None or key == "fractions":
+                held.setdefault(v, []).append(name)
+        if len(held) > 1 and any(v is not None for v in held):
+            said.append(f"{what} ({key}): " + "; ".join(
+                f"{'not recorded' if v is None else (list(v) if isinstance(v, tuple) else v)} in "
+                f"{', '.join(which)}" for v, which in held.items()))
+    return "; and ".join(said)
+
+
 def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
     """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
     fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
     ``["summed_beams"]``); None for other beams.  The HDF5 of ``mcproton run`` holds one fraction while its RT Dose
     holds the plan: said in the file (root attributes ``fractions``, ``fractions_planned``; the dose datasets'
-    ``fractions_note``), not only in a JSON string of its provenance (interop audit 2026-12-05, F2)."""
-    beams = provenance.get("summed_beams") or [provenance.get("beam") or {}]
+    ``fractions_note``), not only in a JSON string of its provenance (interop audit 2026-12-05, F2).
+
+    Beam records that disagree (:func:`plan_record_differences`: beams of two plans, or holding different numbers
+    of fractions, or some recording their fractions and some not) raise ValueError naming them and their values:
+    before (audit 26 interact, F1) the first record that had fractions was taken for all, so the HDF5 of such a sum
+    said "1 of 17 planned fractions (one fraction)" of a dose partly of 17 fractions, or of a 5-fraction plan, and
+    ``mcproton.rbe.mcnamara_of_result`` took its dose per fraction from it."""
+    beams = beam_records(provenance)
+    said = plan_record_differences(beams)
+    if said:
+        raise ValueError(
+            f"the result's beam records disagree on the plan or fractions its dose holds ({said}), so the dose holds "
+            "no one number of fractions of one plan: sum only the beams of one RT Ion Plan run for the same fractions "
+            "(mcproton.run.sum_results refuses others since 2026-12-07); where a record lost what it held, state it "
+            "(result.provenance[\"summed_beams\"][k].update(fractions=1, fractions_planned=N) for one fraction of a "
+            "plan of N)")
     for b in beams:
-        if isinstance(b, dict) and b.get("fractions") is not None:
+        if b.get("fractions") is not None:
             fx = int(b.get("fractions") or 1)
             planned = int(b.get("fractions_planned") or fx)
             what = "the plan" if fx == planned else ("one fraction" if fx == 1 else f"{fx} fractions")
@@ -269,7 +333,10 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
                                 ("dose_to_water", result.dose_to_water_gy_zyx, gy),
                                 ("let_d", result.let_d_kev_um_zyx, "keV/um"),
                                 ("uncertainty", result.uncertainty_rel_zyx, "1 (relative standard error)")):
-            d = write_grid(f, name, np.asarray(arr, np.float32 if name != "dose" else np.float64))
+            # the two doses as computed (float64): a sum of saved beams is then bitwise the run of those beams in
+            # both (dose_to_water was float32 before 2026-12-07, audit 26 interact F4); LET_d and the uncertainty
+            # float32 (a sum of saved beams: theirs to float32 rounding)
+            d = write_grid(f, name, np.asarray(arr, np.float64 if name in ("dose", "dose_to_water") else np.float32))
             d.attrs["unit"] = unit
             d.attrs["axes"] = "zyx"
             if fx is not None and name in ("dose", "dose_to_water"):

@@ -518,10 +518,8 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
                          "its beam numbers are what the file refers to")
     if not numbered and not (metas and all(m.get("fractions") is not None for m in metas)):
         return DoseContents("PLAN", n_beams=len(metas), **kw)
-    simulated = {int(m.get("fractions", 1) or 1) for m in metas}
-    if len(simulated) != 1:
-        raise ValueError(f"the beams were simulated for different numbers of fractions {sorted(simulated)}")
-    sim = simulated.pop()
+    _refuse_other_plans(metas)
+    sim = int(metas[0].get("fractions", 1) or 1)   # every record's (_refuse_other_plans)
     planned = metas[0].get("fractions_planned") or (sim if sim > 1 else None)
     if numbered:
         all_beams = [int(b) for b in metas[0].get("plan_beam_numbers") or [m["beam_number"] for m in metas]]
@@ -567,6 +565,23 @@ def _refuse_mixed_records(metas: list[dict]) -> None:
                 "of a plan was added to a beam of no plan; give write_result_rtdose contents= "
                 '(mcproton.dicom.DoseContents("PLAN", fractions=N, fractions_planned=N, scale=N) for the whole '
                 "course of N fractions from one simulated fraction)")
+
+
+def _refuse_other_plans(metas: list[dict]) -> None:
+    """Refuse (ValueError) beam records that disagree on the plan or on the fractions the dose holds
+    (:func:`mcproton._io.hdf5.plan_record_differences`: ``fractions``, ``fractions_planned``, the plan's SOP Instance
+    UID and beam numbers).  Before (audit 26 interact, F1) the first record's fractions planned were taken for every
+    beam and two plans' UIDs gave a placeholder reference: a 5-fraction boost plan's beam summed with a 17-fraction
+    plan's beam was written as "beams 1, 2" of one plan, x 17 (3.4 x too high for the boost's beam)."""
+    from .hdf5 import plan_record_differences
+
+    said = plan_record_differences(metas)
+    if said:
+        raise ValueError(
+            f"the beams of this dose are not of one plan holding the same fractions of it ({said}): an RT Dose names "
+            "one plan and one number of fractions, and scales every beam's dose by it; write the RT Dose of each "
+            "plan's beams apart (a sum of several plans is made where plan sums are made: the planning system), or "
+            "give write_result_rtdose contents= saying what the dose holds")
 
 
 def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:

@@ -229,15 +229,15 @@ RUN_MOST_NOTE = (f"about {HOST_BYTES_PER_VOXEL} bytes per voxel, {HOST_BYTES_PER
 #: Disk space of a run beside its output, bytes per voxel (upper bounds, before compression):
 #: - a checkpoint holds 6 float64 running sums per voxel and beam (48; mcproton/_run/checkpoint.py, dense when more
 #:   than half the grid has dose), and a new one is written beside the old before it replaces it (so twice);
-#: - the HDF5 holds dose (float64), dose to water, LET, uncertainty and density (float32 each), the material index
-#:   and labels (2 at most each), with a body outline also the dose before it (float32) and the mask (1): 33,
-#:   gzip-compressed in practice to a fraction of this;
+#: - the HDF5 holds dose and dose to water (float64 each; dose to water float32 before 2026-12-07), LET, uncertainty
+#:   and density (float32 each), the material index and labels (2 at most each), with a body outline also the dose
+#:   before it (float32) and the mask (1): 37, gzip-compressed in practice to a fraction of this;
 #: - an RT Dose holds 4 (32-bit pixels) per voxel, one file per beam besides the plan's with
 #:   output.rtdose_per_beam;
 #: - each file has its headers and attributes besides (the checkpoint's ledger, provenance, DICOM header): 1 MB.
 DISK_BYTES_PER_FILE = 1e6
 DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM = 48
-DISK_BYTES_HDF5_PER_VOXEL = 33
+DISK_BYTES_HDF5_PER_VOXEL = 37
 DISK_BYTES_RTDOSE_PER_VOXEL = 4
 
 

@@ -209,8 +209,10 @@ class DoseResult:
     def load(cls, path: str | Path) -> "DoseResult":
         """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
         water, LET_d and uncertainty arrays, the deposited energy where the file holds it, the geometry (voxel
-        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose and deposited
-        energy come back bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
+        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose, dose to water
+        and deposited energy come back bitwise (dose to water: from files written since 2026-12-07, float32 before);
+        LET_d and uncertainty are stored (and come back) as float32.  Where the file holds them, ``dose_raw`` and
+        ``body_mask`` come back in ``extra_datasets`` (written again by :meth:`save`).
 
         The deposited energy (dataset ``edep_mev_per_primary``) is written by :meth:`save` only: from a file of
         ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
@@ -552,6 +554,102 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
     elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
+
+
+def _refuse_other_plans(results: list[DoseResult]) -> None:
+    """Refuse (:class:`~mcproton.config.ConfigError`) results whose beams are not of one RT Ion Plan holding the same
+    fractions of it (:func:`mcproton._io.hdf5.plan_record_differences` over every beam of every result: fractions
+    held, fractions planned, the plan's SOP Instance UID and beam numbers), naming the results, their beams and
+    values.  A sum has one label of fractions: its HDF5's ``fractions`` / ``fractions_planned``, its RT Dose's plan,
+    fraction count and scale, the dose per fraction of ``mcproton.rbe.mcnamara_of_result``.  Before (audit 26
+    interact, F1) a beam of a 5-fraction boost plan summed with a beam of a 17-fraction plan was labelled "1 of 17
+    planned fractions" and written x 17 into the RT Dose, and a run of one fraction summed with runs of all 17
+    (``plan.all_fractions``) was labelled "one fraction", without a word."""
+    from .._io.hdf5 import beam_records, plan_record_differences
+
+    records: list[dict] = []
+    names: list[str] = []
+    for k, r in enumerate(results, start=1):
+        for b in beam_records(r.provenance or {}):
+            records.append(b)
+            names.append(f"result {k}" + (f" (beam {b['name']!r})" if b.get("name") else ""))
+    said = plan_record_differences(records, names)
+    if said:
+        from ..config import ConfigError
+
+        raise ConfigError(
+            f"sum_results: the results are not beams of one RT Ion Plan holding the same fractions of it ({said}). "
+            "A sum has one plan and one number of fractions (its HDF5's fractions, its RT Dose's plan and scale, the "
+            "McNamara RBE's dose per fraction): sum the beams of one plan, each run for the same fractions (all one "
+            "fraction, mcproton run's default, or all of them: plan.all_fractions = true, plan_to_beams(..., "
+            "all_fractions=True)).  A sum of two plans (an initial plan and a boost) is not made here: write each "
+            "plan's RT Dose (its whole course: mcproton run --rtdose) and add them where plan sums are made (the "
+            "planning system).  A result whose beam record does not say how many fractions it holds (a file of an "
+            "mcproton before 2026-12-05): state them where known, result.provenance[\"beam\"].update(fractions=1, "
+            "fractions_planned=N)")
+
+
+def _body_mask_of(r: DoseResult) -> tuple[np.ndarray, str] | None:
+    """(mask, what it is) of the body outline applied to ``r`` (:func:`mcproton.body.apply_body_outline`: its
+    ``body_outline``; of a loaded result, its ``extra_datasets["body_mask"]``), None for none."""
+    outline = getattr(r, "body_outline", None)
+    if outline is not None:
+        return np.asarray(outline.mask, bool), str(outline.source)
+    stored = (getattr(r, "extra_datasets", None) or {}).get("body_mask")
+    if stored is not None:
+        return np.asarray(stored[0]).astype(bool), str((stored[1] or {}).get("outline", ""))
+    return None
+
+
+def _raw_dose_of(r: DoseResult) -> np.ndarray | None:
+    """The dose of ``r`` as computed, before its body outline (``dose_raw_gy_zyx``; loaded: ``extra_datasets``)."""
+    raw = getattr(r, "dose_raw_gy_zyx", None)
+    if raw is None:
+        raw = ((getattr(r, "extra_datasets", None) or {}).get("dose_raw") or (None,))[0]
+    return raw
+
+
+def _sum_body_outline(total: DoseResult, results: list[DoseResult]) -> None:
+    """Give the sum ``total`` the body outline its parts share (the same mask, said the same way): its ``body_mask``
+    and ``dose_raw`` (``extra_datasets``, written by ``save``; ``dose_raw``: inside the mask the summed dose rounded
+    to float32, as :func:`mcproton.body.apply_body_outline` keeps it, outside the sum of the parts' ``dose_raw``), its
+    ``body_outline`` where every part holds one in memory, and ``provenance["body_outline"]``.  Parts whose outlines
+    differ (or some with one and some without) are summed with a warning: each part's dose is 0 outside its own
+    outline, the sum keeps none, and its ``provenance["body_outline"]`` names each part's.  Before (audit 26
+    interact, F4) the sum kept no mask and no raw dose, and result 1's ``body_outline`` text."""
+    from ..body import BodyOutline, keep_outline_datasets
+
+    masks = [_body_mask_of(r) for r in results]
+    said = [r.provenance.get("body_outline") for r in results]
+    if all(m is None for m in masks) and len({str(t) for t in said}) == 1:
+        return   # no outline: the parts' record of why (the same for all), kept from result 1's provenance
+    first = masks[0]
+    if first is None or not all(m is not None and m[1] == first[1] and np.array_equal(m[0], first[0])
+                                for m in masks[1:]):
+        parts = "; ".join(f"result {k}: {'none' if m is None else m[1]}" for k, m in enumerate(masks, start=1))
+        text = f"differ: each part's dose is 0 outside its own outline ({parts}); the sum keeps none"
+        total.provenance["body_outline"] = text
+        warn(f"sum_results: the results' body outlines {text}, so its dose is 0 outside no one outline; sum results "
+             "of one outline (as the beams of one mcproton run)", McprotonRuntimeWarning, stacklevel=3)
+        return
+    mask, source = first
+    raws = [raw for r in results if (raw := _raw_dose_of(r)) is not None and np.shape(raw) == mask.shape]
+    out: Any = total   # the attributes apply_body_outline gives a result
+    summed = None
+    if len(raws) == len(results):
+        dose = total.dose_gy_zyx
+        summed = np.empty(mask.shape, np.float32)
+        for z in range(mask.shape[0]):   # slice by slice: no whole-grid float64 temporary
+            acc = np.array(raws[0][z], np.float64)
+            for raw in raws[1:]:
+                acc += raw[z]
+            summed[z] = np.where(mask[z], np.asarray(dose[z], np.float32), acc.astype(np.float32))
+        out.dose_raw_gy_zyx = summed
+    keep_outline_datasets(total, mask, source, summed)
+    kinds = {str(k) for r in results if (k := getattr(getattr(r, "body_outline", None), "kind", None))}
+    if len(kinds) == 1 and all(getattr(r, "body_outline", None) is not None for r in results):
+        out.body_outline = BodyOutline(mask, source, kinds.pop())
+    total.provenance["body_outline"] = source
 
 
 def _summed_beam_lists(results: list[DoseResult]) -> dict[str, list]:
@@ -897,6 +995,21 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     plan's beams run in two jobs and summed are the whole plan's (its RT Dose: PLAN, all fractions), and a beam in
     two parts (a plan's run and a run of one of its beams) is found to share its random stream.
 
+    The beams must be of one RT Ion Plan and hold the same fractions of it (their records' ``fractions``,
+    ``fractions_planned``, ``plan_sop_instance_uid``, ``plan_beam_numbers``: :func:`mcproton._io.hdf5.
+    plan_record_differences`), or all be beams of no plan: others are refused (:class:`~mcproton.config.ConfigError`
+    naming each result, its beams and their values), with no ``allow`` to pass it.  A sum has one number of fractions
+    (its HDF5's ``fractions``, its RT Dose's plan and scale, the McNamara RBE's dose per fraction), which a beam of a
+    17-fraction plan and a beam of a 5-fraction boost, or a run of one fraction and a run of all of them, do not
+    share; before (audit 26 interact, F1) the first beam's was taken for all.  A sum of two plans is made where plan
+    sums are made (the planning system), from each plan's RT Dose of its whole course.
+
+    The body outline (:func:`mcproton.body.apply_body_outline`, or a loaded file's ``body_mask``) that every result
+    shares is the sum's: its ``body_mask`` and ``dose_raw`` are saved with it, so a saved sum of a plan's beam runs is
+    the run of the plan in every dataset (bitwise in ``dose``, ``dose_to_water``, ``body_mask``; ``let_d`` and
+    ``uncertainty`` are recomputed from the parts', to float32 rounding of a loaded part's); results of different
+    outlines are summed with a warning and keep none.
+
     The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
 
     * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
@@ -970,6 +1083,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
                           if is_per_primary(r))
         raise ValueError(f"sum_results: cannot add a per-primary dose ({which}) to an absolute dose; give every "
                          "beam total_protons (plans do)")
+    _refuse_other_plans(results)
     groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
     first = stored_grid(results[0], "dose_gy_zyx")
@@ -1027,10 +1141,12 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
-    return DoseResult(
+    total = DoseResult(
         dose_gy_zyx=dose, dose_to_water_gy_zyx=out["dose_w"], let_d_kev_um_zyx=out["let_d"],
         uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
         edep_mev_zyx=edep, study_not_stored=unknown,
         fractions_not_stored=_files_named([r.fractions_not_stored for r in results]))
+    _sum_body_outline(total, results)
+    return total

@@ -154,7 +154,8 @@ def test_todays_demo_dose_written_again_says_its_fractions():
 def test_todays_demo_dose_references_its_plan_and_beams():
     """The demo's dose.h5 records its plan and the plan's beam numbers beside the fractions since 2026-12-06
     (roundtrip audit F1): written again it references them, as the demo's rtdose.dcm ("1 of 17 fx, beams 1,2,3");
-    beams that disagree on the plan reference none (as before)."""
+    beams that disagree on the plan are refused (before audit 26 interact, F1: written referencing none, with the
+    first record's fractions for all)."""
     from mcproton.dicom import result_dose_contents
 
     uid = "1.2.826.0.1.3680043.8.498.1"
@@ -168,4 +169,5 @@ def test_todays_demo_dose_references_its_plan_and_beams():
         ("PLAN", 17, 17.0, [1, 2, 3], uid)
     other = dict(r.provenance["beam"], plan_sop_instance_uid="1.2.826.0.1.3680043.8.498.2")
     r.provenance = {"summed_beams": [r.provenance["beam"], other]}
-    assert (result_dose_contents(r).beam_numbers, result_dose_contents(r).plan_sop_instance_uid) == ([], None)
+    with pytest.raises(ValueError, match=r"not of one plan holding the same fractions .*plan_sop_instance_uid"):
+        result_dose_contents(r)
