@@ -174,12 +174,19 @@ def report_figures_blank(monkeypatch):
     on 2 cores).  The figures' names still come from the report's own figure_builders (its names, planes and
     structures chosen as before); only drawing one is skipped.  The figures themselves are tested in
     tests/check/test_report.py and test_report_workers.py."""
+    blank_report_figures(monkeypatch)
+
+
+def blank_report_figures(mp, keep=()):
+    """What :func:`report_figures_blank` does, with the MonkeyPatch ``mp`` (e.g. ``monkeypatch.context()``, for a
+    part of a test): every figure of a check's report a blank 1 x 1 PNG, except those named in ``keep``, built and
+    encoded as before (their names, and the others', from the report's own figure_builders)."""
     from mcproton._check import report
 
-    names_of = report.figure_builders
+    names_of, png = report.figure_builders, report._png
 
     def blank_builders(res, names=None):
-        return {name: (lambda: None) for name in names_of(res, names)}
+        return {name: (build if name in keep else (lambda: None)) for name, build in names_of(res, names).items()}
 
-    monkeypatch.setattr(report, "figure_builders", blank_builders)
-    monkeypatch.setattr(report, "_png", lambda fig, glyphs=None: BLANK_PNG_BASE64)
+    mp.setattr(report, "figure_builders", blank_builders)
+    mp.setattr(report, "_png", lambda fig, glyphs=None: BLANK_PNG_BASE64 if fig is None else png(fig, glyphs))
