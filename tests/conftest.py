@@ -162,6 +162,23 @@ def demo_plan_4mm(demo_plan_4mm_shared):
     return copy.deepcopy(demo_plan_4mm_shared)
 
 
+def volumes_at_1mm_prelude(keys, path) -> str:
+    """Lines that give a fresh interpreter (a demo or a phantom command run as a script) the label volumes at 1 mm
+    of the phantoms ``keys`` ((age_years, sex, region), as mcproton.phantoms.coverage._volumes_at_reference takes
+    them), computed once in this process (that function, lru-cached) and pickled to ``path``; any other key is
+    computed as before.  A phantom coarser than 2 mm warns of the labels whose volume its voxels change by more than
+    25 % (tests/phantoms/test_phantom_coverage.py), for which it makes the same phantom at 1 mm: 2-7 s on 2 cores in
+    each fresh interpreter.  The same values, so the same warning."""
+    import pickle
+
+    from mcproton.phantoms import coverage
+
+    path.write_bytes(pickle.dumps({key: coverage._volumes_at_reference(*key) for key in keys}))
+    return ("import pickle\nimport mcproton.phantoms.coverage as _cov\n\n"
+            f"_vols, _at_1mm = pickle.loads(open({str(path)!r}, 'rb').read()), _cov._volumes_at_reference\n"
+            "_cov._volumes_at_reference = lambda *key: _vols[key] if key in _vols else _at_1mm(*key)\n")
+
+
 #: a white 1 x 1 PNG, base64: the image of every figure of a report drawn with :func:`report_figures_blank`
 BLANK_PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
 
