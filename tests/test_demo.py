@@ -44,18 +44,13 @@ def phantom_volumes_prelude(demo_plan_4mm_shared, tmp_path):
     those this process computed once (mcproton.phantoms.coverage._volumes_at_reference, lru-cached, for the demo's
     5-year-old head; any other phantom's are computed as before): the demo's 4 mm phantom warns of the labels whose
     volume its voxels change by more than 25 % (tests/phantoms/test_phantom_coverage.py), which makes the same
-    phantom at 1 mm, 2-7 s on 2 cores in each fresh interpreter.  The same values, so the same warning."""
-    import pickle
-
-    from mcproton.phantoms import coverage
+    phantom at 1 mm, 2-7 s on 2 cores in each fresh interpreter.  The same values, so the same warning
+    (conftest.volumes_at_1mm_prelude)."""
+    from conftest import volumes_at_1mm_prelude
 
     meta = demo_plan_4mm_shared[0].meta
     key = (float(meta["age_years"]), str(meta["sex"]), str(meta["region"]))
-    path = tmp_path / "phantom_volumes_1mm.pickle"
-    path.write_bytes(pickle.dumps({key: coverage._volumes_at_reference(*key)}))
-    return ("import pickle\nimport mcproton.phantoms.coverage as _cov\n\n"
-            f"_vols, _at_1mm = pickle.loads(open({str(path)!r}, 'rb').read()), _cov._volumes_at_reference\n"
-            "_cov._volumes_at_reference = lambda *key: _vols[key] if key in _vols else _at_1mm(*key)\n")
+    return volumes_at_1mm_prelude([key], tmp_path / "phantom_volumes_1mm.pickle")
 
 
 @pytest.fixture

@@ -119,9 +119,10 @@ def test_the_body_roi_among_two_externals_is_the_one_named_as_the_body(base):  #
     assert "outside_body_fraction" not in res.structures["PTV"]
 
 
-def test_targets_by_type_first_and_the_report_says_which_came_from_the_name(base):  # noqa: F811
+def test_targets_by_type_first_and_the_report_says_which_came_from_the_name(base, report_figures_blank):  # noqa: F811
     """F4: "PTV_flash" typed CONTROL (a helper reaching beyond the skin) got target levels by its name and failed the
-    check; "PTV_eval" typed ORGAN is a target by its name, and the JSON and a note say so."""
+    check; "PTV_eval" typed ORGAN is a target by its name, and the JSON and a note say so.  The report's text only:
+    its figures blank (tests/conftest.py)."""
     rs = _rs_with(base, "helpers", [("PTV_flash", "CONTROL", (-30.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
                                     ("PTV_eval", "ORGAN", (-12.0, -12.0, -8.0), (12.0, 12.0, 8.0))])
     res = _check(base, rs, _fake_mc(base, 1.0))

@@ -122,11 +122,11 @@ def test_the_gamma_maximum_takes_no_copy_of_the_grid():
     assert count_peak < 3 * ref.size, (count_peak, ref.nbytes)   # two boolean temporaries at most
 
 
-def test_the_cli_says_them_and_not_with_quiet(case, tmp_path, capsys, monkeypatch):
+def test_the_cli_says_them_and_not_with_quiet(case, tmp_path, capsys, monkeypatch, report_figures_blank):
     """``mcproton check`` on the terminal: the lines on stderr (the gammas in worker processes where there are two
     CPUs); --quiet (``progress=False``): none, the other status lines as before, and the gammas' points are not
     counted for a line that is not said (each reference's maximum and points were computed for nothing: the review
-    of 2026-12-07, F8)."""
+    of 2026-12-07, F8).  Only stderr is read: the report's figures blank (tests/conftest.py)."""
     pytest.importorskip("pymedphys")
     import mcproton._check.api as api
     from mcproton.cli import main

@@ -594,8 +594,9 @@ def test_css_strings_escape_what_would_end_them():
     assert "</style>" not in print_css('O"Brien</style>', "2026-12-05")
 
 
-def test_a_passed_report_says_notes_not_likely_causes(report, tmp_path):
-    """A PASS report headed its remarks "Likely causes", which reads as if something failed (audit 13, F12)."""
+def test_a_passed_report_says_notes_not_likely_causes(report, tmp_path, report_figures_blank):
+    """A PASS report headed its remarks "Likely causes", which reads as if something failed (audit 13, F12).  The
+    page's text only: its figures blank (tests/conftest.py)."""
     import dataclasses
 
     from mcproton._check.report import write_report
@@ -606,11 +607,12 @@ def test_a_passed_report_says_notes_not_likely_causes(report, tmp_path):
     assert "<title>mcproton check PASS | patient test^plan (ID T1)" in page
 
 
-def test_a_check_against_mcprotons_own_dose_says_so_beside_its_verdict(report, tmp_path):
+def test_a_check_against_mcprotons_own_dose_says_so_beside_its_verdict(report, tmp_path, report_figures_blank):
     """The fixture's TPS doses are written by mcproton's RT Dose writer: the check compares mcproton with itself.
     That is said beside the verdict: in the summary's first line, in check.json's warnings and under the report's
     heading (audit 21 review: only the Pairing section said it, so a PASS read like an independent check); a
-    result without that warning says nothing of it."""
+    result without that warning says nothing of it (a page written again here: its text only, its figures blank,
+    tests/conftest.py)."""
     import dataclasses
 
     from mcproton._check.inputs import MCPROTON_ONLY_DOSE
@@ -947,7 +949,10 @@ def test_an_error_of_the_report_outside_its_figures_is_named_as_the_reports(base
     """Review 2 of 2026-12-06, F4: the whole of write_report was wrapped as "could not draw the report's figures",
     with the advice to leave the figures out: a bug in a provenance table cell was reported as a figure bug, and the
     advice did not avoid it.  Now an error outside the figures is the report's internal error, without that advice;
-    one in a figure drawn with the report (the gamma histograms) is still the figures'."""
+    one in a figure drawn with the report (the gamma histograms) is still the figures'.  The figures that are not
+    the one failing are blank (tests/conftest.py): drawing them is most of each check's time here."""
+    from conftest import blank_report_figures
+
     from mcproton._check import report as R
     from mcproton._check.api import check
     from mcproton.errors import McprotonInternalError, status_of
@@ -959,6 +964,7 @@ def test_an_error_of_the_report_outside_its_figures_is_named_as_the_reports(base
     kw = dict(plan=d / "RP.dcm", ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", mc=_fake_mc(base, 1.0),
               **FAST)
     with monkeypatch.context() as mp:
+        blank_report_figures(mp)
         mp.setattr(R, "_calibration_text", broken)
         with pytest.raises(McprotonInternalError) as err:
             check(dose=[_tps(base, "rep_nf", base["blob"])], out=tmp_path / "out", **kw)
@@ -967,6 +973,7 @@ def test_an_error_of_the_report_outside_its_figures_is_named_as_the_reports(base
     assert msg.startswith("could not write the report (check.html) (KeyError") and "bug in mcproton's report" in msg
     assert "figures" not in msg and "report=False" not in msg and "RD_mc.dcm" in msg, msg
     with monkeypatch.context() as mp:
+        blank_report_figures(mp, keep=("histograms",))
         mp.setattr(R, "_hist_figure", broken)
         with pytest.raises(McprotonInternalError, match="could not draw the report's figures"):
             check(dose=[_tps(base, "rep_hist", base["blob"])], out=tmp_path / "out2", **kw)

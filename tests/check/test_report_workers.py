@@ -71,12 +71,16 @@ def test_figures_drawn_by_workers_are_the_bytes_drawn_here(base, serial):  # noq
 def test_a_figure_that_fails_in_a_worker_raises_its_error_as_without_workers(base, workers, monkeypatch):  # noqa: F811
     """A beam figure that raises: with workers (the first worker that fails has its figures drawn here again, where
     the error is raised; the others are ended) the check fails with that error and its record, as it does with
-    none; no worker left running."""
+    none; no worker left running.  The other figures, shared among the same workers as before, are blank
+    (tests/conftest.py): drawing them is most of the check's time, and none of them fails."""
     def broken(res, b):
         raise ValueError(f"beam {b}'s figure cannot be drawn")
 
+    from conftest import blank_report_figures
+
     from mcproton.errors import McprotonInternalError
 
+    blank_report_figures(monkeypatch, keep=("beam_1", "beam_2"))
     monkeypatch.setattr(report_module, "_beam_figure", broken)
     logs: list[str] = []
     # a figure's error is the check's internal error naming it (strings audit 19, F1), with it as its cause
@@ -231,8 +235,14 @@ def test_a_missing_glyph_is_recorded_once_whoever_draws_the_figures(base, tmp_pa
                                                                     workers):
     """Review 2 of 2026-12-06, F3: with figure workers (4 or more CPUs) each worker printed its own missing-glyph
     warning and none reached check.json or CheckResult.warnings; drawn here (2 CPUs) it was said and recorded once.
-    The workers now hand the characters back and the check says them once, in its record, either way."""
+    The workers now hand the characters back and the check says them once, in its record, either way.  Each of
+    the report's figures (its names from the report's figure_builders, shared among the same workers) is an empty
+    figure here, with the name drawn in it: the missing glyph is found as each is encoded (report._png), whatever
+    else a figure holds, and drawing the maps was most of the time."""
     import json
+    from functools import partial
+
+    from matplotlib.figure import Figure
 
     import mcproton.plots as P
 
@@ -242,6 +252,10 @@ def test_a_missing_glyph_is_recorded_once_whoever_draws_the_figures(base, tmp_pa
         fig.text(0.5, 0.5, "\u5c0f\u8111")   # stands for a CJK ROI name drawn in every figure
         return orig(fig, glyphs) if glyphs is not None else orig(fig)
 
+    names_of = report_module.figure_builders
+    monkeypatch.setattr(report_module, "figure_builders",
+                        lambda res, names=None: {n: partial(report_module._glyphs_said_once, Figure)
+                                                 for n in names_of(res, names)})
     monkeypatch.setattr(report_module, "_png", png)
     monkeypatch.setattr(P, "_GLYPHS_SAID", set())
     monkeypatch.setattr(report_module, "figure_worker_count", lambda figures, voxels: workers)
