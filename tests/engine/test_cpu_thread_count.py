@@ -209,14 +209,15 @@ def test_info_runs_with_an_openmp_list_or_a_bad_value(value):
 
 def test_info_says_that_the_cpu_backend_refuses_omp_num_threads_above_the_limit():
     """`mcproton info` with OMP_NUM_THREADS=100000: the CPU backend a run would use is refused (the concurrency audit
-    25, F6), so info says so (cpu: False, the refusal as cpu_error) and, with no GPU, exits 1 as with no usable
-    backend, instead of printing "100000 OpenMP threads" and exit status 0."""
+    25, F6), so info says so (cpu: False, the refusal as cpu_error) and, with no GPU, exits 3 as with no usable
+    backend (1 before audit 26 exitcodes F9: 3 as run and bench), instead of printing "100000 OpenMP threads" and
+    exit status 0."""
     env = dict(os.environ, OMP_NUM_THREADS="100000")
     p = subprocess.run([sys.executable, "-m", "mcproton.cli", "info", "--json"], capture_output=True, text=True,
                        env=env, timeout=300)
     info = json.loads(p.stdout)
     assert info["backends"]["cpu"] is False and "OMP_NUM_THREADS=100000 asks for" in info["cpu_error"], info
-    assert p.returncode == (0 if info["backends"]["cuda"] else 1), p.stderr
+    assert p.returncode == (0 if info["backends"]["cuda"] else 3), p.stderr
 
 
 def test_no_work_is_sized_by_the_machines_cpu_count():
