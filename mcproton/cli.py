@@ -1651,7 +1651,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from ._io.cli_args import PARSER_OPTIONS, file_name, whole_number
     from .bench import BENCH_LIMITS, DEFAULT_REPEATS
 
     p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy",
@@ -1662,14 +1662,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a simulation from a TOML config", epilog=RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS)
-    r.add_argument("config", type=path_name, help="run config (TOML); see examples/ and the README config reference")
-    setattr(r.add_argument("--out", type=path_name,
+    r.add_argument("config", type=file_name, help="run config (TOML); see examples/ and the README config reference")
+    setattr(r.add_argument("--out", type=file_name,
                            help="output HDF5 file (required, except with --check-config); the checkpoint "
                                 "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it"),
             REQUIRED_UNLESS, "--check-config")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
-    r.add_argument("--rtdose", type=path_name,
+    r.add_argument("--rtdose", type=file_name,
                    help="also write a DICOM RT Dose file (given, it wins over the config's output.rtdose)")
     r.add_argument("--quiet", action="store_true",
                    help="no progress bar (the line naming the backend and device, the notes, warnings and errors "

@@ -37,7 +37,7 @@ from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_rep
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from .._io.cli_args import PARSER_OPTIONS, folder_name, whole_number
 
     p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS,
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(mode="quick")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    out = p.add_argument("--out", required=False, type=path_name,   # but for --list: main() says so (exit status 2)
+    out = p.add_argument("--out", required=False, type=folder_name,   # but for --list: main() says so (exit status 2)
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
