@@ -303,11 +303,12 @@ def print_usage_error_record(argv: list[str], message: str) -> None:
     """``check ... --json`` refused by argparse (an unknown option, a number or choice it cannot take, ``--out``
     missing: exit status 2): the record of that refusal on stdout, as :func:`_main` prints for every other outcome
     ("--json prints one record in every outcome"; before, nothing: audit 26 exitcodes, F6).  ``argv``: the command
-    line after ``mcproton``; nothing is printed without ``--json`` (or an abbreviation argparse takes: ``--js``)."""
+    line after ``mcproton``; nothing is printed without ``--json`` itself (an option is taken by its whole name only:
+    ``--js`` is refused as an unknown option, and printed the record before review 26a, R5)."""
     from ..errors import CheckInputError
 
     words = argv[1:argv.index("--")] if "--" in argv else argv[1:]
-    if not any(len(a) > 2 and "--json".startswith(a) for a in words):
+    if "--json" not in words:
         return
     given: dict = {"folder": None, "plan": None, "dose": None, "ct": None, "struct": None, "beam_model": None,
                    "out": None}
