@@ -123,7 +123,8 @@ def test_a_deferred_signal_is_raised_inside_the_handlers_block():
 
 
 def test_validate_stopped_as_it_starts_marks_the_earlier_report(tmp_path):
-    """Before: SIGTERM in validate's first second: -15, and summary.json kept the earlier all_passed: true."""
+    """Before: SIGTERM in validate's first second: -15, and summary.json kept the earlier all_passed: true.  The
+    message says that it stopped before the first case (it said "during case stopping_power": review 26a, R8)."""
     from mcproton.validation import runner
 
     out = tmp_path / "v"
@@ -134,3 +135,6 @@ def test_validate_stopped_as_it_starts_marks_the_earlier_report(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["all_passed"] is False and summary["exit_status"] == 143
     assert summary["earlier_outputs_moved_to"] and Path(summary["earlier_outputs_moved_to"]).is_dir()
+    assert "interrupted by SIGTERM before the first case (cases done: none; not done: stopping_power)" in \
+        proc.stderr, proc.stderr
+    assert "during case" not in proc.stderr and "before the first case" in summary["message"]
