@@ -1,6 +1,7 @@
-"""What every mcproton command line (run, check, demo, phantom, validate, bench, commission) does with its options
-before a command uses them: one rule for each kind, so that a value one command takes is not refused, or read
-otherwise, by another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
+"""What every mcproton command line (run, check, demo, phantom, validate, bench, commission, and the package's own
+``python -m mcproton.phantoms.verify_craniospinal`` and ``make_figures``: review 26a, R9) does with its options before
+a command uses them: one rule for each kind, so that a value one command takes is not refused, or read otherwise, by
+another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
 
 * :data:`PARSER_OPTIONS`: the keyword arguments of every parser and sub-parser, ``allow_abbrev=False``: an option is
   recognised by its whole name only.  With argparse's default a prefix was taken for the option it starts (``--no``
