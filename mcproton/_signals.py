@@ -5,6 +5,7 @@ mcproton._run.job._StopFlag."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -24,15 +25,16 @@ def stop_signals() -> tuple[int, ...]:
 #: How long a stop signal deferred at start-up (:func:`defer_stop_signals`) waits for a command's handler to take it
 #: (s); then the process ends as the signal's default action would have ended it, its locks given back.  A command
 #: reaches its handler within seconds (its imports, the parsing of its line); the limit only bounds a path that never
-#: does.
+#: does.  Kept by the process's interval timer (SIGALRM), not a thread (review 26a, R4); not where there is none
+#: (Windows) or where the program that called mcproton.cli.main has one running.
 DEFERRED_STOP_LIMIT_S = 30.0
 
-_deferral_lock = threading.RLock()   # re-entrant: the handler runs in the main thread, maybe inside take_deferred
 #: the stop signal received while deferred (at most one: a second one ends the process at once)
 _deferred: list[int] = []
 #: the handlers in place before :func:`defer_stop_signals` (put back by :func:`end_deferral`)
 _before_deferral: dict[int, Any] = {}
-_watchdog: list[threading.Timer] = []
+#: the SIGALRM handler in place before the watchdog of a deferred signal was armed (empty: not armed)
+_watchdog: dict[str, Any] = {}
 
 
 def defer_stop_signals() -> None:
@@ -44,7 +46,8 @@ def defer_stop_signals() -> None:
     1-2.5 s, its imports, took the default action: the process ended without a word, and an earlier PASS stayed in
     --out, unmarked: audit 26 exitcodes, F2).  A second signal while one is deferred ends the process at once, as
     the command line's second signal does elsewhere; a deferred signal no handler takes within
-    :data:`DEFERRED_STOP_LIMIT_S` ends it too.  Main thread only; :func:`end_deferral` undoes it."""
+    :data:`DEFERRED_STOP_LIMIT_S` ends it too.  Main thread only; :func:`end_deferral` undoes it, and passes on a
+    signal that no handler took."""
     if threading.current_thread() is not threading.main_thread() or _before_deferral:
         return
     for s in stop_signals():
@@ -52,23 +55,33 @@ def defer_stop_signals() -> None:
 
 
 def _defer(signum: int, _frame: Any) -> None:
-    with _deferral_lock:
-        again = bool(_deferred)
-        if not again:
-            _deferred.append(signum)
-            timer = threading.Timer(DEFERRED_STOP_LIMIT_S, _not_taken, args=(signum,))
-            timer.daemon = True
-            _watchdog.append(timer)
-            timer.start()
-    if again:
+    """The stop signals' handler while deferred.  Python runs it in the main thread between two bytecodes, anywhere
+    (inside ``Thread.start``, which holds threading's own lock, not re-entrant): it takes no lock and starts no
+    thread (it started a timer thread: the process could hang for good, review 26a, R4)."""
+    if _deferred:
         _end_now(signum, "received again: stopped at once")
+    _deferred.append(signum)
+    _arm_watchdog()
 
 
-def _not_taken(signum: int) -> None:
-    with _deferral_lock:
-        if signum not in _deferred:
-            return
-    _end_now(signum, f"received and not handled within {DEFERRED_STOP_LIMIT_S:g} s: stopped at once")
+def _arm_watchdog() -> None:
+    """The interval timer that ends the process where the deferred signal is not taken in time (:func:`_not_taken`);
+    none without one (Windows) or where one is running already (the program's that called mcproton.cli.main)."""
+    if not hasattr(signal, "setitimer") or _watchdog or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+        return
+    _watchdog["sigalrm"] = signal.signal(signal.SIGALRM, _not_taken)
+    signal.setitimer(signal.ITIMER_REAL, DEFERRED_STOP_LIMIT_S)
+
+
+def _disarm_watchdog() -> None:
+    if _watchdog:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, _watchdog.pop("sigalrm"))
+
+
+def _not_taken(_alarm: int, _frame: Any) -> None:
+    if _deferred:
+        _end_now(_deferred[0], f"received and not handled within {DEFERRED_STOP_LIMIT_S:g} s: stopped at once")
 
 
 def _end_now(signum: int, how: str) -> None:
@@ -85,24 +98,39 @@ def _end_now(signum: int, how: str) -> None:
 
 def take_deferred(ignoring: tuple[int, ...] = ()) -> int | None:
     """The stop signal deferred at start-up (None: none), handed to the caller's handler (no longer deferred);
-    one in ``ignoring`` stays deferred."""
-    with _deferral_lock:
-        if not _deferred or _deferred[0] in ignoring:
-            return None
-        for timer in _watchdog:
-            timer.cancel()
-        _watchdog.clear()
-        return _deferred.pop()
+    one in ``ignoring`` stays deferred.  Called where the caller's handlers are in place (main thread)."""
+    if not _deferred or _deferred[0] in ignoring:
+        return None
+    _disarm_watchdog()
+    return _deferred.pop()
 
 
 def end_deferral() -> int | None:
-    """Put back the handlers of before :func:`defer_stop_signals`; returns the signal still deferred (None: none),
-    which no handler took: the command ended first."""
-    signum = take_deferred()
-    if threading.current_thread() is threading.main_thread():
+    """Put back the handlers of before :func:`defer_stop_signals`, then raise again the signal still deferred, which
+    no handler took (the command ended first: ``--help``, ``check --print-levels``, a usage error), so that it does
+    what it would have done without the deferral: its default action ends the process (killed by it: exit status
+    128 + the signal in a shell; SIGINT raises KeyboardInterrupt), the handler of a program that called
+    mcproton.cli.main receives it (before, it was dropped and the command's exit status stood: review 26a, R3).
+    Returns that signal (None: none)."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
         for s, h in _before_deferral.items():
             signal.signal(s, h)
+    before = dict(_before_deferral)
     _before_deferral.clear()
+    signum = take_deferred()   # after the handlers are back: none is recorded once it is taken
+    if signum is not None and main:
+        if before.get(signum) is signal.SIG_DFL:   # the process ends: say why, as nothing else will
+            from ._io.console import write_stderr
+
+            for stream in (sys.stdout, sys.stderr):   # what the command printed is not lost with the process
+                try:
+                    stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            write_stderr(f"mcproton: {signal.Signals(signum).name} received as the command ended, before a handler "
+                         f"of it: the process ends by the signal's default action (exit status {128 + signum})\n")
+        signal.raise_signal(signum)
     return signum
 
 

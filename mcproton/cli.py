@@ -1651,7 +1651,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from ._io.cli_args import PARSER_OPTIONS, file_name, whole_number
     from .bench import BENCH_LIMITS, DEFAULT_REPEATS
 
     p = _Parser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy",
@@ -1662,14 +1662,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a simulation from a TOML config", epilog=RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS)
-    r.add_argument("config", type=path_name, help="run config (TOML); see examples/ and the README config reference")
-    setattr(r.add_argument("--out", type=path_name,
+    r.add_argument("config", type=file_name, help="run config (TOML); see examples/ and the README config reference")
+    setattr(r.add_argument("--out", type=file_name,
                            help="output HDF5 file (required, except with --check-config); the checkpoint "
                                 "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it"),
             REQUIRED_UNLESS, "--check-config")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
-    r.add_argument("--rtdose", type=path_name,
+    r.add_argument("--rtdose", type=file_name,
                    help="also write a DICOM RT Dose file (given, it wins over the config's output.rtdose)")
     r.add_argument("--quiet", action="store_true",
                    help="no progress bar (the line naming the backend and device, the notes, warnings and errors "
@@ -1785,23 +1785,22 @@ def main(argv: list[str] | None = None) -> int:
     closed terminal (``| tee`` ended by Ctrl-C, ``| head``, a dropped ssh session) is dropped (mcproton._io.console,
     the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
     first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
-    start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
+    start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1).  A stop signal
+    is deferred until a command's handler takes it (mcproton._signals.defer_stop_signals); one that none took (the
+    command ended first: ``--help``, ``check --print-levels``, a usage error) is raised again as this returns, under
+    the handlers of before: its default action ends the process, or the caller's own handler receives it."""
     defer_stop_signals()   # first: a stop signal from now on reaches the command's own handler (audit 26 F2)
     try:
-        reopen_closed_std_fds()
-        _private_matplotlib_dir()
-        with dropping_std_streams():
-            status = _main(argv)
-            late = end_deferral()
-            if late is not None:   # it came where no command's handler took it: as the command ended
-                print(f"mcproton: {signal.Signals(late).name} received as the command ended; its exit status "
-                      f"{status} stands", file=sys.stderr)
-            return _summary_written(status)
+        try:
+            reopen_closed_std_fds()
+            _private_matplotlib_dir()
+            with dropping_std_streams():
+                return _summary_written(_main(argv))
+        finally:   # a signal no command's handler took (it ended first, by SystemExit too) is passed on here
+            end_deferral()
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
-    finally:
-        end_deferral()
 
 
 def _summary_written(status: int) -> int:

@@ -1168,7 +1168,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path,
 # ---------------------------------------------------------------------------------------------- the command line
 def add_parser(sub: Any) -> None:
     """``mcproton commission``: its parser, on the top-level parser's sub-parsers."""
-    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from ._io.cli_args import PARSER_OPTIONS, beam_model_name, file_name, folder_name, whole_number
 
     p = sub.add_parser("commission", **PARSER_OPTIONS,
                        help="compare a beam model with a machine's measured IDDs and in-air spot sizes (commissioning)",
@@ -1178,21 +1178,21 @@ def add_parser(sub: Any) -> None:
                                    "drift). Writes commission.html, commission.json and figures; exit 0 when every "
                                    "quantity is within tolerance, 1 when one is not, 2 for input that cannot be "
                                    "compared. Formats and tolerances: docs/beam_model.md.")
-    p.add_argument("--beam-model", required=True, metavar="MODEL",
+    p.add_argument("--beam-model", required=True, metavar="MODEL", type=beam_model_name,
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
     several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "
                "only)")
-    p.add_argument("--idd", metavar="CSV", action="append", nargs="+", type=path_name,
+    p.add_argument("--idd", metavar="CSV", action="append", nargs="+", type=file_name,
                    help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth from the surface), idd (any "
                         "unit); through the peak and below 20 %% of it distally" + several)
-    p.add_argument("--spots", metavar="CSV", action="append", nargs="+", type=path_name,
+    p.add_argument("--spots", metavar="CSV", action="append", nargs="+", type=file_name,
                    help="measured spot sizes in air: columns nominal_energy_mev, z_mm (from the isocentre, "
                         "downstream +), sigma_x_mm, sigma_y_mm" + several)
-    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+", type=path_name,
+    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+", type=file_name,
                    help="measured reference-field doses: columns nominal_energy_mev, field_size_mm, spot_spacing_mm, "
                         f"depth_mm (water surface at the isocentre; in mm, {REF_MIN_DEPTH_MM:g} mm to "
                         f"{REF_MAX_DEPTH_R80:g} x R80), gy_per_mu (1 MU per spot)" + several)
-    p.add_argument("--out", required=True, metavar="DIR", type=path_name,
+    p.add_argument("--out", required=True, metavar="DIR", type=folder_name,
                    help="folder for commission.html, commission.json and the figures")
     p.add_argument("--primaries", type=whole_number, default=200_000, help="Monte Carlo protons per IDD energy "
                                                                   "(default 200000)")

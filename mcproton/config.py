@@ -228,7 +228,26 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{sec}.{key} = {val!r} has the wrong type ({_TYPE_WORDS.get(type(val), 'a table')})"
                                   f": expected {_expected(types)}: {desc}{_type_fix(val, types)}")
             _check_finite(f"{sec}.{key}", val)
+            if f"{sec}.{key}" in _NOT_EMPTY and isinstance(val, str) and not val.strip():
+                raise ConfigError(f'{sec}.{key} = {val!r}: an empty path; give {_NOT_EMPTY[f"{sec}.{key}"]} ("" is '
+                                  "not taken as a folder, the config file's or the current one, nor as the key left "
+                                  "out)")
     return cfg
+
+
+#: the keys naming a file or folder whose empty text is refused, and what to give instead: "" was the config file's
+#: folder (phantom.calibration: its calibration files taken where the default was meant; plan.beam_model: refused
+#: as ". is a folder", naming neither key nor value), or for output.rtdose no RT Dose (review 26a, R2)
+_NOT_EMPTY = {
+    "phantom.calibration": 'a built-in name ("schneider2000", "dcpt_spr_brain", "mcsquare_default", ...) or a '
+                           "calibration folder, or leave the key out for the default (schneider2000)",
+    "plan.beam_model": 'a built-in model ("dcpt_v5", "dcpt_v2", "mcsquare_upenn_iba_dn") or a .toml or MCsquare BDL '
+                       "file",
+    "phantom.ct_dir": 'the CT\'s folder, "." for the config file\'s own',
+    "plan.rtplan": "the RT Ion Plan file",
+    "plan.rtstruct": "the RT Structure Set file, or leave the key out",
+    "output.rtdose": "the RT Dose file to write, or leave the key out for none",
+}
 
 
 _TYPE_WORDS = {int: "a whole number", float: "a decimal number", str: "text", bool: "true/false", list: "a list"}

@@ -124,12 +124,12 @@ OUTPUT_FILES = (("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"), ("rtdose
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from ._io.cli_args import PARSER_OPTIONS, folder_name, whole_number
 
     p = argparse.ArgumentParser(prog="mcproton demo",
                                 description="paediatric posterior-fossa proton boost: phantom, PBS plan, MC dose",
                                 **PARSER_OPTIONS)
-    p.add_argument("--out", default="mcproton_demo", type=path_name, help="output folder (default ./mcproton_demo)")
+    p.add_argument("--out", default="mcproton_demo", type=folder_name, help="output folder (default ./mcproton_demo)")
     p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
     p.add_argument("--primaries", type=whole_number, default=None,

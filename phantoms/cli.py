@@ -14,18 +14,18 @@ from .._io.lock import locks_output
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .._io.cli_args import PARSER_OPTIONS, path_name
+    from .._io.cli_args import PARSER_OPTIONS, calibration_name, folder_name
 
     p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 **PARSER_OPTIONS)
     p.add_argument("--age", type=float, required=True, help="age in years (0.5-18)")
-    p.add_argument("--out", required=True, type=path_name, help="output folder")
+    p.add_argument("--out", required=True, type=folder_name, help="output folder")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="isotropic voxel size in mm (default 2)")
     p.add_argument("--region", default="neuraxis", choices=["head", "head_neck", "neuraxis"],
                    help="extent: head, head_neck (to T1) or neuraxis (whole spine; default)")
     p.add_argument("--sex", default="male", choices=["male", "female"],
                    help="body proportions of the age-dependent reference data (default male)")
-    p.add_argument("--calibration", default="schneider2000",
+    p.add_argument("--calibration", default="schneider2000", type=calibration_name,
                    help="HU -> density calibration whose inverse gives the CT numbers (default schneider2000)")
     p.add_argument("--no-rtstruct", action="store_true", help="skip the RT Structure Set")
     return p

@@ -173,7 +173,9 @@ def in_checkout(folder: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m mcproton.phantoms.make_figures",
+    from .._io.cli_args import PARSER_OPTIONS
+
+    p = argparse.ArgumentParser(prog="python -m mcproton.phantoms.make_figures", **PARSER_OPTIONS,
                                 description="Regenerate the phantom figures (phantoms/figures/phantom_age{1,5,10,15}"
                                             ".png) and the size table in phantoms/README.md, in the package's own "
                                             f"folder ({HERE}): a developer's tool (from an editable install).")

@@ -1,6 +1,6 @@
 """Monte Carlo verification of the craniospinal (CSI) example plan; writes craniospinal_dose.png and a summary JSON.
 
-    python -m mcproton.phantoms.verify_craniospinal [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
+    python -m mcproton.phantoms.verify_craniospinal [--voxel-mm 6] [--primaries 16000000] [--threads 1] [--out DIR]
         [--figure PNG]
 
 (from an install, e.g. the README's editable ``pip install -e .``; the folder is the package
@@ -128,14 +128,18 @@ def _writable_folder(folder: Path, what: str) -> str | None:
 
 
 def main(argv=None) -> int:
+    from .._io.cli_args import PARSER_OPTIONS, file_name, folder_name, whole_number
+
+    # the rules of every mcproton command line (an option by its whole name, whole numbers as digits: review 26a, R9)
     p = argparse.ArgumentParser(prog="python -m mcproton.phantoms.verify_craniospinal",
-                                description=__doc__.splitlines()[0])
+                                description=__doc__.splitlines()[0], **PARSER_OPTIONS)
     p.add_argument("--voxel-mm", type=float, default=6.0)
-    p.add_argument("--primaries", type=float, default=16e6)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--primaries", type=whole_number, default=16_000_000,
+                   help="protons of the one Monte Carlo run of all four fields (default 16000000)")
+    p.add_argument("--threads", type=whole_number, default=1)
     p.add_argument("--backend", default="cpu")
-    p.add_argument("--out", default=None, help="write summary.json and the figure here")
-    p.add_argument("--figure", default=None,
+    p.add_argument("--out", default=None, type=folder_name, help="write summary.json and the figure here")
+    p.add_argument("--figure", default=None, type=file_name,
                    help=f"the figure's file (default: {FIGURE_NAME} in --out, else in the working folder)")
     a = p.parse_args(argv)
     figure = Path(a.figure) if a.figure else Path(a.out or ".") / FIGURE_NAME
@@ -145,7 +149,7 @@ def main(argv=None) -> int:
         why = _writable_folder(folder, what)
         if why is not None:
             p.error(f"{why}; give another with {what}")
-    s, _, _ = verify_craniospinal(a.voxel_mm, int(a.primaries), threads=a.threads, backend=a.backend,
+    s, _, _ = verify_craniospinal(a.voxel_mm, a.primaries, threads=a.threads, backend=a.backend,
                                   figure=figure, progress=True)
     txt = json.dumps(s, indent=1, default=float)
     if a.out:

@@ -118,14 +118,93 @@ EMPTY_PATHS = [
 ]
 
 
+#: the options above that take a folder (the others take a file): only these are told that . is the current folder
+FOLDER_OPTIONS = {("demo", "--out"), ("phantom", "--out"), ("validate", "--out"), ("check", "--out"), ("check", ""),
+                  ("check", "--ct"), ("commission", "--out")}
+
+
 @pytest.mark.parametrize("argv", EMPTY_PATHS, ids=[" ".join(repr(a) if not a else a for a in v) for v in EMPTY_PATHS])
 def test_an_empty_path_is_refused_and_nothing_is_written(argv, capsys, tmp_path, monkeypatch):
     """`demo --out ''` wrote the whole demo into the current folder (exit 0), and so did phantom and commission;
-    `check --out ''` wrote check.json there; `run --rtdose ''` was taken as no --rtdose."""
+    `check --out ''` wrote check.json there; `run --rtdose ''` was taken as no --rtdose.  "write . for that" is said
+    where a folder is taken only: `run --out ''` (an HDF5 file) was told to write . (review 26a, R6)."""
     monkeypatch.chdir(tmp_path)
     err = _parse_error(capsys, argv)
     assert "an empty path" in err and "argument" in err, err
+    i = argv.index("")
+    option = argv[i - 1] if argv[i - 1].startswith("--") else ""
+    if (argv[0], option) in FOLDER_OPTIONS:
+        assert "give a folder name ('' is not taken as the current folder; write . for that)" in err, err
+    else:
+        assert "give a file name" in err and "folder" not in err and "write ." not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def _calibration_folder(folder: Path) -> Path:
+    """``folder`` holding a valid HU -> SPR calibration (hu_spr.csv + hu_materials.csv: DCPT's brain curve), as a
+    calibration folder, or a patient folder with a copy of its TPS's curve, does."""
+    import shutil
+
+    from mcproton._io.hu_calibration import DATA_DIR
+
+    folder.mkdir(exist_ok=True)
+    shutil.copy(DATA_DIR / "dcpt_spr_brain_hu_spr.csv", folder / "hu_spr.csv")
+    shutil.copy(DATA_DIR / "dcpt_spr_brain_materials.csv", folder / "hu_materials.csv")
+    return folder
+
+
+EMPTY_NAMES = [
+    (["check", "patient", "--beam-model", "dcpt_v5", "--out", "chk", "--calibration", ""], "--calibration"),
+    (["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", "ph", "--calibration", ""],
+     "--calibration"),
+    (["check", "patient", "--beam-model", "", "--out", "chk"], "--beam-model"),
+    (["commission", "--beam-model", "", "--spots", "s.csv", "--out", "cm"], "--beam-model"),
+]
+
+
+@pytest.mark.parametrize("argv,option", EMPTY_NAMES, ids=[" ".join(v) for v, _ in EMPTY_NAMES])
+def test_an_empty_calibration_or_beam_model_is_refused_naming_the_option(argv, option, capsys, tmp_path,
+                                                                          monkeypatch):
+    """Review 26a, R2: `--calibration ''` (a shell variable left unset) was the current folder: where that held
+    hu_spr.csv and hu_materials.csv, the check (and the phantom, exit 0) ran with that curve, not the default;
+    `--beam-model ''` was refused as ". is a folder", naming neither the option nor the empty value."""
+    monkeypatch.chdir(_calibration_folder(tmp_path))
+    (tmp_path / "patient").mkdir()
+    err = _parse_error(capsys, argv)
+    what = "calibration" if option == "--calibration" else "beam model"
+    assert f"argument {option}: an empty {what}: give a built-in" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hu_materials.csv", "hu_spr.csv", "patient"]
+
+
+def test_the_loaders_refuse_an_empty_calibration_or_beam_model(tmp_path, monkeypatch):
+    """The Python API (mcproton.check, HUCalibration.load, load_beam_model) too: "" took the current folder's
+    calibration (review 26a, R2); "." still names it."""
+    from mcproton.dicom import HUCalibration, load_beam_model
+    from mcproton.errors import BeamModelError, CalibrationError
+
+    monkeypatch.chdir(_calibration_folder(tmp_path))
+    with pytest.raises(CalibrationError, match=r"the calibration is empty \(''\): give a built-in name"):
+        HUCalibration.load("")
+    with pytest.raises(BeamModelError, match=r"the beam model is empty \(''\): give a built-in model"):
+        load_beam_model("")
+    assert HUCalibration.load(".").name.startswith("hu_spr")   # the current folder's, asked for by its name
+
+
+@pytest.mark.parametrize("key", ["phantom.calibration", "plan.beam_model", "phantom.ct_dir", "plan.rtplan",
+                                 "plan.rtstruct", "output.rtdose"])
+def test_a_config_refuses_an_empty_path_naming_the_key(key, tmp_path, monkeypatch):
+    """phantom.calibration = "" was the config file's folder (its hu_spr.csv taken), plan.beam_model = "" was refused
+    as ". is a folder", output.rtdose = "" was no RT Dose (review 26a, R2): in the file and with --set."""
+    from mcproton.config import load_config
+    from mcproton.errors import ConfigError
+
+    cfg = _calibration_folder(tmp_path / "cfg") / "job.toml"
+    sec, name = key.split(".")
+    cfg.write_text(f'[{sec}]\n{name} = ""\n')
+    monkeypatch.chdir(tmp_path)
+    for path, sets in ((cfg, []), (None, [f'{key}=""']), (None, [f"{key}="])):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)} = '': an empty path; give "):
+            load_config(path, sets)
 
 
 def test_the_python_api_refuses_an_empty_output_folder(tmp_path, monkeypatch):

@@ -228,3 +228,14 @@ def test_check_json_prints_its_record_for_a_usage_error(extra, words, tmp_path, 
     with pytest.raises(SystemExit):   # without --json: nothing on stdout, as before
         main(argv[:-1])
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("word", ["--j", "--js", "--jso"])
+def test_check_prints_no_record_for_a_prefix_of_json(word, tmp_path, capsys):
+    """A prefix of --json is not --json (options by their whole name only): it is refused as an unknown option, and
+    no JSON record is printed for a command that did not ask for one (review 26a, R5: it was)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"), word])
+    assert exc.value.code == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and f"unrecognized arguments: {word}" in cap.err, cap

@@ -37,7 +37,7 @@ from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_rep
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from .._io.cli_args import PARSER_OPTIONS, folder_name, whole_number
 
     p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, **PARSER_OPTIONS,
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(mode="quick")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    out = p.add_argument("--out", required=False, type=path_name,   # but for --list: main() says so (exit status 2)
+    out = p.add_argument("--out", required=False, type=folder_name,   # but for --list: main() says so (exit status 2)
                          help="output folder for report.html, summary.json and the figures (created; required "
                               "unless --list)")
     setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
@@ -165,13 +165,17 @@ def check_out_dir(out: Path) -> tuple[list[Path], str | None]:
     return old, None
 
 
-def run_cases(ctx: Context, names: list[str], results: list[CaseResult] | None = None) -> list[CaseResult]:
+def run_cases(ctx: Context, names: list[str], results: list[CaseResult] | None = None,
+              started: list[str] | None = None) -> list[CaseResult]:
     """Run the cases ``names`` (in the order of CASES); each result is appended to ``results`` (a new list where
-    None) as its case ends, so that a caller stopped part-way knows the cases done.  Returns the list."""
+    None) as its case ends, and each case's name to ``started`` as it begins, so that a caller stopped part-way
+    knows the cases done and the one under way.  Returns the list."""
     results = [] if results is None else results
     for spec in CASES:
         if spec.name not in names:
             continue
+        if started is not None:
+            started.append(spec.name)
         ctx.log(f"[{spec.name}] ...")
         n_runs = len(ctx.runs)
         t0 = time.perf_counter()
@@ -293,6 +297,7 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
             "physics": vars(physics) if physics is not None else None,
             "command": "mcproton validate " + " ".join(argv)}
     results: list[CaseResult] = []
+    started: list[str] = []
     written: list[Path] = []
     aside: list[Path | None] = [None]
     stop = _StopHandlers()
@@ -301,17 +306,17 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
             aside[0] = _set_aside(folder, earlier)
             stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             t0 = time.perf_counter()
-            run_cases(ctx, names, results)
+            run_cases(ctx, names, results, started)
             meta["total_wall_s"] = round(time.perf_counter() - t0, 2)
             summary = write_report(folder, results, meta, written=written)
             stop.complete = True
         except (_Stopped, KeyboardInterrupt) as exc:
             stop.complete = True   # a further signal is ignored while the record is written
             signum = getattr(exc, "signum", signal.SIGINT)
-            return _interrupted(folder, signum, names, results, written, aside[0], meta)
+            return _interrupted(folder, signum, names, results, started, written, aside[0], meta)
         except BaseException as exc:   # an error: a full disk while the report is written, a bug in build_summary
             stop.complete = True
-            _failed(folder, exc, names, results, written, aside[0], meta)
+            _failed(folder, exc, names, results, started, written, aside[0], meta)
             raise
         _discard(folder, aside[0])
     print(f"report: {folder / 'report.html'}\nsummary: {folder / 'summary.json'}")
@@ -362,34 +367,37 @@ def _discard(out: Path, aside: Path | None) -> None:
         _say(discard_aside(out, aside, "mcproton validate: the earlier report"))
 
 
-def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], written: list[Path],
-                 aside: Path | None, meta: dict) -> int:
+def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], started: list[str],
+                 written: list[Path], aside: Path | None, meta: dict) -> int:
     """A validation stopped by ``signum``: :func:`_unfinished` with ``"status": "interrupted"`` and exit status
     128 + the signal, which is returned."""
     name = signal.Signals(signum).name
     code = 128 + signum
     _unfinished(out, INTERRUPTED, f"interrupted by {name}", "run it again", code, {"signal": name}, names, results,
-                written, aside, meta)
+                started, written, aside, meta)
     return code
 
 
-def _failed(out: Path, exc: BaseException, names: list[str], results: list[CaseResult], written: list[Path],
-            aside: Path | None, meta: dict) -> None:
+def _failed(out: Path, exc: BaseException, names: list[str], results: list[CaseResult], started: list[str],
+            written: list[Path], aside: Path | None, meta: dict) -> None:
     """A validation ended by the error ``exc`` (not a stop signal; raised on by the caller): :func:`_unfinished`
     with ``"status": "failed"``, the error, and the exit status the command line gives it."""
     from ..errors import exit_status
 
     error = f"{type(exc).__name__}: {exc}"
     _unfinished(out, FAILED, f"stopped by an error ({error})", "see the error below", exit_status(exc),
-                {"error": error}, names, results, written, aside, meta)
+                {"error": error}, names, results, started, written, aside, meta)
 
 
 def _unfinished(out: Path, status: str, how: str, todo: str, code: int, extra: dict, names: list[str],
-                results: list[CaseResult], written: list[Path], aside: Path | None, meta: dict) -> None:
+                results: list[CaseResult], started: list[str], written: list[Path], aside: Path | None,
+                meta: dict) -> None:
     """A validation that did not complete (``status``: stopped by a signal, or failed): the report files it wrote
     (the report was not complete) are removed, ``out/summary.json`` records it (``status``, ``all_passed`` false,
     ``exit_status`` ``code``, the cases done and not, where the earlier report went: ``earlier_outputs_moved_to``,
-    which the next validation removes with the record), and the message says what ``out`` holds.  Where the record
+    which the next validation removes with the record), and the message says what ``out`` holds and when it stopped:
+    during the case under way (``started``' last), after a case, before the first one (a signal as the command line
+    started: it named the first case, review 26a, R8) or while the report was written.  Where the record
     cannot be written (a full disk), the earlier report is moved back into ``out`` instead, so that it is never left
     in a folder that nothing names."""
     import datetime as _dt
@@ -402,7 +410,8 @@ def _unfinished(out: Path, status: str, how: str, todo: str, code: int, extra: d
     done = {c.name: c.status for c in results}
     order = [spec.name for spec in CASES if spec.name in names]
     left = [n for n in order if n not in done]
-    where = f"during case {left[0]}" if left else "while writing the report"
+    where = ("while writing the report" if not left else "before the first case" if not started
+             else f"during case {started[-1]}" if started[-1] not in done else f"after case {started[-1]}")
     done_text = ", ".join(f"{n} {s}" for n, s in done.items()) or "none"
     kept = (f"; the earlier report found there ({files_text(aside)}) was moved into {aside}: it is not the result "
             "of this validation") if aside is not None else ""

@@ -49,7 +49,8 @@ def print_levels(config: str | None) -> int:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from .._io.cli_args import PARSER_OPTIONS, path_name, whole_number
+    from .._io.cli_args import (PARSER_OPTIONS, beam_model_name, calibration_name, file_name, folder_name,
+                                  whole_number)
 
     c = sub.add_parser("check", **PARSER_OPTIONS,
                        help="independent MC check of a plan against its planning-system dose",
@@ -57,7 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "and compare: 3-D gamma, dose differences, DVH metrics per structure, distal "
                                    "range per beam; HTML + JSON report with pass/fail against action levels.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("folder", nargs="?", type=path_name,
+    c.add_argument("folder", nargs="?", type=folder_name,
                    help="a folder with one patient's DICOM files (CT, RT Plan, RT Dose(s), RT Struct), paired by "
                         "their UIDs; explicit options below win")
     c.add_argument("--batch", action="store_true",
@@ -71,20 +72,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and is complete (PASS or FAIL, not stopped by --time-limit), is not checked again: its "
                         "verdict goes into the summary marked reused; anything else (an upgrade that changed only "
                         "Python code among it) is checked")
-    c.add_argument("--ct", type=path_name, help="folder of the plan's CT series")
+    c.add_argument("--ct", type=folder_name, help="folder of the plan's CT series")
     c.add_argument("--ct-series", metavar="UID",
                    help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "
                         "only axial one, else the one the RT Struct was drawn on; a localizer is skipped)")
-    c.add_argument("--plan", type=path_name, help="RT Ion Plan (RP.dcm)")
-    c.add_argument("--dose", action="append", type=path_name,
+    c.add_argument("--plan", type=file_name, help="RT Ion Plan (RP.dcm)")
+    c.add_argument("--dose", action="append", type=file_name,
                    help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
-    c.add_argument("--struct", type=path_name,
+    c.add_argument("--struct", type=file_name,
                    help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
-    c.add_argument("--beam-model",
+    c.add_argument("--beam-model", type=beam_model_name,
                    help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file (required: no default)")
-    c.add_argument("--out", required=True, type=path_name,
+    c.add_argument("--out", required=True, type=folder_name,
                    help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
-    c.add_argument("--calibration", default=None,
+    c.add_argument("--calibration", default=None, type=calibration_name,
                    help="HU calibration (default schneider2000; dcpt_spr_brain for an SPR-map CT; a phantom CT that "
                         "mcproton wrote with another one, or an SPR map, is refused with the default)")
     c.add_argument("--struct-overrides", choices=["apply", "ignore"], default="apply",
@@ -135,7 +136,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=whole_number, default=12345, help="random seed of the Monte Carlo (default 12345)")
     c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    c.add_argument("--config", type=path_name,
+    c.add_argument("--config", type=file_name,
                    help="TOML with a [levels] table of action levels (default: the built-in levels, which "
                         "--print-levels prints as such a file to copy and edit)")
     c.add_argument("--print-levels", action=_PrintLevels,
@@ -302,11 +303,12 @@ def print_usage_error_record(argv: list[str], message: str) -> None:
     """``check ... --json`` refused by argparse (an unknown option, a number or choice it cannot take, ``--out``
     missing: exit status 2): the record of that refusal on stdout, as :func:`_main` prints for every other outcome
     ("--json prints one record in every outcome"; before, nothing: audit 26 exitcodes, F6).  ``argv``: the command
-    line after ``mcproton``; nothing is printed without ``--json`` (or an abbreviation argparse takes: ``--js``)."""
+    line after ``mcproton``; nothing is printed without ``--json`` itself (an option is taken by its whole name only:
+    ``--js`` is refused as an unknown option, and printed the record before review 26a, R5)."""
     from ..errors import CheckInputError
 
     words = argv[1:argv.index("--")] if "--" in argv else argv[1:]
-    if not any(len(a) > 2 and "--json".startswith(a) for a in words):
+    if "--json" not in words:
         return
     given: dict = {"folder": None, "plan": None, "dose": None, "ct": None, "struct": None, "beam_model": None,
                    "out": None}

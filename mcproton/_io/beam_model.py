@@ -674,7 +674,12 @@ def _keeping_warnings(read: Callable[P, BeamModel]) -> Callable[P, BeamModel]:
 
 @_keeping_warnings
 def load_beam_model(name_or_path: str | Path) -> BeamModel:
-    """A built-in model (``dcpt_v2``, ``dcpt_v5``, ``mcsquare_upenn_iba_dn``), a TOML model or a BDL file."""
+    """A built-in model (``dcpt_v2``, ``dcpt_v5``, ``mcsquare_upenn_iba_dn``), a TOML model or a BDL file; the empty
+    text is refused as such (it was taken as the current folder: review 26a, R2)."""
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        from .cli_args import BEAM_MODEL_ADVICE
+
+        raise BeamModelError(f"the beam model is empty ({name_or_path!r}): {BEAM_MODEL_ADVICE}")
     key = str(name_or_path)
     if key.lower() in BUILTIN:
         return _load_toml(BUILTIN[key.lower()])

@@ -1,6 +1,7 @@
-"""What every mcproton command line (run, check, demo, phantom, validate, bench, commission) does with its options
-before a command uses them: one rule for each kind, so that a value one command takes is not refused, or read
-otherwise, by another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
+"""What every mcproton command line (run, check, demo, phantom, validate, bench, commission, and the package's own
+``python -m mcproton.phantoms.verify_craniospinal`` and ``make_figures``: review 26a, R9) does with its options before
+a command uses them: one rule for each kind, so that a value one command takes is not refused, or read otherwise, by
+another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
 
 * :data:`PARSER_OPTIONS`: the keyword arguments of every parser and sub-parser, ``allow_abbrev=False``: an option is
   recognised by its whole name only.  With argparse's default a prefix was taken for the option it starts (``--no``
@@ -10,9 +11,13 @@ otherwise, by another (the CLI-help audit of 2026-12-07, audit 26: F7, F8, F10).
   numbers are written (TOML reads 1e7 as a decimal number, and the config refuses it: docs/bad_inputs.md); 1e7 and
   2.5 are refused, 1e7 with the digits to write (F8: the help showed "default 1e7", which the option refused as
   "invalid int value").
-* :func:`path_name`: a path, never the empty text: ``--out ''`` is the current folder to the file system, and the
-  demo, the phantom, the check and the commission wrote their files there, while ``--rtdose ''`` was taken as no
-  ``--rtdose`` (F10).  The current folder is ``.``.
+* :func:`folder_name`, :func:`file_name`: a path, never the empty text: ``--out ''`` is the current folder to the
+  file system, and the demo, the phantom, the check and the commission wrote their files there, while ``--rtdose ''``
+  was taken as no ``--rtdose`` (F10).  The current folder is ``.`` (said only where a folder is taken: review 26a,
+  R6).
+* :func:`calibration_name`, :func:`beam_model_name`: a built-in name or a path, never the empty text: ``--calibration
+  ''`` (a shell variable left unset) was the current folder, whose hu_spr.csv was taken as the HU calibration with
+  exit status 0, where the default was meant (review 26a, R2).
 """
 from __future__ import annotations
 
@@ -44,10 +49,39 @@ def whole_number(text: str) -> int:
     raise argparse.ArgumentTypeError(f"invalid int value: {text!r}")   # argparse's own words for type=int
 
 
-def path_name(text: str) -> str:
-    """argparse ``type`` of a file or folder option: ``text`` as given, the empty text refused (it is not taken as
-    the current folder, nor as the option left out)."""
+def _not_empty(text: str, refusal: str) -> str:
+    """``text`` as given; ``refusal`` (argparse prefixes the option's name) where it is the empty text."""
     if text == "":
-        raise argparse.ArgumentTypeError("an empty path: give a file or folder name ('' is not taken as the current "
-                                         "folder; write . for that)")
+        raise argparse.ArgumentTypeError(refusal)
     return text
+
+
+def folder_name(text: str) -> str:
+    """argparse ``type`` of a folder option: ``text`` as given, the empty text refused (it is not taken as the
+    current folder, nor as the option left out)."""
+    return _not_empty(text, "an empty path: give a folder name ('' is not taken as the current folder; write . for "
+                            "that)")
+
+
+def file_name(text: str) -> str:
+    """argparse ``type`` of a file option: ``text`` as given, the empty text refused (it is not taken as the option
+    left out)."""
+    return _not_empty(text, "an empty path: give a file name ('' names no file)")
+
+
+#: what an empty ``--calibration`` is told to give instead (the HU-calibration loader and the config say it too)
+CALIBRATION_ADVICE = ("give a built-in name (schneider2000, dcpt_spr_brain, mcsquare_default, ...) or a calibration "
+                      "folder, or leave it out for the default (schneider2000); '' is not taken as the current folder")
+#: what an empty ``--beam-model`` is told to give instead
+BEAM_MODEL_ADVICE = "give a built-in model (dcpt_v5, dcpt_v2, mcsquare_upenn_iba_dn) or a .toml or MCsquare BDL file"
+
+
+def calibration_name(text: str) -> str:
+    """argparse ``type`` of ``--calibration`` (a built-in name or a folder): ``text`` as given, the empty text
+    refused."""
+    return _not_empty(text, f"an empty calibration: {CALIBRATION_ADVICE}")
+
+
+def beam_model_name(text: str) -> str:
+    """argparse ``type`` of ``--beam-model`` (a built-in name or a file): ``text`` as given, the empty text refused."""
+    return _not_empty(text, f"an empty beam model: {BEAM_MODEL_ADVICE}")

@@ -926,8 +926,15 @@ class HUCalibration:
         A path may be an MCsquare/OpenTPS scanner folder (``HU_Density_Conversion.txt`` +
         ``HU_Material_Conversion.txt``), a folder with ``hu_density.csv`` + ``hu_materials.csv``, or a folder
         with ``hu_spr.csv`` + ``hu_materials.csv`` (a planning system's HU -> SPR curve, turned into densities
-        with the stopping powers of ``water_model`` and ``ivalue_set``: :meth:`from_spr_files`).
+        with the stopping powers of ``water_model`` and ``ivalue_set``: :meth:`from_spr_files`).  The empty text is
+        refused: ``Path('')`` is the current folder, whose calibration files were taken where the default was meant
+        (review 26a, R2); ``"."`` names the current folder.
         """
+        if isinstance(name_or_path, str) and not name_or_path.strip():
+            from .cli_args import CALIBRATION_ADVICE
+
+            raise CalibrationError(f"the calibration is empty ({name_or_path!r}): {CALIBRATION_ADVICE} (write . "
+                                   "for it)")
         key = str(name_or_path)
         cal = None
         if key.lower() in ("schneider2000", "schneider", "default"):

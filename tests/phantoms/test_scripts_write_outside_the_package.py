@@ -67,3 +67,39 @@ def test_make_figures_refuses_an_installed_package(tmp_path, monkeypatch, capsys
     assert list(installed.iterdir()) == []   # nothing written
     here = Path(mf.__file__).resolve().parent   # this checkout's phantoms/ (an editable install) or an installed one
     assert mf.in_checkout(here) == (here.parent / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--primaries", "16e6"], "argument --primaries: 16e6 is written as a decimal number: write 16000000"),
+    (["--primaries", "2.5"], "argument --primaries: invalid int value: '2.5'"),
+    (["--threads", "1.0"], "argument --threads: 1.0 is written as a decimal number: write 1"),
+    (["--prim", "1000"], "unrecognized arguments: --prim"),   # a prefix was taken for --primaries
+    (["--out", ""], "argument --out: an empty path: give a folder name"),
+])
+def test_verify_craniospinal_follows_the_command_lines_rules(argv, words, runs, capsys):
+    """Its options as every mcproton command line takes them (mcproton/_io/cli_args.py): by their whole name, whole
+    numbers as digits, no empty path; it took 16e6, 2.5 and prefixes (review 26a, R9)."""
+    with pytest.raises(SystemExit) as exc:
+        vc.main(argv)
+    assert exc.value.code == 2 and not runs
+    assert words in capsys.readouterr().err
+
+
+def test_verify_craniospinal_takes_its_primaries_as_digits(tmp_path, monkeypatch):
+    seen = []
+
+    def stand_in(voxel_mm, primaries, **kw):
+        seen.append(primaries)
+        return {"target_rel": {"d95_rel": 0.97}}, None, None
+
+    monkeypatch.setattr(vc, "verify_craniospinal", stand_in)
+    monkeypatch.chdir(tmp_path)
+    assert vc.main(["--primaries", "16_000_000"]) == 0 and vc.main([]) == 0
+    assert seen == [16_000_000, 16_000_000] and all(type(n) is int for n in seen)
+
+
+def test_make_figures_takes_options_by_their_whole_name(capsys):
+    """``--he`` was taken for --help (exit 0): refused now (review 26a, R9)."""
+    with pytest.raises(SystemExit) as exc:
+        mf.main(["--he"])
+    assert exc.value.code == 2 and "unrecognized arguments: --he" in capsys.readouterr().err

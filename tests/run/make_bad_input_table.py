@@ -155,6 +155,10 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
     ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
      "looked for the folder"),
+    ("HU calibration empty (before 2026-12-07 the config file's folder: a calibration found there was taken, where the "
+     "default was meant)", [], CT.replace("@EXTRA", 'calibration = ""'), "phantom.calibration = '': an empty path"),
+    ("beam model empty (before 2026-12-07: \". is a folder\", naming neither the key nor the value)", [],
+     PLAN.replace('"dcpt_v5"', '""'), "plan.beam_model = '': an empty path"),
     # a folder with the TPS's HU -> SPR table (hu_spr.csv + hu_materials.csv, made by case_argv from HLUT_FOLDERS)
     ("HU -> SPR folder holding hu_density.csv too (ambiguous)", [], CT.replace("@EXTRA", 'calibration = "hlut_both"'),
      "both hu_spr.csv and hu_density.csv"),
