@@ -88,8 +88,9 @@ def test_a_stale_plan_dose_beside_every_beams_dose_is_refused(folder):
     assert "beyond the 0.5 % that the rounding of the doses of one calculation may leave: they are of different " \
            "calculations (a stale plan or beam dose, another plan version; integral ratio plan / sum 1.0" in msg, msg
     assert "separate Monte Carlo" not in msg, msg
+    # the way out as options (check review b, R3)
     assert "export the plan dose and the per-beam doses again from one calculation of the plan, and give those, or, " \
-           "where the planning system computes them apart, check the plan dose alone, --dose " in msg, msg   # the way out as options (check review b, R3)
+           "where the planning system computes them apart, check the plan dose alone, --dose " in msg, msg
     assert msg.endswith("with a patient folder the --dose files given are the only RT Doses read"), msg
 
 

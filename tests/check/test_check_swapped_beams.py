@@ -43,8 +43,8 @@ def _noisy(d: np.ndarray, seed: int, rel: float = 0.02) -> np.ndarray:
 def test_a_real_mu_error_of_one_of_two_alike_beams_is_not_called_a_swap(noise):
     """Beams 1 and 2 the same field (a split field); the MC gives beam 1 5 % low (its MU/output): beam 1's file
     matches beam 2's MC dose as well as its own scaled, so no swap or mislabel is named and the MU/output note of
-    beam 1 is the first cause after the plan's ratio (before the fix: "RD_beam1.dcm matches the MC dose of beam 2 ..., its
-    ReferencedBeamNumber wrong ...?" first).  With the MC's noise (2 % per voxel, each beam its own) too."""
+    beam 1 is the first cause after the plan's ratio (before the fix: "RD_beam1.dcm matches the MC dose of beam 2
+    ..., its ReferencedBeamNumber wrong ...?" first).  With the MC's noise (2 % per voxel, each beam its own) too."""
     _, field = _fields_along_z()
     a = field(20, 380)
     mc = {1: 0.95 * a, 2: a.copy()}

@@ -233,3 +233,59 @@ def test_the_eta_to_a_target_already_met_goes_to_the_tenth_batch(monkeypatch, ca
         assert "#" * 30 not in line, line
     show(10_000, 0.0, 0.004, batches=10)   # the 10th batch: the stop rule's own estimate, no floor
     assert "ETA    0.0 s to 1 % (now 0.40 %)" in capsys.readouterr().err
+
+
+def test_every_line_of_run_and_check_in_a_log_file_carries_the_time_of_day(tmp_path, capsys):
+    """Review b of audit 26, R5: in a log file only the step and progress lines had the time of day; the warnings,
+    the notes ("replacing the existing output(s)"), the backend line, the signal messages and the errors had none.
+    Now every line of ``mcproton run`` and ``mcproton check`` on a stderr that is not a terminal starts with it,
+    once; and the tests' filters of "mcproton:" lines read them through fakes.log_lines (a plain
+    ``startswith("mcproton:")`` sees none of them now)."""
+    from fakes import log_lines
+    from run_helpers import cli, write_cfg
+
+    from mcproton.cli import main
+
+    cfg = write_cfg(tmp_path / "job.toml", 2000, target_uncertainty=0.001)   # far out of reach: two warnings
+    out = tmp_path / "o.h5"
+    # in a process of its own: pytest would record the warnings instead of printing them
+    err = "".join(cli("run", cfg, "--out", out, "--no-checkpoint").stderr for _ in range(2))   # 2nd: replacing o.h5
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(re.match(STAMP + r"(?:(?!\[)\S| {2}\[)", ln) for ln in lines), err   # each once
+    ours = [ln for ln in log_lines(err) if ln.startswith("mcproton:")]
+    assert not [ln for ln in err.splitlines() if ln.startswith("mcproton:")], err
+    assert sum(ln.startswith("mcproton: backend cpu") for ln in ours) == 2, ours
+    assert sum(ln.startswith("mcproton: warning: run.target_uncertainty 0.1 % needs about") for ln in ours) == 2
+    assert sum(ln.startswith("mcproton: note: replacing the existing output(s)") for ln in ours) == 1, ours
+    # a check's error line too
+    assert main(["check", str(tmp_path / "no_such_patient"), "--beam-model", "dcpt_v5", "--out",
+                 str(tmp_path / "chk"), "--quiet"]) in (2, 3)
+    err = capsys.readouterr().err.strip()
+    assert re.match(STAMP + r"mcproton: error: ", err) and len(err.splitlines()) == 1, err
+    assert log_lines("[06:56:56] mcproton: a\nmcproton: b\n\n[06:56:57]   [##") == ["mcproton: a", "mcproton: b", "",
+                                                                                  "  [##"]
+
+
+def test_a_scripts_stderr_stays_undated_and_a_line_is_dated_once(capsys):
+    """The time of day on every line is the command line's (mcproton run's and check's) in a log file only: a
+    script's stderr is its own (mcproton._io.console.stamped_stderr changes the command line's stream only); on that
+    stream a line written in parts is dated once, an empty line not at all, and time_of_day() adds nothing more."""
+    import sys
+
+    from mcproton._io.console import DroppingStream, stamped_stderr, time_of_day
+
+    with stamped_stderr():   # a script's stream: not the command line's
+        sys.stderr.write("mcproton: note: x\n")
+    assert capsys.readouterr().err == "mcproton: note: x\n"
+    stream = DroppingStream(sys.stderr)
+    old, sys.stderr = sys.stderr, stream
+    try:
+        with stamped_stderr():
+            assert time_of_day() == "" and time_of_day(tty=False) == ""   # the stream dates the lines itself
+            sys.stderr.write("mcproton: a\n\nmcproton: b")
+            sys.stderr.write(" continued\n")
+        sys.stderr.write("mcproton: c\n")
+    finally:
+        sys.stderr = old
+    assert re.fullmatch(f"{STAMP}mcproton: a\n\n{STAMP}mcproton: b continued\nmcproton: c\n",
+                        capsys.readouterr().err)
