@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from . import __version__
-from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, write_stderr
+from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, stamped_stderr, write_stderr
 from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport, defer_stop_signals, end_deferral
 
 
@@ -1794,7 +1794,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             reopen_closed_std_fds()
             _private_matplotlib_dir()
-            with dropping_std_streams():
+            words = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--debug"]
+            # run and check: every line on stderr dated in a log file, not only the steps' (review b of audit 26, R5)
+            with dropping_std_streams(), stamped_stderr(words[:1] in (["run"], ["check"])):
                 return _summary_written(_main(argv))
         finally:   # a signal no command's handler took (it ended first, by SystemExit too) is passed on here
             end_deferral()

@@ -1,8 +1,26 @@
 """Small fake files that tests in several folders make: a DICOMDIR (the index of a media export) and a file system
-root laid out like ``/proc`` and ``/sys/fs/cgroup`` (for mcproton._cpus's readers, which take ``root``)."""
+root laid out like ``/proc`` and ``/sys/fs/cgroup`` (for mcproton._cpus's readers, which take ``root``); and
+:func:`log_lines`, a command's stderr read as its lines without the time of day in front."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+#: the time of day that ``mcproton run`` and ``mcproton check`` put in front of every line on a stderr that is not a
+#: terminal (mcproton._io.console.stamped_stderr; pytest's capture and a subprocess's pipe are not terminals)
+STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] ", re.M)
+
+
+def log_lines(err: str) -> list[str]:
+    """The lines of a command's stderr ``err``, each without the time of day in front (:data:`STAMP`): what a test
+    that keeps the lines starting with "mcproton:" filters (review b of audit 26, R5: such filters silently dropped
+    the dated lines, and a stray line before a refusal no longer failed "exactly one line")."""
+    return [STAMP.sub("", ln, count=1) for ln in err.splitlines()]
+
+
+def log_text(err: str) -> str:
+    """A command's stderr ``err`` without the time of day in front of its lines (:data:`STAMP`)."""
+    return STAMP.sub("", err)
 
 
 def write_dicomdir(path: Path) -> None:

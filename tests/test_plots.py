@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import log_lines  # tests/fakes.py
 
 import mcproton.plots as P
 
@@ -200,7 +201,7 @@ def test_a_figure_that_cannot_be_drawn_keeps_the_run_and_says_it_is_a_bug(tmp_pa
     cap = capsys.readouterr()
     summary = json.loads(cap.out)
     assert summary["output"] == str(out) and "ValueError" in summary["failed_outputs"][0]
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton:")][-1]
+    msg = [ln for ln in log_lines(cap.err) if ln.startswith("mcproton:")][-1]
     assert "a bug in mcproton's figure" in msg and "output.plot = false" in msg and str(out) in msg, msg
     assert out.exists()
 

@@ -18,9 +18,9 @@ import numpy as np
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
                       GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET,
-                      TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_summary, classify, d95_limits, d95_verdict,
-                      dose_difference, gamma_evaluable_points, gamma_time_estimate, range_agreement, robust_max,
-                      start_gammas, structure_stats)
+                      TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary, classify,
+                      d95_limits, d95_verdict, dose_difference, gamma_evaluable_points, gamma_time_estimate,
+                      range_agreement, robust_max, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -694,14 +694,16 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
               limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
               ratio_limit_pct: float = 3.0, noise_ok: bool = True,
-              regions: Mapping[int, dict] | None = None) -> list[str]:
+              regions: Mapping[int, dict] | None = None,
+              beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
     off, a range shifter with tissue upstream of its face (MCDose.shifter_notes), a shift, a uniform range
     difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
     planning system's, which such a note then names first).
 
     ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
-    named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
+    named before any centroid note (``beam_regions``: each per-beam TPS dose's compare.beam_ratio_region, where
+    computed).  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
     compared per beam (:func:`_centroid_notes`), else per field region (``regions``, :func:`field_regions`:
     :func:`_field_centroid_notes`) and, where none is named, on the plan dose; not at all where the MC's
     uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise).  Where a beam is
@@ -746,7 +748,7 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      f"{100 * lost:.0f} % of its MC dose): beam {b} seems to be missing from the TPS dose (or from "
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
-    notes += _swapped_beam_notes(mc, body, beams_in_tps, beam_dose or {}, inputs, ratio_limit_pct)
+    notes += _swapped_beam_notes(mc, body, beams_in_tps, beam_dose or {}, inputs, ratio_limit_pct, beam_regions)
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
     if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
         notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)   # (check review 2026-12-06, finding 9)
@@ -783,27 +785,68 @@ def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, 
     return [note] if note and failed else []
 
 
+#: A per-beam TPS file is named as another beam's dose (:func:`_swapped_beam_notes`) only where that beam's MC dose
+#: fits it clearly better than its own beam's MC dose could: each scaled to the file (by its median voxel ratio over
+#: the file's high-dose region, as an MU or output error would scale it), the other's mean absolute difference from
+#: the file over that region is below this fraction of the own beam's, and below it by more than the dose level.
+#: Two beams of alike doses (a field split in two for the MU limit, a repeated field) fit the file alike (both
+#: differences the MC's noise, or nothing), so a file matching the other's MC is no sign of a mislabel: there the
+#: beam's own MU/output is the cause to name (check review b of audit 26, R1: a real 5 % MU error of one of two
+#: identical fields was called a mislabelled file).  A swap of two different fields leaves the own beam's MC tens of
+#: percent off the file's shape.
+SWAP_FIT_FACTOR = 0.5
+
+
+def _misfit(ref: np.ndarray, ev: np.ndarray, ratio: float | None = None) -> float:
+    """The mean absolute difference of the MC dose ``ev`` scaled to the TPS dose ``ref`` (by ``ratio``, their median
+    voxel ratio, computed where not given) from ``ref``, relative to ``ref``'s mean (the voxels of one region): 0 for
+    the same shape at any scale."""
+    m = float(np.median(ev / ref)) if ratio is None else ratio
+    return float(np.abs(ev / m - ref).sum() / ref.sum()) if m > 0 else math.inf
+
+
 def _swapped_beam_notes(mc: MCDose, body: np.ndarray, beams_in_tps: Mapping[int, np.ndarray],
-                        beam_dose: Mapping[int, dict], inputs: CheckInputs, limit_pct: float) -> list[str]:
+                        beam_dose: Mapping[int, dict], inputs: CheckInputs, limit_pct: float,
+                        beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None) -> list[str]:
     """Per-beam TPS doses paired with the wrong beam (audit 26, F6: two files' ReferencedBeamNumbers exchanged in
     an export or a renaming read as "MU/output ... or the beam model's calibration" and "a shift of the beam"): each
     beam whose dose level (compare.beam_dose_ratio) is beyond ``limit_pct`` is compared with the MC doses of the
     other beams, on its TPS dose's high-dose region; one that agrees within the level, in its median voxel ratio and
-    in its integral ratio over that region (the shape too), is named, and two beams whose files each match the
-    other's MC dose are named as swapped."""
+    in its integral ratio over that region, and fits the file's shape clearly better than the beam's own MC dose
+    (:data:`SWAP_FIT_FACTOR`: not where the two beams' doses are alike), is named, and two beams whose files each
+    match the other's MC dose are named as swapped.
+
+    The region of each failed beam is its TPS dose's (compare.beam_ratio_region: ``beam_regions[b]`` where the
+    caller has it, else made here once per failed beam) and each MC dose is read on its voxels only: before, each
+    comparison averaged the whole TPS grid again, (failed beams) x (beams - 1) times (check review b of audit 26,
+    R2: 30 full-grid comparisons for a 6-beam plan whose beams all failed by a global scale)."""
     failed = [b for b, r in sorted(beam_dose.items()) if r.get("voxels") and math.isfinite(r.get("diff_pct", math.nan))
               and abs(r["diff_pct"]) > limit_pct and b in beams_in_tps]
     match: dict[int, tuple[int, dict]] = {}
+    known = beam_regions or {}
+
+    def on(d: np.ndarray, at: np.ndarray) -> np.ndarray:   # a dose's voxels ``at`` (flat indices), float64
+        return np.asarray(d).ravel()[at].astype(np.float64)
+
     for b in failed:
+        found = known[b] if b in known else beam_ratio_region(beams_in_tps[b], body)
+        if found is None:
+            continue
+        at = np.flatnonzero(found[0])   # the region's voxels: each MC dose read there only
+        ref = on(beams_in_tps[b], at)
+        own = _misfit(ref, on(mc.beams_gy_zyx[b], at)) if b in mc.beams_gy_zyx else math.inf
         best = None
         for o, ev in sorted(mc.beams_gy_zyx.items()):
             if o == b:
                 continue
-            r = beam_dose_ratio(beams_in_tps[b], ev, body)
-            if (r.get("voxels") and abs(r["diff_pct"]) <= limit_pct
-                    and abs(r["integral_ratio"] - 1) * 100 <= limit_pct
-                    and (best is None or abs(r["diff_pct"]) < abs(best[1]["diff_pct"]))):
-                best = (o, r)
+            e = on(ev, at)
+            ratio, integral = float(np.median(e / ref)), float(e.sum() / ref.sum())
+            if not (abs(ratio - 1) * 100 <= limit_pct and abs(integral - 1) * 100 <= limit_pct):
+                continue
+            fit = _misfit(ref, e, ratio)
+            if (fit < SWAP_FIT_FACTOR * own and own - fit > limit_pct / 100
+                    and (best is None or abs(ratio - 1) < abs(best[1]["ratio"] - 1))):
+                best = (o, {"ratio": ratio, "integral_ratio": integral})
         if best is not None:
             match[b] = best
     tps_beams = getattr(inputs, "beams", None) or {}
@@ -2449,6 +2492,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         ranges: dict[int, dict] = {}
         total_rays: dict[tuple, int] = {}   # (direction, isocentre): the first beam compared on the total dose
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
+        beam_regions: dict[int, tuple[np.ndarray, float] | None] = {}   # its region, for _diagnose too
         step(f"distal ranges (R80) of {len(mc.beam_meta)} beam{'s' if len(mc.beam_meta) != 1 else ''} ...")
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
@@ -2458,8 +2502,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     meta["isocenter_mm"], seed=seed, stream=b, body=body,
                                     noise_rel=getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
                 r["source"] = "per-beam TPS dose"
+                beam_regions[b] = beam_ratio_region(tps_beams[b], body)
                 beam_dose[b] = beam_dose_ratio(tps_beams[b], mc.beams_gy_zyx[b], body,
-                                               getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
+                                               getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b),
+                                               region=beam_regions[b])
             else:   # beams of one direction and isocentre compare the same rays of the total dose: once
                 key = _ray_key(meta)
                 if key in total_rays:
@@ -2490,7 +2536,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
-            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct, regions=regions)
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct, regions=regions,
+            beam_regions=beam_regions)
         diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
@@ -2521,14 +2568,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                f"outline used here ({body_how}), {why}")
         diff["tps_outside_body_fraction"] = outside
         diff["tps_dose_in_air_at_grid_edge"] = in_air_to_edge
-        plan_beams = {b.number for b in inp.plan.beams}
-        if inp.total is not None and inp.beams and set(inp.beams) >= plan_beams:
+        if inp.tps_beams_minus_plan is not None:
             # the planning system's own files agree (its beam doses add up to its plan dose: inputs.beams_against_plan
-            # refused them beyond inputs.TPS_SUM_TOL before the MC, audit 26 F2): the figure, for the record
-            top = float(inp.total.dose_gy_zyx.max())
-            dev = float(np.abs(sum(d.dose_gy_zyx for d in inp.beams.values()) - inp.total.dose_gy_zyx).max()) / top \
-                if top > 0 else 0.0
-            diff["tps_beams_minus_plan_max_pct"] = 100 * dev
+            # refused them beyond inputs.TPS_SUM_TOL before the MC, audit 26 F2): its figure, for the record
+            diff["tps_beams_minus_plan_max_pct"] = 100 * inp.tps_beams_minus_plan
         timings["structures_ranges_s"] = time.perf_counter() - t   # with the diagnostics
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         pngs: dict[str, str] = {}

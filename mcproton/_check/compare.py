@@ -919,8 +919,27 @@ BEAM_RATIO_NOISE_FACTOR = 1.6
 BEAM_RATIO_FRACTION = 0.5
 
 
+def beam_ratio_region(ref: np.ndarray, body: np.ndarray,
+                      fraction: float = BEAM_RATIO_FRACTION) -> tuple[np.ndarray, float] | None:
+    """The high-dose region of :func:`beam_dose_ratio` of the TPS beam dose ``ref``: (the voxel mask, the robust
+    maximum of the averaged dose), None where the TPS beam dose has no dose in the body.  Its 3 x 3 x 3 average is
+    the one full-grid pass of the comparison: a caller that compares one TPS beam dose with several MC doses
+    computes this once and gives it as ``region`` (check review b of audit 26, R2: each failed beam of a plan was
+    compared with every other beam's MC dose, the average of its TPS dose made again each time)."""
+    from scipy.ndimage import uniform_filter
+
+    ref = np.asarray(ref, np.float64)
+    has = body & (ref > 0)
+    avg = uniform_filter(ref, size=3, mode="constant")
+    top = robust_max(avg, has)
+    if top <= 0:
+        return None
+    return has & (avg >= fraction * top), top
+
+
 def beam_dose_ratio(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, noise_rel: np.ndarray | None = None,
-                    fraction: float = BEAM_RATIO_FRACTION) -> dict[str, Any]:
+                    fraction: float = BEAM_RATIO_FRACTION,
+                    region: tuple[np.ndarray, float] | None = None) -> dict[str, Any]:
     """The MC/TPS dose level of one beam (``ref``: its TPS dose, ``ev``: the MC's, on one grid): the median of the
     voxel ratios MC/TPS over its high-dose region, the body voxels with TPS dose where the TPS beam dose averaged
     over 3 x 3 x 3 voxels is at or above ``fraction`` of that average's robust maximum (:func:`robust_max`).  A
@@ -943,17 +962,14 @@ def beam_dose_ratio(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, noise_rel
     the level on any region of more than a few hundred voxels (0.02-0.05 % independent on the CSI audit's 4 mm
     beams at 4 % per beam).  ``integral_ratio``: the ratio of the sums
     over the same region, for comparison (what a range or a shift moves too).  Returns {"voxels": 0} where the TPS
-    beam dose has no dose in the body."""
-    from scipy.ndimage import uniform_filter
-
+    beam dose has no dose in the body.  ``region``: :func:`beam_ratio_region` of ``ref`` (and ``body``, ``fraction``)
+    where already computed."""
     ref = np.asarray(ref, np.float64)
     ev = np.asarray(ev, np.float64)
-    has = body & (ref > 0)
-    avg = uniform_filter(ref, size=3, mode="constant")
-    top = robust_max(avg, has)
-    if top <= 0:
+    found = beam_ratio_region(ref, body, fraction) if region is None else region
+    if found is None:
         return {"voxels": 0}
-    sel = has & (avg >= fraction * top)
+    sel, top = found
     r, e = ref[sel], ev[sel]
     ratio = float(np.median(e / r))
     out = {"ratio": ratio, "diff_pct": 100 * (ratio - 1), "integral_ratio": float(e.sum() / r.sum()),

@@ -96,6 +96,23 @@ class DroppingStream:
         #: escape the control characters other than line breaks and tabs (:data:`_CONTROLS_IN_TEXT`): an escape
         #: sequence from an input's name, wherever it is printed, does not act on the terminal
         self._table = _CONTROLS_IN_TEXT if escape_controls else None
+        #: put the time of day (:func:`time_of_day`) in front of every line written (:func:`stamped_stderr`)
+        self.stamps_lines = False
+        self._line_start = True
+
+    def _stamped(self, text: str) -> str:
+        """``text`` with ``[HH:MM:SS] `` in front of each line that begins in it with something written (an empty
+        line stays empty): where :attr:`stamps_lines`."""
+        import time
+
+        stamp = time.strftime("[%H:%M:%S] ")
+        out = []
+        for part in text.splitlines(keepends=True):
+            if self._line_start and part not in ("\n", "\r\n"):
+                out.append(stamp)
+            out.append(part)
+            self._line_start = part.endswith("\n")
+        return "".join(out)
 
     def _fail(self, exc: BaseException) -> None:
         if self.broken is None:
@@ -105,7 +122,8 @@ class DroppingStream:
     def write(self, text: str) -> int:
         if self.broken is None:
             try:
-                self._stream.write(text.translate(self._table) if self._table is not None else text)
+                shown = text.translate(self._table) if self._table is not None else text
+                self._stream.write(self._stamped(shown) if self.stamps_lines and shown else shown)
                 return len(text)
             except _WRITE_ERRORS as exc:
                 self._fail(exc)
@@ -166,8 +184,10 @@ def time_of_day(tty: bool | None = None) -> str:
     """``"[05:21:09] "``, the local time of day, where stderr is not a terminal (``tty``; default: whether stderr is
     one): the start of a step line or a progress line in a log file or a pipe, so that the log of a night's run or
     batch says when each patient, phase and beam began and which was slow (the progress-log audit 26, F6: no line had
-    a time, and a stalled check's log could not say since when).  "" on a terminal, whose reader watches it."""
-    if stderr_is_terminal() if tty is None else tty:
+    a time, and a stalled check's log could not say since when).  "" on a terminal, whose reader watches it, and
+    where stderr puts the time in front of every line itself (:func:`stamped_stderr`: ``mcproton run`` and
+    ``mcproton check``)."""
+    if getattr(sys.stderr, "stamps_lines", False) is True or (stderr_is_terminal() if tty is None else tty):
         return ""
     import time
 
@@ -179,6 +199,25 @@ def log_line(message: str) -> None:
     front in a log file (:func:`time_of_day`): the default ``log`` of ``mcproton run``'s and ``mcproton check``'s
     messages.  A ``log`` callable given from Python gets the messages as they are."""
     write_stderr(time_of_day() + message + "\n")
+
+
+@contextmanager
+def stamped_stderr(on: bool = True) -> Iterator[None]:
+    """For the block, every line written to stderr starts with the time of day (``[05:21:09] ``) where stderr is the
+    command line's :class:`DroppingStream` and not a terminal (``on``: the command is ``mcproton run`` or ``mcproton
+    check``): its warnings, notes, the backend line, the signal messages and errors as well as its step and progress
+    lines (review b of audit 26, R5: only the lines of :func:`log_line` and the progress bar had it, so one log mixed
+    dated and undated lines, and the warning a night's log most needs dated, a checkpoint failure or the one-day
+    long-run warning, had none).  Nothing changes on a terminal, or in a script (its stderr is its own)."""
+    err = sys.stderr
+    if not (on and isinstance(err, DroppingStream) and not stderr_is_terminal()):
+        yield
+        return
+    err.stamps_lines = True
+    try:
+        yield
+    finally:
+        err.stamps_lines = False
 
 
 @contextmanager

@@ -245,7 +245,10 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
     With a ``target`` uncertainty the run stops at it, mostly long before ``total`` (the cap): once an uncertainty
     is known, the bar and the ETA go to the primaries the 1/sqrt(N) law says the target needs
     (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap".
-    The run tests its target from :data:`MIN_BATCHES_FOR_TARGET` batches on; the ETA uses the uncertainty from 2
+    The run tests its target from :data:`MIN_BATCHES_FOR_TARGET` batches on, so before that batch the goal is at
+    least its end (the batches so far, on average, times that number) and the line says "to batch 10, the first at
+    which the run may stop at 1 %" where the estimate is below the target already (before, a full bar and "ETA 0.0
+    s", and in a log file a line per batch: review b of audit 26, R4).  The ETA uses the uncertainty from 2
     ``batches`` on (the stream passes it), divided by c4(batches) (a mean of per-voxel standard deviations of few
     batches reads low by that factor) and marked "rough" below :data:`MIN_BATCHES_FOR_TARGET` batches (before, the
     ETA stayed "to the cap" for the first tenth of the cap, and a run that met its target in that time never logged
@@ -273,9 +276,15 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
             rough = batches is not None and batches < MIN_BATCHES_FOR_TARGET
             est = uncertainty / c4(batches) if rough and batches is not None and batches >= 2 else uncertainty
             if math.isfinite(est) and est > 0:
-                goal = min(total, max(done, int(math.ceil(done * (est / target) ** 2))))
-                to = (f" to {100 * target:.3g} % (now {100 * uncertainty:.2f} %"
-                      + (f"; rough, from {batches} batches" if rough else "") + ")" if goal < total else " to the cap")
+                need = int(math.ceil(done * (est / target) ** 2))
+                # the run tests its target from the MIN_BATCHES_FOR_TARGET th batch on: not before (review b of
+                # audit 26, R4: an estimate below the target gave a full bar and "ETA 0.0 s" from batch 2 to 9)
+                least = int(math.ceil(done * MIN_BATCHES_FOR_TARGET / batches)) if rough and batches else 0
+                goal = min(total, max(done, need, least))
+                now_u = f"now {100 * uncertainty:.2f} %" + (f"; rough, from {batches} batches" if rough else "")
+                to = (" to the cap" if goal >= total else
+                      f" to batch {MIN_BATCHES_FOR_TARGET}, the first at which the run may stop at "
+                      f"{100 * target:.3g} % ({now_u})" if least > need else f" to {100 * target:.3g} % ({now_u})")
             else:
                 to = " to the cap"
         later = later_primaries if target is None else 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from fakes import log_text  # tests/fakes.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -341,7 +342,7 @@ def test_the_command_line_ends_an_interrupted_check_as_interrupted(monkeypatch, 
     rc = main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 130, err
-    assert err.strip() == ("mcproton: interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no "
+    assert log_text(err.strip()) == ("mcproton: interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no "
                            "checkpoint (checkpointing is off); nothing was kept: run it again"), err
 
 

@@ -74,6 +74,8 @@ def test_doses_of_one_calculation_pass_and_the_pairing_says_so(folder):
     assert sorted(inp.beams) == [1, 2] and inp.total is not None
     (line,) = [s for s in inp.pairing if "add up" in s]
     assert line.startswith("the TPS per-beam doses add up to the plan dose: largest difference 0.00"), line
+    assert inp.tps_beams_minus_plan is not None and 0 <= inp.tps_beams_minus_plan < 1e-4   # for check.json
+    assert gather(**_doses(folder, beams={1: BEAM[1]})).tps_beams_minus_plan is None   # beam 2's dose not given
 
 
 def test_a_stale_plan_dose_beside_every_beams_dose_is_refused(folder):
@@ -83,10 +85,38 @@ def test_a_stale_plan_dose_beside_every_beams_dose_is_refused(folder):
                    r"RD_plan\.dcm: they differ by up to 3\.\d\d % of its maximum \(the plan dose 1\.4\d* Gy, the "
                    r"beams' 1\.3\d* Gy at x, y, z = \(26\.0, ",
                    **_doses(folder, plan=BEAM[1] + 1.05 * BEAM[2]))
-    assert "beyond the 0.5 % that the rounding of the doses of one calculation may leave" in msg, msg
-    assert msg.endswith("export the plan dose and the per-beam doses again from one calculation of the plan, and "
-                        "give those (or check the plan dose alone, or the per-beam doses alone, where the planning "
-                        "system computes them apart)"), msg
+    assert "beyond the 0.5 % that the rounding of the doses of one calculation may leave: they are of different " \
+           "calculations (a stale plan or beam dose, another plan version; integral ratio plan / sum 1.0" in msg, msg
+    assert "separate Monte Carlo" not in msg, msg
+    # the way out as options (check review b, R3)
+    assert "export the plan dose and the per-beam doses again from one calculation of the plan, and give those, or, " \
+           "where the planning system computes them apart, check the plan dose alone, --dose " in msg, msg
+    assert msg.endswith("with a patient folder the --dose files given are the only RT Doses read"), msg
+
+
+def test_separate_monte_carlo_plan_and_beam_doses_are_refused_as_such_with_the_way_out(folder):
+    """A plan dose and beam doses each of its own Monte Carlo run of the same plan (~1 % noise, independent): the
+    largest difference is several times the noise, beyond the tolerance, and refused (the two rows would judge
+    different doses), but the integrals agree (plan / sum 1.000x), so the message says they look like separate
+    Monte Carlo calculations, not a stale export, and names the way out as options: --dose with the plan dose alone
+    or with the per-beam doses alone (check review b of audit 26, R3: "a stale plan or beam dose, another plan
+    version" only, and "check the plan dose alone" without saying how)."""
+    rng = np.random.default_rng(7)
+
+    def mc(d: np.ndarray) -> np.ndarray:
+        return d * (1 + 0.01 * rng.standard_normal(d.shape))
+
+    kw = _doses(folder, plan=mc(sum(BEAM.values())), beams={b: mc(d) for b, d in BEAM.items()})
+    msg = _refused(r"the TPS per-beam doses \(RD_beam1\.dcm, RD_beam2\.dcm\) do not add up to the plan dose "
+                   r"RD_plan\.dcm: they differ by up to \d\.\d\d % of its maximum", **kw)
+    assert "the differences average out (integral ratio plan / sum 1.000" in msg, msg
+    assert "look like separate Monte Carlo calculations of the same plan" in msg, msg
+    plan, b1, b2 = (str(p) for p in kw["dose"])
+    assert f"check the plan dose alone, --dose {plan} (Python: dose={plan!r}), or the per-beam doses alone, " \
+           f"--dose {b1} --dose {b2} (Python: dose={[b1, b2]!r})" in msg, msg
+    # the way out works: the plan dose alone, and the per-beam doses alone
+    assert gather(plan=kw["plan"], dose=[plan], ct=kw["ct"]).beams == {}
+    assert sorted(gather(plan=kw["plan"], dose=[b1, b2], ct=kw["ct"]).beams) == [1, 2]
 
 
 def test_a_plan_dose_below_the_beams_given_is_refused_with_a_beams_dose_missing(folder):

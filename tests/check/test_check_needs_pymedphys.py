@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import log_text  # tests/fakes.py
 
 import mcproton
 from mcproton._check.api import check_batch
@@ -30,7 +31,7 @@ def test_check_refuses_before_reading_anything(no_pymedphys, tmp_path, capsys):
     out = tmp_path / "chk"
     # the folder does not exist: a refusal about it would mean the inputs were read first
     rc = main(["check", str(tmp_path / "no_such_patient"), "--beam-model", "dcpt_v5", "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
+    err = log_text(capsys.readouterr().err.strip())
     # a package missing from this installation: the machine (exit 3), not the input (mcproton.errors)
     assert rc == 3 and len(err.splitlines()) == 1, err
     assert err.startswith("mcproton: error: mcproton check needs pymedphys") and "pip install 'pymedphys" in err

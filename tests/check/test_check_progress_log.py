@@ -119,7 +119,8 @@ def test_a_checks_long_run_warning_names_its_options_and_judges_every_beam(two_b
 
 
 def test_the_command_line_says_a_checks_warnings_as_they_come(monkeypatch, capsys):
-    """F1: on stderr as each is raised (before the check goes on), once each, and again gathered in the summary."""
+    """F1: on stderr as each is raised (before the check goes on), once each, and again gathered in the summary; in a
+    log file with the time of day in front."""
     from types import SimpleNamespace
 
     from mcproton._io.errors import recorded, records_warnings, warn
@@ -139,7 +140,9 @@ def test_the_command_line_says_a_checks_warnings_as_they_come(monkeypatch, capsy
 
     monkeypatch.setattr(api, "check", check)
     assert main(["check", "folder", "--beam-model", "dcpt_v5", "--out", "o"]) == 0
-    assert seen == ["mcproton: warning: the run would take about 32.0 h\n"], seen
+    # dated in a log file, as every line of the check there (review b of audit 26, R5)
+    assert len(seen) == 1 and re.fullmatch(STAMP + r"mcproton: warning: the run would take about 32\.0 h\n", seen[0]), \
+        seen
     out = capsys.readouterr().out
     assert out.count("warning (during the check): the run would take about 32.0 h") == 1, out
 

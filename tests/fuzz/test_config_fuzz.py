@@ -29,6 +29,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from fakes import log_lines  # noqa: E402 - tests/fakes.py
 
 from mcproton.config import SCHEMA  # noqa: E402
 
@@ -188,7 +189,7 @@ def test_config_fuzz(muts, base, workdir, monkeypatch_module):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("mcproton:")
+    lines = [ln for ln in log_lines(err.getvalue().strip()) if ln.startswith("mcproton:")
              and not ln.startswith("mcproton: warning")]   # a message may say "with a warning"
     if os.environ.get("MCPROTON_FUZZ_LOG"):   # one line per case: exit status, message, config (debugging)
         with open(os.environ["MCPROTON_FUZZ_LOG"], "a") as fh:

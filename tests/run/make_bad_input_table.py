@@ -410,9 +410,14 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
+    """The exit status and the last stderr line of ``mcproton ARGV``, without the time of day in front (a pipe is
+    no terminal: mcproton._io.console.stamped_stderr)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakes import log_lines   # tests/fakes.py
+
     proc = subprocess.run([sys.executable, "-m", "mcproton.cli", *argv], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
-    return proc.returncode, (proc.stderr.strip().splitlines() or [""])[-1]
+    return proc.returncode, (log_lines(proc.stderr.strip()) or [""])[-1]
 
 
 def _rows(cases: list, tmp: Path, first: int) -> list[str]:

@@ -74,6 +74,8 @@ def refused_before_transport(argv: list[str], capsys, monkeypatch) -> str:
 
     no_transport(monkeypatch)
     assert main(argv) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mcproton:")]
+    from fakes import log_lines   # tests/fakes.py: the lines without their time of day
+
+    err = [ln for ln in log_lines(capsys.readouterr().err) if ln.startswith("mcproton:")]
     assert len(err) == 1, err
     return err[0]

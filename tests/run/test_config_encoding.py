@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from run_helpers import CFG
 
 from mcproton.config import ConfigError, load_config
@@ -76,7 +77,7 @@ def test_a_config_that_is_not_utf8_is_refused_naming_the_line_and_byte(tmp_path,
     with pytest.raises(ConfigError, match=rf"job\.toml: not UTF-8 at line {line} \(byte 0xfc\); save it as UTF-8"):
         load_config(cfg)
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = log_lines(capsys.readouterr().err.strip())
     assert err == [f"mcproton: config error: {cfg}: not UTF-8 at line {line} (byte 0xfc); save it as UTF-8 (a TOML "
                    "file must be UTF-8; an editor's 'Save as' offers the encoding)"], err
 

@@ -119,7 +119,8 @@ def test_the_eta_to_a_target_is_estimated_from_the_second_batch_without_the_firs
 
 def test_a_runs_log_estimates_the_target_before_its_tenth_batch(capsys):
     """F7, the run as a whole: in a log file a line with an estimate to the target comes at the second batch (it
-    goes 10 % of the estimate at once), not after the 10 batches the stop rule waits for."""
+    goes 10 % of the estimate at once), not after the 10 batches the stop rule waits for; an estimate below the
+    target already goes to the 10th batch (review b of audit 26, R4)."""
     from mcproton._run.job import run_job
 
     g, beams, s = _two_beams(primaries=100_000, target_uncertainty=0.2)   # batches of 1,000
@@ -127,7 +128,9 @@ def test_a_runs_log_estimates_the_target_before_its_tenth_batch(capsys):
     lines = capsys.readouterr().err.splitlines()
     bars = [line for line in lines if " protons " in line]
     assert "to the cap" in bars[0], lines
-    assert "to 20 % (now " in bars[1] and "; rough, from 2 batches)" in bars[1], lines
+    # 3-4 % after 2 batches, below the target already: to the 10th batch, where the run may stop (review b, R4)
+    assert "to batch 10, the first at which the run may stop at 20 % (now " in bars[1] \
+        and "; rough, from 2 batches)" in bars[1], lines
     assert re.match(STAMP + r"  \[", bars[1]), bars[1]   # F6: the time of day in a log file
 
 
@@ -204,3 +207,85 @@ def test_the_signal_note_starts_a_line_only_after_a_bar_drawn_in_place(capsys):
     err = capsys.readouterr().err
     assert err.startswith("\r  [###") and "\nmcproton: SIGTERM received" in err, err
     end_progress()
+
+
+def test_the_eta_to_a_target_already_met_goes_to_the_tenth_batch(monkeypatch, capsys):
+    """Review b of audit 26, R4: where the rough estimate from 2 batches is below the target already, the bar was
+    full and the ETA "0.0 s to 1 %" from batch 2 to 9, though the run tests its target from the 10th batch on (and
+    in a log file every batch wrote such a line).  Now the goal is the 10th batch's end: the ETA counts the batches
+    left to it and says why, and the bar is never full before it."""
+    from mcproton._run import streaming
+    from mcproton._run.streaming import MIN_BATCHES_FOR_TARGET, progress_printer
+
+    assert MIN_BATCHES_FOR_TARGET == 10
+    clock = iter(float(t) for t in range(100))   # one batch of 1,000 a second
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: next(clock))
+    show = progress_printer(100_000, tty=False, target=0.01)
+    for b in range(1, 10):
+        show(1000 * b, 0.0, 0.004 if b >= 2 else float("nan"), batches=b)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("to the cap"), lines
+    assert 1 < len(lines) <= 9, lines   # the first batch's line and at most one per 10 % of the goal
+    for line in lines[1:]:
+        b = int(line.split("/100,000")[0].split()[-1].replace(",", "")) // 1000
+        assert f"ETA {10 - b:6.1f} s to batch 10, the first at which the run may stop at 1 % (now 0.40 %; rough, " \
+               f"from {b} batches)" in line, line
+        assert "#" * 30 not in line, line
+    show(10_000, 0.0, 0.004, batches=10)   # the 10th batch: the stop rule's own estimate, no floor
+    assert "ETA    0.0 s to 1 % (now 0.40 %)" in capsys.readouterr().err
+
+
+def test_every_line_of_run_and_check_in_a_log_file_carries_the_time_of_day(tmp_path, capsys):
+    """Review b of audit 26, R5: in a log file only the step and progress lines had the time of day; the warnings,
+    the notes ("replacing the existing output(s)"), the backend line, the signal messages and the errors had none.
+    Now every line of ``mcproton run`` and ``mcproton check`` on a stderr that is not a terminal starts with it,
+    once; and the tests' filters of "mcproton:" lines read them through fakes.log_lines (a plain
+    ``startswith("mcproton:")`` sees none of them now)."""
+    from fakes import log_lines
+    from run_helpers import cli, write_cfg
+
+    from mcproton.cli import main
+
+    cfg = write_cfg(tmp_path / "job.toml", 2000, target_uncertainty=0.001)   # far out of reach: two warnings
+    out = tmp_path / "o.h5"
+    # in a process of its own: pytest would record the warnings instead of printing them
+    err = "".join(cli("run", cfg, "--out", out, "--no-checkpoint").stderr for _ in range(2))   # 2nd: replacing o.h5
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(re.match(STAMP + r"(?:(?!\[)\S| {2}\[)", ln) for ln in lines), err   # each once
+    ours = [ln for ln in log_lines(err) if ln.startswith("mcproton:")]
+    assert not [ln for ln in err.splitlines() if ln.startswith("mcproton:")], err
+    assert sum(ln.startswith("mcproton: backend cpu") for ln in ours) == 2, ours
+    assert sum(ln.startswith("mcproton: warning: run.target_uncertainty 0.1 % needs about") for ln in ours) == 2
+    assert sum(ln.startswith("mcproton: note: replacing the existing output(s)") for ln in ours) == 1, ours
+    # a check's error line too
+    assert main(["check", str(tmp_path / "no_such_patient"), "--beam-model", "dcpt_v5", "--out",
+                 str(tmp_path / "chk"), "--quiet"]) in (2, 3)
+    err = capsys.readouterr().err.strip()
+    assert re.match(STAMP + r"mcproton: error: ", err) and len(err.splitlines()) == 1, err
+    assert log_lines("[06:56:56] mcproton: a\nmcproton: b\n\n[06:56:57]   [##") == ["mcproton: a", "mcproton: b", "",
+                                                                                  "  [##"]
+
+
+def test_a_scripts_stderr_stays_undated_and_a_line_is_dated_once(capsys):
+    """The time of day on every line is the command line's (mcproton run's and check's) in a log file only: a
+    script's stderr is its own (mcproton._io.console.stamped_stderr changes the command line's stream only); on that
+    stream a line written in parts is dated once, an empty line not at all, and time_of_day() adds nothing more."""
+    import sys
+
+    from mcproton._io.console import DroppingStream, stamped_stderr, time_of_day
+
+    with stamped_stderr():   # a script's stream: not the command line's
+        sys.stderr.write("mcproton: note: x\n")
+    assert capsys.readouterr().err == "mcproton: note: x\n"
+    stream = DroppingStream(sys.stderr)
+    old, sys.stderr = sys.stderr, stream
+    try:
+        with stamped_stderr():
+            assert time_of_day() == "" and time_of_day(tty=False) == ""   # the stream dates the lines itself
+            sys.stderr.write("mcproton: a\n\nmcproton: b")
+            sys.stderr.write(" continued\n")
+        sys.stderr.write("mcproton: c\n")
+    finally:
+        sys.stderr = old
+    assert re.fullmatch(f"{STAMP}mcproton: a\n\n{STAMP}mcproton: b continued\nmcproton: c\n",
+                        capsys.readouterr().err)

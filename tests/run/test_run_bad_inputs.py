@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from make_bad_input_table import CASES, case_argv
 
 from mcproton.cli import main
@@ -21,7 +22,7 @@ def assert_refused(args, text, must, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
     monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
     rc = main(case_argv(args, text, tmp_path, 0))
-    err = capsys.readouterr().err.strip().splitlines()
+    err = log_lines(capsys.readouterr().err.strip())
     # the machine, not the input (a scheduler that does not answer): exit status 3 (mcproton.errors)
     assert rc == (3 if must in ENVIRONMENT_MUSTS else 2), (rc, err)
     assert len(err) == 1 and err[0].startswith("mcproton:"), err

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from fakes import log_text  # tests/fakes.py
 from run_helpers import cli
 
 from mcproton._run.checkpoint import checkpoint_path
@@ -33,7 +34,7 @@ def test_ctrl_c_before_the_command_starts_is_one_line_not_a_traceback(command, t
     p = subprocess.run([sys.executable, "-c", _CTRL_C_IN_THE_PARSER, *command], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert p.returncode == 130, (p.returncode, p.stderr)
-    assert p.stderr == "mcproton: interrupted\n", p.stderr
+    assert log_text(p.stderr) == "mcproton: interrupted\n", p.stderr
 
 
 def test_resume_with_no_checkpoint_is_refused_before_anything_runs(small_cfg, tmp_path):
@@ -107,5 +108,6 @@ def test_a_stop_signal_while_the_inputs_are_read_says_so(small_cfg, tmp_path, si
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     num = getattr(signal, sig)
     assert p.returncode == 128 + num, (p.returncode, p.stderr[-2000:])
-    assert p.stderr == f"mcproton: {sig} received before the transport began: nothing was computed\n", p.stderr
+    assert log_text(p.stderr) == f"mcproton: {sig} received before the transport began: nothing was computed\n", \
+        p.stderr
     assert not (tmp_path / "o").exists()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from run_helpers import read_h5, refused_before_transport as _refused, write_cfg
 
 from mcproton.cli import main
@@ -227,7 +228,7 @@ def _no_space_where(monkeypatch, where) -> None:
 
 
 def _error(err: str) -> str:
-    return [ln for ln in err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    return [ln for ln in log_lines(err) if ln.startswith("mcproton: error:")][-1]
 
 
 def _dose(path: Path) -> np.ndarray:
@@ -441,7 +442,7 @@ def test_a_stop_signal_while_the_rescued_outputs_are_written_says_where_the_resu
     err = capsys.readouterr().err
     (h5,) = rescue.glob("*-RD.h5")
     copies = {n: rescue / h5.name.replace("-RD.h5", f"-{n}") for n in ("RD.dcm", "RD_beam1.dcm")}
-    (line,) = [ln for ln in err.splitlines() if "received while writing the outputs" in ln]
+    (line,) = [ln for ln in log_lines(err) if "received while writing the outputs" in ln]
     assert line == (f"mcproton: SIGINT received while writing the outputs: could not write {res / 'RD.h5'} (no space "
                     f"left on device); the finished result was written to {h5} instead: move it where it belongs; "
                     f"written to the temporary folder instead: {res / 'RD.dcm'} -> {copies['RD.dcm']}, "

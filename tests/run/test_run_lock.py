@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from run_helpers import cli_popen
 
 from mcproton.cli import main
@@ -469,7 +470,7 @@ def test_the_locks_of_a_killed_run_taken_over_are_said_in_one_note(small_cfg, tm
         p.write_text(_lock_of(sleeper.pid))
     (tmp_path / "rd.dcm.lock").write_text(_lock_of(other.pid, command="mcproton run third.toml"))
     assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(tmp_path / "rd.dcm"), "--quiet"]) == 0
-    notes = [ln for ln in capsys.readouterr().err.splitlines() if "took over" in ln]
+    notes = [ln for ln in log_lines(capsys.readouterr().err) if "took over" in ln]
     assert len(notes) == 2, notes
     mine = next(n for n in notes if f"pid {sleeper.pid} " in n)
     assert mine.count("mcproton run other.toml") == 1 and "took over the 3 locks of an earlier run" in mine, mine

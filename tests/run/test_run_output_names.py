@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from run_helpers import no_transport, read_h5, write_cfg
 
 from mcproton._io import atomic
@@ -26,7 +27,7 @@ def name_max(folder: Path) -> int:
 
 
 def _err_line(capsys) -> str:
-    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.startswith("mcproton:")]
+    err = [ln for ln in log_lines(capsys.readouterr().err.strip()) if ln.startswith("mcproton:")]
     assert err, "no mcproton line on stderr"
     return err[-1]
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import log_lines  # tests/fakes.py
 from make_bad_input_table import RUN_CASES, case_argv
 from run_helpers import no_transport, read_h5, write_cfg
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _failure_lines(err: str) -> list[str]:
     """The lines of ``err`` (the CLI's stderr) less the line naming the backend and device, which a run that reached
     the transport prints also with --quiet (the CLI-help audit of 2026-12-07, F11)."""
-    return [ln for ln in err.strip().splitlines() if not ln.startswith("mcproton: backend ")]
+    return [ln for ln in log_lines(err.strip()) if not ln.startswith("mcproton: backend ")]
 
 
 def _one_line(capsys, only_ours: bool = False) -> str:
