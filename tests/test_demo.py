@@ -45,8 +45,8 @@ def phantom_volumes_prelude(demo_plan_4mm_shared, tmp_path):
     5-year-old head; any other phantom's are computed as before): the demo's 4 mm phantom warns of the labels whose
     volume its voxels change by more than 25 % (tests/phantoms/test_phantom_coverage.py), which makes the same
     phantom at 1 mm, 2-7 s on 2 cores in each fresh interpreter.  The same values, so the same warning
-    (conftest.volumes_at_1mm_prelude)."""
-    from conftest import volumes_at_1mm_prelude
+    (speedups.volumes_at_1mm_prelude)."""
+    from speedups import volumes_at_1mm_prelude
 
     meta = demo_plan_4mm_shared[0].meta
     key = (float(meta["age_years"]), str(meta["sex"]), str(meta["region"]))

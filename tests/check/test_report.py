@@ -951,7 +951,7 @@ def test_an_error_of_the_report_outside_its_figures_is_named_as_the_reports(base
     advice did not avoid it.  Now an error outside the figures is the report's internal error, without that advice;
     one in a figure drawn with the report (the gamma histograms) is still the figures'.  The figures that are not
     the one failing are blank (tests/conftest.py): drawing them is most of each check's time here."""
-    from conftest import blank_report_figures
+    from speedups import blank_report_figures
 
     from mcproton._check import report as R
     from mcproton._check.api import check

@@ -76,7 +76,7 @@ def test_a_figure_that_fails_in_a_worker_raises_its_error_as_without_workers(bas
     def broken(res, b):
         raise ValueError(f"beam {b}'s figure cannot be drawn")
 
-    from conftest import blank_report_figures
+    from speedups import blank_report_figures
 
     from mcproton.errors import McprotonInternalError
 

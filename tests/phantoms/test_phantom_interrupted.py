@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import volumes_at_1mm_prelude
+from speedups import volumes_at_1mm_prelude
 from stop_signal import signal_at_mark
 
 from mcproton._io import dicom_common
@@ -59,7 +59,7 @@ def _temporaries(folder: Path) -> list[Path]:
 def _phantom_stopped(tmp_path: Path, out: Path, sig: int) -> tuple[int, str]:
     """The phantom command of _SCRIPT in a fresh interpreter, sent ``sig`` once SLICES slices are written.  It takes
     its phantom's label volumes at 1 mm (for the warning of an 8 mm phantom's labels) computed once in this process
-    (conftest.volumes_at_1mm_prelude; the tests' own phantom commands, in this process, compute them as before):
+    (speedups.volumes_at_1mm_prelude; the tests' own phantom commands, in this process, compute them as before):
     2-3 s less per interpreter, before the CT that the signal stops."""
     mark = tmp_path / "mark"
     script = tmp_path / "phantom_slow.py"
