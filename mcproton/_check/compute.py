@@ -778,7 +778,7 @@ def check_transport_memory(geometry: Any, n_beams: int, ref: TPSDose, record: di
     else:
         fix += f"; the TPS grid is {tps} voxels of {tps_vs} mm"
     check_memory_for(need, what, fix, McprotonEnvironmentError,
-                     least=lambda allocated: host_memory_least(n, allocated=allocated), detail=detail,
+                     least=lambda _allocated: host_memory_least(n), detail=detail,
                      most_note=RUN_MOST_NOTE)
 
 

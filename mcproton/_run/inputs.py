@@ -42,13 +42,13 @@ def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
     return HOST_BYTES_BASE + n_vox * (HOST_BYTES_PER_VOXEL + HOST_BYTES_PER_VOXEL_AND_BEAM * (max(1, n_beams) - 1))
 
 
-def host_memory_least(n_vox: int, *, allocated: bool = False) -> float:
+def host_memory_least(n_vox: int) -> float:
     """Bytes of host memory a run on ``n_vox`` voxels needs however little of its grid gets dose: the tallies and
-    running sums, allocated and touched whole (``allocated`` is kept for the callers; the figure is the same)."""
+    running sums, allocated and touched whole, whether or not an address-space limit counts what is allocated."""
     # ``mcproton run`` and the check's transport touch every page of the tallies and running sums even for a pencil
     # beam (measured 77 B per voxel for a pencil on 8 M voxels through the CLI, memory audit of 2026-12-07): their
-    # least is the allocated figure whatever ``allocated`` says (a 800^3 grid on 4 GB was accepted at 3 B per voxel
-    # and allocated its 41 GB of tallies)
+    # least is the allocated figure (a 800^3 grid on 4 GB was accepted at 3 B per voxel and allocated its 41 GB of
+    # tallies)
     return n_vox * SIMULATE_BYTES_PER_VOXEL_ALLOCATED
 
 
@@ -182,7 +182,7 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
              if n_beams < 1 else f"{n_beams} beam{'s' if n_beams > 1 else ''}")
     grid = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({beams})"
     check_memory_for(host_memory_estimate(n_vox, n_beams), grid, fix, ConfigError, warn_near=n_beams >= 1,
-                     least=lambda allocated: host_memory_least(n_vox, allocated=allocated), most_note=RUN_MOST_NOTE)
+                     least=lambda _allocated: host_memory_least(n_vox), most_note=RUN_MOST_NOTE)
 
 
 def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Exception], *,

@@ -89,8 +89,8 @@ def test_transport_grid_holds_the_tps_z_range_and_a_margin_only(long_case, monke
     assert "the TPS grid's z range -105.0..105.0 mm" in record["said"] and "margin" in record["said"]
     # the memory: between the whole CT's least and the cropped one's (under an address-space limit: the tallies and
     # running sums it allocates; the refusal is of what cannot fit however little gets dose, audit 25 memory)
-    whole = run_inputs.host_memory_least(g0.material_index_zyx.size, allocated=True)
-    cropped = run_inputs.host_memory_least(g.material_index_zyx.size, allocated=True)
+    whole = run_inputs.host_memory_least(g0.material_index_zyx.size)
+    cropped = run_inputs.host_memory_least(g.material_index_zyx.size)
     assert cropped < 0.5 * whole
     monkeypatch.setattr(run_inputs, "available_memory",
                         lambda: run_inputs.Memory(0.5 * (whole + cropped), 0.0, "the test's limit", True))

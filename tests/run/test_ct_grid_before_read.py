@@ -66,7 +66,7 @@ def test_a_ct_grid_too_large_for_the_memory_is_refused_before_a_pixel_is_read(tm
     headers, no pixel read, naming the grid (of the dose_voxel_mm blocks where given) and phantom.dose_voxel_mm.
     Before: the CT was read and converted, then refused by the same check after the build."""
     _ct(tmp_path, (64, 128, 128))
-    least = inputs.host_memory_least(64 * 128 * 128, allocated=True)   # 1 M voxels x 80 B (ulimit -v: allocated)
+    least = inputs.host_memory_least(64 * 128 * 128)   # 1 M voxels x 80 B (ulimit -v: allocated)
     monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.9 * least, 0.0, "the test's limit", True))
     calls = _count_pixel_reads(monkeypatch)
     assert main(["run", str(_cfg(tmp_path)), "--check-config"]) == 2

@@ -117,7 +117,7 @@ def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypat
     cfg = write_cfg(tmp_path / "job.toml", 200)
     n = 10 * 10 * 50                                      # the helper config's 40 x 40 x 100 mm at 4 x 4 x 2 mm
     need = inputs.host_memory_estimate(n)                 # the most: every voxel with dose
-    least = inputs.host_memory_least(n, allocated=True)   # under ulimit -v: the tallies and running sums allocated
+    least = inputs.host_memory_least(n)   # under ulimit -v: the tallies and running sums allocated
     monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.5 * least, 0.0, "the test's limit", True))
 
     def no_transport(*a, **k):
