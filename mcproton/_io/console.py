@@ -103,9 +103,7 @@ class DroppingStream:
     def _stamped(self, text: str) -> str:
         """``text`` with ``[HH:MM:SS] `` in front of each line that begins in it with something written (an empty
         line stays empty): where :attr:`stamps_lines`."""
-        import time
-
-        stamp = time.strftime("[%H:%M:%S] ")
+        stamp = _clock()
         out = []
         for part in text.splitlines(keepends=True):
             if self._line_start and part not in ("\n", "\r\n"):
@@ -189,6 +187,12 @@ def time_of_day(tty: bool | None = None) -> str:
     ``mcproton check``)."""
     if getattr(sys.stderr, "stamps_lines", False) is True or (stderr_is_terminal() if tty is None else tty):
         return ""
+    return _clock()
+
+
+def _clock() -> str:
+    """``"[05:21:09] "``: the local time of day as every dated log line starts (:func:`time_of_day`,
+    :meth:`DroppingStream._stamped`)."""
     import time
 
     return time.strftime("[%H:%M:%S] ")
