@@ -87,7 +87,10 @@ an MCsquare BDL): its material (required), density (default: the material's) and
 its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
 plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
 Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
-downstream face), else the model's ``isocenter_distance_mm``.  An ANALOG shifter (RangeShifterType) whose plan WET
+downstream face), else the model's ``isocenter_distance_mm``.  A later RangeShifterSettingsSequence item that leaves
+out the distance or the WET (Type 3) keeps the value an earlier item of the beam stated (it does not say the shifter
+moved); a distance stated differently later, or stated only from a later control point on while the first layers
+take the model's, is refused (one slab position per beam).  An ANALOG shifter (RangeShifterType) whose plan WET
 differs from the model's by more than 1 mm is refused: the model's slab has one thickness, an analog shifter's
 changes from layer to layer.  The slab is perpendicular to each spot's central
 ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
@@ -171,7 +174,10 @@ class EnergyLayer:
     #: ScanningSpotSize (300A,0398): the spot's FWHM in air at the isocentre (x, y; mm) as the planning system states
     #: it (Type 3: None where the plan leaves it out); compared with the beam model's (plan_to_beams)
     scanning_spot_size_mm: tuple[float, float] | None = None
-    range_shifter_settings: list[dict] = field(default_factory=list)  # {'id','setting','wet_mm','distance_mm'}
+    #: per shifter {'id', 'setting', 'type', 'wet_mm', 'distance_mm', 'distance_cp'}: a WET or distance that this
+    #: control point's item leaves out (Type 3) is the one an earlier item of the beam stated ('distance_cp': where
+    #: the distance was stated; None: nowhere)
+    range_shifter_settings: list[dict] = field(default_factory=list)
     control_point_index: int = 0
 
 
@@ -669,6 +675,28 @@ def _shifter_setting(value, rs_id: str, where: str) -> str:
              "layer's range): export the plan with IN or OUT, or set it so, e.g. with DCMTK's dcmodify")
 
 
+def _shifter_settings(rss, ref: int, rs_id: str, rs_type: str, stated: dict, ci: int, where: str) -> dict:
+    """A shifter's state from RangeShifterSettingsSequence item ``rss`` of control point ``ci``: its setting and, for
+    the Type 3 RangeShifterWaterEquivalentThickness (300A,0366) and IsocenterToRangeShifterDistance (300A,0364), the
+    value the item states, else the one an earlier item of the beam stated (``stated``, by shifter number, updated
+    here; ``distance_cp``: the control point that stated the distance).  A later control point gives the sequence
+    only where the setting changes or to repeat it (PS3.3 C.8.8.25), and an item that leaves a Type 3 value out
+    does not say the shifter moved.  Before audit 27 (spotsem F1) such an item dropped the plan's distance, and the
+    later layers took the beam model's isocenter_distance_mm: one beam's slab at two places, without a word.  A WET
+    of 0 stated with the shifter OUT (which the plan checks accept) is not carried to a later IN."""
+    setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, where)
+    wet = rss.get("RangeShifterWaterEquivalentThickness", None)
+    dist = rss.get("IsocenterToRangeShifterDistance", None)
+    known = stated.setdefault(ref, {"wet_mm": None, "distance_mm": None, "distance_cp": None})
+    wet_mm = float(wet) if wet not in (None, "") else known["wet_mm"]
+    if wet not in (None, "") and not (setting == "OUT" and wet_mm == 0):
+        known["wet_mm"] = wet_mm
+    if dist not in (None, ""):
+        known["distance_mm"], known["distance_cp"] = float(dist), ci
+    return {"id": rs_id, "setting": setting, "type": rs_type, "wet_mm": wet_mm,
+            "distance_mm": known["distance_mm"], "distance_cp": known["distance_cp"]}
+
+
 def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) -> str:
     """Leave out a beam whose TreatmentDeliveryType is not a treatment one (a set-up or verification field: Eclipse
     exports kV set-up fields so, without spots and often outside the fraction group) before any check of its scan
@@ -835,6 +863,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             raise _e(f"{where}: no IonControlPointSequence")
         state: dict = {"energy": None, "gantry": None, "couch": None, "iso": None, "snout": None,
                        "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0, "ecc": 0.0, "tune": "", "spot_size": None}
+        #: per shifter, its WET and IsocenterToRangeShifterDistance as last stated (_shifter_settings)
+        rs_stated: dict[int, dict] = {}
         layers = []
         angles_seen = set()
         iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
@@ -884,14 +914,11 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                         _refuse_out_of_range_angle(state[key], kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
                 ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
-                wet = rss.get("RangeShifterWaterEquivalentThickness", None)
-                dist = rss.get("IsocenterToRangeShifterDistance", None)
                 rs_id = rs_ids.get(ref, str(ref))
-                setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, cw)
-                state["rs"][ref] = {"id": rs_id, "setting": setting, "type": rs_types.get(ref, ""),
-                                    "wet_mm": float(wet) if wet not in (None, "") else None,
-                                    "distance_mm": float(dist) if dist not in (None, "") else None}
-                if setting == "IN" and state["rs"][ref]["distance_mm"] is not None:
+                state["rs"][ref] = _shifter_settings(rss, ref, rs_id, rs_types.get(ref, ""), rs_stated, ci, cw)
+                if state["rs"][ref]["setting"] == "IN" and state["rs"][ref]["distance_mm"] is not None:
+                    # a distance carried from an earlier item is checked as a stated one (it is the same, unless an
+                    # OUT item in between stated another)
                     _refuse_moving(first_seen, ("IsocenterToRangeShifterDistance", ref), ci,
                                    state["rs"][ref]["distance_mm"], where, f"range shifter {rs_id!r}")
             if state["gantry"] is not None:   # the same angle modulo 360 deg is the same angle (0 and 360)
@@ -1121,6 +1148,8 @@ class _LayerShifter:
     isocenter_distance_mm: float
     #: the WET of the slab transported (thickness x stopping-power ratio; ``wet_mm`` for "energy_only")
     transported_wet_mm: float = 0.0
+    #: where ``isocenter_distance_mm`` comes from, for messages: the plan's control point or the beam model
+    distance_from: str = ""
 
 
 def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
@@ -1166,6 +1195,9 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  "density_g_cm3 (a BDL: RS_ID, RS_material, RS_density, RS_WET); or set plan.range_shifter_model = "
                  "\"energy_only\" to accept the energy-only approximation (no scattering in the shifter)")
     dist = rs["distance_mm"] if rs["distance_mm"] is not None else model.isocenter_distance_mm
+    came = (f"the plan's IsocenterToRangeShifterDistance (300A,0364) of control point {rs.get('distance_cp')}"
+            if rs["distance_mm"] is not None else
+            f"the beam model's isocenter_distance_mm ({beam_model.name!r}; the plan states none up to here)")
     if dist is None:
         snout = (f" (the plan's SnoutPosition {b.snout_position_mm:g} mm is not the shifter's position)"
                  if b.snout_position_mm is not None else "")
@@ -1174,7 +1206,29 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
     if not dist >= 0:
         raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
     return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist),
-                         model.transported_wet_mm())
+                         model.transported_wet_mm(), came)
+
+
+def _refuse_two_shifter_places(b: IonBeam, layer: EnergyLayer, sh: _LayerShifter,
+                               first: dict[str, tuple[EnergyLayer, _LayerShifter]]) -> None:
+    """Refuse a beam whose range shifter ``sh`` would be placed elsewhere for ``layer`` than for its first layer
+    (``first``: by shifter id, kept here): a plan that states IsocenterToRangeShifterDistance only from a later
+    control point on, the earlier layers taking the beam model's isocenter_distance_mm.  A distance the plan states
+    differently in two control points is refused when the plan is read (_refuse_moving); this is the same slab at two
+    places, one of them the model's (audit 27, spotsem F1)."""
+    if sh.id not in first:
+        first[sh.id] = (layer, sh)
+        return
+    layer0, sh0 = first[sh.id]
+    if abs(sh.isocenter_distance_mm - sh0.isocenter_distance_mm) <= _ISO_TOL_MM:
+        return
+    raise _e(f"beam {b.number} ({b.name!r}): range shifter {sh.id!r} would be placed {sh0.isocenter_distance_mm:g} mm "
+             f"from the isocentre for control point {layer0.control_point_index} ({sh0.distance_from}) and "
+             f"{sh.isocenter_distance_mm:g} mm for control point {layer.control_point_index} ({sh.distance_from}): a "
+             "shifter that moves during a beam is not supported (one position for all the beam's layers), and one of "
+             "the two is wrong for some layers; state the shifter's IsocenterToRangeShifterDistance (300A,0364) in "
+             "the first control point's RangeShifterSettingsSequence (export the plan again), or make the beam "
+             "model's isocenter_distance_mm the plan's")
 
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
@@ -1288,6 +1342,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
         iso = np.asarray(b.isocenter_mm, float) + shift
         spots = []
         shifters_used: dict[str, dict] = {}
+        shifter_first: dict[str, tuple[EnergyLayer, _LayerShifter]] = {}   # each shifter's first layer
         _check_spot_tunes(b, beam_model)
         in_air = []   # the layers without a range shifter: their ScanningSpotSize is compared with the model's
         for layer in b.layers:
@@ -1331,6 +1386,8 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             if sh is None:
                 in_air.append(layer)
             else:
+                if face_axis_mm is not None:
+                    _refuse_two_shifter_places(b, layer, sh, shifter_first)
                 shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
                     "wet_mm", "transported_wet_mm", "material", "density_g_cm3", "thickness_mm",
                     "isocenter_distance_mm")})
