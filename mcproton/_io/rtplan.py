@@ -257,6 +257,13 @@ class RTIonPlan:
     them in its result, as ``mcproton run`` keeps them in its HDF5."""
 
 
+#: what a beam's meterset counts, by PrimaryDosimeterUnit (300A,00B3): MU, or protons for NP (PS3.3 C.8.8.25)
+METERSET_UNITS = {"MU": "MU", "NP": "protons (NP)"}
+#: the largest BeamMeterset (300A,0086) read (MU or protons per fraction): a clinical beam holds up to ~1e5 MU or
+#: ~1e11 protons; above, the value is damaged
+BEAM_METERSET_MAX = 1e13
+
+
 def _e(msg: str) -> DicomInputError:
     return DicomInputError(msg)
 
@@ -834,11 +841,17 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         if fcmw <= 0:
             raise _e(f"{where}: FinalCumulativeMetersetWeight {fcmw} must be > 0")
         if num not in meterset:
-            raise _e(f"{where}: no BeamMeterset for beam {num} in FractionGroupSequence/ReferencedBeamSequence; "
-                     "cannot convert weights to MU")
+            raise _e(f"{where}: the fraction group gives no {attribute_name('BeamMeterset')} for beam {num} "
+                     f"(FractionGroupSequence (300A,0070), its ReferencedBeamSequence (300C,0004) item of "
+                     f"ReferencedBeamNumber {num}), so the {METERSET_UNITS[unit]} per fraction that the beam's spot "
+                     "weights stand for are unknown: the plan is incomplete or damaged; export it again from the "
+                     "planning system")
         bm = meterset[num]
-        if bm < 0 or bm > 1e13:
-            raise _e(f"{where}: BeamMeterset {bm} is not plausible")
+        if bm < 0 or bm > BEAM_METERSET_MAX:
+            raise _e(f"{where}: {attribute_name('BeamMeterset')} of beam {num} in the fraction group is {bm:g} "
+                     f"{METERSET_UNITS[unit]} per fraction (PrimaryDosimeterUnit {unit}); a beam's meterset must be "
+                     f"> 0 and at most {BEAM_METERSET_MAX:.0e} (MU or protons per fraction): the plan is damaged (a "
+                     "hand edit or a faulty export); export it again from the planning system")
         vsad = None
         if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)

@@ -146,6 +146,35 @@ def test_np_meterset_is_the_number_of_protons(model):
     assert beam_all.total_protons == pytest.approx(6.0e9, rel=1e-12)
 
 
+@pytest.mark.parametrize("unit,meterset,shown", [("MU", -5.0, "-5 MU per fraction (PrimaryDosimeterUnit MU)"),
+                                                  ("NP", 2e13, "2e+13 protons (NP) per fraction "
+                                                               "(PrimaryDosimeterUnit NP)")])
+def test_an_implausible_beam_meterset_names_the_tag_the_limit_and_the_unit(unit, meterset, shown):
+    """A BeamMeterset below 0 or above 1e13 was refused as "BeamMeterset -5.0 is not plausible", without the tag, the
+    limit, the unit it was read in or what to do (audit 27, spotsem F5)."""
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": unit, "meterset": meterset,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(ds)
+    msg = str(exc.value)
+    for part in ("beam 1 (F1)", "BeamMeterset (300A,0086) of beam 1 in the fraction group is " + shown,
+                 "must be > 0 and at most 1e+13 (MU or protons per fraction)", "export it again"):
+        assert part in msg, (part, msg)
+
+
+@pytest.mark.parametrize("unit,what", [("MU", "the MU per fraction"), ("NP", "the protons (NP) per fraction")])
+def test_a_missing_beam_meterset_names_the_tag_and_what_to_do(unit, what):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": unit, "meterset": 2e9 if unit == "NP" else 10.0,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    del ds.FractionGroupSequence[0].ReferencedBeamSequence[0].BeamMeterset
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(ds)
+    msg = str(exc.value)
+    for part in ("beam 1 (F1)", "gives no BeamMeterset (300A,0086) for beam 1", "ReferencedBeamSequence (300C,0004)",
+                 f"so {what} that the beam's spot weights stand for are unknown", "export it again"):
+        assert part in msg, (part, msg)
+
+
 @pytest.mark.parametrize("value", [None, ""])
 def test_missing_dosimeter_unit_is_refused(value):
     """PrimaryDosimeterUnit (300A,00B3) is Type 1 (PS3.3 C.8.8.25): a plan without it (an anonymiser or a hand edit
