@@ -217,8 +217,17 @@ class IonBeam:
         return float(self.couch_angle_deg + self.table_top_eccentric_angle_deg)
 
     @property
-    def total_mu(self) -> float:
+    def total_meterset(self) -> float:
+        """The beam's meterset per fraction (the sum of its spots'), in its PrimaryDosimeterUnit: MU, or protons for
+        NP (:data:`METERSET_UNITS`)."""
         return float(sum(l.spot_mu.sum() for l in self.layers))
+
+    @property
+    def total_mu(self) -> float | None:
+        """The beam's MU per fraction; None for an NP beam, whose meterset counts protons (:attr:`total_meterset`).
+        Before audit 27 (spotsem F2) an NP beam's protons were given here, and the check's report showed them as
+        "MU"."""
+        return self.total_meterset if self.primary_dosimeter_unit == "MU" else None
 
     @property
     def n_spots(self) -> int:
@@ -257,8 +266,19 @@ class RTIonPlan:
     them in its result, as ``mcproton run`` keeps them in its HDF5."""
 
 
-#: what a beam's meterset counts, by PrimaryDosimeterUnit (300A,00B3): MU, or protons for NP (PS3.3 C.8.8.25)
+#: what a beam's meterset counts, by PrimaryDosimeterUnit (300A,00B3): MU, or protons for NP (PS3.3 C.8.8.25); the
+#: check's report labels a beam's meterset so (:func:`meterset_text`)
 METERSET_UNITS = {"MU": "MU", "NP": "protons (NP)"}
+
+
+def meterset_text(value: float | None, unit: str | None) -> str:
+    """A beam's meterset with its unit (``unit``: its PrimaryDosimeterUnit, MU where not known): "5199.4 MU",
+    "2.53 MU", "1.142e+11 protons (NP)"; "n/a" for None."""
+    if value is None:
+        return "n/a"
+    v, unit = float(value), unit or "MU"
+    number = f"{v:.4g}" if unit == "NP" else f"{v:.1f}" if abs(v) >= 100 else f"{v:.3g}"
+    return f"{number} {METERSET_UNITS.get(unit, unit)}"
 #: the largest BeamMeterset (300A,0086) read (MU or protons per fraction): a clinical beam holds up to ~1e5 MU or
 #: ~1e11 protons; above, the value is damaged
 BEAM_METERSET_MAX = 1e13
@@ -1429,6 +1449,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             "table_top_eccentric_angle_deg": b.table_top_eccentric_angle_deg,
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
+            "total_meterset": b.total_meterset, "meterset_unit": b.primary_dosimeter_unit,
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,

@@ -144,6 +144,18 @@ def test_np_meterset_is_the_number_of_protons(model):
     assert per_spot == pytest.approx([0.2e9, 0.4e9, 0.6e9, 0.8e9], rel=1e-12)
     (beam_all,) = plan_to_beams(load_rtplan(ds), model, all_fractions=True)
     assert beam_all.total_protons == pytest.approx(6.0e9, rel=1e-12)
+    # its meterset is protons, not MU (audit 27, spotsem F2: total_mu held the protons, which the check showed as MU)
+    (b,) = load_rtplan(ds).beams
+    assert b.total_mu is None and b.total_meterset == pytest.approx(2.0e9, rel=1e-12)
+    assert beam.meta["total_mu"] is None and beam.meta["meterset_unit"] == "NP"
+    assert beam.meta["total_meterset"] == pytest.approx(2.0e9, rel=1e-12)
+
+
+def test_an_mu_beams_meterset_is_its_mu(model):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "meterset": 10.0, "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    (beam,) = plan_to_beams(load_rtplan(ds), model)
+    assert beam.meta["total_mu"] == beam.meta["total_meterset"] == pytest.approx(10.0)
+    assert beam.meta["meterset_unit"] == "MU"
 
 
 @pytest.mark.parametrize("unit,meterset,shown", [("MU", -5.0, "-5 MU per fraction (PrimaryDosimeterUnit MU)"),
