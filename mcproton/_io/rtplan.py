@@ -1242,6 +1242,41 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                          model.transported_wet_mm(), came)
 
 
+def _min_mu(min_mu, beams: Sequence[IonBeam]) -> float:
+    """plan_to_beams' ``min_mu`` as a float: a finite number >= 0, and 0 for a plan with an NP beam among ``beams``
+    (its meterset counts protons: a threshold in MU would be compared with protons, and leave out nothing)."""
+    if isinstance(min_mu, bool) or not isinstance(min_mu, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_mu) or min_mu < 0:
+        raise _e(f"plan_to_beams min_mu = {min_mu!r}: give the MU per spot and fraction at or below which a spot is "
+                 "left out, a number >= 0 (0, the default: only spots of weight 0)")
+    np_beams = [b for b in beams if b.primary_dosimeter_unit == "NP"]
+    if min_mu > 0 and np_beams:
+        raise _e(f"plan_to_beams min_mu = {float(min_mu):g} is MU per spot, but beam(s) {_beams_text(np_beams)} are "
+                 f"NP (PrimaryDosimeterUnit (300A,00B3)): their meterset counts protons, with which a threshold in MU "
+                 "cannot be compared; leave min_mu at 0 for this plan, or select its MU beams (beam_numbers)")
+    return float(min_mu)
+
+
+def _min_mu_dropped(b: IonBeam, min_mu: float) -> dict | None:
+    """What ``min_mu`` leaves out of MU beam ``b`` (spots of weight > 0 and at most ``min_mu`` MU): None where
+    nothing, else its record for the beam's ``meta["min_mu"]``, warned about with the count and the share of the
+    beam's MU (audit 27, spotsem F3: the spots and their dose were dropped without a word or a record)."""
+    if min_mu <= 0:
+        return None
+    mu = np.concatenate([np.asarray(layer.spot_mu, float) for layer in b.layers])
+    cut = (mu > 0) & (mu <= min_mu)
+    if not cut.any():
+        return None
+    total, lost = float(mu.sum()), float(mu[cut].sum())
+    rec = {"min_mu": min_mu, "spots_dropped": int(cut.sum()), "spots": int((mu > 0).sum()), "mu_dropped": lost,
+           "share_dropped": lost / total}
+    warn(f"beam {b.number} ({b.name!r}): min_mu = {min_mu:g} leaves out {rec['spots_dropped']} of its "
+         f"{rec['spots']} spots ({lost:.6g} of its {total:.6g} MU per fraction, {100 * lost / total:.3g} %): their "
+         "dose is not in the result, whose protons (total_protons) are those of the spots kept (the beam's meta: "
+         "total_mu the plan's MU, simulated_mu those simulated, min_mu what was left out)", McprotonWarning)
+    return rec
+
+
 def _refuse_two_shifter_places(b: IonBeam, layer: EnergyLayer, sh: _LayerShifter,
                                first: dict[str, tuple[EnergyLayer, _LayerShifter]]) -> None:
     """Refuse a beam whose range shifter ``sh`` would be placed elsewhere for ``layer`` than for its first layer
@@ -1278,6 +1313,13 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
     plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
     that it could not be checked.
+
+    ``min_mu``: leave out the spots of at most this many MU per fraction (of an MU beam; 0, the default, leaves out
+    only spots of weight 0).  The spots left out and their dose are not in the result: each beam that loses spots is
+    warned about with their count and their share of the beam's MU, and its ``meta`` records it (``min_mu``: the
+    value, the spots and MU dropped and their share; ``total_mu``: the plan's MU, ``simulated_mu``: those of the
+    spots kept, which ``total_protons`` counts).  Refused (> 0) for an NP beam, whose meterset counts protons: a
+    threshold in MU would be compared with protons.  A finite number >= 0 only.
 
     ``isocentre_shift_mm`` = (dx, dy, dz): a set-up error for a robustness study, in the CT's patient frame (LPS,
     mm): every beam's isocentre moves by it (its spots, range shifters and snout with it), so the dose moves by the
@@ -1327,6 +1369,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
         beam_model = load_beam_model(beam_model)
     shift = (np.zeros(3) if isocentre_shift_mm is None else
              _mm("plan_to_beams isocentre_shift_mm", isocentre_shift_mm, 3, "the set-up shift (dx, dy, dz) in LPS"))
+    min_mu = _min_mu(min_mu, [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers])
     out = []
     nfx = plan.number_of_fractions or 1
     if beam_numbers is not None:   # each asked-for beam must be the plan's, once: none is dropped or doubled silently
@@ -1434,7 +1477,9 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             spots += _layer_spots(layer.spot_xy_mm, layer.spot_mu, protons, min_mu, vsad, L, m, iso, e_mean, e_sig,
                                   entry.components, wsum, sh if face_axis_mm is not None else None, face_axis_mm)
         if not spots:
-            raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
+            raise _e(f"beam {b.number}: no spot with MU > {min_mu:g} (plan_to_beams min_mu): every spot would be left "
+                     "out; give a smaller min_mu (0: only the spots of weight 0 are left out)")
+        dropped = _min_mu_dropped(b, min_mu)
         if not nominal_sizes:
             _check_spot_sizes(b, beam_model, in_air, one_size)
         if not nominal_sizes and any(layer.scanning_spot_size_mm is not None for layer in in_air):
@@ -1451,6 +1496,9 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
             "total_meterset": b.total_meterset, "meterset_unit": b.primary_dosimeter_unit,
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
+            # the plan's MU and those of the spots simulated (min_mu may leave some out): None for an NP beam
+            "simulated_mu": None if b.total_mu is None else b.total_mu - (dropped or {}).get("mu_dropped", 0.0),
+            **({"min_mu": dropped} if dropped else {}),
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "plan_structure_sets": list(getattr(plan, "referenced_structure_sets", ())),
