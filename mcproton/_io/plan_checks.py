@@ -272,8 +272,9 @@ def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int) ->
     before = [k for k in range(i) if w[k] > 0 and at[k] == energy]
     why = (f"spot weights at {energy:g} MeV were delivered before (control point {before[-1]}), so this control point "
            "may start a new layer whose NominalBeamEnergy was lost" if before else
-           f"mcproton takes an energy left out only from the control point just before (here {i - 1}) where that one "
-           "states it and carries no weights, the start of the same layer")
+           f"mcproton takes an energy left out only from the control point just before (here {i - 1}), where that "
+           "one states it, carries no weights and follows a control point at another energy (the start of the same "
+           "layer)")
     raise DicomInputError(
         f"{where} control point {i}: the control point carries spot weights but states no NominalBeamEnergy "
         f"(300A,0114), so it would take {energy:g} MeV from control point {j}.  PS3.3 C.8.8.25 leaves the energy out "

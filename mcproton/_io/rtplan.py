@@ -279,6 +279,8 @@ def meterset_text(value: float | None, unit: str | None) -> str:
     v, unit = float(value), unit or "MU"
     number = f"{v:.4g}" if unit == "NP" else f"{v:.1f}" if abs(v) >= 100 else f"{v:.3g}"
     return f"{number} {METERSET_UNITS.get(unit, unit)}"
+
+
 #: the largest BeamMeterset (300A,0086) read (MU or protons per fraction): a clinical beam holds up to ~1e5 MU or
 #: ~1e11 protons; above, the value is damaged
 BEAM_METERSET_MAX = 1e13
@@ -1243,8 +1245,9 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
 
 
 def _min_mu(min_mu, beams: Sequence[IonBeam]) -> float:
-    """plan_to_beams' ``min_mu`` as a float: a finite number >= 0, and 0 for a plan with an NP beam among ``beams``
-    (its meterset counts protons: a threshold in MU would be compared with protons, and leave out nothing)."""
+    """plan_to_beams' ``min_mu`` as a float; refused unless a finite number >= 0, and above 0 where ``beams`` (those
+    asked for) hold an NP beam: its meterset counts protons, with which a threshold in MU would be compared (and
+    leave out nothing)."""
     if isinstance(min_mu, bool) or not isinstance(min_mu, (int, float, np.integer, np.floating)) \
             or not np.isfinite(min_mu) or min_mu < 0:
         raise _e(f"plan_to_beams min_mu = {min_mu!r}: give the MU per spot and fraction at or below which a spot is "

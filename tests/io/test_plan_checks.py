@@ -173,7 +173,8 @@ def test_a_layer_start_without_its_energy_names_the_energy_it_would_take(tmp_pat
     with pytest.raises(DicomInputError) as exc:
         _load(ds, tmp_path)
     msg = str(exc.value)
-    why = ("from the control point just before (here 3) where that one states it and carries no weights"
+    why = ("from the control point just before (here 3), where that one states it, carries no weights and follows "
+           "a control point at another energy"
            if empty_layer else "spot weights at 140 MeV were delivered before (control point 2)")
     for part in ("control point 4: the control point carries spot weights but states no NominalBeamEnergy "
                  "(300A,0114), so it would take 140 MeV from control point 3", why,
