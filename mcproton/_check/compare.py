@@ -1173,11 +1173,13 @@ def _not_evaluable(out: dict[str, Any], min_fraction: float, field_name: str | N
 
 
 def beam_summary(beam_meta: Mapping[int, Mapping[str, Any]], tps_beams: Mapping[int, Any]) -> dict[int, dict]:
-    """One row per beam of the plan for the report and the JSON: geometry, MU, the MC's primaries, mean
+    """One row per beam of the plan for the report and the JSON: geometry, meterset, the MC's primaries, mean
     relative uncertainty above 50 % of the beam's maximum, why it stopped, its wall time, and the TPS dose
-    compared."""
-    keys = ("gantry_angle_deg", "couch_angle_deg", "table_top_eccentric_angle_deg", "total_mu", "primaries",
-            "mean_rel_uncertainty_50", "stop_reason", "wall_s")
+    compared.  The meterset: ``total_meterset`` in ``meterset_unit`` (the beam's PrimaryDosimeterUnit: MU, or NP for
+    protons) and ``total_mu``, the same for an MU beam and None for an NP one (audit 27, spotsem F2: an NP beam's
+    protons were given as ``total_mu``)."""
+    keys = ("gantry_angle_deg", "couch_angle_deg", "table_top_eccentric_angle_deg", "total_mu", "total_meterset",
+            "meterset_unit", "primaries", "mean_rel_uncertainty_50", "stop_reason", "wall_s")
     return {b: {**{k: m.get(k) for k in keys},
                 "tps_dose": "per-beam RT Dose" if b in tps_beams else "plan dose (no per-beam RT Dose)"}
             for b, m in sorted(beam_meta.items())}

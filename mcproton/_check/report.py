@@ -1022,22 +1022,32 @@ def _provenance_rows(p: Mapping[str, Any], unit: str) -> list[list[str]]:
 
 
 def _beams_table(res) -> str:
-    """One row per beam of the plan (compare.beam_summary, also in the JSON's provenance.beams)."""
+    """One row per beam of the plan (compare.beam_summary, also in the JSON's provenance.beams).  Its meterset is
+    headed "MU" where every beam's is in MU; otherwise "meterset", each with its unit ("1.142e+11 protons (NP)"):
+    an NP beam's protons were shown under "MU" (audit 27, spotsem F2)."""
+    from .._io.rtplan import meterset_text
     from .compare import beam_summary
 
-    def mu(v: Any) -> str:   # 5199.4 MU, not 5.2e+03; 2.53 MU
-        return _num(v, ".1f" if v is not None and abs(float(v)) >= 100 else ".3g")
+    summary = beam_summary(res.mc.beam_meta, res.inputs.beams)
+    all_mu = all((r.get("meterset_unit") or "MU") == "MU" for r in summary.values())
+
+    def mu(r: Mapping[str, Any]) -> str:   # 5199.4 MU, not 5.2e+03; 2.53 MU
+        v = r["total_meterset"] if r.get("total_meterset") is not None else r["total_mu"]
+        if all_mu:
+            return _num(v, ".1f" if v is not None and abs(float(v)) >= 100 else ".3g")
+        return meterset_text(v, r.get("meterset_unit"))
 
     def couch(r: Mapping[str, Any]) -> str:   # the support angle, + the table top's eccentric angle where it has one
         ecc = r.get("table_top_eccentric_angle_deg") or 0.0
         return _num(r["couch_angle_deg"], ".1f") + (f" + {ecc:.1f} eccentric" if ecc else "")
 
-    rows = [[b, _num(r["gantry_angle_deg"], ".1f"), couch(r), mu(r["total_mu"]),
+    rows = [[b, _num(r["gantry_angle_deg"], ".1f"), couch(r), mu(r),
              r["primaries"], _num(100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None
                                               else "nan"), ".2f"),
              r["stop_reason"] or "", _num(r["wall_s"], ".1f"), r["tps_dose"]]
-            for b, r in beam_summary(res.mc.beam_meta, res.inputs.beams).items()]
-    return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)",
+            for b, r in summary.items()]
+    return _table(["beam", "gantry (deg)", "couch (deg)", "MU" if all_mu else "meterset", "MC primaries",
+                   "MC uncertainty (%)",
                    "MC stopped", "MC wall (s)", "TPS dose compared"], rows)
 
 

@@ -19,8 +19,11 @@ verification fields are left out of the dose by rtplan._parse_plan and not check
   takes that one, with a warning naming the reference);
 * NumberOfControlPoints (300A,0110) (when present) differs from the control points present, or a ControlPointIndex
   (300A,0112) is out of sequence;
-* a control point with spot weights does not state its NominalBeamEnergy (300A,0114) (it would inherit the
-  previous layer's energy);
+* a control point with spot weights does not state its NominalBeamEnergy (300A,0114) and the energy it would
+  inherit is ambiguous: accepted only where the control point just before states it with zero weights, after a
+  control point at another energy (the start of the same layer; PS3.3 C.8.8.25 requires the energy only where it
+  changes), else a tag lost at the start of a new layer looks the same (the message names the energy and how to
+  state it);
 * the CumulativeMetersetWeight (300A,0134) of the control points does not start at 0, does not rise by
   exactly the spot weights of each control point, or does not end at FinalCumulativeMetersetWeight
   (300A,010E); or, for control points in pairs per energy layer as Eclipse and RayStation write them (a
@@ -126,11 +129,11 @@ def check_plan(ds, src: str) -> None:
     # and set-up are not checked (an Eclipse kV set-up field has no spots and no FinalCumulativeMetersetWeight)
     # so are treatment beams left at 0 MU (is_zero_mu_beam)
     mu = beam_metersets(ds)
-    treated = [(b, where) for b, where in zip(beams, labels) if _is_treatment(b)
+    treated = [(bi, b, where) for bi, (b, where) in enumerate(zip(beams, labels)) if _is_treatment(b)
                and not is_zero_mu_beam(b, mu.get(int(_num(b.get("BeamNumber", None)) or 0)))]
-    _check_setups(ds, [b for b, _ in treated], [where for _, where in treated], src)
-    for b, where in treated:
-        _check_control_points(b, where)
+    _check_setups(ds, [b for _, b, _ in treated], [where for _, _, where in treated], src)
+    for bi, b, where in treated:
+        _check_control_points(b, where, bi)
         _check_range_shifters(b, where)
 
 
@@ -243,7 +246,45 @@ def _check_setups(ds, beams, labels: list[str], src: str) -> None:
              "plan's set-up in the planning system and export it again", McprotonWarning)
 
 
-def _check_control_points(b, where: str) -> None:
+def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int) -> None:
+    """Control point ``i`` carries spot weights ``w[i]`` but states no NominalBeamEnergy (300A,0114), which PS3.3
+    C.8.8.25 requires only in the first control point and where the energy changes.  Accepted where the energy it
+    inherits is unambiguous: the control point just before states it and carries no weights, and the control point
+    before that is at another energy (or there is none), so control point ``i`` continues the layer that one starts
+    (a layer written as a zero-weight control point and one with the weights; Eclipse leaves the energy out of the
+    second control point of a one-layer beam).  Refused otherwise: where weights at that energy were delivered
+    before, or the inheriting control point follows one with weights, a NominalBeamEnergy lost at the start of a new
+    layer looks the same, and the layer's range would be another's.  The message names the energy that would be
+    taken, where from, and how to state it (audit 27, spotsem F4: before, every such control point was refused as
+    inheriting "the previous layer's energy", also where it was its own layer's)."""
+    stated = [_num(cp.get("NominalBeamEnergy", None)) for cp in cps]
+    at: list[float | None] = []   # the energy each control point states or inherits
+    for e in stated:
+        at.append(e if e is not None else (at[-1] if at else None))
+    j = max((k for k in range(i) if stated[k] is not None), default=None)
+    if j is None:
+        raise DicomInputError(f"{where} control point {i}: the control point carries spot weights but neither it nor "
+                              "an earlier one states NominalBeamEnergy (300A,0114) (required in the first control "
+                              "point, PS3.3 C.8.8.25): the plan is damaged, export it again")
+    energy, text = stated[j], str(cps[j].get("NominalBeamEnergy")).strip()   # text: as the plan writes it
+    if j == i - 1 and w[j] == 0 and (j == 0 or at[j - 1] != energy):
+        return
+    before = [k for k in range(i) if w[k] > 0 and at[k] == energy]
+    why = (f"spot weights at {energy:g} MeV were delivered before (control point {before[-1]}), so this control point "
+           "may start a new layer whose NominalBeamEnergy was lost" if before else
+           f"mcproton takes an energy left out only from the control point just before (here {i - 1}), where that "
+           "one states it, carries no weights and follows a control point at another energy (the start of the same "
+           "layer)")
+    raise DicomInputError(
+        f"{where} control point {i}: the control point carries spot weights but states no NominalBeamEnergy "
+        f"(300A,0114), so it would take {energy:g} MeV from control point {j}.  PS3.3 C.8.8.25 leaves the energy out "
+        f"only where it does not change, but here that cannot be told from a tag lost: {why}, and a wrong energy "
+        f"moves the layer's range.  If {energy:g} MeV is this control point's energy, state it, e.g. with DCMTK: "
+        f"dcmodify -m \"(300a,03a2)[{bi}].(300a,03a8)[{i}].(300a,0114)={text}\" plan.dcm; otherwise the plan is "
+        "damaged: export it again from the planning system")
+
+
+def _check_control_points(b, where: str, bi: int = 0) -> None:
     cps = list(b.get("IonControlPointSequence", None) or [])
     n = len(cps)
     ncp = _num(b.get("NumberOfControlPoints", None))
@@ -273,9 +314,7 @@ def _check_control_points(b, where: str) -> None:
             raise DicomInputError(f"{where} control point {i}: ScanSpotMetersetWeights (300A,0396) are not finite "
                                   "non-negative numbers")
         if x > 0 and _num(cps[i].get("NominalBeamEnergy", None)) is None:
-            raise DicomInputError(
-                f"{where} control point {i}: the control point carries spot weights but no NominalBeamEnergy "
-                "(300A,0114); it would inherit the previous layer's energy: the plan is damaged, export it again")
+            _check_inherited_energy(cps, w, i, where, bi)
     fcmw = _num(b.get("FinalCumulativeMetersetWeight", None))
     if fcmw is None or not math.isfinite(fcmw) or fcmw <= 0:
         raise DicomInputError(f"{where}: FinalCumulativeMetersetWeight (300A,010E) "

@@ -87,7 +87,10 @@ an MCsquare BDL): its material (required), density (default: the material's) and
 its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
 plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
 Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
-downstream face), else the model's ``isocenter_distance_mm``.  An ANALOG shifter (RangeShifterType) whose plan WET
+downstream face), else the model's ``isocenter_distance_mm``.  A later RangeShifterSettingsSequence item that leaves
+out the distance or the WET (Type 3) keeps the value an earlier item of the beam stated (it does not say the shifter
+moved); a distance stated differently later, or stated only from a later control point on while the first layers
+take the model's, is refused (one slab position per beam).  An ANALOG shifter (RangeShifterType) whose plan WET
 differs from the model's by more than 1 mm is refused: the model's slab has one thickness, an analog shifter's
 changes from layer to layer.  The slab is perpendicular to each spot's central
 ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
@@ -171,7 +174,10 @@ class EnergyLayer:
     #: ScanningSpotSize (300A,0398): the spot's FWHM in air at the isocentre (x, y; mm) as the planning system states
     #: it (Type 3: None where the plan leaves it out); compared with the beam model's (plan_to_beams)
     scanning_spot_size_mm: tuple[float, float] | None = None
-    range_shifter_settings: list[dict] = field(default_factory=list)  # {'id','setting','wet_mm','distance_mm'}
+    #: per shifter {'id', 'setting', 'type', 'wet_mm', 'distance_mm', 'distance_cp'}: a WET or distance that this
+    #: control point's item leaves out (Type 3) is the one an earlier item of the beam stated ('distance_cp': where
+    #: the distance was stated; None: nowhere)
+    range_shifter_settings: list[dict] = field(default_factory=list)
     control_point_index: int = 0
 
 
@@ -211,8 +217,17 @@ class IonBeam:
         return float(self.couch_angle_deg + self.table_top_eccentric_angle_deg)
 
     @property
-    def total_mu(self) -> float:
+    def total_meterset(self) -> float:
+        """The beam's meterset per fraction (the sum of its spots'), in its PrimaryDosimeterUnit: MU, or protons for
+        NP (:data:`METERSET_UNITS`)."""
         return float(sum(l.spot_mu.sum() for l in self.layers))
+
+    @property
+    def total_mu(self) -> float | None:
+        """The beam's MU per fraction; None for an NP beam, whose meterset counts protons (:attr:`total_meterset`).
+        Before audit 27 (spotsem F2) an NP beam's protons were given here, and the check's report showed them as
+        "MU"."""
+        return self.total_meterset if self.primary_dosimeter_unit == "MU" else None
 
     @property
     def n_spots(self) -> int:
@@ -249,6 +264,26 @@ class RTIonPlan:
     """The mcproton warnings :func:`load_rtplan` issued while reading the plan (each message once):
     :func:`plan_to_beams` keeps them in each beam's ``meta["warnings"]``, from which :func:`mcproton.simulate` keeps
     them in its result, as ``mcproton run`` keeps them in its HDF5."""
+
+
+#: what a beam's meterset counts, by PrimaryDosimeterUnit (300A,00B3): MU, or protons for NP (PS3.3 C.8.8.25); the
+#: check's report labels a beam's meterset so (:func:`meterset_text`)
+METERSET_UNITS = {"MU": "MU", "NP": "protons (NP)"}
+
+
+def meterset_text(value: float | None, unit: str | None) -> str:
+    """A beam's meterset with its unit (``unit``: its PrimaryDosimeterUnit, MU where not known): "5199.4 MU",
+    "2.53 MU", "1.142e+11 protons (NP)"; "n/a" for None."""
+    if value is None:
+        return "n/a"
+    v, unit = float(value), unit or "MU"
+    number = f"{v:.4g}" if unit == "NP" else f"{v:.1f}" if abs(v) >= 100 else f"{v:.3g}"
+    return f"{number} {METERSET_UNITS.get(unit, unit)}"
+
+
+#: the largest BeamMeterset (300A,0086) read (MU or protons per fraction): a clinical beam holds up to ~1e5 MU or
+#: ~1e11 protons; above, the value is damaged
+BEAM_METERSET_MAX = 1e13
 
 
 def _e(msg: str) -> DicomInputError:
@@ -669,6 +704,28 @@ def _shifter_setting(value, rs_id: str, where: str) -> str:
              "layer's range): export the plan with IN or OUT, or set it so, e.g. with DCMTK's dcmodify")
 
 
+def _shifter_settings(rss, ref: int, rs_id: str, rs_type: str, stated: dict, ci: int, where: str) -> dict:
+    """A shifter's state from RangeShifterSettingsSequence item ``rss`` of control point ``ci``: its setting and, for
+    the Type 3 RangeShifterWaterEquivalentThickness (300A,0366) and IsocenterToRangeShifterDistance (300A,0364), the
+    value the item states, else the one an earlier item of the beam stated (``stated``, by shifter number, updated
+    here; ``distance_cp``: the control point that stated the distance).  A later control point gives the sequence
+    only where the setting changes or to repeat it (PS3.3 C.8.8.25), and an item that leaves a Type 3 value out
+    does not say the shifter moved.  Before audit 27 (spotsem F1) such an item dropped the plan's distance, and the
+    later layers took the beam model's isocenter_distance_mm: one beam's slab at two places, without a word.  A WET
+    of 0 stated with the shifter OUT (which the plan checks accept) is not carried to a later IN."""
+    setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, where)
+    wet = rss.get("RangeShifterWaterEquivalentThickness", None)
+    dist = rss.get("IsocenterToRangeShifterDistance", None)
+    known = stated.setdefault(ref, {"wet_mm": None, "distance_mm": None, "distance_cp": None})
+    wet_mm = float(wet) if wet not in (None, "") else known["wet_mm"]
+    if wet not in (None, "") and not (setting == "OUT" and wet_mm == 0):
+        known["wet_mm"] = wet_mm
+    if dist not in (None, ""):
+        known["distance_mm"], known["distance_cp"] = float(dist), ci
+    return {"id": rs_id, "setting": setting, "type": rs_type, "wet_mm": wet_mm,
+            "distance_mm": known["distance_mm"], "distance_cp": known["distance_cp"]}
+
+
 def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) -> str:
     """Leave out a beam whose TreatmentDeliveryType is not a treatment one (a set-up or verification field: Eclipse
     exports kV set-up fields so, without spots and often outside the fraction group) before any check of its scan
@@ -806,11 +863,17 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         if fcmw <= 0:
             raise _e(f"{where}: FinalCumulativeMetersetWeight {fcmw} must be > 0")
         if num not in meterset:
-            raise _e(f"{where}: no BeamMeterset for beam {num} in FractionGroupSequence/ReferencedBeamSequence; "
-                     "cannot convert weights to MU")
+            raise _e(f"{where}: the fraction group gives no {attribute_name('BeamMeterset')} for beam {num} "
+                     f"(FractionGroupSequence (300A,0070), its ReferencedBeamSequence (300C,0004) item of "
+                     f"ReferencedBeamNumber {num}), so the {METERSET_UNITS[unit]} per fraction that the beam's spot "
+                     "weights stand for are unknown: the plan is incomplete or damaged; export it again from the "
+                     "planning system")
         bm = meterset[num]
-        if bm < 0 or bm > 1e13:
-            raise _e(f"{where}: BeamMeterset {bm} is not plausible")
+        if bm < 0 or bm > BEAM_METERSET_MAX:
+            raise _e(f"{where}: {attribute_name('BeamMeterset')} of beam {num} in the fraction group is {bm:g} "
+                     f"{METERSET_UNITS[unit]} per fraction (PrimaryDosimeterUnit {unit}); a beam's meterset must be "
+                     f"> 0 and at most {BEAM_METERSET_MAX:.0e} (MU or protons per fraction): the plan is damaged (a "
+                     "hand edit or a faulty export); export it again from the planning system")
         vsad = None
         if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
@@ -835,6 +898,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             raise _e(f"{where}: no IonControlPointSequence")
         state: dict = {"energy": None, "gantry": None, "couch": None, "iso": None, "snout": None,
                        "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0, "ecc": 0.0, "tune": "", "spot_size": None}
+        #: per shifter, its WET and IsocenterToRangeShifterDistance as last stated (_shifter_settings)
+        rs_stated: dict[int, dict] = {}
         layers = []
         angles_seen = set()
         iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
@@ -884,14 +949,11 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                         _refuse_out_of_range_angle(state[key], kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
                 ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
-                wet = rss.get("RangeShifterWaterEquivalentThickness", None)
-                dist = rss.get("IsocenterToRangeShifterDistance", None)
                 rs_id = rs_ids.get(ref, str(ref))
-                setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, cw)
-                state["rs"][ref] = {"id": rs_id, "setting": setting, "type": rs_types.get(ref, ""),
-                                    "wet_mm": float(wet) if wet not in (None, "") else None,
-                                    "distance_mm": float(dist) if dist not in (None, "") else None}
-                if setting == "IN" and state["rs"][ref]["distance_mm"] is not None:
+                state["rs"][ref] = _shifter_settings(rss, ref, rs_id, rs_types.get(ref, ""), rs_stated, ci, cw)
+                if state["rs"][ref]["setting"] == "IN" and state["rs"][ref]["distance_mm"] is not None:
+                    # a distance carried from an earlier item is checked as a stated one (it is the same, unless an
+                    # OUT item in between stated another)
                     _refuse_moving(first_seen, ("IsocenterToRangeShifterDistance", ref), ci,
                                    state["rs"][ref]["distance_mm"], where, f"range shifter {rs_id!r}")
             if state["gantry"] is not None:   # the same angle modulo 360 deg is the same angle (0 and 360)
@@ -1121,6 +1183,8 @@ class _LayerShifter:
     isocenter_distance_mm: float
     #: the WET of the slab transported (thickness x stopping-power ratio; ``wet_mm`` for "energy_only")
     transported_wet_mm: float = 0.0
+    #: where ``isocenter_distance_mm`` comes from, for messages: the plan's control point or the beam model
+    distance_from: str = ""
 
 
 def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
@@ -1166,6 +1230,9 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  "density_g_cm3 (a BDL: RS_ID, RS_material, RS_density, RS_WET); or set plan.range_shifter_model = "
                  "\"energy_only\" to accept the energy-only approximation (no scattering in the shifter)")
     dist = rs["distance_mm"] if rs["distance_mm"] is not None else model.isocenter_distance_mm
+    came = (f"the plan's IsocenterToRangeShifterDistance (300A,0364) of control point {rs.get('distance_cp')}"
+            if rs["distance_mm"] is not None else
+            f"the beam model's isocenter_distance_mm ({beam_model.name!r}; the plan states none up to here)")
     if dist is None:
         snout = (f" (the plan's SnoutPosition {b.snout_position_mm:g} mm is not the shifter's position)"
                  if b.snout_position_mm is not None else "")
@@ -1174,7 +1241,65 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
     if not dist >= 0:
         raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
     return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist),
-                         model.transported_wet_mm())
+                         model.transported_wet_mm(), came)
+
+
+def _min_mu(min_mu, beams: Sequence[IonBeam]) -> float:
+    """plan_to_beams' ``min_mu`` as a float; refused unless a finite number >= 0, and above 0 where ``beams`` (those
+    asked for) hold an NP beam: its meterset counts protons, with which a threshold in MU would be compared (and
+    leave out nothing)."""
+    if isinstance(min_mu, bool) or not isinstance(min_mu, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_mu) or min_mu < 0:
+        raise _e(f"plan_to_beams min_mu = {min_mu!r}: give the MU per spot and fraction at or below which a spot is "
+                 "left out, a number >= 0 (0, the default: only spots of weight 0)")
+    np_beams = [b for b in beams if b.primary_dosimeter_unit == "NP"]
+    if min_mu > 0 and np_beams:
+        raise _e(f"plan_to_beams min_mu = {float(min_mu):g} is MU per spot, but beam(s) {_beams_text(np_beams)} are "
+                 f"NP (PrimaryDosimeterUnit (300A,00B3)): their meterset counts protons, with which a threshold in MU "
+                 "cannot be compared; leave min_mu at 0 for this plan, or select its MU beams (beam_numbers)")
+    return float(min_mu)
+
+
+def _min_mu_dropped(b: IonBeam, min_mu: float) -> dict | None:
+    """What ``min_mu`` leaves out of MU beam ``b`` (spots of weight > 0 and at most ``min_mu`` MU): None where
+    nothing, else its record for the beam's ``meta["min_mu"]``, warned about with the count and the share of the
+    beam's MU (audit 27, spotsem F3: the spots and their dose were dropped without a word or a record)."""
+    if min_mu <= 0:
+        return None
+    mu = np.concatenate([np.asarray(layer.spot_mu, float) for layer in b.layers])
+    cut = (mu > 0) & (mu <= min_mu)
+    if not cut.any():
+        return None
+    total, lost = float(mu.sum()), float(mu[cut].sum())
+    rec = {"min_mu": min_mu, "spots_dropped": int(cut.sum()), "spots": int((mu > 0).sum()), "mu_dropped": lost,
+           "share_dropped": lost / total}
+    warn(f"beam {b.number} ({b.name!r}): min_mu = {min_mu:g} leaves out {rec['spots_dropped']} of its "
+         f"{rec['spots']} spots ({lost:.6g} of its {total:.6g} MU per fraction, {100 * lost / total:.3g} %): their "
+         "dose is not in the result, whose protons (total_protons) are those of the spots kept (the beam's meta: "
+         "total_mu the plan's MU, simulated_mu those simulated, min_mu what was left out)", McprotonWarning)
+    return rec
+
+
+def _refuse_two_shifter_places(b: IonBeam, layer: EnergyLayer, sh: _LayerShifter,
+                               first: dict[str, tuple[EnergyLayer, _LayerShifter]]) -> None:
+    """Refuse a beam whose range shifter ``sh`` would be placed elsewhere for ``layer`` than for its first layer
+    (``first``: by shifter id, kept here): a plan that states IsocenterToRangeShifterDistance only from a later
+    control point on, the earlier layers taking the beam model's isocenter_distance_mm.  A distance the plan states
+    differently in two control points is refused when the plan is read (_refuse_moving); this is the same slab at two
+    places, one of them the model's (audit 27, spotsem F1)."""
+    if sh.id not in first:
+        first[sh.id] = (layer, sh)
+        return
+    layer0, sh0 = first[sh.id]
+    if abs(sh.isocenter_distance_mm - sh0.isocenter_distance_mm) <= _ISO_TOL_MM:
+        return
+    raise _e(f"beam {b.number} ({b.name!r}): range shifter {sh.id!r} would be placed {sh0.isocenter_distance_mm:g} mm "
+             f"from the isocentre for control point {layer0.control_point_index} ({sh0.distance_from}) and "
+             f"{sh.isocenter_distance_mm:g} mm for control point {layer.control_point_index} ({sh.distance_from}): a "
+             "shifter that moves during a beam is not supported (one position for all the beam's layers), and one of "
+             "the two is wrong for some layers; state the shifter's IsocenterToRangeShifterDistance (300A,0364) in "
+             "the first control point's RangeShifterSettingsSequence (export the plan again), or make the beam "
+             "model's isocenter_distance_mm the plan's")
 
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
@@ -1191,6 +1316,13 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
     plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
     that it could not be checked.
+
+    ``min_mu``: leave out the spots of at most this many MU per fraction (of an MU beam; 0, the default, leaves out
+    only spots of weight 0).  The spots left out and their dose are not in the result: each beam that loses spots is
+    warned about with their count and their share of the beam's MU, and its ``meta`` records it (``min_mu``: the
+    value, the spots and MU dropped and their share; ``total_mu``: the plan's MU, ``simulated_mu``: those of the
+    spots kept, which ``total_protons`` counts).  Refused (> 0) for an NP beam, whose meterset counts protons: a
+    threshold in MU would be compared with protons.  A finite number >= 0 only.
 
     ``isocentre_shift_mm`` = (dx, dy, dz): a set-up error for a robustness study, in the CT's patient frame (LPS,
     mm): every beam's isocentre moves by it (its spots, range shifters and snout with it), so the dose moves by the
@@ -1240,6 +1372,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
         beam_model = load_beam_model(beam_model)
     shift = (np.zeros(3) if isocentre_shift_mm is None else
              _mm("plan_to_beams isocentre_shift_mm", isocentre_shift_mm, 3, "the set-up shift (dx, dy, dz) in LPS"))
+    min_mu = _min_mu(min_mu, [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers])
     out = []
     nfx = plan.number_of_fractions or 1
     if beam_numbers is not None:   # each asked-for beam must be the plan's, once: none is dropped or doubled silently
@@ -1288,6 +1421,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
         iso = np.asarray(b.isocenter_mm, float) + shift
         spots = []
         shifters_used: dict[str, dict] = {}
+        shifter_first: dict[str, tuple[EnergyLayer, _LayerShifter]] = {}   # each shifter's first layer
         _check_spot_tunes(b, beam_model)
         in_air = []   # the layers without a range shifter: their ScanningSpotSize is compared with the model's
         for layer in b.layers:
@@ -1331,6 +1465,8 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             if sh is None:
                 in_air.append(layer)
             else:
+                if face_axis_mm is not None:
+                    _refuse_two_shifter_places(b, layer, sh, shifter_first)
                 shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
                     "wet_mm", "transported_wet_mm", "material", "density_g_cm3", "thickness_mm",
                     "isocenter_distance_mm")})
@@ -1344,7 +1480,9 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             spots += _layer_spots(layer.spot_xy_mm, layer.spot_mu, protons, min_mu, vsad, L, m, iso, e_mean, e_sig,
                                   entry.components, wsum, sh if face_axis_mm is not None else None, face_axis_mm)
         if not spots:
-            raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
+            raise _e(f"beam {b.number}: no spot with MU > {min_mu:g} (plan_to_beams min_mu): every spot would be left "
+                     "out; give a smaller min_mu (0: only the spots of weight 0 are left out)")
+        dropped = _min_mu_dropped(b, min_mu)
         if not nominal_sizes:
             _check_spot_sizes(b, beam_model, in_air, one_size)
         if not nominal_sizes and any(layer.scanning_spot_size_mm is not None for layer in in_air):
@@ -1359,7 +1497,11 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             "table_top_eccentric_angle_deg": b.table_top_eccentric_angle_deg,
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
+            "total_meterset": b.total_meterset, "meterset_unit": b.primary_dosimeter_unit,
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
+            # the plan's MU and those of the spots simulated (min_mu may leave some out): None for an NP beam
+            "simulated_mu": None if b.total_mu is None else b.total_mu - (dropped or {}).get("mu_dropped", 0.0),
+            **({"min_mu": dropped} if dropped else {}),
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "plan_structure_sets": list(getattr(plan, "referenced_structure_sets", ())),

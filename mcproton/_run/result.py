@@ -23,9 +23,10 @@ from .._io.rtplan import beam_geometry
 
 #: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
 #: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents), and
-#: the beam model that made its spots (name, resolved path and SHA-256 of the file: BeamModel.provenance)
+#: the beam model that made its spots (name, resolved path and SHA-256 of the file: BeamModel.provenance), and the
+#: spots plan_to_beams' min_mu left out (where it left out any)
 PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid",
-                  "beam_model", "isocentre_shift_mm")
+                  "beam_model", "isocentre_shift_mm", "min_mu")
 
 #: the keys of a plan beam's ``meta`` that say what :func:`~mcproton.dicom.plan_to_beams` checked of the plan against
 #: its beam model ("yes: ...", "off ...", "not possible: ..."): a result keeps them in its provenance (audit 24

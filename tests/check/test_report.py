@@ -185,6 +185,28 @@ def test_beam_table_shows_mu_and_times_in_fixed_notation():
     assert "e+0" not in page
 
 
+def test_beam_table_labels_an_np_beams_meterset_as_protons():
+    """An NP beam's meterset counts protons (PS3.3 C.8.8.25): the table showed 1.1e11 protons under "MU" (audit 27,
+    spotsem F2).  With an NP beam the column is "meterset", each row with its unit; plan_to_beams' meta (and the
+    JSON's provenance.beams, compare.beam_summary) gives total_mu None for it, its protons as total_meterset."""
+    from types import SimpleNamespace
+
+    from mcproton._check.compare import beam_summary
+    from mcproton._check.report import _beams_table
+
+    row = {"gantry_angle_deg": 90.0, "couch_angle_deg": 0.0, "primaries": 20_000, "mean_rel_uncertainty_50": 0.45,
+           "stop_reason": "primaries", "wall_s": 3.0}
+    meta = {1: {**row, "total_mu": None, "total_meterset": 114202024146.5, "meterset_unit": "NP"},
+            2: {**row, "total_mu": 5199.4, "total_meterset": 5199.4, "meterset_unit": "MU"}}
+    page = _beams_table(SimpleNamespace(mc=SimpleNamespace(beam_meta=meta), inputs=SimpleNamespace(beams={})))
+    assert ">MU</th>" not in page and '<th scope="col">meterset</th>' in page, page
+    assert "<td>1.142e+11 protons (NP)</td>" in page and "<td>5199.4 MU</td>" in page, page
+    assert "114202024146.5" not in page
+    rows = beam_summary(meta, {})
+    assert rows[1]["total_mu"] is None and rows[1]["total_meterset"] == 114202024146.5
+    assert rows[1]["meterset_unit"] == "NP" and rows[2]["meterset_unit"] == "MU"
+
+
 def test_oar_metrics_are_dmax_d2_dmean():
     from mcproton._check.compare import structure_stats
 

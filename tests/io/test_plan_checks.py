@@ -160,6 +160,28 @@ def test_inconsistent_plan_is_refused(tmp_path, mutate, match):
         _load(ds, tmp_path)
 
 
+@pytest.mark.parametrize("empty_layer", [False, True])
+def test_a_layer_start_without_its_energy_names_the_energy_it_would_take(tmp_path, empty_layer):
+    """Layer pairs (weights, zeros) with control point 4's NominalBeamEnergy lost: it would take the energy control
+    point 3 repeats, the previous layer's (a delivered one, or an empty layer's); refused, naming that energy, where
+    it comes from and how to state it (audit 27, spotsem F4: the message said "the previous layer's energy" also where
+    the energy was the control point's own layer's, which is now read)."""
+    layers = [LAYERS[0], (140.0, SPOTS, [0.0, 0.0, 0.0]) if empty_layer else LAYERS[1], LAYERS[2]]
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": (0, 0, 0), "layers": layers}])
+    _load(ds, tmp_path, "ok.dcm")
+    del _cps(ds)[4].NominalBeamEnergy
+    with pytest.raises(DicomInputError) as exc:
+        _load(ds, tmp_path)
+    msg = str(exc.value)
+    why = ("from the control point just before (here 3), where that one states it, carries no weights and follows "
+           "a control point at another energy"
+           if empty_layer else "spot weights at 140 MeV were delivered before (control point 2)")
+    for part in ("control point 4: the control point carries spot weights but states no NominalBeamEnergy "
+                 "(300A,0114), so it would take 140 MeV from control point 3", why,
+                 '(300a,03a2)[0].(300a,03a8)[4].(300a,0114)=140', "otherwise the plan is damaged"):
+        assert part in msg, (part, msg)
+
+
 def _said(ds, tmp_path, name="plan.dcm"):
     """The plan and the messages of the mcproton warnings loading it gave."""
     with warnings.catch_warnings(record=True) as w:

@@ -144,6 +144,98 @@ def test_np_meterset_is_the_number_of_protons(model):
     assert per_spot == pytest.approx([0.2e9, 0.4e9, 0.6e9, 0.8e9], rel=1e-12)
     (beam_all,) = plan_to_beams(load_rtplan(ds), model, all_fractions=True)
     assert beam_all.total_protons == pytest.approx(6.0e9, rel=1e-12)
+    # its meterset is protons, not MU (audit 27, spotsem F2: total_mu held the protons, which the check showed as MU)
+    (b,) = load_rtplan(ds).beams
+    assert b.total_mu is None and b.total_meterset == pytest.approx(2.0e9, rel=1e-12)
+    assert beam.meta["total_mu"] is None and beam.meta["meterset_unit"] == "NP"
+    assert beam.meta["total_meterset"] == pytest.approx(2.0e9, rel=1e-12)
+
+
+def _plan_1234(unit="MU", meterset=10.0):
+    """One 150 MeV layer, spot weights 1:2:3:4 of ``meterset`` (MU: 1, 2, 3 and 4 MU)."""
+    return load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": unit, "meterset": meterset,
+                                   "layers": [(150.0, SPOTS, WEIGHTS)]}]))
+
+
+def test_min_mu_leaves_out_spots_with_a_warning_and_a_record(model):
+    """plan_to_beams(min_mu=...) dropped spots, and their dose, without a word, while meta["total_mu"] kept the plan's
+    whole MU (audit 27, spotsem F3).  Now each beam that loses spots is warned about (count, MU, share), its meta
+    records what was left out and the MU simulated beside the plan's, and total_protons is the spots kept's."""
+    plan = _plan_1234()
+    (full,) = plan_to_beams(plan, model)
+    assert "min_mu" not in full.meta and full.meta["simulated_mu"] == pytest.approx(10.0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        (beam,) = plan_to_beams(plan, model, min_mu=2.5)
+    said = [str(x.message) for x in w if "min_mu" in str(x.message)]
+    assert len(said) == 1 and "beam 1 ('F1'): min_mu = 2.5 leaves out 2 of its 4 spots (3 of its 10 MU per " \
+                               "fraction, 30 %)" in said[0], said
+    assert said[0] in beam.meta["warnings"]
+    assert beam.meta["min_mu"] == {"min_mu": 2.5, "spots_dropped": 2, "spots": 4, "mu_dropped": pytest.approx(3.0),
+                                   "share_dropped": pytest.approx(0.3)}
+    assert beam.meta["total_mu"] == pytest.approx(10.0) and beam.meta["simulated_mu"] == pytest.approx(7.0)
+    assert beam.total_protons == pytest.approx(0.7 * full.total_protons, rel=1e-12)
+    assert beam.meta["plan_spots"] == 2
+
+
+def test_min_mu_is_refused_for_an_np_beam_and_where_it_is_not_a_number(model):
+    """An NP beam's meterset counts protons: min_mu = 20 (MU) compared with 1e8-proton spots left out nothing."""
+    with pytest.raises(DicomInputError, match=r"min_mu = 20 is MU per spot, but beam\(s\) 1 \('F1'\) are NP .*"
+                                              "leave min_mu at 0"):
+        plan_to_beams(_plan_1234("NP", 2e9), model, min_mu=20)
+    (beam,) = plan_to_beams(_plan_1234("NP", 2e9), model)   # 0 (the default) is fine
+    assert beam.total_protons == pytest.approx(2e9)
+    for bad in (-1.0, float("nan"), True, "5"):
+        with pytest.raises(DicomInputError, match="min_mu = .*a number >= 0"):
+            plan_to_beams(_plan_1234(), model, min_mu=bad)
+
+
+def test_min_mu_is_kept_in_the_result(model):
+    from mcproton import RunSettings, box_phantom, simulate
+
+    geometry = box_phantom("water", (40.0, 40.0, 40.0), 4.0, origin_mm=(-18.0, -18.0, -18.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (beam,) = plan_to_beams(_plan_1234(), model, min_mu=2.5)
+        res = simulate(geometry, beam, RunSettings(primaries=100, batches=2, backend="cpu", threads=1), log=None)
+    assert res.provenance["beam"]["min_mu"]["spots_dropped"] == 2
+    assert any("min_mu = 2.5 leaves out 2 of its 4 spots" in m for m in res.provenance["warnings"])
+
+
+def test_an_mu_beams_meterset_is_its_mu(model):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "meterset": 10.0, "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    (beam,) = plan_to_beams(load_rtplan(ds), model)
+    assert beam.meta["total_mu"] == beam.meta["total_meterset"] == pytest.approx(10.0)
+    assert beam.meta["meterset_unit"] == "MU"
+
+
+@pytest.mark.parametrize("unit,meterset,shown", [("MU", -5.0, "-5 MU per fraction (PrimaryDosimeterUnit MU)"),
+                                                  ("NP", 2e13, "2e+13 protons (NP) per fraction "
+                                                               "(PrimaryDosimeterUnit NP)")])
+def test_an_implausible_beam_meterset_names_the_tag_the_limit_and_the_unit(unit, meterset, shown):
+    """A BeamMeterset below 0 or above 1e13 was refused as "BeamMeterset -5.0 is not plausible", without the tag, the
+    limit, the unit it was read in or what to do (audit 27, spotsem F5)."""
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": unit, "meterset": meterset,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(ds)
+    msg = str(exc.value)
+    for part in ("beam 1 (F1)", "BeamMeterset (300A,0086) of beam 1 in the fraction group is " + shown,
+                 "must be > 0 and at most 1e+13 (MU or protons per fraction)", "export it again"):
+        assert part in msg, (part, msg)
+
+
+@pytest.mark.parametrize("unit,what", [("MU", "the MU per fraction"), ("NP", "the protons (NP) per fraction")])
+def test_a_missing_beam_meterset_names_the_tag_and_what_to_do(unit, what):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": unit, "meterset": 2e9 if unit == "NP" else 10.0,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    del ds.FractionGroupSequence[0].ReferencedBeamSequence[0].BeamMeterset
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(ds)
+    msg = str(exc.value)
+    for part in ("beam 1 (F1)", "gives no BeamMeterset (300A,0086) for beam 1", "ReferencedBeamSequence (300C,0004)",
+                 f"so {what} that the beam's spot weights stand for are unknown", "export it again"):
+        assert part in msg, (part, msg)
 
 
 @pytest.mark.parametrize("value", [None, ""])

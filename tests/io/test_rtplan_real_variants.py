@@ -548,3 +548,69 @@ def test_table_top_translations_are_not_used_and_the_docs_say_so(tmp_path):
             "TableTopVerticalPosition) are not used" in flat)
     doc = " ".join(load_rtplan.__doc__.split())
     assert "TableTopVerticalPosition) are not read: each beam's IsocenterPosition in the patient frame" in doc
+
+
+# ------------------------------------------------------------- audit 27 spotsem F4: an energy left out where unchanged
+def _recount(b):
+    """CumulativeMetersetWeight, NumberOfControlPoints and ControlPointIndex of beam ``b`` made consistent again."""
+    cum = 0.0
+    for i, cp in enumerate(b.IonControlPointSequence):
+        cp.ControlPointIndex, cp.CumulativeMetersetWeight = i, cum
+        cum += float(sum(float(v) for v in cp.ScanSpotMetersetWeights))
+    b.NumberOfControlPoints = len(b.IonControlPointSequence)
+
+
+def _weights_on_cp1(split: bool):
+    """plan02 (one 160 MeV layer; Eclipse leaves NominalBeamEnergy out of control point 1) with its weights moved to
+    control point 1 (``split``: half of each spot's weight left on control point 0), closed by a zero-weight control
+    point: control point 1 carries weights and inherits 160 MeV."""
+    def fn(ds):
+        b = ds.IonBeamSequence[0]
+        cps = b.IonControlPointSequence
+        w = [float(v) for v in cps[0].ScanSpotMetersetWeights]
+        assert "NominalBeamEnergy" not in cps[1]
+        cps[0].ScanSpotMetersetWeights = [v / 2 for v in w] if split else [0.0] * len(w)
+        cps[1].ScanSpotMetersetWeights = [v / 2 for v in w] if split else w
+        close = copy.deepcopy(cps[1])
+        close.ScanSpotMetersetWeights = [0.0] * len(w)
+        cps.append(close)
+        _recount(b)
+    return fn
+
+
+def _spots(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (beam,) = plan_to_beams(load_rtplan(path), load_beam_model("dcpt_v5"))
+    return sorted((s.energy_mev, *map(float, s.position_mm), s.weight) for s in beam.spots)
+
+
+def test_weights_on_a_control_point_that_inherits_its_layers_energy_are_read(tmp_path):
+    """A zero-weight control point that states the energy, then one with the weights that leaves it out (PS3.3: the
+    energy is required only where it changes): the energy is the layer's own, unambiguous, and the plan is read with
+    the same spots, energies and protons as plan02 itself.  Before, it was refused as inheriting "the previous layer's
+    energy" (there is none) and "damaged"."""
+    p = _edit(PLAN02, tmp_path, _weights_on_cp1(split=False))
+    plan = load_rtplan(p)
+    (layer,) = plan.beams[0].layers
+    assert layer.control_point_index == 1 and layer.nominal_energy_mev == 160.0
+    assert _spots(p) == _spots(PLAN02)
+
+
+def test_weights_inheriting_an_energy_already_delivered_are_refused_with_a_way_out(tmp_path):
+    """Control point 1 with weights after control point 0's weights at 160 MeV: as a new layer whose energy tag was
+    lost, so refused; the message names the energy that would be taken, where from, why it is ambiguous and the
+    dcmodify command that states it, and with the energy stated the plan reads with plan02's spots."""
+    p = _edit(PLAN02, tmp_path, _weights_on_cp1(split=True))
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(p)
+    msg = str(exc.value)
+    for part in (str(p), "beam 1 (Field 1) control point 1", "states no NominalBeamEnergy (300A,0114), so it would "
+                 "take 160 MeV from control point 0", "delivered before (control point 0)",
+                 'dcmodify -m "(300a,03a2)[0].(300a,03a8)[1].(300a,0114)=160" plan.dcm', "export it again"):
+        assert part in msg, (part, msg)
+    assert "previous layer's energy" not in msg
+    fixed = _edit(p, tmp_path, _cp(1, NominalBeamEnergy="160"), name="RP_fixed.dcm")
+    ours, theirs = _spots(fixed), _spots(PLAN02)      # each spot twice, with half its protons
+    assert [s[:4] for s in ours[::2]] == [s[:4] for s in ours[1::2]] == [s[:4] for s in theirs]
+    assert [a[4] + b[4] for a, b in zip(ours[::2], ours[1::2])] == pytest.approx([s[4] for s in theirs], rel=1e-12)
