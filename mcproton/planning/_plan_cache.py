@@ -50,7 +50,7 @@ OFF_VALUES = ("0", "off", "no", "false")
 ON_VALUES = ("", "1", "on", "yes", "true")
 #: the format of an entry: raised when what an entry holds changes (an older entry is then another key)
 FORMAT = 1
-#: the most entries kept in the folder (each ~0.5 MB at 2 mm); the least recently used beyond them are removed
+#: the most entries kept in the folder (each ~0.25 MB at 2 mm); the least recently used beyond them are removed
 MAX_ENTRIES = 32
 #: a temporary file of a write killed before its rename is removed by a later store after this long (s)
 STALE_TEMPORARY_S = 3600.0
