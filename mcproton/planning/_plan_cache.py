@@ -348,6 +348,8 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
     if path.exists():
         try:
             plan = _read_entry(path, key, geometry, target, beam_model)
+        except FileNotFoundError:   # removed meanwhile by another demo's tidying (:func:`_tidy`): not stored
+            pass
         except Exception as exc:  # noqa: BLE001 - any damage of an entry: the plan is made again and stored anew
             note(f"the plan cache's entry {path} cannot be read ({_said(exc)}): the plan is optimised again and "
                  "the entry written anew")

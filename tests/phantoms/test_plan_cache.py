@@ -245,26 +245,33 @@ def test_a_plan_whose_making_warned_is_said_and_not_stored(cache, planner):
 
 
 def test_demos_storing_together_leave_one_whole_entry(cache, planner):
-    """Four demos that find no entry plan together and store the same one: each write is a whole temporary file
-    renamed into place, so the entry left is whole and read back, and no temporary file is left."""
+    """Four demos that found no entry store the same plan at once (the cache's store, each in its own thread): each
+    writes a whole temporary file and renames it into place, so the entry left is whole and read back, and no
+    temporary file is left."""
+    from mcproton._io.beam_model import load_beam_model
+
     g, target, made, calls = planner
+    model = load_beam_model("dcpt_v5")
+    settings = PC.plan_settings(made, {"prescription_gy_rbe": 1.8, "target": target}, skip=("geometry", "target"))
+    key = PC.plan_key(g, target, settings, model)
+    path = PC._entry_path(cache, key)
+    plans = [made(g) for _ in range(4)]
     barrier = threading.Barrier(4)
+    done: list[str] = []
 
-    @functools.wraps(RP.posterior_fossa_plan)
-    def together(geometry, **kw):
+    def store(plan):
         barrier.wait(timeout=60)
-        return made(geometry, **kw)
+        done.append(PC._store(path, key, plan, g, target, model, note=done.append))
 
-    out: list = []
-    threads = [threading.Thread(target=lambda: out.append(_demo_plan(together, g, target))) for _ in range(4)]
+    threads = [threading.Thread(target=store, args=(p,)) for p in plans]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert len(out) == 4 and all(rec["cache"] == "stored" for _, rec in out) and len(calls) == 4
-    assert [p.name for p in cache.iterdir()] == [out[0][1]["file"].rsplit("/", 1)[1]]
+    assert done == ["stored"] * 4
+    assert [p.name for p in cache.iterdir()] == [path.name]
     plan, rec = _demo_plan(made, g, target)
-    assert rec["plan_from_cache"] and len(calls) == 4 and PC._same(plan, out[0][0])
+    assert rec["plan_from_cache"] and rec["file"] == str(path) and len(calls) == 4 and PC._same(plan, plans[0])
 
 
 def test_the_least_recently_used_entries_beyond_the_limit_and_old_temporaries_are_removed(cache, planner,
