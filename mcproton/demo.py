@@ -226,6 +226,35 @@ def _clean_after_failure(out: Path, n_slices: int) -> None:
                      "slices (in a temporary folder) were removed, and the outputs in that folder are incomplete\n")
 
 
+def _demo_plan(posterior_fossa_plan, g, ctv) -> tuple:
+    """The demo's plan, ``posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)``, read from
+    the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
+    the plan, the beam model's files, the code, NumPy, SciPy and the CPU: :mod:`mcproton.planning._plan_cache`),
+    else optimised and stored: the same plan to the bit either way.  Optimising it was 75-83 % of a CPU demo's wall
+    time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte Carlo on an H200 (the host-time audit of
+    2026-12-07, F1).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
+    from ._io.beam_model import load_beam_model
+    from ._io.console import write_stderr
+    from .planning._plan_cache import cached_plan, plan_settings
+
+    kwargs = {"prescription_gy_rbe": PRESCRIPTION_GY_RBE, "target": ctv}
+    settings = plan_settings(posterior_fossa_plan, kwargs, skip=("geometry", "target"))
+    model = settings.get("beam_model")
+    if isinstance(model, (str, Path)):
+        model = load_beam_model(model)        # as the plan loads it: its files' SHA-256 key the entry
+    return cached_plan(lambda: posterior_fossa_plan(g, **kwargs), g, ctv, settings, beam_model=model,
+                       note=lambda text: write_stderr(f"mcproton: note: {text}\n"))
+
+
+def _plan_cache_said(record: dict) -> str:
+    """The progress line of the plan cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`)."""
+    if record["plan_from_cache"]:
+        return f"the plan read from the plan cache ({record['file']})"
+    if record["cache"] == "stored":
+        return f"the plan stored in the plan cache ({record['file']})"
+    return f"plan cache: {record['cache']}"
+
+
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[demo] {msg}", file=sys.stderr, flush=True)
@@ -493,10 +522,11 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
         _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
-             "NNLS optimisation", quiet)
+             "NNLS optimisation (or the plan an earlier demo stored in the plan cache)", quiet)
         t = time.perf_counter()
-        plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)
+        plan, plan_cache = _demo_plan(posterior_fossa_plan, g, ctv)
         times["plan_s"] = time.perf_counter() - t
+        _log(f"  {_plan_cache_said(plan_cache)}", quiet)
         t = time.perf_counter()
         rtplan = write_rtplan(plan, out / "rtplan.dcm", study=study, fractions=FRACTIONS_PLANNED, label="PF boost",
                               structure_set_sop_instance_uid=rtstruct_uid,
@@ -633,8 +663,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                            for f in plan.fields},
         "fields": plan.summary()["fields"],
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
+        "plan_cache": plan_cache,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
-        "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in a forked process (else a "
+        "times_note": "times_s: wall time per phase (plan_s: read from the plan cache where plan_cache."
+                      "plan_from_cache is true); ct_rtstruct_background_s ran in a forked process (else a "
                       "thread) during the plan, Monte Carlo and outputs and is not part of their sum: only "
                       "ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + rtplan + "
                       "monte_carlo + outputs + wait ~ wall_s; the two plane figures are drawn in forked processes "

@@ -435,18 +435,31 @@ RESAMPLE_REFERENCE_ENERGY_MEV = 100.0
 
 def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.ndarray:
     """For blocked arrays (NZ, fz, NY, fy, NX, fx): per block the material index holding the most mass (the lowest
-    index on a tie), in one pass of np.bincount over slabs of blocks (memory bounded, whatever the grid)."""
+    index on a tie), over slabs of blocks (memory bounded, whatever the grid).
+
+    A block of one material whose voxels all have a density > 0 (80 % of the blocks of the DCPT head CT in 4 x 4 x 2
+    blocks: air, soft tissue, brain) holds the most mass in that material: it takes it at once.  The others (mixed
+    blocks, and any block with a density <= 0 or NaN) take the argmax of their mass per material, summed by
+    np.bincount in the voxels' order, as every block did before 2026-12-07: the same sums, so the same answer to the
+    bit (the host-time audit of 2026-12-07, F2: the (blocks x materials) sums of every block were 4.2 s of the 6.1 s
+    resampling of that CT, profiled)."""
     NZ, fz, NY, fy, NX, fx = mat6.shape
+    nv = fz * fy * fx
     out = np.zeros((NZ, NY, NX), np.uint8)
     per_z = NY * NX
     step = max(1, int(2e7 // max(1, per_z * n_mat)))   # ~160 MB of (block, material) sums at a time
     for z0 in range(0, NZ, step):
-        m = mat6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, fz * fy * fx).astype(np.int64)
-        r = rho6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, fz * fy * fx)
-        nb = m.shape[0]
-        key = np.arange(nb, dtype=np.int64)[:, None] * n_mat + m
-        mass = np.bincount(key.ravel(), weights=r.ravel(), minlength=nb * n_mat).reshape(nb, n_mat)
-        out[z0:z0 + step] = mass.argmax(axis=1).reshape(-1, NY, NX)
+        m = mat6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, nv)
+        r = rho6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, nv)
+        lo = m.min(axis=1)
+        res = lo.astype(np.uint8)
+        mixed = np.flatnonzero((lo != m.max(axis=1)) | ~(r.min(axis=1) > 0))
+        if mixed.size:
+            nb = mixed.size
+            key = np.arange(nb, dtype=np.int64)[:, None] * n_mat + m[mixed].astype(np.int64)
+            mass = np.bincount(key.ravel(), weights=r[mixed].ravel(), minlength=nb * n_mat).reshape(nb, n_mat)
+            res[mixed] = mass.argmax(axis=1)
+        out[z0:z0 + step] = res.reshape(-1, NY, NX)
     return out
 
 
@@ -539,8 +552,9 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
         zs = slice(z0 * fz, min(nz, z1 * fz))
         pad_slab = ((0, (z1 - z0) * fz - (zs.stop - zs.start)),) + pad[1:]
 
-        def slab_blocks(a: np.ndarray) -> np.ndarray:
-            return np.pad(a, pad_slab).reshape(z1 - z0, fz, NY, fy, NX, fx)
+        def slab_blocks(a: np.ndarray) -> np.ndarray:   # (no copy of a slab of whole blocks: 0.54 s of np.pad)
+            padded = np.pad(a, pad_slab) if any(after for _, after in pad_slab) else a
+            return padded.reshape(z1 - z0, fz, NY, fy, NX, fx)
 
         m_s, rho_s = mat[zs], geometry.density_g_cm3_zyx[zs].astype(np.float64)
         lin[z0:z1] = slab_blocks(rho_s * s[m_s]).sum(axis=(1, 3, 5)) / (fx * fy * fz)   # mean linear stopping

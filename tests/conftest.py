@@ -21,6 +21,12 @@ from mcproton._backend import cuda_available
 
 _GPU_OK, _GPU_WHY = cuda_available()
 
+#: the demo's plan cache (mcproton/planning/_plan_cache.py) off in every test, and in the demos and commands the tests
+#: start in fresh interpreters (they inherit it): a plan another test or an earlier session stored would be read in
+#: place of the planner a test replaces or makes fail, and the tests would write into the user's ~/.cache; the tests
+#: of the cache turn it on with a folder of their own (tests/phantoms/test_plan_cache.py)
+os.environ["MCPROTON_PLAN_CACHE"] = "0"
+
 #: whether pymedphys is installed here, looked for once, before a test hides it: pymedphys 0.41 declares Python
 #: < 3.13, so `pip install -e ".[test]"` leaves it out on a newer Python (pyproject; the packaging audit of
 #: 2026-12-07, F2)

@@ -166,6 +166,56 @@ def test_demo_small(tmp_path, capsys):
     assert all(set(b.meta["range_shifters"]) == {"RS_3CM"} for b in beams)
 
 
+def test_a_second_demo_reads_its_plan_from_the_cache_and_writes_the_same_dose(tmp_path, monkeypatch,
+                                                                               demo_plan_4mm_shared):
+    """The plan cache (mcproton/planning/_plan_cache.py; the host-time audit of 2026-12-07, F1: every demo optimised
+    the same plan again, 75-83 % of a CPU demo's wall time at 2 mm): a second demo of the same phantom reads the plan
+    the first stored (its planner, made to fail here, is not called), says so in its summary, and writes the same
+    plan and the same dose, bit for bit.  The first demo's planner hands out the plan made once
+    (:func:`_the_plan_made_once`) under posterior_fossa_plan's signature, whose arguments key the entry."""
+    import copy
+    import functools
+
+    import pydicom
+
+    import mcproton.phantoms.reference_plans as reference_plans
+    from mcproton._io.hdf5 import read_dose_hdf5
+
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE", "1")               # off in the other tests (tests/conftest.py)
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE_DIR", str(tmp_path / "plans"))
+    real = reference_plans.posterior_fossa_plan
+
+    @functools.wraps(real)
+    def made_once(g, **kw):
+        return _the_plan_made_once(copy.deepcopy(demo_plan_4mm_shared[1]), g, kw)
+
+    @functools.wraps(real)
+    def never(g, **kw):
+        raise AssertionError("the second demo optimised its plan again")
+
+    args = ["--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu", "--threads", "1", "--seed", "5", "--quiet"]
+    for folder, planner in (("a", made_once), ("b", never)):
+        monkeypatch.setattr(reference_plans, "posterior_fossa_plan", planner)
+        assert cli_main(["demo", "--out", str(tmp_path / folder), *args]) == 0
+    sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
+    assert sa["plan_cache"] == {"plan_from_cache": False, "cache": "stored", "file": sa["plan_cache"]["file"]}
+    assert sb["plan_cache"] == {"plan_from_cache": True, "cache": "read", "file": sa["plan_cache"]["file"]}
+    assert sb["times_s"]["plan_s"] < 5.0      # reading it: ~0.1 s (the 4 mm plan is 3-30 s to optimise)
+
+    def weights(path):
+        ds = pydicom.dcmread(path)
+        return np.concatenate([np.asarray(cp.ScanSpotMetersetWeights, float) for b in ds.IonBeamSequence
+                               for cp in b.IonControlPointSequence if "ScanSpotMetersetWeights" in cp])
+
+    assert weights(tmp_path / "a" / "rtplan.dcm").tobytes() == weights(tmp_path / "b" / "rtplan.dcm").tobytes()
+    ha, hb = (read_dose_hdf5(tmp_path / d / "dose.h5") for d in "ab")
+    for key in ("dose", "dose_raw", "dose_to_water", "uncertainty", "let_d"):
+        assert ha[key].dtype == hb[key].dtype and ha[key].tobytes() == hb[key].tobytes(), key
+    assert ha["dose"].max() > 0
+    for key in ("target_mean_gy", "target_d95_gy", "spots", "total_protons_per_fraction", "model_d95_rel", "fields"):
+        assert sa[key] == sb[key], key
+
+
 @pytest.mark.slow
 def test_demo_full_default(tmp_path):
     """The default job (2.5 M protons on the CPU): D95 >= 95 % and under two minutes on 2 cores."""

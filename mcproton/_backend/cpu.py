@@ -122,14 +122,22 @@ def cache_dir() -> Path:
     d = _cache_env()
     if d is not None:
         return _expanded_cache_env(d)
+    return user_cache_folder("kernels", CACHE_ENV, "the CPU kernel cache")
+
+
+def user_cache_folder(name: str, var: str, what: str) -> Path:
+    """$XDG_CACHE_HOME/mcproton/``name`` (an absolute XDG_CACHE_HOME only, as the XDG specification says), else
+    ~/.cache/mcproton/``name``: the folder of ``what`` (the CPU kernel cache: "kernels"; the demo's plan cache:
+    "plans") where its environment variable ``var`` does not name one.  RuntimeError where none can be named (no
+    home directory: a container run with a UID that has no passwd entry and no HOME)."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "mcproton" / "kernels"
+        return Path(xdg) / "mcproton" / name
     try:
-        return Path.home() / ".cache" / "mcproton" / "kernels"
+        return Path.home() / ".cache" / "mcproton" / name
     except (RuntimeError, KeyError, OSError) as exc:
-        raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
-                           f"home directory is unknown ({exc})") from None
+        raise RuntimeError(f"no folder for {what}: {var} and XDG_CACHE_HOME are not set and the home directory is "
+                           f"unknown ({exc})") from None
 
 
 def _cache_env() -> str | None:
@@ -144,21 +152,25 @@ class CacheDirError(RuntimeError):
     building its kernels elsewhere, so that the setting is mended."""
 
 
-def _expanded_cache_env(value: str) -> Path:
-    """$MCPROTON_CACHE_DIR with ``~`` and environment variables expanded, made absolute (a relative one from the
-    working folder, with a note); :class:`CacheDirError` where a ``$`` or a leading ``~`` is left after expansion.
-    Before, ``'~/kcache'`` or ``'$HOME/kcache'`` (single quotes in an sbatch script, a systemd ``Environment=``, a
-    Kubernetes env value) was taken literally: folders named ``~`` and ``$HOME`` in each job's working folder, one
-    cache per job folder (the cluster audit, F7; ``rm -rf ~`` typed to tidy such a folder removes the home)."""
+def _expanded_cache_env(value: str, var: str = CACHE_ENV, what: str = "the CPU kernel cache",
+                        example: str = "kernels") -> Path:
+    """$MCPROTON_CACHE_DIR (``var``: the environment variable that holds ``value``, the folder of ``what``) with ``~``
+    and environment variables expanded, made absolute (a relative one from the working folder, with a note);
+    :class:`CacheDirError` where a ``$`` or a leading ``~`` is left after expansion (its message suggests
+    ``$HOME/.cache/mcproton/<example>``).  Before, ``'~/kcache'`` or ``'$HOME/kcache'`` (single quotes in an sbatch
+    script, a systemd ``Environment=``, a Kubernetes env value) was taken literally: folders named ``~`` and ``$HOME``
+    in each job's working folder, one cache per job folder (the cluster audit, F7; ``rm -rf ~`` typed to tidy such a
+    folder removes the home).  The demo's plan cache (``MCPROTON_PLAN_CACHE_DIR``,
+    :mod:`mcproton.planning._plan_cache`) is read so too."""
     path = os.path.expandvars(os.path.expanduser(value))
     if "$" in path or path.startswith("~"):
-        raise CacheDirError(f"{CACHE_ENV}={value!r} cannot be expanded (it is {path!r} after expanding ~ and the "
+        raise CacheDirError(f"{var}={value!r} cannot be expanded (it is {path!r} after expanding ~ and the "
                             "environment variables: an unset variable, or an unknown user): set it to an absolute "
-                            f"folder, e.g. {CACHE_ENV}=\"$HOME/.cache/mcproton/kernels\" with double quotes, so that "
+                            f"folder, e.g. {var}=\"$HOME/.cache/mcproton/{example}\" with double quotes, so that "
                             "the shell expands it")
     if not os.path.isabs(path):
         absolute = os.path.abspath(path)
-        _note(f"{CACHE_ENV}={value!r} is a relative path: the CPU kernel cache is {absolute}, in the working folder "
+        _note(f"{var}={value!r} is a relative path: {what} is {absolute}, in the working folder "
               "(give an absolute folder to share one cache between runs started from different folders)")
         path = absolute
     return Path(path)

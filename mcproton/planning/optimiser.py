@@ -363,10 +363,16 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                             + (f", voxel-mean depth dose ({int(voxel_average_samples)} samples)"
                                if voxel_average_samples else "")})
     return Plan(name, target_name, np.asarray(target_mask, bool), fields, pres, prescription_gy_rbe, stats,
-                {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3),
-                 # the grid the plan was made on: write_rtplan refuses a target of another grid or another CT
-                 "grid": {"shape_zyx": tuple(geometry.shape_zyx),
-                          "voxel_size_mm": tuple(float(v) for v in geometry.voxel_size_mm),
-                          "origin_mm": tuple(float(o) for o in geometry.origin_mm),
-                          "frame_of_reference_uid": geometry.frame_of_reference_uid,
-                          "patient_position": geometry.patient_position}})
+                plan_meta(geometry, target_mask))
+
+
+def plan_meta(geometry: VoxelGeometry, target_mask: np.ndarray) -> dict:
+    """A plan's ``meta`` (:class:`~mcproton.planning.plan.Plan`): the target's volume and the grid the plan was made
+    on, which write_rtplan checks (a target of another grid or another CT is refused); what a plan from the demo's
+    plan cache (:mod:`mcproton.planning._plan_cache`) is given again from its geometry."""
+    return {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3),
+            "grid": {"shape_zyx": tuple(geometry.shape_zyx),
+                     "voxel_size_mm": tuple(float(v) for v in geometry.voxel_size_mm),
+                     "origin_mm": tuple(float(o) for o in geometry.origin_mm),
+                     "frame_of_reference_uid": geometry.frame_of_reference_uid,
+                     "patient_position": geometry.patient_position}}

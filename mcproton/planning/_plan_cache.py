@@ -1,0 +1,403 @@
+"""The demo's plan cache: an optimised plan kept on disk under a key of everything that makes it, so that a second
+``mcproton demo`` of the same phantom does not optimise the same plan again.
+
+The demo's plan depends only on its phantom, its target, the planner's settings, the beam model, the code and the
+numerical libraries, and it comes out bit for bit the same on every run (the host-time audit of 2026-12-07, F1:
+equal spot weights in two demos); its optimisation was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2
+loaded cores) and 2.7 x the Monte Carlo on an H200.  :func:`cached_plan` makes the plan with ``make()`` once and
+stores it; later calls with the same key read it back: the same spots, energies and weights, bit for bit, so the
+same Monte Carlo dose.
+
+The key (SHA-256) holds: the geometry's material and density arrays, its materials, voxel size and origin; the
+target mask; the settings (every argument of the planning function, its defaults included); the beam model's
+name and the SHA-256 of its file and table; the code (:func:`mcproton._build.code_sha256`: every Python module of
+the package) and the physics data (:func:`mcproton._build.physics_files_sha256`); NumPy's and SciPy's versions and
+BLAS builds; and the CPU (model and instruction-set flags, as the kernel cache's key: OpenBLAS picks its kernels
+by the CPU, which may change the optimiser's last bits).  Any change of these is another entry.
+
+The folder: ``$MCPROTON_PLAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mcproton/plans``, else ``~/.cache/mcproton/plans``
+(beside the CPU kernel cache's ``kernels``); ``MCPROTON_PLAN_CACHE=0`` (or ``off``, ``no``, ``false``) turns the cache
+off.  An entry is an ``.npz`` file read without pickle (``allow_pickle=False``): the plan's arrays and a JSON
+record of the rest, with the key and a SHA-256 of its content, checked when read; it is written to a temporary
+file and renamed (``os.replace``), so that demos run together each read a whole entry or none.  An entry that
+cannot be read (damaged, truncated, of another format) is named in a note and the plan is made again (and
+stored again).  A plan whose making warned is not stored (its warnings would not be said again).  At most
+:data:`MAX_ENTRIES` entries are kept (the least recently used are removed).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import io
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .plan import FieldSpots, Plan
+
+#: the environment variable naming the plan cache's folder
+DIR_ENV = "MCPROTON_PLAN_CACHE_DIR"
+#: the environment variable that turns the plan cache off (:data:`OFF_VALUES`)
+SWITCH_ENV = "MCPROTON_PLAN_CACHE"
+OFF_VALUES = ("0", "off", "no", "false")
+ON_VALUES = ("", "1", "on", "yes", "true")
+#: the format of an entry: raised when what an entry holds changes (an older entry is then another key)
+FORMAT = 1
+#: the most entries kept in the folder (each ~0.25 MB at 2 mm); the least recently used beyond them are removed
+MAX_ENTRIES = 32
+#: a temporary file of a write killed before its rename is removed by a later store after this long (s)
+STALE_TEMPORARY_S = 3600.0
+_PREFIX, _SUFFIX = "plan-", ".npz"
+
+
+class _Uncacheable(Exception):
+    """The plan (or its settings) holds something an entry cannot hold exactly: it is made, not stored."""
+
+
+def cache_folder(note: Callable[[str], None]) -> tuple[Path | None, str]:
+    """(the plan cache's folder, "") or (None, why it is off): ``MCPROTON_PLAN_CACHE`` off, a value of it not
+    understood (said in a ``note``), a ``MCPROTON_PLAN_CACHE_DIR`` that cannot be expanded, or no home folder."""
+    from .._backend.cpu import CacheDirError, _expanded_cache_env, user_cache_folder
+
+    raw = os.environ.get(SWITCH_ENV, "")
+    switch = raw.strip().lower()
+    if switch in OFF_VALUES:
+        return None, f"off ({SWITCH_ENV}={raw})"
+    if switch not in ON_VALUES:
+        why = (f"{SWITCH_ENV}={raw!r} is not one of {', '.join(OFF_VALUES)} (off) or 1, on, yes, true: the plan "
+               f"cache is off (its folder is {DIR_ENV})")
+        note(why)
+        return None, f"off ({why})"
+    value = os.environ.get(DIR_ENV, "")
+    try:
+        if value.strip():
+            return _expanded_cache_env(value, DIR_ENV, "the plan cache", "plans"), ""
+        return user_cache_folder("plans", DIR_ENV, "the plan cache"), ""
+    except (CacheDirError, RuntimeError) as exc:
+        note(f"{exc}; the plan is optimised without the cache")
+        return None, f"off ({exc})"
+
+
+# ---------------------------------------------------------------------- the key
+def _add(h: Any, name: str, data: bytes) -> None:
+    h.update(f"{name}\0{len(data)}\0".encode())
+    h.update(data)
+
+
+def _add_array(h: Any, name: str, a: np.ndarray) -> None:
+    a = np.ascontiguousarray(a)
+    _add(h, name, f"{a.dtype.str} {a.shape}".encode())
+    _add(h, f"{name} data", a.view(np.uint8).reshape(-1).data if a.size else b"")
+
+
+def _libraries() -> dict[str, Any]:
+    """NumPy's and SciPy's versions and BLAS builds, and the CPU: what the optimiser's arithmetic rests on."""
+    import platform
+
+    import scipy
+
+    from .._backend.cpu import cpu_flags, cpu_model
+
+    def blas(module: Any) -> Any:
+        try:
+            deps = module.__config__.CONFIG["Build Dependencies"]
+            return {k: {"name": deps[k].get("name"), "version": deps[k].get("version"),
+                        "configuration": deps[k].get("openblas configuration")} for k in ("blas", "lapack")}
+        except Exception:  # noqa: BLE001 - an older build's config: its version alone then
+            return None
+
+    return {"numpy": np.__version__, "numpy_blas": blas(np), "scipy": scipy.__version__, "scipy_blas": blas(scipy),
+            "machine": platform.machine(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags()}
+
+
+def plan_settings(function: Callable[..., Plan], kwargs: dict[str, Any], *, skip: tuple[str, ...]) -> dict[str, Any]:
+    """Every argument of ``function`` (a planning function, e.g. ``posterior_fossa_plan``) as a call with ``kwargs``
+    gives it, its defaults included, without those in ``skip`` (the geometry and the target, keyed by their
+    arrays), and the ``seed`` of :func:`~mcproton.planning.optimise_plan` it plans with."""
+    from .optimiser import optimise_plan
+
+    out = {name: p.default for name, p in inspect.signature(function).parameters.items()
+           if name not in skip and p.default is not inspect.Parameter.empty}
+    out.update({k: v for k, v in kwargs.items() if k not in skip})
+    out["optimise_plan seed"] = inspect.signature(optimise_plan).parameters["seed"].default
+    out["function"] = f"{function.__module__}.{function.__qualname__}"
+    return out
+
+
+def plan_key(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> str:
+    """The entry's key (SHA-256 hex) of a plan made on ``geometry`` for ``target`` with ``settings``
+    (:func:`plan_settings`) on ``beam_model`` (a BeamModel, or None); :class:`_Uncacheable` where the settings are
+    not plain values or the beam model was made in memory (no file, no SHA-256 to key it by)."""
+    from .._build import code_sha256, physics_files_sha256
+
+    h = hashlib.sha256()
+    _add(h, "format", str(FORMAT).encode())
+    _add_array(h, "material_index_zyx", geometry.material_index_zyx)
+    _add_array(h, "density_g_cm3_zyx", geometry.density_g_cm3_zyx)
+    _add_array(h, "target", np.asarray(target, bool))
+    if geometry.labels_zyx is not None:
+        _add_array(h, "labels_zyx", geometry.labels_zyx)
+    _add(h, "materials", "\n".join(repr(m) for m in geometry.materials).encode())
+    _add(h, "grid", repr((tuple(float(v) for v in geometry.voxel_size_mm),
+                          tuple(float(o) for o in geometry.origin_mm))).encode())
+    model = None
+    if beam_model is not None:
+        prov = beam_model.provenance()
+        if not prov.get("sha256"):
+            raise _Uncacheable(f"the beam model {prov.get('name')!r} was made in memory (no file to key it by)")
+        model = {k: v for k, v in prov.items() if k in ("name", "sha256", "table_sha256")}
+    try:
+        text = json.dumps({"settings": settings, "beam_model": model, "libraries": _libraries(),
+                           "code_sha256": code_sha256(), "physics_files_sha256": physics_files_sha256()},
+                          sort_keys=True, allow_nan=True)
+    except TypeError as exc:
+        raise _Uncacheable(f"a setting is not a plain value ({exc})") from None
+    _add(h, "record", text.encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- a plan as arrays and JSON, and back
+def _encode(v: Any, arrays: dict[str, np.ndarray], where: str) -> dict[str, Any]:
+    """``v`` as JSON with its type kept (``{"t": type, "v": value}``; arrays into ``arrays`` under ``where``);
+    :class:`_Uncacheable` for anything else."""
+    from .machine import FieldMachine
+
+    if isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            raise _Uncacheable(f"{where} is an array of objects")
+        arrays[where] = v
+        return {"t": "array", "v": where}
+    for kind in (type(None), bool, int, float, str):
+        if type(v) is kind:
+            return {"t": kind.__name__, "v": v}
+    if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+        return {"t": "numpy", "dtype": v.dtype.str, "v": v.item()}
+    if type(v) in (list, tuple):
+        return {"t": type(v).__name__, "v": [_encode(x, arrays, f"{where}/{k}") for k, x in enumerate(v)]}
+    if type(v) is dict and all(isinstance(k, str) for k in v):
+        return {"t": "dict", "v": {k: _encode(x, arrays, f"{where}/{k}") for k, x in v.items()}}
+    if type(v) is FieldMachine:
+        return {"t": "machine", "shifter": None if v.shifter is None else v.shifter.id,
+                "v": _encode(v.shifter_distance_mm, arrays, f"{where}/distance"), "water_model": v.water_model}
+    raise _Uncacheable(f"{where} is a {type(v).__name__}")
+
+
+def _decode(node: dict[str, Any], arrays: Any, beam_model: Any) -> Any:
+    """The value :func:`_encode` gave ``node`` for (a machine's beam model: ``beam_model``)."""
+    from .machine import FieldMachine
+
+    kind, v = node["t"], node.get("v")
+    if kind == "array":
+        return np.asarray(arrays[v])
+    if kind in ("NoneType", "bool", "int", "float", "str"):
+        return {"NoneType": lambda x: None, "bool": bool, "int": int, "float": float, "str": str}[kind](v)
+    if kind == "numpy":
+        return np.dtype(node["dtype"]).type(v)
+    if kind in ("list", "tuple"):
+        items = [_decode(x, arrays, beam_model) for x in v]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        return {k: _decode(x, arrays, beam_model) for k, x in v.items()}
+    if kind == "machine":
+        shifter = None if node["shifter"] is None else beam_model.range_shifter(node["shifter"])
+        return FieldMachine(beam_model, shifter, _decode(v, arrays, beam_model), node["water_model"])
+    raise ValueError(f"unknown item {kind!r}")
+
+
+#: the attributes of a Plan that an entry holds; the others are the caller's (the target) or made again from the
+#: geometry (``meta``: :func:`~mcproton.planning.optimiser.plan_meta`)
+_PLAN_ITEMS = ("name", "target_name", "prescription_gy", "prescription_gy_rbe", "model_stats")
+
+
+def _entry(plan: Plan) -> tuple[dict, dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+    record = {"plan": {k: _encode(getattr(plan, k), arrays, k) for k in _PLAN_ITEMS},
+              "fields": [{f.name: _encode(getattr(fs, f.name), arrays, f"fields/{n}/{f.name}")
+                          for f in dataclasses.fields(FieldSpots)} for n, fs in enumerate(plan.fields)]}
+    return record, arrays
+
+
+def _plan_of(record: dict, arrays: Any, geometry: Any, target: np.ndarray, beam_model: Any) -> Plan:
+    from .optimiser import plan_meta
+
+    fields = [FieldSpots(**{k: _decode(v, arrays, beam_model) for k, v in f.items()}) for f in record["fields"]]
+    items = {k: _decode(v, arrays, beam_model) for k, v in record["plan"].items()}
+    mask = np.asarray(target, bool)
+    return Plan(items["name"], items["target_name"], mask, fields, items["prescription_gy"],
+                items["prescription_gy_rbe"], items["model_stats"], plan_meta(geometry, mask))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are the same to the bit: types, arrays' dtypes, shapes and bytes, a machine's model,
+    range shifter, distance and water model."""
+    from .machine import FieldMachine
+
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, FieldMachine):
+        return (a.model.provenance() == b.model.provenance() and _same(a.shifter_distance_mm, b.shifter_distance_mm)
+                and a.water_model == b.water_model and (a.shifter is b.shifter if a.model is b.model
+                                                        else getattr(a.shifter, "id", None)
+                                                        == getattr(b.shifter, "id", None)))
+    if isinstance(a, FieldSpots):
+        return all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(FieldSpots))
+    if isinstance(a, Plan):
+        return (all(_same(getattr(a, k), getattr(b, k)) for k in (*_PLAN_ITEMS, "fields", "target_mask_zyx"))
+                and _same_meta(a.meta, b.meta))
+    if isinstance(a, (float, np.floating)):
+        return bool(np.asarray(a).tobytes() == np.asarray(b).tobytes())
+    return bool(a == b)
+
+
+def _same_meta(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr) and \
+        all(type(a["grid"][k]) is type(b["grid"][k]) for k in a.get("grid", {}))
+
+
+def _content_sha256(key: str, text: str, arrays: Any) -> str:
+    h = hashlib.sha256()
+    _add(h, "key", key.encode())
+    _add(h, "record", text.encode())
+    for name in sorted(arrays):
+        _add_array(h, name, np.asarray(arrays[name]))
+    return h.hexdigest()
+
+
+def _entry_bytes(key: str, plan: Plan) -> bytes:
+    record, arrays = _entry(plan)
+    text = json.dumps(record, allow_nan=True)
+    head = json.dumps({"format": FORMAT, "key": key, "sha256": _content_sha256(key, text, arrays)})
+    buf = io.BytesIO()
+    np.savez(buf, **{f"a{k}": v for k, v in enumerate(arrays.values())},
+             record=np.frombuffer(text.encode(), np.uint8), head=np.frombuffer(head.encode(), np.uint8),
+             names=np.frombuffer(json.dumps(list(arrays)).encode(), np.uint8))
+    return buf.getvalue()
+
+
+def _read_entry(source: Any, key: str, geometry: Any, target: np.ndarray, beam_model: Any) -> Plan:
+    """The plan of the entry ``source`` (its path, or its bytes as a file); ValueError (or the reader's error) where
+    it is not whole, not of this format or not of this key."""
+    with np.load(source, allow_pickle=False) as z:
+        head = json.loads(z["head"].tobytes().decode())
+        if head.get("format") != FORMAT or head.get("key") != key:
+            raise ValueError(f"it is of another format or key ({head.get('format')!r})")
+        text = z["record"].tobytes().decode()
+        names = json.loads(z["names"].tobytes().decode())
+        arrays = {name: z[f"a{k}"] for k, name in enumerate(names)}
+    if _content_sha256(key, text, arrays) != head.get("sha256"):
+        raise ValueError("its content does not match its SHA-256 (damaged)")
+    return _plan_of(json.loads(text), arrays, geometry, target, beam_model)
+
+
+# ---------------------------------------------------------------------- the cache
+def _entry_path(folder: Path, key: str) -> Path:
+    return folder / f"{_PREFIX}{key}{_SUFFIX}"
+
+
+def _tidy(folder: Path, keep: Path) -> None:
+    """The least recently used entries beyond :data:`MAX_ENTRIES` removed (never ``keep``), and the temporary files
+    of writes killed more than :data:`STALE_TEMPORARY_S` ago; an error (another demo removed it first) ignored."""
+    from .._io.atomic import TEMP_PREFIX
+
+    with contextlib.suppress(OSError):
+        entries = []
+        for p in folder.iterdir():
+            with contextlib.suppress(OSError):
+                if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX) and p != keep:
+                    entries.append((p.stat().st_mtime, p))
+                elif p.name.startswith(TEMP_PREFIX) and p.name.endswith(".tmp") and \
+                        time.time() - p.stat().st_mtime > STALE_TEMPORARY_S:
+                    p.unlink()
+        for _, p in sorted(entries)[:max(0, len(entries) + 1 - MAX_ENTRIES)]:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, settings: dict[str, Any], *,
+                beam_model: Any = None, note: Callable[[str], None]) -> tuple[Plan, dict[str, Any]]:
+    """``make()``'s plan, from the cache where it holds one of this key (:func:`plan_key` of ``geometry``,
+    ``target``, ``settings`` and ``beam_model``: the BeamModel that ``make`` plans on, as loaded from its name or
+    file, or None), else made and stored.  Returns (plan, record): ``record["plan_from_cache"]`` whether it was read
+    from the cache; ``"cache"`` what the cache did ("read", "stored", "made: ..." with why it was not stored, "off
+    ..."); ``"file"`` the entry (None where off).  ``note(text)`` says what went wrong with the cache (a damaged
+    entry, a folder that cannot be written); the plan is made then, as without the cache."""
+    folder, off = cache_folder(note)
+    record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None}
+    if folder is None:
+        return make(), record
+    try:
+        key = plan_key(geometry, target, settings, beam_model)
+    except Exception as exc:  # noqa: BLE001 - the cache only saves time: without a key the plan is made, as before
+        record["cache"] = f"made: not cached ({exc if isinstance(exc, _Uncacheable) else _said(exc)})"
+        return make(), record
+    path = _entry_path(folder, key)
+    record["file"] = str(path)
+    if path.exists():
+        try:
+            plan = _read_entry(path, key, geometry, target, beam_model)
+        except FileNotFoundError:   # removed meanwhile by another demo's tidying (:func:`_tidy`): not stored
+            pass
+        except Exception as exc:  # noqa: BLE001 - any damage of an entry: the plan is made again and stored anew
+            note(f"the plan cache's entry {path} cannot be read ({_said(exc)}): the plan is optimised again and "
+                 "the entry written anew")
+        else:
+            with contextlib.suppress(OSError):
+                os.utime(path)                  # recently used (:func:`_tidy`)
+            record.update(plan_from_cache=True, cache="read")
+            return plan, record
+    with warnings.catch_warnings(record=True) as said:   # under the filters in force: what would be said
+        plan = make()
+    for w in said:   # said again as they came, and the plan not stored: a read would not say them
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if said:
+        record["cache"] = f"made: not cached (its making warned: {len(said)} warning(s))"
+        return plan, record
+    record["cache"] = _store(path, key, plan, geometry, target, beam_model, note)
+    return plan, record
+
+
+def _store(path: Path, key: str, plan: Plan, geometry: Any, target: np.ndarray, beam_model: Any,
+           note: Callable[[str], None]) -> str:
+    """Write the entry of ``plan`` (checked first: read back from its bytes, it must be ``plan`` to the bit);
+    what was done, for the record."""
+    from .._io.atomic import write_bytes_atomic
+
+    try:
+        data = _entry_bytes(key, plan)
+        same = _same(plan, _read_entry_bytes(data, key, geometry, target, beam_model))
+    except _Uncacheable as exc:
+        return f"made: not cached ({exc})"
+    except Exception as exc:  # noqa: BLE001 - an entry that cannot be read back is not stored; the plan stands
+        return f"made: not cached (its entry could not be read back: {_said(exc)})"
+    if not same:
+        return "made: not cached (the entry would not give back the same plan to the bit)"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        note(f"the plan cache {path.parent} cannot be written ({exc.strerror or exc}): the plan is not kept (set "
+             f"{DIR_ENV} to a writable folder, or {SWITCH_ENV}=0 to turn the cache off)")
+        return f"made: not cached ({exc.strerror or exc})"
+    _tidy(path.parent, path)
+    return "stored"
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _read_entry_bytes(data: bytes, key: str, geometry: Any, target: np.ndarray, beam_model: Any) -> Plan:
+    return _read_entry(io.BytesIO(data), key, geometry, target, beam_model)
