@@ -147,16 +147,19 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                                   "refused, as its dose would be computed without it)"),
     },
     "output": {
-        "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
+        "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds (and the DVHs of '
+                            'plan.rtstruct); "water" without an RT Dose or plan.rtstruct is refused'),
         "rbe": ((int, float), "constant RBE (e.g. 1.1): the RT Dose holds RBE x dose, DoseType EFFECTIVE, Gy(RBE); "
-                              "default: physical dose"),
+                              "default: physical dose; the HDF5 holds physical dose always.  Without an RT Dose it is "
+                              "refused, unless a plan's prescription is compared with it (plan.rtplan with "
+                              "plan.rtstruct or output.plot) and it is not the clinical 1.1 they take without it"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
                              "--out; ~ is the home folder; --rtdose wins)"),
         "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the planes: the "
                           "HDF5 dose (physical, to medium, the fractions simulated: the title says which, and how "
                           "the RT Dose differs) through the first target of plan.rtstruct, isodoses and outlines"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
-                                   'PLAN) or "fraction" (one fraction, FRACTION_SESSION)'),
+                                   'PLAN) or "fraction" (one fraction, FRACTION_SESSION; refused without an RT Dose)'),
         "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (<rtdose stem>_beam<N>.dcm, "
                                      "BEAM; default false)"),
         "body_outline": ((str,), '"auto" (default: the RT Struct\'s EXTERNAL/BODY ROI, else from the CT at -400 HU), '
