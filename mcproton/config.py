@@ -34,7 +34,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
-                            "uncertainty (default 10)"),
+                            "uncertainty (default 10); not used where run.batch_size, run.target_uncertainty or "
+                            "run.time_limit_s is set (batches of batch_size, else of primaries / 100, so that the run "
+                            "can stop between them), nor where its batches would exceed the largest default batch "
+                            "(batch_size below): the log then says what the run makes"),
         "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
                             "most 4 per CPU of the machine, never fewer than 256, and so is an OMP_NUM_THREADS "
                             "taken for it)"),
