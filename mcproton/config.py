@@ -760,11 +760,13 @@ def _refuse_struct_geometry_on(cfg: dict[str, Any], kind: str) -> None:
     if kind in STRUCT_GEOMETRY_PHANTOMS or not isinstance(rts, str):
         return
     path = _resolve(cfg, rts)
-    ct_only = (f'phantom.type = {kind!r} is not built from a CT: only a CT\'s geometry (phantom.type "ct" or '
-               '"slab_ct") takes them, so here they would be ignored')
+    def ct_only(them: str, they: str) -> str:
+        return (f'phantom.type = {kind!r} is not built from a CT: only a CT\'s geometry (phantom.type "ct" or '
+                f'"slab_ct") takes {them}, so here {they} would be ignored')
     if outside == "air":
         raise ConfigError(f'plan.outside_external = "air" sets air outside the External of plan.rtstruct, but '
-                          f'{ct_only}; leave it out, or compute on the CT (phantom.type = "ct" or "slab_ct")')
+                          f'{ct_only("it", "it")}; leave it out, or compute on the CT (phantom.type = "ct" or '
+                          '"slab_ct")')
     if how != "apply" or not path.is_file():
         return   # a missing file: refused with its own message
     from ._io.roi_overrides import roi_overrides
@@ -777,7 +779,7 @@ def _refuse_struct_geometry_on(cfg: dict[str, Any], kind: str) -> None:
         names = ", ".join(f"{r['name']!r} ({r['property']} {r['value']:g})" for r in rois[:4]) \
             + (f" and {len(rois) - 4} more" if len(rois) > 4 else "")
         raise ConfigError(f"plan.rtstruct {path} holds material overrides (ROI {names}), which plan.struct_overrides "
-                          f'= "apply" (the default) puts into the geometry, but {ct_only}; set '
+                          f'= "apply" (the default) puts into the geometry, but {ct_only("them", "they")}; set '
                           'plan.struct_overrides = "ignore" to use the structure set for its DVHs and body outline '
                           'only, or compute on the CT (phantom.type = "ct" or "slab_ct")')
 
