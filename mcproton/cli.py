@@ -1394,12 +1394,48 @@ def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdos
                          "is in Gy per primary proton: give beam.total_protons (the protons the beam delivers) or an "
                          "RT Ion Plan ([plan]) for an absolute dose, or leave out --rtdose (the HDF5 holds the dose "
                          "per primary)")
+    if not (rtdose or out_cfg.get("rtdose")):
+        _refuse_rtdose_keys_without_rtdose(cfg)
     if out_cfg.get("rtdose_per_beam"):
-        if not (rtdose or out_cfg.get("rtdose")):
-            raise ValueError("output.rtdose_per_beam writes the beam doses beside the plan's RT Dose: give --rtdose "
-                             "(or output.rtdose) too")
         dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"), beam_index=0)
     return body_outline_for(cfg, geometry)
+
+
+#: The clinical constant RBE of protons that a plan's prescription check and the run's figure take where
+#: output.rbe is not given (mcproton/_run/inputs.prescription_check, _plot_run_planes)
+CLINICAL_RBE = 1.1
+
+
+def _refuse_rtdose_keys_without_rtdose(cfg: dict) -> None:
+    """Refuse the [output] keys that shape the RT Dose, set by the user to another value than their default, in a
+    run that writes no RT Dose, where nothing else of the run uses them: output.rtdose_per_beam (true),
+    output.dose_summation ("fraction"), output.dose_to ("water"; the DVHs of plan.rtstruct use it too) and
+    output.rbe (a plan's prescription check and figure use it too, with plan.rtplan, where it is not the clinical
+    1.1 they take without it).  Before 2026-12-07 only output.rtdose_per_beam was refused: the others did nothing
+    without a word (audit 27 "dead options", F3: output.rbe = 1.1 left the outputs bitwise the default ones)."""
+    out, pl = cfg.get("output", {}), cfg.get("plan", {})
+    said: list[str] = []
+    if out.get("rtdose_per_beam"):
+        said.append("output.rtdose_per_beam writes the beam doses beside the plan's RT Dose")
+    if out.get("dose_summation", "plan") != "plan":
+        said.append(f"output.dose_summation = {out['dose_summation']!r} sets the fractions the RT Dose holds (the HDF5 "
+                    "holds those simulated: one fraction, or all with plan.all_fractions = true)")
+    if out.get("dose_to", "medium") != "medium" and not isinstance(pl.get("rtstruct"), str):
+        said.append(f"output.dose_to = {out['dose_to']!r} sets the dose the RT Dose holds (and the DVHs', with "
+                    "plan.rtstruct; the HDF5 holds both, datasets dose and dose_to_water)")
+    rbe = out.get("rbe")
+    compared = isinstance(pl.get("rtplan"), str) and (isinstance(pl.get("rtstruct"), str) or out.get("plot", True))
+    if rbe is not None and not (compared and float(rbe) != CLINICAL_RBE):
+        said.append(f"output.rbe = {rbe!r} weights the RT Dose (Gy(RBE), DoseType EFFECTIVE; the HDF5 holds physical "
+                    f"dose, and a plan's prescription check and figure take the clinical RBE {CLINICAL_RBE:g} without "
+                    "it)")
+    if not said:
+        return
+    if len(said) == 1 and out.get("rtdose_per_beam"):   # as it always said
+        raise ValueError(f"{said[0]}: give --rtdose (or output.rtdose) too")
+    raise ValueError(f"{'; '.join(said)}: no RT Dose is written, so {'it does' if len(said) == 1 else 'they do'} "
+                     f"nothing: give --rtdose (or output.rtdose) too, or leave {'it' if len(said) == 1 else 'them'} "
+                     "out")
 
 
 #: The most structures of plan.rtstruct outlined on the run's figure: the targets, then the others of highest mean
@@ -1456,7 +1492,7 @@ def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any
         except (ValueError, OSError, KeyError, AttributeError, TypeError):
             rx = None
         if rx is not None and rx[1]:   # Gy(RBE) for all fractions: physical (RBE 1.1 or output.rbe), those shown
-            rbe = float(cfg.get("output", {}).get("rbe", 1.1))
+            rbe = float(cfg.get("output", {}).get("rbe", CLINICAL_RBE))
             reference = rx[0] / rx[1] * fx / rbe
             ref_name = f"the plan's prescription ({rx[0]:g} Gy(RBE) in {rx[1]} fx) / RBE {rbe:g}, for {fx} fx"
     if reference is None:

@@ -34,7 +34,10 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
-                            "uncertainty (default 10)"),
+                            "uncertainty (default 10); not used where run.batch_size, run.target_uncertainty or "
+                            "run.time_limit_s is set (batches of batch_size, else of primaries / 100, so that the run "
+                            "can stop between them), nor where its batches would exceed the largest default batch "
+                            "(batch_size below): the log then says what the run makes"),
         "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
                             "most 4 per CPU of the machine, never fewer than 256, and so is an OMP_NUM_THREADS "
                             "taken for it)"),
@@ -121,10 +124,13 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "all_fractions": ((bool,), "dose for all fractions instead of one (default false)"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "struct_overrides": ((str,), '"apply" (default: the RT Struct\'s material overrides, a bolus or artifacts set '
-                                     'to tissue, replace the CT in their ROIs, as in the planning system) or "ignore"'),
+                                     'to tissue, replace the CT in their ROIs, as in the planning system; phantom.type '
+                                     '"ct" and "slab_ct": another phantom refuses a structure set with overrides '
+                                     'unless "ignore") or "ignore"'),
         "outside_external": ((str,), '"ct" (default: the CT outside the RT Struct\'s External, e.g. a couch, is '
                                      'transported) or "air" (air outside the External and its SUPPORT/FIXATION/BOLUS '
-                                     'ROIs, as a planning system that computes inside them only)'),
+                                     'ROIs, as a planning system that computes inside them only; needs plan.rtstruct '
+                                     'and phantom.type "ct" or "slab_ct")'),
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's, "
                                        "or a plan that gives none and names no plan.rtstruct of the CT's frame "
                                        "(default: refused)"),
@@ -144,16 +150,19 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                                   "refused, as its dose would be computed without it)"),
     },
     "output": {
-        "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
+        "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds (and the DVHs of '
+                            'plan.rtstruct); "water" without an RT Dose or plan.rtstruct is refused'),
         "rbe": ((int, float), "constant RBE (e.g. 1.1): the RT Dose holds RBE x dose, DoseType EFFECTIVE, Gy(RBE); "
-                              "default: physical dose"),
+                              "default: physical dose; the HDF5 holds physical dose always.  Without an RT Dose it is "
+                              "refused, unless a plan's prescription is compared with it (plan.rtplan with "
+                              "plan.rtstruct or output.plot) and it is not the clinical 1.1 they take without it"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
                              "--out; ~ is the home folder; --rtdose wins)"),
         "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the planes: the "
                           "HDF5 dose (physical, to medium, the fractions simulated: the title says which, and how "
                           "the RT Dose differs) through the first target of plan.rtstruct, isodoses and outlines"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
-                                   'PLAN) or "fraction" (one fraction, FRACTION_SESSION)'),
+                                   'PLAN) or "fraction" (one fraction, FRACTION_SESSION; refused without an RT Dose)'),
         "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (<rtdose stem>_beam<N>.dcm, "
                                      "BEAM; default false)"),
         "body_outline": ((str,), '"auto" (default: the RT Struct\'s EXTERNAL/BODY ROI, else from the CT at -400 HU), '
@@ -720,9 +729,16 @@ def _struct_changes_geometry(cfg: dict[str, Any]) -> bool:
         return True   # a damaged override: _apply_struct_overrides refuses it with its message
 
 
-def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
-    """plan.rtstruct's material overrides (ROIPhysicalPropertiesSequence) put into the CT's geometry, as the
-    planning system computed with them (plan.struct_overrides = "apply", the default), or named as ignored."""
+#: The phantom types whose geometry is a CT read with a calibration, into which plan.rtstruct's material overrides
+#: and plan.outside_external = "air" are put (:func:`_apply_struct_overrides`): a patient's CT, and the slab
+#: phantom's CT (written and read back with its exact calibration; before 2026-12-07 its overrides were dropped
+#: without a word: audit 27 "dead options", F1)
+STRUCT_GEOMETRY_PHANTOMS = ("ct", "slab_ct")
+
+
+def _struct_settings(cfg: dict[str, Any]) -> tuple[str, str, Any]:
+    """plan.struct_overrides, plan.outside_external and plan.rtstruct, the first two checked (their values;
+    "air" needs a structure set), on every phantom type: (how, outside, rtstruct)."""
     pl = cfg.get("plan", {})
     how = pl.get("struct_overrides", "apply")
     if how not in ("apply", "ignore"):
@@ -733,6 +749,47 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
     rts = pl.get("rtstruct")
     if outside == "air" and not isinstance(rts, str):
         raise ConfigError('plan.outside_external = "air" needs plan.rtstruct (the structure set with the External ROI)')
+    return how, outside, rts
+
+
+def _refuse_struct_geometry_on(cfg: dict[str, Any], kind: str) -> None:
+    """On a phantom that is not a CT (water, box, slabs, paediatric): refuse plan.outside_external = "air" and the
+    material overrides of plan.rtstruct that plan.struct_overrides = "apply" (the default) would put in, which only
+    a CT's geometry takes (:data:`STRUCT_GEOMETRY_PHANTOMS`): they would be ignored without a word."""
+    how, outside, rts = _struct_settings(cfg)
+    if kind in STRUCT_GEOMETRY_PHANTOMS or not isinstance(rts, str):
+        return
+    path = _resolve(cfg, rts)
+    def ct_only(them: str, they: str) -> str:
+        return (f'phantom.type = {kind!r} is not built from a CT: only a CT\'s geometry (phantom.type "ct" or '
+                f'"slab_ct") takes {them}, so here {they} would be ignored')
+    if outside == "air":
+        raise ConfigError(f'plan.outside_external = "air" sets air outside the External of plan.rtstruct, but '
+                          f'{ct_only("it", "it")}; leave it out, or compute on the CT (phantom.type = "ct" or '
+                          '"slab_ct")')
+    if how != "apply" or not path.is_file():
+        return   # a missing file: refused with its own message
+    from ._io.roi_overrides import roi_overrides
+
+    try:
+        rois = roi_overrides(path)
+    except ValueError as exc:
+        raise ConfigError(f"plan.rtstruct: {exc}") from None
+    if rois:
+        names = ", ".join(f"{r['name']!r} ({r['property']} {r['value']:g})" for r in rois[:4]) \
+            + (f" and {len(rois) - 4} more" if len(rois) > 4 else "")
+        raise ConfigError(f"plan.rtstruct {path} holds material overrides (ROI {names}), which plan.struct_overrides "
+                          f'= "apply" (the default) puts into the geometry, but {ct_only("them", "they")}; set '
+                          'plan.struct_overrides = "ignore" to use the structure set for its DVHs and body outline '
+                          'only, or compute on the CT (phantom.type = "ct" or "slab_ct")')
+
+
+def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
+    """plan.rtstruct's material overrides (ROIPhysicalPropertiesSequence) put into the CT's geometry, as the
+    planning system computed with them (plan.struct_overrides = "apply", the default), or named as ignored; and
+    with plan.outside_external = "air", air outside the External.  The one path of every phantom type of
+    :data:`STRUCT_GEOMETRY_PHANTOMS` (a patient's CT, the slab phantom's CT)."""
+    how, outside, rts = _struct_settings(cfg)
     if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
         return   # none, or refused with its own message when the plan is read
     from ._io.roi_overrides import apply_overrides, override_record, roi_overrides
@@ -924,6 +981,7 @@ def build_geometry(cfg: dict[str, Any]):
         raise ConfigError(f'phantom.dose_voxel_mm applies to phantom.type = "ct" only (here {kind!r}: set '
                           'phantom.voxel_mm instead)')
     _check_phantom_keys(ph, kind)
+    _refuse_struct_geometry_on(cfg, kind)   # plan.struct_overrides, plan.outside_external: checked on every type
     try:
         if kind in ("water", "box"):
             size = _vec(ph, "size_mm", 3, [200.0, 200.0, 300.0], "phantom")
@@ -952,12 +1010,16 @@ def build_geometry(cfg: dict[str, Any]):
             if kind == "slab_ct":
                 from ._io.slab_ct import slab_ct_geometry
 
-                return slab_ct_geometry(
+                g = slab_ct_geometry(
                     lay, surface_mm=_vec(ph, "surface_mm", 3, [0.0, 0.0, 0.0], "phantom"),
                     depth_axis=ph.get("depth_axis", "+z"), air_mm=float(ph.get("air_mm", 0.0)),
                     lateral_size_mm=_vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                     voxel_mm=_vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"),
                     ct_dir=_resolve(cfg, ph["ct_dir"]) if "ct_dir" in ph else None, study=_plan_frame_study(cfg))
+                # the structure set's overrides and plan.outside_external, as on a patient's CT (the slab CT is a
+                # CT, read with its exact calibration, at its own resolution)
+                _apply_struct_overrides(cfg, g)
+                return g
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":

@@ -100,7 +100,9 @@ class RunSettings:
         runs each beam of a plan with this many (run.primaries), so a plan of n beams transports n times it.
     seed : run seed (with the history index it fixes every random number of a history).
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
-    batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
+    batches : number of statistical batches (>= 2) for the per-voxel uncertainty; not used where ``batch_size``,
+        ``target_uncertainty`` or ``time_limit_s`` is set, nor where its batches would exceed the largest default
+        batch (``batch_size`` below; ``mcproton run`` says so in its log where the config gives run.batches).
     threads : CPU threads (None = OMP_NUM_THREADS, else all the CPUs the process may use: its CPU affinity,
         as taskset or a Slurm allocation sets it, not every CPU of the machine).  At most :func:`thread_limit`; so is
         an OMP_NUM_THREADS taken for it (more is refused, naming the variable).

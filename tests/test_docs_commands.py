@@ -311,12 +311,15 @@ def test_example_configs_pass_check_config(capsys):
         _passes_check_config(capsys, path)
 
 
-def test_the_head_phantom_example_passes_check_config(capsys, dcpt_head_ct):
+def test_the_head_phantom_example_passes_check_config(capsys, dcpt_head_ct, tmp_path):
     """examples/headphantom_rs.toml with its CT where MCPROTON_TEST_HEADPHANTOM_CT says (tests/conftest.py; the
     example's own /tmp/headphantom/ct is for a user following its header): skipped, saying so, without it (before,
-    tests audit 21 F5: left out silently unless someone had left the CT at that fixed path)."""
+    tests audit 21 F5: left out silently unless someone had left the CT at that fixed path).  With the RT Dose its
+    header writes: its output.dose_to and output.dose_summation shape the RT Dose, and a run that writes none refuses
+    them (audit 27 "dead options", F3)."""
     for path in HEADPHANTOM_TOMLS:
-        _passes_check_config(capsys, path, f"phantom.ct_dir={json.dumps(str(dcpt_head_ct))}")
+        _passes_check_config(capsys, path, f"phantom.ct_dir={json.dumps(str(dcpt_head_ct))}",
+                             f"output.rtdose={json.dumps(str(tmp_path / 'RD.dcm'))}")
 
 
 def test_check_config_example_loads_as_action_levels():

@@ -1524,6 +1524,44 @@ _GAMMA_COUNTS = {"gamma_points": ("--gamma-points", "every point"),
                  "gamma_workers": ("--gamma-workers", "one process per gamma up to the cores")}
 
 
+#: The options of a patient's CT that --phantom-from-struct's phantom does not take, each with its value given
+#: (None: the default, taken) and why: the phantom is built from the structure set's material overrides, air
+#: elsewhere, and read with its own exact calibration (mcproton/_check/compute.phantom_ct_from_struct).  Before
+#: 2026-12-07 they were ignored without a word and the record named them as used (audit 27 "dead options", F2).
+_NOT_FOR_THE_PHANTOM = {
+    "calibration": ("--calibration", None, "its CT is read with its own exact calibration (each ROI's CT number its "
+                                           "material and density)"),
+    "struct_overrides": ("--struct-overrides", "apply", "it is built from the structure set's overrides, so they "
+                                                        "cannot be left out"),
+    "outside_external": ("--outside-external", "ct", "it is air outside its override ROIs already"),
+}
+#: what a check.json's settings and the report's Settings table say of these options with --phantom-from-struct
+PHANTOM_SETTING_SOURCES = {
+    "struct_overrides": "--phantom-from-struct: the phantom is built from the structure set's material overrides",
+    "outside_external": "--phantom-from-struct: the phantom is air outside the structure set's override ROIs",
+    "calibration": "--phantom-from-struct: the phantom CT's own exact calibration",
+}
+
+
+def _refuse_ct_options_with_the_phantom(given: dict[str, Any]) -> None:
+    """With ``phantom_from_struct`` (True), refuse the options of a patient's CT that its phantom does not take
+    (:data:`_NOT_FOR_THE_PHANTOM`), given with another value than the one the phantom has, naming each and why."""
+    if given.get("phantom_from_struct") is not True:
+        return
+    wrong = []
+    for name, (opt, default, why) in _NOT_FOR_THE_PHANTOM.items():
+        v = given.get(name, default)
+        if v is not None and v != default:
+            shown = getattr(v, "name", v)   # an HUCalibration by its name
+            wrong.append(f"{name}={shown!r} ({opt} {shown}): {why}")
+    if wrong:
+        raise CheckInputError(
+            "phantom_from_struct (--phantom-from-struct) computes on a phantom built from the structure set's ROI "
+            "material overrides, with air elsewhere, not on a CT, so these options do not apply to it and would be "
+            f"ignored: {'; '.join(wrong)}; leave {'them' if len(wrong) > 1 else 'it'} out, or give the plan's CT "
+            "(--ct, without --phantom-from-struct) to compute on the CT with them")
+
+
 def _checked_arguments(**given: Any) -> dict[str, Any]:
     """check()'s (and check_batch()'s) arguments checked as given, before anything is read: its true/false switches
     (:data:`_SWITCHES`), ``rbe``, ``target_uncertainty``, ``time_limit_s``, the MC's ``primaries``, ``seed``,
@@ -1542,6 +1580,7 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
                 out[name] = _switch(name, given[name])
             except ValueError as exc:
                 raise CheckInputError(str(exc)) from None
+    _refuse_ct_options_with_the_phantom(out)
     plausible_rbe(given.get("rbe"), "rbe (--rbe)", leave_out="or leave it out", error=CheckInputError)
     target = given.get("target_uncertainty")
     try:
@@ -1981,7 +2020,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         computes inside them only.
     ct_series : the SeriesInstanceUID of the plan's CT where the folder (or ``ct``) holds several CT series and
         the structure set does not name the one its contours were drawn on (a localizer is always skipped).
-    phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
+    phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms), air
+        elsewhere, read with its own exact calibration; ``calibration``, ``struct_overrides="ignore"`` and
+        ``outside_external="air"`` do not apply to it and are refused with it.
     dose_to : "water" or "medium": what the TPS dose is (DICOM does not say).  Default None: what the TPS dose
         says where it says (an RT Dose mcproton wrote names it in its DoseComment), else "water" (what clinical
         proton TPSs report).
@@ -2084,6 +2125,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
     args = _checked_arguments(phantom_from_struct=phantom_from_struct, report=report, machine_check=machine_check,
+                              calibration=calibration, struct_overrides=struct_overrides,
+                              outside_external=outside_external,
                               ignore_beam_limiting_devices=ignore_beam_limiting_devices, progress=progress,
                               rbe=rbe, target_uncertainty=target_uncertainty, time_limit_s=time_limit_s,
                               primaries=primaries, seed=seed, backend=backend, threads=threads,
@@ -2901,6 +2944,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "outside_external": outside_external, "calibration": cal_name,
                 "calibration_given": None if call_args["calibration"] is None
                 else str(getattr(call_args["calibration"], "name", call_args["calibration"])),
+                # where each came from: with --phantom-from-struct, the phantom (its options refused)
+                **({f"{k}_source": v for k, v in PHANTOM_SETTING_SOURCES.items()} if phantom_from_struct else
+                   {"struct_overrides_source": "--struct-overrides", "outside_external_source": "--outside-external",
+                    "calibration_source": "given (--calibration)" if call_args["calibration"] is not None
+                    else "the default"}),
                 "levels_config": levels_record(levels),
                 "ct_series": ct_series, "phantom_from_struct": phantom_from_struct,
                 **plan_checks_done(mc, machine_check),

@@ -96,7 +96,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "beams crossing it are named) or air (outside the External and its SUPPORT/FIXATION/BOLUS "
                         "ROIs, as a planning system that computes inside them only)")
     c.add_argument("--phantom-from-struct", action="store_true",
-                   help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
+                   help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.), air "
+                        "elsewhere, with its own exact calibration (--calibration, --struct-overrides ignore and "
+                        "--outside-external air are refused with it)")
     c.add_argument("--no-machine-check", action="store_true",
                    help="run a plan whose TreatmentMachineName the beam model does not name (default: refused)")
     c.add_argument("--ignore-beam-limiting-devices", action="store_true",

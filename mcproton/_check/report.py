@@ -952,10 +952,11 @@ def _settings_table(res) -> str:
          "1.1 for an EFFECTIVE dose, 1 for a PHYSICAL one (the default)"],
         ["prescription", "not given" if rx is None else _readable(rx),
          f"used: {_readable(p.get('prescription_gy'))} ({p.get('prescription_source') or 'none'})"],
-        ["structure set's material overrides", st.get("struct_overrides"), "--struct-overrides"],
-        ["outside the External", st.get("outside_external"), "--outside-external"],
-        ["calibration", _calibration_text(p), "given (--calibration)" if st.get("calibration_given") else
-         "the default"],
+        ["structure set's material overrides", st.get("struct_overrides"),
+         st.get("struct_overrides_source", "--struct-overrides")],
+        ["outside the External", st.get("outside_external"), st.get("outside_external_source", "--outside-external")],
+        ["calibration", _calibration_text(p), st.get("calibration_source") or (
+            "given (--calibration)" if st.get("calibration_given") else "the default")],
         ["physics", _readable(p.get("physics")) if p.get("physics") else "not recorded with the reused MC dose",
          "PhysicsSettings, defaults included"],
         ["gamma", f"{st.get('gamma_points') or 'every'} points, "

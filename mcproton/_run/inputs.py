@@ -794,7 +794,7 @@ def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any
 
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
     from .._io.rtdose import checked_dose_to, plausible_rbe
-    from ..config import ConfigError
+    from ..config import STRUCT_GEOMETRY_PHANTOMS, ConfigError
 
     ph = cfg.get("phantom", {})
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, ph.get("type") == "ct")
@@ -809,7 +809,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     check_struct_frame(cfg, ct_for)
     check_plan_frame_given(cfg, ct_for, beams)
     check_patient_position(cfg, geometry, beams)
-    if ph.get("type") == "ct":
+    if ph.get("type") in STRUCT_GEOMETRY_PHANTOMS:   # a CT whose geometry the structure set changes (config.py)
         warn_ct_outside_external(cfg, geometry, beams)
     rho = geometry.density_g_cm3_zyx
     if not np.isfinite(rho).all():

@@ -28,8 +28,8 @@ from .checkpoint import WORKER_BUILDS_DIFFER, WORKER_BUILDS_NOTE, BeamState, Che
     load_checkpoint, physics_changed, read_builds, read_segments, save_checkpoint, with_unrecorded_builds
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
-from .streaming import RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, end_progress, is_out_of_memory, \
-    long_run_judge, progress_printer, stream
+from .streaming import RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, batches_not_used, end_progress, \
+    is_out_of_memory, long_run_judge, progress_printer, stream
 from .stats import FEW_BATCHES, c4
 
 if TYPE_CHECKING:
@@ -345,6 +345,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     earlier = (_checkpoint_segments(ckpt, states) if resume and ckpt is not None and ckpt.exists() else [])
     builds = with_unrecorded_builds(builds, earlier)
     segment = _segment(settings, backend, states)
+    if cfg is not None and "batches" in (cfg.get("run") or {}):   # run.batches given, and replaced: said once
+        replaced = batches_not_used(settings, backend)
+        if replaced:
+            log(replaced)
 
     dask_ctx = None
     if cfg is not None and (workers or scheduler or client is not None):

@@ -76,6 +76,11 @@ class BatchPlan:
         early = settings.target_uncertainty is not None or settings.time_limit_s is not None
         return cls(settings.primaries, settings.batches, settings.batch_size, early, backend)
 
+    @property
+    def by_batches(self) -> bool:
+        """Whether the batches are ``batches`` of them (``batch_plan``), not of a size that replaced that number."""
+        return self._ends is not None
+
     def next_n(self, pos: int) -> int:
         if pos >= self.total:
             return 0
@@ -89,6 +94,34 @@ class BatchPlan:
         while (n := self.next_n(pos)) > 0:
             yield pos, n
             pos += n
+
+
+def batches_not_used(settings: Any, backend: str) -> str | None:
+    """One line for the log where ``settings.batches`` (``run.batches``, given) is not the number of batches the run
+    makes (:class:`BatchPlan`): what was asked, what is used, and why; None where it is used, or where the batches
+    are as many anyway.  Audit 27 "dead options", F4: a time limit that never stopped the run turned 20 batches
+    into 100 (the uncertainty dataset another), without a word."""
+    plan = BatchPlan.from_settings(settings, backend)
+    total, asked = int(settings.primaries), int(settings.batches)
+    made = math.ceil(total / plan.size)
+    if plan.by_batches or made == asked:
+        return None
+    cap = DEFAULT_MAX_BATCH.get(backend, DEFAULT_MAX_BATCH["cpu"])
+    used = f"batches of {plan.size:,} histories ({made:,} of run.primaries = {total:,} per beam"
+    if settings.batch_size:
+        why = f"run.batch_size = {int(settings.batch_size):,} sets the batches"
+        return f"mcproton: note: run.batches = {asked} is not used: {why}; the run makes {used})"
+    if settings.target_uncertainty is not None or settings.time_limit_s is not None:
+        keys = " and ".join(k for k, v in (("run.target_uncertainty", settings.target_uncertainty),
+                                           ("run.time_limit_s", settings.time_limit_s)) if v is not None)
+        why = (f"with {keys} set the run may stop between batches, so they are a hundredth of run.primaries (at most "
+               f"{cap:,} histories on the {backend.upper()})")
+        return (f"mcproton: note: run.batches = {asked} is not used: {why}; the run makes {used} at most); set "
+                "run.batch_size to choose their size")
+    why = (f"{asked} batches would hold {math.ceil(total / asked):,} histories each, more than the largest default "
+           f"batch on the {backend.upper()} ({cap:,}: it bounds the work lost to a kill and a time limit's overrun)")
+    return f"mcproton: note: run.batches = {asked} is not used: {why}; the run makes {used}); set run.batch_size to " \
+        "choose their size"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

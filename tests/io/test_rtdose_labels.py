@@ -181,6 +181,52 @@ def test_bad_output_options_are_refused_before_the_transport(tmp_path, capsys):
     assert "RT Ion Plan" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize("sets, said", [
+    (["output.rbe=1.1"], ["output.rbe = 1.1 weights the RT Dose (Gy(RBE), DoseType EFFECTIVE; the HDF5 holds "
+                          "physical dose"]),
+    (['output.dose_to="water"'], ["output.dose_to = 'water' sets the dose the RT Dose holds"]),
+    (['output.dose_summation="fraction"'], ["output.dose_summation = 'fraction' sets the fractions the RT Dose "
+                                            "holds"]),
+    (["output.rbe=1.1", 'output.dose_to="water"', 'output.dose_summation="fraction"'],
+     ["output.rbe = 1.1", "output.dose_to = 'water'", "output.dose_summation = 'fraction'"]),
+])
+def test_the_rt_doses_keys_are_refused_where_no_rt_dose_is_written(tmp_path, capsys, sets, said):
+    """Audit 27 "dead options", F3: output.rbe, output.dose_to and output.dose_summation shape only the RT Dose (here:
+    no plan.rtstruct, no figure); a run that writes none refuses them before the transport, as it refuses
+    output.rtdose_per_beam, naming each and what to do.  Before 2026-12-07 they were taken and the outputs were
+    bitwise the default ones, without a word.  The same keys with an RT Dose run."""
+    from mcproton.cli import main
+
+    cfg, _ = _case(tmp_path, 5)
+    out = tmp_path / "x.h5"
+    args = ["run", str(cfg), "--out", str(out), "--quiet", *(a for s in sets for a in ("--set", s))]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert all(words in err for words in said), err
+    n = "it" if len(sets) == 1 else "them"
+    assert (f"no RT Dose is written, so {'it does' if n == 'it' else 'they do'} nothing: give --rtdose (or "
+            f"output.rtdose) too, or leave {n} out") in err and not out.exists()
+    assert main(args + ["--rtdose", str(tmp_path / "RD.dcm"), "--check-config"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("sets", [
+    ['output.dose_to="medium"', 'output.dose_summation="plan"', "output.rtdose_per_beam=false"],   # the defaults
+    ["output.rbe=1.0", "output.plot=true"],   # the figure's isodoses weigh the plan's prescription with it
+])
+def test_the_rt_doses_keys_that_change_nothing_else_only_are_refused(tmp_path, capsys, sets):
+    """Not refused without an RT Dose: a key set to its default (it asks for nothing the run does not do), and
+    output.rbe where the run compares a plan's prescription with another RBE than the clinical 1.1 (the figure of
+    output.plot, the prescription check with plan.rtstruct); output.dose_to with plan.rtstruct sets the DVHs'
+    dose (tests/io/test_rtstruct.py)."""
+    from mcproton.cli import main
+
+    cfg, _ = _case(tmp_path, 5)
+    assert main(["run", str(cfg), "--check-config", *(a for s in sets for a in ("--set", s))]) == 0, \
+        capsys.readouterr().err
+    capsys.readouterr()
+
+
 def _beam(number, fractions=1, planned=5, plan_beams=(1, 2, 3), uid="1.2.3.4"):
     return SimpleNamespace(meta={"beam_number": number, "fractions": fractions, "fractions_planned": planned,
                                  "plan_beam_numbers": list(plan_beams), "plan_sop_instance_uid": uid})

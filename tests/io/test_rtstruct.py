@@ -152,10 +152,11 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
         assert f["dvh"].attrs["dose_dataset"] == "dose" and f["dvh"].attrs["dose_to"] == "medium"
         assert f["dvh"].attrs["dose_type"] == "PHYSICAL" and "'dose' dataset" in f["dvh"].attrs["definition"]
     # output.dose_to = "water" (and an RBE for the RT Dose): the DVHs are of the physical dose to water, and say so
-    # (before: their definition said "dose as the 'dose' dataset", the dose to medium)
+    # (before: their definition said "dose as the 'dose' dataset", the dose to medium); the RBE needs the RT Dose it
+    # weights (without one it is refused: audit 27 "dead options", F3), the DVHs' dose_to does not
     out_w = tmp_path / "w.h5"
     assert main(["run", str(tmp_path / "run.toml"), "--out", str(out_w), "--quiet", "--set", 'output.dose_to="water"',
-                 "--set", "output.rbe=1.1"]) == 0
+                 "--set", "output.rbe=1.1", "--rtdose", str(tmp_path / "w.dcm")]) == 0
     capsys.readouterr()
     with h5py.File(out_w, "r") as f:
         a = f["dvh"].attrs

@@ -125,6 +125,10 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("body outline given as a number", ["--set", "output.body_outline=5"], None, "output.body_outline"),
     ("per-beam RT Doses without an RT Dose path", ["--set", "output.rtdose_per_beam=true"], None,
      "output.rtdose_per_beam"),
+    ("a constant RBE, dose to water or one fraction for an RT Dose without an RT Dose path (before 2026-12-07: "
+     "taken, the outputs bitwise the default ones, without a word)",
+     ["--set", "output.rbe=1.1", "--set", 'output.dose_to="water"', "--set", 'output.dose_summation="fraction"'],
+     None, "output.rbe"),
     # issue 17: keys that do not apply, values that can only be nonsense, type errors named by key
     ("a key of another phantom type (density of a slab phantom)", [],
      SLABS.replace("lateral_size_mm", "density_g_cm3 = 1.2\nlateral_size_mm"), "phantom.density_g_cm3"),
