@@ -30,7 +30,7 @@ from .level_text import fixed, judged, level_decimals, level_texts, percent_or_n
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
-from .prescription import median_source, plan_dose_references, plan_prescriptions
+from .prescription import given_prescriptions, median_source, plan_dose_references, plan_prescriptions
 from .reference_noise import Found, JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
@@ -1518,7 +1518,7 @@ _RUN_ARGUMENTS = {"primaries": "primaries (--primaries)", "seed": "seed (--seed)
                   "threads": "threads", "target_uncertainty": "target_uncertainty (--target-uncertainty)"}
 #: check()'s and check_batch()'s true/false arguments: a bool only ("false" or "no" is refused, not taken as true)
 _SWITCHES = ("phantom_from_struct", "report", "machine_check", "ignore_beam_limiting_devices", "progress",
-             "keep_arrays", "skip_checked")
+             "keep_arrays", "skip_checked", "prescription_anyway")
 #: the gamma's counts, and what 0 (or None) means for each
 _GAMMA_COUNTS = {"gamma_points": ("--gamma-points", "every point"),
                  "gamma_workers": ("--gamma-workers", "one process per gamma up to the cores")}
@@ -1578,7 +1578,8 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
 
 
 def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
-    """``check(prescription=...)`` checked: None, one dose, or {target ROI name: dose}; each finite and > 0 (Gy)."""
+    """``check(prescription=...)`` checked: None, one dose, or {target ROI name: dose}; each finite and > 0 (Gy(RBE),
+    all fractions)."""
     if prescription is None:
         return None
     items = prescription.items() if isinstance(prescription, Mapping) else [(None, prescription)]
@@ -1590,23 +1591,29 @@ def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
             x = float("nan")
         if not (math.isfinite(x) and x > 0):
             raise CheckInputError(f"prescription{'' if nm is None else ' of ' + repr(nm)} must be a dose in Gy "
-                                  f"above 0 (all fractions of the plan); got {v!r}")
+                                  f"above 0 (Gy(RBE), all fractions of the plan); got {v!r}")
         out[nm] = x
     return out[None] if None in out else {str(k): v for k, v in out.items()}
 
 
-def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str],
-                              masks: Mapping[str, np.ndarray]) -> tuple[dict[str, float], str]:
-    """Each target's prescription from ``check(prescription=...)`` (all fractions), and the source named in the
-    report; a name that is not a target of the structure set on the dose grid is refused (a typo would leave the
-    target without V95/V100 silently)."""
-    if not isinstance(given, dict):
-        return {nm: float(given) for nm in targets}, "given (--prescription)"
-    unknown = sorted(set(given) - set(targets))
-    if unknown:
-        raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the dose "
-                              f"grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT Struct)")
-    return {nm: given[nm] for nm in targets if nm in given}, "given for each target (--prescription ROI=GY)"
+def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str], masks: Mapping[str, np.ndarray],
+                              inp: CheckInputs, rbe: float | None,
+                              anyway: bool) -> tuple[dict[str, float], str, list[str]]:
+    """Each target's prescription from ``check(prescription=...)``, converted as the plan's TargetPrescriptionDose
+    and checked against it and the TPS dose's median in the target (prescription.given_prescriptions: a unit slip
+    refused unless ``anyway``), the source named in the report and the notes; before the MC.  A name that is not a
+    target of the structure set on the dose grid is refused (a typo would leave the target without V95/V100
+    silently)."""
+    if isinstance(given, dict):
+        unknown = sorted(set(given) - set(targets))
+        if unknown:
+            raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the "
+                                  f"dose grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT "
+                                  "Struct)")
+    tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    medians = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
+    return given_prescriptions(given, targets, plan_dose_references(inp.plan_path), inp.dose_type, rbe,
+                               inp.fractions, inp.all_fractions is False, medians, anyway)
 
 
 #: What an RT Dose's free text says of water or medium (case-insensitive; DICOM has no attribute for it): "to
@@ -1954,7 +1961,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
-          prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
+          prescription: float | Mapping[str, float] | None = None, prescription_anyway: bool = False,
+          ct_series: str | None = None,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           patient_position: str | None = None, ignore_beam_limiting_devices: bool = False,
           time_limit_s: float | None = None, progress: bool = True,
@@ -1986,7 +1994,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         says where it says (an RT Dose mcproton wrote names it in its DoseComment), else "water" (what clinical
         proton TPSs report).
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1); with a PHYSICAL dose (a warning) it only
-        converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.
+        converts the plan's TargetPrescriptionDose, or a ``prescription`` given (Gy(RBE)), to Gy for V95/V100.
     dose_type : "PHYSICAL" or "EFFECTIVE": what the TPS dose is, whatever its DoseType says (default None: its
         DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
         doses so).
@@ -2030,10 +2038,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
         device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
         the device; for a device known to touch no spot).
-    prescription : the targets' prescribed dose for V95/V100, in Gy (Gy(RBE) for an EFFECTIVE dose) for all
-        fractions of the plan, as DICOM's TargetPrescriptionDose (divided by the fractions where the TPS dose holds
-        one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
-        plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its own TPS median.
+    prescription : the targets' prescribed dose for V95/V100, the same quantity as the plan's TargetPrescriptionDose
+        and converted as it is: Gy(RBE) for all fractions of the plan, divided by the RBE (1.1, or ``rbe``) for a
+        PHYSICAL TPS dose and by the fractions where the TPS dose holds one; a number for every target, or {target
+        ROI name: dose} (a simultaneous boost).  It replaces the plan's TargetPrescriptionDose; without either, each
+        target's V95/V100 are relative to its own TPS median.  Refused before the MC where it differs from the
+        plan's TargetPrescriptionDose by the factor of a unit slip (x 100: cGy; / the fractions: one fraction; / the
+        RBE: a physical dose), or from the TPS dose's median in the target by such a factor or by more than a
+        factor 2 (mcproton._check.prescription.given_prescriptions), unless ``prescription_anyway``.
+    prescription_anyway : keep a ``prescription`` that the check above refuses (a deliberate other prescription);
+        the report's source of the prescription and a note say what it differs from (default False).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None or 0: one per
         gamma up to the cores, as ``--gamma-workers 0``; the same results; negative: refused); at most as many as the
         memory available holds (compare.gamma_worker_count).  The workers are
@@ -2085,6 +2099,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
     args = _checked_arguments(phantom_from_struct=phantom_from_struct, report=report, machine_check=machine_check,
                               ignore_beam_limiting_devices=ignore_beam_limiting_devices, progress=progress,
+                              prescription_anyway=prescription_anyway,
                               rbe=rbe, target_uncertainty=target_uncertainty, time_limit_s=time_limit_s,
                               primaries=primaries, seed=seed, backend=backend, threads=threads,
                               gamma_points=gamma_points, gamma_workers=gamma_workers)
@@ -2115,6 +2130,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             raise OutDirRefused(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
     rx_given = _given_prescription(prescription)
+    if args["prescription_anyway"] and rx_given is None:
+        raise CheckInputError("prescription_anyway (--prescription-anyway) keeps a --prescription that differs from "
+                              "the plan's TargetPrescriptionDose or the TPS dose; without --prescription it keeps "
+                              "nothing: leave it out, or give the prescription")
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     _warn_target_above_level(target_uncertainty if mc is None else None, lv)
     t, c = time.perf_counter(), time.process_time()
@@ -2335,8 +2354,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     check_grids_cover(inp, body)
     outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
-    if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)
-        _apply_given_prescription(rx_given, targets, masks)
+    # --prescription's ROI names (a typo) and unit (a slip) checked before the MC, not after it
+    rx_of_given = (None if rx_given is None else
+                   _apply_given_prescription(rx_given, targets, masks, inp, rbe, prescription_anyway))
     timings["structures_s"] = time.perf_counter() - t
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
@@ -2457,11 +2477,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []
         pres_how = ""
-        if rx_given is not None:
-            pres_by, pres_how = _apply_given_prescription(rx_given, targets, masks)
+        if rx_of_given is not None:   # converted as the plan's, of the TPS dose's fractions
+            pres_by, pres_how, rx_notes = rx_of_given
         elif rx_refs.items:   # Gy(RBE): divided by the RBE for a physical TPS dose
             pres_by, pres_how, rx_notes = plan_prescriptions(rx_refs, targets, roi_numbers, inp.dose_type, rbe)
-        if (rx_given is not None or rx_refs.items) and inp.all_fractions is False and inp.fractions > 1:
+        if rx_given is None and rx_refs.items and inp.all_fractions is False and inp.fractions > 1:
             pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
             pres_how += f"; divided by the {inp.fractions} fractions (the TPS dose holds one)"
         elif rx_given is None and not rx_refs.items and targets:   # of the TPS dose itself: of its fractions
@@ -2897,7 +2917,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "patient_position_source": "given (--patient-position)" if patient_position is not None
                 else "the plan's patient setups (PatientSetupSequence)",
                 "rbe": mc.provenance.get("rbe"), "rbe_given": rbe,
-                "prescription_given": rx_given, "struct_overrides": struct_overrides,
+                "prescription_given": rx_given, "prescription_anyway": args["prescription_anyway"],
+                "struct_overrides": struct_overrides,
                 "outside_external": outside_external, "calibration": cal_name,
                 "calibration_given": None if call_args["calibration"] is None
                 else str(getattr(call_args["calibration"], "name", call_args["calibration"])),

@@ -88,13 +88,15 @@ def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: in
 def mc_rbe(dose_type: str, rbe: float | None) -> float:
     """The constant the MC dose is weighted with: ``rbe`` (default 1.1) for an EFFECTIVE TPS dose, 1 for a
     PHYSICAL one.  ``rbe`` given with a PHYSICAL dose is named in a warning: it cannot change the comparison of
-    two physical doses, and only converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100."""
+    two physical doses, and only converts the plan's TargetPrescriptionDose, or a --prescription (Gy(RBE)), to Gy for
+    V95/V100."""
     if dose_type == "EFFECTIVE":
         return CLINICAL_RBE if rbe is None else float(rbe)
     if rbe is not None:
         warn(f"--rbe {float(rbe):g} (rbe=) is the RBE of a DoseType EFFECTIVE TPS dose, but this one is PHYSICAL: "
              f"the two doses are compared as physical doses, without an RBE; {float(rbe):g} only converts the plan's "
-             "TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.  If the TPS dose is RBE-weighted, give "
+             "TargetPrescriptionDose, or a --prescription (Gy(RBE)), to Gy for V95/V100.  If the TPS dose is "
+             "RBE-weighted, give "
              "--dose-type effective", McprotonWarning)
     return 1.0
 
