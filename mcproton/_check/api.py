@@ -1461,13 +1461,18 @@ def _warn_target_above_level(target_uncertainty: float | None, lv: ActionLevels)
     (mc_uncertainty_max_pct) makes the check FAIL that level whatever the doses; said before the transport, not
     found in the verdict after it (2026-12-06: a check asked for 3 % ran and FAILed on "MC statistical uncertainty
     3.02 % (action level <= 2.00 %)" with no word before)."""
+    from ..settings import percent_for_fraction
+
     if not target_uncertainty or not 100 * float(target_uncertainty) > lv.mc_uncertainty_max_pct:
         return
-    warn(f"--target-uncertainty {float(target_uncertainty):g} ({100 * float(target_uncertainty):g} %) is above the "
+    t = float(target_uncertainty)
+    typed = (f"; it is a fraction: if {t:g} % was meant{percent_for_fraction(t)}, give --target-uncertainty "
+             f"{t / 100:g}" if percent_for_fraction(t) else "")   # 0.5 for 0.5 %, as mcproton run refuses it
+    warn(f"--target-uncertainty {t:g} ({100 * t:g} %) is above the "
          f"action level for the MC's own statistical uncertainty (mc_uncertainty_max_pct {lv.mc_uncertainty_max_pct:g}"
          " %): the check will FAIL that level whatever the doses; give --target-uncertainty "
          f"{lv.mc_uncertainty_max_pct / 100:g} or less for a verdict, or raise mc_uncertainty_max_pct in the "
-         "[levels] table of the --config file (Python: levels=)",
+         f"[levels] table of the --config file (Python: levels=){typed}",
          McprotonRuntimeWarning)
 
 
@@ -1533,7 +1538,7 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
     turned a switch on, ``gamma_points=-5`` evaluated all the points but 5, and ``primaries=0``, ``backend="gpu"`` or
     ``target_uncertainty=1e-6`` were refused only after the DICOM was read, as "run.primaries ..." or as the
     per-beam target (the value given x sqrt(beams))."""
-    from ..settings import RunSettings, _switch, _whole
+    from ..settings import RunSettings, _switch, _whole, percent_for_fraction
 
     out = dict(given)
     for name in _SWITCHES:
@@ -1549,9 +1554,8 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         t = float("nan")
     if t != 0 and not 0 < t < 1:
-        hint = f" ({t:g} % is {t / 100:g})" if 1 <= t < 100 else ""
         raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
-                              f"for 1 %; got {target!r}{hint}")
+                              f"for 1 %; got {target!r}{percent_for_fraction(t) if t >= 1 else ''}")
     _check_time_limit(given.get("time_limit_s"))
     run = {k: given[k] for k in _RUN_ARGUMENTS if k in given}
     if run.get("target_uncertainty") == 0:
