@@ -25,6 +25,38 @@ def test_a_pass_rate_level_given_as_a_fraction_is_refused(key, tmp_path):
     assert getattr(ActionLevels(**{key: 0}), key) == 0.0   # the level switched off, as before
 
 
+@pytest.mark.parametrize("key", ["target_d95_pct", "target_dmean_pct", "beam_dose_ratio_pct"])
+def test_a_dose_level_in_percent_given_as_a_fraction_is_refused(key, tmp_path):
+    """target_d95_pct = 0.03 (meant 3 %) was taken as 0.03 %, so every such row FAILed and sent the reader after a
+    dose error (the units audit of 2026-12-07, F3): in (0, 1) it is refused as the gamma levels are, with the same
+    hint; no level below 1 % is meant (below what two dose calculations agree to).  0 and 1 and above as before."""
+    with pytest.raises(ValueError, match=rf"{key} = 0.03 is in percent, and a level below 1 % .*: give 3 for 3 % "
+                                         r"\(0.03 looks like a fraction\)"):
+        ActionLevels(**{key: 0.03})
+    f = tmp_path / "levels.toml"
+    f.write_text(f"[levels]\n{key} = 0.05\n")
+    with pytest.raises(ValueError, match=rf"levels.toml: action level {key} = 0.05 is in percent.*give 5 for 5 %"):
+        ActionLevels.load(f)
+    for ok in (0.0, 1.0, 2.5, 40.0):
+        assert getattr(ActionLevels(**{key: ok}), key) == ok
+
+
+def test_an_mc_uncertainty_level_below_1_percent_is_kept_with_a_warning():
+    """mc_uncertainty_max_pct = 0.02 (meant 2 %) can never pass; 0.5 % may be meant (a check run to 0.5 %): below
+    1 it is warned about, naming both readings, and kept (the units audit of 2026-12-07, F3)."""
+    from mcproton._io.errors import McprotonWarning
+
+    with pytest.warns(McprotonWarning, match=r"mc_uncertainty_max_pct = 0.02 is in percent: the check FAILs an MC whose "
+                                             r"statistical uncertainty is above 0.02 %, which needs a "
+                                             r"--target-uncertainty of 0.0002 or less; if 2 % was meant, give 2 for 2 %"):
+        assert ActionLevels(mc_uncertainty_max_pct=0.02).mc_uncertainty_max_pct == 0.02
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ActionLevels(mc_uncertainty_max_pct=1.0).mc_uncertainty_max_pct == 1.0
+
+
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, True, "95"])
 def test_a_level_that_is_not_a_finite_non_negative_number_is_refused(value):
     with pytest.raises(ValueError, match="must be a non-negative number"):
