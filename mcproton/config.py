@@ -1133,9 +1133,11 @@ def build_beams(cfg: dict[str, Any]):
                 raise
             raise ConfigError(f"plan.beam_model = {bm_name!r}: {exc}; looked for the file {bm_path}"
                               f"{relative_path_note(cfg, bm_name)}") from None
+        # a range shifter's WET in the run's water, as the CT's calibration (units audit 2026-12-07, F4)
         return plan_to_beams(plan, model, beam_numbers=pl.get("beams"), all_fractions=pl.get("all_fractions", False),
                              range_shifter_model=pl.get("range_shifter_model", "transport"),
-                             machine_check=pl.get("machine_check", True))
+                             machine_check=pl.get("machine_check", True),
+                             water_model=cfg.get("physics", {}).get("water_model", "icru90"))
     bm = cfg.get("beam", {})
     if not bm:
         raise ConfigError("no [beam] or [plan] section: say what to irradiate, e.g. beam.energy_mev = 150")

@@ -2244,7 +2244,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         wants_outside = inp.ct_dir is not None and inp.struct_path is not None and outside_external == "ct"
         if beam_model is not None:   # the beams first: the transport grid holds the CT's slices they and the TPS need
             t_plan = time.perf_counter()
-            planned = beams_of_plan(inp, beam_model, machine_check=machine_check)
+            planned = beams_of_plan(inp, beam_model, machine_check=machine_check,
+                                    water_model=physics.water_model if physics is not None else "icru90")
             planned_s = time.perf_counter() - t_plan
         from .._timing import announcing
 

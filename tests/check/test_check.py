@@ -1343,6 +1343,32 @@ def test_the_check_reads_what_mcproton_run_writes_for_one_fraction(five_fx, tmp_
     assert inp.all_fractions is False and inp.total is not None
 
 
+def test_the_checks_beams_take_the_physics_water_model(base, monkeypatch):
+    """The check turns the plan into beams with its physics' water model, so that a range shifter's WET is taken in
+    the water the MC transports (the units audit of 2026-12-07, F4: always ICRU 90's before)."""
+    from mcproton._check import api
+
+    seen = []
+    plan_beams = api.beams_of_plan
+
+    def beams_of_plan(*a, **k):
+        seen.append(k.get("water_model"))
+        return plan_beams(*a, **k)
+
+    def stop(*a, **k):
+        raise RuntimeError("transport reached")
+
+    monkeypatch.setattr(api, "beams_of_plan", beams_of_plan)
+    monkeypatch.setattr(api, "run_mc", stop)
+    d = base["dir"]
+    kw = dict(plan=d / "RP.dcm", dose=_tps(base, "wm", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", **FAST)
+    for physics, want in (({"water_model": "pstar"}, "pstar"), (None, "icru90")):
+        with pytest.raises(RuntimeError, match="transport reached"):
+            api.check(physics=physics, **kw)
+        assert seen[-1] == want, seen
+
+
 def test_cli_help_and_bad_input_exit_status(base, capsys):
     from mcproton.cli import main
 
