@@ -304,7 +304,10 @@ def percent_for_fraction(v: float) -> str:
 def check_config_target_uncertainty(v: Any) -> None:
     """Refuse a config's run.target_uncertainty at or above :data:`MAX_CONFIG_TARGET_UNCERTAINTY` (below 1: from
     1 RunSettings refuses it) as a percent typed for a fraction."""
-    if isinstance(v, numbers.Real) and not isinstance(v, bool) and MAX_CONFIG_TARGET_UNCERTAINTY <= v < 1:
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return   # None (no target), or a type RunSettings refuses
+    v = float(v)
+    if MAX_CONFIG_TARGET_UNCERTAINTY <= v < 1:
         raise ValueError(f"run.target_uncertainty = {v:g} is {100 * v:g} %, at which no run gives a dose to read "
                          f"(from {100 * MAX_CONFIG_TARGET_UNCERTAINTY:g} %; clinical Monte Carlo runs to 0.5-2 %): it "
                          f"is a fraction, so this looks like a percent{percent_for_fraction(v)}: give "
