@@ -31,7 +31,7 @@ from .inputs import CLINICAL_RBE, CheckInputError
 PLAN_SLIP_TOL = 0.03
 #: A typed prescription (converted to the TPS dose's unit and fractions) within this (relative) of the TPS dose's
 #: median in the target times the factor of a slip of cGy or of one fraction is refused as that slip.  The median of a
-#: planned target lies within a few % of its prescription (the DCPT demo's CTV: 1.68 Gy for 1.636 Gy, +3 %); the
+#: planned target lies within a few % of its prescription (the demo's CTV_PF: TPS D50 1.62 Gy for 1.636 Gy, -0.7 %); the
 #: RBE's 1.1 is too close to that spread to be told from the median, so only the plan's value names it.
 MEDIAN_SLIP_TOL = 0.15
 #: A typed prescription more than this factor above or below the TPS dose's median in the target is refused (a dose
