@@ -16,7 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # Python < 3.11
     import tomli as tomllib
 
-from .settings import PhysicsSettings, RunSettings
+from .settings import PhysicsSettings, RunSettings, check_config_target_uncertainty
 from ._io.errors import McprotonWarning, warn
 from ._io.errors import did_you_mean as _suggest
 
@@ -47,7 +47,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                "10^8-proton CPU run has 100 batches; at most 2^25 = 33554432 when set, one launch of "
                                "the kernel); memory does not grow with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
-                                             "e.g. 0.01 (at least 1e-4); primaries is then the upper limit "
+                                             "a fraction: e.g. 0.01 for 1 % (at least 1e-4, below 0.1: 0.5 reads "
+                                             "as 0.5 % typed for 0.005 and is refused); primaries is then the "
+                                             "upper limit "
                                              "(default: none). "
                                              "It is judged from the 10th batch, and batches are primaries / 100 "
                                              "(at most 10^6 on the CPU, 10^7 on the GPU) unless batch_size is set, "
@@ -674,7 +676,9 @@ def run_settings(cfg: dict[str, Any]) -> RunSettings:
         phys = PhysicsSettings(**cfg.get("physics", {}))
         # run.threads = 0 is refused as RunSettings(threads=0) is ("must be >= 1 or unset"): it was taken as unset
         # here, against its own message (the environment audit 19, F8)
-        return RunSettings(physics=phys, **cfg.get("run", {}))
+        settings = RunSettings(physics=phys, **cfg.get("run", {}))
+        check_config_target_uncertainty(settings.target_uncertainty)   # 0.5 for 0.5 %: refused (units audit F2)
+        return settings
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -1191,9 +1195,11 @@ def build_beams(cfg: dict[str, Any]):
                 raise
             raise ConfigError(f"plan.beam_model = {bm_name!r}: {exc}; looked for the file {bm_path}"
                               f"{relative_path_note(cfg, bm_name)}") from None
+        # a range shifter's WET in the run's water, as the CT's calibration (units audit 2026-12-07, F4)
         return plan_to_beams(plan, model, beam_numbers=pl.get("beams"), all_fractions=pl.get("all_fractions", False),
                              range_shifter_model=pl.get("range_shifter_model", "transport"),
-                             machine_check=pl.get("machine_check", True))
+                             machine_check=pl.get("machine_check", True),
+                             water_model=cfg.get("physics", {}).get("water_model", "icru90"))
     bm = cfg.get("beam", {})
     if not bm:
         raise ConfigError("no [beam] or [plan] section: say what to irradiate, e.g. beam.energy_mev = 150")

@@ -112,7 +112,9 @@ class RunSettings:
         depend on it or on the number of batches.  At most MAX_BATCH_SIZE (2^25): one batch is one launch of
         the kernel, whose 64-bit sums must not wrap.
     target_uncertainty : stop when the mean relative uncertainty over the voxels above 50 % of Dmax falls
-        to this (e.g. 0.01 for 1 %); None = no target.  primaries is then the upper limit.
+        to this (a fraction: e.g. 0.01 for 1 %); None = no target.  primaries is then the upper limit.  In (0, 1)
+        here; a config's run.target_uncertainty (``mcproton run``) is refused from 0.1 (10 %) as a percent typed
+        for a fraction (:data:`MAX_CONFIG_TARGET_UNCERTAINTY`).
     time_limit_s : stop after this many seconds of transport (checked between batches, summed over
         resumed segments); None = no limit.  ``simulate`` runs one beam, so it is that beam's; ``mcproton run``
         applies it to the whole run, whose beams share it.
@@ -193,6 +195,14 @@ MIN_THREAD_LIMIT = 256
 #: after 1e6 primaries needs 1e10 for 0.01 %, and 1e-5 would need 1e12, about run.primaries' largest (2^40 - 1);
 #: 1e-300 ended in an OverflowError (the hostile-inputs audit of 2026-12-06, F8)
 MIN_TARGET_UNCERTAINTY = 1e-4
+#: run.target_uncertainty of a config (``mcproton run``'s TOML or --set) at or above this (a fraction: 10 %) is refused
+#: as a percent typed for a fraction: 0.5 meant 0.5 % stopped a run at 3 % with a tenth of its primaries, without a
+#: word (the units audit of 2026-12-07, F2).  A mean uncertainty of 10 % or more above 50 % of the maximum is no dose
+#: to read (clinical Monte Carlo runs to 0.5-2 %; mcproton check FAILs its own MC above 2 %), while 0.1-0.99 are
+#: what 0.1 %-0.99 % typed as a percent give.  RunSettings itself (Python) takes (0, 1): mcproton check runs each beam
+#: to its target x sqrt(beams), and a quick test may stop at 0.9.  mcproton check's --target-uncertainty says the
+#: same (:func:`percent_for_fraction`): refused from 1, and from 0.1 warned that its FAIL is sure.
+MAX_CONFIG_TARGET_UNCERTAINTY = 0.1
 #: The largest run.primaries, 2^40 - 1: a beam's histories are indexed below 2^40 (each beam of a plan has its own
 #: range of 2^40 history indices: mcproton/_run/engine.py)
 MAX_PRIMARIES = 2**40 - 1
@@ -287,6 +297,25 @@ def _switch(key: str, v: object) -> bool:
     raise ValueError(f"{key} = {v!r} has the wrong type ({_kind(v)}): give True or False")
 
 
+def percent_for_fraction(v: float) -> str:
+    """The hint for a relative value ``v`` that reads as a percent typed for a fraction (0.1 <= v < 100):
+    " (0.5 % is 0.005)"; "" otherwise."""
+    return f" ({v:g} % is {v / 100:g})" if 0.1 <= v < 100 else ""
+
+
+def check_config_target_uncertainty(v: Any) -> None:
+    """Refuse a config's run.target_uncertainty at or above :data:`MAX_CONFIG_TARGET_UNCERTAINTY` (below 1: from
+    1 RunSettings refuses it) as a percent typed for a fraction."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return   # None (no target), or a type RunSettings refuses
+    v = float(v)
+    if MAX_CONFIG_TARGET_UNCERTAINTY <= v < 1:
+        raise ValueError(f"run.target_uncertainty = {v:g} is {100 * v:g} %, at which no run gives a dose to read "
+                         f"(from {100 * MAX_CONFIG_TARGET_UNCERTAINTY:g} %; clinical Monte Carlo runs to 0.5-2 %): it "
+                         f"is a fraction, so this looks like a percent{percent_for_fraction(v)}: give "
+                         f"{v / 100:g} for {v:g} % (e.g. 0.01 for 1 %)")
+
+
 def _check_stream_settings(s: RunSettings) -> None:
     if s.batch_size is not None and s.batch_size < 1:
         raise ValueError(f"run.batch_size must be a positive integer (histories per batch) or unset; "
@@ -298,7 +327,7 @@ def _check_stream_settings(s: RunSettings) -> None:
                          "faster), or leave it unset")
     if s.target_uncertainty is not None and not (0 < s.target_uncertainty < 1):
         raise ValueError(f"run.target_uncertainty must be a fraction in (0, 1), e.g. 0.01 for 1 %; "
-                         f"got {s.target_uncertainty}")
+                         f"got {s.target_uncertainty}{percent_for_fraction(s.target_uncertainty)}")
     if s.target_uncertainty is not None and s.target_uncertainty < MIN_TARGET_UNCERTAINTY:
         raise ValueError(f"run.target_uncertainty = {s.target_uncertainty:g} is below {MIN_TARGET_UNCERTAINTY:g} "
                          f"({100 * MIN_TARGET_UNCERTAINTY:g} %), which no run reaches: the uncertainty falls as "

@@ -92,6 +92,40 @@ def test_run_settings_refuse_a_target_uncertainty_no_run_reaches(target):
     assert RunSettings(target_uncertainty=1e-4).target_uncertainty == 1e-4
 
 
+@pytest.mark.parametrize("target", [0.1, 0.2, 0.5, 0.99])
+def test_a_configs_target_uncertainty_meant_as_percent_is_refused_with_the_fraction(target):
+    """run.target_uncertainty = 0.5 meant 0.5 % stopped a run at 3 % with a tenth of its primaries, without a word
+    (the units audit of 2026-12-07, F2): a config's 0.1 (10 %) and more is refused, naming the fraction to give, as
+    mcproton check's --target-uncertainty 5 names 0.05.  RunSettings itself takes (0, 1) (the check's per-beam
+    targets, quick tests)."""
+    from mcproton.config import ConfigError, run_settings
+
+    with pytest.raises(ConfigError, match=rf"run.target_uncertainty = {target:g} is {100 * target:g} %, .*it is a "
+                                          rf"fraction, so this looks like a percent \({target:g} % is "
+                                          rf"{target / 100:g}\): give {target / 100:g} for {target:g} %"):
+        run_settings({"run": {"target_uncertainty": target}})
+    assert run_settings({"run": {"target_uncertainty": 0.05}}).target_uncertainty == 0.05
+    assert RunSettings(target_uncertainty=target).target_uncertainty == target
+    with pytest.raises(ValueError, match=r"must be a fraction in \(0, 1\), e.g. 0.01 for 1 %; got 1.5 \(1.5 % is "
+                                         r"0.015\)"):
+        RunSettings(target_uncertainty=1.5)
+
+
+def test_a_checks_target_uncertainty_meant_as_percent_is_named_in_its_warning():
+    """mcproton check takes --target-uncertainty 0.5 (it FAILs its own MC above 2 %: a wrong FAIL, no wrong PASS) and
+    says so before the MC; the warning also names the fraction 0.5 % is, as mcproton run's refusal does."""
+    from mcproton._check.api import _warn_target_above_level
+    from mcproton._check.levels import ActionLevels
+    from mcproton._io.errors import McprotonRuntimeWarning
+
+    with pytest.warns(McprotonRuntimeWarning, match=r"will FAIL that level.*if 0.5 % was meant \(0.5 % is 0.005\), "
+                                                    r"give --target-uncertainty 0.005"):
+        _warn_target_above_level(0.5, ActionLevels())
+    with pytest.warns(McprotonRuntimeWarning) as said:
+        _warn_target_above_level(0.05, ActionLevels())
+    assert "was meant" not in str(said[0].message)
+
+
 def test_run_settings_keep_whole_numbers_as_the_ints_the_run_uses():
     s = RunSettings(primaries=1e5, seed=np.int64(7), batches=4.0, threads=np.int32(2))
     assert (s.primaries, s.seed, s.batches, s.threads) == (100_000, 7, 4, 2)

@@ -30,7 +30,7 @@ from .level_text import fixed, judged, level_decimals, level_texts, percent_or_n
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
-from .prescription import median_source, plan_dose_references, plan_prescriptions
+from .prescription import given_prescriptions, median_source, plan_dose_references, plan_prescriptions
 from .reference_noise import Found, JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
@@ -1461,13 +1461,18 @@ def _warn_target_above_level(target_uncertainty: float | None, lv: ActionLevels)
     (mc_uncertainty_max_pct) makes the check FAIL that level whatever the doses; said before the transport, not
     found in the verdict after it (2026-12-06: a check asked for 3 % ran and FAILed on "MC statistical uncertainty
     3.02 % (action level <= 2.00 %)" with no word before)."""
+    from ..settings import percent_for_fraction
+
     if not target_uncertainty or not 100 * float(target_uncertainty) > lv.mc_uncertainty_max_pct:
         return
-    warn(f"--target-uncertainty {float(target_uncertainty):g} ({100 * float(target_uncertainty):g} %) is above the "
+    t = float(target_uncertainty)
+    typed = (f"; it is a fraction: if {t:g} % was meant{percent_for_fraction(t)}, give --target-uncertainty "
+             f"{t / 100:g}" if percent_for_fraction(t) else "")   # 0.5 for 0.5 %, as mcproton run refuses it
+    warn(f"--target-uncertainty {t:g} ({100 * t:g} %) is above the "
          f"action level for the MC's own statistical uncertainty (mc_uncertainty_max_pct {lv.mc_uncertainty_max_pct:g}"
          " %): the check will FAIL that level whatever the doses; give --target-uncertainty "
          f"{lv.mc_uncertainty_max_pct / 100:g} or less for a verdict, or raise mc_uncertainty_max_pct in the "
-         "[levels] table of the --config file (Python: levels=)",
+         f"[levels] table of the --config file (Python: levels=){typed}",
          McprotonRuntimeWarning)
 
 
@@ -1518,7 +1523,7 @@ _RUN_ARGUMENTS = {"primaries": "primaries (--primaries)", "seed": "seed (--seed)
                   "threads": "threads", "target_uncertainty": "target_uncertainty (--target-uncertainty)"}
 #: check()'s and check_batch()'s true/false arguments: a bool only ("false" or "no" is refused, not taken as true)
 _SWITCHES = ("phantom_from_struct", "report", "machine_check", "ignore_beam_limiting_devices", "progress",
-             "keep_arrays", "skip_checked")
+             "keep_arrays", "skip_checked", "prescription_anyway")
 #: the gamma's counts, and what 0 (or None) means for each
 _GAMMA_COUNTS = {"gamma_points": ("--gamma-points", "every point"),
                  "gamma_workers": ("--gamma-workers", "one process per gamma up to the cores")}
@@ -1571,7 +1576,7 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
     turned a switch on, ``gamma_points=-5`` evaluated all the points but 5, and ``primaries=0``, ``backend="gpu"`` or
     ``target_uncertainty=1e-6`` were refused only after the DICOM was read, as "run.primaries ..." or as the
     per-beam target (the value given x sqrt(beams))."""
-    from ..settings import RunSettings, _switch, _whole
+    from ..settings import RunSettings, _switch, _whole, percent_for_fraction
 
     out = dict(given)
     for name in _SWITCHES:
@@ -1588,9 +1593,8 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         t = float("nan")
     if t != 0 and not 0 < t < 1:
-        hint = f" ({t:g} % is {t / 100:g})" if 1 <= t < 100 else ""
         raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
-                              f"for 1 %; got {target!r}{hint}")
+                              f"for 1 %; got {target!r}{percent_for_fraction(t) if t >= 1 else ''}")
     _check_time_limit(given.get("time_limit_s"))
     run = {k: given[k] for k in _RUN_ARGUMENTS if k in given}
     if run.get("target_uncertainty") == 0:
@@ -1617,7 +1621,8 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
 
 
 def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
-    """``check(prescription=...)`` checked: None, one dose, or {target ROI name: dose}; each finite and > 0 (Gy)."""
+    """``check(prescription=...)`` checked: None, one dose, or {target ROI name: dose}; each finite and > 0 (Gy(RBE),
+    all fractions)."""
     if prescription is None:
         return None
     items = prescription.items() if isinstance(prescription, Mapping) else [(None, prescription)]
@@ -1629,23 +1634,29 @@ def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
             x = float("nan")
         if not (math.isfinite(x) and x > 0):
             raise CheckInputError(f"prescription{'' if nm is None else ' of ' + repr(nm)} must be a dose in Gy "
-                                  f"above 0 (all fractions of the plan); got {v!r}")
+                                  f"above 0 (Gy(RBE), all fractions of the plan); got {v!r}")
         out[nm] = x
     return out[None] if None in out else {str(k): v for k, v in out.items()}
 
 
-def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str],
-                              masks: Mapping[str, np.ndarray]) -> tuple[dict[str, float], str]:
-    """Each target's prescription from ``check(prescription=...)`` (all fractions), and the source named in the
-    report; a name that is not a target of the structure set on the dose grid is refused (a typo would leave the
-    target without V95/V100 silently)."""
-    if not isinstance(given, dict):
-        return {nm: float(given) for nm in targets}, "given (--prescription)"
-    unknown = sorted(set(given) - set(targets))
-    if unknown:
-        raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the dose "
-                              f"grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT Struct)")
-    return {nm: given[nm] for nm in targets if nm in given}, "given for each target (--prescription ROI=GY)"
+def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str], masks: Mapping[str, np.ndarray],
+                              inp: CheckInputs, rbe: float | None,
+                              anyway: bool) -> tuple[dict[str, float], str, list[str]]:
+    """Each target's prescription from ``check(prescription=...)``, converted as the plan's TargetPrescriptionDose
+    and checked against it and the TPS dose's median in the target (prescription.given_prescriptions: a unit slip
+    refused unless ``anyway``), the source named in the report and the notes; before the MC.  A name that is not a
+    target of the structure set on the dose grid is refused (a typo would leave the target without V95/V100
+    silently)."""
+    if isinstance(given, dict):
+        unknown = sorted(set(given) - set(targets))
+        if unknown:
+            raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the "
+                                  f"dose grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT "
+                                  "Struct)")
+    tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    medians = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
+    return given_prescriptions(given, targets, plan_dose_references(inp.plan_path), inp.dose_type, rbe,
+                               inp.fractions, inp.all_fractions is False, medians, anyway)
 
 
 #: What an RT Dose's free text says of water or medium (case-insensitive; DICOM has no attribute for it): "to
@@ -1993,7 +2004,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
-          prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
+          prescription: float | Mapping[str, float] | None = None, prescription_anyway: bool = False,
+          ct_series: str | None = None,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           patient_position: str | None = None, ignore_beam_limiting_devices: bool = False,
           time_limit_s: float | None = None, progress: bool = True,
@@ -2027,7 +2039,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         says where it says (an RT Dose mcproton wrote names it in its DoseComment), else "water" (what clinical
         proton TPSs report).
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1); with a PHYSICAL dose (a warning) it only
-        converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.
+        converts the plan's TargetPrescriptionDose, or a ``prescription`` given (Gy(RBE)), to Gy for V95/V100.
     dose_type : "PHYSICAL" or "EFFECTIVE": what the TPS dose is, whatever its DoseType says (default None: its
         DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
         doses so).
@@ -2071,10 +2083,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
         device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
         the device; for a device known to touch no spot).
-    prescription : the targets' prescribed dose for V95/V100, in Gy (Gy(RBE) for an EFFECTIVE dose) for all
-        fractions of the plan, as DICOM's TargetPrescriptionDose (divided by the fractions where the TPS dose holds
-        one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
-        plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its own TPS median.
+    prescription : the targets' prescribed dose for V95/V100, the same quantity as the plan's TargetPrescriptionDose
+        and converted as it is: Gy(RBE) for all fractions of the plan, divided by the RBE (1.1, or ``rbe``) for a
+        PHYSICAL TPS dose and by the fractions where the TPS dose holds one; a number for every target, or {target
+        ROI name: dose} (a simultaneous boost).  It replaces the plan's TargetPrescriptionDose; without either, each
+        target's V95/V100 are relative to its own TPS median.  Refused before the MC where it differs from the
+        plan's TargetPrescriptionDose by the factor of a unit slip (x 100: cGy; / the fractions: one fraction; / the
+        RBE: a physical dose), or from the TPS dose's median in the target by such a factor or by more than a
+        factor 2 (mcproton._check.prescription.given_prescriptions), unless ``prescription_anyway``.
+    prescription_anyway : keep a ``prescription`` that the check above refuses (a deliberate other prescription);
+        the report's source of the prescription and a note say what it differs from (default False).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None or 0: one per
         gamma up to the cores, as ``--gamma-workers 0``; the same results; negative: refused); at most as many as the
         memory available holds (compare.gamma_worker_count).  The workers are
@@ -2128,6 +2146,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               calibration=calibration, struct_overrides=struct_overrides,
                               outside_external=outside_external,
                               ignore_beam_limiting_devices=ignore_beam_limiting_devices, progress=progress,
+                              prescription_anyway=prescription_anyway,
                               rbe=rbe, target_uncertainty=target_uncertainty, time_limit_s=time_limit_s,
                               primaries=primaries, seed=seed, backend=backend, threads=threads,
                               gamma_points=gamma_points, gamma_workers=gamma_workers)
@@ -2158,6 +2177,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             raise OutDirRefused(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
     rx_given = _given_prescription(prescription)
+    if args["prescription_anyway"] and rx_given is None:
+        raise CheckInputError("prescription_anyway (--prescription-anyway) keeps a --prescription that differs from "
+                              "the plan's TargetPrescriptionDose or the TPS dose; without --prescription it keeps "
+                              "nothing: leave it out, or give the prescription")
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     _warn_target_above_level(target_uncertainty if mc is None else None, lv)
     t, c = time.perf_counter(), time.process_time()
@@ -2264,7 +2287,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         wants_outside = inp.ct_dir is not None and inp.struct_path is not None and outside_external == "ct"
         if beam_model is not None:   # the beams first: the transport grid holds the CT's slices they and the TPS need
             t_plan = time.perf_counter()
-            planned = beams_of_plan(inp, beam_model, machine_check=machine_check)
+            planned = beams_of_plan(inp, beam_model, machine_check=machine_check,
+                                    water_model=physics.water_model if physics is not None else "icru90")
             planned_s = time.perf_counter() - t_plan
         from .._timing import announcing
 
@@ -2378,8 +2402,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     check_grids_cover(inp, body)
     outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
-    if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)
-        _apply_given_prescription(rx_given, targets, masks)
+    # --prescription's ROI names (a typo) and unit (a slip) checked before the MC, not after it
+    rx_of_given = (None if rx_given is None else
+                   _apply_given_prescription(rx_given, targets, masks, inp, rbe, prescription_anyway))
     timings["structures_s"] = time.perf_counter() - t
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
@@ -2500,11 +2525,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []
         pres_how = ""
-        if rx_given is not None:
-            pres_by, pres_how = _apply_given_prescription(rx_given, targets, masks)
+        if rx_of_given is not None:   # converted as the plan's, of the TPS dose's fractions
+            pres_by, pres_how, rx_notes = rx_of_given
         elif rx_refs.items:   # Gy(RBE): divided by the RBE for a physical TPS dose
             pres_by, pres_how, rx_notes = plan_prescriptions(rx_refs, targets, roi_numbers, inp.dose_type, rbe)
-        if (rx_given is not None or rx_refs.items) and inp.all_fractions is False and inp.fractions > 1:
+        if rx_given is None and rx_refs.items and inp.all_fractions is False and inp.fractions > 1:
             pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
             pres_how += f"; divided by the {inp.fractions} fractions (the TPS dose holds one)"
         elif rx_given is None and not rx_refs.items and targets:   # of the TPS dose itself: of its fractions
@@ -2940,7 +2965,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "patient_position_source": "given (--patient-position)" if patient_position is not None
                 else "the plan's patient setups (PatientSetupSequence)",
                 "rbe": mc.provenance.get("rbe"), "rbe_given": rbe,
-                "prescription_given": rx_given, "struct_overrides": struct_overrides,
+                "prescription_given": rx_given, "prescription_anyway": args["prescription_anyway"],
+                "struct_overrides": struct_overrides,
                 "outside_external": outside_external, "calibration": cal_name,
                 "calibration_given": None if call_args["calibration"] is None
                 else str(getattr(call_args["calibration"], "name", call_args["calibration"])),

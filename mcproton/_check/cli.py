@@ -117,9 +117,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="what the TPS dose is, whatever its DoseType says (default: its DoseType); an OpenTPS dose "
                         "labelled EFFECTIVE is refused without it, as OpenTPS labels its physical MCsquare doses so")
     c.add_argument("--prescription", action="append", metavar="GY or ROI=GY",
-                   help="the targets' prescribed dose for V95/V100, Gy (Gy(RBE) for an EFFECTIVE dose) for all "
-                        "fractions of the plan; ROI=GY for one target (repeatable: a boost). Default: the plan's "
-                        "TargetPrescriptionDose, else each target's own TPS median")
+                   help="the targets' prescribed dose for V95/V100 in Gy(RBE) for all fractions of the plan, as the "
+                        "plan's TargetPrescriptionDose (e.g. 54 for 30 x 1.8 Gy(RBE)), converted as it is: divided "
+                        "by the RBE (1.1, or --rbe) for a PHYSICAL TPS dose and by the fractions for a TPS dose of "
+                        "one fraction; ROI=GY for one target (repeatable: a boost). Refused where it differs from "
+                        "the plan's TargetPrescriptionDose by the factor of a slip (x 100: cGy; / the fractions: one "
+                        "fraction; / 1.1: a physical dose) or from the TPS dose's median in the target by such a "
+                        "factor or more than 2 x. Default: the plan's TargetPrescriptionDose, else each target's own "
+                        "TPS median")
+    c.add_argument("--prescription-anyway", action="store_true",
+                   help="keep a --prescription that differs from the plan's TargetPrescriptionDose or the TPS dose "
+                        "as above (a deliberate other prescription; the report says what it differs from)")
     c.add_argument("--fractions", choices=["auto", "all", "one"], default="auto",
                    help="which fractions the TPS dose holds: auto (default) from its DoseSummationType as DICOM "
                         "defines it (PLAN, FRACTION, BEAM: all fractions; FRACTION_SESSION, BEAM_SESSION: one), all, "
@@ -202,9 +210,10 @@ def _checked(args: argparse.Namespace) -> int:
               "ignore_beam_limiting_devices": args.ignore_beam_limiting_devices,
               "struct_overrides": args.struct_overrides, "outside_external": args.outside_external}
     if args.batch:
-        if args.prescription:
-            raise ValueError("--prescription is one plan's; --batch checks many: leave it out (each plan's "
-                             "TargetPrescriptionDose, else each target's TPS median, is used)")
+        if args.prescription or args.prescription_anyway:
+            raise ValueError(f"--prescription{'-anyway' if not args.prescription else ''} is one plan's; --batch "
+                             "checks many: leave it out (each plan's TargetPrescriptionDose, else each target's TPS "
+                             "median, is used)")
         if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--ct-series/--struct")
@@ -235,7 +244,8 @@ def _checked(args: argparse.Namespace) -> int:
     # check.json keep them), with a count on stderr at the end
     with _warnings_as_they_come():
         res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
-                    out=args.out, prescription=_prescription_arg(args.prescription), ct_series=args.ct_series,
+                    out=args.out, prescription=_prescription_arg(args.prescription),
+                    prescription_anyway=args.prescription_anyway, ct_series=args.ct_series,
                     **common)
     if res.warnings:
         where = "check.json's warnings" if args.json else "the summary below"
@@ -342,7 +352,8 @@ def _prescription_arg(values: list[str] | None) -> float | dict[str, float] | No
         try:
             return float(text)
         except ValueError:
-            raise ValueError(f"--prescription {what!r}: {text!r} is not a dose in Gy (e.g. 54 or PTV=54)") from None
+            raise ValueError(f"--prescription {what!r}: {text!r} is not a dose in Gy(RBE) (e.g. 54 or PTV=54)") \
+                from None
     if plain:
         return gy(plain[0], plain[0])
     out: dict[str, float] = {}

@@ -88,13 +88,15 @@ def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: in
 def mc_rbe(dose_type: str, rbe: float | None) -> float:
     """The constant the MC dose is weighted with: ``rbe`` (default 1.1) for an EFFECTIVE TPS dose, 1 for a
     PHYSICAL one.  ``rbe`` given with a PHYSICAL dose is named in a warning: it cannot change the comparison of
-    two physical doses, and only converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100."""
+    two physical doses, and only converts the plan's TargetPrescriptionDose, or a --prescription (Gy(RBE)), to Gy for
+    V95/V100."""
     if dose_type == "EFFECTIVE":
         return CLINICAL_RBE if rbe is None else float(rbe)
     if rbe is not None:
         warn(f"--rbe {float(rbe):g} (rbe=) is the RBE of a DoseType EFFECTIVE TPS dose, but this one is PHYSICAL: "
              f"the two doses are compared as physical doses, without an RBE; {float(rbe):g} only converts the plan's "
-             "TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.  If the TPS dose is RBE-weighted, give "
+             "TargetPrescriptionDose, or a --prescription (Gy(RBE)), to Gy for V95/V100.  If the TPS dose is "
+             "RBE-weighted, give "
              "--dose-type effective", McprotonWarning)
     return 1.0
 
@@ -722,9 +724,11 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
     return out, left_s, grew
 
 
-def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = True) -> tuple[Any, list]:
+def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = True,
+               water_model: str = "icru90") -> tuple[Any, list]:
     """The beam model (loaded where a name or file is given) and the plan's beams as the MC transports them
-    (:func:`~mcproton._io.rtplan.plan_to_beams`; ``machine_check``: see there); refused without a beam model."""
+    (:func:`~mcproton._io.rtplan.plan_to_beams`; ``machine_check``, ``water_model``: the physics' water model, see
+    there); refused without a beam model."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
 
@@ -735,7 +739,8 @@ def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = Tr
                               f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
                               "BDL file)")
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
-    return model, plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
+    return model, plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check,
+                                water_model=water_model)
 
 
 def check_transport_memory(geometry: Any, n_beams: int, ref: TPSDose, record: dict | None) -> None:
@@ -808,7 +813,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
 
     log = log or log_line
     timings = timings if timings is not None else {}
-    model, beams = planned if planned is not None else plan_beams(inputs, beam_model, machine_check=machine_check)
+    phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
+    model, beams = planned if planned is not None else plan_beams(inputs, beam_model, machine_check=machine_check,
+                                                                  water_model=phys.water_model)
     shifter_notes: list[str] = []   # a range shifter's face with tissue upstream (warned): a likely cause to name
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
         if isinstance(said := check(), list):
@@ -826,7 +833,6 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                               f"for {len(beams)} beams: each beam runs to the target x sqrt({len(beams)}) = "
                               f"{per_beam_target:.3g} in its own dose, which must be below 1; give a smaller target "
                               "(e.g. 0.01 for 1 %)")
-    phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
                            target_uncertainty=per_beam_target, physics=phys, time_limit_s=time_limit_s)
     if progress and per_beam_target is not None and len(beams) > 1:   # what the beams' bars stop at, and why

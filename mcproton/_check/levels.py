@@ -58,6 +58,20 @@ DEFAULTS_SOURCE = "the defaults (built in; mcproton check --print-levels prints 
 
 #: The levels that are a percentage of points or rays passing (95 = 95 %), not a fraction
 PERCENT_OF_POINTS = ("gamma_3_2_min", "gamma_2_2_min", "range_within_2mm_min", "beam_gamma_2_2_min")
+#: The dose levels in percent (3 = 3 %) refused in (0, 1) as a fraction (0.03 for 3 %: every such row would FAIL,
+#: sending the reader after a dose error; the units audit of 2026-12-07, F3): a level below 1 % is below what two
+#: independent dose calculations agree to (the defaults, common MC-check practice, are 3 %), so no value there is
+#: meant.  0 stays what it was: an exact match asked for.
+PERCENT_DOSE_LEVELS = ("target_d95_pct", "target_dmean_pct", "beam_dose_ratio_pct")
+#: The levels in percent warned about in (0, 1) as a possible fraction, but kept: an MC statistical uncertainty of
+#: 0.5 % is a strict level that a check run to --target-uncertainty 0.005 may mean.
+PERCENT_WARNED_LEVELS = ("mc_uncertainty_max_pct",)
+
+
+def _fraction_hint(v: float) -> str:
+    """What to give for a level in percent given as a fraction ``v`` (0 < v <= 1): "give 95 for 95 % (0.95 looks like
+    a fraction)"."""
+    return f"give {100 * v:g} for {100 * v:g} % ({v:g} looks like a fraction)"
 
 
 @dataclass
@@ -81,7 +95,17 @@ class ActionLevels:
                 # a fraction (0.95, as pymedphys and check.json's gamma pass_rate give it) would let a 52 % gamma
                 # pass a ">= 0.95 %" level
                 raise ValueError(f"action level {f.name} = {v!r} is a percentage of points, in (1, 100] (0 switches "
-                                 f"it off): give 95 for 95 %{' (0.95 looks like a fraction)' if 0 < v <= 1 else ''}")
+                                 f"it off): {_fraction_hint(v) if 0 < v <= 1 else 'give 95 for 95 %'}")
+            if f.name in PERCENT_DOSE_LEVELS and 0 < v < 1:
+                raise ValueError(f"action level {f.name} = {v!r} is in percent, and a level below 1 % is below what "
+                                 "two independent dose calculations agree to (the default is 3 %): "
+                                 f"{_fraction_hint(v)}")
+            if f.name in PERCENT_WARNED_LEVELS and 0 < v < 1:
+                from .._io.errors import McprotonWarning, warn
+
+                warn(f"action level {f.name} = {v!r} is in percent: the check FAILs an MC whose statistical "
+                     f"uncertainty is above {v:g} %, which needs a --target-uncertainty of {v / 100:g} or less; if "
+                     f"{100 * v:g} % was meant, {_fraction_hint(v)}", McprotonWarning)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:

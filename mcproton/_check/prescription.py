@@ -6,13 +6,40 @@ DoseReferenceStructureType VOLUME (an ROI of the structure set, ReferencedROINum
 a whole, no ROI).  A POINT (an ROI that is a point) or COORDINATES (DoseReferencePointCoordinates) reference gives
 the dose at one point (a verification or normalisation point), which is not the dose a target's V95/V100 are
 judged against.  TargetPrescriptionDose of a proton plan is RBE-weighted (Gy(RBE)); against a PHYSICAL TPS dose it
-is divided by the check's RBE (1.1, or ``rbe``), as ``mcproton run`` does in its prescription warning."""
+is divided by the check's RBE (1.1, or ``rbe``), as ``mcproton run`` does in its prescription warning.
+
+A prescription typed with ``--prescription`` (``check(prescription=)``) is the same quantity as the plan's
+TargetPrescriptionDose, converted the same way (:func:`given_prescriptions`): Gy(RBE) for all fractions of the
+plan, divided by the RBE for a PHYSICAL TPS dose and by the fractions for a TPS dose of one fraction.  It is
+compared with the plan's TargetPrescriptionDose and with the TPS dose's median in the target, and refused where it
+differs from them by the factor of a unit slip (cGy, one fraction, a physical dose) or by more than a factor
+:data:`MEDIAN_FACTOR` from the median, unless ``--prescription-anyway`` (``prescription_anyway=True``) says it is
+meant (the units audit of 2026-12-07, F1: 3060 was taken as 3060 Gy and the organ-at-risk note dropped out)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .inputs import CLINICAL_RBE
+from .inputs import CLINICAL_RBE, CheckInputError
+
+#: A typed prescription within this (relative) of one of the plan's TargetPrescriptionDoses is the plan's; within it
+#: of one of them times a slip's factor (:func:`slip_factors`) it is refused as that slip.  Both are the same quantity
+#: (Gy(RBE), all fractions), so they differ only by the rounding of the typed value: 30.6 / 1.1 typed as 27.8 is 0.07 %
+#: off, 30.6 / 17 / 1.1 typed as 1.64 0.2 %; the nearest two slips, the RBE's 1.1 and 1, lie 10 % apart.
+PLAN_SLIP_TOL = 0.03
+#: A typed prescription (converted to the TPS dose's unit and fractions) within this (relative) of the TPS dose's
+#: median in the target times the factor of a slip of cGy or of one fraction is refused as that slip.  The median of a
+#: planned target lies within a few % of its prescription (the demo's CTV_PF: TPS D50 1.62 Gy for 1.636 Gy, -0.7 %); the
+#: RBE's 1.1 is too close to that spread to be told from the median, so only the plan's value names it.
+MEDIAN_SLIP_TOL = 0.15
+#: A typed prescription more than this factor above or below the TPS dose's median in the target is refused (a dose
+#: whose V95/V100 would read 0 or 1 whatever the doses, and the organ-at-risk note's threshold with it, 2 % of the
+#: prescription: at 100 x it hid a +27 % brainstem difference in the audit)
+MEDIAN_FACTOR = 2.0
+#: what the refusal names as the way out, on the command line and in Python
+ANYWAY = "--prescription-anyway (Python: prescription_anyway=True)"
 
 #: the DoseReferenceStructureTypes whose TargetPrescriptionDose is a volume's prescription
 VOLUME_TYPES = ("VOLUME", "SITE")
@@ -112,3 +139,109 @@ def median_source(refs: DoseReferences | None) -> str:
         why = (f"the plan prescribes no target volume or site: its dose reference(s) {', '.join(refs.skipped)} give "
                "the dose at a point, not a target's prescription")
     return f"each target's own TPS median dose ({why}; give --prescription for the prescribed dose)"
+
+
+def slip_factors(fractions: int, rbe: float | None) -> list[tuple[float, str]]:
+    """(factor, what it looks like) of the unit slips of a typed prescription, each a typed value = the right one x
+    factor: cGy (x 100), the dose of one fraction (/ ``fractions``, where the plan has more than one) and a physical
+    dose given for Gy(RBE) (/ ``rbe``; None: not named), and each combination of them."""
+    parts: list[list[tuple[float, str]]] = [[(1.0, ""), (100.0, "cGy")]]
+    if fractions > 1:
+        parts.append([(1.0, ""), (1.0 / fractions, f"the dose of one of the plan's {fractions} fractions")])
+    if rbe is not None and rbe != 1.0:
+        parts.append([(1.0, ""), (1.0 / rbe, f"a physical dose (Gy(RBE) / the RBE {rbe:g})")])
+    out = []
+    for combo in itertools.product(*parts):
+        names = [w for _, w in combo if w]
+        if names:
+            out.append((math.prod(f for f, _ in combo), " and ".join(names)))
+    return out
+
+
+def _nearest_slip(ratio: float, slips: list[tuple[float, str]], tol: float) -> tuple[float, str] | None:
+    """The slip whose factor lies nearest ``ratio`` (typed / reference), if within ``tol`` (relative) of it."""
+    near = [(abs(math.log(ratio / f)), f, w) for f, w in slips if ratio > 0]
+    near = [x for x in near if x[0] <= math.log1p(tol)]
+    return min(near)[1:] if near else None
+
+
+def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[str], refs: DoseReferences,
+                        dose_type: str, rbe: float | None, fractions: int, one_fraction: bool,
+                        medians: Mapping[str, float], anyway: bool = False) -> tuple[dict[str, float], str, list[str]]:
+    """Each target's prescription from ``check(prescription=...)`` (``given``: one dose, Gy(RBE) for all fractions
+    of the plan, as its TargetPrescriptionDose; or {target: dose} of the targets named, checked to be targets
+    before), converted as the plan's: divided by the RBE (``rbe``, default 1.1) for a PHYSICAL TPS dose and by the
+    plan's ``fractions`` where the TPS dose holds one (``one_fraction``).  Returns the prescriptions (Gy, Gy(RBE) for
+    an EFFECTIVE dose, of the fractions the TPS dose holds), the source named in the report and the notes.
+
+    Compared with the plan's TargetPrescriptionDoses (``refs``) and with the TPS dose's median in the target
+    (``medians``; one dose for every target: the highest median, the target treated): a value off by the factor of
+    a slip (:func:`slip_factors`, within :data:`PLAN_SLIP_TOL` of the plan's, :data:`MEDIAN_SLIP_TOL` of the
+    median) or by more than :data:`MEDIAN_FACTOR` from the median is refused (CheckInputError) naming the slip and
+    the value to give, unless ``anyway``: then it is used, and a note says what it differs from."""
+    rbe_used = CLINICAL_RBE if rbe is None else float(rbe)
+    factor = 1.0 if dose_type == "EFFECTIVE" else rbe_used
+    div = fractions if one_fraction and fractions > 1 else 1
+    unit = "Gy(RBE)" if dose_type == "EFFECTIVE" else "Gy"
+    each = isinstance(given, Mapping)
+    typed = {nm: float(given[nm]) for nm in targets if nm in given} if isinstance(given, Mapping) else \
+        {nm: float(given) for nm in targets}
+    pres = {nm: v / factor / div for nm, v in typed.items()}
+
+    def conv(v: float) -> str:
+        steps = (f" / {factor:g}" if factor != 1.0 else "") + (f" / {div} fractions" if div > 1 else "")
+        return f"{v:g} Gy(RBE)" + (f"{steps} = {v / factor / div:.4g} {unit}" if steps else "")
+
+    how = ("given for each target (--prescription ROI=GY)" if each else "given (--prescription)") + ": " + \
+        ", ".join((f"{nm!r} " if each else "") + conv(v) for nm, v in typed.items()) + \
+        " (Gy(RBE) for all fractions of the plan, as its TargetPrescriptionDose" + \
+        (f"; the TPS dose is physical, so divided by the RBE {factor:g}" if factor != 1.0 else "") + \
+        (f"; the TPS dose holds one of the {fractions} fractions" if div > 1 else "") + ")"
+    plan_doses = sorted({v for _, v in refs.items})
+    how += ("; the plan's TargetPrescriptionDose: " + ", ".join(f"{v:g}" for v in plan_doses) + " Gy(RBE)"
+            if plan_doses else "; the plan gives no TargetPrescriptionDose")
+    divided = ([f"by the RBE {factor:g} for this PHYSICAL TPS dose"] if factor != 1.0 else []) + \
+        ([f"by the {fractions} fractions for this TPS dose of one fraction"] if div > 1 else [])
+    rule = ("--prescription is in Gy(RBE) for all fractions of the plan, as the plan's TargetPrescriptionDose"
+            + (f" (the check divides it {' and '.join(divided)})" if divided else ""))
+    problems: list[tuple[str, str]] = []   # (what is wrong, the value to give)
+    if each:
+        ref_targets = list(typed)
+    else:   # one dose for every target: the target treated, of the highest TPS median (a PTV of another phase: none)
+        dosed = [nm for nm in typed if medians.get(nm, 0.0) > 0]
+        ref_targets = [max(dosed, key=lambda nm: medians[nm])] if dosed else list(typed)[:1]
+    for nm in ref_targets:
+        v = typed[nm]
+        what = f"prescription{f' of {nm!r}' if each else ''} (--prescription {f'{nm}=' if each else ''}{v:g})"
+        if any(abs(v / p - 1) <= PLAN_SLIP_TOL for p in plan_doses):
+            continue   # the plan's own value: used as the plan's would be, whatever the TPS dose
+        said, give = "", ""
+        plan_slips = [(s, p) for p in plan_doses
+                      if (s := _nearest_slip(v / p, slip_factors(fractions, rbe_used), PLAN_SLIP_TOL))]
+        if plan_slips:
+            (f, w), p = min(plan_slips, key=lambda sp: abs(math.log(v / sp[1] / sp[0][0])))
+            said = (f"{what}: {v:g} is {v / p:.4g} x the plan's TargetPrescriptionDose {p:g} Gy(RBE), so it looks "
+                    f"like {w}")
+            give = f"give {p:g}"
+        m = medians.get(nm, 0.0)
+        if not said and m > 0:
+            r = pres[nm] / m
+            s = _nearest_slip(r, slip_factors(fractions, None), MEDIAN_SLIP_TOL)
+            near = f"{conv(v)} is {r:.3g} x the TPS dose's median in the target {nm!r} ({m:.4g} {unit})"
+            if s is not None:
+                said, give = f"{what}: {near}, so it looks like {s[1]}", f"give about {v / s[0]:.3g}"
+            elif not 1 / MEDIAN_FACTOR <= r <= MEDIAN_FACTOR:
+                said = (f"{what}: {near}, more than a factor {MEDIAN_FACTOR:g} from it (V95/V100 would read 0 or 1 "
+                        "whatever the doses)")
+                give = "check its unit"
+        if said:
+            problems.append((said, give))
+    notes = []
+    if problems and not anyway:
+        raise CheckInputError("; ".join(f"{said}; {give}" for said, give in problems)
+                              + f". {rule}; leave --prescription out for the plan's TargetPrescriptionDose (else each "
+                              f"target's TPS median); if the value is meant, add {ANYWAY}")
+    if problems:
+        how += "; kept with --prescription-anyway although " + "; ".join(said for said, _ in problems)
+        notes = [f"{said}: kept (--prescription-anyway)" for said, _ in problems]
+    return pres, how, notes

@@ -1187,9 +1187,11 @@ class _LayerShifter:
     distance_from: str = ""
 
 
-def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
+def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str,
+                   water_model: str = "icru90") -> _LayerShifter | None:
     """The shifter IN for a layer (None without one).  With ``rs_model == "energy_only"`` only its WET is needed
-    (material, thickness and position are then 0 or empty)."""
+    (material, thickness and position are then 0 or empty); with "transport" its thickness is its WET in the water
+    of ``water_model`` (the run's physics.water_model, as the CT's calibration: the units audit of 2026-12-07, F4)."""
     active = [rs for rs in layer.range_shifter_settings if rs["setting"].upper() not in _SHIFTER_OUT]
     if not active:
         return None
@@ -1240,8 +1242,8 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  f"isocenter_distance_mm (isocentre to its downstream face) to its [[range_shifter]] in the beam model")
     if not dist >= 0:
         raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
-    return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist),
-                         model.transported_wet_mm(), came)
+    return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(water_model),
+                         float(dist), model.transported_wet_mm(water_model), came)
 
 
 def _min_mu(min_mu, beams: Sequence[IonBeam]) -> float:
@@ -1304,7 +1306,8 @@ def _refuse_two_shifter_places(b: IonBeam, layer: EnergyLayer, sh: _LayerShifter
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
                   all_fractions: bool = False, min_mu: float = 0.0, range_shifter_model: str = "transport",
-                  machine_check: bool = True, isocentre_shift_mm: Sequence[float] | None = None) -> list:
+                  machine_check: bool = True, isocentre_shift_mm: Sequence[float] | None = None,
+                  water_model: str = "icru90") -> list:
     """One :class:`mcproton.source.Beam` per ion beam, with spots in the patient LPS frame (mm).
 
     Spot weights are absolute protons (MU x protons/MU of the beam model at the layer's nominal energy; with
@@ -1339,11 +1342,18 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     (before 2026-12-06 a script's result held none of them: the Python-API audit, F7).
     ``all_fractions`` and ``machine_check`` take True or False only: text such as "false" is refused (it would read
     as true: every fraction's protons, or the machine checked where it was meant not to be).
+
+    ``water_model`` ("icru90" or "pstar"): the water of the transport (``PhysicsSettings.water_model``), in which a
+    range shifter's water-equivalent thickness becomes its physical thickness (the stopping-power ratio of its
+    material to that water), as a CT's HU -> SPR calibration is taken to that water: give the run's, so that the
+    slab transported is the declared WET in the water the run transports (polycarbonate: 0.5 % thicker in PSTAR
+    water; ``mcproton run`` and ``mcproton check`` pass their physics.water_model; each beam's
+    ``meta["range_shifters"]`` records it).
     """
     with recording_warnings() as said:
         beams = _plan_to_beams(plan, beam_model, beam_numbers=beam_numbers, all_fractions=all_fractions, min_mu=min_mu,
                                range_shifter_model=range_shifter_model, machine_check=machine_check,
-                               isocentre_shift_mm=isocentre_shift_mm)
+                               isocentre_shift_mm=isocentre_shift_mm, water_model=water_model)
     where = plan.path or "the plan"
     kept = list(dict.fromkeys([*(getattr(plan, "warnings", None) or []),
                                *(f"{where}: {n} (load_rtplan's patient_position)" for n in plan.notes),
@@ -1355,7 +1365,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
 
 def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None, all_fractions: bool,
                    min_mu: float, range_shifter_model: str, machine_check: bool,
-                   isocentre_shift_mm: Sequence[float] | None) -> list:
+                   isocentre_shift_mm: Sequence[float] | None, water_model: str = "icru90") -> list:
     """:func:`plan_to_beams`' beams (the arguments as there), without the warnings in their meta."""
     from ..settings import _switch
     from ..source import MAX_SPREAD_SIGMAS, Beam
@@ -1366,6 +1376,11 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
+    from .._physics.stopping import WATER_MODELS
+
+    if water_model not in WATER_MODELS:
+        raise _e(f"plan_to_beams water_model {water_model!r} is unknown; choose one of {sorted(WATER_MODELS)} (the "
+                 "run's physics.water_model)")
     if isinstance(beam_model, (str, Path)):
         from .beam_model import load_beam_model
 
@@ -1431,7 +1446,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
                 raise BeamModelError(f"beam {b.number} ({b.name!r}) control point {layer.control_point_index}: "
                                      f"{exc}") from None
             e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
-            sh = _layer_shifter(b, layer, beam_model, range_shifter_model)
+            sh = _layer_shifter(b, layer, beam_model, range_shifter_model, water_model)
             if sh is not None and range_shifter_model == "energy_only":
                 try:
                     e_out = energy_after_wet(e_mean, sh.wet_mm)
@@ -1467,9 +1482,10 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             else:
                 if face_axis_mm is not None:
                     _refuse_two_shifter_places(b, layer, sh, shifter_first)
-                shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
+                shifters_used.setdefault(sh.id, {**{k: getattr(sh, k) for k in (
                     "wet_mm", "transported_wet_mm", "material", "density_g_cm3", "thickness_mm",
-                    "isocenter_distance_mm")})
+                    "isocenter_distance_mm")}, **({"water_model": water_model}
+                                                  if range_shifter_model == "transport" else {})})
             if b.primary_dosimeter_unit == "NP":
                 protons = layer.spot_mu.copy()
             else:

@@ -552,9 +552,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"({bname}); {where}; {again}", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
+                    # in percent, as the progress bar says them (units audit F2: "0.03061 <= 0.5" beside "3.06 %")
                     log(f"mcproton: beam {wd.beam(i, beam)} ({bname}) reached the target uncertainty after "
                         f"{st.next_history:,} primaries (mean relative uncertainty above 50 % Dmax "
-                        f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
+                        f"{100 * res.mean_rel_uncertainty_50:.2f} % <= {100 * settings.target_uncertainty:.3g} %)")
                 elif res.stop_reason == "time_limit":
                     log(f"mcproton: beam {wd.beam(i, beam)} ({bname}) stopped by the time limit ("
                         + wd.time_limit.format(limit=settings.time_limit_s) + " for the run"

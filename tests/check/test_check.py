@@ -867,8 +867,9 @@ def test_without_a_prescription_the_organ_note_says_the_targets_tps_d50(case, tm
 
 
 def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_path):
-    """``prescription=`` (``--prescription``): one dose for every target or {ROI: dose}, for all fractions of the plan
-    (divided by the fractions where the TPS dose holds one); an unknown ROI name or a dose <= 0 is refused."""
+    """``prescription=`` (``--prescription``): one dose for every target or {ROI: dose}, Gy(RBE) for all fractions
+    of the plan as its TargetPrescriptionDose, converted as that is (divided by the RBE 1.1 for this PHYSICAL TPS
+    dose, and by the fractions where the TPS dose holds one); an unknown ROI name or a dose <= 0 is refused."""
     from mcproton._check.api import check
     from mcproton._check.cli import _prescription_arg
     from mcproton._check.inputs import CheckInputError
@@ -878,20 +879,25 @@ def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_pa
     f = case["files"]
     kw = {"ct": d / "ct", "struct": d / "RS.dcm", "beam_model": "dcpt_v2", "mc": case["res"].mc,
           "levels": _levels(), **FAST}
-    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription=1.5, **kw)
+    rx = round(1.1 * float(np.median(hi.total_gy_zyx[case["res"].masks["PTV"]])), 5)   # Gy(RBE): the median x 1.1
+    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription=rx, **kw)
     ptv = res.tps_gy_zyx[res.masks["PTV"]]
-    assert res.structures["PTV"]["prescription_gy"] == 1.5 and res.provenance["prescription_gy"] == 1.5
-    assert res.structures["PTV"]["metrics"]["V95"]["tps"] == pytest.approx(float(np.mean(ptv >= 0.95 * 1.5)))
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(rx / 1.1)
+    assert res.provenance["prescription_gy"] == pytest.approx(rx / 1.1)
+    assert res.structures["PTV"]["metrics"]["V95"]["tps"] == pytest.approx(float(np.mean(ptv >= 0.95 * rx / 1.1)))
     assert res.structures["PTV"]["metrics"]["V95"]["label"] == "V95"     # of the prescription: no "TPS median"
-    assert res.provenance["prescription_source"] == "given (--prescription)"
-    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription={"PTV": 1.2}, **kw)
-    assert res.structures["PTV"]["prescription_gy"] == 1.2
+    src = res.provenance["prescription_source"]
+    assert src.startswith(f"given (--prescription): {rx:g} Gy(RBE) / 1.1 = ") and "divided by the RBE 1.1" in src \
+        and "the plan gives no TargetPrescriptionDose" in src, src
+    assert res.settings["prescription_given"] == rx and res.settings["prescription_anyway"] is False
+    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription={"PTV": 0.8 * rx}, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(0.8 * rx / 1.1)
     with pytest.raises(CheckInputError, match=r"\['PTV_typo'\], which are not targets .*its targets: \['PTV'\]"):
         check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription={"PTV_typo": 1.2}, **kw)
     for bad in (0.0, -2.0, float("nan"), "x"):
         with pytest.raises(CheckInputError, match="prescription must be a dose in Gy above 0"):
             check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription=bad, **kw)
-    # a 5-fraction plan and a TPS dose of one session: the plan's prescription (all fractions) divided by 5
+    # a 5-fraction plan and a TPS dose of one session: the prescription (all fractions) divided by 5 too
     rp = pydicom.dcmread(d / "RP.dcm")
     rp.FractionGroupSequence[0].NumberOfFractionsPlanned = 5
     rp.save_as(tmp_path / "RP_5fx.dcm")
@@ -899,14 +905,108 @@ def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_pa
     study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=case["plan_uid"])
     one = write_rtdose(hi.total_gy_zyx, vs, org, tmp_path / "RD_fx.dcm", study=study,
                        summation_type="FRACTION_SESSION")
-    res = check(plan=tmp_path / "RP_5fx.dcm", dose=one, prescription=7.5, **kw)
-    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(1.5)
+    res = check(plan=tmp_path / "RP_5fx.dcm", dose=one, prescription=5 * rx, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(rx / 1.1)
+    assert "/ 1.1 / 5 fractions = " in res.provenance["prescription_source"]
     # the command line's form
     assert _prescription_arg(["54"]) == 54.0 and _prescription_arg(None) is None
     assert _prescription_arg(["PTV boost=60", "PTV=54"]) == {"PTV boost": 60.0, "PTV": 54.0}
     for bad in (["54", "PTV=1"], ["PTV=abc"], ["=5"]):
         with pytest.raises(ValueError, match="--prescription"):
             _prescription_arg(bad)
+
+
+@pytest.fixture(scope="module")
+def plan_rx(case, tmp_path_factory):
+    """The test plan in 5 fractions with a TargetPrescriptionDose (SITE) of the TPS dose's median in the PTV x 1.1
+    x 5 (Gy(RBE), all fractions), and the 'TPS' dose as one fraction of it (FRACTION_SESSION); the plan's own
+    check (no --prescription) of it, with the fixture's MC."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from mcproton._check.api import check
+    from mcproton.dicom import write_rtdose
+
+    d, hi = case["dir"], case["hi"]
+    tmp = tmp_path_factory.mktemp("plan_rx")
+    rx = round(5 * 1.1 * float(np.median(hi.total_gy_zyx[case["res"].masks["PTV"]])), 4)
+    rp = pydicom.dcmread(d / "RP.dcm")
+    rp.FractionGroupSequence[0].NumberOfFractionsPlanned = 5
+    dr = Dataset()
+    dr.DoseReferenceNumber, dr.DoseReferenceStructureType, dr.DoseReferenceType = 1, "SITE", "TARGET"
+    dr.TargetPrescriptionDose = rx
+    rp.DoseReferenceSequence = Sequence([dr])
+    rp.save_as(tmp / "RP_rx.dcm")
+    vs, org = case["grid"]
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=case["plan_uid"])
+    one = write_rtdose(hi.total_gy_zyx, vs, org, tmp / "RD_fx.dcm", study=study, summation_type="FRACTION_SESSION")
+    kw = {"plan": tmp / "RP_rx.dcm", "dose": one, "ct": d / "ct", "struct": d / "RS.dcm", "beam_model": "dcpt_v2",
+          "mc": case["res"].mc, "levels": _levels(), **FAST}
+    return {"rx": rx, "kw": kw, "own": check(**kw)}
+
+
+@pytest.mark.parametrize("typed,slip", [
+    (100, "cGy"),                                               # 3060 for 30.6
+    (1 / 5, "the dose of one of the plan's 5 fractions"),       # 1.8 for 30.6 in 17 fractions
+    (1 / 1.1, r"a physical dose \(Gy\(RBE\) / the RBE 1.1\)"),  # 27.8 for 30.6 Gy(RBE)
+    (1 / 5 / 1.1, r"the dose of one of the plan's 5 fractions and a physical dose \(Gy\(RBE\) / the RBE 1.1\)"),
+    (100 / 5, "cGy and the dose of one of the plan's 5 fractions"),
+])
+def test_a_given_prescription_off_by_a_unit_slip_is_refused_naming_it(plan_rx, typed, slip):
+    """--prescription in cGy, of one fraction or physical, against the plan's TargetPrescriptionDose (Gy(RBE), all
+    fractions): refused, naming the slip and the plan's value to give.  Before (the units audit of 2026-12-07, F1)
+    each was taken as given, so V95/V100 read 0 or 1 and a 100 x prescription silenced the organ-at-risk note."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    rx = plan_rx["rx"]
+    with pytest.raises(CheckInputError, match=rf"prescription \(--prescription {rx * typed:g}\): .* x the plan's "
+                                              rf"TargetPrescriptionDose {rx:g} Gy\(RBE\), so it looks like {slip}; "
+                                              rf"give {rx:g}\. --prescription is in Gy\(RBE\) .*--prescription-anyway"):
+        check(prescription=rx * typed, **plan_rx["kw"])
+
+
+def test_the_plans_own_prescription_given_is_used_as_the_plans_and_the_way_out_keeps_a_slip(plan_rx):
+    """The plan's own TargetPrescriptionDose given as --prescription gives the plan's V95/V100 (before, it was taken
+    as physical Gy and not divided by the RBE: V95 75 % -> 15 % in the audit's demo); --prescription-anyway keeps
+    a value that looks like a slip, and the report says what it differs from."""
+    from mcproton._check.api import check
+
+    rx, own = plan_rx["rx"], plan_rx["own"]
+    res = check(prescription=rx, **plan_rx["kw"])
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(own.structures["PTV"]["prescription_gy"])
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(rx / 1.1 / 5)
+    assert res.structures["PTV"]["metrics"]["V95"] == own.structures["PTV"]["metrics"]["V95"]
+    assert not any("anyway" in n for n in res.diagnostics)
+    res = check(prescription=100 * rx, prescription_anyway=True, **plan_rx["kw"])
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(100 * rx / 1.1 / 5)
+    assert res.settings["prescription_anyway"] is True
+    assert "kept with --prescription-anyway although" in res.provenance["prescription_source"]
+    assert any("looks like cGy: kept (--prescription-anyway)" in n for n in res.diagnostics), res.diagnostics
+
+
+def test_a_given_prescription_far_from_the_tps_median_is_refused(case, tmp_path):
+    """Without a TargetPrescriptionDose in the plan, --prescription is compared with the TPS dose's median in the
+    target: about 100 x (cGy), or more than 2 x off, refused; 1.5 x (a deliberate other reference) used.  One dose for
+    every target is compared with the highest median (the target treated); ROI=GY with that target's."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d, f = case["dir"], case["files"]
+    kw = {"plan": d / "RP.dcm", "dose": [f["plan"], f[1], f[2]], "ct": d / "ct", "struct": d / "RS.dcm",
+          "beam_model": "dcpt_v2", "mc": case["res"].mc, "levels": _levels(), **FAST}
+    med = float(np.median(case["hi"].total_gy_zyx[case["res"].masks["PTV"]]))
+    rx = 1.1 * med
+    with pytest.raises(CheckInputError, match=r"is 100 x the TPS dose's median in the target 'PTV' .*looks like cGy; "
+                                              rf"give about {rx:.3g}"):
+        check(prescription=100 * rx, **kw)
+    with pytest.raises(CheckInputError, match=r"prescription of 'PTV' \(--prescription PTV=.*is 3 x the TPS dose's "
+                                              r"median in the target 'PTV' .*more than a factor 2 from it"):
+        check(prescription={"PTV": 3 * rx}, **kw)
+    with pytest.raises(CheckInputError, match=r"is 0.4 x the TPS dose's median"):
+        check(prescription=0.4 * rx, **kw)
+    res = check(prescription=1.5 * rx, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(1.5 * med)
 
 
 def _with_dose_references(case, tmp_path, source_plan: Path) -> Path:
@@ -1243,6 +1343,32 @@ def test_the_check_reads_what_mcproton_run_writes_for_one_fraction(five_fx, tmp_
     assert inp.all_fractions is False and inp.total is not None
 
 
+def test_the_checks_beams_take_the_physics_water_model(base, monkeypatch):
+    """The check turns the plan into beams with its physics' water model, so that a range shifter's WET is taken in
+    the water the MC transports (the units audit of 2026-12-07, F4: always ICRU 90's before)."""
+    from mcproton._check import api
+
+    seen = []
+    plan_beams = api.beams_of_plan
+
+    def beams_of_plan(*a, **k):
+        seen.append(k.get("water_model"))
+        return plan_beams(*a, **k)
+
+    def stop(*a, **k):
+        raise RuntimeError("transport reached")
+
+    monkeypatch.setattr(api, "beams_of_plan", beams_of_plan)
+    monkeypatch.setattr(api, "run_mc", stop)
+    d = base["dir"]
+    kw = dict(plan=d / "RP.dcm", dose=_tps(base, "wm", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", **FAST)
+    for physics, want in (({"water_model": "pstar"}, "pstar"), (None, "icru90")):
+        with pytest.raises(RuntimeError, match="transport reached"):
+            api.check(physics=physics, **kw)
+        assert seen[-1] == want, seen
+
+
 def test_cli_help_and_bad_input_exit_status(base, capsys):
     from mcproton.cli import main
 
@@ -1254,6 +1380,15 @@ def test_cli_help_and_bad_input_exit_status(base, capsys):
                "--ct", str(d / "ct"),
                "--out", str(d / "cli")])
     assert rc == 2 and "no beam model" in capsys.readouterr().err
+    # --prescription's unit in the help; --prescription-anyway needs a --prescription, and none with --batch
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    assert "Gy(RBE) for all fractions of the plan, as the plan's TargetPrescriptionDose" in \
+        " ".join(capsys.readouterr().out.split())
+    for extra, said in ((["--batch", str(d)], "--prescription-anyway is one plan's; --batch checks many"),
+                        (["--plan", str(d / "RP.dcm")], "without --prescription it keeps nothing")):
+        rc = main(["check", *extra, "--beam-model", "dcpt_v2", "--prescription-anyway", "--out", str(d / "cli_rx")])
+        assert rc == 2 and said in capsys.readouterr().err
 
 
 def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys, report_figures_blank):
@@ -2043,6 +2178,12 @@ def test_a_prescription_naming_no_target_and_an_implausible_rbe_are_refused_befo
         api.check(prescription={"PTv": 2.0}, **kw)
     with pytest.raises(RuntimeError, match="transport reached"):    # the right name goes on to the transport
         api.check(prescription={"PTV": 2.0}, **kw)
+    # a prescription far from the TPS dose in the target (a unit slip: the units audit of 2026-12-07, F1) too
+    with pytest.raises(CheckInputError, match=r"prescription \(--prescription 1000\): .* more than a factor 2"):
+        api.check(prescription=1000.0, **kw)
+    with pytest.raises(CheckInputError, match=r"--prescription-anyway\) keeps a --prescription .*without "
+                                              "--prescription it keeps nothing"):
+        api.check(prescription_anyway=True, **kw)
     for bad in (0.0, -1.0, 3.0, float("nan"), True):
         with pytest.raises(CheckInputError, match=r"rbe \(--rbe\) = .* is not a plausible constant RBE"):
             api.check(rbe=bad, **kw)

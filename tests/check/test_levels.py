@@ -7,22 +7,51 @@ import math
 
 import pytest
 
-from mcproton._check.levels import PERCENT_OF_POINTS, ActionLevels
+from mcproton._check.levels import PERCENT_DOSE_LEVELS, PERCENT_OF_POINTS, ActionLevels
 
 
-@pytest.mark.parametrize("key", PERCENT_OF_POINTS)
-def test_a_pass_rate_level_given_as_a_fraction_is_refused(key, tmp_path):
-    with pytest.raises(ValueError, match=rf"{key} = 0.95 is a percentage of points.*0 switches it off.*give 95 "
-                                         r"for 95 %.*fraction"):
-        ActionLevels(**{key: 0.95})
+#: (level, a fraction given for it, what its refusal says, what a --config file's says at its start)
+_AS_FRACTION = ([(k, 0.95, r"is a percentage of points.*0 switches it off.*give 95 for 95 %.*fraction",
+                  "is a percentage") for k in PERCENT_OF_POINTS]
+                + [(k, 0.03, r"is in percent, and a level below 1 % .*: give 3 for 3 % \(0.03 looks like a fraction\)",
+                    "is in percent") for k in PERCENT_DOSE_LEVELS])
+
+
+@pytest.mark.parametrize("key,value,said,in_file", _AS_FRACTION)
+def test_a_level_in_percent_given_as_a_fraction_is_refused(key, value, said, in_file, tmp_path):
+    """A pass-rate level given as a fraction (0.95) and, since the units audit of 2026-12-07 (F3), a dose level in
+    percent given as one (target_d95_pct = 0.03 meant 3 %: taken as 0.03 %, every such row FAILed and sent the
+    reader after a dose error) are refused with the same hint; no dose level below 1 % is meant (below what two dose
+    calculations agree to).  0 as before (a pass rate's: the level off)."""
+    with pytest.raises(ValueError, match=rf"{key} = {value:g} {said}"):
+        ActionLevels(**{key: value})
     f = tmp_path / "levels.toml"
-    f.write_text(f"[levels]\n{key} = 0.95\n")
-    with pytest.raises(ValueError, match=rf"levels.toml: action level {key} = 0.95 is a percentage"):
+    f.write_text(f"[levels]\n{key} = {value}\n")
+    with pytest.raises(ValueError, match=rf"levels.toml: action level {key} = {value:g} {in_file}"):
         ActionLevels.load(f)
-    with pytest.raises(ValueError, match=r"in \(1, 100\]"):
-        ActionLevels(**{key: 100.5})
-    assert getattr(ActionLevels(**{key: 98.0}), key) == 98.0
-    assert getattr(ActionLevels(**{key: 0}), key) == 0.0   # the level switched off, as before
+    assert getattr(ActionLevels(**{key: 0}), key) == 0.0
+    for ok in (98.0,) if key in PERCENT_OF_POINTS else (1.0, 2.5, 40.0):
+        assert getattr(ActionLevels(**{key: ok}), key) == ok
+    if key in PERCENT_OF_POINTS:
+        with pytest.raises(ValueError, match=r"in \(1, 100\]"):
+            ActionLevels(**{key: 100.5})
+
+
+def test_an_mc_uncertainty_level_below_1_percent_is_kept_with_a_warning():
+    """mc_uncertainty_max_pct = 0.02 (meant 2 %) can never pass; 0.5 % may be meant (a check run to 0.5 %): below
+    1 it is warned about, naming both readings, and kept (the units audit of 2026-12-07, F3)."""
+    from mcproton._io.errors import McprotonWarning
+
+    with pytest.warns(McprotonWarning, match=r"mc_uncertainty_max_pct = 0.02 is in percent: the check FAILs an MC "
+                                             r"whose statistical uncertainty is above 0.02 %, which needs a "
+                                             r"--target-uncertainty of 0.0002 or less; if 2 % was meant, give 2 for "
+                                             r"2 %"):
+        assert ActionLevels(mc_uncertainty_max_pct=0.02).mc_uncertainty_max_pct == 0.02
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ActionLevels(mc_uncertainty_max_pct=1.0).mc_uncertainty_max_pct == 1.0
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, True, "95"])

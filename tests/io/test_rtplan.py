@@ -387,6 +387,39 @@ def test_the_wet_transported_is_recorded(tmp_path):
     assert rec["transported_wet_mm"] == pytest.approx(34.2 * 1.163, abs=0.3) and rec["transported_wet_mm"] != 40.0
 
 
+@pytest.mark.filterwarnings("ignore::mcproton._io.errors.McprotonWarning")
+def test_a_range_shifters_wet_is_taken_in_the_runs_water(tmp_path):
+    """A plan's range shifter (RS_5CM, 57 mm WET of polycarbonate) becomes the slab whose WET in the run's water
+    (physics.water_model) is the declared one, as the CT's HU -> SPR calibration follows that water: before (the
+    units audit of 2026-12-07, F4) it was always ICRU 90's 49.62 mm, 56.71 mm WET in a PSTAR run's water.  The
+    config route (mcproton run) passes the run's physics.water_model; ICRU 90, the default, is as before."""
+    from mcproton._io.beam_model import shifter_stopping_power_ratio
+    from mcproton.config import build_beams
+
+    path = DATA / "RN_headphantom_rs.dcm"
+    plan = load_rtplan(path)
+    number = plan.beams[0].number
+    model = load_beam_model("dcpt_v5")
+    thick = {}
+    for wm in ("icru90", "pstar"):
+        (beam,) = plan_to_beams(plan, model, beam_numbers=[number], water_model=wm)
+        slab = next(s.range_shifter for s in beam.spots if s.range_shifter is not None)
+        spr = shifter_stopping_power_ratio(slab.material, slab.density_g_cm3, wm)
+        assert slab.thickness_mm * spr == pytest.approx(57.0, abs=0.01)
+        assert beam.meta["range_shifters"]["RS_5CM"]["water_model"] == wm
+        thick[wm] = slab.thickness_mm
+    assert thick["icru90"] == pytest.approx(49.62, abs=0.005)            # unchanged by default
+    assert thick["pstar"] - thick["icru90"] == pytest.approx(0.25, abs=0.01)
+    (beam,) = plan_to_beams(plan, model, beam_numbers=[number])
+    assert beam.meta["range_shifters"]["RS_5CM"]["thickness_mm"] == thick["icru90"]
+    cfg = {"plan": {"rtplan": str(path), "beam_model": "dcpt_v5", "beams": [number]},
+           "physics": {"water_model": "pstar"}}
+    (beam,) = build_beams(cfg)
+    assert beam.meta["range_shifters"]["RS_5CM"]["thickness_mm"] == thick["pstar"]
+    with pytest.raises(DicomInputError, match="water_model 'icru49' is unknown"):
+        plan_to_beams(plan, model, beam_numbers=[number], water_model="icru49")
+
+
 @pytest.mark.parametrize("wet", [40.0, 0.0])
 @pytest.mark.parametrize("setting", ["out", "Out", "OUT"])
 def test_a_range_shifter_set_out_in_any_case_is_out(tmp_path, setting, wet):

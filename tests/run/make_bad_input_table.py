@@ -97,6 +97,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("negative GPU index", ["--set", "run.gpu=-1"], None, "run.gpu"),
     ("zero batch size", ["--set", "run.batch_size=0"], None, "run.batch_size"),
     ("target uncertainty above 1", ["--set", "run.target_uncertainty=1.5"], None, "run.target_uncertainty"),
+    ("target uncertainty meant as a percent (0.5 for 0.5 % stopped the run at 3 %, a tenth of its primaries)",
+     ["--set", "run.target_uncertainty=0.5"], None, "give 0.005 for 0.5 %"),
     ("negative time limit", ["--set", "run.time_limit_s=-1"], None, "run.time_limit_s"),
     ("negative checkpoint interval", ["--set", "run.checkpoint_interval_s=-5"], None, "run.checkpoint_interval_s"),
     ("unknown water model", ["--set", 'physics.water_model="icru49"'], None, "physics.water_model"),

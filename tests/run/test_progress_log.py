@@ -289,3 +289,15 @@ def test_a_scripts_stderr_stays_undated_and_a_line_is_dated_once(capsys):
         sys.stderr = old
     assert re.fullmatch(f"{STAMP}mcproton: a\n\n{STAMP}mcproton: b continued\nmcproton: c\n",
                         capsys.readouterr().err)
+
+
+def test_the_stop_at_the_target_is_said_in_percent_as_the_bar_says_it():
+    """The line of a beam that reached its target names both in percent, as the progress bar above it does (the
+    units audit of 2026-12-07, F2: "mean relative uncertainty above 50 % Dmax 0.03061 <= 0.5" under "now 3.06 %")."""
+    from mcproton._run.job import run_job
+
+    g, beams, s = _two_beams(primaries=20_000, target_uncertainty=0.3, batch_size=500)
+    said: list[str] = []
+    run_job(None, s, g, beams[:1], None, progress=False, log=said.append)
+    (line,) = [m for m in said if "reached the target uncertainty" in m]
+    assert re.search(r"mean relative uncertainty above 50 % Dmax \d+\.\d\d % <= 30 %\)$", line), line
