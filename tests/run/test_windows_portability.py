@@ -1,0 +1,185 @@
+"""Windows and macOS traits, emulated on Linux (the portability audit 27; its harness emulated each trait the same
+way: a text-mode ``os.open``, ``os.kill`` as on Windows, no ``os.set_blocking``, a file held open by another
+program, a cp1252 stdout, no /proc).  Each test switches on one trait for one call; what Linux does is unchanged
+and tested elsewhere (and here, where a Linux text must stay as it is)."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import types
+
+import pytest
+
+from mcproton._io import lock
+
+
+class _OsAs:
+    """``os`` as one module sees it, with some names replaced (``name="nt"``): only that module is fooled, not
+    pathlib (whose ``Path()`` refuses to be made on Linux while ``os.name`` is "nt")."""
+
+    def __init__(self, **names):
+        self.__dict__.update(names)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def _text_mode_descriptors(monkeypatch) -> list[bytes]:
+    """Windows' MSVC runtime: ``os.open`` without ``os.O_BINARY`` gives a text-mode descriptor, on which ``os.write``
+    stores each line feed as CR LF (as the audit's harness, EMU_TEXTMODE).  Returns the data so converted."""
+    real_open, real_write, real_close = os.open, os.write, os.close
+    text_fds: set[int] = set()
+    converted: list[bytes] = []
+    o_binary, o_text = 0x8000, 0x4000
+
+    def fake_open(path, flags, mode=0o777, *, dir_fd=None):
+        fd = real_open(path, flags & ~(o_binary | o_text), mode, dir_fd=dir_fd)
+        if not flags & o_binary and not os.path.isdir(path):
+            text_fds.add(fd)
+        return fd
+
+    def fake_write(fd, data):
+        if fd in text_fds and b"\n" in bytes(data):
+            converted.append(bytes(data))
+            real_write(fd, bytes(data).replace(b"\n", b"\r\n"))
+            return len(data)
+        return real_write(fd, data)
+
+    def fake_close(fd):
+        text_fds.discard(fd)
+        return real_close(fd)
+
+    monkeypatch.setattr(os, "O_BINARY", o_binary, raising=False)
+    monkeypatch.setattr(os, "O_TEXT", o_text, raising=False)
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "write", fake_write)
+    monkeypatch.setattr(os, "close", fake_close)
+    return converted
+
+
+def test_lock_files_are_removed_where_os_open_is_in_text_mode(tmp_path, monkeypatch):
+    """F1: on Windows the lock file was opened without O_BINARY, so its JSON's line feed was stored as CR LF, its
+    bytes differed from what the run wrote, and no lock file was ever removed: the next run on the same output was
+    refused as "being written by another run now"."""
+    converted = _text_mode_descriptors(monkeypatch)
+    targets = [tmp_path / "w.h5", tmp_path / "w.png"]
+    with lock.OutputLock(targets, "--out") as held:
+        assert len(held.held) == 2
+        for p in held.held:
+            assert p.read_bytes() == held.wrote[p] and not p.read_bytes().endswith(b"\r\n")
+    assert not converted
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a lock file was left behind"
+
+
+def test_a_finished_runs_locks_are_gone_where_os_open_is_in_text_mode(small_cfg, tmp_path, monkeypatch, capsys):
+    """F1, the command: two runs on one --out, both exit 0, and no lock file is left."""
+    from mcproton.cli import main
+
+    _text_mode_descriptors(monkeypatch)
+    cfg = small_cfg(2000)
+    out = tmp_path / "o" / "w.h5"
+    for _ in range(2):
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert not [p.name for p in out.parent.iterdir() if p.name.endswith(".lock")]
+
+
+class _FakeWinapi(types.ModuleType):
+    """``_winapi`` of a Windows CPython for the processes of ``alive`` (exit code STILL_ACTIVE), ``ended`` (opened,
+    exit code 0: a handle still held somewhere) and ``denied`` (another user's); any other pid has no process
+    (WinError 87)."""
+
+    def __init__(self, alive=(), ended=(), denied=()):
+        super().__init__("_winapi")
+        self.alive, self.ended, self.denied = set(alive), set(ended), set(denied)
+        self.open_handles: set[int] = set()
+
+    @staticmethod
+    def _error(errno_, text, winerror):
+        exc = (PermissionError if winerror == 5 else OSError)(errno_, text)
+        exc.winerror = winerror
+        return exc
+
+    def OpenProcess(self, access, inherit, pid):
+        assert access == lock._PROCESS_QUERY_LIMITED_INFORMATION and inherit is False
+        if pid in self.denied:
+            raise self._error(13, "Access is denied", 5)
+        if pid not in self.alive | self.ended:
+            raise self._error(22, "The parameter is incorrect", 87)
+        self.open_handles.add(pid + 10_000)
+        return pid + 10_000
+
+    def GetExitCodeProcess(self, handle):
+        return lock._STILL_ACTIVE if handle - 10_000 in self.alive else 0
+
+    def CloseHandle(self, handle):
+        self.open_handles.remove(handle)
+
+
+def _windows_liveness(monkeypatch, winapi: _FakeWinapi) -> None:
+    def no_kill(pid, sig):
+        raise AssertionError(f"os.kill({pid}, {sig}) on Windows: a Ctrl-C to the console (signal 0 is CTRL_C_EVENT)")
+
+    monkeypatch.setattr(lock, "os", _OsAs(name="nt", kill=no_kill))
+    monkeypatch.setitem(sys.modules, "_winapi", winapi)
+
+
+def test_the_liveness_probe_on_windows_never_calls_os_kill(monkeypatch):
+    """F1/F3: ``os.kill(pid, 0)`` on Windows is GenerateConsoleCtrlEvent(CTRL_C_EVENT, pid): a Ctrl-C to a live run's
+    console (both runs stopped), and WinError 87 for an ended one, which was taken for alive."""
+    winapi = _FakeWinapi(alive={101}, ended={102}, denied={103})
+    _windows_liveness(monkeypatch, winapi)
+    assert lock._alive(101) is True
+    assert lock._alive(102) is False   # opened (a handle still held), but its exit code is not STILL_ACTIVE
+    assert lock._alive(103) is True    # another user's: alive, as a PermissionError of os.kill on POSIX
+    assert lock._alive(104) is False   # no such process
+    assert not winapi.open_handles     # every handle opened is closed
+
+
+def test_an_ended_runs_lock_is_taken_over_on_windows(tmp_path, monkeypatch):
+    """F1: a lock of an ended run (written on Windows: no proc_start, boot_id or pid_ns) is stale and taken over with
+    a note; one of a live run is refused, and neither asks os.kill."""
+    import json
+
+    target = tmp_path / "w.h5"
+    lp = lock.lock_path(target)
+    info = {"pid": 4242, "host": socket.gethostname(), "started": "2026-12-07 08:17:00", "command": "mcproton run",
+            "proc_start": None, "boot_id": None, "pid_ns": None}
+    lp.write_text(json.dumps(info) + "\r\n", encoding="utf-8")
+    notes: list[str] = []
+    _windows_liveness(monkeypatch, _FakeWinapi(alive={4243}))
+    with lock.OutputLock(target, "--out", notes.append):
+        pass
+    assert not lp.exists() and len(notes) == 1 and "pid 4242 no longer exists" in notes[0], notes
+    lp.write_text(json.dumps({**info, "pid": 4243}) + "\r\n", encoding="utf-8")
+    with pytest.raises(lock.OutputLockedError, match="being written by another run now"):
+        with lock.OutputLock(target, "--out", notes.append):
+            pass
+
+
+def _held_by_one_run(tmp_path) -> tuple[lock.OutputLock, dict]:
+    import json
+
+    targets = [tmp_path / "w.h5", tmp_path / "w.png", tmp_path / "w.ckpt.h5"]
+    ours = lock.OutputLock(targets, "--out")
+    info = {"pid": 4243, "host": "other-host", "started": "2026-12-07 08:17:00", "proc_start": None, "boot_id": None}
+    for p in ours.paths:
+        p.write_text(json.dumps(info) + "\n", encoding="utf-8")
+    return ours, info
+
+
+def test_the_stale_lock_advice_names_a_windows_command_on_windows(tmp_path, monkeypatch):
+    """F1: the files to delete were given as a POSIX ``rm`` with shlex quoting, which cmd.exe has not."""
+    ours, info = _held_by_one_run(tmp_path)
+    monkeypatch.setattr(lock, "os", _OsAs(name="nt"))
+    said = ours._delete_all(ours.paths[0], info)
+    assert said.startswith("delete its 3 lock files: del ") and "rm " not in said, said
+    assert all(f'"{p}"' in said for p in ours.paths), said
+
+
+def test_the_stale_lock_advice_on_posix_is_as_it_was(tmp_path):
+    import shlex
+
+    ours, info = _held_by_one_run(tmp_path)
+    said = ours._delete_all(ours.paths[0], info)
+    assert said == f"delete its 3 lock files: rm {' '.join(shlex.quote(str(p)) for p in ours.paths)}"
