@@ -536,12 +536,14 @@ def _note_replaced(paths: list[Path], args: argparse.Namespace, earlier: list[Pa
         _note("mcproton: note: " + "; ".join(said))
 
 
-def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None) -> None:
+def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None, *, out: Path | None = None,
+                            checkpointed: bool = False) -> None:
     """Remove the earlier files of this run's output names once its transport has finished: an output phase that
     is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
     PNG beside this run's HDF5 (the long-runs audit, F2); and ``earlier``, an earlier run's per-beam RT Doses that
     this run does not write (:func:`_earlier_beam_doses`), where they are still RT Doses mcproton wrote (another
-    program may have written one meanwhile: left, with a note)."""
+    program may have written one meanwhile: left, with a note).  One that cannot be removed (on Windows: open in
+    another program) is :func:`_not_removed`."""
     from ._io.ownership import other_kind, written_by_mcproton
 
     for p in earlier or []:
@@ -555,6 +557,33 @@ def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None
                 p.unlink()
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            _not_removed(p, exc, out, checkpointed)
+
+
+def _not_removed(p: Path, exc: OSError, out: Path | None, checkpointed: bool) -> None:
+    """The earlier output ``p`` of the run of ``--out`` ``out`` could not be removed (``exc``; on Windows a file open
+    in another program, a viewer, HDFView or a notebook's ``h5py.File``, cannot be removed or replaced): where the
+    finished run is in its checkpoint, OutputWriteError (exit status 3) naming the file, the checkpoint and
+    ``--resume``; otherwise a note, and the outputs are written (where one cannot be, the run is rescued as for any
+    failed write: :func:`_write_output_or_explain`).  Before, the PermissionError ended the finished run as a bare
+    "[Errno 13] Access is denied" with exit status 2, a refused input's, and no word of the checkpoint (the
+    portability audit 27, F4)."""
+    from ._io.atomic import write_error_text
+    from ._io.errors import OutputWriteError
+    from ._run.checkpoint import checkpoint_path, describe, is_complete
+
+    why = write_error_text(exc, p)
+    held = (" (is it open in another program: a viewer, HDFView, a notebook's h5py.File? Windows does not let a file "
+            "open there be removed or replaced)" if isinstance(exc, PermissionError) else "")
+    ckpt = checkpoint_path(out) if out is not None else None
+    if checkpointed and ckpt is not None and is_complete(ckpt):
+        raise OutputWriteError(f"could not remove the earlier output {p}, to write this run's in its place: {why}"
+                               f"{held}. The finished run is kept in the checkpoint {ckpt} ({describe(ckpt)}): close "
+                               "the file there (or remove it yourself) and run the same command with --resume, which "
+                               "writes the outputs without transporting again") from exc
+    _note(f"mcproton: note: could not remove the earlier output {p}: {why}{held}; this run's output of that name is "
+          "tried all the same (where it cannot be written, the error says where the result is kept)")
 
 
 class _OutputInterrupted(StopSignal):
@@ -900,7 +929,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         raise
     # the earlier files of these names go now, not when each is replaced: an output phase interrupted or failing
     # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
-    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier)
+    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier, out=out, checkpointed=checkpointed)
     with phase("hdf5"):
         rescue = _write_output_or_explain(writer, total, out, checkpointed)
     if rescue is None:

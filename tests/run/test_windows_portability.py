@@ -218,3 +218,69 @@ def test_a_run_with_signal_handlers_starts_and_stops_without_os_set_blocking(sma
     first = capsys.readouterr().err
     assert "SIGINT received" in first and "stop at once" not in first, first
     assert signal.getsignal(signal.SIGINT) == before
+
+
+def _held_open(monkeypatch, held) -> None:
+    """Windows: ``held`` is open in another program (a viewer, HDFView, a notebook's h5py.File): removing it fails
+    with WinError 5, a PermissionError (errno EACCES), as in the audit's harness (EMU_HELD)."""
+    from pathlib import Path
+
+    real = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if os.path.realpath(self) == os.path.realpath(held):
+            exc = PermissionError(13, "Access is denied", str(self))
+            exc.winerror = 5
+            raise exc
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
+def test_an_earlier_output_open_in_another_program_names_it_the_checkpoint_and_resume(small_cfg, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """F4: the finished run could not remove the earlier HDF5 (open in HDFView on Windows) and ended as
+    "[Errno 13] Access is denied" with exit status 2, saying nothing of the checkpoint that holds the run.  Now exit
+    status 3 (the output's, mcproton.errors), naming the file, the checkpoint and --resume, which then writes the
+    outputs without transporting once the file is let go."""
+    from fakes import log_lines  # tests/fakes.py
+    from run_helpers import no_transport, read_h5
+
+    from mcproton._run.checkpoint import checkpoint_path
+    from mcproton.cli import main
+
+    cfg = small_cfg(2000)
+    out = tmp_path / "w.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _held_open(m, out)
+        rc = main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "run.seed=7"])
+    err = " ".join(log_lines(capsys.readouterr().err))
+    ckpt = checkpoint_path(out)
+    assert rc == 3, err
+    assert f"could not remove the earlier output {out}" in err and "open in another program" in err, err
+    assert f"the checkpoint {ckpt}" in err and "--resume" in err and "Errno" not in err, err
+    assert ckpt.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]
+    no_transport(monkeypatch)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "run.seed=7", "--resume"]) == 0, \
+        capsys.readouterr().err
+    assert read_h5(out)["dose"].any() and not ckpt.exists()
+
+
+def test_without_a_checkpoint_an_earlier_output_that_stays_is_said_and_the_run_is_rescued(small_cfg, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """F4 with --no-checkpoint: nothing holds the finished run, so it is not stopped there: a note names the file,
+    and the output's own write (which fails the same way on Windows) rescues the result as for any failed write."""
+    from fakes import log_lines  # tests/fakes.py
+
+    from mcproton.cli import main
+
+    cfg = small_cfg(2000)
+    out = tmp_path / "w.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    _held_open(monkeypatch, out)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 0
+    err = " ".join(log_lines(capsys.readouterr().err))
+    assert f"note: could not remove the earlier output {out}" in err and "open in another program" in err, err
