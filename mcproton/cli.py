@@ -1845,9 +1845,13 @@ def _summary_written(status: int) -> int:
     exc = lost_output_error(sys.stdout)
     if exc is None:
         return status
+    # a character stdout's encoding lacks, where it could not be told to escape it (mcproton._io.console
+    # _replacing_unencodable): not the disk's fault (the portability audit 27, F5)
+    fix = ("set PYTHONUTF8=1 (or PYTHONIOENCODING=utf-8) so that stdout takes every character"
+           if isinstance(exc, UnicodeEncodeError) else "free disk space or redirect stdout elsewhere")
     print(f"mcproton: error: what this command printed on stdout (its summary or JSON record) could not all be "
           f"written: {_one_line(exc)}; it is lost or cut short (the files the command wrote are not affected): "
-          "free disk space or redirect stdout elsewhere, and run it again for it", file=sys.stderr)
+          f"{fix}, and run it again for it", file=sys.stderr)
     return EXIT_ENVIRONMENT if status in (0, 1) else status
 
 

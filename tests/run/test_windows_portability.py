@@ -284,3 +284,74 @@ def test_without_a_checkpoint_an_earlier_output_that_stays_is_said_and_the_run_i
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 0
     err = " ".join(log_lines(capsys.readouterr().err))
     assert f"note: could not remove the earlier output {out}" in err and "open in another program" in err, err
+
+
+def _stdout_bytes(monkeypatch, encoding: str, text: str) -> tuple[bytes, object, str]:
+    """What the command line's stdout (:func:`dropping_std_streams`) makes of ``text`` where sys.stdout encodes in
+    ``encoding`` with errors "strict" (Windows: stdout redirected to a file or a pipe is in the ANSI code page)."""
+    import io
+
+    from mcproton._io.console import dropping_std_streams, lost_output_error
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding, errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    with dropping_std_streams():
+        print(text)
+        lost = lost_output_error(sys.stdout)
+    stream.flush()
+    return raw.getvalue(), lost, stream.errors
+
+
+def test_a_name_outside_stdouts_code_page_is_escaped_and_stdout_goes_on(monkeypatch):
+    """F5: with stdout in cp1252, the first name outside it (a patient folder "Dvořák_Jiří") raised
+    UnicodeEncodeError, which silenced stdout for the rest of the process: ``check --batch`` lost its verdict lines,
+    and a FAIL exited 3 ("free disk space"), not 1."""
+    got, lost, errors = _stdout_bytes(monkeypatch, "cp1252", "Dvořák_Jiří: FAIL\nsummary: 1 FAIL")
+    assert lost is None
+    assert got == b"Dvo\\u0159\xe1k_Ji\\u0159\xed: FAIL\nsummary: 1 FAIL\n", got
+    assert errors == "strict"   # put back after the command (a script calling main keeps its stream as it was)
+
+
+def test_a_utf8_stdout_is_written_as_it_was(monkeypatch):
+    got, lost, errors = _stdout_bytes(monkeypatch, "utf-8", "Dvořák_Jiří: FAIL")
+    assert lost is None and got == "Dvořák_Jiří: FAIL\n".encode() and errors == "strict"
+
+
+def test_a_cp1252_stdout_of_the_command_keeps_every_line(tmp_path):
+    """F5, the command: ``mcproton info`` with its kernel cache under a user folder "Łukasz" and stdout in cp1252 (as
+    redirected on Windows) printed up to "kernel_cache:", then nothing, and exited 3."""
+    import subprocess
+
+    from mcproton._backend import cpu
+
+    cache = tmp_path / "Łukasz"
+    cache.symlink_to(cpu.cache_dir(), target_is_directory=True)   # the kernel built already: nothing to build
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252", "MCPROTON_CACHE_DIR": str(cache), "PYTHONUTF8": "0"}
+    p = subprocess.run([sys.executable, "-m", "mcproton", "info"], capture_output=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
+    out = p.stdout.decode("cp1252")
+    assert "\\u0141ukasz" in out and "optional:" in out.split("kernel_cache:")[1], out
+
+
+def test_a_stdout_that_cannot_take_a_character_is_not_called_a_full_disk(monkeypatch, capsys):
+    """F5: where the escape could not be set (a stream without ``reconfigure``), the lost summary's advice is the
+    encoding's (PYTHONUTF8=1), not "free disk space"."""
+    from mcproton._io.console import DroppingStream
+    from mcproton.cli import _summary_written
+
+    class Cp1252Only:
+        encoding, errors = "cp1252", "strict"
+
+        def write(self, text):
+            return len(text.encode("cp1252"))
+
+        def flush(self):
+            pass
+
+    stream = DroppingStream(Cp1252Only())
+    stream.write("Dvořák: FAIL\n")
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert _summary_written(1) == 3
+    err = capsys.readouterr().err
+    assert "PYTHONUTF8=1" in err and "free disk space" not in err, err
