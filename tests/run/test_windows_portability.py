@@ -355,3 +355,97 @@ def test_a_stdout_that_cannot_take_a_character_is_not_called_a_full_disk(monkeyp
     assert _summary_written(1) == 3
     err = capsys.readouterr().err
     assert "PYTHONUTF8=1" in err and "free disk space" not in err, err
+
+
+
+def _no_proc_meminfo(monkeypatch, **os_names) -> None:
+    """/proc/meminfo cannot be read (Windows, macOS), and ``os`` as mcproton._run.inputs sees it has ``os_names``."""
+    import builtins
+
+    from mcproton._run import inputs
+
+    def fake_open(path, *a, **k):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(inputs, "open", fake_open, raising=False)
+    monkeypatch.setattr(inputs, "os", _OsAs(**os_names), raising=False)
+
+
+GB = 1e9
+#: 800 x 800 x 800 voxels (a 400 mm cube at 0.5 mm): at least 41 GB however little of it gets dose
+BIG = (512_000_000, 1, (800, 800, 800), False)
+
+
+def test_without_proc_windows_memory_is_read_and_a_grid_that_cannot_fit_is_refused(monkeypatch):
+    """F7: ``available_memory`` read /proc/meminfo only: on Windows and macOS there was no memory check at all, and a
+    102 GB grid on a 24 GB machine passed ``--check-config`` without a word."""
+    import ctypes
+
+    from mcproton._run import inputs
+    from mcproton.config import ConfigError
+
+    class Kernel32:
+        @staticmethod
+        def GlobalMemoryStatusEx(ref):
+            status = ref._obj
+            assert status.dwLength == ctypes.sizeof(status) == 64   # MEMORYSTATUSEX as Windows lays it out
+            status.ullTotalPhys, status.ullAvailPhys, status.ullAvailPageFile = (int(16 * GB), int(4 * GB),
+                                                                                  int(6 * GB))
+            return 1
+
+    _no_proc_meminfo(monkeypatch, name="nt")
+    monkeypatch.setattr(ctypes, "windll", types.SimpleNamespace(kernel32=Kernel32()), raising=False)
+    mem = inputs.available_memory()
+    assert mem is not None and mem.available == 4 * GB and mem.swap == 2 * GB and "GlobalMemoryStatusEx" in mem.limit
+    with pytest.raises(ConfigError, match=r"needs at least 41\.0 GB.* only 4\.0 GB are available \(2\.0 GB of swap\), "
+                                          r"bounded by the machine's free memory \(GlobalMemoryStatusEx"):
+        inputs.check_memory(*BIG)
+
+
+def test_without_proc_on_macos_the_physical_memory_bounds_the_check(monkeypatch):
+    """F7: macOS has no SC_AVPHYS_PAGES: a grid bigger than the machine's physical memory is refused, saying so."""
+    from mcproton._run import inputs
+    from mcproton.config import ConfigError
+
+    def sysconf(name):
+        if name == "SC_AVPHYS_PAGES":
+            raise ValueError("unrecognized configuration name")
+        return {"SC_PAGE_SIZE": 16384, "SC_PHYS_PAGES": int(24 * GB / 16384)}[name]
+
+    _no_proc_meminfo(monkeypatch, name="posix", sysconf=sysconf)
+    with pytest.raises(ConfigError, match=r"only 24\.0 GB are available .*the machine's physical memory \(sysconf "
+                                          r"SC_PHYS_PAGES"):
+        inputs.check_memory(*BIG)
+
+
+def test_where_no_memory_can_be_read_the_skipped_check_is_said(monkeypatch, tmp_path, capsys):
+    """F7: where nothing can be read the check was skipped without a word; now a warning says so, once, and
+    ``--check-config`` gives ``memory_available_gb`` null with ``memory_limit`` "unknown: ..."."""
+    import json
+    import warnings
+
+    from mcproton._io.errors import McprotonRuntimeWarning, recording_warnings
+    from mcproton._run import inputs
+    from mcproton.cli import main
+
+    def sysconf(name):
+        raise ValueError("unrecognized configuration name")
+
+    _no_proc_meminfo(monkeypatch, name="posix", sysconf=sysconf)
+    assert inputs.available_memory() is None
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs.check_memory(*BIG)
+        inputs.check_memory(*BIG)
+    assert len(said) == 1 and said[0].startswith(inputs.MEMORY_UNKNOWN + ", so the memory check was skipped: the "
+                                                 "dose grid of 800 x 800 x 800"), said
+    assert "needs up to about 102." in said[0], said
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[phantom]\nsize_mm = [40.0, 40.0, 100.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n[beam]\nenergy_mev = 100.0\n'
+                   "position_mm = [0.0, 0.0, -10.0]\n", encoding="utf-8")
+    with pytest.warns(McprotonRuntimeWarning, match="memory check was skipped"):
+        assert main(["run", str(cfg), "--check-config"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["memory_available_gb"] is None and got["memory_limit"].startswith("unknown: " + inputs.MEMORY_UNKNOWN)
