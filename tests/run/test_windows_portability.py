@@ -449,3 +449,81 @@ def test_where_no_memory_can_be_read_the_skipped_check_is_said(monkeypatch, tmp_
         assert main(["run", str(cfg), "--check-config"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["memory_available_gb"] is None and got["memory_limit"].startswith("unknown: " + inputs.MEMORY_UNKNOWN)
+
+_PATH_KEYS = [("phantom", "ct_dir"), ("phantom", "calibration"), ("plan", "rtplan"), ("plan", "rtstruct"),
+              ("plan", "beam_model"), ("output", "rtdose")]
+
+
+@pytest.mark.parametrize("sec,key", _PATH_KEYS)
+def test_a_windows_path_in_a_double_quoted_toml_string_is_refused_naming_the_key(sec, key, tmp_path):
+    """F6: ``"C:\\temp\\new\\rd.dcm"`` in a TOML "..." string is ``C:<tab>emp<line break>ew<CR>d.dcm``: taken without
+    a word (an RT Dose was written to a file whose name held a tab, a line break and a CR).  Refused for every
+    path key, naming it, with the path as typed in single quotes and with forward slashes."""
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[{sec}]\n{key} = "C:\\temp\\new\\rd.dcm"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    msg = str(ei.value)
+    assert msg.startswith(f'{sec}.{key} = "C:\\temp\\new\\rd.dcm" holds a tab, a line break and a carriage return')
+    assert f"{key} = 'C:\\temp\\new\\rd.dcm'" in msg and f'{key} = "C:/temp/new/rd.dcm"' in msg, msg
+
+
+def test_a_control_character_given_with_set_is_refused_too(tmp_path):
+    from mcproton.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r'output\.rtdose = "a\\bx\\u0007\.dcm" holds a backspace and the control '
+                                          r"character U\+0007"):
+        load_config(None, ["output.rtdose=\"a\\bx\\u0007.dcm\""])
+
+
+def test_windows_paths_in_single_quotes_or_with_forward_slashes_are_taken_as_written(tmp_path):
+    from mcproton.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[output]\nrtdose = 'C:\\temp\\new\\rd.dcm'\n", encoding="utf-8")
+    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\new\\rd.dcm"
+    cfg.write_text('[output]\nrtdose = "C:/temp/new/rd.dcm"\n', encoding="utf-8")
+    assert load_config(cfg)["output"]["rtdose"] == "C:/temp/new/rd.dcm"
+    cfg.write_text('[output]\nrtdose = "C:\\\\temp\\\\rd.dcm"\n', encoding="utf-8")   # escaped backslashes
+    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\rd.dcm"
+
+
+def test_the_command_refuses_it_before_anything_is_written(small_cfg, tmp_path, capsys):
+    from fakes import log_lines  # tests/fakes.py
+
+    from mcproton.cli import main
+
+    cfg = small_cfg(1000)
+    cfg.write_text(cfg.read_text().replace("[output]\n", '[output]\nrtdose = "rd\\temp.dcm"\n'))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "w.h5")]) == 2
+    err = log_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "output.rtdose" in err[0] and "rtdose = 'rd\\temp.dcm'" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]
+
+
+@pytest.mark.parametrize("path,error", [("C:\\Users\\phys\\RD.dcm", "Invalid hex value"),
+                                        ("D:\\mcp\\out\\RD.dcm", "Unescaped")])
+def test_a_toml_error_from_a_windows_path_says_what_to_write(path, error, tmp_path):
+    """F6: ``"C:\\Users\\..."`` (an invalid \\U escape) gave only "not valid TOML (Invalid hex value (at line 10,
+    column 15))", ``"D:\\mcp\\..."`` only "Unescaped '\\' in a string"."""
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[run]\nprimaries = 1000\n[output]\nrtdose = "{path}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    msg = str(ei.value)
+    assert error in msg and "single quotes" in msg and "forward slashes" in msg, msg
+    assert msg.endswith(f"line 4 would be: rtdose = '{path}'"), msg
+
+
+def test_other_toml_errors_get_no_backslash_hint(tmp_path):
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run\nprimaries = 10\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    assert "not valid TOML" in str(ei.value) and "backslash" not in str(ei.value)
