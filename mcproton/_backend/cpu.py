@@ -298,7 +298,24 @@ def find_compiler() -> str:
         if cand and shutil.which(cand):
             return cand
     raise RuntimeError("no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++); "
-                       "install one, e.g. `apt-get install g++`")
+                       f"install one, e.g. {install_compiler()}")
+
+
+def install_compiler() -> str:
+    """How to get a C++ compiler with OpenMP on this system, as the messages say it after "e.g.": Linux's
+    ``apt-get install g++``; on macOS Homebrew's GCC (macOS's own g++ is Apple clang, without OpenMP); on Windows
+    WSL or the CUDA backend (MSVC's cl is not supported: the kernel is built with GCC's options; a native MinGW-w64
+    g++ is untested: the kernel is loaded before it is fsynced, which Windows may refuse, and Python does not look
+    for its libgomp DLL on the PATH).
+    Before, every system was told ``apt-get install g++`` (the portability audit 27, F8)."""
+    if sys.platform == "darwin":
+        return ("Homebrew's GCC, `brew install gcc`, then set CXX to it by its version's name, such as CXX=g++-14; "
+                "macOS's own g++ is Apple clang, which has no OpenMP")
+    if sys.platform == "win32":
+        return ("g++ in WSL, the Windows Subsystem for Linux (`apt-get install g++` there), and run mcproton there, or "
+                "use the CUDA backend on an NVIDIA GPU instead; MSVC's cl is not supported (the CPU kernel is built "
+                "with GCC's options), and a native Windows g++ (MinGW-w64) is untested")
+    return "`apt-get install g++`"
 
 
 @lru_cache(maxsize=None)
@@ -496,8 +513,24 @@ def _no_openmp_advice(cxx: str, said: str) -> str:
     "'omp.h' file not found" and no advice."""
     if not _NO_OPENMP.search(said):
         return ""
+    if sys.platform == "darwin" or _is_apple_clang(cxx):   # -fopenmp is refused by Apple clang whatever is installed
+        return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: on macOS g++ and clang++ are Apple clang, "
+                "which refuses -fopenmp: install Homebrew's GCC, `brew install gcc`, and set CXX to it by its "
+                "version's name, such as CXX=g++-14")
+    if sys.platform == "win32":
+        return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: run mcproton in WSL, the Windows "
+                "Subsystem for Linux, where `apt-get install g++` gives it a compiler that has it, or use the CUDA "
+                "backend on an NVIDIA GPU (a native Windows g++, MinGW-w64, is untested)")
     return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime (libgomp for g++, "
             "e.g. `apt-get install g++`; libomp-dev for clang++), or set CXX to a compiler that has it, such as g++")
+
+
+def _is_apple_clang(cxx: str) -> bool:
+    """Whether ``cxx`` is Apple clang (its ``--version`` line; macOS's g++ is too)."""
+    try:
+        return compiler_version(cxx).startswith("Apple clang")
+    except OSError:
+        return False
 
 
 def _not_a_cxx_advice(cxx: str, ask: bool = True) -> str:
@@ -697,10 +730,10 @@ def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
     if unreadable:   # the kernel is there: it cannot be read (the cluster audit, F5: "no kernel built" was false)
         return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and the kernel built "
                 f"for this CPU in the kernel cache {conf or ''} cannot be read: {'; '.join(unreadable)}; ask its "
-                "owner to make it readable (chmod a+r), or install a compiler (e.g. `apt-get install g++`)")
+                f"owner to make it readable (chmod a+r), or install a compiler (e.g. {install_compiler()})")
     return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and no kernel built for "
             f"this CPU and this mcproton's kernel source in the kernel cache {conf or ''}; install a compiler (e.g. "
-            f"`apt-get install g++`), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "
+            f"{install_compiler()}), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "
             "CPU, where one mcproton run builds the kernels")
 
 
@@ -714,7 +747,7 @@ def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     except OSError as exc:
         if cxx is None:
             raise RuntimeError(f"the cached CPU kernel {path} cannot be loaded ({exc}) and there is no C++ compiler to "
-                               "rebuild it; install one (e.g. `apt-get install g++`)") from None
+                               f"rebuild it; install one (e.g. {install_compiler()})") from None
         _note(f"the cached CPU kernel {path} cannot be loaded ({exc}): rebuilding it")
     path = _kernel_path(entry, cxx, rebuild=True)
     try:

@@ -357,6 +357,84 @@ def test_a_stdout_that_cannot_take_a_character_is_not_called_a_full_disk(monkeyp
     assert "PYTHONUTF8=1" in err and "free disk space" not in err, err
 
 
+_PATH_KEYS = [("phantom", "ct_dir"), ("phantom", "calibration"), ("plan", "rtplan"), ("plan", "rtstruct"),
+              ("plan", "beam_model"), ("output", "rtdose")]
+
+
+@pytest.mark.parametrize("sec,key", _PATH_KEYS)
+def test_a_windows_path_in_a_double_quoted_toml_string_is_refused_naming_the_key(sec, key, tmp_path):
+    """F6: ``"C:\\temp\\new\\rd.dcm"`` in a TOML "..." string is ``C:<tab>emp<line break>ew<CR>d.dcm``: taken without
+    a word (an RT Dose was written to a file whose name held a tab, a line break and a CR).  Refused for every
+    path key, naming it, with the path as typed in single quotes and with forward slashes."""
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[{sec}]\n{key} = "C:\\temp\\new\\rd.dcm"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    msg = str(ei.value)
+    assert msg.startswith(f'{sec}.{key} = "C:\\temp\\new\\rd.dcm" holds a tab, a line break and a carriage return')
+    assert f"{key} = 'C:\\temp\\new\\rd.dcm'" in msg and f'{key} = "C:/temp/new/rd.dcm"' in msg, msg
+
+
+def test_a_control_character_given_with_set_is_refused_too(tmp_path):
+    from mcproton.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r'output\.rtdose = "a\\bx\\u0007\.dcm" holds a backspace and the control '
+                                          r"character U\+0007"):
+        load_config(None, ["output.rtdose=\"a\\bx\\u0007.dcm\""])
+
+
+def test_windows_paths_in_single_quotes_or_with_forward_slashes_are_taken_as_written(tmp_path):
+    from mcproton.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[output]\nrtdose = 'C:\\temp\\new\\rd.dcm'\n", encoding="utf-8")
+    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\new\\rd.dcm"
+    cfg.write_text('[output]\nrtdose = "C:/temp/new/rd.dcm"\n', encoding="utf-8")
+    assert load_config(cfg)["output"]["rtdose"] == "C:/temp/new/rd.dcm"
+    cfg.write_text('[output]\nrtdose = "C:\\\\temp\\\\rd.dcm"\n', encoding="utf-8")   # escaped backslashes
+    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\rd.dcm"
+
+
+def test_the_command_refuses_it_before_anything_is_written(small_cfg, tmp_path, capsys):
+    from fakes import log_lines  # tests/fakes.py
+
+    from mcproton.cli import main
+
+    cfg = small_cfg(1000)
+    cfg.write_text(cfg.read_text().replace("[output]\n", '[output]\nrtdose = "rd\\temp.dcm"\n'))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "w.h5")]) == 2
+    err = log_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "output.rtdose" in err[0] and "rtdose = 'rd\\temp.dcm'" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]
+
+
+@pytest.mark.parametrize("path,error", [("C:\\Users\\phys\\RD.dcm", "Invalid hex value"),
+                                        ("D:\\mcp\\out\\RD.dcm", "Unescaped")])
+def test_a_toml_error_from_a_windows_path_says_what_to_write(path, error, tmp_path):
+    """F6: ``"C:\\Users\\..."`` (an invalid \\U escape) gave only "not valid TOML (Invalid hex value (at line 10,
+    column 15))", ``"D:\\mcp\\..."`` only "Unescaped '\\' in a string"."""
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[run]\nprimaries = 1000\n[output]\nrtdose = "{path}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    msg = str(ei.value)
+    assert error in msg and "single quotes" in msg and "forward slashes" in msg, msg
+    assert msg.endswith(f"line 4 would be: rtdose = '{path}'"), msg
+
+
+def test_other_toml_errors_get_no_backslash_hint(tmp_path):
+    from mcproton.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[run\nprimaries = 10\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg)
+    assert "not valid TOML" in str(ei.value) and "backslash" not in str(ei.value)
+
 
 def _no_proc_meminfo(monkeypatch, **os_names) -> None:
     """/proc/meminfo cannot be read (Windows, macOS), and ``os`` as mcproton._run.inputs sees it has ``os_names``."""
@@ -450,80 +528,57 @@ def test_where_no_memory_can_be_read_the_skipped_check_is_said(monkeypatch, tmp_
     got = json.loads(capsys.readouterr().out)
     assert got["memory_available_gb"] is None and got["memory_limit"].startswith("unknown: " + inputs.MEMORY_UNKNOWN)
 
-_PATH_KEYS = [("phantom", "ct_dir"), ("phantom", "calibration"), ("plan", "rtplan"), ("plan", "rtstruct"),
-              ("plan", "beam_model"), ("output", "rtdose")]
+
+class _SysAs(_OsAs):
+    def __getattr__(self, name):
+        return getattr(sys, name)
 
 
-@pytest.mark.parametrize("sec,key", _PATH_KEYS)
-def test_a_windows_path_in_a_double_quoted_toml_string_is_refused_naming_the_key(sec, key, tmp_path):
-    """F6: ``"C:\\temp\\new\\rd.dcm"`` in a TOML "..." string is ``C:<tab>emp<line break>ew<CR>d.dcm``: taken without
-    a word (an RT Dose was written to a file whose name held a tab, a line break and a CR).  Refused for every
-    path key, naming it, with the path as typed in single quotes and with forward slashes."""
-    from mcproton.config import ConfigError, load_config
-
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[{sec}]\n{key} = "C:\\temp\\new\\rd.dcm"\n', encoding="utf-8")
-    with pytest.raises(ConfigError) as ei:
-        load_config(cfg)
-    msg = str(ei.value)
-    assert msg.startswith(f'{sec}.{key} = "C:\\temp\\new\\rd.dcm" holds a tab, a line break and a carriage return')
-    assert f"{key} = 'C:\\temp\\new\\rd.dcm'" in msg and f'{key} = "C:/temp/new/rd.dcm"' in msg, msg
+def _no_compiler(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
 
 
-def test_a_control_character_given_with_set_is_refused_too(tmp_path):
-    from mcproton.config import ConfigError, load_config
+@pytest.mark.parametrize("platform,said,not_said", [
+    ("darwin", ["`brew install gcc`", "CXX=g++-14", "Apple clang"], ["apt-get"]),
+    ("win32", ["WSL", "CUDA backend", "MSVC's cl is not supported"], ["rm ", "libomp-dev"]),
+])
+def test_the_compiler_advice_is_the_platforms(platform, said, not_said, monkeypatch, tmp_path):
+    """F8: with no compiler, Windows and macOS were told `apt-get install g++`, and macOS's g++ without OpenMP was
+    told to set CXX to g++, the compiler that had just failed (Apple clang)."""
+    from mcproton._backend import cpu
 
-    with pytest.raises(ConfigError, match=r'output\.rtdose = "a\\bx\\u0007\.dcm" holds a backspace and the control '
-                                          r"character U\+0007"):
-        load_config(None, ["output.rtdose=\"a\\bx\\u0007.dcm\""])
-
-
-def test_windows_paths_in_single_quotes_or_with_forward_slashes_are_taken_as_written(tmp_path):
-    from mcproton.config import load_config
-
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[output]\nrtdose = 'C:\\temp\\new\\rd.dcm'\n", encoding="utf-8")
-    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\new\\rd.dcm"
-    cfg.write_text('[output]\nrtdose = "C:/temp/new/rd.dcm"\n', encoding="utf-8")
-    assert load_config(cfg)["output"]["rtdose"] == "C:/temp/new/rd.dcm"
-    cfg.write_text('[output]\nrtdose = "C:\\\\temp\\\\rd.dcm"\n', encoding="utf-8")   # escaped backslashes
-    assert load_config(cfg)["output"]["rtdose"] == "C:\\temp\\rd.dcm"
-
-
-def test_the_command_refuses_it_before_anything_is_written(small_cfg, tmp_path, capsys):
-    from fakes import log_lines  # tests/fakes.py
-
-    from mcproton.cli import main
-
-    cfg = small_cfg(1000)
-    cfg.write_text(cfg.read_text().replace("[output]\n", '[output]\nrtdose = "rd\\temp.dcm"\n'))
-    assert main(["run", str(cfg), "--out", str(tmp_path / "w.h5")]) == 2
-    err = log_lines(capsys.readouterr().err)
-    assert len(err) == 1 and "output.rtdose" in err[0] and "rtdose = 'rd\\temp.dcm'" in err[0], err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]
+    _no_compiler(monkeypatch, tmp_path)
+    monkeypatch.setattr(cpu, "sys", _SysAs(platform=platform))
+    with pytest.raises(RuntimeError) as ei:
+        cpu.find_compiler()
+    texts = [str(ei.value), cpu._no_kernel(tmp_path / "cache"),
+             cpu._no_openmp_advice("g++", "clang: error: unsupported option '-fopenmp'")]
+    for text in texts:
+        assert not [w for w in not_said if w in text], text
+    assert all(w in texts[0] and w in texts[1] for w in said[:2]), texts
+    assert said[0] in texts[2] or said[1] in texts[2], texts[2]
 
 
-@pytest.mark.parametrize("path,error", [("C:\\Users\\phys\\RD.dcm", "Invalid hex value"),
-                                        ("D:\\mcp\\out\\RD.dcm", "Unescaped")])
-def test_a_toml_error_from_a_windows_path_says_what_to_write(path, error, tmp_path):
-    """F6: ``"C:\\Users\\..."`` (an invalid \\U escape) gave only "not valid TOML (Invalid hex value (at line 10,
-    column 15))", ``"D:\\mcp\\..."`` only "Unescaped '\\' in a string"."""
-    from mcproton.config import ConfigError, load_config
+def test_apple_clang_on_the_path_is_named_as_such(monkeypatch):
+    """F8: a g++ that is Apple clang (its --version) is advised Homebrew's GCC whatever sys.platform says."""
+    from mcproton._backend import cpu
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[run]\nprimaries = 1000\n[output]\nrtdose = "{path}"\n', encoding="utf-8")
-    with pytest.raises(ConfigError) as ei:
-        load_config(cfg)
-    msg = str(ei.value)
-    assert error in msg and "single quotes" in msg and "forward slashes" in msg, msg
-    assert msg.endswith(f"line 4 would be: rtdose = '{path}'"), msg
+    monkeypatch.setattr(cpu, "compiler_version", lambda cxx: "Apple clang version 15.0.0 (clang-1500.3.9.4)")
+    text = cpu._no_openmp_advice("g++", "clang: error: unsupported option '-fopenmp'")
+    assert "`brew install gcc`" in text and "such as g++" not in text, text
 
 
-def test_other_toml_errors_get_no_backslash_hint(tmp_path):
-    from mcproton.config import ConfigError, load_config
+def test_the_compiler_advice_on_linux_is_as_it_was(monkeypatch, tmp_path):
+    from mcproton._backend import cpu
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[run\nprimaries = 10\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as ei:
-        load_config(cfg)
-    assert "not valid TOML" in str(ei.value) and "backslash" not in str(ei.value)
+    _no_compiler(monkeypatch, tmp_path)
+    monkeypatch.setattr(cpu, "sys", _SysAs(platform="linux"))
+    monkeypatch.setattr(cpu, "compiler_version", lambda cxx: "Debian clang version 14.0.6")
+    with pytest.raises(RuntimeError, match=r"^no C\+\+ compiler found for the CPU backend \(looked for \$CXX, g\+\+, "
+                                           r"c\+\+, clang\+\+\); install one, e.g. `apt-get install g\+\+`$"):
+        cpu.find_compiler()
+    assert cpu._no_openmp_advice("clang++", "fatal error: 'omp.h' file not found") == (
+        "; clang++ has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime (libgomp for g++, "
+        "e.g. `apt-get install g++`; libomp-dev for clang++), or set CXX to a compiler that has it, such as g++")
+    assert "install a compiler (e.g. `apt-get install g++`), or set" in cpu._no_kernel(tmp_path / "cache")
