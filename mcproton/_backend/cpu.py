@@ -324,14 +324,28 @@ def compiler_version(cxx: str) -> str:
     return out.splitlines()[0].strip() if out else cxx
 
 
+def _cpuinfo() -> str | None:
+    """/proc/cpuinfo's text (Linux), or None where it cannot be read (macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 @lru_cache(maxsize=None)
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    """The CPU's model name: /proc/cpuinfo's "model name" (Linux), ``sysctl machdep.cpu.brand_string`` (macOS), the
+    registry's ProcessorNameString (Windows); else :func:`platform.processor` or :func:`platform.machine` (on macOS
+    only "i386" or "arm": the portability audit 27, F11)."""
+    text = _cpuinfo()
+    for line in (text or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    if text is None:
+        other = _sysctl("-n", "machdep.cpu.brand_string") if sys.platform == "darwin" else \
+            _windows_cpu_name() if sys.platform == "win32" else None
+        if other:
+            return other.strip()
     return platform.processor() or platform.machine()
 
 
@@ -339,15 +353,59 @@ def cpu_model() -> str:
 def cpu_flags() -> str:
     """The CPU's instruction-set flags (/proc/cpuinfo "flags"; "Features" on ARM), sorted.  The kernel is built with
     -march=native, so the cache key holds them: a VM's generic model name ("Intel(R) Xeon(R) Processor") is the same
-    on hosts with and without AVX-512, and a kernel built on one would stop with SIGILL on the other."""
+    on hosts with and without AVX-512, and a kernel built on one would stop with SIGILL on the other.  Without
+    /proc (the portability audit 27, F11: the whole "flags" were ``platform.machine()``, so two Intel Macs with and
+    without AVX-512 sharing a cache had one key): on macOS ``sysctl``'s CPU features (machdep.cpu.*features,
+    hw.optional.*), on Windows the processor features IsProcessorFeaturePresent reports (AVX2, AVX-512F, ...) with
+    PROCESSOR_IDENTIFIER; where none can be read, the machine and this host's name, so that a shared cache keeps
+    each host's kernel apart rather than hand one to another CPU."""
+    text = _cpuinfo()
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return " ".join(sorted(value.split()))
+    if text is not None or sys.platform.startswith("linux"):
+        return platform.machine()
+    other = (_sysctl("machdep.cpu.features", "machdep.cpu.leaf7_features", "machdep.cpu.extfeatures", "hw.optional")
+             if sys.platform == "darwin" else _windows_cpu_features() if sys.platform == "win32" else None)
+    if other:
+        return "\n".join(sorted({ln.strip() for ln in other.splitlines() if ln.strip()}))
+    import socket
+
+    return f"{platform.machine()} {platform.processor()} host {socket.gethostname()}"
+
+
+def _sysctl(*names: str) -> str | None:
+    """macOS: what ``sysctl names...`` prints (a name this CPU lacks, such as machdep.cpu.features on Apple silicon,
+    is left out by sysctl itself), or None where it cannot be run."""
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("flags", "Features"):
-                return " ".join(sorted(value.split()))
-    except OSError:
-        pass
-    return platform.machine()
+        out = subprocess.run(["sysctl", *names], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _windows_cpu_name() -> str | None:
+    """Windows: the registry's ProcessorNameString of CPU 0, or None."""
+    try:
+        import winreg
+
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,   # type: ignore[attr-defined]
+                            r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as key:
+            return str(winreg.QueryValueEx(key, "ProcessorNameString")[0])   # type: ignore[attr-defined]
+    except (ImportError, OSError):
+        return None
+
+
+def _windows_cpu_features() -> str | None:
+    """Windows: the numbers of the processor features (PF_*: 40 AVX2, 41 AVX-512F, ...) that
+    IsProcessorFeaturePresent reports, and PROCESSOR_IDENTIFIER (family, model, stepping), or None."""
+    try:
+        present = ctypes.windll.kernel32.IsProcessorFeaturePresent   # type: ignore[attr-defined]
+        features = [f"PF_{i}" for i in range(64) if present(i)]
+    except (AttributeError, OSError):
+        return None
+    return "\n".join([*features, f"PROCESSOR_IDENTIFIER {os.environ.get('PROCESSOR_IDENTIFIER', '')}"])
 
 
 def _sha256(data: str | bytes) -> str:

@@ -582,3 +582,105 @@ def test_the_compiler_advice_on_linux_is_as_it_was(monkeypatch, tmp_path):
         "; clang++ has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime (libgomp for g++, "
         "e.g. `apt-get install g++`; libomp-dev for clang++), or set CXX to a compiler that has it, such as g++")
     assert "install a compiler (e.g. `apt-get install g++`), or set" in cpu._no_kernel(tmp_path / "cache")
+
+
+@pytest.fixture
+def no_proc_cpuinfo(monkeypatch):
+    """/proc/cpuinfo cannot be read (macOS, Windows); the CPU's cached model and flags are read again."""
+    from mcproton._backend import cpu
+
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: None, raising=False)
+    cpu.cpu_model.cache_clear()
+    cpu.cpu_flags.cache_clear()
+    yield cpu
+    cpu.cpu_model.cache_clear()
+    cpu.cpu_flags.cache_clear()
+
+
+def _mac(monkeypatch, cpu, avx512: bool) -> tuple[str, str]:
+    """The model and flags of an Intel Mac with or without AVX-512 (what its sysctl prints)."""
+    import subprocess
+
+    def run(cmd, **kw):
+        assert cmd[0] == "sysctl", cmd
+        if cmd[1:] == ["-n", "machdep.cpu.brand_string"]:
+            out = "Intel(R) Xeon(R) W-3245 CPU @ 3.20GHz\n" if avx512 else "Intel(R) Core(TM) i9-9880H CPU @ 2.30GHz\n"
+        else:
+            out = ("machdep.cpu.features: FPU VME SSE SSE2 SSE4.1 SSE4.2 AVX1.0\n"
+                   f"machdep.cpu.leaf7_features: AVX2 BMI1 BMI2{' AVX512F AVX512CD AVX512BW' if avx512 else ''}\n"
+                   f"hw.optional.avx2_0: 1\nhw.optional.avx512f: {int(avx512)}\n")
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    monkeypatch.setattr(cpu, "sys", _SysAs(platform="darwin"))
+    monkeypatch.setattr(cpu.subprocess, "run", run)
+    cpu.cpu_model.cache_clear()
+    cpu.cpu_flags.cache_clear()
+    return cpu.cpu_model(), cpu.cpu_flags()
+
+
+def test_without_proc_a_macs_cpu_flags_tell_avx512_apart(no_proc_cpuinfo, monkeypatch):
+    """F11: without /proc the cache key's "flags" were platform.machine() ("x86_64"), so two Intel Macs with and
+    without AVX-512 sharing MCPROTON_CACHE_DIR had one key, and a kernel built with -march=native on one could stop
+    the other with SIGILL."""
+    cpu = no_proc_cpuinfo
+    model_a, flags_a = _mac(monkeypatch, cpu, avx512=True)
+    model_b, flags_b = _mac(monkeypatch, cpu, avx512=False)
+    assert model_a.startswith("Intel(R) Xeon(R) W-3245") and model_b.startswith("Intel(R) Core(TM) i9")
+    assert "AVX512F" in flags_a and "AVX512F" not in flags_b and flags_a != flags_b
+    keys = []
+    for flags in (flags_a, flags_b):   # one generic model name (a VM's, say): the flags tell the CPUs apart
+        with monkeypatch.context() as m:
+            m.setattr(cpu, "cpu_model", lambda: "the same generic model name")
+            m.setattr(cpu, "cpu_flags", lambda flags=flags: flags)
+            keys.append(cpu.kernel_identity("src", "c++ 1")["key"])
+    assert keys[0] != keys[1]
+
+
+def test_without_proc_windows_reads_the_processor_features(no_proc_cpuinfo, monkeypatch):
+    import ctypes
+
+    cpu = no_proc_cpuinfo
+    monkeypatch.setattr(cpu, "sys", _SysAs(platform="win32"))
+    winreg = types.ModuleType("winreg")
+    winreg.HKEY_LOCAL_MACHINE = 0x80000002
+
+    class Key:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    winreg.OpenKey = lambda root, path: Key()
+    winreg.QueryValueEx = lambda key, name: ("Intel(R) Core(TM) i7-1185G7 @ 3.00GHz ", 1)
+    monkeypatch.setitem(sys.modules, "winreg", winreg)
+    flags = []
+    for avx512 in (True, False):
+        present = {10, 17, 39, 40} | ({41} if avx512 else set())
+        monkeypatch.setattr(ctypes, "windll", types.SimpleNamespace(kernel32=types.SimpleNamespace(
+            IsProcessorFeaturePresent=lambda i, present=present: int(i in present))), raising=False)
+        cpu.cpu_flags.cache_clear()
+        flags.append(cpu.cpu_flags())
+    assert cpu.cpu_model() == "Intel(R) Core(TM) i7-1185G7 @ 3.00GHz"
+    assert "PF_41" in flags[0] and "PF_41" not in flags[1] and "PF_40" in flags[1]
+
+
+def test_where_no_cpu_flags_can_be_read_the_host_keeps_its_kernel_apart(no_proc_cpuinfo, monkeypatch):
+    cpu = no_proc_cpuinfo
+    monkeypatch.setattr(cpu, "sys", _SysAs(platform="freebsd14"))
+    assert f"host {socket.gethostname()}" in cpu.cpu_flags()
+
+
+def test_with_proc_the_cpu_identity_is_as_it_was(monkeypatch):
+    """Linux: the model and flags are /proc/cpuinfo's, as before (a cache built before stays valid)."""
+    from mcproton._backend import cpu
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: sse avx2 fpu\n"
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: text, raising=False)
+    cpu.cpu_model.cache_clear()
+    cpu.cpu_flags.cache_clear()
+    try:
+        assert cpu.cpu_model() == "AMD EPYC 7B13" and cpu.cpu_flags() == "avx2 fpu sse"
+    finally:
+        cpu.cpu_model.cache_clear()
+        cpu.cpu_flags.cache_clear()
