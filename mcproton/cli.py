@@ -574,16 +574,27 @@ def _not_removed(p: Path, exc: OSError, out: Path | None, checkpointed: bool) ->
     from ._run.checkpoint import checkpoint_path, describe, is_complete
 
     why = write_error_text(exc, p)
-    held = (" (is it open in another program: a viewer, HDFView, a notebook's h5py.File? Windows does not let a file "
-            "open there be removed or replaced)" if isinstance(exc, PermissionError) else "")
+    held, do = _not_removable_hint() if isinstance(exc, PermissionError) else ("", "remove the cause named above")
     ckpt = checkpoint_path(out) if out is not None else None
     if checkpointed and ckpt is not None and is_complete(ckpt):
         raise OutputWriteError(f"could not remove the earlier output {p}, to write this run's in its place: {why}"
-                               f"{held}. The finished run is kept in the checkpoint {ckpt} ({describe(ckpt)}): close "
-                               "the file there (or remove it yourself) and run the same command with --resume, which "
-                               "writes the outputs without transporting again") from exc
+                               f"{held}. The finished run is kept in the checkpoint {ckpt} ({describe(ckpt)}): {do} "
+                               "(or remove the file yourself) and run the same command with --resume, which writes "
+                               "the outputs without transporting again") from exc
     _note(f"mcproton: note: could not remove the earlier output {p}: {why}{held}; this run's output of that name is "
           "tried all the same (where it cannot be written, the error says where the result is kept)")
+
+
+def _not_removable_hint(windows: bool | None = None) -> tuple[str, str]:
+    """Why a file may not be removed with PermissionError, and what to do: on Windows (``windows``; default:
+    ``os.name == "nt"``) it is open in another program, and Windows does not let it be removed or replaced while it
+    is; elsewhere its folder is not writable."""
+    import os
+
+    if os.name == "nt" if windows is None else windows:
+        return (" (is it open in another program: a viewer, HDFView, a notebook's h5py.File? Windows does not let a "
+                "file open there be removed or replaced)", "close it there")
+    return " (is its folder writable by you?)", "make its folder writable"
 
 
 class _OutputInterrupted(StopSignal):

@@ -259,7 +259,8 @@ def test_an_earlier_output_open_in_another_program_names_it_the_checkpoint_and_r
     err = " ".join(log_lines(capsys.readouterr().err))
     ckpt = checkpoint_path(out)
     assert rc == 3, err
-    assert f"could not remove the earlier output {out}" in err and "open in another program" in err, err
+    assert f"could not remove the earlier output {out}, to write this run's in its place: access is denied (is its " \
+           "folder writable by you?)" in err, err
     assert f"the checkpoint {ckpt}" in err and "--resume" in err and "Errno" not in err, err
     assert ckpt.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]
     no_transport(monkeypatch)
@@ -283,7 +284,19 @@ def test_without_a_checkpoint_an_earlier_output_that_stays_is_said_and_the_run_i
     _held_open(monkeypatch, out)
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 0
     err = " ".join(log_lines(capsys.readouterr().err))
-    assert f"note: could not remove the earlier output {out}" in err and "open in another program" in err, err
+    assert f"note: could not remove the earlier output {out}: access is denied (is its folder" in err, err
+
+
+def test_on_windows_a_file_that_cannot_be_removed_is_asked_about_as_open_elsewhere():
+    """F4: on Windows the PermissionError of a removal is (nearly always) a file open in another program; elsewhere
+    a folder without write permission."""
+    from mcproton.cli import _not_removable_hint
+
+    why, do = _not_removable_hint(windows=True)
+    assert "open in another program" in why and "HDFView" in why and do == "close it there"
+    why, do = _not_removable_hint(windows=False)
+    assert "open in another program" not in why and do == "make its folder writable"
+    assert _not_removable_hint() == _not_removable_hint(windows=os.name == "nt")
 
 
 def _stdout_bytes(monkeypatch, encoding: str, text: str) -> tuple[bytes, object, str]:
