@@ -536,12 +536,14 @@ def _note_replaced(paths: list[Path], args: argparse.Namespace, earlier: list[Pa
         _note("mcproton: note: " + "; ".join(said))
 
 
-def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None) -> None:
+def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None, *, out: Path | None = None,
+                            checkpointed: bool = False) -> None:
     """Remove the earlier files of this run's output names once its transport has finished: an output phase that
     is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
     PNG beside this run's HDF5 (the long-runs audit, F2); and ``earlier``, an earlier run's per-beam RT Doses that
     this run does not write (:func:`_earlier_beam_doses`), where they are still RT Doses mcproton wrote (another
-    program may have written one meanwhile: left, with a note)."""
+    program may have written one meanwhile: left, with a note).  One that cannot be removed (on Windows: open in
+    another program) is :func:`_not_removed`."""
     from ._io.ownership import other_kind, written_by_mcproton
 
     for p in earlier or []:
@@ -555,6 +557,44 @@ def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None
                 p.unlink()
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            _not_removed(p, exc, out, checkpointed)
+
+
+def _not_removed(p: Path, exc: OSError, out: Path | None, checkpointed: bool) -> None:
+    """The earlier output ``p`` of the run of ``--out`` ``out`` could not be removed (``exc``; on Windows a file open
+    in another program, a viewer, HDFView or a notebook's ``h5py.File``, cannot be removed or replaced): where the
+    finished run is in its checkpoint, OutputWriteError (exit status 3) naming the file, the checkpoint and
+    ``--resume``; otherwise a note, and the outputs are written (where one cannot be, the run is rescued as for any
+    failed write: :func:`_write_output_or_explain`).  Before, the PermissionError ended the finished run as a bare
+    "[Errno 13] Access is denied" with exit status 2, a refused input's, and no word of the checkpoint (the
+    portability audit 27, F4)."""
+    from ._io.atomic import write_error_text
+    from ._io.errors import OutputWriteError
+    from ._run.checkpoint import checkpoint_path, describe, is_complete
+
+    why = write_error_text(exc, p)
+    held, do = _not_removable_hint() if isinstance(exc, PermissionError) else ("", "remove the cause named above")
+    ckpt = checkpoint_path(out) if out is not None else None
+    if checkpointed and ckpt is not None and is_complete(ckpt):
+        raise OutputWriteError(f"could not remove the earlier output {p}, to write this run's in its place: {why}"
+                               f"{held}. The finished run is kept in the checkpoint {ckpt} ({describe(ckpt)}): {do} "
+                               "(or remove the file yourself) and run the same command with --resume, which writes "
+                               "the outputs without transporting again") from exc
+    _note(f"mcproton: note: could not remove the earlier output {p}: {why}{held}; this run's output of that name is "
+          "tried all the same (where it cannot be written, the error says where the result is kept)")
+
+
+def _not_removable_hint(windows: bool | None = None) -> tuple[str, str]:
+    """Why a file may not be removed with PermissionError, and what to do: on Windows (``windows``; default:
+    ``os.name == "nt"``) it is open in another program, and Windows does not let it be removed or replaced while it
+    is; elsewhere its folder is not writable."""
+    import os
+
+    if os.name == "nt" if windows is None else windows:
+        return (" (is it open in another program: a viewer, HDFView, a notebook's h5py.File? Windows does not let a "
+                "file open there be removed or replaced)", "close it there")
+    return " (is its folder writable by you?)", "make its folder writable"
 
 
 class _OutputInterrupted(StopSignal):
@@ -900,7 +940,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         raise
     # the earlier files of these names go now, not when each is replaced: an output phase interrupted or failing
     # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
-    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier)
+    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier, out=out, checkpointed=checkpointed)
     with phase("hdf5"):
         rescue = _write_output_or_explain(writer, total, out, checkpointed)
     if rescue is None:
@@ -1852,9 +1892,13 @@ def _summary_written(status: int) -> int:
     exc = lost_output_error(sys.stdout)
     if exc is None:
         return status
+    # a character stdout's encoding lacks, where it could not be told to escape it (mcproton._io.console
+    # _replacing_unencodable): not the disk's fault (the portability audit 27, F5)
+    fix = ("set PYTHONUTF8=1 (or PYTHONIOENCODING=utf-8) so that stdout takes every character"
+           if isinstance(exc, UnicodeEncodeError) else "free disk space or redirect stdout elsewhere")
     print(f"mcproton: error: what this command printed on stdout (its summary or JSON record) could not all be "
           f"written: {_one_line(exc)}; it is lost or cut short (the files the command wrote are not affected): "
-          "free disk space or redirect stdout elsewhere, and run it again for it", file=sys.stderr)
+          f"{fix}, and run it again for it", file=sys.stderr)
     return EXIT_ENVIRONMENT if status in (0, 1) else status
 
 

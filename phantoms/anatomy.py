@@ -20,7 +20,7 @@ SEXES = ("male", "female")
 @lru_cache(maxsize=None)
 def _table() -> dict[tuple[str, str], list[tuple[float, float, str, str]]]:
     out: dict[tuple[str, str], list[tuple[float, float, str, str]]] = {}
-    with open(DATA_DIR / "head_anatomy_by_age.csv", newline="") as f:
+    with open(DATA_DIR / "head_anatomy_by_age.csv", newline="", encoding="utf-8") as f:
         rows = csv.DictReader(line for line in f if not line.startswith("#"))
         for r in rows:
             key = (r["quantity"], r["sex"])
@@ -34,7 +34,7 @@ def _table() -> dict[tuple[str, str], list[tuple[float, float, str, str]]]:
 def sources() -> dict[str, str]:
     """Source key -> full citation (from the CSV header)."""
     out = {}
-    with open(DATA_DIR / "head_anatomy_by_age.csv") as f:
+    with open(DATA_DIR / "head_anatomy_by_age.csv", encoding="utf-8") as f:
         for line in f:
             if line.startswith("# source "):
                 k, v = line[len("# source "):].split(":", 1)

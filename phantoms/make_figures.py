@@ -192,12 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     table = table_rows(measured)
     readme = HERE / "README.md"
     start, end = "<!-- SIZE TABLE START (make_figures.py) -->", "<!-- SIZE TABLE END -->"
-    text = readme.read_text() if readme.exists() else f"{start}\n{end}\n"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else f"{start}\n{end}\n"
     pre, rest = text.split(start, 1)
     _, post = rest.split(end, 1)
     note = (f"Generated at {VOXEL_MM:g} mm voxels by `python -m mcproton.phantoms.make_figures` "
             "(male; voxel counts).\n\n")
-    readme.write_text(pre + start + "\n" + note + table + "\n" + end + post)
+    readme.write_text(pre + start + "\n" + note + table + "\n" + end + post, encoding="utf-8")
     print("README table updated")
 
 

@@ -13,7 +13,7 @@ ELEMENTS = ("H", "C", "N", "O", "Na", "Mg", "P", "S", "Cl", "K", "Ca", "Fe", "I"
 
 
 def _rows(name: str):
-    with open(DATA_DIR / name, newline="") as f:
+    with open(DATA_DIR / name, newline="", encoding="utf-8") as f:
         yield from csv.DictReader(line for line in f if not line.startswith("#"))
 
 

@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                                   figure=figure, progress=True)
     txt = json.dumps(s, indent=1, default=float)
     if a.out:
-        (Path(a.out) / "summary.json").write_text(txt)
+        (Path(a.out) / "summary.json").write_text(txt, encoding="utf-8")
     short = {k: v for k, v in s.items() if k not in ("fields", "spine_profile")}
     print(json.dumps(short, indent=1, default=float))
     return 0 if s["target_rel"]["d95_rel"] >= 0.95 else 1

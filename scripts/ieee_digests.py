@@ -37,7 +37,8 @@ def digests() -> dict:
 
 
 def compare(a_path: str, b_path: str) -> int:
-    a, b = json.loads(Path(a_path).read_text()), json.loads(Path(b_path).read_text())
+    a, b = (json.loads(Path(a_path).read_text(encoding="utf-8")),
+            json.loads(Path(b_path).read_text(encoding="utf-8")))
     moved = 0
     for case in sorted(set(a) | set(b)):
         diff = [k for k in sorted(set(a.get(case, {})) | set(b.get(case, {})))

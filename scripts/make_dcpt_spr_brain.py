@@ -42,7 +42,7 @@ HEADER = """\
 
 def parse(path: Path) -> dict[str, list[str]]:
     out = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
             key, val = line.split("=", 1)
             out[key.split(":", 1)[-1].strip().split("/")[-1]] = val.split()
@@ -64,13 +64,13 @@ def main(src: str) -> None:
     lines = [HEADER + "hu_lo,name," + ",".join(f"w_{c}" for c in cols) + ",topas_density_per_spr"]
     for i, (lo, w, f) in enumerate(zip(secs[:-1], weights, factors), start=1):
         lines.append(f"{lo},DCPT_brain_{i:02d}," + ",".join(f"{w[j]:.7g}" for j in used) + f",{1000 * f:.12g}")
-    (OUT / "dcpt_spr_brain_materials.csv").write_text("\n".join(lines) + "\n")
+    (OUT / "dcpt_spr_brain_materials.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     spr = HEADER.replace("materials by SPR-map value", "SPR by SPR-map value").split("# units")[0] + (
         "# units: HU = SPR-map value (pixel after rescale); SPR = 1 + value / 1000 (water 0 -> 1.0, air -1000 -> 0);\n"
         "#   below -999 the SPR is held at 0.001 (air); above 2000 (SPR 3.0, the largest a CT calibration may give in\n"
         "#   mcproton: hu_calibration.SPR_MAX) it keeps 3.0 (DCPT's table goes on linearly to 3072: metal)\n"
         "HU,SPR\n-1024,0.001\n-999,0.001\n2000,3.0\n")
-    (OUT / "dcpt_spr_brain_hu_spr.csv").write_text(spr)
+    (OUT / "dcpt_spr_brain_hu_spr.csv").write_text(spr, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def main() -> None:
             "spots": int(gx.size), "primaries": a.primaries, "mcsquare_s": mc_s, "total_s": time.time() - t0,
             "dose_max_gy": float(np.max(dose.imageArray)), "made": now.isoformat(timespec="seconds"),
             "machine": platform.platform(), "python": platform.python_version()}
-    (out / "opentps_case.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out / "opentps_case.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(info, indent=1))
 
 

@@ -190,7 +190,7 @@ def main() -> None:
         "dose_max_gy": float(np.max(dose.imageArray)), "times": times, "made": now.isoformat(timespec="seconds"),
         "machine": platform.platform(),
     }
-    (out / "opentps_case.json").write_text(json.dumps(info, indent=1) + "\n")
+    (out / "opentps_case.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(info, indent=1))
 
 

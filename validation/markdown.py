@@ -35,7 +35,7 @@ def _sources(c: dict) -> list[dict]:
 
 def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | Path | None = None) -> Path:
     run_dir, out_md = Path(run_dir), Path(out_md)
-    s = json.loads((run_dir / "summary.json").read_text())
+    s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     if s.get("status") in (INTERRUPTED, FAILED):   # the record of a stopped or failed validation: no report
         raise ValueError(f"{run_dir / 'summary.json'} records a validation that was stopped before its report was "
                          f"complete ({s.get('message', s['status'])}); run mcproton validate again")
@@ -104,7 +104,7 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
         for note in c.get("notes", []):
             lines += ["", f"> {note}"]
     lines += _sources_section(s["cases"])
-    out_md.write_text("\n".join(lines) + "\n")
+    out_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out_md
 
 

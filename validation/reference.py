@@ -39,7 +39,7 @@ def read_table(path: Path | str) -> tuple[dict[str, np.ndarray], list[str]]:
 
     Numeric columns become float arrays; columns that are not numbers stay string arrays.
     """
-    lines = Path(path).read_text().splitlines()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
     header = [ln for ln in lines if ln.startswith("#")]
     body = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     names = [c.strip() for c in body[0].split(",")]

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
         here = Path(__file__).resolve().parent
         for spec in CASES:
             readme = here / spec.name / "README.md"
-            first = readme.read_text().splitlines()[0].lstrip("# ") if readme.exists() else ""
+            first = readme.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if readme.exists() else ""
             print(f"{spec.name:22s} {first.split(': ', 1)[-1]}")
         return 0
     if not args.out:

@@ -310,7 +310,24 @@ def find_compiler() -> str:
         if cand and shutil.which(cand):
             return cand
     raise RuntimeError("no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++); "
-                       "install one, e.g. `apt-get install g++`")
+                       f"install one, e.g. {install_compiler()}")
+
+
+def install_compiler() -> str:
+    """How to get a C++ compiler with OpenMP on this system, as the messages say it after "e.g.": Linux's
+    ``apt-get install g++``; on macOS Homebrew's GCC (macOS's own g++ is Apple clang, without OpenMP); on Windows
+    WSL or the CUDA backend (MSVC's cl is not supported: the kernel is built with GCC's options; a native MinGW-w64
+    g++ is untested: the kernel is loaded before it is fsynced, which Windows may refuse, and Python does not look
+    for its libgomp DLL on the PATH).
+    Before, every system was told ``apt-get install g++`` (the portability audit 27, F8)."""
+    if sys.platform == "darwin":
+        return ("Homebrew's GCC, `brew install gcc`, then set CXX to it by its version's name, such as CXX=g++-14; "
+                "macOS's own g++ is Apple clang, which has no OpenMP")
+    if sys.platform == "win32":
+        return ("g++ in WSL, the Windows Subsystem for Linux (`apt-get install g++` there), and run mcproton there, or "
+                "use the CUDA backend on an NVIDIA GPU instead; MSVC's cl is not supported (the CPU kernel is built "
+                "with GCC's options), and a native Windows g++ (MinGW-w64) is untested")
+    return "`apt-get install g++`"
 
 
 @lru_cache(maxsize=None)
@@ -319,14 +336,28 @@ def compiler_version(cxx: str) -> str:
     return out.splitlines()[0].strip() if out else cxx
 
 
+def _cpuinfo() -> str | None:
+    """/proc/cpuinfo's text (Linux), or None where it cannot be read (macOS, Windows)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 @lru_cache(maxsize=None)
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    """The CPU's model name: /proc/cpuinfo's "model name" (Linux), ``sysctl machdep.cpu.brand_string`` (macOS), the
+    registry's ProcessorNameString (Windows); else :func:`platform.processor` or :func:`platform.machine` (on macOS
+    only "i386" or "arm": the portability audit 27, F11)."""
+    text = _cpuinfo()
+    for line in (text or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    if text is None:
+        other = _sysctl("-n", "machdep.cpu.brand_string") if sys.platform == "darwin" else \
+            _windows_cpu_name() if sys.platform == "win32" else None
+        if other:
+            return other.strip()
     return platform.processor() or platform.machine()
 
 
@@ -334,15 +365,59 @@ def cpu_model() -> str:
 def cpu_flags() -> str:
     """The CPU's instruction-set flags (/proc/cpuinfo "flags"; "Features" on ARM), sorted.  The kernel is built with
     -march=native, so the cache key holds them: a VM's generic model name ("Intel(R) Xeon(R) Processor") is the same
-    on hosts with and without AVX-512, and a kernel built on one would stop with SIGILL on the other."""
+    on hosts with and without AVX-512, and a kernel built on one would stop with SIGILL on the other.  Without
+    /proc (the portability audit 27, F11: the whole "flags" were ``platform.machine()``, so two Intel Macs with and
+    without AVX-512 sharing a cache had one key): on macOS ``sysctl``'s CPU features (machdep.cpu.*features,
+    hw.optional.*), on Windows the processor features IsProcessorFeaturePresent reports (AVX2, AVX-512F, ...) with
+    PROCESSOR_IDENTIFIER; where none can be read, the machine and this host's name, so that a shared cache keeps
+    each host's kernel apart rather than hand one to another CPU."""
+    text = _cpuinfo()
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return " ".join(sorted(value.split()))
+    if text is not None or sys.platform.startswith("linux"):
+        return platform.machine()
+    other = (_sysctl("machdep.cpu.features", "machdep.cpu.leaf7_features", "machdep.cpu.extfeatures", "hw.optional")
+             if sys.platform == "darwin" else _windows_cpu_features() if sys.platform == "win32" else None)
+    if other:
+        return "\n".join(sorted({ln.strip() for ln in other.splitlines() if ln.strip()}))
+    import socket
+
+    return f"{platform.machine()} {platform.processor()} host {socket.gethostname()}"
+
+
+def _sysctl(*names: str) -> str | None:
+    """macOS: what ``sysctl names...`` prints (a name this CPU lacks, such as machdep.cpu.features on Apple silicon,
+    is left out by sysctl itself), or None where it cannot be run."""
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("flags", "Features"):
-                return " ".join(sorted(value.split()))
-    except OSError:
-        pass
-    return platform.machine()
+        out = subprocess.run(["sysctl", *names], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def _windows_cpu_name() -> str | None:
+    """Windows: the registry's ProcessorNameString of CPU 0, or None."""
+    try:
+        import winreg
+
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,   # type: ignore[attr-defined]
+                            r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as key:
+            return str(winreg.QueryValueEx(key, "ProcessorNameString")[0])   # type: ignore[attr-defined]
+    except (ImportError, OSError):
+        return None
+
+
+def _windows_cpu_features() -> str | None:
+    """Windows: the numbers of the processor features (PF_*: 40 AVX2, 41 AVX-512F, ...) that
+    IsProcessorFeaturePresent reports, and PROCESSOR_IDENTIFIER (family, model, stepping), or None."""
+    try:
+        present = ctypes.windll.kernel32.IsProcessorFeaturePresent   # type: ignore[attr-defined]
+        features = [f"PF_{i}" for i in range(64) if present(i)]
+    except (AttributeError, OSError):
+        return None
+    return "\n".join([*features, f"PROCESSOR_IDENTIFIER {os.environ.get('PROCESSOR_IDENTIFIER', '')}"])
 
 
 def _sha256(data: str | bytes) -> str:
@@ -508,8 +583,24 @@ def _no_openmp_advice(cxx: str, said: str) -> str:
     "'omp.h' file not found" and no advice."""
     if not _NO_OPENMP.search(said):
         return ""
+    if sys.platform == "darwin" or _is_apple_clang(cxx):   # -fopenmp is refused by Apple clang whatever is installed
+        return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: on macOS g++ and clang++ are Apple clang, "
+                "which refuses -fopenmp: install Homebrew's GCC, `brew install gcc`, and set CXX to it by its "
+                "version's name, such as CXX=g++-14")
+    if sys.platform == "win32":
+        return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: run mcproton in WSL, the Windows "
+                "Subsystem for Linux, where `apt-get install g++` gives it a compiler that has it, or use the CUDA "
+                "backend on an NVIDIA GPU (a native Windows g++, MinGW-w64, is untested)")
     return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime (libgomp for g++, "
             "e.g. `apt-get install g++`; libomp-dev for clang++), or set CXX to a compiler that has it, such as g++")
+
+
+def _is_apple_clang(cxx: str) -> bool:
+    """Whether ``cxx`` is Apple clang (its ``--version`` line; macOS's g++ is too)."""
+    try:
+        return compiler_version(cxx).startswith("Apple clang")
+    except OSError:
+        return False
 
 
 def _not_a_cxx_advice(cxx: str, ask: bool = True) -> str:
@@ -709,10 +800,10 @@ def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
     if unreadable:   # the kernel is there: it cannot be read (the cluster audit, F5: "no kernel built" was false)
         return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and the kernel built "
                 f"for this CPU in the kernel cache {conf or ''} cannot be read: {'; '.join(unreadable)}; ask its "
-                "owner to make it readable (chmod a+r), or install a compiler (e.g. `apt-get install g++`)")
+                f"owner to make it readable (chmod a+r), or install a compiler (e.g. {install_compiler()})")
     return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and no kernel built for "
             f"this CPU and this mcproton's kernel source in the kernel cache {conf or ''}; install a compiler (e.g. "
-            f"`apt-get install g++`), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "
+            f"{install_compiler()}), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "
             "CPU, where one mcproton run builds the kernels")
 
 
@@ -726,7 +817,7 @@ def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     except OSError as exc:
         if cxx is None:
             raise RuntimeError(f"the cached CPU kernel {path} cannot be loaded ({exc}) and there is no C++ compiler to "
-                               "rebuild it; install one (e.g. `apt-get install g++`)") from None
+                               f"rebuild it; install one (e.g. {install_compiler()})") from None
         _note(f"the cached CPU kernel {path} cannot be loaded ({exc}): rebuilding it")
     path = _kernel_path(entry, cxx, rebuild=True)
     try:

@@ -124,7 +124,21 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
+#: Windows (:func:`_alive_windows`): OpenProcess's right to read a process's exit code, GetExitCodeProcess's code of a
+#: process still running, and OpenProcess's error for a pid that no process has (WinError 87)
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_STILL_ACTIVE = 259
+_ERROR_INVALID_PARAMETER = 87
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (another user's too).  On Windows through OpenProcess and
+    GetExitCodeProcess (:func:`_alive_windows`), never ``os.kill(pid, 0)``: there signal 0 is CTRL_C_EVENT, so that
+    call sends a Ctrl-C to the console of a live ``pid`` (and to every process attached to it: both runs stopped),
+    and for a pid that has ended it fails with WinError 87, an OSError, which was taken for "alive": no finished
+    run's lock was ever seen stale (the portability audit 27, F1 and F3)."""
+    if os.name == "nt":
+        return _alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -134,6 +148,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def _alive_windows(pid: int) -> bool:
+    """:func:`_alive` on Windows: the process ``pid`` can be opened and its exit code is STILL_ACTIVE.  A pid no
+    process has (ERROR_INVALID_PARAMETER) is gone; one that cannot be opened otherwise (access denied: another
+    user's, a protected process) counts as alive, as a PermissionError does on POSIX; so does one whose exit code
+    cannot be read, and every pid where ``_winapi`` is missing (the lock is then refused naming the file to
+    delete)."""
+    try:
+        import _winapi
+    except ImportError:
+        return True
+    try:
+        handle = _winapi.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    except OSError as exc:
+        return getattr(exc, "winerror", None) != _ERROR_INVALID_PARAMETER
+    try:
+        return bool(_winapi.GetExitCodeProcess(handle) == _STILL_ACTIVE)
+    except OSError:
+        return True
+    finally:
+        _winapi.CloseHandle(handle)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -252,7 +288,10 @@ class OutputLock:
         self.made += missing
         for _ in range(5):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                # O_BINARY (Windows; 0 on POSIX): without it the file is in text mode there and os.write stores its
+                # line feed as CR LF, so its content differed from what this process wrote, _unlink_own never
+                # removed it and every finished run left its locks behind (the portability audit 27, F1)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o644)
             except FileExistsError:
                 info = _read(path)
                 if info is None:   # removed in between: try again
@@ -309,6 +348,10 @@ class OutputLock:
                          and (other := _read(p)) and {k: other.get(k) for k in _HOLDER} == holder]
         if len(same) == 1:
             return f"delete {path}"
+        if os.name == "nt":   # no rm there, nor POSIX quoting (the portability audit 27, F1)
+            quoted = " ".join(f'"{p}"' for p in same)
+            return (f"delete its {len(same)} lock files: del {quoted} (in cmd.exe; in PowerShell: Remove-Item with the "
+                    "names separated by commas)")
         import shlex
 
         return f"delete its {len(same)} lock files: rm {' '.join(shlex.quote(str(p)) for p in same)}"

@@ -97,7 +97,7 @@ def written_by_mcproton(path) -> tuple[bool, str]:
         if kind == ".json":
             import json
 
-            d = json.loads(p.read_text())
+            d = json.loads(p.read_text(encoding="utf-8"))
             ours = isinstance(d, dict) and {"case", "files", "prescription_gy_rbe"} <= set(d)
             return ours, "not an mcproton summary"
     except Exception as exc:  # noqa: BLE001 - not readable as what its name says: not ours

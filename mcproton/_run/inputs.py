@@ -3,6 +3,7 @@ and the fix.  Complements config.validate_config (keys, types, NaN/inf) and the 
 :func:`beam_grid_checks` runs config.check_beam_hits with the beam checks here."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -121,9 +122,10 @@ def available_memory() -> Memory | None:
     """The memory this process may allocate: MemAvailable and SwapFree from /proc/meminfo, capped by its
     address-space limit (RLIMIT_AS, ``ulimit -v``, less what it already maps) and by its cgroup's memory limit (Slurm
     ``--mem``, ``docker --memory``, Kubernetes limits, less what the cgroup uses: mcproton/_cpus.py
-    :func:`cgroup_memory`), whichever is smallest, with the words naming it; None where it cannot be read (not
-    Linux).  Swap is not counted under either limit.  Before, the cgroup limit was not read: a run over it was
-    accepted, then killed by the kernel with no message (the cluster audit, F1)."""
+    :func:`cgroup_memory`), whichever is smallest, with the words naming it.  Swap is not counted under either
+    limit.  Before, the cgroup limit was not read: a run over it was accepted, then killed by the kernel with no
+    message (the cluster audit, F1).  Without /proc/meminfo (Windows, macOS): :func:`_memory_without_proc`; None
+    where nothing can be read."""
     try:
         info = {}
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -132,7 +134,7 @@ def available_memory() -> Memory | None:
                 info[k] = float(v.split()[0]) * 1024.0
         mem = Memory(info["MemAvailable"], info.get("SwapFree", 0.0))
     except (OSError, KeyError, ValueError):
-        return None
+        return _memory_without_proc()
     try:   # an address-space limit (ulimit -v) caps what this process may allocate
         import resource
 
@@ -155,13 +157,70 @@ def available_memory() -> Memory | None:
     return mem
 
 
+def _memory_without_proc() -> Memory | None:
+    """:func:`available_memory` where /proc/meminfo cannot be read: on Windows GlobalMemoryStatusEx (the available
+    physical memory, and what the page file adds to it), elsewhere ``os.sysconf``'s available physical pages
+    (``SC_AVPHYS_PAGES``), else its physical pages (``SC_PHYS_PAGES``: macOS has no count of the available ones, so a
+    grid bigger than the machine's memory is refused there, and the warning compares with the whole of it); None
+    where none can be read (the memory check is then skipped, and said so: :func:`check_memory_for`).  Before, every
+    system without /proc had no memory check at all, without a word: a 102 GB grid on a 24 GB machine passed
+    ``--check-config`` (the portability audit 27, F7)."""
+    if os.name == "nt":
+        return _windows_memory()
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    for name, words in (("SC_AVPHYS_PAGES", "the machine's free memory (sysconf SC_AVPHYS_PAGES)"),
+                        ("SC_PHYS_PAGES", "the machine's physical memory (sysconf SC_PHYS_PAGES; what is free of it "
+                                          "cannot be read on this system)")):
+        try:
+            pages = os.sysconf(name)
+        except (ValueError, OSError):   # not a name this system knows
+            continue
+        if pages > 0 and page > 0:
+            return Memory(float(pages) * page, 0.0, words)
+    return None
+
+
+def _windows_memory() -> Memory | None:
+    """Windows: the available physical memory (GlobalMemoryStatusEx's ullAvailPhys) and, as swap, what the page
+    file's commit limit leaves beyond it (ullAvailPageFile less ullAvailPhys); None where it cannot be read."""
+    import ctypes
+
+    class MemoryStatusEx(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32),
+                    ("ullTotalPhys", ctypes.c_uint64), ("ullAvailPhys", ctypes.c_uint64),
+                    ("ullTotalPageFile", ctypes.c_uint64), ("ullAvailPageFile", ctypes.c_uint64),
+                    ("ullTotalVirtual", ctypes.c_uint64), ("ullAvailVirtual", ctypes.c_uint64),
+                    ("ullAvailExtendedVirtual", ctypes.c_uint64)]
+
+    status = MemoryStatusEx()
+    status.dwLength = ctypes.sizeof(MemoryStatusEx)
+    try:
+        ok = ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status))   # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return None
+    if not ok or status.ullAvailPhys <= 0:
+        return None
+    return Memory(float(status.ullAvailPhys), float(max(0, status.ullAvailPageFile - status.ullAvailPhys)),
+                  "the machine's free memory (GlobalMemoryStatusEx's available physical memory)")
+
+
+#: the start of the warning that the memory check was skipped (said once per run or check: :func:`check_memory_for`)
+MEMORY_UNKNOWN = "the memory available cannot be read on this system"
+_MEMORY_UNKNOWN_SAID: set[str] = set()
+
+
 def memory_summary(n_vox: int, n_beams: int) -> dict[str, Any]:
     """For ``--check-config``: the run's estimated peak host memory and what it may use (GB), and what bounds that
-    (so that a batch job's ``--mem`` can be sized from it)."""
+    (so that a batch job's ``--mem`` can be sized from it); where that cannot be read, ``memory_available_gb`` null
+    and ``memory_limit`` saying so."""
     mem = available_memory()
     return {"memory_estimate_gb": round(host_memory_estimate(n_vox, n_beams) / 1e9, 2),
-            **({} if mem is None else {"memory_available_gb": round((mem.available + mem.swap) / 1e9, 2),
-                                       "memory_limit": mem.limit})}
+            **({"memory_available_gb": None, "memory_limit": f"unknown: {MEMORY_UNKNOWN} (not checked)"}
+               if mem is None else {"memory_available_gb": round((mem.available + mem.swap) / 1e9, 2),
+                                    "memory_limit": mem.limit})}
 
 
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool, *,
@@ -197,7 +256,13 @@ def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Ex
     ``detail`` follows the figures (where the grid comes from); ``most_note`` says in the warning what the most is
     made of."""
     mem = available_memory()
-    if mem is None:
+    if mem is None:   # said, not silent (the portability audit 27, F7): once per run or check
+        from .._io.errors import said_in_this_call
+
+        if not said_in_this_call(MEMORY_UNKNOWN, _MEMORY_UNKNOWN_SAID, at_start=True):
+            needs = f" needs up to about {need / 1e9:.1f} GB" if least is not None else ""
+            warn(f"{MEMORY_UNKNOWN}, so the memory check was skipped: {what}{needs}; make sure the machine has that "
+                 "free, or the run may swap or fail for want of memory", McprotonRuntimeWarning)
         return
     avail, swap = mem.available, mem.swap
     if least is None:

@@ -87,9 +87,17 @@ class _StopFlag:
 
         try:
             r, w = os.pipe()
+        except OSError:   # no pipe: the handler alone (stops after the batch)
+            return
+        try:
             os.set_blocking(w, False)
             self._old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        except (OSError, ValueError):   # no pipe, or not allowed here: the handler alone (stops after the batch)
+        except (OSError, ValueError, AttributeError):
+            # not allowed here, or no os.set_blocking (Windows before Python 3.12, gh-101881: the run stopped at its
+            # start with "internal error: AttributeError", the portability audit 27, F2): the handler alone, which
+            # stops the run after the batch in flight (a second signal then raises KeyboardInterrupt after it)
+            os.close(r)
+            os.close(w)
             return
         self._pipe = (r, w)
         self._watcher = threading.Thread(target=self._watch, args=(r,), name="mcproton-signal-watcher", daemon=True)
@@ -138,7 +146,8 @@ class _StopFlag:
                 return
             self._announced = True
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
-        again = ("send it again to stop at once" if HARD_STOP_ON_SECOND_SIGNAL else
+        # at once only where the watcher runs (:meth:`_start_watcher`): without it the handler runs after the batch
+        again = ("send it again to stop at once" if HARD_STOP_ON_SECOND_SIGNAL and self._watcher is not None else
                  "send it again to stop after the batch without a checkpoint")
         write_stderr(f"{_new_line()}mcproton: {signal.Signals(signum).name} received: finishing the batch in flight "
                      f"and {then} ({again})\n")

@@ -255,3 +255,29 @@ def test_json_prints_batch_json_for_an_interrupted_batch(refused_patient, monkey
     printed = json.loads(cap.out)
     assert printed == json.loads((out / "batch.json").read_text())
     assert printed["a"]["status"] == "interrupted" and printed["a"]["exit_status"] == 143
+
+
+def test_a_batch_fail_of_a_patient_named_outside_stdouts_code_page_exits_1_with_its_verdict(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """The portability audit 27, F5: with stdout in Windows' ANSI code page (cp1252, redirected to a file or a pipe),
+    the verdict line of a patient folder named "Dvořák_Jiří" raised UnicodeEncodeError, which silenced stdout: the
+    batch printed no verdict and its FAIL exited 3 ("free disk space")."""
+    import io
+
+    root = tmp_path / "PTS"
+    make_patient(root / "Dvořák_Jiří")
+
+    class Fails(_Checks):
+        def __call__(self, **kw):
+            r = super().__call__(**kw)
+            r.passed = False
+            return r
+
+    monkeypatch.setattr(api, "check", Fails({}))
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="cp1252", errors="strict"))
+    rc = main(["check", str(root), "--batch", "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o")])
+    sys.stdout.flush()
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert b"Dvo\\u0159\xe1k_Ji\\u0159\xed: FAIL" in raw.getvalue(), raw.getvalue()

@@ -118,6 +118,13 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("malformed --set", ["--set", "run.primaries"], None, "--set"),
     ("config file not found", ["@missing"], None, "not found"),
     ("invalid TOML", [], "[run\nprimaries = 10\n", "TOML"),
+    ('a Windows path in a TOML "..." string, its \\t, \\n and \\r taken as escapes (before 2026-12-07: taken without a '
+     "word, and an RT Dose was written to a file whose name held a tab, a line break and a CR; portability audit 27, "
+     "F6)", [], BASE.replace("[output]\n", '[output]\nrtdose = "C:\\temp\\new\\rd.dcm"\n'),
+     "single quotes"),
+    ('a Windows path with \\U in a TOML "..." string (before 2026-12-07: only "Invalid hex value")', [],
+     BASE.replace("[output]\n", '[output]\nrtdose = "C:\\Users\\phys\\RD.dcm"\n'),
+     "single quotes"),
     ("zero workers", ["--workers", "0"], None, "--workers"),
     ("--resume with --no-checkpoint (before: --resume was ignored without a word, the run started from history 0 "
      "and left the old checkpoint)", ["--resume"], None, "--no-checkpoint"),
