@@ -465,9 +465,9 @@ def _say_backend(args: argparse.Namespace, settings: Any) -> None:
     also with --quiet (which leaves out the progress bar only): it is the one line of the console that names the
     device (the CLI-help audit of 2026-12-07, F11: --quiet hid it, and its help said "no progress bar")."""
     if args.workers is None and args.scheduler is None:
-        from ._backend import cuda_available, get_backend
+        from ._backend import CPU_BY_RUN_CONFIG, cuda_available, get_backend
 
-        be = get_backend(settings.backend, settings.threads)
+        be = get_backend(settings.backend, settings.threads, cpu_choice=CPU_BY_RUN_CONFIG)
         why = ("" if settings.backend != "auto"
                else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})")
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)

@@ -722,6 +722,10 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
                                    "reference-field doses per MU (--dose-per-mu)")
     if not (isinstance(primaries, (int, np.integer)) and primaries >= 1000):
         raise CommissionInputError(f"primaries = {primaries!r}: give a whole number >= 1000 per energy")
+    if backend == "cuda":   # a GPU that cannot run here: refused before anything is read, in the commission's words
+        from ._backend import CPU_BY_OPTION_OR_ARGUMENT, get_backend
+
+        get_backend("cuda", cpu_choice=CPU_BY_OPTION_OR_ARGUMENT)   # (simulate's words name RunSettings: audit 27, F1)
     tol = tolerances or Tolerances()
     started = datetime.datetime.now(datetime.timezone.utc)
     with recording_warnings() as said:

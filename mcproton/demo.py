@@ -323,7 +323,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     a refused demo leaves the earlier one as it was: review 2a of 2026-12-07, R1), writes every file whole (a
     temporary file, the CT series a temporary folder, renamed into place), and a stop signal ends it with
     RunInterrupted (:func:`_stops_cleanly`)."""
-    from ._backend import get_backend, refuse_unusable
+    from ._backend import CPU_BY_OPTION, get_backend, refuse_unusable
     from ._io.atomic import write_bytes_atomic
     from ._io.hdf5 import result_hdf5_buffer
     from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
@@ -378,7 +378,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     # the RT Struct and the plan in --out): the figures' matplotlib, and the backend (the CPU kernel loaded, built
     # once into the kernel cache; CuPy for cuda), without a CUDA call, before the helpers are forked
     require_matplotlib()
-    refuse_unusable(backend, threads)
+    refuse_unusable(backend, threads, cpu_choice=CPU_BY_OPTION)
 
     # the phantom (in memory only) with its argument checks (--age, --voxel-mm): refused before anything is removed
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
@@ -489,7 +489,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET")):
                 planes.append(PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure",
                                             own_signals=True))
-        be = get_backend(backend, threads)
+        be = get_backend(backend, threads, cpu_choice=CPU_BY_OPTION)
         n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
         _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
