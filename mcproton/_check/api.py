@@ -24,8 +24,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
-from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, CheckInputError, CheckInputs, gather,
-                     refusing_superseded_plans)
+from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, CheckInputError,
+                     CheckInputs, checking_batch_patient, gather, refusing_superseded_plans, way_out)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -2148,8 +2148,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ident = identification(inp.plan_path)
     _progress(identification=ident)   # the record of a check that does not complete names the patient and plan
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
-        raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
-                              "ROI; none was given or found")
+        raise CheckInputError("--outside-external air needs the structure set "
+                              + way_out("(--struct RS.dcm)", "(in {folder})", "--struct")
+                              + " with the External ROI; none was given or found")
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
@@ -2187,10 +2188,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   "one by one) to compute on the phantom")
         if ct_dir is None:
             if not phantom_from_struct:
-                raise CheckInputError("no CT: give --ct (the plan's CT series), or for a phantom whose structure "
-                                      "set overrides the materials, --phantom-from-struct")
+                raise CheckInputError("no CT: " + way_out(
+                    "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
+                    "--phantom-from-struct", "put the plan's CT series into {folder}, or, for phantoms whose "
+                    "structure sets override the materials, give the batch --phantom-from-struct", "--ct"))
             if inp.struct_path is None:
-                raise CheckInputError("--phantom-from-struct needs the structure set (--struct RS.dcm)")
+                raise CheckInputError("--phantom-from-struct needs the structure set "
+                                      + way_out("(--struct RS.dcm)", "(put it into {folder})", "--struct"))
             import tempfile
 
             clear_out()
@@ -3416,6 +3420,36 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
     return record
 
 
+#: an option of a single check named in a message (not --dose-type, --dose-to, --struct-overrides, ...)
+_SINGLE_PATIENT_OPTION = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, SINGLE_PATIENT_OPTIONS), key=len,
+                                                                   reverse=True)) + r")(?![\w-])")
+
+
+def alone_advice(message: str, patient: BatchPatient, beam_model: Any, out: Path) -> str:
+    """What a batch patient's refusal ``message`` is followed by in batch.json, the index and the log where its way
+    out is a single check's option (--plan, --dose, --ct, --ct-series, --struct), which ``--batch`` does not take:
+    the command that checks this patient alone with them (the options :func:`~mcproton._check.inputs.way_out` kept
+    for the patient; any of them still named in the message, with the batch's refusal of them said first).  "" where
+    the message needs none of them (the error-message audit 27, F2)."""
+    import shlex
+
+    if "mcproton check " in message:   # it gives the command itself (a superseded plan)
+        return ""
+    named = set(_SINGLE_PATIENT_OPTION.findall(message))
+    options = [o for o in SINGLE_PATIENT_OPTIONS if o in named or o in patient.options]
+    if not options:
+        return ""
+    command = ["mcproton check", shlex.quote(str(patient.folder)),
+               *(f"{o} {SINGLE_PATIENT_OPTIONS[o]}" for o in options)]
+    if isinstance(beam_model, (str, Path)):
+        command.append(f"--beam-model {shlex.quote(str(beam_model))}")
+    command.append(f"--out {shlex.quote(str(out))}")
+    said = (f"; --batch takes no {', '.join(o for o in SINGLE_PATIENT_OPTIONS if o in named)}: change the files in "
+            f"{patient.folder} (this patient's folder)" if named else "")
+    return (f"{said}; or check this patient alone with {', '.join(options)}: {' '.join(command)} (with the batch's "
+            "other options)")
+
+
 @locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, skip_checked: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -3518,10 +3552,11 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(verdict_line(p.name, results[p.name]))
             continue
+        patient = BatchPatient(p)   # its refusals say what to change in its folder, not --ct etc. (audit 27, F2)
         try:
             # a re-plan's old version is refused, not a plain row (F1); the warnings shown with [p.name] in front, the
             # batch's (said above) not again (audit 26, F5)
-            with refusing_superseded_plans(), patient_warnings(p.name, batch_wide):
+            with refusing_superseded_plans(), patient_warnings(p.name, batch_wide), checking_batch_patient(patient):
                 r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
                 r.provenance["batch_reuse_key"] = key
@@ -3561,6 +3596,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except Exception as exc:  # noqa: BLE001 - refused, or failed: this patient's row; the batch goes on
             status = status_of(exc)
             msg = f"{type(exc).__name__}: {exc}"
+            if status == "refused":   # a single check's option as the way out: how to check this patient alone
+                msg += alone_advice(str(exc), patient, kwargs.get("beam_model"), out_dir / p.name)
             if status == "internal_error":
                 log(f"mcproton check --batch: {p.name}: internal error {msg} (please report it)")
                 msg = f"internal error {msg}"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose, way_out
 from .._backend import CPU_BY_OPTION_OR_ARGUMENT
 from .._io.console import log_line
 from .._io.errors import McprotonWarning, warn
@@ -125,7 +125,8 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     if not rois:
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
                               "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "
-                              "it; give the CT (--ct)")
+                              "it; " + way_out("give the CT (--ct)", "put the plan's CT series into {folder} and leave "
+                                               "out --phantom-from-struct", "--ct"))
     s = read_rtstruct(struct_path)
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
