@@ -1197,7 +1197,14 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
-        doses = [read_tps_dose(p, dose_type, floor=False) for p in paths]
+        doses = []
+        for p in paths:
+            try:
+                doses.append(read_tps_dose(p, dose_type, floor=False))
+            except DicomInputError as exc:   # named as given (audit 27, F11b): --dose RP.dcm, the plan, mistaken for it
+                raise DicomInputError(f"--dose {exc}"
+                                      + ("; give the plan with --plan" if "; this one is a plan" in str(exc) else "")
+                                      ) from None
     if not doses:
         gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
         raise CheckInputError("no RT Dose of the planning system to check against; "

@@ -672,6 +672,29 @@ def _keeping_warnings(read: Callable[P, BeamModel]) -> Callable[P, BeamModel]:
     return reader
 
 
+class NoSuchBeamModel(BeamModelError):
+    """A beam model named that is neither a built-in model nor a file (the config names the key and where it looked:
+    :func:`no_such_model_text`)."""
+
+
+def no_such_model_text(key: str, looked_for: Path, note: str = "") -> str:
+    """Why the beam model ``key`` cannot be found (no built-in of that name, with the closest one, and no file at
+    ``looked_for``, ``note`` saying how a relative path was taken) and what to give (the error-message audit 27, F6:
+    "'dcpt_v6' is neither a built-in model (...) nor a file" named neither where it looked nor the key)."""
+    from .cli_args import BEAM_MODEL_ADVICE
+
+    return (f"no built-in model of that name{did_you_mean(key.lower(), list(BUILTIN))}, and no such file: looked for "
+            f"the file {looked_for}{note}; {BEAM_MODEL_ADVICE}")
+
+
+def refuse_unknown_beam_model(name_or_path: str | Path) -> None:
+    """Refuse, without reading it, a beam model :func:`load_beam_model` would not find (:class:`NoSuchBeamModel`):
+    a command that writes something before it loads the model refuses a misspelt name first."""
+    key = str(name_or_path)
+    if key.strip() and key.lower() not in BUILTIN and key.lower() != "dcpt" and not Path(key).exists():
+        raise NoSuchBeamModel(f"beam model {key!r}: {no_such_model_text(key, Path(key).absolute())}")
+
+
 @_keeping_warnings
 def load_beam_model(name_or_path: str | Path) -> BeamModel:
     """A built-in model (``dcpt_v2``, ``dcpt_v5``, ``mcsquare_upenn_iba_dn``), a TOML model or a BDL file; the empty
@@ -686,9 +709,8 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
     if key.lower() == "dcpt":
         raise BeamModelError("the DCPT model has two versions: 'dcpt_v2' (valid until July 2024, plane 500 mm "
                              "upstream) and 'dcpt_v5' (from August 2024, plane 600 mm); choose one")
+    refuse_unknown_beam_model(key)
     p = Path(name_or_path)
-    if not p.exists():
-        raise BeamModelError(f"beam model {key!r} is neither a built-in model ({', '.join(BUILTIN)}) nor a file")
     if p.is_dir():
         raise BeamModelError(f"{p} is a folder; give the beam-model file (.toml or MCsquare BDL .txt)")
     if p.suffix.lower() == ".toml":
