@@ -1634,7 +1634,8 @@ one on the command line with --set, e.g. --set run.threads=4.
 exit status: 0 the run finished (its summary JSON on stdout), 2 bad input (the config, an option, an
 input file), 3 the machine or the output (the output busy, the disk full or read-only, no GPU/CuPy, no compiler),
 4 an internal error (a bug: rerun with --debug and report it), 128 + the signal when stopped (130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors and docs/check.md."""
+143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors (python -m pydoc
+mcproton.errors)."""
 
 
 #: the attribute of an option that is required except with another option (argparse has no such rule, so the

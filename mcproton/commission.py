@@ -1204,7 +1204,8 @@ def add_parser(sub: Any) -> None:
                                    "distal fall-off, peak/entrance, gamma) and spot sizes in air (the model's "
                                    "drift). Writes commission.html, commission.json and figures; exit 0 when every "
                                    "quantity is within tolerance, 1 when one is not, 2 for input that cannot be "
-                                   "compared. Formats and tolerances: docs/beam_model.md.")
+                                   "compared. The formats of the measured files and the tolerances: the options "
+                                   "below, and the README, \"Commissioning a beam model (`mcproton commission`)\".")
     p.add_argument("--beam-model", required=True, metavar="MODEL", type=beam_model_name,
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
     several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "

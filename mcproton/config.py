@@ -86,9 +86,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 "the only axial series; a localizer is skipped)"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name ("dcpt_spr_brain" for '
                                 'SPR-map CTs) or a folder '
-                                '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
-                                'docs/patient_workflow.md); its curve must start at air (-1000 HU): one whose first '
-                                'point is denser than 0.1 g/cm3 is refused on a CT with air below it'),
+                                '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv); '
+                                'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
+                                'g/cm3 is refused on a CT with air below it'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),

@@ -721,7 +721,7 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
         decade = round(math.log10(ratio)) if ratio > 0 else 0
         if decade != 0 and abs(math.log10(ratio) - decade) < math.log10(1.1):
             notes.append(f"the ratio {ratio:.3g} is close to 10^{decade}: a unit slip, most likely in the beam "
-                         "model's protons per MU (a power of ten in its column, docs/beam_model.md) or the plan's "
+                         "model's protons per MU (a power of ten in its protons_per_mu column) or the plan's "
                          "meterset (MU read as protons or the reverse: PrimaryDosimeterUnit)")
     # the constant RBE: a physical dose compared as RBE-weighted or the reverse (a DoseType mix-up, or the wrong
     # --dose-type) puts the two exactly 1.1 apart (rtdose audit F2)
@@ -1232,7 +1232,7 @@ GENERIC_CALIBRATION_NOTE = (
     "the CT was converted with the default, generic HU calibration (schneider2000), not the planning system's: "
     "two published HU -> stopping-power curves differ by up to 2.4 % in soft tissue and 5 % in dense bone "
     "(schneider2000 against mcsquare_default), i.e. up to a few mm per 10 cm of range; give the TPS's curve "
-    "(--calibration, e.g. a folder with hu_spr.csv and hu_materials.csv; docs/patient_workflow.md) before reading "
+    "(--calibration, e.g. a folder with the TPS's HU -> SPR curve as hu_spr.csv and hu_materials.csv) before reading "
     "the range difference as the plan's")
 
 
@@ -1387,7 +1387,7 @@ def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_com
     err = RANGE_ERROR_PCT / 100 * depth_mm
     offset = ("(both are mcproton's here: two runs with other settings, such as the beam model, the CT conversion "
               "or the I-values, can differ by one)" if self_compared else
-              "(measured: 0.5 mm between mcproton and MCsquare on docs/check.md's OpenTPS head case)")
+              "(measured: 0.5 mm between mcproton and MCsquare on an OpenTPS head plan, 2026-12-05)")
     return (f"{label}: its distal edge lies {depth_mm:.0f} mm deep (the TPS's distal R80, median over the rays, from "
             f"the body surface), so the range level of {limit_mm:g} mm is {100 * limit_mm / depth_mm:.1f} % of its "
             f"depth: a {RANGE_ERROR_PCT:g} % range error moves the median by {err:.2f} mm, against the level of "

@@ -672,6 +672,11 @@ def _keeping_warnings(read: Callable[P, BeamModel]) -> Callable[P, BeamModel]:
     return reader
 
 
+#: where a beam-model TOML's user sees one whole (the installed package holds no docs/: the error-message audit 27,
+#: F10): the built-in model's own files, installed with mcproton
+MODEL_EXAMPLE = f"the built-in models' TOML files, installed with mcproton, are examples: {BUILTIN['dcpt_v5']}"
+
+
 class NoSuchBeamModel(BeamModelError):
     """A beam model named that is neither a built-in model nor a file (the config names the key and where it looked:
     :func:`no_such_model_text`)."""
@@ -757,7 +762,7 @@ def _refuse_unknown(path: Path, where: str, keys, known: tuple[str, ...]) -> Non
     unknown = [k for k in keys if k not in known]
     if unknown:
         raise BeamModelError(f"{path}: unknown key {unknown[0]!r} in {where}{did_you_mean(unknown[0], known)}; the "
-                             f"keys of {where}: {', '.join(known)} (docs/beam_model.md)")
+                             f"keys of {where}: {', '.join(known)} ({MODEL_EXAMPLE})")
 
 
 def _load_toml(path: Path) -> BeamModel:
@@ -777,7 +782,8 @@ def _load_toml(path: Path) -> BeamModel:
     _refuse_unknown(path, "the top level", cfg, TOML_KEYS)
     for req in ("table", "columns", "component", "plane_upstream_of_isocentre_mm"):
         if req not in cfg:
-            raise BeamModelError(f"{path}: missing key {req!r} (docs/beam_model.md)")
+            raise BeamModelError(f"{path}: missing key {req!r}; a TOML beam model has table, columns, component and "
+                                 f"plane_upstream_of_isocentre_mm ({MODEL_EXAMPLE})")
     c, comps = cfg["columns"], cfg["component"]
     if not isinstance(c, dict):
         raise BeamModelError(f"{path}: columns must be a table: [columns] with {', '.join(COLUMN_KEYS)}")
@@ -843,7 +849,8 @@ def _load_toml(path: Path) -> BeamModel:
         warn(f"{path}: [columns] protons_per_mu = {ppmu!r} is one number for {e_nom.min():g}-{e_nom.max():g} MeV, "
              "but protons per MU rise with the energy (a monitor chamber's MU scales with the stopping power in air: "
              f"x 2.3 from 70 to 230 MeV in the shipped models), so the dose per MU is wrong at most energies; give "
-             "the measured column (docs/beam_model.md \"Commissioning\", item 5).  Plans in protons "
+             "the measured column (mcproton commission --dose-per-mu compares it with reference-field doses per "
+             "MU).  Plans in protons "
              "(PrimaryDosimeterUnit NP) do not use it", McprotonWarning)
     arr = {k: np.stack([col(cp[k], f"[[component]] {i}.{k}") for i, cp in enumerate(comps, 1)], axis=1)
            for k in COMPONENT_KEYS}
