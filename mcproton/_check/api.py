@@ -2117,10 +2117,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     _warn_target_above_level(target_uncertainty if mc is None else None, lv)
-    if isinstance(beam_model, (str, Path)):   # a misspelt model refused now: with --phantom-from-struct it was
-        from .._io.beam_model import refuse_unknown_beam_model   # loaded after the phantom's CT was written (audit 27,
+    # a misspelt beam model refused before anything is read or written (with --phantom-from-struct it was loaded only
+    # after the phantom's CT had been written: the error-message audit 27, F6)
+    if isinstance(beam_model, (str, Path)):
+        from .._io.beam_model import refuse_unknown_beam_model
 
-        refuse_unknown_beam_model(beam_model)                    # F6)
+        refuse_unknown_beam_model(beam_model)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position,

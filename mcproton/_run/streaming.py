@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .._backend import CPU_BY_RUN_CONFIG
 from .._io.console import log_line, stderr_is_terminal, time_of_day, write_stderr
 from .._kernels.layout import TALLY_SCALE
 from . import engine
@@ -114,8 +115,8 @@ def _free_device_pools(sim: Any) -> None:
 
 #: what ``mcproton run`` is told to do where the GPU cannot hold even the smallest batch (:func:`shrunk_cap`; a check
 #: is told its own: mcproton/_check/compute.py check_wording)
-RUN_GPU_MEMORY_REMEDY = ('use a coarser grid (phantom.voxel_mm; phantom.dose_voxel_mm for a CT) or run on the CPU: '
-                         'run.backend = "cpu" in the config (or --set run.backend="cpu")')
+RUN_GPU_MEMORY_REMEDY = ("use a coarser grid (phantom.voxel_mm; phantom.dose_voxel_mm for a CT) or run on the CPU: "
+                         f"{CPU_BY_RUN_CONFIG}")
 
 
 def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc: BaseException,
