@@ -61,11 +61,11 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
     """Protons per second (best of ``repeats``) for ``primaries`` protons of ``energy_mev`` in a
     100 x 100 x (range + 40 mm) water box of ``voxel_mm`` voxels; compile time excluded.  Options out of their
     range are refused (:func:`check_bench_options`)."""
-    from ._backend import get_backend
+    from ._backend import CPU_BY_OPTION, get_backend
     from .run import Accumulator, Simulation, finish
 
     check_bench_options(energy_mev, primaries, voxel_mm, repeats)
-    be = get_backend(backend)
+    be = get_backend(backend, cpu_choice=CPU_BY_OPTION)
     if primaries is None:
         primaries = 10_000_000 if be.name == "cuda" else 100_000
     geom, beam = bench_case(energy_mev, voxel_mm)
@@ -105,14 +105,14 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
     persistent loop (simt_efficiency_persistent) on ``sm_count`` x ``simt.PERSISTENT_BLOCKS_PER_SM`` (5) resident
     blocks of 128 threads, for the refill costs and thresholds of simt.PERSISTENT_GRID.  Step counts, not timings:
     the figures do not depend on the machine's speed or load."""
-    from ._backend import get_backend
+    from ._backend import CPU_BY_OPTION, get_backend
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash
     from .run import Simulation
 
     check_bench_options(energy_mev, primaries, voxel_mm)
-    gpu = get_backend(backend)   # only for its launch shape
+    gpu = get_backend(backend, cpu_choice=CPU_BY_OPTION)   # only for its launch shape
     if gpu.name == "cuda":
         block, sm_count = block or gpu.block, sm_count or gpu._sm
     block, sm_count = int(block or 128), int(sm_count or simt.H200_SMS)

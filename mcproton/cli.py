@@ -465,9 +465,9 @@ def _say_backend(args: argparse.Namespace, settings: Any) -> None:
     also with --quiet (which leaves out the progress bar only): it is the one line of the console that names the
     device (the CLI-help audit of 2026-12-07, F11: --quiet hid it, and its help said "no progress bar")."""
     if args.workers is None and args.scheduler is None:
-        from ._backend import cuda_available, get_backend
+        from ._backend import CPU_BY_RUN_CONFIG, cuda_available, get_backend
 
-        be = get_backend(settings.backend, settings.threads)
+        be = get_backend(settings.backend, settings.threads, cpu_choice=CPU_BY_RUN_CONFIG)
         why = ("" if settings.backend != "auto"
                else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})")
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
@@ -1701,11 +1701,17 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return int(phantom_main(args.rest))
 
 
-#: the exit statuses, as ``mcproton run --help`` lists them (mcproton.errors; ``check``'s epilog the same)
-RUN_EPILOG = """exit status: 0 the run finished (its summary JSON on stdout), 2 bad input (the config, an option, an
+#: the exit statuses, as ``mcproton run --help`` lists them (mcproton.errors; ``check``'s epilog the same), after the
+#: settings: config keys, not options (the error-message audit 27, F3)
+RUN_EPILOG = """settings: the run's settings are keys of its config, not options (the other commands'
+--primaries, --seed, --backend and --threads are run.primaries, run.seed, run.backend and run.threads here): set
+one on the command line with --set, e.g. --set run.threads=4.
+
+exit status: 0 the run finished (its summary JSON on stdout), 2 bad input (the config, an option, an
 input file), 3 the machine or the output (the output busy, the disk full or read-only, no GPU/CuPy, no compiler),
 4 an internal error (a bug: rerun with --debug and report it), 128 + the signal when stopped (130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors and docs/check.md."""
+143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors (python -m pydoc
+mcproton.errors)."""
 
 
 #: the attribute of an option that is required except with another option (argparse has no such rule, so the
@@ -1986,6 +1992,50 @@ def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:
     return fmt
 
 
+#: the options of mcproton's other commands (check, bench, demo, commission) whose settings ``mcproton run`` takes from
+#: its config: the key that an unrecognized one is told to set (the error-message audit 27, F3: "unrecognized
+#: arguments: --threads 1" under the top-level usage named neither the command nor the key)
+RUN_KEY_OF_OPTION = {"--primaries": "run.primaries", "--seed": "run.seed", "--backend": "run.backend",
+                     "--threads": "run.threads", "--time-limit": "run.time_limit_s",
+                     "--target-uncertainty": "run.target_uncertainty", "--beam-model": "plan.beam_model",
+                     "--calibration": "phantom.calibration"}
+#: the options of mcproton's other commands that ``mcproton check`` does not take, and what it takes instead
+CHECK_INSTEAD_OF_OPTION = {"--threads": "the check's CPU threads are set by OMP_NUM_THREADS (e.g. OMP_NUM_THREADS=4 "
+                                        "mcproton check ...; Python: check(threads=4))",
+                           "--set": "mcproton check has no config keys: its settings are its options (mcproton check "
+                                    "--help) and its action levels a --config file (--print-levels)"}
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line ``argv`` parsed; an argument no parser takes is refused by the command's own parser (its
+    usage, "mcproton run: error: ...") with the way to give it where one is known (:data:`RUN_KEY_OF_OPTION`,
+    :data:`CHECK_INSTEAD_OF_OPTION`): argparse leaves a sub-command's extras to the top-level parser, whose refusal
+    named neither."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        sub.error(f"unrecognized arguments: {' '.join(extras)}{_instead(args.command, extras)}")
+    return args
+
+
+def _instead(command: str, extras: list[str]) -> str:
+    """What ``command`` takes in place of the unrecognized ``extras`` where known ("" else): mcproton run's config
+    keys (``--threads 1``: ``--set run.threads=1``), mcproton check's OMP_NUM_THREADS."""
+    keys, other = [], []
+    for i, arg in enumerate(extras):
+        option, eq, value = arg.partition("=")
+        if not eq and i + 1 < len(extras) and not extras[i + 1].startswith("-"):
+            value = extras[i + 1]
+        if command == "run" and option in RUN_KEY_OF_OPTION:
+            key = RUN_KEY_OF_OPTION[option]
+            keys.append(f"{option} is {key} (--set {key}={value or 'VALUE'})")
+        elif command == "check" and option in CHECK_INSTEAD_OF_OPTION:
+            other.append(f"{option}: {CHECK_INSTEAD_OF_OPTION[option]}")
+    said = [f"mcproton run takes these settings from its config: {'; '.join(keys)}"] if keys else []
+    return "".join(f"; {s}" for s in said + other)
+
+
 def _guarded(argv: list[str], debug: bool) -> int:
     """Run the command; every failure becomes one ``mcproton:`` line on stderr and an exit status, never a
     traceback: 2 the input, 3 the machine or the output (busy, full, read-only, no GPU), 4 an unexpected error (a
@@ -2000,7 +2050,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
         args = argparse.Namespace(func=_PASSTHROUGH[argv[0]], rest=argv[1:])
     else:
         try:
-            args = build_parser().parse_args(argv)
+            args = _parse(argv)
         except SystemExit as exc:   # a usage error (exit status 2): check --json prints its record still
             if exc.code == 2 and argv[:1] == ["check"]:
                 from ._check.cli import print_usage_error_record

@@ -176,6 +176,11 @@ class Tolerances:
 # ------------------------------------------------------------------------------------------------- the files
 def _rows(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, float]]:
     """The ``required`` columns of the CSV ``path`` as numbers (:func:`mcproton._io.csv_table.read_csv_table`)."""
+    return [row for _, row in _numbered_rows(path, required, what)]
+
+
+def _numbered_rows(path: str | Path, required: Sequence[str], what: str) -> list[tuple[int, dict[str, float]]]:
+    """:func:`_rows` with the line of the file each row is on."""
     from ._io.csv_table import read_csv_table
 
     p = Path(path)
@@ -195,7 +200,7 @@ def _rows(path: str | Path, required: Sequence[str], what: str) -> list[dict[str
                 raise CommissionInputError(f"{what} {p}: line {lineno}: {c} = {v!r} is not a number") from None
             if not math.isfinite(row[c]):
                 raise CommissionInputError(f"{what} {p}: line {lineno}: {c} = {v!r} is not finite")
-        out.append(row)
+        out.append((int(lineno), row))
     return out
 
 
@@ -203,20 +208,33 @@ def read_idd_csv(path: str | Path) -> dict[float, tuple[np.ndarray, np.ndarray]]
     """Measured IDDs: a CSV (``#`` comment lines allowed) with columns ``nominal_energy_mev``, ``depth_mm`` (water
     depth from the water surface, the tank wall's WET included) and ``idd`` (any unit: only the shape is
     compared).  Returns {nominal energy: (depths, idd)} sorted by depth."""
-    rows = _rows(path, ("nominal_energy_mev", "depth_mm", "idd"), "measured IDD file")
-    curves: dict[float, list[tuple[float, float]]] = {}
-    for r in rows:
-        curves.setdefault(round(r["nominal_energy_mev"], 3), []).append((r["depth_mm"], r["idd"]))
+    rows = _numbered_rows(path, ("nominal_energy_mev", "depth_mm", "idd"), "measured IDD file")
+    curves: dict[float, list[tuple[float, float, int]]] = {}
+    for line, r in rows:
+        curves.setdefault(round(r["nominal_energy_mev"], 3), []).append((r["depth_mm"], r["idd"], line))
     out = {}
     for e, pts in sorted(curves.items()):
-        a = np.array(sorted(pts))
-        if a.shape[0] < 10:
-            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has {a.shape[0]} points; an IDD needs "
-                                       "at least 10 (through the Bragg peak and its distal fall-off)")
-        if np.any(np.diff(a[:, 0]) <= 0):
-            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has two points at one depth")
-        if np.any(a[:, 0] < 0) or np.any(a[:, 1] < 0):
-            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has a negative depth or IDD")
+        where = f"measured IDD file {path}: {e:g} MeV"
+        if len(pts) < 10:
+            raise CommissionInputError(f"{where} has {len(pts)} points; an IDD needs at least 10 (through the Bragg "
+                                       "peak and its distal fall-off)")
+        # which line, and which value (the error-message audit 27, F7: "a negative depth or IDD", "two points at one
+        # depth" said neither in a curve of 90 points)
+        for z_mm, idd, line in pts:
+            if z_mm < 0:
+                raise CommissionInputError(f"{where}: line {line}: depth_mm = {z_mm:g} is negative; a depth is "
+                                           "measured from the water surface, >= 0 (the tank wall's water-equivalent "
+                                           "thickness added)")
+            if idd < 0:
+                raise CommissionInputError(f"{where}: line {line}: idd = {idd:g} is negative; an IDD is >= 0 "
+                                           "(subtract the background so that it does not go below 0, or remove the "
+                                           "line)")
+        pts = sorted(pts)
+        for (z0, _, l0), (z1, _, l1) in zip(pts, pts[1:]):
+            if z1 <= z0:
+                raise CommissionInputError(f"{where} has two points at depth {z0:g} mm (lines {min(l0, l1)} and "
+                                           f"{max(l0, l1)}); keep one (or their mean)")
+        a = np.array([(z_mm, idd) for z_mm, idd, _ in pts])
         z, d = a[:, 0], a[:, 1]
         i = int(np.argmax(d))
         if i == len(d) - 1 or d[i:].min() > 0.2 * d[i]:
@@ -722,6 +740,15 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
                                    "reference-field doses per MU (--dose-per-mu)")
     if not (isinstance(primaries, (int, np.integer)) and primaries >= 1000):
         raise CommissionInputError(f"primaries = {primaries!r}: give a whole number >= 1000 per energy")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        # 0 ran on every CPU, as the option left out (model_idd passes a thread count on only if it is one), while
+        # mcproton demo refused --threads 0 (the error-message audit 27, F8)
+        raise CommissionInputError(f"threads (--threads) = {threads!r}: give a whole number >= 1, or leave it out "
+                                   "(OMP_NUM_THREADS, else all the CPUs the process may use)")
+    if backend == "cuda":   # a GPU that cannot run here: refused before anything is read, in the commission's words
+        from ._backend import CPU_BY_OPTION_OR_ARGUMENT, get_backend
+
+        get_backend("cuda", cpu_choice=CPU_BY_OPTION_OR_ARGUMENT)   # (simulate's words name RunSettings: audit 27, F1)
     tol = tolerances or Tolerances()
     started = datetime.datetime.now(datetime.timezone.utc)
     with recording_warnings() as said:
@@ -1177,7 +1204,8 @@ def add_parser(sub: Any) -> None:
                                    "distal fall-off, peak/entrance, gamma) and spot sizes in air (the model's "
                                    "drift). Writes commission.html, commission.json and figures; exit 0 when every "
                                    "quantity is within tolerance, 1 when one is not, 2 for input that cannot be "
-                                   "compared. Formats and tolerances: docs/beam_model.md.")
+                                   "compared. The formats of the measured files and the tolerances: the options "
+                                   "below, and the README, \"Commissioning a beam model (`mcproton commission`)\".")
     p.add_argument("--beam-model", required=True, metavar="MODEL", type=beam_model_name,
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
     several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "

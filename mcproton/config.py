@@ -91,9 +91,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 "the only axial series; a localizer is skipped)"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name ("dcpt_spr_brain" for '
                                 'SPR-map CTs) or a folder '
-                                '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
-                                'docs/patient_workflow.md); its curve must start at air (-1000 HU): one whose first '
-                                'point is denser than 0.1 g/cm3 is refused on a CT with air below it'),
+                                '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv); '
+                                'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
+                                'g/cm3 is refused on a CT with air below it'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
@@ -344,13 +344,18 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def read_toml_file(path: str | Path, missing: str) -> dict[str, Any]:
-    """The TOML document at ``path``; ConfigError ``missing`` when there is no such file, or one naming the
-    file and the parser's complaint when it is not valid TOML (run configs, mcproton check's action levels).
+    """The TOML document at ``path``; ConfigError ``missing`` when there is no such file (a folder: said so, with the
+    TOML files it holds: the error-message audit 27, F11a), or one naming the file and the parser's complaint when it
+    is not valid TOML (run configs, mcproton check's action levels).
     Read as UTF-8 whatever the locale, a leading byte-order mark removed; a file that is not UTF-8 is refused
     naming the line and the byte (mcproton/_io/text_file.py)."""
     from ._io.text_file import read_utf8
 
     p = Path(path)
+    if p.is_dir():
+        tomls = sorted(str(q) for q in p.glob("*.toml"))[:4]
+        raise ConfigError(f"{str(p)!r} is a folder; give the TOML file"
+                          + (f" (e.g. {', '.join(tomls)})" if tomls else " (the folder holds no .toml file)"))
     if not p.is_file():
         raise ConfigError(missing)
     text = read_utf8(p, ConfigError)
@@ -1056,11 +1061,7 @@ def build_geometry(cfg: dict[str, Any]):
                 raise ConfigError("phantom.type = \"slabs\" needs phantom.layers = [{material=..., thickness_mm=...}]")
             lay: list[tuple[str, float] | tuple[str, float, float]] = []
             for i, L in enumerate(layers):
-                if not isinstance(L, dict) or "material" not in L or "thickness_mm" not in L:
-                    raise ConfigError(f"phantom.layers[{i}] must be a table with material and thickness_mm")
-                extra = set(L) - {"material", "thickness_mm", "density_g_cm3"}
-                if extra:
-                    raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
+                _check_layer_keys(i, L)
                 _check_material(L["material"], f"phantom.layers[{i}].material")
                 key = f"phantom.layers[{i}]"
                 mat, t_mm = L["material"], _number(L["thickness_mm"], f"{key}.thickness_mm", "mm")
@@ -1120,8 +1121,8 @@ def build_geometry(cfg: dict[str, Any]):
                                            water_model=phys.get("water_model", "icru90"),
                                            ivalue_set=phys.get("ivalue_set"))
             except ValueError as exc:
-                if cal_path.exists():
-                    raise
+                if cal_path.exists():   # the file or folder given is no calibration: said with the key (audit 27, F4)
+                    raise ConfigError(f"phantom.calibration = {cal!r}: {exc}") from None
                 raise ConfigError(f"phantom.calibration = {cal!r}: {str(exc).rstrip('.')}; looked for the folder "
                                   f"{cal_path}{relative_path_note(cfg, cal)}") from None
             _check_calibration_written_for(ct, calib, given="calibration" in ph)
@@ -1181,6 +1182,27 @@ def build_geometry(cfg: dict[str, Any]):
                       f"{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
 
 
+#: the keys of a slab layer (phantom.layers), the last optional, and a layer written out
+LAYER_KEYS = ("material", "thickness_mm", "density_g_cm3")
+_LAYER_EXAMPLE = '{material = "water", thickness_mm = 20, density_g_cm3 = 1.0 (optional)}'
+
+
+def _check_layer_keys(i: int, layer: Any) -> None:
+    """Refuse the layer ``phantom.layers[i]`` that is no table, has a key that is not one of :data:`LAYER_KEYS` (with
+    a did-you-mean) or lacks material or thickness_mm (the error-message audit 27, F5: a misspelt key was "must be a
+    table with material and thickness_mm", of a table, or "unknown keys ['density']" without the keys there are)."""
+    key = f"phantom.layers[{i}]"
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{key} = {layer!r} is not a table; a layer is {_LAYER_EXAMPLE}")
+    for k in layer:
+        if k not in LAYER_KEYS:
+            raise ConfigError(f"{key} has unknown key {k!r}{_suggest(k, LAYER_KEYS)}; the keys of a layer: "
+                              f"{', '.join(LAYER_KEYS)} (a layer is {_LAYER_EXAMPLE})")
+    missing = [k for k in LAYER_KEYS[:2] if k not in layer]
+    if missing:
+        raise ConfigError(f"{key} lacks {' and '.join(missing)}; a layer is {_LAYER_EXAMPLE}")
+
+
 def _check_box_voxels(size: list[float], vox: list[float]) -> None:
     """Refuse voxels larger than the box, and a box size that is not a whole number of voxels: box_phantom makes
     round(size / voxel) voxels, a box of another size than asked (10 mm of 4 mm voxels: an 8 mm thick slab of
@@ -1229,11 +1251,19 @@ def build_beams(cfg: dict[str, Any]):
     if "plan" in cfg and "beam" in cfg:
         raise ConfigError("give either [beam] or [plan], not both")
     if "plan" in cfg:
+        from ._io.beam_model import NoSuchBeamModel, no_such_model_text
         from .dicom import load_beam_model, load_rtplan, plan_to_beams
 
         pl = cfg["plan"]
-        if "rtplan" not in pl or "beam_model" not in pl:
-            raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
+        missing = [k for k in ("rtplan", "beam_model") if k not in pl]
+        if missing:   # which one, and what it takes (audit 27, F11c: "needs rtplan ... and beam_model" said neither)
+            from ._io.cli_args import BEAM_MODEL_ADVICE
+
+            what = {"rtplan": 'plan.rtplan, the RT Ion Plan file (e.g. plan.rtplan = "RP.dcm")',
+                    "beam_model": f'plan.beam_model, {BEAM_MODEL_ADVICE.removeprefix("give ")} (e.g. '
+                                  'plan.beam_model = "dcpt_v5")'}
+            raise ConfigError(f"[plan] has no {' and no '.join(missing)}: give "
+                              + "; and ".join(what[k] for k in missing))
         plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"),
                            ignore_beam_limiting_devices=pl.get("ignore_beam_limiting_devices", False))
         for note in plan.notes:
@@ -1245,6 +1275,9 @@ def build_beams(cfg: dict[str, Any]):
         bm_path = _resolve(cfg, bm_name)
         try:
             model = load_beam_model(bm_path if bm_path.exists() else bm_name)
+        except NoSuchBeamModel:   # where it looked for it: from the config's folder (audit 27, F6)
+            raise ConfigError(f"plan.beam_model = {bm_name!r}: "
+                              f"{no_such_model_text(bm_name, bm_path, relative_path_note(cfg, bm_name))}") from None
         except ValueError as exc:
             if bm_path.exists() or not ("/" in bm_name or "." in bm_name):
                 raise

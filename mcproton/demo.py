@@ -124,7 +124,7 @@ OUTPUT_FILES = (("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"), ("rtdose
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._io.cli_args import PARSER_OPTIONS, folder_name, whole_number
+    from ._io.cli_args import PARSER_OPTIONS, folder_name, phantom_age, phantom_voxel_mm, whole_number
 
     p = argparse.ArgumentParser(prog="mcproton demo",
                                 description="paediatric posterior-fossa proton boost: phantom, PBS plan, MC dose",
@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--primaries", type=whole_number, default=None,
                    help=f"Monte Carlo histories (default {DEFAULT_PRIMARIES['cpu']} on the CPU, "
                         f"{DEFAULT_PRIMARIES['cuda']} on the GPU); the absolute dose does not depend on it")
-    p.add_argument("--age", type=float, default=5.0, help="phantom age in years (default 5)")
-    p.add_argument("--voxel-mm", type=float, default=2.0, help="voxel size in mm (default 2)")
+    p.add_argument("--age", type=phantom_age, default=5.0, help="phantom age in years, 0.5-18 (default 5)")
+    p.add_argument("--voxel-mm", type=phantom_voxel_mm, default=2.0, help="voxel size in mm, at most 10 (default 2)")
     p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--seed", type=whole_number, default=12345,
@@ -352,7 +352,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     a refused demo leaves the earlier one as it was: review 2a of 2026-12-07, R1), writes every file whole (a
     temporary file, the CT series a temporary folder, renamed into place), and a stop signal ends it with
     RunInterrupted (:func:`_stops_cleanly`)."""
-    from ._backend import get_backend, refuse_unusable
+    from ._backend import CPU_BY_OPTION, get_backend, refuse_unusable
+    from ._io.cli_args import phantom_age, phantom_voxel_mm
     from ._io.atomic import write_bytes_atomic
     from ._io.hdf5 import result_hdf5_buffer
     from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
@@ -407,9 +408,15 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     # the RT Struct and the plan in --out): the figures' matplotlib, and the backend (the CPU kernel loaded, built
     # once into the kernel cache; CuPy for cuda), without a CUDA call, before the helpers are forked
     require_matplotlib()
-    refuse_unusable(backend, threads)
+    refuse_unusable(backend, threads, cpu_choice=CPU_BY_OPTION)
 
-    # the phantom (in memory only) with its argument checks (--age, --voxel-mm): refused before anything is removed
+    # the phantom's age and voxel size, in the options' words before the phantom is announced (the error-message audit
+    # 27, F9); then the phantom (in memory only): refused before anything is removed
+    for option, check, value in (("--age", phantom_age, age), ("--voxel-mm", phantom_voxel_mm, voxel_mm)):
+        try:
+            check(value)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{option} {exc}") from None
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
     g = make_head_phantom(age, voxel_mm, region="head")
@@ -518,7 +525,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET")):
                 planes.append(PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure",
                                             own_signals=True))
-        be = get_backend(backend, threads)
+        be = get_backend(backend, threads, cpu_choice=CPU_BY_OPTION)
         n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
         _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._backend import CPU_BY_SETTINGS
 from ._physics.tables import build_tables  # noqa: F401 - kept for callers of mcproton.run
 from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from ._run.result import (MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, is_per_primary, scored_voxels,  # noqa: F401
@@ -121,7 +122,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         # no checkpoint: the progress-log audit 26, F2)
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3,
-                          wording=RunWording(long_run=_SIMULATE_LONG_RUN_REMEDY, target="settings.target_uncertainty"))
+                          wording=RunWording(long_run=_SIMULATE_LONG_RUN_REMEDY, target="settings.target_uncertainty",
+                                             cpu_backend=CPU_BY_SETTINGS, gpu_memory=_SIMULATE_GPU_MEMORY_REMEDY))
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
         if not _shoots_through:
             _warn_refused_result(res, beam)
@@ -140,6 +142,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
 #: what simulate's warning of a run of more than a day (streaming.LONG_RUN_S) says to do: its settings' fields
 _SIMULATE_LONG_RUN_REMEDY = ("give the settings a time_limit_s (RunSettings(time_limit_s=...): the call then returns "
                              "the dose of the primaries done) or fewer primaries (RunSettings(primaries=...))")
+
+
+#: what a ``simulate`` call is told where the GPU cannot hold even the smallest batch (the error-message audit 27, F11d)
+_SIMULATE_GPU_MEMORY_REMEDY = f"use a geometry of coarser voxels, or the CPU: {CPU_BY_SETTINGS}"
 
 
 def _job_log(log: bool | Callable[[str], None] | None) -> Callable[[str], None] | None:

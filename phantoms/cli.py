@@ -14,13 +14,14 @@ from .._io.lock import locks_output
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .._io.cli_args import PARSER_OPTIONS, calibration_name, folder_name
+    from .._io.cli_args import PARSER_OPTIONS, calibration_name, folder_name, phantom_age, phantom_voxel_mm
 
     p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 **PARSER_OPTIONS)
-    p.add_argument("--age", type=float, required=True, help="age in years (0.5-18)")
+    p.add_argument("--age", type=phantom_age, required=True, help="age in years (0.5-18)")
     p.add_argument("--out", required=True, type=folder_name, help="output folder")
-    p.add_argument("--voxel-mm", type=float, default=2.0, help="isotropic voxel size in mm (default 2)")
+    p.add_argument("--voxel-mm", type=phantom_voxel_mm, default=2.0,
+                   help="isotropic voxel size in mm, at most 10 (default 2)")
     p.add_argument("--region", default="neuraxis", choices=["head", "head_neck", "neuraxis"],
                    help="extent: head, head_neck (to T1) or neuraxis (whole spine; default)")
     p.add_argument("--sex", default="male", choices=["male", "female"],

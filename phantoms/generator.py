@@ -24,6 +24,9 @@ from ..geometry import VoxelGeometry
 from .anatomy import anatomy_parameters, check_age
 from .tissues import get_tissue
 
+#: the largest voxel of a phantom, mm (make_head_phantom refuses coarser ones; the demo's and the phantom's --voxel-mm)
+MAX_VOXEL_MM = 10.0
+
 # ---------------------------------------------------------------------------------------------------------
 # Labels (stable ids) and the tissue of each
 # ---------------------------------------------------------------------------------------------------------
@@ -417,8 +420,8 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}; got {region!r}")
     v = float(voxel_mm)
-    if not np.isfinite(v) or v <= 0 or v > 10:
-        raise ValueError(f"voxel_mm must be in (0, 10] mm; got {voxel_mm}")
+    if not np.isfinite(v) or v <= 0 or v > MAX_VOXEL_MM:
+        raise ValueError(f"voxel_mm must be in (0, {MAX_VOXEL_MM:g}] mm; got {voxel_mm}")
     d = design(age_years, sex)
     p = d.p
     A, B = p["A"], p["B"]

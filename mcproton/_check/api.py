@@ -24,8 +24,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
-from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, CheckInputError, CheckInputs, gather,
-                     refusing_superseded_plans)
+from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, CheckInputError,
+                     CheckInputs, checking_batch_patient, gather, refusing_superseded_plans, way_out)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -721,7 +721,7 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
         decade = round(math.log10(ratio)) if ratio > 0 else 0
         if decade != 0 and abs(math.log10(ratio) - decade) < math.log10(1.1):
             notes.append(f"the ratio {ratio:.3g} is close to 10^{decade}: a unit slip, most likely in the beam "
-                         "model's protons per MU (a power of ten in its column, docs/beam_model.md) or the plan's "
+                         "model's protons per MU (a power of ten in its protons_per_mu column) or the plan's "
                          "meterset (MU read as protons or the reverse: PrimaryDosimeterUnit)")
     # the constant RBE: a physical dose compared as RBE-weighted or the reverse (a DoseType mix-up, or the wrong
     # --dose-type) puts the two exactly 1.1 apart (rtdose audit F2)
@@ -1232,7 +1232,7 @@ GENERIC_CALIBRATION_NOTE = (
     "the CT was converted with the default, generic HU calibration (schneider2000), not the planning system's: "
     "two published HU -> stopping-power curves differ by up to 2.4 % in soft tissue and 5 % in dense bone "
     "(schneider2000 against mcsquare_default), i.e. up to a few mm per 10 cm of range; give the TPS's curve "
-    "(--calibration, e.g. a folder with hu_spr.csv and hu_materials.csv; docs/patient_workflow.md) before reading "
+    "(--calibration, e.g. a folder with the TPS's HU -> SPR curve as hu_spr.csv and hu_materials.csv) before reading "
     "the range difference as the plan's")
 
 
@@ -1387,7 +1387,7 @@ def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_com
     err = RANGE_ERROR_PCT / 100 * depth_mm
     offset = ("(both are mcproton's here: two runs with other settings, such as the beam model, the CT conversion "
               "or the I-values, can differ by one)" if self_compared else
-              "(measured: 0.5 mm between mcproton and MCsquare on docs/check.md's OpenTPS head case)")
+              "(measured: 0.5 mm between mcproton and MCsquare on an OpenTPS head plan, 2026-12-05)")
     return (f"{label}: its distal edge lies {depth_mm:.0f} mm deep (the TPS's distal R80, median over the rays, from "
             f"the body surface), so the range level of {limit_mm:g} mm is {100 * limit_mm / depth_mm:.1f} % of its "
             f"depth: a {RANGE_ERROR_PCT:g} % range error moves the median by {err:.2f} mm, against the level of "
@@ -2183,6 +2183,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               "nothing: leave it out, or give the prescription")
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     _warn_target_above_level(target_uncertainty if mc is None else None, lv)
+    # a misspelt beam model refused before anything is read or written (with --phantom-from-struct it was loaded only
+    # after the phantom's CT had been written: the error-message audit 27, F6)
+    if isinstance(beam_model, (str, Path)):
+        from .._io.beam_model import refuse_unknown_beam_model
+
+        refuse_unknown_beam_model(beam_model)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position,
@@ -2214,8 +2220,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ident = identification(inp.plan_path)
     _progress(identification=ident)   # the record of a check that does not complete names the patient and plan
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
-        raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
-                              "ROI; none was given or found")
+        raise CheckInputError("--outside-external air needs the structure set "
+                              + way_out("(--struct RS.dcm)", "(in {folder})", "--struct")
+                              + " with the External ROI; none was given or found")
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
@@ -2253,10 +2260,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   "one by one) to compute on the phantom")
         if ct_dir is None:
             if not phantom_from_struct:
-                raise CheckInputError("no CT: give --ct (the plan's CT series), or for a phantom whose structure "
-                                      "set overrides the materials, --phantom-from-struct")
+                raise CheckInputError("no CT: " + way_out(
+                    "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
+                    "--phantom-from-struct", "put the plan's CT series into {folder}, or, for phantoms whose "
+                    "structure sets override the materials, give the batch --phantom-from-struct", "--ct"))
             if inp.struct_path is None:
-                raise CheckInputError("--phantom-from-struct needs the structure set (--struct RS.dcm)")
+                raise CheckInputError("--phantom-from-struct needs the structure set "
+                                      + way_out("(--struct RS.dcm)", "(put it into {folder})", "--struct"))
             import tempfile
 
             clear_out()
@@ -3490,6 +3500,36 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
     return record
 
 
+#: an option of a single check named in a message (not --dose-type, --dose-to, --struct-overrides, ...)
+_SINGLE_PATIENT_OPTION = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, SINGLE_PATIENT_OPTIONS), key=len,
+                                                                   reverse=True)) + r")(?![\w-])")
+
+
+def alone_advice(message: str, patient: BatchPatient, beam_model: Any, out: Path) -> str:
+    """What a batch patient's refusal ``message`` is followed by in batch.json, the index and the log where its way
+    out is a single check's option (--plan, --dose, --ct, --ct-series, --struct), which ``--batch`` does not take:
+    the command that checks this patient alone with them (the options :func:`~mcproton._check.inputs.way_out` kept
+    for the patient; any of them still named in the message, with the batch's refusal of them said first).  "" where
+    the message needs none of them (the error-message audit 27, F2)."""
+    import shlex
+
+    if "mcproton check " in message:   # it gives the command itself (a superseded plan)
+        return ""
+    named = set(_SINGLE_PATIENT_OPTION.findall(message))
+    options = [o for o in SINGLE_PATIENT_OPTIONS if o in named or o in patient.options]
+    if not options:
+        return ""
+    command = ["mcproton check", shlex.quote(str(patient.folder)),
+               *(f"{o} {SINGLE_PATIENT_OPTIONS[o]}" for o in options)]
+    if isinstance(beam_model, (str, Path)):
+        command.append(f"--beam-model {shlex.quote(str(beam_model))}")
+    command.append(f"--out {shlex.quote(str(out))}")
+    said = (f"; --batch takes no {', '.join(o for o in SINGLE_PATIENT_OPTIONS if o in named)}: change the files in "
+            f"{patient.folder} (this patient's folder)" if named else "")
+    return (f"{said}; or check this patient alone with {', '.join(options)}: {' '.join(command)} (with the batch's "
+            "other options)")
+
+
 @locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, skip_checked: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -3592,10 +3632,11 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(verdict_line(p.name, results[p.name]))
             continue
+        patient = BatchPatient(p)   # its refusals say what to change in its folder, not --ct etc. (audit 27, F2)
         try:
             # a re-plan's old version is refused, not a plain row (F1); the warnings shown with [p.name] in front, the
             # batch's (said above) not again (audit 26, F5)
-            with refusing_superseded_plans(), patient_warnings(p.name, batch_wide):
+            with refusing_superseded_plans(), patient_warnings(p.name, batch_wide), checking_batch_patient(patient):
                 r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
                 r.provenance["batch_reuse_key"] = key
@@ -3635,6 +3676,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except Exception as exc:  # noqa: BLE001 - refused, or failed: this patient's row; the batch goes on
             status = status_of(exc)
             msg = f"{type(exc).__name__}: {exc}"
+            if status == "refused":   # a single check's option as the way out: how to check this patient alone
+                msg += alone_advice(str(exc), patient, kwargs.get("beam_model"), out_dir / p.name)
             if status == "internal_error":
                 log(f"mcproton check --batch: {p.name}: internal error {msg} (please report it)")
                 msg = f"internal error {msg}"

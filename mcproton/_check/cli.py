@@ -20,7 +20,7 @@ stops it.  An earlier check's outputs in --out are moved into earlier_check_<dat
 (removed once its report is complete); a check that fails or is stopped leaves a check.json recording why
 ("status": "refused", "interrupted", ...); --json prints one record in every outcome; see mcproton.errors.
 The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc_beam<N>.dcm for each per-beam
-TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
+TPS dose; on the TPS grid, in its study) go to --out; see the README, "Independent plan check (`mcproton check`)"."""
 
 
 class _PrintLevels(argparse.Action):

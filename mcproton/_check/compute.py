@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose, way_out
+from .._backend import CPU_BY_OPTION_OR_ARGUMENT
 from .._io.console import log_line
 from .._io.errors import McprotonWarning, warn
 
@@ -126,7 +127,8 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     if not rois:
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
                               "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "
-                              "it; give the CT (--ct)")
+                              "it; " + way_out("give the CT (--ct)", "put the plan's CT series into {folder} and leave "
+                                               "out --phantom-from-struct", "--ct"))
     s = read_rtstruct(struct_path)
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
@@ -524,18 +526,25 @@ CHECK_LONG_RUN_REMEDY = ("give --time-limit SECONDS (Python: time_limit_s=; the 
                          "that is stopped is run again from the start")
 
 
+#: what a check is told where the GPU cannot hold even the smallest batch: it has no grid of its own to coarsen (it
+#: computes on the planning system's dose grid and the CT's own voxels) and no --set (audit 27, F11d)
+CHECK_GPU_MEMORY_REMEDY = (f"run the check on the CPU: {CPU_BY_OPTION_OR_ARGUMENT} (it computes on the planning "
+                           "system's dose grid and the CT's own voxels, which the GPU's memory cannot hold here)")
+
+
 def check_wording() -> Any:
     """How the check's beam runs word an early stop, few batches and a run of more than a day (run_job's ``wording``):
     beams by BeamNumber, as the report names them, and the check's options, --time-limit and --primaries (the run.*
     config keys are no options of mcproton check: docs audit of 2026-12-06, F2; nor are a checkpoint and --resume
-    there: the progress-log audit 26, F2)."""
+    there: the progress-log audit 26, F2), and how to run on the CPU (--backend cpu; audit 27, F1 and F11d)."""
     from .._run.job import RunWording
 
     return RunWording(beam=lambda i, beam: beam_number(beam, i), time_limit="--time-limit {limit:g} s",
                       more_batches=f"a longer --time-limit, or a smaller --primaries: {_BATCHES}",
                       one_batch=f"give a longer --time-limit, or a smaller --primaries ({_BATCHES}, so a smaller "
                                 "--primaries fits more of them in the time limit)",
-                      long_run=CHECK_LONG_RUN_REMEDY, target="--target-uncertainty")
+                      long_run=CHECK_LONG_RUN_REMEDY, target="--target-uncertainty",
+                      cpu_backend=CPU_BY_OPTION_OR_ARGUMENT, gpu_memory=CHECK_GPU_MEMORY_REMEDY)
 
 
 def per_beam_target_text(target: float, n_beams: int) -> str:

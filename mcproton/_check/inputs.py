@@ -447,8 +447,8 @@ def no_plan_message(folder: str | Path | None, found: dict[str, list[Path]], not
     names = [str(p.relative_to(root)) for p in files]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     head = f"no RT Ion Plan in {root}: "
-    advice = ("; a patient's folder must hold the RT Ion Plan with the RT Dose(s) of it and the CT (checking one "
-              "patient, --plan RP.dcm names the plan's file)")
+    advice = ("; a patient's folder must hold the RT Ion Plan with the RT Dose(s) of it and the CT"
+              + way_out(" (checking one patient, --plan RP.dcm names the plan's file)", ""))
     held = {k: len(v) for k, v in found.items() if v and k in _KINDS}
     earlier = found.get("CHECK_OUTPUT", []) + [p for p in files if p.name in ("check.json", "check.html")]
     if not files:
@@ -742,8 +742,9 @@ def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: l
             raise CheckInputError(f"RT Plans {_shown(first, root)} and {_shown(p, root)} carry the same SOPInstanceUID "
                                   f"{headers[p].sop} "
                                   f"but differ ({_differing_attributes(first, p)}): one of them was changed after the "
-                                  "export (e.g. approved and exported again); give the plan to check with --plan, or "
-                                  "remove the other from the folder")
+                                  "export (e.g. approved and exported again); "
+                                  + way_out("give the plan to check with --plan, or remove the other from the folder",
+                                            "remove the other from {folder}", "--plan"))
         if headers[p].sop:
             kept[headers[p].sop] = p
         out.append(p)
@@ -784,8 +785,9 @@ def _one_file_per_dose(doses: list[TPSDose], log: list[str], *, root: str | Path
         else:
             raise CheckInputError(f"RT Doses {_shown(first.path, root)} and {_shown(d.path, root)} carry the same "
                                   f"SOPInstanceUID {d.sop_instance_uid} but different doses (or grids, types): one of "
-                                  "them was changed after the export; give the planning system's file with --dose, "
-                                  "or remove the other from the folder")
+                                  "them was changed after the export; "
+                                  + way_out("give the planning system's file with --dose, or remove the other from the "
+                                            "folder", "remove the other from {folder}", "--dose"))
     return out
 
 
@@ -812,7 +814,7 @@ def _refuse_split_series(groups: dict[tuple[Path, str], list[Path]], headers: di
     listing = "; ".join(f"{w}: {len(v)} slice{'s' if len(v) != 1 else ''}" for (w, _), v in groups.items())
     raise CheckInputError(f"CT series {next(iter(uids))} is split over {len(groups)} folders ({listing}), with no "
                           "slice in two of them: one folder holds only part of the CT; copy all its slices into one "
-                          "folder and give --ct with it")
+                          + way_out("folder and give --ct with it", "folder in {folder}", "--ct"))
 
 
 def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
@@ -829,8 +831,9 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
     groups: dict[tuple[Path, str], list[Path]] = {}
     for p in files:
         groups.setdefault((p.parent, headers[p].series), []).append(p)
-    advice = ("give --ct-series with the SeriesInstanceUID of the CT the plan was computed on (and --ct with its "
-              "folder if it is elsewhere)")
+    advice = way_out("give --ct-series with the SeriesInstanceUID of the CT the plan was computed on (and --ct with "
+                     "its folder if it is elsewhere)", "leave in {folder} only the CT series the plan was computed on "
+                     "(move the others out of it)", "--ct-series")
     if want is not None:
         mine = {k: v for k, v in groups.items() if k[1] == want}
         if not mine:
@@ -846,8 +849,9 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
         if not axial:   # a scout exported without its axial series: "0 CT series ... ()" told nothing
             raise CheckInputError(f"the only CT series found ({_series_list(scouts, headers)}) "
                                   f"{'is a localizer' if len(scouts) == 1 else 'are localizers'} (scout/topogram, "
-                                  "ImageType LOCALIZER), not the axial CT a plan is computed on: export the plan's "
-                                  "CT series too, or give --ct with its folder")
+                                  "ImageType LOCALIZER), not the axial CT a plan is computed on: "
+                                  + way_out("export the plan's CT series too, or give --ct with its folder",
+                                            "export the plan's CT series into {folder} too", "--ct"))
         mine = {k: v for k, v in axial.items() if headers[v[0]].frame == plan_frame}
         if len(axial) == 1:
             mine = axial   # one series: taken, its frame compared with the plan's later
@@ -866,8 +870,9 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                                   f"({_series_list(mine or axial, headers)}): {advice}")
     _refuse_split_series(mine, headers)
     if len(mine) > 1:   # one series in two folders (a copy): which copy is not the check's to guess
-        raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): give "
-                              "--ct with the folder to read")
+        raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): "
+                              + way_out("give --ct with the folder to read", "leave one copy of it in {folder}",
+                                        "--ct"))
     (where, uid), chosen = next(iter(mine.items()))
     for (w, u), v in groups.items():
         if (w, u) == (where, uid) or (want is None and all(headers[p].localizer for p in v)):
@@ -882,7 +887,9 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
     if struct_series and uid not in struct_series:   # a warning, as mcproton run's (audit 18 course F2)
         msg = (f"the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on the CT "
                f"read ({uid}): if the plan was computed on that series (another scan on the same frame of "
-               "reference), give its folder (--ct) so that the check uses the planning CT")
+               "reference), " + way_out("give its folder (--ct) so that the check uses the planning CT",
+                                        "put it into {folder} in place of this one so that the check uses the "
+                                        "planning CT"))
         warn(msg, McprotonWarning)
         log.append(f"note: {msg}")
     return where, uid
@@ -931,7 +938,8 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
                        "the plan's "
                        f"({plan_frame})")
         log.append("note: no RT Struct of the plan's frame of reference: the check goes on without structures (no "
-                   "DVHs); give --struct with the plan's structure set to have them")
+                   "DVHs); " + way_out("give --struct with the plan's structure set to have them",
+                                       "put the plan's structure set into {folder} to have them"))
         return None
     mine = [p for p in files if headers[p].frame == plan_frame] if len(files) > 1 else files
     listing = "; ".join(f"{_shown(p, root)} (SOPInstanceUID {headers[p].sop}, FrameOfReferenceUID {headers[p].frame})"
@@ -939,8 +947,9 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
     if len(mine) != 1:
         which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
         raise CheckInputError(f"{len(mine) if mine else len(files)} RT Structs {which}, and the plan's "
-                              f"ReferencedStructureSetSequence names none of them ({listing}): give --struct (the "
-                              "plan's structure set), or leave one in the folder")
+                              f"ReferencedStructureSetSequence names none of them ({listing}): "
+                              + way_out("give --struct (the plan's structure set), or leave one in the folder",
+                                        "leave in {folder} only the plan's structure set", "--struct"))
     for p in files:
         if p != mine[0]:
             log.append(f"skipped RT Struct {_shown(p, root)}: another frame of reference ({headers[p].frame}) than "
@@ -967,6 +976,51 @@ def refusing_superseded_plans() -> Iterator[None]:
         yield
     finally:
         _REFUSE_SUPERSEDED.reset(token)
+
+
+#: the options of a single check that ``check --batch`` does not take (each patient is a folder), with the stand-in
+#: of their value in a command line: a batch patient's refusal names none of them as its way out, but what to change
+#: in the patient's folder, and how to check the patient alone with them (the error-message audit 27, F2)
+SINGLE_PATIENT_OPTIONS = {"--plan": "RP.dcm", "--dose": "RD.dcm", "--ct": "CT_FOLDER", "--ct-series": "UID",
+                          "--struct": "RS.dcm"}
+
+
+@dataclass
+class BatchPatient:
+    """A patient of ``check --batch`` being checked (:func:`checking_batch_patient`): its ``folder``, and the
+    single-patient options (:data:`SINGLE_PATIENT_OPTIONS`) that its refusal's way out would have named
+    (:func:`way_out`), for check_batch to say how to check the patient alone with them."""
+
+    folder: Path
+    options: list[str] = field(default_factory=list)
+
+
+#: Set by ``check --batch`` (:func:`checking_batch_patient`): the patient whose folder a refusal's way out names
+_BATCH_PATIENT: ContextVar[BatchPatient | None] = ContextVar("mcproton_check_batch_patient", default=None)
+
+
+@contextmanager
+def checking_batch_patient(patient: BatchPatient) -> Iterator[BatchPatient]:
+    """Inside this block the refusals of :func:`gather` and the check say what to change in ``patient.folder`` where
+    a single check's would tell the user to give --plan, --dose, --ct, --ct-series or --struct (:func:`way_out`)."""
+    token = _BATCH_PATIENT.set(patient)
+    try:
+        yield patient
+    finally:
+        _BATCH_PATIENT.reset(token)
+
+
+def way_out(single: str, in_folder: str, *options: str) -> str:
+    """The way out of a refusal (or a note) that a single check words with its file options (``single``, e.g.
+    "give --ct (the plan's CT series)"); for a patient of ``check --batch``, which takes none of them, what to
+    change in the patient's folder instead (``in_folder``, where ``{folder}`` stands for the folder), the
+    ``options`` kept for check_batch to say how to check the patient alone with them (the error-message audit 27,
+    F2: a batch patient was told to give --ct, which --batch refuses)."""
+    patient = _BATCH_PATIENT.get()
+    if patient is None:
+        return single
+    patient.options.extend(o for o in options if o not in patient.options)
+    return in_folder.format(folder=patient.folder)
 
 
 def _facts(path: Path, headers: dict[Path, _Header]) -> PlanFacts:
@@ -1079,8 +1133,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
                                       + (f"; {others}, which is not in the folder" if others else "")
                                       + (f"; not one plan's dose: {'; '.join(sums)}" if sums else "")
-                                      + "), and the RT Doses do not tell which plan to check: give --plan (and "
-                                      "--dose), or leave one plan per folder")
+                                      + "), and the RT Doses do not tell which plan to check: "
+                                      + way_out("give --plan (and --dose), or leave one plan per folder",
+                                                "leave one plan (with its RT Doses) in {folder}: each other plan "
+                                                "into a patient folder of its own", "--plan", "--dose"))
             for p in plans:
                 if p != dosed[0]:
                     in_sums = [n for n in sums if headers[p].sop in n]
@@ -1117,8 +1173,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to the plan by {_plans_of(d)}, the "
                            "UID mcproton's RT Dose writer references in place of the plan's invalid SOPInstanceUID "
                            f"{rp.sop_instance_uid!r}: a dose mcproton wrote, while "
-                           f"{', '.join(_shown(m.path, folder) for m in mine)} refer(s) to the plan itself; give it "
-                           "with --dose to compare with it instead")
+                           f"{', '.join(_shown(m.path, folder) for m in mine)} refer(s) to the plan itself; "
+                           + way_out("give it with --dose to compare with it instead", "to compare with it instead, "
+                                     "check this patient alone with --dose"))
             else:
                 log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to plan {_plans_of(d)}, not this one")
         if any(len(d.plan_uids) <= 1 for d in mine):   # the plan's own dose(s) beside a plan sum: the sum skipped
@@ -1133,16 +1190,27 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if not mine and doses:
             elsewhere = "; ".join(f"{_shown(d.path, folder)} refers to plan {_plans_of(d)}" for d in doses)
             raise CheckInputError(f"no RT Dose in {folder} refers to the plan {_shown(plan_path, folder)} "
-                                  f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; give the plan "
-                                  "those doses were computed for (--plan), or this plan's dose (--dose RD.dcm)")
+                                  f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; "
+                                  + way_out("give the plan those doses were computed for (--plan), or this plan's "
+                                            "dose (--dose RD.dcm)", "put the plan those doses were computed for, or "
+                                            "this plan's RT Dose, into {folder}", "--plan", "--dose"))
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
-        doses = [read_tps_dose(p, dose_type, floor=False) for p in paths]
+        doses = []
+        for p in paths:
+            try:
+                doses.append(read_tps_dose(p, dose_type, floor=False))
+            except DicomInputError as exc:   # named as given (audit 27, F11b): --dose RP.dcm, the plan, mistaken for it
+                raise DicomInputError(f"--dose {exc}"
+                                      + ("; give the plan with --plan" if "; this one is a plan" in str(exc) else "")
+                                      ) from None
     if not doses:
         gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
-        raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
-                              f"must refer to the plan {rp.sop_instance_uid})"
+        raise CheckInputError("no RT Dose of the planning system to check against; "
+                              + way_out("give --dose RD.dcm", "put the planning system's RT Dose of the plan into "
+                                        "{folder}", "--dose")
+                              + f" (the RT Dose must refer to the plan {rp.sop_instance_uid})"
                               + (f"; skipped as compressed: {listed(gz)}" if gz else ""))
     doses = _one_file_per_dose(doses, log, root=folder)
     total: TPSDose | None = None
@@ -1158,8 +1226,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 f"RT Dose {name} references {len(d.plan_uids)} RT Plans ({', '.join(d.plan_uids)}; DoseSummationType "
                 f"{d.summation_type or '(missing)'}): a plan sum (e.g. a plan and its boost), not the dose of "
                 f"{_shown(plan_path, folder)} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference "
-                "only for MULTI_PLAN (PS3.3 C.8.8.3); give this plan's own dose with --dose RD.dcm (export it if it is "
-                "not there)")
+                "only for MULTI_PLAN (PS3.3 C.8.8.3); "
+                + way_out("give this plan's own dose with --dose RD.dcm (export it if it is not there)",
+                          "export this plan's own RT Dose into {folder} (and move the plan sum out of it)", "--dose"))
         if d.plan_uid and d.plan_uid not in plan_reference_uids(rp.sop_instance_uid):
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
@@ -1223,8 +1292,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 raise CheckInputError(f"two RT Doses of beam {d.beam_numbers[0]}: {_shown(other.path, folder)} "
                                       f"(SOPInstanceUID {other.sop_instance_uid}) and {name} (SOPInstanceUID "
                                       f"{d.sop_instance_uid}), e.g. before and after a re-computation: only one can "
-                                      "be the beam's dose; give the right one with --dose (and the others), or "
-                                      "remove the other from the folder")
+                                      "be the beam's dose; "
+                                      + way_out("give the right one with --dose (and the others), or remove the "
+                                                "other from the folder", "remove the other from {folder}", "--dose"))
             beams[d.beam_numbers[0]] = d
             log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
         elif d.summation_type in PLAN_DOSE_TYPES:
@@ -1241,8 +1311,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             if total is not None:
                 raise CheckInputError(f"two plan doses: {_shown(total.path, folder)} (SOPInstanceUID "
                                       f"{total.sop_instance_uid}) and {name} (SOPInstanceUID {d.sop_instance_uid}), "
-                                      "e.g. two versions or a verification dose: give the right one with --dose, or "
-                                      "remove the other from the folder")
+                                      "e.g. two versions or a verification dose: "
+                                      + way_out("give the right one with --dose, or remove the other from the folder",
+                                                "remove the other from {folder}", "--dose"))
             total = d
             log.append(f"TPS plan dose: {name} ({d.summation_type})")
         else:
@@ -1263,7 +1334,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if all(written_by_mcproton(d) for d in doses):   # beside the verdict, not only in the pairing (audit 21 review)
         warn(f"{MCPROTON_ONLY_DOSE} ({', '.join(_shown(d.path, folder) for d in doses)}, Manufacturer 'mcproton'): "
              "the check compares mcproton with itself, not with the planning system, so its verdict is not an "
-             "independent check of the plan's dose; give the planning system's RT Dose (--dose RD.dcm) for that",
+             "independent check of the plan's dose; "
+             + way_out("give the planning system's RT Dose (--dose RD.dcm) for that",
+                       "put the planning system's RT Dose into {folder} for that"),
              McprotonWarning)
     # ---- the grid: per-beam doses on the plan dose's grid
     for d in beams.values():
@@ -1331,8 +1404,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         missing = sorted(plan_beams - set(beams))
         raise CheckInputError(f"per-beam TPS doses of beam(s) {sorted(beams)} only, and no plan dose, but the plan "
                               f"has beams {sorted(plan_beams)}: the dose of beam(s) {missing} is missing, so the "
-                              "plan's dose cannot be compared (it would look like a plan without those beams); give "
-                              "their RT Doses or the plan dose with --dose (export them with the others)")
+                              "plan's dose cannot be compared (it would look like a plan without those beams); "
+                              + way_out("give their RT Doses or the plan dose with --dose (export them with the "
+                                        "others)", "export their RT Doses, or the plan dose, into {folder} with the "
+                                        "others", "--dose"))
     # ---- frame of reference
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {_shown(d.path, folder)}": d.frame_of_reference_uid
                                                    for d in doses}}
@@ -1393,8 +1468,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         files.append(PatientFile(f"CT {ct}", ct_identity, linked=False))
     found = compare_patients(files)
     if found.refusal:
-        raise CheckInputError(f"the paired files {found.refusal}; remove the other patient's files from the folder, "
-                              "or give this patient's files (--plan, --dose, --ct, --struct)")
+        raise CheckInputError(f"the paired files {found.refusal}; "
+                              + way_out("remove the other patient's files from the folder, or give this patient's "
+                                        "files (--plan, --dose, --ct, --struct)",
+                                        "remove the other patient's files from {folder}"))
     for said in found.warnings:
         log.append(f"note: {said}")
         # a warning too (check.json's warnings, the report's warnings box and header, the summary): a wrong-patient
@@ -1464,8 +1541,9 @@ def not_planning_ct_note(ct_uid: str | None, struct_series: Sequence[str], struc
     if not ct_uid or not struct_series or ct_uid in struct_series:
         return ""
     return (f"the CT read (series {ct_uid}) is not the series the structure set {struct_name} was drawn on "
-            f"({', '.join(struct_series)}): the ranges and dose levels depend on the CT; check with the planning CT "
-            "(--ct, or --ct-series)")
+            f"({', '.join(struct_series)}): the ranges and dose levels depend on the CT; "
+            + way_out("check with the planning CT (--ct, or --ct-series)",
+                      "put the planning CT into {folder} in place of this one"))
 
 
 def patient_position_notes(plan: Any, ct_position: str, *, has_ct: bool = True) -> list[str]:

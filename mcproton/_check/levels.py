@@ -150,7 +150,7 @@ def defaults_toml() -> str:
     return _levels_toml(ActionLevels(), [
         "# The default action levels of `mcproton check` (`mcproton check --print-levels` prints this file):",
         "# edit a copy and give it with --config FILE; a level left out keeps its default.  The source of",
-        "# each: docs/check.md \"Action levels\", the report's last table and check.json's \"levels\"."])
+        "# each: the report's last table and check.json's \"levels\"."])
 
 
 def config_levels_toml(path: str | Path) -> str:
@@ -162,7 +162,8 @@ def config_levels_toml(path: str | Path) -> str:
     return _levels_toml(levels, [
         f"# The action levels of `mcproton check --config {path}`: its [levels] over the defaults",
         "# (`mcproton check --print-levels --config FILE` prints this file); a level other than its default",
-        "# says the default at the end of its line.  The source of each: docs/check.md \"Action levels\"."],
+        "# says the default at the end of its line.  The source of each: the report's last table and",
+        "# check.json's \"levels\"."],
         {k: f" (default {defaults[k]!r})" for k, v in asdict(levels).items() if v != defaults[k]})
 
 

@@ -259,7 +259,7 @@ def _gamma_parts(rows: Sequence[JudgedAgainst], s: float, cause: bool) -> list[s
         worst = max(100.0 - float(j.row["value"]) for j in js)
         model = (f"a reference this noisy fails about {100 * share:.1f} % of the points with no dose difference "
                  f"(an expected pass rate of {100 * (1 - share):.1f} %, by the model calibrated on mcproton's own "
-                 "doses, docs/check.md)")
+                 "doses)")
         parts.append(f"gamma {dd:g} %/{dist:g} mm ({listed}): {model}" + (
             f", against the {allowed} % of points the level lets fail; the {worst:.1f} % failed here is within "
             f"{NOISE_FAIL_TOLERANCE:g} x that" if cause else

@@ -672,6 +672,34 @@ def _keeping_warnings(read: Callable[P, BeamModel]) -> Callable[P, BeamModel]:
     return reader
 
 
+#: where a beam-model TOML's user sees one whole (the installed package holds no docs/: the error-message audit 27,
+#: F10): the built-in model's own files, installed with mcproton
+MODEL_EXAMPLE = f"the built-in models' TOML files, installed with mcproton, are examples: {BUILTIN['dcpt_v5']}"
+
+
+class NoSuchBeamModel(BeamModelError):
+    """A beam model named that is neither a built-in model nor a file (the config names the key and where it looked:
+    :func:`no_such_model_text`)."""
+
+
+def no_such_model_text(key: str, looked_for: Path, note: str = "") -> str:
+    """Why the beam model ``key`` cannot be found (no built-in of that name, with the closest one, and no file at
+    ``looked_for``, ``note`` saying how a relative path was taken) and what to give (the error-message audit 27, F6:
+    "'dcpt_v6' is neither a built-in model (...) nor a file" named neither where it looked nor the key)."""
+    from .cli_args import BEAM_MODEL_ADVICE
+
+    return (f"no built-in model of that name{did_you_mean(key.lower(), list(BUILTIN))}, and no such file: looked for "
+            f"the file {looked_for}{note}; {BEAM_MODEL_ADVICE}")
+
+
+def refuse_unknown_beam_model(name_or_path: str | Path) -> None:
+    """Refuse, without reading it, a beam model :func:`load_beam_model` would not find (:class:`NoSuchBeamModel`):
+    a command that writes something before it loads the model refuses a misspelt name first."""
+    key = str(name_or_path)
+    if key.strip() and key.lower() not in BUILTIN and key.lower() != "dcpt" and not Path(key).exists():
+        raise NoSuchBeamModel(f"beam model {key!r}: {no_such_model_text(key, Path(key).absolute())}")
+
+
 @_keeping_warnings
 def load_beam_model(name_or_path: str | Path) -> BeamModel:
     """A built-in model (``dcpt_v2``, ``dcpt_v5``, ``mcsquare_upenn_iba_dn``), a TOML model or a BDL file; the empty
@@ -686,9 +714,8 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
     if key.lower() == "dcpt":
         raise BeamModelError("the DCPT model has two versions: 'dcpt_v2' (valid until July 2024, plane 500 mm "
                              "upstream) and 'dcpt_v5' (from August 2024, plane 600 mm); choose one")
+    refuse_unknown_beam_model(key)
     p = Path(name_or_path)
-    if not p.exists():
-        raise BeamModelError(f"beam model {key!r} is neither a built-in model ({', '.join(BUILTIN)}) nor a file")
     if p.is_dir():
         raise BeamModelError(f"{p} is a folder; give the beam-model file (.toml or MCsquare BDL .txt)")
     if p.suffix.lower() == ".toml":
@@ -735,7 +762,7 @@ def _refuse_unknown(path: Path, where: str, keys, known: tuple[str, ...]) -> Non
     unknown = [k for k in keys if k not in known]
     if unknown:
         raise BeamModelError(f"{path}: unknown key {unknown[0]!r} in {where}{did_you_mean(unknown[0], known)}; the "
-                             f"keys of {where}: {', '.join(known)} (docs/beam_model.md)")
+                             f"keys of {where}: {', '.join(known)} ({MODEL_EXAMPLE})")
 
 
 def _load_toml(path: Path) -> BeamModel:
@@ -755,7 +782,8 @@ def _load_toml(path: Path) -> BeamModel:
     _refuse_unknown(path, "the top level", cfg, TOML_KEYS)
     for req in ("table", "columns", "component", "plane_upstream_of_isocentre_mm"):
         if req not in cfg:
-            raise BeamModelError(f"{path}: missing key {req!r} (docs/beam_model.md)")
+            raise BeamModelError(f"{path}: missing key {req!r}; a TOML beam model has table, columns, component and "
+                                 f"plane_upstream_of_isocentre_mm ({MODEL_EXAMPLE})")
     c, comps = cfg["columns"], cfg["component"]
     if not isinstance(c, dict):
         raise BeamModelError(f"{path}: columns must be a table: [columns] with {', '.join(COLUMN_KEYS)}")
@@ -821,7 +849,8 @@ def _load_toml(path: Path) -> BeamModel:
         warn(f"{path}: [columns] protons_per_mu = {ppmu!r} is one number for {e_nom.min():g}-{e_nom.max():g} MeV, "
              "but protons per MU rise with the energy (a monitor chamber's MU scales with the stopping power in air: "
              f"x 2.3 from 70 to 230 MeV in the shipped models), so the dose per MU is wrong at most energies; give "
-             "the measured column (docs/beam_model.md \"Commissioning\", item 5).  Plans in protons "
+             "the measured column (mcproton commission --dose-per-mu compares it with reference-field doses per "
+             "MU).  Plans in protons "
              "(PrimaryDosimeterUnit NP) do not use it", McprotonWarning)
     arr = {k: np.stack([col(cp[k], f"[[component]] {i}.{k}") for i, cp in enumerate(comps, 1)], axis=1)
            for k in COMPONENT_KEYS}

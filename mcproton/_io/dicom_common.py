@@ -147,6 +147,18 @@ def dicom_kind(ds) -> tuple[str, str]:
     return kind, note
 
 
+def object_text(ds) -> str:
+    """What the DICOM object ``ds`` is, in words, for a refusal of a file of another kind than was asked for: "an RT
+    Ion Plan (SOP class ..., Modality RTPLAN)" (the error-message audit 27, F11b: "not an RT Dose (SOP class ...,
+    Modality RTPLAN: RTPLAN)" said the kind twice and not what the file is)."""
+    sop = str(ds.get("SOPClassUID", "") or "").strip()
+    modality = str(ds.get("Modality", "") or "").strip()
+    name = SOP_CLASS_KINDS[sop][1].replace(" Storage", "") if sop in SOP_CLASS_KINDS else ""
+    what = (f"{'an' if name[:1] in 'AEIOR' else 'a'} {name}" if name
+            else f"a DICOM object of Modality {modality}" if modality else "a DICOM object of unknown kind")
+    return f"{what} (SOP class {sop or '?'}, Modality {modality or '?'})"
+
+
 def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str | None = None):
     """An empty FileDataset (explicit VR little endian, 128-byte preamble) with its file meta information
     and SOP Class / Instance UIDs and character set set; returns ``(dataset, sop_instance_uid)``.  The character set

@@ -195,7 +195,7 @@ LET_D_ATTRS = {
                  "(e_cut, default 0.5 MeV) deposit locally without LET and are not counted",
     "uncertainty": "none computed: the uncertainty dataset is the dose's; the LETd is noisier, its seed-to-seed "
                    "relative sd per voxel 1.25-1.4 x the dose's uncertainty (median) and 2.2 x at the 95th "
-                   "percentile (statistics audit 2026-12-06, F4; docs/physics.md 'Scoring')",
+                   "percentile (statistics audit 2026-12-06, F4)",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
                                   "few deposits (no uncertainty is given for it); 0 where no proton deposited and "
                                   "outside the body outline (body_mask), where the dose is 0 too",

@@ -78,6 +78,37 @@ _BUILTIN_SCANNERS = {
     "mcsquare_solidwater": "SolidWater_Phantom",
     "mcsquare_matrad_water": "matRad_water",
 }
+#: the pairs of files (HU -> density, HU -> material) a calibration folder holds, one pair (or hu_spr.csv with
+#: hu_materials.csv: a HU -> SPR table)
+CALIBRATION_FILE_PAIRS = (("HU_Density_Conversion.txt", "HU_Material_Conversion.txt"),
+                          ("hu_density.csv", "hu_materials.csv"))
+#: what a calibration folder holds, in words
+CALIBRATION_FOLDER_FILES = ("hu_density.csv, or hu_spr.csv, with hu_materials.csv; or MCsquare/OpenTPS's "
+                            "HU_Density_Conversion.txt and HU_Material_Conversion.txt")
+#: what each file of a calibration folder is, for the refusal of a folder that lacks it
+_CALIBRATION_FILE_MEANING = {
+    "hu_density.csv": "the HU -> mass density table, columns HU,density_g_cm3 (or hu_spr.csv: HU -> SPR)",
+    "hu_materials.csv": "the elemental composition by HU range, columns hu_lo,name,w_H,w_C,...",
+    "HU_Density_Conversion.txt": "MCsquare's HU -> density table",
+    "HU_Material_Conversion.txt": "MCsquare's HU -> material table",
+}
+
+
+def _calibration_folder_lacks(p: Path) -> str:
+    """Why the folder ``p`` (that holds neither pair of :data:`CALIBRATION_FILE_PAIRS`, nor hu_spr.csv) is no
+    calibration: the file missing beside one that is there, else what a calibration folder holds; with the files
+    it holds (the error-message audit 27, F4: "must hold ... or ..." did not say which file was missing, and a copy
+    of the built-in tables has other names)."""
+    names = sorted(q.name for q in p.iterdir()) if p.is_dir() else []
+    held = f" (files there: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})" if names else " (it is empty)"
+    for dens, mat in CALIBRATION_FILE_PAIRS:
+        for there, missing in ((dens, mat), (mat, dens)):
+            if (p / there).exists():
+                return (f"the folder holds {there} but no {missing} ({_CALIBRATION_FILE_MEANING[missing]}); add it"
+                        + held)
+    return f"a calibration folder holds {CALIBRATION_FOLDER_FILES}{held}"
+
+
 #: every name :meth:`HUCalibration.load` takes for a built-in calibration (lower case)
 _BUILTIN_NAMES = frozenset({"schneider2000", "schneider", "default", "dcpt_spr_brain", *_BUILTIN_SCANNERS})
 #: one name of each built-in calibration (HUCalibration.record compares a folder named like one with each)
@@ -965,15 +996,12 @@ class HUCalibration:
                                            "composition by HU range, columns hu_lo,name,w_H,w_C,...)")
                 return cls.from_spr_files(p / "hu_spr.csv", p / "hu_materials.csv", name=p.name,
                                           water_model=water_model, ivalue_set=ivalue_set)
-            for dens, mat in (("HU_Density_Conversion.txt", "HU_Material_Conversion.txt"),
-                              ("hu_density.csv", "hu_materials.csv")):
+            for dens, mat in CALIBRATION_FILE_PAIRS:
                 if (p / dens).exists() and (p / mat).exists():
                     return cls.from_files(p / dens, p / mat, name=p.name)
-            raise CalibrationError(f"{p}: a calibration folder must hold HU_Density_Conversion.txt and "
-                                   "HU_Material_Conversion.txt (MCsquare/OpenTPS), or hu_density.csv (or hu_spr.csv) "
-                                   "and hu_materials.csv")
-        raise CalibrationError(f"{p}: give a calibration folder (density + material files), or call "
-                               "HUCalibration.from_files(density_file, material_file)")
+            raise CalibrationError(f"{p}: {_calibration_folder_lacks(p)}")
+        raise CalibrationError(f"{p} is a file, not a calibration folder; give the folder that holds it ({p.parent}), "
+                               f"with the other table of the calibration beside it ({CALIBRATION_FOLDER_FILES})")
 
     @classmethod
     def from_files(cls, density_file: str | Path, material_file: str | Path, *,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, decode_long_un,
-                           dicom_kind, gzip_error, is_gzip, number_values, replacement_plan_uid)
+                           dicom_kind, gzip_error, is_gzip, number_values, object_text, replacement_plan_uid)
 from .dicom_common import is_valid_uid as is_valid_instance_uid
 from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, said_already, warn
 
@@ -1157,8 +1157,8 @@ def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
     kind = dicom_kind(ds)[0]   # by SOP class first: OpenTPS's RT Struct says Modality RTDOSE
     if kind != "RTDOSE":
-        raise DicomInputError(f"{p}: not an RT Dose (SOP class {ds.get('SOPClassUID', '?')}, Modality "
-                              f"{ds.get('Modality', '?')}: {kind or 'unknown'})")
+        raise DicomInputError(f"{p} is {object_text(ds)}, not an RT Dose: give the RT Dose file (Modality RTDOSE)"
+                              + ("; this one is a plan, whose dose is a file of its own" if kind == "RTPLAN" else ""))
     _check_dose_header(ds, p, dose_type)
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:

@@ -1646,8 +1646,8 @@ def warn_unchecked_machine_and_tunes(beams: Sequence[IonBeam], beam_model, machi
                 "`spot_tune_ids`), nor their spot size (the plan gives no ScanningSpotSize of each energy in air to "
                 "compare with the model's)")
     warn(f"{msg}: another machine's beam model gives a plausible but wrong dose; make sure the model is of the "
-         "plan's machine, and give a TOML model its `machines` (and `spot_tune_ids`; docs/beam_model.md; an MCsquare "
-         "BDL can name neither)", McprotonWarning)
+         "plan's machine, and give a TOML model its `machines` (and `spot_tune_ids`, as the built-in dcpt_v5.toml "
+         "does; an MCsquare BDL can name neither)", McprotonWarning)
 
 
 def _check_spot_tunes(b: IonBeam, beam_model) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from .._backend import CPU_BY_RUN_CONFIG, get_backend
 from .._io.atomic import temporary_files
 from .._io.console import log_line, printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
@@ -28,8 +29,8 @@ from .checkpoint import WORKER_BUILDS_DIFFER, WORKER_BUILDS_NOTE, BeamState, Che
     load_checkpoint, physics_changed, read_builds, read_segments, save_checkpoint, with_unrecorded_builds
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
-from .streaming import RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, batches_not_used, end_progress, \
-    is_out_of_memory, long_run_judge, progress_printer, stream
+from .streaming import RUN_GPU_MEMORY_REMEDY, RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, \
+    batches_not_used, end_progress, is_out_of_memory, long_run_judge, progress_printer, stream
 from .stats import FEW_BATCHES, c4
 
 if TYPE_CHECKING:
@@ -234,6 +235,12 @@ class RunWording:
     long_run: str = RUN_LONG_RUN_REMEDY
     #: the target uncertainty's name in that warning ("unless ... stops the run earlier")
     target: str = "run.target_uncertainty"
+    #: how the CPU backend is chosen, where run.backend = "cuda" cannot run here (the error-message audit 27, F1:
+    #: every caller said "--backend cpu", which mcproton run does not take)
+    cpu_backend: str = CPU_BY_RUN_CONFIG
+    #: what to do where the GPU cannot hold even the smallest batch (audit 27, F11d: a check was told of a coarser
+    #: grid and --set, which it does not have)
+    gpu_memory: str = RUN_GPU_MEMORY_REMEDY
 
 
 @dataclass
@@ -338,6 +345,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     progress = opts.progress
     log: Callable[[str], None] = opts.log or _log_to_stderr
     backend = resolve_backend(settings)
+    if backend == "cuda":   # a GPU asked for that cannot run here: refused in the caller's words (RunWording)
+        get_backend("cuda", settings.threads, settings.gpu, cpu_choice=wd.cpu_backend)
     ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
     streams = job_streams(opts, len(beams))
@@ -524,7 +533,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                             log("mcproton: not enough GPU memory for the running sums of this grid; summing "
                                 "the batches on the host instead (slower per batch, same dose)")
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log,
-                                             on_device=current["device_acc"] is not None)
+                                             on_device=current["device_acc"] is not None, oom_remedy=wd.gpu_memory)
                 current["executor"] = executor
                 show = None
                 later = _primaries_left(states[i + 1:], settings)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .._backend import CPU_BY_RUN_CONFIG
 from .._io.console import log_line, stderr_is_terminal, time_of_day, write_stderr
 from .._kernels.layout import TALLY_SCALE
 from . import engine
@@ -145,13 +146,21 @@ def _free_device_pools(sim: Any) -> None:
         pass
 
 
-def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc: BaseException) -> int:
+#: what ``mcproton run`` is told to do where the GPU cannot hold even the smallest batch (:func:`shrunk_cap`; a check
+#: is told its own: mcproton/_check/compute.py check_wording)
+RUN_GPU_MEMORY_REMEDY = ("use a coarser grid (phantom.voxel_mm; phantom.dose_voxel_mm for a CT) or run on the CPU: "
+                         f"{CPU_BY_RUN_CONFIG}")
+
+
+def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc: BaseException,
+               remedy: str = RUN_GPU_MEMORY_REMEDY) -> int:
     """The batch cap after a GPU out-of-memory error ``exc`` for a batch of ``n`` histories: half of it (the
-    device memory pools are emptied before the retry); a RuntimeError that says what to do if ``n`` is already
-    the smallest batch.  The caller re-raises any error that is not an out-of-memory one."""
+    device memory pools are emptied before the retry); a RuntimeError that says what to do (``remedy``, in the
+    words of the command that runs it) if ``n`` is already the smallest batch.  The caller re-raises any error that
+    is not an out-of-memory one."""
     if n <= min_batch:
         raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid or the "
-                           "tables do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
+                           f"tables do not fit; {remedy}") from exc
     cap = max(min_batch, n // 2)
     log(f"mcproton: GPU out of memory for a batch of {n:,} histories; retrying with batches of {cap:,}")
     _free_device_pools(sim)
@@ -175,9 +184,11 @@ class LocalExecutor:
     is a statistical batch of its own; the integer tallies, hence the dose, are unchanged)."""
 
     def __init__(self, sim: Any, plan: Any, cap: int | None = None, min_batch: int = 1,
-                 log: Callable[[str], None] = _log, on_device: bool = False) -> None:
+                 log: Callable[[str], None] = _log, on_device: bool = False,
+                 oom_remedy: str = RUN_GPU_MEMORY_REMEDY) -> None:
         self.sim, self.plan, self.cap, self.min_batch, self.log = sim, plan, cap, min_batch, log
         self.on_device = on_device   # GPU: leave the batch tallies on the device (for a DeviceAccumulator)
+        self.oom_remedy = oom_remedy   # what to do where even the smallest batch does not fit (shrunk_cap)
 
     def results(self, pos: int) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
         while (n := self.plan.next_n(pos)) > 0:
@@ -188,7 +199,7 @@ class LocalExecutor:
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self.cap = shrunk_cap(self.sim, n, self.min_batch, self.log, exc)
+                self.cap = shrunk_cap(self.sim, n, self.min_batch, self.log, exc, self.oom_remedy)
                 continue
             yield pos, n, t
             pos += n

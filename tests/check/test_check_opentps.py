@@ -291,8 +291,8 @@ def test_opentps_structure_set_given_as_the_dose_is_refused(as_written):
     from mcproton._io.errors import DicomInputError
     from mcproton._io.rtdose import read_rtdose
 
-    with pytest.raises(DicomInputError, match=r"RS.dcm: not an RT Dose \(SOP class 1.2.840.10008.5.1.4.1.1.481.3, "
-                                              r"Modality RTDOSE: RTSTRUCT\)"):
+    with pytest.raises(DicomInputError, match=r"RS.dcm is an RT Structure Set \(SOP class "
+                                              r"1.2.840.10008.5.1.4.1.1.481.3, Modality RTDOSE\), not an RT Dose"):
         read_rtdose(as_written / "RS.dcm")
     assert read_rtdose(as_written / "RD.dcm").dose_gy_zyx.max() > 1.5
 

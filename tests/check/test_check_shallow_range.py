@@ -160,7 +160,7 @@ def test_the_shallow_beam_remark_names_the_offset_as_an_allowance_not_a_fact_of_
         assert "3 % range error moves the median by 1.20 mm, against the level of 1 mm" in note, note
         assert "a systematic offset between the two dose calculations' ranges" in note, note
         assert "allowing for an offset of 0.5 mm, the range rows find a 3 % error for sure only beyond 50 mm" in note
-    assert "measured: 0.5 mm between mcproton and MCsquare on docs/check.md's OpenTPS head case" in other, other
+    assert "measured: 0.5 mm between mcproton and MCsquare on an OpenTPS head plan, 2026-12-05" in other, other
     assert "MCsquare" not in own and "both are mcproton's here" in own, own
     assert shallow_range_note("beam 1", 51.0, 1.0) is None and shallow_range_note("beam 1", 51.0, 1.0,
                                                                                    self_compared=True) is None

@@ -143,6 +143,15 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      SLABS.replace("lateral_size_mm", "density_g_cm3 = 1.2\nlateral_size_mm"), "phantom.density_g_cm3"),
     ("slab material given as a number", [], SLABS.replace('material = "water"', "material = 5"),
      "phantom.layers[0].material"),
+    # audit 27 (error messages) F5: "must be a table with material and thickness_mm" (it was one), "unknown keys
+    # ['density']" without the keys of a layer
+    ("slab layer key misspelt (thickness for thickness_mm)", [], SLABS.replace("thickness_mm = 100.0",
+                                                                               "thickness = 100.0"),
+     "unknown key 'thickness' (did you mean 'thickness_mm'?)"),
+    ("slab layer key misspelt (density for density_g_cm3)", [], SLABS.replace("thickness_mm = 100.0",
+                                                                             "thickness_mm = 100.0, density = 1.05"),
+     "unknown key 'density' (did you mean 'density_g_cm3'?)"),
+    ("slab layer without its thickness", [], SLABS.replace(", thickness_mm = 100.0", ""), "lacks thickness_mm"),
     ("spots given as numbers, not tables", ["--set", "beam.spots=[1, 2]"], None, "beam.spots[0]"),
     ("spot weight given as text", ["--set", 'beam.spots=[{weight = "heavy"}]'], None, "beam.spots[0].weight"),
     ("spot sigma larger than the grid (10^6 mm)", ["--set", "beam.sigma_mm=[1e6, 1e6]"], None, "sigma_mm"),
@@ -166,6 +175,11 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      CT.replace('ct_dir = "ct"', 'ct_dir = "ct_mixed"').replace("@EXTRA", ""), "name different patients"),
     ("beam model file that does not exist (a relative path: from the config file's folder)", [],
      PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
+    # audit 27 (error messages) F6 and F11c: a bare name was "neither a built-in model (...) nor a file", not a config
+    # error, with neither the key nor where it looked; [plan] without beam_model "needs rtplan ... and beam_model"
+    ("beam model name misspelt (dcpt_v6)", [], PLAN.replace('"dcpt_v5"', '"dcpt_v6"'),
+     "plan.beam_model = 'dcpt_v6': no built-in model of that name (did you mean 'dcpt_v5'?)"),
+    ("[plan] without beam_model", [], PLAN.replace('beam_model = "dcpt_v5"\n', ""), "[plan] has no beam_model"),
     ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
      "looked for the folder"),
     ("HU calibration empty (before 2026-12-07 the config file's folder: a calibration found there was taken, where the "
@@ -183,6 +197,12 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "increase strictly"),
     ("HU -> SPR table saved as hu_density.csv", [], CT.replace("@EXTRA", 'calibration = "hlut_as_density"'),
      "hu_spr.csv"),
+    # audit 27 (error messages) F4: "[phantom]: ... must hold A and B, or C (or D) and E", neither the key nor the
+    # file missing; the CSV itself given for its folder: "call HUCalibration.from_files(...)"
+    ("HU calibration folder without its material table", [], CT.replace("@EXTRA", 'calibration = "cal_nomat"'),
+     "the folder holds hu_density.csv but no hu_materials.csv"),
+    ("HU calibration given as its density table, not its folder", [],
+     CT.replace("@EXTRA", 'calibration = "cal_nomat/hu_density.csv"'), "is a file, not a calibration folder"),
     ("plan.beams naming a beam the plan does not have", ["--set", "plan.beams=[1, 4]"], PLAN, "not in the plan"),
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
@@ -292,13 +312,15 @@ def _ct_12_bit_header(folder: Path) -> None:
 
 
 #: calibration folders of the HU -> SPR cases: name -> {file: text}; each beside a one-material hu_materials.csv
-HLUT_FOLDERS: dict[str, dict[str, str]] = {
+#: (none where its text is None)
+HLUT_FOLDERS: dict[str, dict[str, str | None]] = {
     "hlut_both": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n",
                   "hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"},
     "hlut_absurd": {"hu_spr.csv": "HU,SPR\n-1000,1\n0,1000\n1000,1600\n"},
     "hlut_metal": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n"},
     "hlut_order": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n1000,1.5\n0,1.0\n"},
     "hlut_as_density": {"hu_density.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n"},
+    "cal_nomat": {"hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n", "hu_materials.csv": None},
 }
 
 
@@ -390,11 +412,14 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
     if 'ct_dir = "ct_mixed"' in text:
         _ct_of_two_patients(tmp / "ct_mixed")
     for name, files in HLUT_FOLDERS.items():
-        if f'calibration = "{name}"' in text:
+        if f'calibration = "{name}"' in text or f'calibration = "{name}/' in text:
             (tmp / name).mkdir(exist_ok=True)
             (tmp / name / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n")
             for fname, body in files.items():
-                (tmp / name / fname).write_text(body)
+                if body is None:
+                    (tmp / name / fname).unlink()
+                else:
+                    (tmp / name / fname).write_text(body)
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
     for name, (src, change) in PLAN_VARIANTS.items():   # a real plan changed

@@ -93,7 +93,8 @@ def case_range_shifter(ctx: Context) -> CaseResult:
     removed = [r["primaries_ended_in_shifter"] for r in rows]
     cr.metrics.append(Metric("primaries ended in a ~40 mm WET shifter (nonelastic events, not transported)",
                              float(np.mean(removed)), None, None, "", "info",
-                             "their secondaries are dropped (docs/physics.md)"))
+                             "their secondaries are not transported (an approximation of the shifter's nuclear "
+                             "events)"))
     gaps = np.array(RS_GAPS_MM)
     top, bottom = [], []
     for (mat, t, rho), (marker, colour) in zip(RS_SLABS, MATERIAL_STYLE):

@@ -41,6 +41,5 @@ def case_step_convergence(ctx: Context) -> CaseResult:
         guide_label="+-1 % of max: guide only (scored: R80, fall-off, peak/entrance, plateau mean)",
         filename="step_convergence.png"))
     cr.notes.append("Both runs use the same physics and independent random numbers; a difference beyond the "
-                    "statistical noise would be a numerical artefact of the condensed-history step (see "
-                    "docs/physics.md, 'Step-length convergence').")
+                    "statistical noise would be a numerical artefact of the condensed-history step.")
     return cr

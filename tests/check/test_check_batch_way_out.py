@@ -1,0 +1,86 @@
+"""A patient of ``mcproton check --batch`` that is refused is told what to change in its folder, or how to check it
+alone with the options, never to give --ct, --dose, --plan, --ct-series or --struct, which --batch refuses (the
+error-message audit 27, F2: "no CT: give --ct (the plan's CT series) ..." and "give --dose RD.dcm" were the rows of
+batch.json, index.html and the log).  The patients are the small synthetic head's files, a file left out of each."""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_head import write_case  # noqa: E402
+
+from mcproton.cli import main  # noqa: E402
+
+#: a single check's option named as a way out (not --dose-type, --struct-overrides, --phantom-from-struct)
+OPTION = re.compile(r"(?<![\w-])(--plan|--dose|--ct|--ct-series|--struct)(?![\w-])")
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """PTS/no_ct (plan and dose, no CT), PTS/no_dose (plan and CT, no dose)."""
+    src = write_case(tmp_path_factory.mktemp("head"), shape_zyx=(24, 64, 64), pixel_mm=2.0, slice_mm=2.5)
+    root = tmp_path_factory.mktemp("batch") / "PTS"
+    for name, parts in (("no_ct", ("plan", "dose")), ("no_dose", ("plan", "ct"))):
+        (root / name).mkdir(parents=True)
+        for part in parts:
+            p = Path(src[part])
+            (shutil.copytree if p.is_dir() else shutil.copy2)(p, root / name / p.name)
+    return root
+
+
+def test_a_refused_patient_is_told_its_folder_and_how_to_check_it_alone(batch, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["check", str(batch), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries", "1000",
+               "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    rows = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    for name, missing, option, in_folder in (
+            ("no_ct", "no CT", "--ct CT_FOLDER", "put the plan's CT series into"),
+            ("no_dose", "no RT Dose of the planning system", "--dose RD.dcm",
+             "put the planning system's RT Dose of the plan into")):
+        msg = rows[name]["error"]
+        assert rows[name]["status"] == "refused" and missing in msg, msg
+        folder = str(batch / name)
+        assert f"{in_folder} {folder}" in msg, msg
+        alone = msg.split("; or check this patient alone with ", 1)
+        assert len(alone) == 2, msg
+        assert not OPTION.search(alone[0]), f"a --batch refusal names an option --batch refuses: {msg}"
+        assert f"mcproton check {folder} {option} --beam-model dcpt_v5 --out {out / name}" in alone[1], msg
+        assert alone[1].split(":", 1)[0] == option.split()[0], msg
+        shown = [ln for ln in err.splitlines() if f"{name}: REFUSED" in ln]
+        assert shown and all(f"{in_folder} {folder}" in ln for ln in shown), shown
+        assert in_folder in index
+
+
+def test_a_single_check_is_still_told_its_options(batch, tmp_path, capsys):
+    """The same folder checked alone: the single check's options, as before."""
+    rc = main(["check", str(batch / "no_ct"), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "c"),
+               "--primaries", "1000", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no CT: give --ct (the plan's CT series)" in err and "check this patient alone" not in err, err
+
+
+def test_an_option_still_named_in_a_message_gets_the_batch_s_words(tmp_path):
+    """A refusal not worded for the batch (a reader's) that names a single check's option: the batch says it does
+    not take it, and how to check the patient alone; --dose-type, --struct-overrides and --phantom-from-struct are
+    the batch's own options, not named as refused."""
+    from mcproton._check.api import alone_advice
+    from mcproton._check.inputs import BatchPatient
+
+    p = BatchPatient(tmp_path / "p1")
+    said = alone_advice("two plan doses: give the right one with --dose, or --dose-type physical", p, "dcpt_v5",
+                        tmp_path / "out" / "p1")
+    assert said.startswith(f"; --batch takes no --dose: change the files in {p.folder}"), said
+    assert f"mcproton check {p.folder} --dose RD.dcm --beam-model dcpt_v5 --out {tmp_path / 'out' / 'p1'}" in said
+    for message in ("--struct-overrides ignore leaves it out", "--phantom-from-struct needs a CT",
+                    "compared as dose to water (--dose-to)", "no option here"):
+        assert alone_advice(message, BatchPatient(tmp_path / "p1"), "dcpt_v5", tmp_path) == "", message
