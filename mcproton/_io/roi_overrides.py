@@ -186,17 +186,13 @@ def _z_over_a(comp: dict[int, float]) -> float:
 
 
 def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
-    import pydicom
-
+    from .dicom_common import read_dicom_file
     from .rtstruct import read_rtstruct
 
-    from .dicom_common import decode_long_un
-
-    ds = pydicom.dcmread(struct_path, force=True)
-    decode_long_un(ds)
     # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
     # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
     names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}
+    ds = read_dicom_file(struct_path, check=False)   # read_rtstruct read it (and refused it if not DICOM or damaged)
     out, unapplied = [], []
     for o in ds.get("RTROIObservationsSequence", []) or []:
         name = names.get(int(o.ReferencedROINumber), "?")
