@@ -311,37 +311,67 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
-#: Transfer syntaxes whose compression is lossy (PS3.5 A.4, PS3.6): JPEG Baseline and Extended (.50, .51), JPEG-LS
-#: Near-Lossless (.81), JPEG 2000 (.91), HTJ2K (.203)
-LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended",
-                           "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
-                           "1.2.840.10008.1.2.4.203": "HTJ2K"}
+#: Transfer syntaxes whose compression is always lossy (PS3.5 A.4.1, PS3.6 Annex A): JPEG Baseline (Process 1) and
+#: Extended (Process 2 & 4), both DCT-based
+LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
+#: Transfer syntaxes that allow lossless and lossy compression alike (PS3.5 A.4.3, A.4.4, A.4.11, A.4.12): JPEG-LS
+#: Near-Lossless (.81; lossless with NEAR 0), JPEG 2000 (.91, "JPEG 2000 Image Compression": the reversible 5/3
+#: or the irreversible 9/7 wavelet; .90 is its lossless-only syntax), JPEG XL (.112) and HTJ2K (.203; .201 and .202
+#: are lossless only).  An image in one of them was lossy-compressed where LossyImageCompression (0028,2110) says
+#: "01", and not where it says "00" (PS3.3 C.7.6.1.1.5: once an image was lossy-compressed it stays "01", whatever it
+#: is stored as afterwards); the syntax alone does not tell
+MAY_BE_LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
+                                  "1.2.840.10008.1.2.4.91": "JPEG 2000", "1.2.840.10008.1.2.4.112": "JPEG XL",
+                                  "1.2.840.10008.1.2.4.203": "HTJ2K"}
+
+
+def _lossy_said(ds) -> str:
+    """What LossyImageCompression (0028,2110) of ``ds`` says, for a message: "'01'", "'00'" or "absent"."""
+    v = str(ds.get("LossyImageCompression", "") or "").strip()
+    return repr(v) if v else "absent"
 
 
 def _warn_lossy(chosen: list, folder) -> None:
     """Warn when slices of the series read were lossy-compressed: LossyImageCompression (0028,2110) "01" (it stays
-    "01" once an image was, whatever it is stored as now), or a lossy transfer syntax.  Their CT numbers are not the
-    scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by 11 HU on average and
-    up to 184 HU), and a CT for a dose calculation should be the original; the warning is kept in the run's and the
-    check's warnings."""
-    lossy = []
+    "01" once an image was, whatever it is stored as now), or an always-lossy transfer syntax
+    (:data:`LOSSY_TRANSFER_SYNTAXES`); a transfer syntax that may be lossless or lossy
+    (:data:`MAY_BE_LOSSY_TRANSFER_SYNTAXES`, JPEG 2000 among them) is warned about only where the file does not say
+    (LossyImageCompression absent: "may have been lossy-compressed"), and not where it says "00" (before, audit 27
+    encodings F2, every JPEG 2000 slice was called lossy-compressed, and the message always quoted '01').  Their CT
+    numbers are not the scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by
+    11 HU on average and up to 184 HU), and a CT for a dose calculation should be the original; the warnings are kept
+    in the run's and the check's warnings, and quote what the first such slice says."""
+    lossy, maybe = [], []
     for _, ds in chosen:
         meta = getattr(ds, "file_meta", None)
         ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
-        if str(ds.get("LossyImageCompression", "") or "").strip() == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
+        said = str(ds.get("LossyImageCompression", "") or "").strip()
+        if said == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
             lossy.append((ds, ts))
-    if not lossy:
-        return
-    ds, ts = lossy[0]
-    ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
-    method = _text_values(ds.get("LossyImageCompressionMethod", None))
-    how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "",
-                                f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in LOSSY_TRANSFER_SYNTAXES
-                                else "") if x)
-    warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed (LossyImageCompression "
-         f"(0028,2110) '01'{'; ' + how if how else ''}): their CT numbers differ from the scanner's, and so may the "
-         "stopping powers and ranges computed from them; use the original CT series (ask the archive for it "
-         "uncompressed or losslessly compressed)", McprotonWarning, stacklevel=3)
+        elif ts in MAY_BE_LOSSY_TRANSFER_SYNTAXES and said != "00":
+            maybe.append((ds, ts))
+    remedy = ("their CT numbers differ from the scanner's, and so may the stopping powers and ranges computed from "
+              "them; use the original CT series (ask the archive for it uncompressed or losslessly compressed)")
+    if lossy:
+        ds, ts = lossy[0]
+        ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
+        method = _text_values(ds.get("LossyImageCompressionMethod", None))
+        syntax = (f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}, always lossy" if ts in LOSSY_TRANSFER_SYNTAXES
+                  else f"transfer syntax {MAY_BE_LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in MAY_BE_LOSSY_TRANSFER_SYNTAXES
+                  else "")
+        how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "", syntax)
+                        if x)
+        how = f"LossyImageCompression (0028,2110) {_lossy_said(ds)}" + (f"; {how}" if how else "")
+        warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed ({how}): {remedy}",
+             McprotonWarning, stacklevel=3)
+    if maybe:
+        ds, ts = maybe[0]
+        name = MAY_BE_LOSSY_TRANSFER_SYNTAXES[ts]
+        warn(f"{folder}: {len(maybe)} of the {len(chosen)} CT slices may have been lossy-compressed (transfer syntax "
+             f"{name}, {ts}, which allows lossless and lossy compression, and LossyImageCompression (0028,2110) "
+             f"absent, so the file does not say which): if they were, {remedy}; if the archive compressed them "
+             "losslessly, the CT numbers are the scanner's (ask it, or have it set LossyImageCompression)",
+             McprotonWarning, stacklevel=3)
 
 
 def _warn_assumed_charset(chosen: list, folder) -> None:

@@ -4,6 +4,7 @@ blocked the classic series, even when it was chosen; a Legacy Converted Enhanced
 ImageOrientationPatient."""
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -100,6 +101,96 @@ def test_a_lossy_compressed_ct_is_warned_about_and_recorded(tmp_path):
             recording_warnings() as said:
         load_ct_series(tmp_path / "ct")
     assert any("lossy-compressed" in w for w in said), said
+
+
+def _pillow_jpeg2000() -> bool:
+    try:
+        from PIL import features
+    except ImportError:
+        return False
+    return bool(features.check("jpg_2000"))
+
+
+def _as_jpeg2000(path, tag):
+    """The slice ``path`` rewritten as a losslessly compressed JPEG 2000 codestream (the reversible 5/3 wavelet,
+    Pillow's OpenJPEG) under transfer syntax .91 ("JPEG 2000 Image Compression", lossless or lossy), as archives store
+    lossless JPEG 2000; LossyImageCompression (0028,2110) ``tag`` (None: absent)."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000
+
+    ds = pydicom.dcmread(path)
+    b = io.BytesIO()
+    Image.fromarray((ds.pixel_array.astype(np.int32) & 0xFFFF).astype(np.uint16)).save(
+        b, format="JPEG2000", no_jp2=True, irreversible=False)
+    ds.PixelData = encapsulate([b.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEG2000
+    if tag is not None:
+        ds.LossyImageCompression = tag
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.skipif(not _pillow_jpeg2000(), reason="needs Pillow with JPEG 2000 (OpenJPEG)")
+@pytest.mark.parametrize("tag, said", [
+    ("00", None),
+    (None, r"4 of the 4 CT slices may have been lossy-compressed \(transfer syntax JPEG 2000, 1.2.840.10008.1.2.4.91, "
+           r"which allows lossless and lossy compression, and LossyImageCompression \(0028,2110\) absent, so the "
+           r"file does not say which\)"),
+    ("01", r"4 of the 4 CT slices were lossy-compressed \(LossyImageCompression \(0028,2110\) '01'; transfer syntax "
+           r"JPEG 2000\)")])
+def test_jpeg2000_is_called_lossy_only_where_the_file_says_so(tmp_path, tag, said):
+    """Transfer syntax .91 allows the reversible (lossless) and the irreversible wavelet (PS3.5 A.4.4); what the image
+    went through is what LossyImageCompression says (PS3.3 C.7.6.1.1.5).  Before (audit 27 encodings, F2) every .91
+    series was "lossy-compressed (LossyImageCompression (0028,2110) '01'...)", also one saying "00" or nothing, whose
+    CT numbers are the scanner's to the bit."""
+    from mcproton._io.errors import recording_warnings
+
+    paths = _ct(tmp_path / "ct")
+    ref = load_ct_series(tmp_path / "ct").hu_zyx.copy()
+    for p in paths:
+        _as_jpeg2000(p, tag)
+    with warnings.catch_warnings(record=True) as w, recording_warnings() as recorded:
+        warnings.simplefilter("always")
+        ct = load_ct_series(tmp_path / "ct")
+    assert np.array_equal(ct.hu_zyx, ref)   # lossless indeed
+    lossy = [str(x.message) for x in w if "lossy" in str(x.message)]
+    if said is None:
+        assert lossy == []
+    else:
+        assert len(lossy) == 1 and re.search(said, lossy[0]) and "use the original CT series" in lossy[0], lossy
+        assert any("lossy-compressed" in r for r in recorded)
+
+
+@pytest.mark.parametrize("ts, tag, said", [
+    ("1.2.840.10008.1.2.4.50", "00", r"were lossy-compressed \(LossyImageCompression \(0028,2110\) '00'; transfer "
+                                     r"syntax JPEG Baseline, always lossy\)"),
+    ("1.2.840.10008.1.2.4.51", None, r"were lossy-compressed \(LossyImageCompression \(0028,2110\) absent; transfer "
+                                     r"syntax JPEG Extended, always lossy\)"),
+    ("1.2.840.10008.1.2.4.90", None, None), ("1.2.840.10008.1.2.4.70", None, None),
+    ("1.2.840.10008.1.2.4.203", "00", None),
+    ("1.2.840.10008.1.2.4.203", None, r"may have been lossy-compressed \(transfer syntax HTJ2K"),
+    ("1.2.840.10008.1.2.4.81", None, r"may have been lossy-compressed \(transfer syntax JPEG-LS Near-Lossless")])
+def test_the_lossy_warning_follows_the_transfer_syntax_and_quotes_the_file(tmp_path, ts, tag, said):
+    """The header side of the rule above, for syntaxes this machine may not decode: JPEG Baseline and Extended are
+    always lossy (and the tag is quoted as the file gives it, '00' too); JPEG 2000 Lossless (.90) and JPEG Lossless
+    (.70) never; HTJ2K (.203) and JPEG-LS Near-Lossless (.81) only where the file does not say "00"."""
+    from mcproton._io.ct import _warn_lossy
+
+    chosen = []
+    for p in _ct(tmp_path / "ct"):
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        ds.file_meta.TransferSyntaxUID = ts
+        if tag is not None:
+            ds.LossyImageCompression = tag
+        chosen.append((p, ds))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        _warn_lossy(chosen, tmp_path / "ct")
+    lossy = [str(x.message) for x in w if "lossy" in str(x.message)]
+    assert (lossy == []) if said is None else (len(lossy) == 1 and re.search(said, lossy[0])), lossy
 
 
 def _secondary_capture(path, modality="CT"):
