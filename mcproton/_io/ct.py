@@ -1129,6 +1129,8 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     if not (1 <= stored <= allocated and 0 <= high < allocated) or rep not in (0, 1):
         raise _err(f"{f}: {header}: not a consistent pixel header (BitsStored 1..BitsAllocated, HighBit below "
                    f"BitsAllocated, PixelRepresentation 0 or 1): the file is damaged; {_BITS_FIX}")
+    if allocated != 16 or stored < 12:
+        raise _err(_not_ct_bits(ds, f, header, allocated, stored, rep))
     if high > stored - 1:
         raise _err(f"{f}: {header}: the header puts the {stored} stored bits of each pixel at bits "
                    f"{high - stored + 1}..{high} of its word, while pydicom ignores HighBit and takes bits "
@@ -1136,6 +1138,29 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
                    f"C.7.6.3, requires HighBit = BitsStored - 1): the header is damaged or the export wrong; "
                    f"{_BITS_FIX}")
     return allocated, stored, high, rep
+
+
+def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int) -> str:
+    """The refusal of a slice whose words are not a CT's: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5) requires
+    BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or converter's
+    windowed export that kept the CT SOP class and the scanner's rescale) was read as HU -1024..-769: the patient as
+    air, stopped only where more than half the beam's energy left the grid."""
+    lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if rep == 1 else (0, (1 << stored) - 1)
+    reads = ""
+    try:
+        slope, inter = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        a, b = sorted((lo * slope + inter, hi * slope + inter))
+        if np.isfinite(a) and np.isfinite(b):
+            reads = (f"; with RescaleSlope {slope:g} and RescaleIntercept {inter:g} its {stored}-bit values "
+                     f"{lo}..{hi} would read as {a:g}..{b:g} HU")
+    except (TypeError, ValueError):
+        pass
+    what = ("a display export (a viewer's or converter's windowed image, the grey levels of a window, not CT "
+            "numbers)" if allocated == 8 or stored <= 8 else
+            "not the CT numbers a scanner stores (the values above the stored bits are lost)")
+    return (f"{f}: {header}: a CT image stores its CT numbers in 16-bit words of 12 to 16 bits (BitsAllocated 16, "
+            f"BitsStored 12-16: the CT Image Module, PS3.3 C.8.2.1.1.4 and .5); this one is {what}{reads}: export the "
+            "original CT series from the scanner or the archive (16-bit CT Image Storage slices)")
 
 
 #: what to do about a CT whose pixel header does not fit its words
