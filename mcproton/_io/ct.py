@@ -1204,13 +1204,56 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
     else:
         what = f"HighBit {high} (bits 0..{high}, though BitsStored says {stored})"
         reader = "as a reader that takes the HighBit reads it; pydicom takes the whole word"
-    raise _err(f"{f}: {header}: {bad.size} of the slice's {words.size} pixels hold stored values outside the "
-               f"{bits}-bit {'signed' if rep else 'unsigned'} range {lo}..{hi} that {what} gives; the most extreme, "
-               f"{w}, is {whole} HU as the whole {8 * words.dtype.itemsize}-bit word but {narrow} HU from its low "
-               f"{bits} bits ({'sign-extended' if rep else 'masked'}, {reader}). "
-               "Readers disagree on these voxels' CT numbers, so their stopping powers, and every range behind "
+    said = (f"{f}: {header}: {bad.size} of the slice's {words.size} pixels hold stored values outside the "
+            f"{bits}-bit {'signed' if rep else 'unsigned'} range {lo}..{hi} that {what} gives; the most extreme, "
+            f"{w}, is {whole} HU as the whole {8 * words.dtype.itemsize}-bit word but {narrow} HU from its low "
+            f"{bits} bits ({'sign-extended' if rep else 'masked'}, {reader}). ")
+    overlays = _embedded_overlays(ds, bits, 8 * words.dtype.itemsize)
+    if overlays and not _beyond_overlays(bad, bits, rep, overlays):
+        # the retired embedded overlay (PS3.5 8.1.2 before 2004): the high bits are a graphic, not CT numbers, and a
+        # BitsStored 16 would read it as CT numbers (+4096 HU along the annotation): audit 27 encodings, F4
+        where = ", ".join(f"group {g:04X}: OverlayBitPosition {b}" for g, b in overlays)
+        raise _err(f"{said}These bits are an embedded overlay that the file declares ({where}, with "
+                   f"OverlayBitsAllocated {8 * words.dtype.itemsize}: the retired encoding of an annotation graphic "
+                   "in the unused high bits of the pixel words), not CT numbers; mcproton does not separate embedded "
+                   "overlays: ask the archive or the scanner for the series without the overlay (or with it in "
+                   "OverlayData (60xx,3000), a plane of its own). Do not set BitsStored to 16 in the header: the "
+                   "overlay's pixels would then be read as CT numbers")
+    raise _err(f"{said}Readers disagree on these voxels' CT numbers, so their stopping powers, and every range behind "
                "them, are unknown: check the CT's export (an extended-HU scale, or HU + 1024 beyond 3071 HU, stored "
                f"under a {stored}-bit header?) and {_BITS_FIX}")
+
+
+def _embedded_overlays(ds, bits: int, word_bits: int) -> list[tuple[int, int]]:
+    """The overlay planes (group, OverlayBitPosition) that ``ds`` declares embedded in its pixel words above their
+    ``bits`` pixel bits: a repeating group 6000-601E with OverlayBitsAllocated (60xx,0100) equal to the word size and
+    an OverlayBitPosition (60xx,0102) from ``bits`` to the word's top bit (the encoding retired from PS3.5 in 2004,
+    still in old archives)."""
+    out = []
+    for group in range(0x6000, 0x6020, 2):
+        try:
+            allocated, position = ds.get((group, 0x0100), None), ds.get((group, 0x0102), None)
+            if allocated is None or position is None:
+                continue
+            allocated, position = int(allocated.value), int(position.value)
+        except (TypeError, ValueError):
+            continue
+        if allocated == word_bits and bits <= position < word_bits:
+            out.append((group, position))
+    return out
+
+
+def _beyond_overlays(bad: np.ndarray, bits: int, rep: int, overlays: list[tuple[int, int]]) -> bool:
+    """Whether the out-of-range words ``bad`` set high bits (above their ``bits`` pixel bits) other than the embedded
+    overlays' bit positions (for signed pixels: other than their sign extension)."""
+    mask = 0
+    for _, position in overlays:
+        mask |= 1 << position
+    high = (bad.astype(np.int64) & 0xFFFF) >> bits << bits
+    if rep:   # the sign extension of the pixel's own top bit is not an overlay bit
+        sign = ((bad.astype(np.int64) >> (bits - 1)) & 1).astype(bool)
+        high = np.where(sign, high ^ (0xFFFF >> bits << bits), high)
+    return bool(np.any(high & ~mask))
 
 
 def _padding_range(ds) -> tuple[int, int] | None:
