@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
+from .decoders import install_for, missing_decoder
 from .dicom_common import (CT_IMAGE_STORAGE, MULTI_FRAME_CT, SECONDARY_CAPTURE, StudyReference, dangling_links,
                            dangling_links_message, dicom_kind, is_dicomdir, is_gzip, links_listed)
 from .errors import DicomInputError, McprotonWarning, warn
@@ -311,6 +312,35 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
+def _sop_class_name(sop: str) -> str:
+    """A SOP class UID as a message names it: "MR Image Storage objects (SOP class 1.2.840.10008.5.1.4.1.1.4)", or
+    "objects of SOP class UID" where pydicom does not know it, "objects without a SOPClassUID" where there is none."""
+    if not sop:
+        return "objects without a SOPClassUID (0008,0016)"
+    from pydicom.uid import UID
+
+    name = UID(sop).name
+    return f"{name} objects (SOP class {sop})" if name and name != sop else f"objects of SOP class {sop}"
+
+
+def _refuse_multi_frame_slices(chosen: list) -> None:
+    """Refuse a CT Image Storage object of the series read that holds more than one frame (NumberOfFrames
+    (0028,0008) > 1): a classic CT image is one slice per file, and its one ImagePositionPatient cannot place the
+    others.  Before (audit 27 encodings, F5) it was refused later, for its pixel array's shape, without saying why."""
+    for f, ds in chosen:
+        v = ds.get("NumberOfFrames", None)
+        try:
+            n = int(v) if v not in (None, "") else 1
+        except (TypeError, ValueError):
+            raise _err(f"{f}: NumberOfFrames (0028,0008) is {str(v)!r}, not a number: the file is damaged; export "
+                       "the CT again") from None
+        if n > 1:
+            raise _err(f"{f}: a CT image holding {n} frames (NumberOfFrames (0028,0008) {n}: several slices in one "
+                       "file), which a classic CT image does not (one slice per file, placed by its own "
+                       "ImagePositionPatient); multi-frame CT is not supported: export the CT as classic single-frame "
+                       "CT Image Storage slices (one file per slice)")
+
+
 #: Transfer syntaxes whose compression is always lossy (PS3.5 A.4.1, PS3.6 Annex A): JPEG Baseline (Process 1) and
 #: Extended (Process 2 & 4), both DCT-based
 LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
@@ -560,6 +590,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
     headers = []
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}
+    odd_sop: dict[str, list[str]] = {}   # {SOP class: [file names]}: read as CT by their Modality
     not_dicom: list[Path] = []
     dicomdirs: list[Path] = []
     multi_frame: dict[str, list[tuple[Path, str]]] = {}   # {series: [(file, what)]}: not read
@@ -593,6 +624,8 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
             continue
         if modality != "CT":   # a CT Image Storage object: its IOD is a CT image whatever the Modality says
             odd_modality.setdefault(modality or "(none)", []).append(f.name)
+        elif sop != CT_IMAGE_STORAGE:   # read as CT by its Modality: say so, as the reverse is said (audit 27, F6)
+            odd_sop.setdefault(sop, []).append(f.name)
         if not str(ds.get("SeriesInstanceUID", "") or "").strip():
             # Type 1 in every image; a file cut between two elements before it reads as a complete shorter file
             raise _err(f"{f}: a CT slice without SeriesInstanceUID (0020,000E), which every image must have: the file "
@@ -602,6 +635,12 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
+    for sop, names in odd_sop.items():
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        warn(f"{len(names)} image(s) in {folder} ({shown}) say Modality 'CT' but are "
+             f"{_sop_class_name(sop)}, not CT Image Storage ({CT_IMAGE_STORAGE}): read as CT slices by their "
+             "Modality; another modality's pixel values are not CT numbers (HU), even under a rescale: make sure this "
+             "is the CT series the plan was made on, exported as CT Image Storage", McprotonWarning, stacklevel=2)
     for f in dicomdirs:
         warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
     if captures and headers:
@@ -654,6 +693,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
                  f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
                  "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
+    _refuse_multi_frame_slices(chosen)
     _not_dicom_files(not_dicom, chosen, folder)
     _warn_lossy(chosen, folder)
     _warn_assumed_charset(chosen, folder)
@@ -900,6 +940,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                 raise
             except Exception as exc:
                 ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+                if ts is not None and missing_decoder(str(ts)) and install_for(str(ts)):   # not the file: audit 27, F5
+                    raise _err(f"{f}: pixel data cannot be decoded here: they are compressed as {ts.name} ({ts}), "
+                               "and no decoder for it is installed here (`mcproton info` lists the decoders, under "
+                               f"dicom_decoders): install one, {install_for(str(ts))}, or re-export the CT "
+                               "uncompressed") from exc
                 raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
                            "truncated/corrupted or uses a compression pydicom cannot decode"
                            + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
@@ -936,6 +981,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             elif not integral and hu.dtype == np.int16:
                 hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
             hu_k = _rescale_slice(arr, slope, inter, integral)
+            if hu_k is not None and (float(hu_k.min()) < -32768 or float(hu_k.max()) > 32767):
+                raise _err(_implausible_hu(f, arr, hu_k, bits, slope, inter))   # the slice named, and a likely cause
             del arr, ds
             if hu_k is None:
                 nonfinite = True
@@ -1293,6 +1340,33 @@ def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np
     border = np.unique(np.concatenate([pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]]))
     mask = np.isin(pieces, border[border > 0])
     return (mask, pad_hu) if mask.any() else None
+
+
+def _implausible_hu(f: Path, arr: np.ndarray, hu_k: np.ndarray, bits_header: tuple[int, int, int, int],
+                    slope: float, inter: float) -> str:
+    """The refusal of the slice ``f`` whose CT numbers ``hu_k`` (its stored values ``arr`` x ``slope`` + ``inter``)
+    leave the int16 range of any CT: the file named, what it stores, and the likely cause.  Where an unsigned 16-bit
+    header (PixelRepresentation 0, BitsStored 16) holds words that read as plausible CT numbers when taken as signed
+    (two's complement, as PixelRepresentation 1 says): a converter's error in PixelRepresentation (0028,0103), which
+    puts air (-1000 HU) at 64536.  Before (audit 27 encodings, F5) the message named neither the file nor that tag
+    ("CT values 15..65517 HU are outside any plausible HU range; check RescaleSlope/RescaleIntercept")."""
+    allocated, stored, _, rep = bits_header
+    head = (f"{f}: its CT numbers {float(hu_k.min()):.0f}..{float(hu_k.max()):.0f} HU (stored values "
+            f"{float(arr.min()):.0f}..{float(arr.max()):.0f} x RescaleSlope {slope:g} + RescaleIntercept {inter:g}) "
+            "are outside any plausible HU range")
+    if rep == 0 and allocated == 16 and stored == 16 and arr.dtype.kind in "iu" and int(arr.max()) > 32767:
+        w = arr.astype(np.int64)
+        w = np.where(w > 32767, w - 65536, w)
+        a, b = float(w.min()) * slope + inter, float(w.max()) * slope + inter
+        if -32768 <= min(a, b) and max(a, b) <= 32767:
+            return (f"{head}: PixelRepresentation (0028,0103) says 0 (unsigned words), but read as signed (two's "
+                    f"complement) 16-bit words, as PixelRepresentation 1 says, the slice gives {min(a, b):.0f}.."
+                    f"{max(a, b):.0f} HU: the words are most likely signed and the header wrong (a converter's or "
+                    "anonymiser's error); export the CT again from the scanner or the archive, with "
+                    "PixelRepresentation 1")
+    return (f"{head}: RescaleSlope (0028,1053), RescaleIntercept (0028,1052) or PixelRepresentation (0028,0103) do "
+            "not fit the stored values (the header is damaged or not a CT's): export the CT again from the scanner "
+            "or the archive")
 
 
 def _rescale_slice(arr: np.ndarray, slope: float, inter: float, integral: bool) -> np.ndarray | None:

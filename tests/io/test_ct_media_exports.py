@@ -243,3 +243,77 @@ def test_an_undecodable_compressed_slice_names_the_packages_to_install(tmp_path,
     with pytest.raises(DicomInputError, match=r"(?s)pixel data cannot be decoded .*JPEG Lossless.*pip install "
                                               r"pylibjpeg pylibjpeg-libjpeg.*python-gdcm"):
         load_ct_series(tmp_path / "ct")
+
+
+def test_a_missing_decoder_is_named_as_such_not_as_a_damaged_file(tmp_path, monkeypatch):
+    """With no decoder for the slice's compression installed, the refusal says so and names the pip command, not
+    "the file is truncated/corrupted" (audit 27 encodings, F5c)."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    import mcproton._io.ct as ct_module
+
+    monkeypatch.setattr(ct_module, "missing_decoder", lambda uid: True, raising=False)   # as on a bare install
+    paths = _ct(tmp_path / "ct")
+    ds = pydicom.dcmread(paths[1])
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[1], enforce_file_format=True)
+    with pytest.raises(DicomInputError) as exc:
+        load_ct_series(tmp_path / "ct")
+    msg = str(exc.value)
+    assert ("CT_0001.dcm: pixel data cannot be decoded here: they are compressed as JPEG Lossless, Non-Hierarchical, "
+            "First-Order Prediction" in msg and "(1.2.840.10008.1.2.4.70), and no decoder for it is installed here"
+            in msg and "`pip install pylibjpeg pylibjpeg-libjpeg` (or `pip install python-gdcm`)" in msg), msg
+    assert "truncated" not in msg and "corrupted" not in msg
+
+
+
+def test_signed_words_labelled_unsigned_name_the_slice_and_pixel_representation(tmp_path):
+    """Two's-complement words under PixelRepresentation 0 (a converter's error): air at -1000 HU is stored as 64536.
+    Before (audit 27 encodings, F5a): "CT values 15..65517 HU are outside any plausible HU range; check
+    RescaleSlope/RescaleIntercept", naming neither the file nor the tag at fault."""
+    for p in _ct(tmp_path / "ct"):
+        ds = pydicom.dcmread(p)
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 16, 15
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"CT_0000.dcm: its CT numbers 0\.\.64536 HU \(stored values "
+                                              r"0\.\.64536 x RescaleSlope 1 \+ RescaleIntercept 0\) are outside any "
+                                              r"plausible HU range: PixelRepresentation \(0028,0103\) says 0 "
+                                              r"\(unsigned words\), but read as signed .* the slice gives -1000\.\.0 "
+                                              r"HU: the words are most likely signed .*with PixelRepresentation 1"):
+        load_ct_series(tmp_path / "ct")
+
+
+def test_a_multi_frame_ct_image_storage_object_is_refused_as_such(tmp_path):
+    """A CT Image Storage file holding two frames (NumberOfFrames 2).  Before (audit 27 encodings, F5b): "pixel array
+    shape (2, 8, 8) differs from Rows x Columns 8 x 8", without saying multi-frame or what to do."""
+    paths = _ct(tmp_path / "ct")
+    ds = pydicom.dcmread(paths[0])
+    ds.NumberOfFrames = 2
+    ds.PixelData = ds.PixelData + pydicom.dcmread(paths[1]).PixelData
+    ds.save_as(paths[0])
+    paths[1].unlink()
+    with pytest.raises(DicomInputError, match=r"CT_0000.dcm: a CT image holding 2 frames \(NumberOfFrames "
+                                              r"\(0028,0008\) 2: .*multi-frame CT is not supported: export the CT "
+                                              r"as classic single-frame CT Image Storage slices"):
+        load_ct_series(tmp_path / "ct")
+
+
+def test_an_image_of_another_sop_class_saying_modality_ct_is_named(tmp_path):
+    """An MR Image Storage object saying Modality CT is read as a CT slice by its Modality, as before, but now with a
+    warning naming its SOP class, as a CT Image Storage object saying Modality MR is warned about (audit 27 encodings,
+    F6: before, not a word)."""
+    ref = None
+    for p in _ct(tmp_path / "ct"):
+        ds = pydicom.dcmread(p)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.save_as(p)
+    with pytest.warns(McprotonWarning, match=r"4 image\(s\) in .*ct \(CT_0000.dcm, CT_0001.dcm, CT_0002.dcm "
+                                             r"\.\.\.\) say Modality 'CT' but are MR Image Storage objects \(SOP class "
+                                             r"1.2.840.10008.5.1.4.1.1.4\), not CT Image Storage "
+                                             r"\(1.2.840.10008.5.1.4.1.1.2\): read as CT slices by their Modality; "
+                                             r"another modality's pixel values are not CT numbers"):
+        ref = load_ct_series(tmp_path / "ct")
+    assert ref.shape_zyx == (4, 8, 8)
