@@ -227,19 +227,24 @@ def test_a_secondary_capture_dose_report_beside_the_slices_is_skipped_with_a_not
         load_ct_series(tmp_path / "alone")
 
 
+def _undecodable_slice(folder, syntax):
+    """A CT series in ``folder`` whose second slice says it is compressed as ``syntax`` and holds no such stream."""
+    from pydicom.encaps import encapsulate
+
+    paths = _ct(folder)
+    ds = pydicom.dcmread(paths[1])
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[1], enforce_file_format=True)
+
+
 def test_an_undecodable_compressed_slice_names_the_packages_to_install(tmp_path, monkeypatch):
     """The pacs audit (F8): the refusal of a CT whose compression pydicom cannot decode said "install pylibjpeg /
     gdcm"; it now gives the pip commands, and names the transfer syntax."""
     from pydicom.uid import JPEGLossless
 
-    paths = _ct(tmp_path / "ct")
-    ds = pydicom.dcmread(paths[1])
-    ds.file_meta.TransferSyntaxUID = JPEGLossless
-    from pydicom.encaps import encapsulate
-
-    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream \xff\xd9"])
-    ds["PixelData"].VR = "OB"
-    ds.save_as(paths[1], enforce_file_format=True)
+    _undecodable_slice(tmp_path / "ct", JPEGLossless)
     with pytest.raises(DicomInputError, match=r"(?s)pixel data cannot be decoded .*JPEG Lossless.*pip install "
                                               r"pylibjpeg pylibjpeg-libjpeg.*python-gdcm"):
         load_ct_series(tmp_path / "ct")
@@ -248,18 +253,12 @@ def test_an_undecodable_compressed_slice_names_the_packages_to_install(tmp_path,
 def test_a_missing_decoder_is_named_as_such_not_as_a_damaged_file(tmp_path, monkeypatch):
     """With no decoder for the slice's compression installed, the refusal says so and names the pip command, not
     "the file is truncated/corrupted" (audit 27 encodings, F5c)."""
-    from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLosslessSV1
 
     import mcproton._io.ct as ct_module
 
     monkeypatch.setattr(ct_module, "missing_decoder", lambda uid: True, raising=False)   # as on a bare install
-    paths = _ct(tmp_path / "ct")
-    ds = pydicom.dcmread(paths[1])
-    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
-    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream \xff\xd9"])
-    ds["PixelData"].VR = "OB"
-    ds.save_as(paths[1], enforce_file_format=True)
+    _undecodable_slice(tmp_path / "ct", JPEGLosslessSV1)
     with pytest.raises(DicomInputError) as exc:
         load_ct_series(tmp_path / "ct")
     msg = str(exc.value)
