@@ -344,7 +344,7 @@ def _refuse_multi_frame_slices(chosen: list) -> None:
 #: Transfer syntaxes whose compression is always lossy (PS3.5 A.4.1, PS3.6 Annex A): JPEG Baseline (Process 1) and
 #: Extended (Process 2 & 4), both DCT-based
 LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
-#: Transfer syntaxes that allow lossless and lossy compression alike (PS3.5 A.4.3, A.4.4, A.4.11, A.4.12): JPEG-LS
+#: Transfer syntaxes that allow lossless and lossy compression alike (PS3.5 A.4, PS3.6 Annex A): JPEG-LS
 #: Near-Lossless (.81; lossless with NEAR 0), JPEG 2000 (.91, "JPEG 2000 Image Compression": the reversible 5/3
 #: or the irreversible 9/7 wavelet; .90 is its lossless-only syntax), JPEG XL (.112) and HTJ2K (.203; .201 and .202
 #: are lossless only).  An image in one of them was lossy-compressed where LossyImageCompression (0028,2110) says
@@ -399,8 +399,8 @@ def _warn_lossy(chosen: list, folder) -> None:
         name = MAY_BE_LOSSY_TRANSFER_SYNTAXES[ts]
         warn(f"{folder}: {len(maybe)} of the {len(chosen)} CT slices may have been lossy-compressed (transfer syntax "
              f"{name}, {ts}, which allows lossless and lossy compression, and LossyImageCompression (0028,2110) "
-             f"absent, so the file does not say which): if they were, {remedy}; if the archive compressed them "
-             "losslessly, the CT numbers are the scanner's (ask it, or have it set LossyImageCompression)",
+             f"{_lossy_said(ds)}, so the file does not say which): if they were, {remedy}; if the archive compressed "
+             "them losslessly, the CT numbers are the scanner's (ask it, or have it set LossyImageCompression)",
              McprotonWarning, stacklevel=3)
 
 
@@ -1257,8 +1257,8 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
             f"{bits} bits ({'sign-extended' if rep else 'masked'}, {reader}). ")
     overlays = _embedded_overlays(ds, bits, 8 * words.dtype.itemsize)
     if overlays and not _beyond_overlays(bad, bits, rep, overlays):
-        # the retired embedded overlay (PS3.5 8.1.2 before 2004): the high bits are a graphic, not CT numbers, and a
-        # BitsStored 16 would read it as CT numbers (+4096 HU along the annotation): audit 27 encodings, F4
+        # the retired embedded overlay (PS3.5 8.1.2, PS3.3 C.9.2 as they were): the high bits are a graphic, not CT
+        # numbers, and a BitsStored 16 would read it as CT numbers (+4096 HU along the annotation): audit 27, F4
         where = ", ".join(f"group {g:04X}: OverlayBitPosition {b}" for g, b in overlays)
         raise _err(f"{said}These bits are an embedded overlay that the file declares ({where}, with "
                    f"OverlayBitsAllocated {8 * words.dtype.itemsize}: the retired encoding of an annotation graphic "
@@ -1274,8 +1274,8 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
 def _embedded_overlays(ds, bits: int, word_bits: int) -> list[tuple[int, int]]:
     """The overlay planes (group, OverlayBitPosition) that ``ds`` declares embedded in its pixel words above their
     ``bits`` pixel bits: a repeating group 6000-601E with OverlayBitsAllocated (60xx,0100) equal to the word size and
-    an OverlayBitPosition (60xx,0102) from ``bits`` to the word's top bit (the encoding retired from PS3.5 in 2004,
-    still in old archives)."""
+    an OverlayBitPosition (60xx,0102) from ``bits`` to the word's top bit (an encoding the standard has retired, still
+    in old archives)."""
     out = []
     for group in range(0x6000, 0x6020, 2):
         try:
