@@ -1635,7 +1635,8 @@ def _load_cpu_kernel(cpu: Any) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 3 (the
+    """Version, backends, devices, compilers, the CPU kernel cache, the optional packages and the DICOM decoders
+    (the compressed transfer syntaxes pydicom can decode here, :mod:`mcproton._io.decoders`).  Exit status 3 (the
     machine's, as ``run`` and ``bench`` exit for the same cause; 1 before audit 26, exitcodes F9, the status of a
     FAIL) where no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU
     kernel; no GPU): a script that asks before a long job learns it from the status (the deployment audit of
@@ -1645,6 +1646,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ._backend.cpu import cache_status
     from ._cpus import cpu_status
     from ._kernels.source import source_hash
+    from ._io.decoders import decoder_status
     from ._optional import components
 
     ok, why = cuda_available()
@@ -1666,13 +1668,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info["cpus"] = cpu_status()
     info["kernel_cache"] = cache_status()
     info["optional"] = components()
+    info["dicom_decoders"] = decoder_status()   # the compressed CTs pydicom can read here (audit 27 encodings, F5)
     if args.json:
         from ._io.json_out import json_text
 
         print(json_text(info))
     else:
         for k, v in info.items():
-            if k in ("cpus", "kernel_cache", "optional"):   # one line each
+            if k in ("cpus", "kernel_cache", "optional", "dicom_decoders"):   # one line each
                 print(f"{k:>14}:")
                 for sub, text in v.items():
                     print(f"{sub:>18}: {text}")
@@ -1798,8 +1801,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "200000 histories)")
     b.set_defaults(func=_cmd_bench)
 
-    i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
-                                    "status 3: no backend usable)", **PARSER_OPTIONS)
+    i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages, DICOM "
+                                    "decoders (exit status 3: no backend usable)", **PARSER_OPTIONS)
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 

@@ -1020,19 +1020,22 @@ def _plan_frame_study(cfg: dict[str, Any]):
     """The study of a slab phantom built for ``plan.rtplan``: the plan's FrameOfReferenceUID (the slabs are placed
     in the plan's patient coordinates, phantom.surface_mm), so that its CT and RT Dose lie in the plan's frame (a
     planning system overlays them) and ``simulate`` of the plan's beams on it does not warn of another frame (the
-    validation's dcpt_plan02 did, 2026-12-05); None without a plan, or where its header cannot be read (the plan
-    is then refused with its own message when its beams are read)."""
+    validation's dcpt_plan02 did, 2026-12-05); None without a plan, or where its header cannot be read: it is read
+    as the plan's reader reads it (:func:`~mcproton._io.dicom_common.read_dicom_header`, a raw data set too), so a
+    plan whose header cannot be read is then refused with that reader's message when its beams are read (before,
+    audit 27 encodings F1, a raw plan was read by the plan's reader but not here: its RT Dose was put in a new frame
+    of reference without a word)."""
     rp = cfg.get("plan", {}).get("rtplan")
     if not isinstance(rp, str):
         return None
+    from ._io.dicom_common import StudyReference, is_valid_uid, read_dicom_header
+    from ._io.errors import DicomInputError
+
     try:
-        import pydicom
-
-        uid = str(pydicom.dcmread(_resolve(cfg, rp), stop_before_pixels=True).get("FrameOfReferenceUID", "") or "")
-    except Exception:   # noqa: BLE001  (any unreadable plan: refused later, with the reader's message)
+        ds = read_dicom_header(_resolve(cfg, rp))
+    except DicomInputError:   # refused later, with the plan reader's message (the same reading)
         return None
-    from ._io.dicom_common import StudyReference, is_valid_uid
-
+    uid = str(ds.get("FrameOfReferenceUID", "") or "") if ds is not None else ""
     return StudyReference(frame_of_reference_uid=uid) if uid and is_valid_uid(uid) else None
 
 

@@ -144,3 +144,24 @@ def test_info_imports_pymedphys_only_when_asked():
     code = "import sys, mcproton, mcproton.cli; print('pymedphys' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_info_lists_the_dicom_decoders(fresh_backends, monkeypatch, tmp_path, capsys):
+    """Per compressed transfer syntax a CT may come in, whether pydicom can decode it here, and the pip command where
+    it cannot (audit 27 encodings, F5c: a site learnt that its archive's CTs could not be read only at the first
+    run)."""
+    from mcproton._io import decoders
+
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "k"))
+    monkeypatch.setattr(cpu.CpuBackend, "compile", lambda self: None)   # not built into the empty cache (~15 s)
+    monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
+    monkeypatch.setattr(decoders, "_decoder", lambda uid: type("Decoder", (), {
+        "is_available": uid != "1.2.840.10008.1.2.4.57", "available_plugins": ("pydicom",)})())
+    main(["info", "--json"])
+    got = json.loads(capsys.readouterr().out)["dicom_decoders"]
+    assert list(got) == [name for name, *_ in decoders.DECODER_GROUPS]
+    assert got["JPEG Lossless (.57, .70)"] == ("missing: `pip install pylibjpeg pylibjpeg-libjpeg` (or `pip install "
+                                               "python-gdcm`)")
+    assert got["RLE Lossless (.5)"] == "yes (pydicom)"
+    main(["info"])
+    assert "dicom_decoders:" in capsys.readouterr().out

@@ -1683,11 +1683,11 @@ def dose_to_statement(paths: Iterable[str | Path]) -> tuple[str | None, str]:
     """Dose to "water" or "medium" as the TPS RT Doses ``paths`` say it in their free text (:data:`DOSE_TO_FIELDS`,
     :data:`_SAID_TO`), and what was read from where (for the log and the record).  None where a file says
     neither, says both (e.g. "dose to medium converted to water") or the files disagree."""
-    import pydicom
+    from .._io.dicom_common import read_dicom_header
 
     said: dict[str, list[str]] = {}
     for p in paths:
-        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        ds = read_dicom_header(p)   # an RT Dose read before (a raw data set too)
         maker = str(ds.get("Manufacturer", ""))
         found = []
         for k in DOSE_TO_FIELDS:

@@ -41,7 +41,8 @@ import numpy as np
 
 from .._io.ct import is_localizer
 from .._io.dicom_common import (assume_input_charset, dangling_links, dangling_links_message, dicom_kind, is_valid_uid,
-                                 links_listed, may_be_dicom, named_like_dicom, read_dicom_file, replacement_plan_uid)
+                                 links_listed, may_be_dicom, named_like_dicom, read_dicom_file, read_dicom_header,
+                                 replacement_plan_uid)
 from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .._io.patients import PatientFile, PatientIdentity, compare_patients, read_identity, series_patients
@@ -146,21 +147,12 @@ class CheckInputs:
 
 
 def _dcm_header(path: Path):
-    """A file's header, its text read as every reader of identity reads it (assume_input_charset), or None."""
-    import pydicom
-
+    """A file's header as every reader reads it (:func:`read_dicom_header`: a raw data set too, its text decoded
+    as the readers of identity decode it), or None where it is not DICOM or cannot be read (its reader says so)."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - any file in a patient folder may be there; not DICOM -> skipped
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        except Exception:  # noqa: BLE001
-            return None
-    try:
-        assume_input_charset(ds, path, say=False)   # its readers say it (the plan's, the RT Struct's)
-    except Exception:  # noqa: BLE001 - a header read forcibly may not be parsable further; as read
-        pass
-    return ds
+        return read_dicom_header(path)
+    except DicomInputError:   # any file in a patient folder may be there; its own reader refuses it
+        return None
 
 
 #: RTPlanRelationship (300A,0055) values by which a plan says it replaces the plan it references (DICOM PS3.3
@@ -487,12 +479,10 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None, *, floor: bool
     (:func:`refuse_empty`) unless ``floor`` is False: :func:`gather` pairs first and refuses only the doses it
     compares, so that the empty per-beam dose of a 0-MU beam, or of another plan in the folder, is skipped with a
     note (audit 26, F4)."""
-    import pydicom
-
     from .._io.rtdose import read_rtdose, stated_uncertainty
 
     d = read_rtdose(path, dose_type=dose_type)   # a gzip-compressed file is named as such there
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = read_dicom_header(path)   # DICOM: read_rtdose read it
     assume_input_charset(ds, path)   # its PatientID compared with the plan's and the CT's, decoded alike
     beams: list[int] = []
     for ref in ds.get("ReferencedRTPlanSequence", []) or []:
@@ -701,13 +691,12 @@ def _stand_in_note(d: TPSDose, sop: str, name: str) -> str:
 
 def _plan_fraction_groups(plan_path: Path) -> list[int]:
     """The FractionGroupNumbers of the plan's FractionGroupSequence, in order (the check computes the first:
-    rtplan.load_rtplan); [] where the plan does not say."""
-    import pydicom
-
+    rtplan.load_rtplan); [] where the plan does not say (or cannot be read: its reader refuses it)."""
+    ds = _dcm_header(plan_path)
     try:
-        fgs = pydicom.dcmread(plan_path, stop_before_pixels=True).get("FractionGroupSequence") or []
+        fgs = (ds.get("FractionGroupSequence") if ds is not None else None) or []
         return [int(fg.FractionGroupNumber) for fg in fgs if fg.get("FractionGroupNumber") not in (None, "")]
-    except (AttributeError, OSError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return []
 
 
@@ -754,11 +743,8 @@ def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: l
 def _differing_attributes(a: Path, b: Path, n: int = 5) -> str:
     """Where two DICOM files differ, for a message: "in ApprovalStatus, ReviewerName, ..." (the first ``n`` top-level
     attributes by keyword or tag), "in their nested sequences or bytes only" where the top-level values agree."""
-    import pydicom
-
-    try:
-        da, db = (pydicom.dcmread(x, stop_before_pixels=True) for x in (a, b))
-    except Exception:  # noqa: BLE001 - only the message depends on it
+    da, db = _dcm_header(a), _dcm_header(b)
+    if da is None or db is None:   # only the message depends on it
         return "in their bytes"
     tags = sorted(set(da.keys()) | set(db.keys()))
     diff = [(da[t].keyword if t in da else db[t].keyword) or str(t) for t in tags
@@ -896,12 +882,8 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
 
 
 def _plan_names_struct(plan_path: Path, sop: str) -> bool:
-    import pydicom
-
-    try:
-        seq = pydicom.dcmread(plan_path, stop_before_pixels=True).get("ReferencedStructureSetSequence", []) or []
-    except (OSError, ValueError):
-        return False
+    ds = _dcm_header(plan_path)
+    seq = (ds.get("ReferencedStructureSetSequence", []) if ds is not None else None) or []
     return bool(sop) and any(str(r.get("ReferencedSOPInstanceUID", "")) == sop for r in seq)
 
 
@@ -909,13 +891,10 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
                  log: list[str], *, root: str | Path | None = None) -> Path | None:
     """The structure set the plan references (ReferencedStructureSetSequence), else the only one of the plan's
     frame of reference; two of the plan's frame that the plan does not tell apart are refused."""
-    import pydicom
-
     want = ""
     try:
-        want = str(pydicom.dcmread(plan_path, stop_before_pixels=True)
-                   .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
-    except (AttributeError, IndexError, OSError, ValueError):   # no ReferencedStructureSetSequence
+        want = str(_dcm_header(plan_path).ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
+    except (AttributeError, IndexError, TypeError):   # no ReferencedStructureSetSequence (or not read)
         pass
     ref = [p for p in files if want and headers[p].sop == want]
     if ref:

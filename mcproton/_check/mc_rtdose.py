@@ -40,11 +40,9 @@ def tps_study(path: str | Path, plan_sop_instance_uid: str):
     so it gives it the date and time its other objects give it (before, audit 25 F5: the check's date and time and
     this machine's offset, so that one study had two StudyDates, the second depending on where and when the check
     ran).  A TPS dose without a StudyDate leaves them to :meth:`StudyReference.resolved` (the time it is written)."""
-    import pydicom
+    from .._io.dicom_common import StudyReference, assume_input_charset, read_dicom_header
 
-    from .._io.dicom_common import StudyReference, assume_input_charset
-
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = read_dicom_header(path)   # DICOM (a raw data set too): read_tps_dose read it
     assume_input_charset(ds, path)   # no SpecificCharacterSet: UTF-8 or Latin-1, said (once; read_tps_dose read it)
     return StudyReference(patient_name=str(ds.get("PatientName", "") or ""),
                           patient_id=str(ds.get("PatientID", "") or ""),
@@ -224,11 +222,10 @@ def written_header(path: Path) -> dict[str, Any]:
     not the one written), its own ``sop_instance_uid`` and ``series_instance_uid``, the plan it references
     (``referenced_plan_sop_instance_uid``: a replacement where the plan's UID is not valid) and the file's
     ``sha256``: what ties a copy of the file, imported into a planning system or a PACS, to this check.json (F4)."""
-    import pydicom
-
+    from .._io.dicom_common import read_dicom_header
     from .._io.file_hash import sha256_file
 
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    ds = read_dicom_header(path)
     refs = ds.get("ReferencedRTPlanSequence") or []
     return {"dose_comment": str(ds.get("DoseComment", "") or ""),
             "image_comments": str(ds.get("ImageComments", "") or ""),

@@ -59,9 +59,7 @@ def _ours(path: Path, phantom_slice: bool = False) -> bool:
     an ``RD_mc*.dcm`` its MC RT Dose, a file of ``phantom_ct/`` (``phantom_slice``) a CT slice of its phantom (a
     slice of the check's phantom CT named RD_mc.dcm, or an MC dose in phantom_ct/, is not: it was moved aside and
     deleted with the check's outputs; the identity audit of 2026-12-07, F7)."""
-    import pydicom
-
-    from .._io.dicom_common import CT_IMAGE_STORAGE, RT_DOSE_STORAGE
+    from .._io.dicom_common import CT_IMAGE_STORAGE, RT_DOSE_STORAGE, read_dicom_header
 
     if path.is_dir():   # the phantom CT: every file mcproton's phantom series
         files = [f for f in path.iterdir()]
@@ -79,8 +77,10 @@ def _ours(path: Path, phantom_slice: bool = False) -> bool:
         except OSError:
             return False
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = read_dicom_header(path)
     except Exception:  # noqa: BLE001 - not DICOM, unreadable: not ours
+        return False
+    if ds is None:
         return False
     kind = (CT_IMAGE_STORAGE, PHANTOM_SERIES_DESCRIPTION) if phantom_slice else (RT_DOSE_STORAGE, MC_SERIES_DESCRIPTION)
     return is_check_output(ds) and (str(ds.get("SOPClassUID", "")), str(ds.get("SeriesDescription", ""))) == kind

@@ -59,11 +59,14 @@ class DoseReferences:
 def plan_dose_references(plan_path: str) -> DoseReferences:
     """The target dose references of the RT Plan ``plan_path``; none where it has none or cannot be read (the
     prescription is optional: without it V95/V100 are relative to each target's TPS median)."""
-    import pydicom
+    from .._io.dicom_common import read_dicom_header
+    from .._io.errors import DicomInputError
 
     out = DoseReferences()
     try:
-        ds = pydicom.dcmread(plan_path, stop_before_pixels=True)
+        ds = read_dicom_header(plan_path)   # a raw data set too, as the plan's reader reads it (audit 27, F1)
+        if ds is None:
+            return DoseReferences(unreadable=f"{plan_path}: not a DICOM file")
         for i, dr in enumerate(ds.get("DoseReferenceSequence", []) or []):
             v = dr.get("TargetPrescriptionDose", None)
             kind = str(dr.get("DoseReferenceType", "") or "").upper()
@@ -77,6 +80,8 @@ def plan_dose_references(plan_path: str) -> DoseReferences:
                 name = str(dr.get("DoseReferenceDescription", "") or "").strip()
                 out.skipped.append(f"{name or 'dose reference ' + str(dr.get('DoseReferenceNumber', i + 1))!r} "
                                    f"({structure or 'no DoseReferenceStructureType'})")
+    except DicomInputError as exc:   # the file named, and why (a raw data set is read: audit 27 encodings, F1)
+        return DoseReferences(unreadable=str(exc))
     except Exception as exc:  # noqa: BLE001 - the prescription is optional: V95/V100 then use the target median
         return DoseReferences(unreadable=f"{type(exc).__name__}: {exc}")
     return out

@@ -49,10 +49,10 @@ def dicom_datetime(date: str, time: str) -> str | None:
 
 
 def _header(path: str | Path, tags: Sequence[str]) -> Any:
-    import pydicom
+    from .._io.dicom_common import read_dicom_header
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(tags))
+        return read_dicom_header(path, specific_tags=tags)
     except Exception:  # noqa: BLE001 - the file was read before; the record then gives its hash only
         return None
 

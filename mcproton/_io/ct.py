@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
+from .decoders import install_for, missing_decoder
 from .dicom_common import (CT_IMAGE_STORAGE, MULTI_FRAME_CT, SECONDARY_CAPTURE, StudyReference, dangling_links,
                            dangling_links_message, dicom_kind, is_dicomdir, is_gzip, links_listed)
 from .errors import DicomInputError, McprotonWarning, warn
@@ -311,37 +312,96 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
-#: Transfer syntaxes whose compression is lossy (PS3.5 A.4, PS3.6): JPEG Baseline and Extended (.50, .51), JPEG-LS
-#: Near-Lossless (.81), JPEG 2000 (.91), HTJ2K (.203)
-LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended",
-                           "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
-                           "1.2.840.10008.1.2.4.203": "HTJ2K"}
+def _sop_class_name(sop: str) -> str:
+    """A SOP class UID as a message names it: "MR Image Storage objects (SOP class 1.2.840.10008.5.1.4.1.1.4)", or
+    "objects of SOP class UID" where pydicom does not know it, "objects without a SOPClassUID" where there is none."""
+    if not sop:
+        return "objects without a SOPClassUID (0008,0016)"
+    from pydicom.uid import UID
+
+    name = UID(sop).name
+    return f"{name} objects (SOP class {sop})" if name and name != sop else f"objects of SOP class {sop}"
+
+
+def _refuse_multi_frame_slices(chosen: list) -> None:
+    """Refuse a CT Image Storage object of the series read that holds more than one frame (NumberOfFrames
+    (0028,0008) > 1): a classic CT image is one slice per file, and its one ImagePositionPatient cannot place the
+    others.  Before (audit 27 encodings, F5) it was refused later, for its pixel array's shape, without saying why."""
+    for f, ds in chosen:
+        v = ds.get("NumberOfFrames", None)
+        try:
+            n = int(v) if v not in (None, "") else 1
+        except (TypeError, ValueError):
+            raise _err(f"{f}: NumberOfFrames (0028,0008) is {str(v)!r}, not a number: the file is damaged; export "
+                       "the CT again") from None
+        if n > 1:
+            raise _err(f"{f}: a CT image holding {n} frames (NumberOfFrames (0028,0008) {n}: several slices in one "
+                       "file), which a classic CT image does not (one slice per file, placed by its own "
+                       "ImagePositionPatient); multi-frame CT is not supported: export the CT as classic single-frame "
+                       "CT Image Storage slices (one file per slice)")
+
+
+#: Transfer syntaxes whose compression is always lossy (PS3.5 A.4.1, PS3.6 Annex A): JPEG Baseline (Process 1) and
+#: Extended (Process 2 & 4), both DCT-based
+LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended"}
+#: Transfer syntaxes that allow lossless and lossy compression alike (PS3.5 A.4, PS3.6 Annex A): JPEG-LS
+#: Near-Lossless (.81; lossless with NEAR 0), JPEG 2000 (.91, "JPEG 2000 Image Compression": the reversible 5/3
+#: or the irreversible 9/7 wavelet; .90 is its lossless-only syntax), JPEG XL (.112) and HTJ2K (.203; .201 and .202
+#: are lossless only).  An image in one of them was lossy-compressed where LossyImageCompression (0028,2110) says
+#: "01", and not where it says "00" (PS3.3 C.7.6.1.1.5: once an image was lossy-compressed it stays "01", whatever it
+#: is stored as afterwards); the syntax alone does not tell
+MAY_BE_LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless",
+                                  "1.2.840.10008.1.2.4.91": "JPEG 2000", "1.2.840.10008.1.2.4.112": "JPEG XL",
+                                  "1.2.840.10008.1.2.4.203": "HTJ2K"}
+
+
+def _lossy_said(ds) -> str:
+    """What LossyImageCompression (0028,2110) of ``ds`` says, for a message: "'01'", "'00'" or "absent"."""
+    v = str(ds.get("LossyImageCompression", "") or "").strip()
+    return repr(v) if v else "absent"
 
 
 def _warn_lossy(chosen: list, folder) -> None:
     """Warn when slices of the series read were lossy-compressed: LossyImageCompression (0028,2110) "01" (it stays
-    "01" once an image was, whatever it is stored as now), or a lossy transfer syntax.  Their CT numbers are not the
-    scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by 11 HU on average and
-    up to 184 HU), and a CT for a dose calculation should be the original; the warning is kept in the run's and the
-    check's warnings."""
-    lossy = []
+    "01" once an image was, whatever it is stored as now), or an always-lossy transfer syntax
+    (:data:`LOSSY_TRANSFER_SYNTAXES`); a transfer syntax that may be lossless or lossy
+    (:data:`MAY_BE_LOSSY_TRANSFER_SYNTAXES`, JPEG 2000 among them) is warned about only where the file does not say
+    (LossyImageCompression absent: "may have been lossy-compressed"), and not where it says "00" (before, audit 27
+    encodings F2, every JPEG 2000 slice was called lossy-compressed, and the message always quoted '01').  Their CT
+    numbers are not the scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by
+    11 HU on average and up to 184 HU), and a CT for a dose calculation should be the original; the warnings are kept
+    in the run's and the check's warnings, and quote what the first such slice says."""
+    lossy, maybe = [], []
     for _, ds in chosen:
         meta = getattr(ds, "file_meta", None)
         ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
-        if str(ds.get("LossyImageCompression", "") or "").strip() == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
+        said = str(ds.get("LossyImageCompression", "") or "").strip()
+        if said == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
             lossy.append((ds, ts))
-    if not lossy:
-        return
-    ds, ts = lossy[0]
-    ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
-    method = _text_values(ds.get("LossyImageCompressionMethod", None))
-    how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "",
-                                f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in LOSSY_TRANSFER_SYNTAXES
-                                else "") if x)
-    warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed (LossyImageCompression "
-         f"(0028,2110) '01'{'; ' + how if how else ''}): their CT numbers differ from the scanner's, and so may the "
-         "stopping powers and ranges computed from them; use the original CT series (ask the archive for it "
-         "uncompressed or losslessly compressed)", McprotonWarning, stacklevel=3)
+        elif ts in MAY_BE_LOSSY_TRANSFER_SYNTAXES and said != "00":
+            maybe.append((ds, ts))
+    remedy = ("their CT numbers differ from the scanner's, and so may the stopping powers and ranges computed from "
+              "them; use the original CT series (ask the archive for it uncompressed or losslessly compressed)")
+    if lossy:
+        ds, ts = lossy[0]
+        ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
+        method = _text_values(ds.get("LossyImageCompressionMethod", None))
+        syntax = (f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}, always lossy" if ts in LOSSY_TRANSFER_SYNTAXES
+                  else f"transfer syntax {MAY_BE_LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in MAY_BE_LOSSY_TRANSFER_SYNTAXES
+                  else "")
+        how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "", syntax)
+                        if x)
+        how = f"LossyImageCompression (0028,2110) {_lossy_said(ds)}" + (f"; {how}" if how else "")
+        warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed ({how}): {remedy}",
+             McprotonWarning, stacklevel=3)
+    if maybe:
+        ds, ts = maybe[0]
+        name = MAY_BE_LOSSY_TRANSFER_SYNTAXES[ts]
+        warn(f"{folder}: {len(maybe)} of the {len(chosen)} CT slices may have been lossy-compressed (transfer syntax "
+             f"{name}, {ts}, which allows lossless and lossy compression, and LossyImageCompression (0028,2110) "
+             f"{_lossy_said(ds)}, so the file does not say which): if they were, {remedy}; if the archive compressed "
+             "them losslessly, the CT numbers are the scanner's (ask it, or have it set LossyImageCompression)",
+             McprotonWarning, stacklevel=3)
 
 
 def _warn_assumed_charset(chosen: list, folder) -> None:
@@ -530,6 +590,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
     headers = []
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}
+    odd_sop: dict[str, list[str]] = {}   # {SOP class: [file names]}: read as CT by their Modality
     not_dicom: list[Path] = []
     dicomdirs: list[Path] = []
     multi_frame: dict[str, list[tuple[Path, str]]] = {}   # {series: [(file, what)]}: not read
@@ -563,6 +624,8 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
             continue
         if modality != "CT":   # a CT Image Storage object: its IOD is a CT image whatever the Modality says
             odd_modality.setdefault(modality or "(none)", []).append(f.name)
+        elif sop != CT_IMAGE_STORAGE:   # read as CT by its Modality: say so, as the reverse is said (audit 27, F6)
+            odd_sop.setdefault(sop, []).append(f.name)
         if not str(ds.get("SeriesInstanceUID", "") or "").strip():
             # Type 1 in every image; a file cut between two elements before it reads as a complete shorter file
             raise _err(f"{f}: a CT slice without SeriesInstanceUID (0020,000E), which every image must have: the file "
@@ -572,6 +635,12 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
+    for sop, names in odd_sop.items():
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        warn(f"{len(names)} image(s) in {folder} ({shown}) say Modality 'CT' but are "
+             f"{_sop_class_name(sop)}, not CT Image Storage ({CT_IMAGE_STORAGE}): read as CT slices by their "
+             "Modality; another modality's pixel values are not CT numbers (HU), even under a rescale: make sure this "
+             "is the CT series the plan was made on, exported as CT Image Storage", McprotonWarning, stacklevel=2)
     for f in dicomdirs:
         warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
     if captures and headers:
@@ -624,6 +693,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
                  f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
                  "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
+    _refuse_multi_frame_slices(chosen)
     _not_dicom_files(not_dicom, chosen, folder)
     _warn_lossy(chosen, folder)
     _warn_assumed_charset(chosen, folder)
@@ -870,6 +940,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                 raise
             except Exception as exc:
                 ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+                if ts is not None and missing_decoder(str(ts)) and install_for(str(ts)):   # not the file: audit 27, F5
+                    raise _err(f"{f}: pixel data cannot be decoded here: they are compressed as {ts.name} ({ts}), "
+                               "and no decoder for it is installed here (`mcproton info` lists the decoders, under "
+                               f"dicom_decoders): install one, {install_for(str(ts))}, or re-export the CT "
+                               "uncompressed") from exc
                 raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
                            "truncated/corrupted or uses a compression pydicom cannot decode"
                            + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
@@ -906,6 +981,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             elif not integral and hu.dtype == np.int16:
                 hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
             hu_k = _rescale_slice(arr, slope, inter, integral)
+            if hu_k is not None and (float(hu_k.min()) < -32768 or float(hu_k.max()) > 32767):
+                raise _err(_implausible_hu(f, arr, hu_k, bits, slope, inter))   # the slice named, and a likely cause
             del arr, ds
             if hu_k is None:
                 nonfinite = True
@@ -1099,6 +1176,8 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     if not (1 <= stored <= allocated and 0 <= high < allocated) or rep not in (0, 1):
         raise _err(f"{f}: {header}: not a consistent pixel header (BitsStored 1..BitsAllocated, HighBit below "
                    f"BitsAllocated, PixelRepresentation 0 or 1): the file is damaged; {_BITS_FIX}")
+    if allocated != 16 or stored < 12:
+        raise _err(_not_ct_bits(ds, f, header, allocated, stored, rep))
     if high > stored - 1:
         raise _err(f"{f}: {header}: the header puts the {stored} stored bits of each pixel at bits "
                    f"{high - stored + 1}..{high} of its word, while pydicom ignores HighBit and takes bits "
@@ -1106,6 +1185,29 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
                    f"C.7.6.3, requires HighBit = BitsStored - 1): the header is damaged or the export wrong; "
                    f"{_BITS_FIX}")
     return allocated, stored, high, rep
+
+
+def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int) -> str:
+    """The refusal of a slice whose words are not a CT's: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5) requires
+    BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or converter's
+    windowed export that kept the CT SOP class and the scanner's rescale) was read as HU -1024..-769: the patient as
+    air, stopped only where more than half the beam's energy left the grid."""
+    lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if rep == 1 else (0, (1 << stored) - 1)
+    reads = ""
+    try:
+        slope, inter = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+        a, b = sorted((lo * slope + inter, hi * slope + inter))
+        if np.isfinite(a) and np.isfinite(b):
+            reads = (f"; with RescaleSlope {slope:g} and RescaleIntercept {inter:g} its {stored}-bit values "
+                     f"{lo}..{hi} would read as {a:g}..{b:g} HU")
+    except (TypeError, ValueError):
+        pass
+    what = ("a display export (a viewer's or converter's windowed image, the grey levels of a window, not CT "
+            "numbers)" if allocated == 8 or stored <= 8 else
+            "not the CT numbers a scanner stores (the values above the stored bits are lost)")
+    return (f"{f}: {header}: a CT image stores its CT numbers in 16-bit words of 12 to 16 bits (BitsAllocated 16, "
+            f"BitsStored 12-16: the CT Image Module, PS3.3 C.8.2.1.1.4 and .5); this one is {what}{reads}: export the "
+            "original CT series from the scanner or the archive (16-bit CT Image Storage slices)")
 
 
 #: what to do about a CT whose pixel header does not fit its words
@@ -1149,13 +1251,56 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
     else:
         what = f"HighBit {high} (bits 0..{high}, though BitsStored says {stored})"
         reader = "as a reader that takes the HighBit reads it; pydicom takes the whole word"
-    raise _err(f"{f}: {header}: {bad.size} of the slice's {words.size} pixels hold stored values outside the "
-               f"{bits}-bit {'signed' if rep else 'unsigned'} range {lo}..{hi} that {what} gives; the most extreme, "
-               f"{w}, is {whole} HU as the whole {8 * words.dtype.itemsize}-bit word but {narrow} HU from its low "
-               f"{bits} bits ({'sign-extended' if rep else 'masked'}, {reader}). "
-               "Readers disagree on these voxels' CT numbers, so their stopping powers, and every range behind "
+    said = (f"{f}: {header}: {bad.size} of the slice's {words.size} pixels hold stored values outside the "
+            f"{bits}-bit {'signed' if rep else 'unsigned'} range {lo}..{hi} that {what} gives; the most extreme, "
+            f"{w}, is {whole} HU as the whole {8 * words.dtype.itemsize}-bit word but {narrow} HU from its low "
+            f"{bits} bits ({'sign-extended' if rep else 'masked'}, {reader}). ")
+    overlays = _embedded_overlays(ds, bits, 8 * words.dtype.itemsize)
+    if overlays and not _beyond_overlays(bad, bits, rep, overlays):
+        # the retired embedded overlay (PS3.5 8.1.2, PS3.3 C.9.2 as they were): the high bits are a graphic, not CT
+        # numbers, and a BitsStored 16 would read it as CT numbers (+4096 HU along the annotation): audit 27, F4
+        where = ", ".join(f"group {g:04X}: OverlayBitPosition {b}" for g, b in overlays)
+        raise _err(f"{said}These bits are an embedded overlay that the file declares ({where}, with "
+                   f"OverlayBitsAllocated {8 * words.dtype.itemsize}: the retired encoding of an annotation graphic "
+                   "in the unused high bits of the pixel words), not CT numbers; mcproton does not separate embedded "
+                   "overlays: ask the archive or the scanner for the series without the overlay (or with it in "
+                   "OverlayData (60xx,3000), a plane of its own). Do not set BitsStored to 16 in the header: the "
+                   "overlay's pixels would then be read as CT numbers")
+    raise _err(f"{said}Readers disagree on these voxels' CT numbers, so their stopping powers, and every range behind "
                "them, are unknown: check the CT's export (an extended-HU scale, or HU + 1024 beyond 3071 HU, stored "
                f"under a {stored}-bit header?) and {_BITS_FIX}")
+
+
+def _embedded_overlays(ds, bits: int, word_bits: int) -> list[tuple[int, int]]:
+    """The overlay planes (group, OverlayBitPosition) that ``ds`` declares embedded in its pixel words above their
+    ``bits`` pixel bits: a repeating group 6000-601E with OverlayBitsAllocated (60xx,0100) equal to the word size and
+    an OverlayBitPosition (60xx,0102) from ``bits`` to the word's top bit (an encoding the standard has retired, still
+    in old archives)."""
+    out = []
+    for group in range(0x6000, 0x6020, 2):
+        try:
+            allocated, position = ds.get((group, 0x0100), None), ds.get((group, 0x0102), None)
+            if allocated is None or position is None:
+                continue
+            allocated, position = int(allocated.value), int(position.value)
+        except (TypeError, ValueError):
+            continue
+        if allocated == word_bits and bits <= position < word_bits:
+            out.append((group, position))
+    return out
+
+
+def _beyond_overlays(bad: np.ndarray, bits: int, rep: int, overlays: list[tuple[int, int]]) -> bool:
+    """Whether the out-of-range words ``bad`` set high bits (above their ``bits`` pixel bits) other than the embedded
+    overlays' bit positions (for signed pixels: other than their sign extension)."""
+    mask = 0
+    for _, position in overlays:
+        mask |= 1 << position
+    high = (bad.astype(np.int64) & 0xFFFF) >> bits << bits
+    if rep:   # the sign extension of the pixel's own top bit is not an overlay bit
+        sign = ((bad.astype(np.int64) >> (bits - 1)) & 1).astype(bool)
+        high = np.where(sign, high ^ (0xFFFF >> bits << bits), high)
+    return bool(np.any(high & ~mask))
 
 
 def _padding_range(ds) -> tuple[int, int] | None:
@@ -1195,6 +1340,33 @@ def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np
     border = np.unique(np.concatenate([pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]]))
     mask = np.isin(pieces, border[border > 0])
     return (mask, pad_hu) if mask.any() else None
+
+
+def _implausible_hu(f: Path, arr: np.ndarray, hu_k: np.ndarray, bits_header: tuple[int, int, int, int],
+                    slope: float, inter: float) -> str:
+    """The refusal of the slice ``f`` whose CT numbers ``hu_k`` (its stored values ``arr`` x ``slope`` + ``inter``)
+    leave the int16 range of any CT: the file named, what it stores, and the likely cause.  Where an unsigned 16-bit
+    header (PixelRepresentation 0, BitsStored 16) holds words that read as plausible CT numbers when taken as signed
+    (two's complement, as PixelRepresentation 1 says): a converter's error in PixelRepresentation (0028,0103), which
+    puts air (-1000 HU) at 64536.  Before (audit 27 encodings, F5) the message named neither the file nor that tag
+    ("CT values 15..65517 HU are outside any plausible HU range; check RescaleSlope/RescaleIntercept")."""
+    allocated, stored, _, rep = bits_header
+    head = (f"{f}: its CT numbers {float(hu_k.min()):.0f}..{float(hu_k.max()):.0f} HU (stored values "
+            f"{float(arr.min()):.0f}..{float(arr.max()):.0f} x RescaleSlope {slope:g} + RescaleIntercept {inter:g}) "
+            "are outside any plausible HU range")
+    if rep == 0 and allocated == 16 and stored == 16 and arr.dtype.kind in "iu" and int(arr.max()) > 32767:
+        w = arr.astype(np.int64)
+        w = np.where(w > 32767, w - 65536, w)
+        a, b = float(w.min()) * slope + inter, float(w.max()) * slope + inter
+        if -32768 <= min(a, b) and max(a, b) <= 32767:
+            return (f"{head}: PixelRepresentation (0028,0103) says 0 (unsigned words), but read as signed (two's "
+                    f"complement) 16-bit words, as PixelRepresentation 1 says, the slice gives {min(a, b):.0f}.."
+                    f"{max(a, b):.0f} HU: the words are most likely signed and the header wrong (a converter's or "
+                    "anonymiser's error); export the CT again from the scanner or the archive, with "
+                    "PixelRepresentation 1")
+    return (f"{head}: RescaleSlope (0028,1053), RescaleIntercept (0028,1052) or PixelRepresentation (0028,0103) do "
+            "not fit the stored values (the header is damaged or not a CT's): export the CT again from the scanner "
+            "or the archive")
 
 
 def _rescale_slice(arr: np.ndarray, slope: float, inter: float, integral: bool) -> np.ndarray | None:

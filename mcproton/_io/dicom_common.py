@@ -1056,17 +1056,30 @@ def decode_long_un(ds) -> None:
                                 RawDataElement(tag, known, len(value), bytes(value), 0, False, little))
 
 
-def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True,
-                    max_inflated_bytes: int | None = None, inflated_what: str = ""):
-    """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
-    set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
-    always did), :class:`DicomInputError` if it ends early, cannot be parsed or is gzip-compressed (saying to
-    decompress it), else the pydicom Dataset.
-    ``check=False`` skips the structure walk (for a second read of a file already checked).
-    ``max_inflated_bytes``, ``inflated_what``: the bound of a Deflated data set, checked with the structure
-    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file.
-    A file that declares no SpecificCharacterSet but holds text bytes above 0x7F has that text decoded by
-    :func:`assume_input_charset` (silently: the readers of identity say it), so every reader reads it alike."""
+def _dicom_start(p: Path, head: bytes, size: int) -> bool | None:
+    """How a file whose first bytes are ``head`` (at least its first 132, or all of a shorter file of ``size`` bytes)
+    is DICOM: True with the 'DICM' prefix (Part 10), False for a raw data set (no preamble and file meta, as some
+    storage SCPs, research tools and older systems write), None if it is not DICOM at all; a gzip-compressed file or
+    one that ends inside the preamble is a :class:`DicomInputError`."""
+    from .errors import DicomInputError
+
+    has_magic = len(head) >= 132 and head[128:132] == b"DICM"
+    if not has_magic and head[:2] == GZIP_SIGNATURE:   # before: "not a DICOM file", or skipped in a folder
+        raise gzip_error(p)
+    if not has_magic:
+        if 0 < size <= 132 and not any(head[:128]):
+            raise DicomInputError(f"{p}: the file ends early ({size} bytes, inside the 128-byte DICOM "
+                                  "preamble); it was truncated: copy or export it again")
+        if not _looks_like_dataset(head):
+            return None
+    return has_magic
+
+
+def _parse_dataset(source, p: Path, *, has_magic: bool, **kw):
+    """pydicom's reading of ``source`` (the file's bytes or its path) as :func:`read_dicom_file` reads it: forced
+    where the file is a raw data set, pydicom's errors a :class:`DicomInputError` naming ``p``, long UN values
+    decoded, the text decoded as every reader decodes it, a raw data set's encoding recorded as its
+    TransferSyntaxUID."""
     import io
 
     import pydicom
@@ -1074,24 +1087,8 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
 
     from .errors import DicomInputError
 
-    p = Path(path)
     try:
-        buf = p.read_bytes()
-    except OSError as exc:
-        raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
-    has_magic = len(buf) >= 132 and buf[128:132] == b"DICM"
-    if not has_magic and buf[:2] == GZIP_SIGNATURE:   # before: "not a DICOM file", or skipped in a folder
-        raise gzip_error(p)
-    if not has_magic:
-        if 0 < len(buf) <= 132 and not any(buf[:128]):
-            raise DicomInputError(f"{p}: the file ends early ({len(buf)} bytes, inside the 128-byte DICOM "
-                                  "preamble); it was truncated: copy or export it again")
-        if not _looks_like_dataset(buf):
-            return None
-    if check:
-        check_complete(buf, str(p), max_inflated_bytes=max_inflated_bytes, what=inflated_what)
-    try:
-        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+        ds = pydicom.dcmread(source, force=not has_magic, **kw)
     except MemoryError:   # the machine, not the file
         raise
     except RecursionError:   # nesting that exhausts the stack (check=False: not walked above)
@@ -1123,6 +1120,60 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
         ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                                           ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     return ds
+
+
+def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True,
+                    max_inflated_bytes: int | None = None, inflated_what: str = ""):
+    """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
+    set at its start; a file without the 128-byte preamble and file meta is read as a raw data set, by every
+    reader alike), :class:`DicomInputError` if it ends early, cannot be parsed or is gzip-compressed (saying to
+    decompress it), else the pydicom Dataset.
+    ``check=False`` skips the structure walk (for a second read of a file already checked).
+    ``max_inflated_bytes``, ``inflated_what``: the bound of a Deflated data set, checked with the structure
+    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file.
+    A file that declares no SpecificCharacterSet but holds text bytes above 0x7F has that text decoded by
+    :func:`assume_input_charset` (silently: the readers of identity say it), so every reader reads it alike.
+    A header alone is read by :func:`read_dicom_header`, which reads a file the same way."""
+    import io
+
+    from .errors import DicomInputError
+
+    p = Path(path)
+    try:
+        buf = p.read_bytes()
+    except OSError as exc:
+        raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
+    has_magic = _dicom_start(p, buf[:132], len(buf))
+    if has_magic is None:
+        return None
+    if check:
+        check_complete(buf, str(p), max_inflated_bytes=max_inflated_bytes, what=inflated_what)
+    return _parse_dataset(io.BytesIO(buf), p, has_magic=has_magic, stop_before_pixels=stop_before_pixels)
+
+
+def read_dicom_header(path: str | Path, *, specific_tags: Sequence[str] | None = None):
+    """The header of the DICOM file ``path`` (its data set up to the pixel data; only ``specific_tags`` where given),
+    read as :func:`read_dicom_file` reads a file, without reading the rest of it or walking its structure: ``None``
+    if it is not DICOM at all, a :class:`DicomInputError` naming the file if it is gzip-compressed or cannot be
+    parsed, a raw data set (no preamble and file meta) read as such.  Every header read of an input (the check's
+    folder and plan reads, the survey of ``check --batch``, the slab phantom's frame of reference, an RT Dose's
+    second read) goes through it: before (audit 27 encodings, F1) most called pydicom without ``force``, so a raw RT
+    Ion Plan that ``run`` reads stopped ``check`` with pydicom's "Use force=True", and a slab_ct run of it wrote its
+    RT Dose in a new frame of reference."""
+    from .errors import DicomInputError
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(132)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
+    has_magic = _dicom_start(p, head, size)
+    if has_magic is None:
+        return None
+    kw = {"specific_tags": list(specific_tags)} if specific_tags is not None else {}
+    return _parse_dataset(str(p), p, has_magic=has_magic, stop_before_pixels=True, **kw)
 
 
 #: The words that begin the plan reader's warning of an invalid plan SOP Instance UID, followed by the UID's repr: the

@@ -74,9 +74,11 @@ def written_by_mcproton(path) -> tuple[bool, str]:
     kind = _kind(p)
     try:
         if kind == ".dcm":
-            import pydicom
+            from .dicom_common import read_dicom_header
 
-            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["Manufacturer"])
+            ds = read_dicom_header(p, specific_tags=["Manufacturer"])
+            if ds is None:
+                return False, "not a DICOM file"
             maker = str(ds.get("Manufacturer", "") or "")
             return maker == "mcproton", f"Manufacturer {maker!r}" if maker else "no Manufacturer"
         if kind == ".h5":
@@ -126,10 +128,12 @@ def other_kind(path, output: str) -> str:
     if output == "png":
         return "" if kind == ".png" else f"{_described(p, kind)} that mcproton wrote"
     if kind == ".dcm":
-        import pydicom
+        from .dicom_common import read_dicom_header
 
         try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
+            ds = read_dicom_header(p, specific_tags=["SOPClassUID", "Modality"])
+            if ds is None:
+                return "a file that is not DICOM now"
             sop = str(ds.get("SOPClassUID", "") or "")
             modality = str(ds.get("Modality", "") or "")
         except Exception as exc:  # noqa: BLE001 - not readable: not replaced

@@ -77,14 +77,10 @@ def read_header(path: Any) -> Any:
     this partial read and a full read give a name alike), or None where it cannot be read (its own reader reads it,
     and refuses it where damaged).  Before (review of 2026-12-07, R2) the whole file was read: a 20 MB structure set
     cost about 5 s per read, and a run read it for its identity two or three times."""
-    import pydicom
+    from .dicom_common import read_dicom_header
 
-    from .dicom_common import assume_input_charset
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(IDENTITY_TAGS), force=True)
-        assume_input_charset(ds, path, say=False)
-        return ds
+    try:   # None where it is not DICOM
+        return read_dicom_header(path, specific_tags=list(IDENTITY_TAGS))
     except Exception:  # noqa: BLE001 - see above
         return None
 

@@ -186,17 +186,15 @@ def _z_over_a(comp: dict[int, float]) -> float:
 
 
 def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
-    import pydicom
-
+    from .dicom_common import read_dicom_header
     from .rtstruct import read_rtstruct
 
-    from .dicom_common import decode_long_un
-
-    ds = pydicom.dcmread(struct_path, force=True)
-    decode_long_un(ds)
     # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
     # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
     names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}
+    # read_rtstruct read it (and refused it if not DICOM or damaged); its observations only, as every reader reads
+    # a file (a raw data set too), the contours not parsed again
+    ds = read_dicom_header(struct_path, specific_tags=["RTROIObservationsSequence"])
     out, unapplied = [], []
     for o in ds.get("RTROIObservationsSequence", []) or []:
         name = names.get(int(o.ReferencedROINumber), "?")

@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, decode_long_un,
-                           dicom_kind, gzip_error, is_gzip, number_values, object_text, replacement_plan_uid)
+from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, dicom_kind, number_values,
+                           object_text, read_dicom_file, read_dicom_header, replacement_plan_uid)
 from .dicom_common import is_valid_uid as is_valid_instance_uid
 from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, said_already, warn
 
@@ -837,9 +837,7 @@ def result_heterogeneity(result) -> tuple[str, ...]:
 def _written_references(path: Path, study: StudyReference) -> dict:
     """What the RT Dose at ``path`` says about whom it belongs to and what it holds (its header read back), for
     the summary of :func:`write_result_rtdose`: its own SOP Instance and Series Instance UIDs among them."""
-    import pydicom
-
-    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    ds = read_dicom_header(path)
     ref = ds.ReferencedRTPlanSequence[0]
     # the file's own UIDs: what a pipeline files the dose under, and finds it by in a PACS (integrator audit F10)
     return {"sop_instance_uid": str(ds.SOPInstanceUID), "series_instance_uid": str(ds.SeriesInstanceUID),
@@ -1139,22 +1137,18 @@ def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
     file's own directions are kept in ``axis_directions`` (for writing a dose in the same orientation).  Pixel
     data in a compressed transfer syntax that pydicom decodes without a plug-in (RLE Lossless, Deflated) is read
     too.  ``dose_type`` (PHYSICAL or EFFECTIVE): what the dose is where the file's DoseType is missing (the
-    ``dose_type`` field is then empty, as the file's); a DoseType in the file is checked as always."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
+    ``dose_type`` field is then empty, as the file's); a DoseType in the file is checked as always.
+    The file is read as every reader reads one (:func:`~mcproton._io.dicom_common.read_dicom_file`): a raw data set
+    (no preamble and file meta) too, a truncated or gzip-compressed file refused saying so, a GridFrameOffsetVector
+    > 64 kB in explicit VR (UN, PS3.5 6.2.2) decoded.  Before (audit 27 encodings, F1) a raw RT Dose was refused
+    with pydicom's "Use force=True"."""
     p = Path(path)
     if not p.is_file():
         raise DicomInputError(f"RT Dose file {p} does not exist")
-    try:
-        ds = pydicom.dcmread(p)
-        decode_long_un(ds)   # a GridFrameOffsetVector > 64 kB in explicit VR is UN (PS3.5 6.2.2)
-    except InvalidDicomError as exc:
-        if is_gzip(p):   # RD.dcm.gz: say so (before: "not a DICOM file (... 'DICM' prefix is missing ...)")
-            raise gzip_error(p) from None
-        raise DicomInputError(f"{p}: not a DICOM file ({exc})") from exc
-    except Exception as exc:
-        raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
+    ds = read_dicom_file(p)
+    if ds is None:
+        raise DicomInputError(f"{p}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give "
+                              "the RT Dose exported by the planning system")
     kind = dicom_kind(ds)[0]   # by SOP class first: OpenTPS's RT Struct says Modality RTDOSE
     if kind != "RTDOSE":
         raise DicomInputError(f"{p} is {object_text(ds)}, not an RT Dose: give the RT Dose file (Modality RTDOSE)"

@@ -1778,15 +1778,14 @@ def plan_prescription(rtplan_path: Any) -> tuple[float, int, int | None] | None:
     COORDINATES reference is the dose at a point (the DCPT head plan's "Verification3/5", 8.64 Gy(RBE) of a
     verification box), not the target's: before 2026-12-05 it was taken, and the run warned about a CTV at 0.61
     times it."""
-    import pydicom
-
     from .._check.prescription import plan_dose_references
+    from .._io.dicom_common import read_dicom_header
 
     refs = plan_dose_references(str(rtplan_path))
     if not refs.items:
         return None
     roi, dose = refs.items[0]
-    ds = pydicom.dcmread(str(rtplan_path), stop_before_pixels=True, force=True)
+    ds = read_dicom_header(rtplan_path)   # read by plan_dose_references just before
     fg = (ds.get("FractionGroupSequence") or [None])[0]
     n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
     return dose, max(n, 1), roi

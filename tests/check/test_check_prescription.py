@@ -41,7 +41,8 @@ def test_labels_and_rbe():
     from mcproton._check.prescription import DoseReferences
 
     assert "the plan gives no TargetPrescriptionDose" in median_source(DoseReferences())
-    assert "could not be read (FileNotFoundError" in median_source(plan_dose_references(str(DATA / "RP_x.dcm")))
+    assert "could not be read (" + str(DATA / "RP_x.dcm") + ": cannot be read ([Errno 2] No such file" in \
+        median_source(plan_dose_references(str(DATA / "RP_x.dcm")))
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value")

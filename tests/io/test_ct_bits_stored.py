@@ -166,3 +166,63 @@ def test_a_padding_value_beyond_bits_stored_marks_the_outside(tmp_path):
     stored[:, 4, 3] = 9024
     with pytest.raises(DicomInputError, match=r"1 of the slice's 30 pixels .* the most extreme, 9024, is 8000 HU"):
         load_ct_series(_ct(tmp_path / "metal", stored, rep=0, intercept=-1024, pad=63536))
+
+
+def test_an_8_bit_ct_is_refused_as_a_display_export(tmp_path):
+    """A viewer's windowed 8-bit export that kept the CT SOP class and the scanner's rescale (slope 1, intercept
+    -1024): the CT Image Module requires BitsAllocated 16 and BitsStored 12-16 (PS3.3 C.8.2.1.1.4-5).  Before (audit 27
+    encodings, F3) it was read as HU -1024..-769, the patient as air, and a run was stopped only where more than half
+    the beam's energy left the grid (the message then blamed the beam)."""
+    hu = _slab_hu(1000.0)
+    window = np.clip((hu - 40 + 200) * 255 / 400, 0, 255).astype(np.uint8)   # W400/L40 to 0..255
+    paths = write_ct_series(np.zeros(hu.shape, np.int16), (2.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    for k, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = window[k].tobytes()
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"CT_0000.dcm: BitsAllocated/BitsStored/HighBit 8/8/7, "
+                                              r"PixelRepresentation 0: a CT image stores its CT numbers in 16-bit "
+                                              r"words of 12 to 16 bits .*a display export .*its 8-bit values 0\.\.255 "
+                                              r"would read as -1024\.\.-769 HU: export the original CT series"):
+        load_ct_series(tmp_path / "ct")
+
+
+def test_fewer_than_12_stored_bits_are_refused(tmp_path):
+    """BitsStored 10 (values -512..511 signed): outside the CT Image Module's 12-16, refused naming it."""
+    hu = np.clip(_slab_hu(400.0), -512, 511)
+    with pytest.raises(DicomInputError, match=r"BitsAllocated/BitsStored/HighBit 16/10/9, PixelRepresentation 1: a CT "
+                                              r"image stores its CT numbers in 16-bit words of 12 to 16 bits"):
+        load_ct_series(_ct(tmp_path / "ct", hu, rep=1, intercept=0, bits=10))
+
+
+@pytest.mark.parametrize("rep", [0, 1])
+def test_an_embedded_overlay_is_named_and_no_header_edit_is_advised(tmp_path, rep):
+    """A 12-bit CT whose group 6000 declares an overlay embedded in bit 12 of the words (OverlayBitsAllocated 16,
+    OverlayBitPosition 12: the encoding retired in 2004, still in old archives).  Still refused, but the message names
+    the overlay and warns against BitsStored 16: before (audit 27 encodings, F4) it advised exporting "with BitsStored
+    16 and HighBit 15", which, done by editing the header, reads the annotation as CT numbers (+4096 HU)."""
+    hu = _slab_hu(1000.0)
+    words = hu + 1024 if rep == 0 else hu.copy()
+    line = np.zeros(hu.shape, bool)
+    line[:, 2, 1:4] = True   # a line of annotation in bit 12
+    words = np.where(line, (words & 0xFFFF) | (1 << 12), words)
+    if rep:   # signed: the overlay bit set in words whose 12-bit value is positive, as a writer or'ing it in does
+        words = words.astype(np.uint16).astype(np.int16).astype(np.int64)
+    folder = _ct(tmp_path / "ct", words, rep=rep, intercept=-1024 if rep == 0 else 0)
+    for p in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(p)
+        ds.add_new(0x60000010, "US", ds.Rows)
+        ds.add_new(0x60000011, "US", ds.Columns)
+        ds.add_new(0x60000040, "CS", "G")
+        ds.add_new(0x60000050, "SS", [1, 1])
+        ds.add_new(0x60000100, "US", 16)
+        ds.add_new(0x60000102, "US", 12)
+        ds.save_as(p)
+    with pytest.raises(DicomInputError) as exc:
+        load_ct_series(folder)
+    msg = str(exc.value)
+    assert ("These bits are an embedded overlay that the file declares (group 6000: OverlayBitPosition 12, with "
+            "OverlayBitsAllocated 16" in msg), msg
+    assert "Do not set BitsStored to 16" in msg and "export the CT again with BitsStored 16" not in msg
