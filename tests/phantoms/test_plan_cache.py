@@ -1,7 +1,9 @@
 """The demo's plan cache (mcproton/planning/_plan_cache.py; the host-time audit of 2026-12-07, F1): a plan read back
 is the plan stored to the bit, and so is its Monte Carlo dose; a damaged entry is named and the plan made again; the
-cache can be turned off; the key moves with what makes the plan; a plan whose making warned is not stored; demos
-storing together leave one whole entry.
+cache can be turned off; the key moves with what makes the plan (the BLAS core and the environment that chooses it
+among it); a plan whose making warned is not stored; demos storing together leave one whole entry; a folder that
+cannot be searched or written, or another user's entry, never stops the demo: the plan is kept in the per-user
+temporary folder (the review of audit 27's merges, R1 and R5); tidying removes only the cache's own files (R3).
 
 The plan is the demo's at 4 mm, made once per session (tests/conftest.py ``demo_plan_4mm_shared``): the cache keeps
 whatever its planner returns, so a planner that hands out copies of that plan (with posterior_fossa_plan's signature,
