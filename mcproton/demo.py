@@ -229,10 +229,11 @@ def _clean_after_failure(out: Path, n_slices: int) -> None:
 def _demo_plan(posterior_fossa_plan, g, ctv) -> tuple:
     """The demo's plan, ``posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)``, read from
     the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
-    the plan, the beam model's files, the code, NumPy, SciPy and the CPU: :mod:`mcproton.planning._plan_cache`),
-    else optimised and stored: the same plan to the bit either way.  Optimising it was 75-83 % of a CPU demo's wall
-    time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte Carlo on an H200 (the host-time audit of
-    2026-12-07, F1).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
+    the plan, the beam model's files, the code, NumPy, SciPy, their BLAS and the CPU:
+    :mod:`mcproton.planning._plan_cache`), else optimised and stored: the plan read is the plan stored, to the bit.
+    Optimising it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte
+    Carlo on an H200 (the host-time audit of 2026-12-07, F1).  Returns (plan, the cache's record for the summary's
+    ``plan_cache``)."""
     from ._io.beam_model import load_beam_model
     from ._io.console import write_stderr
     from .planning._plan_cache import cached_plan, plan_settings

@@ -176,24 +176,37 @@ def _expanded_cache_env(value: str, var: str = CACHE_ENV, what: str = "the CPU k
     return Path(path)
 
 
-def _fallback_dir() -> Path:
-    """The kernel cache used where the configured one cannot be written: a per-user folder in the temporary
-    directory (``mcproton-<uid>/kernels``), used only where it is this user's and closed to others (a kernel is
-    loaded into the process: another user's file must never be), else a private folder for this process."""
-    global _PRIVATE_TMP
+def user_temp_folder(create: bool = True) -> tuple[Path, str]:
+    """The per-user folder in the temporary directory (``mcproton-<uid>``; made, mode 0700, with ``create``) and ""
+    where it is this user's and closed to others, else why it is not to be used (another user's, open to others,
+    not a folder, not there): where the CPU kernels (:func:`_fallback_dir`) and the demo's plans
+    (:mod:`mcproton.planning._plan_cache`) are kept when their configured folder cannot be written."""
     base = Path(tempfile.gettempdir())
     uid = os.getuid() if hasattr(os, "getuid") else None
     d = base / f"mcproton-{uid if uid is not None else 'user'}"
     try:
-        d.mkdir(mode=0o700, exist_ok=True)
+        if create:
+            d.mkdir(mode=0o700, exist_ok=True)
         st = d.lstat()
         if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid) and not st.st_mode & 0o077:
-            return d / "kernels"
+            return d, ""
         why = ("it is not a folder" if not stat.S_ISDIR(st.st_mode) else
                f"it belongs to uid {st.st_uid}, not to this user (uid {uid})" if uid is not None and st.st_uid != uid
                else f"it is open to other users (mode {stat.S_IMODE(st.st_mode):04o})")
     except OSError as exc:
         why = exc.strerror or str(exc)
+    return d, why
+
+
+def _fallback_dir() -> Path:
+    """The kernel cache used where the configured one cannot be written: a per-user folder in the temporary
+    directory (``mcproton-<uid>/kernels``: :func:`user_temp_folder`), used only where it is this user's and closed to
+    others (a kernel is loaded into the process: another user's file must never be), else a private folder for this
+    process."""
+    global _PRIVATE_TMP
+    d, why = user_temp_folder()
+    if not why:
+        return d / "kernels"
     if _PRIVATE_TMP is None:
         _PRIVATE_TMP = Path(tempfile.mkdtemp(prefix="mcproton-kernels-"))
         # removed at exit: each run made a new one and left it, kernel and all (the cluster audit, F9); a kernel

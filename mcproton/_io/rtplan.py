@@ -87,10 +87,11 @@ an MCsquare BDL): its material (required), density (default: the material's) and
 its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
 plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
 Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
-downstream face), else the model's ``isocenter_distance_mm``.  A later RangeShifterSettingsSequence item that leaves
-out the distance or the WET (Type 3) keeps the value an earlier item of the beam stated (it does not say the shifter
-moved); a distance stated differently later, or stated only from a later control point on while the first layers
-take the model's, is refused (one slab position per beam).  An ANALOG shifter (RangeShifterType) whose plan WET
+downstream face), else the model's ``isocenter_distance_mm``.  A later RangeShifterSettingsSequence IN item that
+leaves out the distance or the WET (Type 3) keeps the value the beam's last IN item stated (it does not say the
+shifter moved; an OUT item's values are not carried: they do not place an inserted slab); a distance stated
+differently later, or stated only from a later control point on while the first layers take the model's, is refused
+(one slab position per beam).  An ANALOG shifter (RangeShifterType) whose plan WET
 differs from the model's by more than 1 mm is refused: the model's slab has one thickness, an analog shifter's
 changes from layer to layer.  The slab is perpendicular to each spot's central
 ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
@@ -175,8 +176,8 @@ class EnergyLayer:
     #: it (Type 3: None where the plan leaves it out); compared with the beam model's (plan_to_beams)
     scanning_spot_size_mm: tuple[float, float] | None = None
     #: per shifter {'id', 'setting', 'type', 'wet_mm', 'distance_mm', 'distance_cp'}: a WET or distance that this
-    #: control point's item leaves out (Type 3) is the one an earlier item of the beam stated ('distance_cp': where
-    #: the distance was stated; None: nowhere)
+    #: control point's IN item leaves out (Type 3) is the one the beam's last IN item stated ('distance_cp': where
+    #: the distance was stated; None: nowhere); an OUT item's are its own
     range_shifter_settings: list[dict] = field(default_factory=list)
     control_point_index: int = 0
 
@@ -707,22 +708,44 @@ def _shifter_setting(value, rs_id: str, where: str) -> str:
 def _shifter_settings(rss, ref: int, rs_id: str, rs_type: str, stated: dict, ci: int, where: str) -> dict:
     """A shifter's state from RangeShifterSettingsSequence item ``rss`` of control point ``ci``: its setting and, for
     the Type 3 RangeShifterWaterEquivalentThickness (300A,0366) and IsocenterToRangeShifterDistance (300A,0364), the
-    value the item states, else the one an earlier item of the beam stated (``stated``, by shifter number, updated
-    here; ``distance_cp``: the control point that stated the distance).  A later control point gives the sequence
-    only where the setting changes or to repeat it (PS3.3 C.8.8.25), and an item that leaves a Type 3 value out
-    does not say the shifter moved.  Before audit 27 (spotsem F1) such an item dropped the plan's distance, and the
-    later layers took the beam model's isocenter_distance_mm: one beam's slab at two places, without a word.  A WET
-    of 0 stated with the shifter OUT (which the plan checks accept) is not carried to a later IN."""
+    value the item states, else (an IN item) the one the beam's last IN item stated (``stated``, by shifter number,
+    updated here; ``distance_cp``: the control point that stated the distance).  A later control point gives the
+    sequence only where the setting changes or to repeat it (PS3.3 C.8.8.25), and an item that leaves a Type 3 value
+    out does not say the shifter moved.  Before audit 27 (spotsem F1) such an item dropped the plan's distance, and
+    the later layers took the beam model's isocenter_distance_mm: one beam's slab at two places, without a word.
+
+    Only IN items' values are carried: what an OUT item states says nothing about where an inserted slab sits or what
+    its WET is (a planning system may write a placeholder there, e.g. 0 mm, which carried would put the slab's face
+    at the isocentre, inside the patient: the review of audit 27's merges, R2).  An IN item that leaves the distance
+    out where only OUT items stated one takes the beam model's distance, or is refused without one (as before the
+    carrying).  One that leaves it out after an OUT item stated another distance than the last IN item is refused:
+    where the shifter sits then is unknown."""
     setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, where)
     wet = rss.get("RangeShifterWaterEquivalentThickness", None)
     dist = rss.get("IsocenterToRangeShifterDistance", None)
-    known = stated.setdefault(ref, {"wet_mm": None, "distance_mm": None, "distance_cp": None})
-    wet_mm = float(wet) if wet not in (None, "") else known["wet_mm"]
-    if wet not in (None, "") and not (setting == "OUT" and wet_mm == 0):
+    wet_mm = float(wet) if wet not in (None, "") else None
+    dist_mm = float(dist) if dist not in (None, "") else None
+    known = stated.setdefault(ref, {"wet_mm": None, "distance_mm": None, "distance_cp": None, "out": None})
+    if setting == "OUT":   # its own values only (not used for a dose), kept aside for the check below
+        if dist_mm is not None:
+            known["out"] = (ci, dist_mm)
+        return {"id": rs_id, "setting": setting, "type": rs_type, "wet_mm": wet_mm, "distance_mm": dist_mm,
+                "distance_cp": None if dist_mm is None else ci}
+    if wet_mm is not None:
         known["wet_mm"] = wet_mm
-    if dist not in (None, ""):
-        known["distance_mm"], known["distance_cp"] = float(dist), ci
-    return {"id": rs_id, "setting": setting, "type": rs_type, "wet_mm": wet_mm,
+    if dist_mm is not None:
+        known["distance_mm"], known["distance_cp"] = dist_mm, ci
+    elif known["out"] is not None and known["distance_mm"] is not None \
+            and abs(known["out"][1] - known["distance_mm"]) > _ISO_TOL_MM:
+        c_out, v_out = known["out"]
+        raise _e(f"{where}: range shifter {rs_id!r} is IN again without "
+                 f"{attribute_name('IsocenterToRangeShifterDistance')}; its last IN item (control point "
+                 f"{known['distance_cp']}) states {known['distance_mm']:g} mm, but control point {c_out}'s item "
+                 f"states {v_out:g} mm since, with the shifter OUT, so where it sits now is unknown (mcproton places "
+                 "one shifter position for all the beam's layers): state the distance in this control point's "
+                 "RangeShifterSettingsSequence item (check the plan in the planning system and export it again)")
+    known["out"] = None
+    return {"id": rs_id, "setting": setting, "type": rs_type, "wet_mm": known["wet_mm"],
             "distance_mm": known["distance_mm"], "distance_cp": known["distance_cp"]}
 
 
@@ -952,8 +975,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                 rs_id = rs_ids.get(ref, str(ref))
                 state["rs"][ref] = _shifter_settings(rss, ref, rs_id, rs_types.get(ref, ""), rs_stated, ci, cw)
                 if state["rs"][ref]["setting"] == "IN" and state["rs"][ref]["distance_mm"] is not None:
-                    # a distance carried from an earlier item is checked as a stated one (it is the same, unless an
-                    # OUT item in between stated another)
+                    # a distance carried from an earlier IN item is checked as a stated one (the same: an OUT item in
+                    # between that stated another is refused by _shifter_settings)
                     _refuse_moving(first_seen, ("IsocenterToRangeShifterDistance", ref), ci,
                                    state["rs"][ref]["distance_mm"], where, f"range shifter {rs_id!r}")
             if state["gantry"] is not None:   # the same angle modulo 360 deg is the same angle (0 and 360)
@@ -1238,8 +1261,9 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str,
     if dist is None:
         snout = (f" (the plan's SnoutPosition {b.snout_position_mm:g} mm is not the shifter's position)"
                  if b.snout_position_mm is not None else "")
-        raise _e(f"{where}: range shifter {rs['id']!r} has no IsocenterToRangeShifterDistance in the plan{snout}; add "
-                 f"isocenter_distance_mm (isocentre to its downstream face) to its [[range_shifter]] in the beam model")
+        raise _e(f"{where}: range shifter {rs['id']!r} has no IsocenterToRangeShifterDistance in the plan while IN "
+                 f"(one stated with the shifter OUT does not place it){snout}; add isocenter_distance_mm (isocentre to "
+                 "its downstream face) to its [[range_shifter]] in the beam model")
     if not dist >= 0:
         raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
     return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(water_model),

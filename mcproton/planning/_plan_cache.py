@@ -12,17 +12,28 @@ The key (SHA-256) holds: the geometry's material and density arrays, its materia
 target mask; the settings (every argument of the planning function, its defaults included); the beam model's
 name and the SHA-256 of its file and table; the code (:func:`mcproton._build.code_sha256`: every Python module of
 the package) and the physics data (:func:`mcproton._build.physics_files_sha256`); NumPy's and SciPy's versions and
-BLAS builds; and the CPU (model and instruction-set flags, as the kernel cache's key: OpenBLAS picks its kernels
-by the CPU, which may change the optimiser's last bits).  Any change of these is another entry.
+BLAS builds, the BLAS core they run (threadpoolctl's report, where it is installed) and the environment variables
+that choose it (:data:`KERNEL_ENV`); and the CPU (model and instruction-set flags, as the kernel cache's key:
+OpenBLAS picks its kernels by the CPU, which may change the optimiser's last bits).  Any change of these is another
+entry.  An entry read back is the plan that the demo which stored it made, to the bit; that this is the plan
+optimising it again would give rests on the key holding all that the optimiser's arithmetic depends on, which is
+what it was built to hold, not a proof.
 
-The folder: ``$MCPROTON_PLAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/mcproton/plans``, else ``~/.cache/mcproton/plans``
-(beside the CPU kernel cache's ``kernels``); ``MCPROTON_PLAN_CACHE=0`` (or ``off``, ``no``, ``false``) turns the cache
-off.  An entry is an ``.npz`` file read without pickle (``allow_pickle=False``): the plan's arrays and a JSON
-record of the rest, with the key and a SHA-256 of its content, checked when read; it is written to a temporary
-file and renamed (``os.replace``), so that demos run together each read a whole entry or none.  An entry that
-cannot be read (damaged, truncated, of another format) is named in a note and the plan is made again (and
-stored again).  A plan whose making warned is not stored (its warnings would not be said again).  At most
-:data:`MAX_ENTRIES` entries are kept (the least recently used are removed).
+The folder: ``$MCPROTON_PLAN_CACHE_DIR``, else ``plans`` in ``$MCPROTON_CACHE_DIR`` (the CPU kernel cache's folder),
+else ``$XDG_CACHE_HOME/mcproton/plans``, else ``~/.cache/mcproton/plans`` (beside the kernel cache's ``kernels``);
+``MCPROTON_PLAN_CACHE=0`` (or ``off``, ``no``, ``false``) turns the cache off.  Where that folder cannot be written
+or read by this user (read-only, full, another user's entry or folder), the entry is kept in and read from
+``plans`` in the per-user temporary folder that the kernel cache falls back to (``/tmp/mcproton-<uid>``), with one
+note where it is stored there (and on each demo that reads it there where the folder is ``$MCPROTON_PLAN_CACHE_DIR``
+or cannot be read by this user).  An entry is an ``.npz`` file ``plan-<key>.npz`` read without pickle
+(``allow_pickle=False``): the plan's arrays and a JSON record of the rest, with the key and a SHA-256 of its
+content, checked when read (a checksum, not a signature: a folder others can write is trusted with the demo's
+plan, as a shared kernel cache is with its kernels); it is written to a temporary file and renamed
+(``os.replace``), so that demos run together each read a whole entry or none.  An entry that cannot be read
+(damaged, truncated, of another format) is named in a note and the plan is made again (and stored again).  A plan
+whose making warned is not stored (its warnings would not be said again).  At most :data:`MAX_ENTRIES` entries are
+kept (the least recently used are removed); no file but the cache's own (its entries and their temporary files)
+is removed.
 """
 from __future__ import annotations
 
@@ -33,6 +44,8 @@ import inspect
 import io
 import json
 import os
+import re
+import stat
 import time
 import warnings
 from pathlib import Path
@@ -63,8 +76,10 @@ class _Uncacheable(Exception):
 
 def cache_folder(note: Callable[[str], None]) -> tuple[Path | None, str]:
     """(the plan cache's folder, "") or (None, why it is off): ``MCPROTON_PLAN_CACHE`` off, a value of it not
-    understood (said in a ``note``), a ``MCPROTON_PLAN_CACHE_DIR`` that cannot be expanded, or no home folder."""
-    from .._backend.cpu import CacheDirError, _expanded_cache_env, user_cache_folder
+    understood (said in a ``note``), a ``MCPROTON_PLAN_CACHE_DIR`` (or ``MCPROTON_CACHE_DIR``) that cannot be
+    expanded, or no home folder.  The folder: ``$MCPROTON_PLAN_CACHE_DIR``, else ``plans`` in the CPU kernel cache's
+    ``$MCPROTON_CACHE_DIR`` (with the kernels), else ``plans`` beside the kernel cache's ``kernels``."""
+    from .._backend.cpu import CacheDirError, _cache_env, _expanded_cache_env, user_cache_folder
 
     raw = os.environ.get(SWITCH_ENV, "")
     switch = raw.strip().lower()
@@ -79,6 +94,9 @@ def cache_folder(note: Callable[[str], None]) -> tuple[Path | None, str]:
     try:
         if value.strip():
             return _expanded_cache_env(value, DIR_ENV, "the plan cache", "plans"), ""
+        kernels = _cache_env()
+        if kernels is not None:
+            return _expanded_cache_env(kernels) / "plans", ""
         return user_cache_folder("plans", DIR_ENV, "the plan cache"), ""
     except (CacheDirError, RuntimeError) as exc:
         note(f"{exc}; the plan is optimised without the cache")
@@ -97,8 +115,31 @@ def _add_array(h: Any, name: str, a: np.ndarray) -> None:
     _add(h, f"{name} data", a.view(np.uint8).reshape(-1).data if a.size else b"")
 
 
+#: the environment variables that choose the numerical kernels NumPy's and SciPy's BLAS run (OpenBLAS's core with
+#: DYNAMIC_ARCH, MKL's code path and reproducibility mode, NumPy's CPU dispatch): each may change the optimiser's last
+#: bits (OPENBLAS_CORETYPE did: the review of audit 27's merges, R4).  The thread counts are not among them: the
+#: plan was the same to the bit with 1 and 2 threads (ibid.; the optimiser sums its chunks in a fixed order)
+KERNEL_ENV = ("OPENBLAS_CORETYPE", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE",
+              "NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES")
+
+
+def _blas_runtime() -> list[dict[str, Any]] | None:
+    """The BLAS libraries loaded, as threadpoolctl reports them (their API, version and the core they run:
+    ``architecture``), where threadpoolctl is installed (it is not required); None where it is not."""
+    try:
+        import scipy.linalg  # noqa: F401 - loaded, as when the plan is made: SciPy's own BLAS is then reported too
+        import threadpoolctl
+        info = threadpoolctl.threadpool_info()
+    except Exception:  # noqa: BLE001 - not installed, or an old one: the environment and the builds key it then
+        return None
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer")
+    return sorted(({k: str(d.get(k)) for k in keep} for d in info if d.get("user_api") == "blas"),
+                  key=lambda d: json.dumps(d, sort_keys=True))
+
+
 def _libraries() -> dict[str, Any]:
-    """NumPy's and SciPy's versions and BLAS builds, and the CPU: what the optimiser's arithmetic rests on."""
+    """NumPy's and SciPy's versions and BLAS builds, the BLAS core run (:func:`_blas_runtime`) and the environment
+    that chooses it (:data:`KERNEL_ENV`), and the CPU: what the optimiser's arithmetic rests on."""
     import platform
 
     import scipy
@@ -114,6 +155,7 @@ def _libraries() -> dict[str, Any]:
             return None
 
     return {"numpy": np.__version__, "numpy_blas": blas(np), "scipy": scipy.__version__, "scipy_blas": blas(scipy),
+            "blas_runtime": _blas_runtime(), "environment": {k: os.environ.get(k) for k in KERNEL_ENV},
             "machine": platform.machine(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags()}
 
 
@@ -307,23 +349,76 @@ def _entry_path(folder: Path, key: str) -> Path:
     return folder / f"{_PREFIX}{key}{_SUFFIX}"
 
 
+#: the name of an entry: the key's 64 hex digits; :func:`_tidy` removes no other file (a user's own
+#: ``plan-<name>.npz`` in a folder given as the cache's was removed as an entry: the review of audit 27's merges, R3)
+_ENTRY_NAME = re.compile(rf"{re.escape(_PREFIX)}[0-9a-f]{{64}}{re.escape(_SUFFIX)}")
+
+
 def _tidy(folder: Path, keep: Path) -> None:
     """The least recently used entries beyond :data:`MAX_ENTRIES` removed (never ``keep``), and the temporary files
-    of writes killed more than :data:`STALE_TEMPORARY_S` ago; an error (another demo removed it first) ignored."""
-    from .._io.atomic import TEMP_PREFIX
+    that writes of the entries there (``keep``'s among them) left more than :data:`STALE_TEMPORARY_S` ago; only
+    files of the cache's names (:data:`_ENTRY_NAME`, and the temporary names of those: ``.mcp-<tag>-*.tmp``); an
+    error (another demo removed it first) ignored."""
+    from .._io.atomic import TEMP_PREFIX, name_tag
 
     with contextlib.suppress(OSError):
+        names = os.listdir(folder)
+        mine = {n for n in names if _ENTRY_NAME.fullmatch(n)} | {keep.name}
+        tags = {f"{TEMP_PREFIX}{name_tag(n)}-" for n in mine}
         entries = []
-        for p in folder.iterdir():
+        for name in names:
+            p = folder / name
             with contextlib.suppress(OSError):
-                if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX) and p != keep:
+                if name in mine and p != keep:
                     entries.append((p.stat().st_mtime, p))
-                elif p.name.startswith(TEMP_PREFIX) and p.name.endswith(".tmp") and \
+                elif name[:len(TEMP_PREFIX) + 13] in tags and name.endswith(".tmp") and \
                         time.time() - p.stat().st_mtime > STALE_TEMPORARY_S:
                     p.unlink()
         for _, p in sorted(entries)[:max(0, len(entries) + 1 - MAX_ENTRIES)]:
             with contextlib.suppress(OSError):
                 p.unlink()
+
+
+def _spare_folder(create: bool) -> tuple[Path | None, str]:
+    """(``plans`` in the per-user temporary folder, "") where the per-user folder is this user's and closed to others
+    (:func:`mcproton._backend.cpu.user_temp_folder`, the kernel cache's fallback), else (None, why not); made with
+    ``create``, else only looked at."""
+    from .._backend.cpu import user_temp_folder
+
+    base, why = user_temp_folder(create)
+    return (None, f"{base}: {why}") if why else (base / "plans", "")
+
+
+def _look(path: Path, key: str, geometry: Any, target: np.ndarray, beam_model: Any) -> tuple[Plan | None, str, str]:
+    """(the plan of the entry ``path``, "", "") where it is there and whole, else (None, kind, what is wrong): kind
+    "" (no entry), "damaged" (made again and stored there anew), "theirs" (an entry this user may not read: another
+    user's, left alone) or "closed" (a folder this user may not search, or an error of the system).  Nothing
+    raised: before (review of audit 27's merges, R1) a folder that could not be searched raised PermissionError from
+    ``Path.exists`` and stopped the demo."""
+    try:
+        return _read_entry(path, key, geometry, target, beam_model), "", ""
+    except (FileNotFoundError, NotADirectoryError):
+        return None, "", ""
+    except PermissionError as exc:
+        return _closed(path, exc)
+    except OSError as exc:   # EIO, ENAMETOOLONG, ELOOP: not the entry's damage
+        return None, "closed", f"the plan cache's entry {path} cannot be read ({exc.strerror or exc})"
+    except Exception as exc:  # noqa: BLE001 - any damage of an entry: the plan is made again and stored anew
+        return None, "damaged", f"the plan cache's entry {path} cannot be read ({_said(exc)})"
+
+
+def _closed(path: Path, exc: OSError) -> tuple[None, str, str]:
+    """:func:`_look`'s answer where this user may not read the entry ``path``: its owner and mode ("theirs"), or a
+    folder that cannot be searched ("closed")."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None, "closed", (f"the plan cache {path.parent} cannot be searched by this user ({exc.strerror or exc};"
+                                " it or a folder above it is another user's or group's)")
+    whose = "another user's" if hasattr(os, "getuid") and st.st_uid != os.getuid() else "this user's"
+    return None, "theirs", (f"the plan cache's entry {path} is not readable by this user ({whose}: owner uid "
+                            f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}; its owner can make it readable with "
+                            "chmod a+r)")
 
 
 def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, settings: dict[str, Any], *,
@@ -332,8 +427,10 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
     ``target``, ``settings`` and ``beam_model``: the BeamModel that ``make`` plans on, as loaded from its name or
     file, or None), else made and stored.  Returns (plan, record): ``record["plan_from_cache"]`` whether it was read
     from the cache; ``"cache"`` what the cache did ("read", "stored", "made: ..." with why it was not stored, "off
-    ..."); ``"file"`` the entry (None where off).  ``note(text)`` says what went wrong with the cache (a damaged
-    entry, a folder that cannot be written); the plan is made then, as without the cache."""
+    ..."); ``"file"`` the entry (None where off).  ``note(text)`` says, once, what went wrong with the cache (a
+    damaged entry, another user's, a folder that cannot be searched or written); the plan is made then, as without
+    the cache.  Where the folder cannot be read or written, the entry is kept in (and read from) ``plans`` in the
+    per-user temporary folder, as the CPU kernels are (:func:`_spare_folder`)."""
     folder, off = cache_folder(note)
     record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None}
     if folder is None:
@@ -345,54 +442,87 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
         return make(), record
     path = _entry_path(folder, key)
     record["file"] = str(path)
-    if path.exists():
-        try:
-            plan = _read_entry(path, key, geometry, target, beam_model)
-        except FileNotFoundError:   # removed meanwhile by another demo's tidying (:func:`_tidy`): not stored
-            pass
-        except Exception as exc:  # noqa: BLE001 - any damage of an entry: the plan is made again and stored anew
-            note(f"the plan cache's entry {path} cannot be read ({_said(exc)}): the plan is optimised again and "
-                 "the entry written anew")
-        else:
-            with contextlib.suppress(OSError):
-                os.utime(path)                  # recently used (:func:`_tidy`)
-            record.update(plan_from_cache=True, cache="read")
-            return plan, record
+    plan, kind, wrong = _look(path, key, geometry, target, beam_model)
+    if plan is None and kind != "damaged":   # none there, or not for this user to read: the spare folder's
+        spare, _ = _spare_folder(create=False)
+        if spare is not None:
+            plan = _look(_entry_path(spare, key), key, geometry, target, beam_model)[0]   # a damaged one: rewritten
+            if plan is not None:
+                if wrong or os.environ.get(DIR_ENV, "").strip():   # the user's own folder not used: said each run
+                    why = wrong or (f"the plan cache {folder} ({DIR_ENV}) holds no entry of this plan (it could "
+                                    "not be written when it was stored)")
+                    note(f"{why}: the plan is read from {spare}, where an earlier demo kept it")
+                path = _entry_path(spare, key)
+    if plan is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)                  # recently used (:func:`_tidy`)
+        record.update(plan_from_cache=True, cache="read", file=str(path))
+        return plan, record
     with warnings.catch_warnings(record=True) as said:   # under the filters in force: what would be said
         plan = make()
     for w in said:   # said again as they came, and the plan not stored: a read would not say them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if said:
+        if wrong:
+            note(f"{wrong}: the plan is optimised again")
         record["cache"] = f"made: not cached (its making warned: {len(said)} warning(s))"
         return plan, record
-    record["cache"] = _store(path, key, plan, geometry, target, beam_model, note)
+    record["cache"], record["file"] = _store(None if kind in ("closed", "theirs") else path, key, plan, geometry,
+                                             target, beam_model, note, wrong, advise=kind != "theirs")
     return plan, record
 
 
-def _store(path: Path, key: str, plan: Plan, geometry: Any, target: np.ndarray, beam_model: Any,
-           note: Callable[[str], None]) -> str:
-    """Write the entry of ``plan`` (checked first: read back from its bytes, it must be ``plan`` to the bit);
-    what was done, for the record."""
+def _store(path: Path | None, key: str, plan: Plan, geometry: Any, target: np.ndarray, beam_model: Any,
+           note: Callable[[str], None], wrong: str = "", advise: bool = True) -> tuple[str, str | None]:
+    """Write the entry of ``plan`` (checked first: read back from its bytes, it must be ``plan`` to the bit) to
+    ``path``, else (None: not for this user; or it cannot be written) to the spare folder (:func:`_spare_folder`),
+    saying so in one note, after ``wrong`` (what was wrong with the entry there), with what to do about the folder
+    where ``advise`` (not for another user's entry: the folder is fine); (what was done, for the record, the entry
+    written or None)."""
     from .._io.atomic import write_bytes_atomic
 
     try:
         data = _entry_bytes(key, plan)
         same = _same(plan, _read_entry_bytes(data, key, geometry, target, beam_model))
     except _Uncacheable as exc:
-        return f"made: not cached ({exc})"
+        why = f"made: not cached ({exc})"
     except Exception as exc:  # noqa: BLE001 - an entry that cannot be read back is not stored; the plan stands
-        return f"made: not cached (its entry could not be read back: {_said(exc)})"
-    if not same:
-        return "made: not cached (the entry would not give back the same plan to the bit)"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, data)
-    except OSError as exc:
-        note(f"the plan cache {path.parent} cannot be written ({exc.strerror or exc}): the plan is not kept (set "
-             f"{DIR_ENV} to a writable folder, or {SWITCH_ENV}=0 to turn the cache off)")
-        return f"made: not cached ({exc.strerror or exc})"
-    _tidy(path.parent, path)
-    return "stored"
+        why = f"made: not cached (its entry could not be read back: {_said(exc)})"
+    else:
+        why = "" if same else "made: not cached (the entry would not give back the same plan to the bit)"
+    if why:
+        if wrong:
+            note(f"{wrong}: the plan is optimised again")
+        return why, None if path is None else str(path)
+    said = [wrong] if wrong else []
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, data)
+        except OSError as exc:
+            said.append(f"the plan cache {path.parent} cannot be written ({exc.strerror or exc})")
+        else:
+            _tidy(path.parent, path)
+            if said:
+                note(f"{said[0]}: the plan is optimised again and the entry written anew")
+            return "stored", str(path)
+    spare, bad = _spare_folder(create=True)
+    if spare is not None:
+        kept = _entry_path(spare, key)
+        try:
+            spare.mkdir(exist_ok=True)
+            write_bytes_atomic(kept, data)
+        except OSError as exc:
+            bad = f"{spare}: {exc.strerror or exc}"
+        else:
+            _tidy(spare, kept)
+            to_do = (f" (set {DIR_ENV} to a folder of yours that can be written to keep it there, or {SWITCH_ENV}=0 "
+                     "to turn the cache off)") if advise else ""
+            note(f"{'; '.join(said)}: the plan is optimised and kept in {spare} instead{to_do}")
+            return "stored", str(kept)
+    note(f"{'; '.join(said)}, nor can it be kept in the per-user temporary folder ({bad}): the plan is not kept "
+         f"(set {DIR_ENV} to a writable folder, or {SWITCH_ENV}=0 to turn the cache off)")
+    return f"made: not cached ({'; '.join(said)})", None if path is None else str(path)
 
 
 def _said(exc: BaseException) -> str:

@@ -116,8 +116,9 @@ def test_out_and_in_again_without_the_distance_keeps_the_plans(model):
 
 
 def test_a_shifter_that_really_moves_is_still_refused(model):
-    """Another distance stated at control point 30 is refused as before; so is one stated by an OUT item at 20 and
-    carried to the IN at 30 that leaves it out (the shifter would be IN at 300 mm there)."""
+    """Another distance stated at control point 30 is refused as before; so is an IN at 30 that leaves the distance
+    out after an OUT item at 20 stated another one (300 mm) than the last IN item: where the shifter sits is
+    unknown."""
     ds = pydicom.dcmread(HEAD)
     _set(ds, 30, _item(ds, "IN", IsocenterToRangeShifterDistance=300.0))
     with pytest.raises(DicomInputError, match=r"IsocenterToRangeShifterDistance \(300A,0364\) of range shifter "
@@ -127,8 +128,16 @@ def test_a_shifter_that_really_moves_is_still_refused(model):
     ds = pydicom.dcmread(HEAD)
     _set(ds, 20, _item(ds, "OUT", IsocenterToRangeShifterDistance=300.0))
     _set(ds, 30, _item(ds, "IN", dist=False))
-    with pytest.raises(DicomInputError, match=r"changes between control points 0 \(275.531 mm\) and 30 \(300 mm\)"):
+    with pytest.raises(DicomInputError, match=r"control point 30: range shifter 'RS_5CM' is IN again without "
+                                              r"IsocenterToRangeShifterDistance \(300A,0364\); its last IN item "
+                                              r"\(control point 0\) states 275.531 mm, but control point 20's item "
+                                              r"states 300 mm since, with the shifter OUT"):
         load_rtplan(ds)
+    ds = pydicom.dcmread(HEAD)    # the same distance repeated while OUT: carried, as the plan's
+    _set(ds, 20, _item(ds, "OUT"))
+    _set(ds, 30, _item(ds, "IN", dist=False))
+    plan, beam = _beam1(ds, model)
+    assert set().union(*_slab_distances(beam, model).values()) == {round(PLAN_MM, 2)}
 
 
 def test_a_distance_stated_only_later_is_refused(model):
@@ -147,3 +156,71 @@ def test_a_distance_stated_only_later_is_refused(model):
                  "the beam model's isocenter_distance_mm", "275.531 mm for control point 30",
                  "IsocenterToRangeShifterDistance (300A,0364) of control point 30", "first control point"):
         assert part in msg, (part, msg)
+
+
+def _out_then_in(out_mm: float, **out_values):
+    """Review of audit 27's merges, R2: beam 1 with control point 0's item OUT, stating IsocenterToRangeShifterDistance
+    ``out_mm`` (and ``out_values``), and an IN item without the distance (nor the WET) at control point 2."""
+    ds = pydicom.dcmread(HEAD)
+    _set(ds, 0, _item(ds, "OUT", IsocenterToRangeShifterDistance=out_mm, **out_values))
+    _set(ds, 2, _item(ds, "IN", dist=False, wet=False))
+    return ds
+
+
+@pytest.mark.parametrize("out_mm", [0.0, 100.0])
+def test_a_distance_stated_only_with_the_shifter_out_is_not_carried(model, out_mm):
+    """An OUT item's distance does not place an inserted slab (a placeholder 0 mm put the slab's downstream face at
+    the isocentre, inside the patient, without a word): the IN layers take the beam model's 400 mm, as before the
+    carrying (audit 27, spotsem F1), and without a model distance the beam is refused, saying why."""
+    plan, beam = _beam1(_out_then_in(out_mm), model)
+    layers = plan.beams[0].layers
+    inside = [layer for layer in layers if layer.control_point_index >= 2]
+    assert inside and all(r["distance_mm"] is None and r["distance_cp"] is None
+                          for layer in inside for r in layer.range_shifter_settings)
+    dist = _slab_distances(beam, model)
+    assert len(dist) == len(inside) and set().union(*dist.values()) == {MODEL_MM}, dist
+    assert beam.meta["range_shifters"]["RS_5CM"]["isocenter_distance_mm"] == MODEL_MM
+    plan = load_rtplan(_out_then_in(out_mm))
+    with pytest.raises(DicomInputError, match=r"beam 1 control point 2: range shifter 'RS_5CM' has no "
+                                              r"IsocenterToRangeShifterDistance in the plan while IN \(one stated with "
+                                              r"the shifter OUT does not place it\).*add isocenter_distance_mm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plan_to_beams(plan, load_beam_model("dcpt_v5"), beam_numbers=[1])
+
+
+def test_a_wet_stated_only_with_the_shifter_out_is_not_carried(model):
+    """Nor is an OUT item's WET: the IN layers have none from the plan (the model's 57 mm, without the warning that
+    the plan's 40 mm differs from it)."""
+    plan = load_rtplan(_out_then_in(PLAN_MM, RangeShifterWaterEquivalentThickness=40.0))
+    assert [r["wet_mm"] for layer in plan.beams[0].layers for r in layer.range_shifter_settings
+            if layer.control_point_index >= 2] == [None] * sum(layer.control_point_index >= 2
+                                                                for layer in plan.beams[0].layers)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        (beam,) = plan_to_beams(plan, model, beam_numbers=[1])
+    assert not [w for w in said if "WET" in str(w.message)], [str(w.message) for w in said]
+    assert beam.meta["range_shifters"]["RS_5CM"]["wet_mm"] == 57.0
+
+
+def test_a_distance_of_0_carried_from_an_in_item_is_as_one_stated(model):
+    """0 mm stated by an IN item (the slab's downstream face at the isocentre) and carried to a later IN item gives
+    the beam that 0 stated in every item gives, and so meets the same refusal before a dose: a slab inside the
+    phantom (mcproton run, check and simulate: check_shifters_outside)."""
+    from mcproton.config import ConfigError
+    from mcproton.geometry import box_phantom
+    from mcproton._run.inputs import check_shifters_outside
+
+    carried, stated = pydicom.dcmread(HEAD), pydicom.dcmread(HEAD)
+    _set(carried, 0, _item(carried, "IN", IsocenterToRangeShifterDistance=0.0))
+    _set(carried, 2, _item(carried, "IN", dist=False))
+    _set(stated, 0, _item(stated, "IN", IsocenterToRangeShifterDistance=0.0))
+    _set(stated, 2, _item(stated, "IN", IsocenterToRangeShifterDistance=0.0))
+    (_, a), (_, b) = _beam1(carried, model), _beam1(stated, model)
+    assert [(s.range_shifter.upstream_face_mm, s.energy_mev) for s in a.spots] == \
+        [(s.range_shifter.upstream_face_mm, s.energy_mev) for s in b.spots]
+    iso = np.asarray(a.meta["isocenter_mm"], float)
+    box = box_phantom("water", (160, 160, 160), 4.0, origin_mm=(iso[0] - 80, iso[1] - 80, iso[2] - 80))
+    for beam in (a, b):
+        with pytest.raises(ConfigError, match="lies inside the phantom"):
+            check_shifters_outside(box, [beam], "plan beam")

@@ -1,7 +1,9 @@
 """The demo's plan cache (mcproton/planning/_plan_cache.py; the host-time audit of 2026-12-07, F1): a plan read back
 is the plan stored to the bit, and so is its Monte Carlo dose; a damaged entry is named and the plan made again; the
-cache can be turned off; the key moves with what makes the plan; a plan whose making warned is not stored; demos
-storing together leave one whole entry.
+cache can be turned off; the key moves with what makes the plan (the BLAS core and the environment that chooses it
+among it); a plan whose making warned is not stored; demos storing together leave one whole entry; a folder that
+cannot be searched or written, or another user's entry, never stops the demo: the plan is kept in the per-user
+temporary folder (the review of audit 27's merges, R1 and R5); tidying removes only the cache's own files (R3).
 
 The plan is the demo's at 4 mm, made once per session (tests/conftest.py ``demo_plan_4mm_shared``): the cache keeps
 whatever its planner returns, so a planner that hands out copies of that plan (with posterior_fossa_plan's signature,
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import threading
 import warnings
 
@@ -19,6 +22,17 @@ import pytest
 from mcproton.demo import _demo_plan
 from mcproton.phantoms import reference_plans as RP
 from mcproton.planning import _plan_cache as PC
+
+
+@pytest.fixture(autouse=True)
+def spare(tmp_path, monkeypatch):
+    """The per-user temporary folder (where entries go that the cache's folder cannot take) in this test's folder:
+    ``<tmp>/mcproton-<uid>/plans``."""
+    import tempfile
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return tmp_path / "tmp" / f"mcproton-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "plans"
 
 
 @pytest.fixture
@@ -167,6 +181,7 @@ def test_a_switch_not_understood_is_said_and_the_cache_off(cache, planner, monke
 def test_the_folder_is_beside_the_kernel_cache_by_default(monkeypatch, tmp_path):
     monkeypatch.setenv(PC.SWITCH_ENV, "1")
     monkeypatch.delenv(PC.DIR_ENV, raising=False)
+    monkeypatch.delenv("MCPROTON_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert PC.cache_folder(print) == (tmp_path / "xdg" / "mcproton" / "plans", "")
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -180,15 +195,112 @@ def test_the_folder_is_beside_the_kernel_cache_by_default(monkeypatch, tmp_path)
     assert folder is None and why.startswith("off") and "cannot be expanded" in said[0]
 
 
-def test_an_unwritable_folder_is_said_and_the_plan_made(planner, monkeypatch, tmp_path):
+def test_an_unwritable_folder_is_said_and_the_plan_kept_in_the_per_user_folder(planner, monkeypatch, tmp_path, spare):
+    """A folder that cannot be written (here under a file: as root every mode can be written) keeps the plan in the
+    per-user temporary folder, as the kernel cache does, with one note; the next demo reads it there, with a note only
+    where the folder is the user's own MCPROTON_PLAN_CACHE_DIR (review of audit 27's merges, R5: "cannot be written"
+    on every demo, never cached)."""
     g, target, made, calls = planner
     (tmp_path / "a file").write_text("x")
     monkeypatch.setenv(PC.SWITCH_ENV, "1")
     monkeypatch.setenv(PC.DIR_ENV, str(tmp_path / "a file" / "plans"))
     said = _notes(monkeypatch)
     plan, rec = _demo_plan(made, g, target)
-    assert len(calls) == 1 and not rec["plan_from_cache"] and rec["cache"].startswith("made: not cached")
-    assert len(said) == 1 and "cannot be written" in said[0] and PC.SWITCH_ENV in said[0]
+    assert len(calls) == 1 and not rec["plan_from_cache"] and rec["cache"] == "stored"
+    assert rec["file"].startswith(str(spare)) and os.path.isfile(rec["file"])
+    assert len(said) == 1 and f"the plan cache {tmp_path / 'a file' / 'plans'} cannot be written" in said[0], said
+    assert f"kept in {spare} instead" in said[0] and PC.SWITCH_ENV in said[0] and PC.DIR_ENV in said[0]
+    said.clear()
+    again, rec2 = _demo_plan(made, g, target)
+    assert len(calls) == 1 and rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"]}
+    assert PC._same(plan, again)
+    assert len(said) == 1 and "holds no entry of this plan" in said[0] and f"read from {spare}" in said[0], said
+    # the default folder (a read-only home, XDG_CACHE_HOME here): kept there too, and read back without a word
+    monkeypatch.delenv(PC.DIR_ENV)
+    monkeypatch.delenv("MCPROTON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
+    said.clear()
+    _, rec3 = _demo_plan(made, g, target)
+    assert rec3["plan_from_cache"] and rec3["file"] == rec["file"] and said == []
+    # the per-user folder unusable too (open to others): said, and the plan made without the cache
+    os.remove(rec["file"])
+    os.chmod(spare.parent, 0o777)
+    _, rec4 = _demo_plan(made, g, target)
+    assert len(calls) == 2 and rec4["cache"].startswith("made: not cached (the plan cache ") and said, said
+    assert "nor can it be kept in the per-user temporary folder" in said[-1] and "open to other users" in said[-1]
+
+
+def _refused(monkeypatch, folder, calls: tuple[str, ...] = ("stat", "lstat", "open", "listdir", "scandir", "mkdir")):
+    """This user may not search ``folder`` (emulated: as root every mode passes): os.stat, os.lstat, os.open,
+    os.listdir, os.scandir, os.mkdir, open and Path.exists of a path in it raise PermissionError, as a folder of
+    another group (0750) or a root-squashed NFS home does; ``calls``: those of os refused (open always; Path.exists
+    with os.stat), e.g. open alone for a file this user may not read."""
+    import builtins
+    from pathlib import Path
+
+    inside = str(folder)
+
+    def refusing(real):
+        @functools.wraps(real)
+        def call(path, *a, **kw):
+            if isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(inside):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *a, **kw)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(os, name, refusing(getattr(os, name)))
+    monkeypatch.setattr(builtins, "open", refusing(builtins.open))
+    if "stat" in calls:
+        monkeypatch.setattr(Path, "exists", refusing(Path.exists))
+
+
+def test_a_folder_that_cannot_be_searched_is_said_and_the_demo_goes_on(planner, monkeypatch, tmp_path, spare):
+    """Review of audit 27's merges, R1: a cache folder this user may not search (PermissionError from stat, as
+    Path.exists raises it on Python 3.11) stopped the demo with a traceback.  Now it is named once, the plan made and
+    kept in the per-user folder, and the next demo reads it there (said again: the folder is still not usable)."""
+    g, target, made, calls = planner
+    folder = tmp_path / "locked" / "plans"
+    monkeypatch.setenv(PC.SWITCH_ENV, "1")
+    monkeypatch.setenv(PC.DIR_ENV, str(folder))
+    said = _notes(monkeypatch)
+    _refused(monkeypatch, tmp_path / "locked")
+    plan, rec = _demo_plan(made, g, target)
+    assert len(calls) == 1 and rec["cache"] == "stored" and rec["file"].startswith(str(spare))
+    assert len(said) == 1 and f"the plan cache {folder} cannot be searched by this user (Permission denied" in said[0]
+    assert f"kept in {spare} instead" in said[0], said
+    said.clear()
+    again, rec = _demo_plan(made, g, target)
+    assert len(calls) == 1 and rec["plan_from_cache"] and PC._same(plan, again)
+    assert len(said) == 1 and "cannot be searched" in said[0] and f"read from {spare}" in said[0], said
+
+
+def test_another_users_entry_is_named_with_its_owner_and_left_alone(cache, planner, monkeypatch, spare):
+    """Review of audit 27's merges, R5: another user's entry that this user may not read (0600 under umask 077, in a
+    group-shared folder) was called damaged, "optimised again and the entry written anew" (and replaced where the
+    folder let it), and the folder "cannot be written" in a sticky one.  Now its owner and mode are named, it is left
+    as it is, and the plan is kept in the per-user folder."""
+    g, target, made, calls = planner
+    _, rec = _demo_plan(made, g, target)
+    entry = rec["file"]
+    os.chmod(entry, 0o600)
+    try:
+        os.chown(entry, 65534, 65534)       # as root: another user's
+        owner = 65534
+    except (PermissionError, AttributeError):
+        owner = os.getuid() if hasattr(os, "getuid") else None
+    before = (open(entry, "rb").read(), os.stat(entry).st_mtime_ns)
+    said = _notes(monkeypatch)
+    _refused(monkeypatch, entry, calls=("open",))     # not readable by this user (as root: emulated)
+    plan, rec2 = _demo_plan(made, g, target)
+    monkeypatch.undo()
+    assert len(calls) == 2 and rec2["cache"] == "stored" and rec2["file"].startswith(str(spare))
+    assert len(said) == 1 and f"the plan cache's entry {entry} is not readable by this user" in said[0], said
+    assert f"owner uid {owner}, mode 0600" in said[0] and "chmod a+r" in said[0] and "damaged" not in said[0]
+    assert PC.DIR_ENV not in said[0] and "cannot be written" not in said[0]    # the folder is fine
+    if owner == 65534:
+        assert "another user's" in said[0]
+    assert (open(entry, "rb").read(), os.stat(entry).st_mtime_ns) == before     # left as it was
 
 
 def test_the_key_moves_with_what_makes_the_plan(planner, monkeypatch):
@@ -261,7 +373,7 @@ def test_demos_storing_together_leave_one_whole_entry(cache, planner):
 
     def store(plan):
         barrier.wait(timeout=60)
-        done.append(PC._store(path, key, plan, g, target, model, note=done.append))
+        done.append(PC._store(path, key, plan, g, target, model, note=done.append)[0])
 
     threads = [threading.Thread(target=store, args=(p,)) for p in plans]
     for t in threads:
@@ -295,10 +407,104 @@ def test_the_least_recently_used_entries_beyond_the_limit_and_old_temporaries_ar
     os.utime(a["file"], (1e9, 1e9))
     os.utime(b["file"], (1e9 + 1, 1e9 + 1))
     assert plan_for(1.8)["plan_from_cache"]          # a read: used now
-    old, new = cache / ".mcp-0123456789ab-old.tmp", cache / ".mcp-0123456789ab-new.tmp"   # a killed write's, and
-    old.write_bytes(b"x")                                                                 # one being written
+    from mcproton._io.atomic import TEMP_PREFIX, name_tag
+
+    tag = f"{TEMP_PREFIX}{name_tag(Path(b['file']).name)}"       # a killed write's of an entry, and one being written
+    old, new = cache / f"{tag}-old.tmp", cache / f"{tag}-new.tmp"
+    old.write_bytes(b"x")
     new.write_bytes(b"x")
     os.utime(old, (1e9, 1e9))
     c = plan_for(2.0)                                # stored: b, the least recently used, removed
     assert {p.name for p in cache.glob("plan-*.npz")} == {Path(a["file"]).name, Path(c["file"]).name}
     assert not old.exists() and new.exists() and len(calls) == 3
+
+
+def test_tidying_removes_only_the_caches_own_files(cache, planner, monkeypatch):
+    """Review of audit 27's merges, R3: a folder given as the cache's that holds a user's own plan-<name>.npz files
+    (40 of them, a day old) lost all but the newest 32 at a store.  Now only the cache's entries (plan-<64 hex>.npz)
+    count and are removed, and only their temporary files."""
+    import time
+    from pathlib import Path
+
+    from mcproton._io.atomic import TEMP_PREFIX, name_tag
+
+    g, target, made, calls = planner
+    monkeypatch.setattr(PC, "MAX_ENTRIES", 2)
+    cache.mkdir(parents=True)
+    day_ago = time.time() - 86400
+    foreign = [cache / f"plan-patient{k:02d}.npz" for k in range(40)] + [
+        cache / f"plan-{'a' * 63}.npz", cache / f"plan-{'A' * 64}.npz", cache / f"plan-{'a' * 64}.npz.bak",
+        cache / f"{TEMP_PREFIX}{name_tag('plan-patient00.npz')}-x.tmp", cache / ".mcp-0123456789ab-x.tmp"]
+    for p in foreign:
+        p.write_bytes(b"the user's")
+        os.utime(p, (day_ago, day_ago))
+    model = __import__("mcproton._io.beam_model", fromlist=["x"]).load_beam_model("dcpt_v5")
+    files = []
+    for prescription in (1.8, 1.9, 2.0):
+        kw = {"prescription_gy_rbe": prescription, "target": target}
+        rec = PC.cached_plan(lambda: made(g, **kw), g, target, PC.plan_settings(made, kw, skip=("geometry", "target")),
+                             beam_model=model, note=print)[1]
+        assert rec["cache"] == "stored"
+        files.append(Path(rec["file"]))
+        os.utime(files[-1], (day_ago + len(files), day_ago + len(files)))
+    assert all(p.exists() for p in foreign), [p.name for p in foreign if not p.exists()]
+    assert [p.exists() for p in files] == [False, True, True]
+
+
+def test_the_key_holds_the_environment_and_the_blas_core_that_choose_the_kernels(planner, monkeypatch):
+    """Review of audit 27's merges, R4: OPENBLAS_CORETYPE=Sandybridge gave another plan (its last bits) under the same
+    key.  The environment variables that choose the BLAS kernels, and the core threadpoolctl reports where it is
+    installed, are in the key; the thread count and the library's path are not (the plan is the same)."""
+    import sys
+    import types
+
+    from mcproton._io.beam_model import load_beam_model
+
+    g, target, made, _ = planner
+    settings = PC.plan_settings(made, {"prescription_gy_rbe": 1.8, "target": target}, skip=("geometry", "target"))
+    model = load_beam_model("dcpt_v5")
+    for var in PC.KERNEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+
+    def key() -> str:
+        return PC.plan_key(g, target, settings, model)
+
+    plain = key()
+    for var, value in (("OPENBLAS_CORETYPE", "Sandybridge"), ("MKL_CBWR", "COMPATIBLE"),
+                       ("NPY_DISABLE_CPU_FEATURES", "AVX512F")):
+        monkeypatch.setenv(var, value)
+        assert key() != plain, var
+        monkeypatch.delenv(var)
+    assert key() == plain
+
+    def threadpoolctl(architecture: str, threads: int, path: str) -> types.ModuleType:
+        module = types.ModuleType("threadpoolctl")
+        module.threadpool_info = lambda: [   # type: ignore[attr-defined]
+            {"user_api": "blas", "internal_api": "openblas", "prefix": "libscipy_openblas", "version": "0.3.28",
+             "architecture": architecture, "threading_layer": "pthreads", "num_threads": threads, "filepath": path},
+            {"user_api": "openmp", "internal_api": "openmp", "prefix": "libgomp", "version": None,
+             "num_threads": threads, "filepath": "/lib/libgomp.so.1"}]
+        return module
+
+    monkeypatch.setitem(sys.modules, "threadpoolctl", threadpoolctl("Haswell", 1, "/a/libscipy_openblas.so"))
+    haswell = key()
+    monkeypatch.setitem(sys.modules, "threadpoolctl", threadpoolctl("Haswell", 8, "/b/libscipy_openblas.so"))
+    assert key() == haswell != plain
+    monkeypatch.setitem(sys.modules, "threadpoolctl", threadpoolctl("SkylakeX", 1, "/a/libscipy_openblas.so"))
+    assert key() != haswell
+
+
+def test_mcproton_cache_dir_moves_the_plans_with_the_kernels(monkeypatch, tmp_path):
+    """The plans are kept with the kernels: in ``plans`` of MCPROTON_CACHE_DIR where it is set (the review of audit
+    27's merges, R5: the README said "beside the kernels", and setting it moved the kernels only)."""
+    monkeypatch.setenv(PC.SWITCH_ENV, "1")
+    monkeypatch.delenv(PC.DIR_ENV, raising=False)
+    monkeypatch.setenv("MCPROTON_CACHE_DIR", str(tmp_path / "kernels here"))
+    assert PC.cache_folder(print) == (tmp_path / "kernels here" / "plans", "")
+    monkeypatch.setenv(PC.DIR_ENV, str(tmp_path / "my plans"))       # its own setting first
+    assert PC.cache_folder(print) == (tmp_path / "my plans", "")
+    said: list[str] = []
+    monkeypatch.delenv(PC.DIR_ENV)
+    monkeypatch.setenv("MCPROTON_CACHE_DIR", "$NO_SUCH_VARIABLE_HERE/kernels")
+    folder, why = PC.cache_folder(said.append)
+    assert folder is None and "MCPROTON_CACHE_DIR='$NO_SUCH_VARIABLE_HERE/kernels' cannot be expanded" in said[0]
