@@ -539,8 +539,9 @@ def check_wording() -> Any:
     there: the progress-log audit 26, F2), and how to run on the CPU (--backend cpu; audit 27, F1 and F11d)."""
     from .._run.job import RunWording
 
+    more = f"a longer --time-limit, or a smaller --primaries: {_BATCHES}"   # whatever set the batches
     return RunWording(beam=lambda i, beam: beam_number(beam, i), time_limit="--time-limit {limit:g} s",
-                      more_batches=f"a longer --time-limit, or a smaller --primaries: {_BATCHES}",
+                      more_batches=more, more_batches_sized=more, more_batches_time_limit=more,
                       one_batch=f"give a longer --time-limit, or a smaller --primaries ({_BATCHES}, so a smaller "
                                 "--primaries fits more of them in the time limit)",
                       long_run=CHECK_LONG_RUN_REMEDY, target="--target-uncertainty",
