@@ -1119,10 +1119,8 @@ def build_geometry(cfg: dict[str, Any]):
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             try:
-                phys = cfg.get("physics", {})   # a HU -> SPR table becomes densities with the run's stopping powers
-                calib = HUCalibration.load(cal_path if cal_path.exists() else cal,
-                                           water_model=phys.get("water_model", "icru90"),
-                                           ivalue_set=phys.get("ivalue_set"))
+                # a HU -> SPR table becomes densities with the run's stopping powers
+                calib = HUCalibration.load_for_physics(cal_path if cal_path.exists() else cal, cfg.get("physics"))
             except ValueError as exc:
                 if cal_path.exists():   # the file or folder given is no calibration: said with the key (audit 27, F4)
                     raise ConfigError(f"phantom.calibration = {cal!r}: {exc}") from None

@@ -206,7 +206,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
                                                  np.ndarray | None] | None = None,
-                   beams: Sequence[Any] | None = None, transport: dict | None = None):
+                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
@@ -227,7 +227,9 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     that full-resolution geometry in memory.  ``outside_external_of(ct, factors, density_of)``: on blocks coarser
     than the CT, the CT's material outside the External per block (counted on the CT's own voxels,
     ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
-    geometry's ``outside_external_g_cm3_zyx`` for the outside-External note."""
+    geometry's ``outside_external_g_cm3_zyx`` for the outside-External note.  ``physics``: the MC's physics
+    settings (None: the defaults), whose water model and I-values turn a HU -> SPR calibration into densities
+    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it)."""
     import dataclasses
 
     from .._io.ct import load_ct_series
@@ -246,7 +248,8 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
-    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    cal = calibration if isinstance(calibration, HUCalibration) else \
+        HUCalibration.load_for_physics(calibration, physics)   # in the MC's water, as mcproton run reads it
     _check_calibration_written_for(ct, cal, given=given)
     from .._io.hu_calibration import check_ct_against_calibration, check_spr_map, warn_ct_without_air
 

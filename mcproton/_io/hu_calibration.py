@@ -1004,6 +1004,21 @@ class HUCalibration:
                                f"with the other table of the calibration beside it ({CALIBRATION_FOLDER_FILES})")
 
     @classmethod
+    def load_for_physics(cls, name_or_path: str | Path, physics: Any = None) -> "HUCalibration":
+        """:meth:`load` with the stopping powers of a run's physics: its water model and I-values (``physics``: the
+        ``[physics]`` table of ``mcproton run``'s config, a :class:`~mcproton.settings.PhysicsSettings`, or None
+        for the defaults), which turn a HU -> SPR table into densities.  The one way ``mcproton run``
+        (phantom.calibration, the automatic body outline's threshold) and ``mcproton check`` (``physics=``) load a
+        calibration, so that the CT's SPRs are relative to the run's water, as the range shifters' WETs are (before
+        2026-12-07, followb: the check read them in ICRU 90 water whatever its physics)."""
+        def get(key: str, default: Any) -> Any:
+            if physics is None:
+                return default
+            return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
+
+        return cls.load(name_or_path, water_model=get("water_model", "icru90"), ivalue_set=get("ivalue_set", None))
+
+    @classmethod
     def from_files(cls, density_file: str | Path, material_file: str | Path, *,
                    mcsquare_materials: str | Path | None = None, name: str | None = None) -> "HUCalibration":
         """Build a calibration from a HU -> density table and a HU -> material table.
