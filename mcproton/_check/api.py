@@ -1894,9 +1894,10 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
     the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
         from .._io.hu_calibration import HUCalibration
+        from .compute import given_calibration
 
-        cal = calibration if isinstance(calibration, HUCalibration) else \
-            HUCalibration.load_for_physics(calibration, physics)   # as build_geometry reads it for the MC
+        # as build_geometry reads it for the MC
+        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
         rec = mc.provenance.get("calibration_record") or {}
         has_name = rec.get("name") or mc.provenance.get("calibration")
         has, want = rec.get("data_sha256"), cal.data_sha256()

@@ -1416,6 +1416,35 @@ def test_the_checks_ct_calibration_takes_the_physics_water_model(base, tmp_path,
         api._check_reused_mc_models(mc, str(cal), None, None)
 
 
+@pytest.mark.parametrize("given, said", [
+    ("cal_nomat", "cal_nomat: the folder holds hu_density.csv but no hu_materials.csv"),
+    ("cal_nomat/hu_density.csv", "cal_nomat/hu_density.csv is a file, not a calibration folder; give the folder"),
+    ("nosuchcal", "unknown calibration 'nosuchcal': not a built-in name"),
+])
+def test_a_calibration_refused_names_the_option(base, tmp_path, monkeypatch, capsys, given, said):
+    """`mcproton check --calibration X`: a calibration that cannot be read is refused (exit 2) naming --calibration
+    and the value, as mcproton run names phantom.calibration, with where an unknown name was looked for (the
+    error-message audit 27, F4: it named only the path); a reused MC dose's comparison reads it alike."""
+    from types import SimpleNamespace
+
+    from mcproton._check import api
+    from mcproton._io.errors import CalibrationError
+    from mcproton.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal_nomat").mkdir()
+    (tmp_path / "cal_nomat" / "hu_density.csv").write_text("HU,density_g_cm3\n-1000,0.001\n3000,2.8\n")
+    d = base["dir"]
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "cal_bad", base["blob"])),
+               "--ct", str(d / "ct"), "--struct", str(d / "RS.dcm"), "--beam-model", "dcpt_v2",
+               "--calibration", given, "--out", str(tmp_path / "o"), "--quiet", "--backend", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"mcproton: error: --calibration {given}: {said}" in err, err
+    assert ("looked for the folder " + str(tmp_path / "nosuchcal") in err) == (given == "nosuchcal"), err
+    with pytest.raises(CalibrationError, match=f"^--calibration {given}: "):
+        api._check_reused_mc_models(SimpleNamespace(provenance={}), given, None)
+
+
 def test_cli_help_and_bad_input_exit_status(base, capsys):
     from mcproton.cli import main
 
