@@ -451,9 +451,7 @@ def _hu_threshold_density(cfg: dict) -> tuple[float, str]:
 
     cal = cfg.get("phantom", {}).get("calibration", "schneider2000")
     p = _resolve(cfg, cal)
-    phys = cfg.get("physics", {})
-    calib = HUCalibration.load(p if p.exists() else cal, water_model=phys.get("water_model", "icru90"),
-                               ivalue_set=phys.get("ivalue_set"))
+    calib = HUCalibration.load_for_physics(p if p.exists() else cal, cfg.get("physics"))
     return auto_threshold_density(calib)
 
 

@@ -1118,16 +1118,9 @@ def build_geometry(cfg: dict[str, Any]):
             _note_struct_drawn_on_another_series(cfg, ct)
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
-            try:
-                phys = cfg.get("physics", {})   # a HU -> SPR table becomes densities with the run's stopping powers
-                calib = HUCalibration.load(cal_path if cal_path.exists() else cal,
-                                           water_model=phys.get("water_model", "icru90"),
-                                           ivalue_set=phys.get("ivalue_set"))
-            except ValueError as exc:
-                if cal_path.exists():   # the file or folder given is no calibration: said with the key (audit 27, F4)
-                    raise ConfigError(f"phantom.calibration = {cal!r}: {exc}") from None
-                raise ConfigError(f"phantom.calibration = {cal!r}: {str(exc).rstrip('.')}; looked for the folder "
-                                  f"{cal_path}{relative_path_note(cfg, cal)}") from None
+            # a HU -> SPR table becomes densities with the run's stopping powers; refused naming the key
+            calib = HUCalibration.load_given(cal, cal_path, cfg.get("physics"), f"phantom.calibration = {cal!r}",
+                                             error=ConfigError, note=lambda: relative_path_note(cfg, cal))
             _check_calibration_written_for(ct, calib, given="calibration" in ph)
             from ._io.hu_calibration import check_spr_map, warn_ct_without_air
 

@@ -49,6 +49,10 @@ def _phantom(out: str, args: argparse.Namespace) -> int:
     from .dicom_export import PHANTOM_FILES, check_outputs_replaceable, earlier_phantom_ct, export_phantom
 
     folder = Path(out)
+    # the calibration refused naming --calibration, before the phantom is made (the error-message audit 27, F4)
+    from ..dicom import HUCalibration
+
+    cal = HUCalibration.load_given(args.calibration, Path(args.calibration), None, f"--calibration {args.calibration}")
     # --out a file, below a file, or holding files mcproton did not write: refused before the phantom is made (export
     # checks them again), not once it is built (audit 26 exitcodes, F11)
     earlier_phantom_ct(folder / "ct")
@@ -64,7 +68,7 @@ def _phantom(out: str, args: argparse.Namespace) -> int:
             stop.deliver_deferred()   # a signal that came as the command line started (audit 26 exitcodes, F2)
             g = make_head_phantom(args.age, args.voxel_mm, sex=args.sex, region=args.region)
             writing = True
-            res = export_phantom(g, folder, calibration=args.calibration, rtstruct=not args.no_rtstruct)
+            res = export_phantom(g, folder, calibration=cal, rtstruct=not args.no_rtstruct)
         except StopSignal as exc:
             raise RunInterrupted(_stopped(exc.signum, folder, args, writing, earlier), 128 + exc.signum) from None
         except OSError as exc:   # a full disk, a quota: what --out holds, as a stop says it (audit 26 exitcodes, F11)

@@ -1883,7 +1883,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
                               "it was computed with")
 
 
-def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> None:
+def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physics: Any = None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) computed with another HU calibration or beam model than the one
     this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
     calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
@@ -1894,8 +1894,10 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> No
     the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
         from .._io.hu_calibration import HUCalibration
+        from .compute import given_calibration
 
-        cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+        # as build_geometry reads it for the MC
+        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
         rec = mc.provenance.get("calibration_record") or {}
         has_name = rec.get("name") or mc.provenance.get("calibration")
         has, want = rec.get("data_sha256"), cal.data_sha256()
@@ -2052,7 +2054,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     physics : the MC's physics settings (:class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, as
         ``[physics]`` of ``mcproton run``; default None: the defaults), e.g. ``{"ivalue_set": "elemental"}`` to
         compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
-        provenance.  Given with a reused MC dose (``mc=``) of other physics, refused.
+        provenance.  Its water model and I-values also turn a HU -> SPR ``calibration`` into densities and a range
+        shifter's WET into a thickness, as in ``mcproton run``.  Given with a reused MC dose (``mc=``) of other
+        physics, refused.
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
         the voxels above 50 % of its maximum; default 1 %; None or 0: no target, each beam runs all its
         ``primaries``) or at ``primaries`` per beam.  The beams run one after
@@ -2310,7 +2314,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                    series_uid=inp.ct_series, at_ct_resolution=hook,
                                                    outside_external_of=outside_of if wants_outside else None,
                                                    beams=None if planned is None else planned[1],
-                                                   transport=transport)
+                                                   transport=transport, physics=physics)
         if transport.get("cropped"):
             log(f"mcproton check: the transport grid holds {transport['said']}")
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
@@ -2342,7 +2346,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_record = calibration_record(cal, calibration)
     else:
         _check_reused_mc_inputs(mc, inp)   # before its density is used on this grid
-        _check_reused_mc_models(mc, calibration, beam_model)
+        _check_reused_mc_models(mc, calibration, beam_model, physics)
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
         # what the reused MC dose was computed with, as its first check recorded it
         ct_record = mc.provenance.get("ct_input")

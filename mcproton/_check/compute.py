@@ -201,12 +201,21 @@ def block_factors_for(tps_voxel_mm: Sequence[float], ct_voxel_mm: Sequence[float
     return out
 
 
+def given_calibration(calibration: str | Path, physics: Any = None) -> Any:
+    """The HU calibration of ``--calibration`` (a built-in name or a folder, from the current folder) converted with
+    the MC's physics (None: the defaults), as ``mcproton run`` reads phantom.calibration with its [physics]
+    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_given`); a refusal names --calibration and the value."""
+    from .._io.hu_calibration import HUCalibration
+
+    return HUCalibration.load_given(calibration, Path(calibration), physics, f"--calibration {calibration}")
+
+
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
                    given: bool = True, series_uid: str | None = None,
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
                                                  np.ndarray | None] | None = None,
-                   beams: Sequence[Any] | None = None, transport: dict | None = None):
+                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
@@ -227,7 +236,9 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     that full-resolution geometry in memory.  ``outside_external_of(ct, factors, density_of)``: on blocks coarser
     than the CT, the CT's material outside the External per block (counted on the CT's own voxels,
     ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
-    geometry's ``outside_external_g_cm3_zyx`` for the outside-External note."""
+    geometry's ``outside_external_g_cm3_zyx`` for the outside-External note.  ``physics``: the MC's physics
+    settings (None: the defaults), whose water model and I-values turn a HU -> SPR calibration into densities
+    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it)."""
     import dataclasses
 
     from .._io.ct import load_ct_series
@@ -246,7 +257,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
-    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
     _check_calibration_written_for(ct, cal, given=given)
     from .._io.hu_calibration import check_ct_against_calibration, check_spr_map, warn_ct_without_air
 
@@ -539,8 +550,9 @@ def check_wording() -> Any:
     there: the progress-log audit 26, F2), and how to run on the CPU (--backend cpu; audit 27, F1 and F11d)."""
     from .._run.job import RunWording
 
+    more = f"a longer --time-limit, or a smaller --primaries: {_BATCHES}"   # whatever set the batches
     return RunWording(beam=lambda i, beam: beam_number(beam, i), time_limit="--time-limit {limit:g} s",
-                      more_batches=f"a longer --time-limit, or a smaller --primaries: {_BATCHES}",
+                      more_batches=more, more_batches_sized=more, more_batches_time_limit=more,
                       one_batch=f"give a longer --time-limit, or a smaller --primaries ({_BATCHES}, so a smaller "
                                 "--primaries fits more of them in the time limit)",
                       long_run=CHECK_LONG_RUN_REMEDY, target="--target-uncertainty",

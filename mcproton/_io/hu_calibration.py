@@ -1004,6 +1004,39 @@ class HUCalibration:
                                f"with the other table of the calibration beside it ({CALIBRATION_FOLDER_FILES})")
 
     @classmethod
+    def load_for_physics(cls, name_or_path: str | Path, physics: Any = None) -> "HUCalibration":
+        """:meth:`load` with the stopping powers of a run's physics: its water model and I-values (``physics``: the
+        ``[physics]`` table of ``mcproton run``'s config, a :class:`~mcproton.settings.PhysicsSettings`, or None
+        for the defaults), which turn a HU -> SPR table into densities.  The one way ``mcproton run``
+        (phantom.calibration, the automatic body outline's threshold) and ``mcproton check`` (``physics=``) load a
+        calibration, so that the CT's SPRs are relative to the run's water, as the range shifters' WETs are (before
+        2026-12-07, followb: the check read them in ICRU 90 water whatever its physics)."""
+        def get(key: str, default: Any) -> Any:
+            if physics is None:
+                return default
+            return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
+
+        return cls.load(name_or_path, water_model=get("water_model", "icru90"), ivalue_set=get("ivalue_set", None))
+
+    @classmethod
+    def load_given(cls, given: str | Path, path: Path, physics: Any, said: str, *,
+                   error: type[Exception] = CalibrationError, note: Any = None) -> "HUCalibration":
+        """:meth:`load_for_physics` of a calibration a user gave: ``given`` as typed (a built-in name or a folder),
+        ``path`` the folder it names (``mcproton run``: resolved from the config's folder; a command's option: as
+        given, from the current folder).  Its refusal (``error``) starts with ``said``, the key or option and its
+        value, and where a name that is neither built in nor there was looked for (``note()``: how a relative path
+        was resolved): one wording for ``mcproton run``'s phantom.calibration and the ``--calibration`` of
+        ``mcproton check`` and ``mcproton phantom`` (the error-message audit 27, F4: those two named only the
+        path)."""
+        try:
+            return cls.load_for_physics(path if path.exists() else given, physics)
+        except ValueError as exc:
+            if path.exists():   # the file or folder given is no calibration
+                raise error(f"{said}: {exc}") from None
+            raise error(f"{said}: {str(exc).rstrip('.')}; looked for the folder {path.absolute()}"
+                        f"{note() if note is not None else ''}") from None
+
+    @classmethod
     def from_files(cls, density_file: str | Path, material_file: str | Path, *,
                    mcsquare_materials: str | Path | None = None, name: str | None = None) -> "HUCalibration":
         """Build a calibration from a HU -> density table and a HU -> material table.

@@ -487,15 +487,26 @@ def checked_allow(allow: Any, where: str) -> frozenset[str]:
 def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list[str]:
     """The refusals of :func:`check_inputs` that this run passed through ``plan.allow_other_frame``,
     ``plan.allow_other_patient`` or ``plan.allow_position_mismatch`` (the :data:`OVERRIDES` names "other_frame",
-    "other_patient", "position_mismatch"; [] where the keys are off or nothing would have been refused):
-    ``mcproton run`` records them in its result as ``simulate`` does, so that its RT Dose says OVERRIDE too.  Nothing
-    is warned here (check_inputs has said what it says), and no input file is read again for the patients
-    (:func:`patient_files`: those check_inputs compared)."""
+    "other_patient", "position_mismatch"; [] where the keys are off or nothing would have been refused; on a
+    slab_ct phantom, written for its plan, only its structure set's "other_frame"): ``mcproton run`` records them
+    in its result as ``simulate`` does, so that its RT Dose says OVERRIDE too.  Nothing is warned here
+    (check_inputs has said what it says), and no input file is read again for the patients (:func:`patient_files`:
+    those check_inputs compared)."""
     from .._io.rtplan import beams_by_position
     from ..config import ConfigError
 
     pl = cfg.get("plan", {})
-    if cfg.get("phantom", {}).get("type") != "ct":   # as check_inputs: a patient CT only
+    kind = cfg.get("phantom", {}).get("type")
+    if kind == "slab_ct":   # written for its plan, in its frame: only the structure set can lie in another
+        if not pl.get("allow_other_frame", False):
+            return []
+        try:
+            check_struct_frame({**cfg, "plan": {**pl, "allow_other_frame": False}},
+                               *struct_frame_of(cfg, geometry, beams))
+        except ConfigError:
+            return ["other_frame"]
+        return []
+    if kind != "ct":   # as check_inputs: a patient CT only
         return []
     used = []
     ct_for = getattr(geometry, "frame_of_reference_uid", "") or ""
@@ -594,10 +605,34 @@ def check_frame_of_reference(geometry: Any, beams: list[Any], override: str = AL
                               f"put the dose in the wrong place; use the plan's CT{override}")
 
 
-def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
+def struct_frame_of(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> tuple[str, str, str]:
+    """The frame of reference that plan.rtstruct's contours must lie in (:func:`check_struct_frame`), with the words
+    for it and for what to give instead: on a patient's CT (phantom.type = "ct") the CT's; on a slab phantom's CT
+    (phantom.type = "slab_ct") the frame it was written in, the plan's (config._plan_frame_study; a new one where the
+    plan gives none, so that no structure set lies in it), since its slabs lie in the plan's patient coordinates and
+    the structure set's overrides are put into it (before 2026-12-07, followb: not checked there, so a structure set
+    of another frame put its bolus where its coordinates fell in the slabs); ("", "", "") on any other phantom
+    (nothing checked)."""
+    kind = cfg.get("phantom", {}).get("type")
+    ct_for = getattr(geometry, "frame_of_reference_uid", "") or ""
+    if kind == "ct":
+        return ct_for, "the CT's", "give the structure set of this CT"
+    if kind != "slab_ct" or not ct_for:
+        return "", "", ""
+    if any((getattr(b, "meta", None) or {}).get("frame_of_reference_uid") == ct_for for b in beams):
+        return ct_for, "the slab phantom's CT's (the plan's)", "give a structure set in the plan's frame of reference"
+    return (ct_for, "the slab phantom's CT's (a new one: the plan gives no valid FrameOfReferenceUID (0020,0052), so "
+            "nothing links a structure set to the slabs)", "export the plan again with its FrameOfReferenceUID "
+            "and give a structure set in that frame")
+
+
+def check_struct_frame(cfg: dict[str, Any], ct_for: str, whose: str = "the CT's",
+                       fix: str = "give the structure set of this CT") -> None:
     """Refuse an RT Structure Set (plan.rtstruct) whose contours lie in another frame of reference than the CT
-    (``ct_for``; "" = not known, nothing checked): its body ROI would cut the dose (the body outline) and its DVHs
-    would be of other anatomy.  ``plan.allow_other_frame = true`` turns it into a warning."""
+    (``ct_for``; "" = not known, nothing checked; ``whose`` names that frame, ``fix`` says what to give instead:
+    :func:`struct_frame_of`): its body ROI would cut the dose (the body outline), its material overrides would be
+    put in the wrong place and its DVHs would be of other anatomy.  ``plan.allow_other_frame = true`` turns it into
+    a warning."""
     from ..config import ConfigError, _resolve
 
     rts = cfg.get("plan", {}).get("rtstruct")
@@ -615,13 +650,13 @@ def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
     what = "; ".join(f"{', '.join(repr(n) for n in names[:5])}{' and more' if len(names) > 5 else ''} in {f}"
                      for f, names in other.items())
     msg = (f"plan.rtstruct {path}: the contours of ROI(s) {what} lie in another frame of reference "
-           f"(ReferencedFrameOfReferenceUID (3006,0024)) than the CT's FrameOfReferenceUID {ct_for}: the structure "
-           "set belongs to another CT, so its body ROI would cut the dose and its DVHs would be of other anatomy")
+           f"(ReferencedFrameOfReferenceUID (3006,0024)) than {whose} FrameOfReferenceUID {ct_for}: the "
+           "structure set belongs to another CT, so its body ROI would cut the dose, its material overrides would be "
+           "put in the wrong place and its DVHs would be of other anatomy")
     if cfg.get("plan", {}).get("allow_other_frame", False):
         warn(f"{msg}; run anyway (plan.allow_other_frame = true)")
         return
-    raise ConfigError(f"{msg}; give the structure set of this CT, or set plan.allow_other_frame = true if the two "
-                      "frames are known to coincide")
+    raise ConfigError(f"{msg}; {fix}, or set plan.allow_other_frame = true if the two frames are known to coincide")
 
 
 def unframed_plan_beams(beams: list[Any]) -> list[Any]:
@@ -871,7 +906,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     check_patients(cfg, geometry)   # first: another patient's plan is on another frame too, and that says less
     if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):
         check_frame_of_reference(geometry, beams)
-    check_struct_frame(cfg, ct_for)
+    check_struct_frame(cfg, *struct_frame_of(cfg, geometry, beams))   # the CT's, or the slab CT's (the plan's)
     check_plan_frame_given(cfg, ct_for, beams)
     check_patient_position(cfg, geometry, beams)
     if ph.get("type") in STRUCT_GEOMETRY_PHANTOMS:   # a CT whose geometry the structure set changes (config.py)

@@ -227,10 +227,15 @@ class RunWording:
     beam: Callable[[int, Any], Any] = _beam_position
     #: the time limit, formatted with ``limit`` (seconds)
     time_limit: str = "run.time_limit_s = {limit:g} s"
-    #: how to get more batches (after "use at least 10 batches")
+    #: how to get more batches (after "use at least 10 batches") where run.batches set them (BatchPlan.by_batches)
     more_batches: str = "run.batches, or a smaller run.batch_size"
-    #: what to do when one batch only was completed
-    one_batch: str = "give a longer run.time_limit_s, a smaller run.batch_size or more run.batches"
+    #: ... where their size was set instead, and run.batches does nothing (streaming.batches_not_used: run.batch_size,
+    #: or a hundredth of run.primaries with a target uncertainty or a time limit); after a time limit's stop
+    more_batches_sized: str = "a smaller run.batch_size"
+    more_batches_time_limit: str = "a longer run.time_limit_s, or a smaller run.batch_size"
+    #: what to do when one batch only was completed (a time limit's stop: the batches are then of a size, never
+    #: run.batches' number; audit 27 followb: "more run.batches" was advised, which did nothing there)
+    one_batch: str = "give a longer run.time_limit_s or a smaller run.batch_size"
     #: what to do about a run that would take more than streaming.LONG_RUN_S (the progress-log audit 26, F2)
     long_run: str = RUN_LONG_RUN_REMEDY
     #: the target uncertainty's name in that warning ("unless ... stops the run earlier")
@@ -601,10 +606,13 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     from .._io.errors import McprotonRuntimeWarning, warn
 
                     b = int(st.acc.batches)
+                    # what sets the number of batches here: run.batches, or the size that replaced it
+                    more = (wd.more_batches if plan.by_batches else wd.more_batches_time_limit
+                            if res.stop_reason == "time_limit" else wd.more_batches_sized)
                     warn(f"beam {wd.beam(i, beam)} ({bname}): its statistical uncertainty comes from {b} batches only, "
                          f"and reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
-                         f"{FEW_BATCHES} batches ({wd.more_batches}) for an uncertainty to rely on",
+                         f"{FEW_BATCHES} batches ({more}) for an uncertainty to rely on",
                          McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 # the checkpoint first (the beam's transport kept should its result fail), then the result: the
                 # scored voxels found once for both

@@ -1369,6 +1369,82 @@ def test_the_checks_beams_take_the_physics_water_model(base, monkeypatch):
         assert seen[-1] == want, seen
 
 
+def test_the_checks_ct_calibration_takes_the_physics_water_model(base, tmp_path, monkeypatch):
+    """A HU -> SPR table (--calibration of hu_spr.csv) is turned into densities with the check's physics, its water
+    model and I-values, as mcproton run reads phantom.calibration with [physics] (HUCalibration.load_for_physics):
+    the CT's SPRs are then in the MC's water, as the range shifters' WETs are.  Before (audit 27 followb) the check
+    read them in ICRU 90 water whatever its physics (here PMMA 0.50 % denser per SPR with PSTAR water); the default
+    physics reads as before, bitwise."""
+    from mcproton._check import api
+    from mcproton._io.hu_calibration import HUCalibration
+
+    cal = tmp_path / "clinic_spr"
+    cal.mkdir()
+    (cal / "hu_spr.csv").write_text("HU,SPR\n-1000,0.001\n0,1.05\n3000,2.5\n")
+    (cal / "hu_materials.csv").write_text("hu_lo,name,w_H,w_C,w_O\n-1000,pmma,0.080538,0.599848,0.319614\n")
+    seen = []
+
+    def stop(inputs, geometry, *a, **k):
+        seen.append(geometry.density_g_cm3_zyx.copy())
+        raise RuntimeError("transport reached")
+
+    monkeypatch.setattr(api, "run_mc", stop)
+    d = base["dir"]
+    kw = dict(plan=d / "RP.dcm", dose=_tps(base, "cal_wm", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", calibration=str(cal), **FAST)
+    for physics in ({"water_model": "pstar"}, None, {"water_model": "icru90"}):
+        with pytest.raises(RuntimeError, match="transport reached"):
+            api.check(physics=physics, **kw)
+    pstar, default, icru90 = seen
+    box = default > 0.5   # the 0 HU box: PMMA at SPR 1.05
+    want = {m: HUCalibration.load(cal, water_model=m).density_from_hu(np.zeros(1))[0] for m in ("icru90", "pstar")}
+    assert want["pstar"] / want["icru90"] == pytest.approx(1.0050, abs=2e-4)
+    np.testing.assert_allclose(pstar[box], want["pstar"], rtol=1e-6)
+    np.testing.assert_allclose(default[box], want["icru90"], rtol=1e-6)
+    assert np.array_equal(default, icru90)
+    # a reused MC dose (mc=) of that calibration and physics is its own: its calibration's data are compared as read
+    # with the physics (not refused as computed with another calibration); with the default physics they differ
+    from types import SimpleNamespace
+
+    from mcproton._check.inputs import CheckInputError
+    from mcproton.settings import PhysicsSettings
+
+    rec = {"name": "clinic_spr", "data_sha256": HUCalibration.load(cal, water_model="pstar").data_sha256()}
+    mc = SimpleNamespace(provenance={"calibration_record": rec})
+    api._check_reused_mc_models(mc, str(cal), None, PhysicsSettings(water_model="pstar"))
+    with pytest.raises(CheckInputError, match="was computed with the HU calibration 'clinic_spr'"):
+        api._check_reused_mc_models(mc, str(cal), None, None)
+
+
+@pytest.mark.parametrize("given, said", [
+    ("cal_nomat", "cal_nomat: the folder holds hu_density.csv but no hu_materials.csv"),
+    ("cal_nomat/hu_density.csv", "cal_nomat/hu_density.csv is a file, not a calibration folder; give the folder"),
+    ("nosuchcal", "unknown calibration 'nosuchcal': not a built-in name"),
+])
+def test_a_calibration_refused_names_the_option(base, tmp_path, monkeypatch, capsys, given, said):
+    """`mcproton check --calibration X`: a calibration that cannot be read is refused (exit 2) naming --calibration
+    and the value, as mcproton run names phantom.calibration, with where an unknown name was looked for (the
+    error-message audit 27, F4: it named only the path); a reused MC dose's comparison reads it alike."""
+    from types import SimpleNamespace
+
+    from mcproton._check import api
+    from mcproton._io.errors import CalibrationError
+    from mcproton.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal_nomat").mkdir()
+    (tmp_path / "cal_nomat" / "hu_density.csv").write_text("HU,density_g_cm3\n-1000,0.001\n3000,2.8\n")
+    d = base["dir"]
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "cal_bad", base["blob"])),
+               "--ct", str(d / "ct"), "--struct", str(d / "RS.dcm"), "--beam-model", "dcpt_v2",
+               "--calibration", given, "--out", str(tmp_path / "o"), "--quiet", "--backend", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"mcproton: error: --calibration {given}: {said}" in err, err
+    assert ("looked for the folder " + str(tmp_path / "nosuchcal") in err) == (given == "nosuchcal"), err
+    with pytest.raises(CalibrationError, match=f"^--calibration {given}: "):
+        api._check_reused_mc_models(SimpleNamespace(provenance={}), given, None)
+
+
 def test_cli_help_and_bad_input_exit_status(base, capsys):
     from mcproton.cli import main
 

@@ -176,3 +176,98 @@ def test_a_phantom_that_is_not_a_ct_refuses_what_would_change_its_geometry(slab)
                                                 'plan.outside_external = "air"']))
     build_geometry(load_config(None, box + [f'plan.rtstruct = "{tmp / "RS.dcm"}"', 'plan.struct_overrides = "ignore"']))
     build_geometry(load_config(None, box + [f'plan.rtstruct = "{tmp / "RS_narrow.dcm"}"']))
+
+
+def _other_frame_struct(tmp: Path, name: str = "RS_other.dcm") -> Path:
+    """RS.dcm's bolus and External in another frame of reference (a structure set of another CT)."""
+    ds = pydicom.dcmread(tmp / "RS.dcm")
+    other = "1.2.826.0.1.3680043.8.498.778"
+    ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = other
+    for r in ds.StructureSetROISequence:
+        r.ReferencedFrameOfReferenceUID = other
+    ds.save_as(tmp / name)
+    return tmp / name
+
+
+def _inputs_refusal(cfg: dict) -> str:
+    """The refusal (ConfigError) of `mcproton run`'s input checks (check_inputs) for ``cfg``."""
+    import mcproton as mcp
+    from mcproton._run.inputs import check_inputs
+    from mcproton.config import ConfigError, build_beams, build_geometry
+
+    g = build_geometry(cfg)
+    with pytest.raises(ConfigError) as exc:
+        check_inputs(cfg, mcp.RunSettings(primaries=100, backend="cpu"), g, build_beams(cfg))
+    return str(exc.value)
+
+
+def test_a_structure_set_of_another_frame_is_refused_on_slab_ct_as_on_ct(slab, monkeypatch):
+    """plan.rtstruct in another frame of reference than the slab CT (written in the plan's): refused before the
+    transport by the check of phantom.type = "ct" (check_struct_frame), in its words, naming the file, the ROIs, both
+    frames and plan.allow_other_frame; the same CT and structure set read as phantom.type = "ct" are refused alike.
+    Before (followb, 2026-12-07) the slab CT checked no frame: the structure set's bolus was put where its
+    coordinates fell in the slabs, and only the DVH warned, after the transport."""
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton._io.slab_ct import slab_ct
+
+    tmp, g0 = slab
+    rs = _other_frame_struct(tmp)
+    on_slab = _inputs_refusal(_config(tmp, f'plan.rtstruct = "{rs}"'))
+    common = (f"plan.rtstruct {rs}: the contours of ROI(s) 'EXTERNAL', 'BOLUS' in 1.2.826.0.1.3680043.8.498.778 lie in "
+              "another frame of reference (ReferencedFrameOfReferenceUID (3006,0024)) than ")
+    tail = (f"FrameOfReferenceUID {g0.frame_of_reference_uid}: the structure set belongs to another CT, so its body "
+            "ROI would cut the dose, its material overrides would be put in the wrong place and its DVHs would be of "
+            "other anatomy; ")
+    assert on_slab == (f"{common}the slab phantom's CT's (the plan's) {tail}give a structure set in the plan's frame "
+                       "of reference, or set plan.allow_other_frame = true if the two frames are known to coincide")
+    exact = slab_ct(LAYERS, surface_mm=(0, -30, 0), depth_axis="+y", air_mm=10, lateral_size_mm=(40, 40),
+                    voxel_mm=(4, 2.5, 4)).calibration
+    monkeypatch.setattr(HUCalibration, "load", classmethod(lambda cls, *a, **k: exact))
+    on_ct = _inputs_refusal(_config(tmp, f'plan.rtstruct = "{rs}"')
+                            | {"phantom": {"type": "ct", "ct_dir": str(tmp / "ct"), "calibration": "slab_ct"}})
+    assert on_ct == (f"{common}the CT's {tail}give the structure set of this CT, or set plan.allow_other_frame = true "
+                     "if the two frames are known to coincide")
+
+
+def test_a_plan_without_frame_links_no_structure_set_to_its_slab_ct(slab):
+    """A plan that gives no FrameOfReferenceUID: its slab CT gets a frame of its own, in which no structure set lies;
+    plan.rtstruct is refused, saying so."""
+    tmp, _ = slab
+    ds = pydicom.dcmread(tmp / "RP.dcm")
+    del ds.FrameOfReferenceUID
+    ds.save_as(tmp / "RP_noframe.dcm")
+    cfg = _config(tmp, f'plan.rtstruct = "{tmp / "RS.dcm"}"', f'plan.rtplan = "{tmp / "RP_noframe.dcm"}"',
+                  f'phantom.ct_dir = "{tmp / "ct_noframe"}"')
+    msg = _inputs_refusal(cfg)
+    assert "than the slab phantom's CT's (a new one: the plan gives no valid FrameOfReferenceUID (0020,0052)" in msg
+    assert msg.endswith("export the plan again with its FrameOfReferenceUID and give a structure set in that frame, "
+                        "or set plan.allow_other_frame = true if the two frames are known to coincide"), msg
+
+
+def test_slab_ct_runs_a_structure_set_of_another_frame_with_allow_other_frame(slab, capsys, warnings_to_stderr):
+    """`mcproton run` on the slab CT: refused (exit 2, nothing written) with a structure set of another frame;
+    plan.allow_other_frame = true runs it with the warning, records "other_frame" and its RT Dose says OVERRIDE, as
+    on a CT; the structure set in the slab CT's frame records none."""
+    from mcproton import DoseResult
+    from mcproton.cli import main
+
+    tmp, _ = slab
+    rs = _other_frame_struct(tmp)
+    cfg = tmp / "run.toml"
+    cfg.write_text("[run]\nprimaries = 200\nbatches = 2\nbackend = \"cpu\"\nthreads = 1\n[output]\nplot = false\n")
+    sets = [a for s in _slab(tmp) for a in ("--set", s.replace(" = ", "="))]
+
+    def run(name: str, *more: str) -> int:
+        return main(["run", str(cfg), "--out", str(tmp / f"{name}.h5"), "--rtdose", str(tmp / f"{name}.dcm"),
+                     "--quiet", "--no-checkpoint", *sets, *more])
+
+    assert run("refused", "--set", f'plan.rtstruct="{rs}"') == 2
+    err = capsys.readouterr().err
+    assert "lie in another frame of reference" in err and "plan.allow_other_frame" in err, err
+    assert not (tmp / "refused.h5").exists() and not (tmp / "refused.dcm").exists()
+    assert run("allowed", "--set", f'plan.rtstruct="{rs}"', "--set", "plan.allow_other_frame=true") == 0
+    assert "lie in another frame of reference" in capsys.readouterr().err
+    assert DoseResult.load(tmp / "allowed.h5").provenance.get("overrides") == ["other_frame"]
+    assert pydicom.dcmread(tmp / "allowed.dcm").DoseComment.startswith("OVERRIDE frame; ")
+    assert run("same", "--set", f'plan.rtstruct="{tmp / "RS.dcm"}"', "--set", "plan.allow_other_frame=true") == 0
+    assert DoseResult.load(tmp / "same.h5").provenance.get("overrides") == []

@@ -34,3 +34,30 @@ def test_run_demo_refuses_them_before_it_announces_the_phantom(tmp_path, capsys)
         run_demo(tmp_path / "out", age=0.1, backend="cpu")
     assert "-year-old head" not in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given, said", [
+    ("cal_nomat", "cal_nomat: the folder holds hu_density.csv but no hu_materials.csv"),
+    ("cal_nomat/hu_density.csv", "cal_nomat/hu_density.csv is a file, not a calibration folder; give the folder"),
+    ("nosuchcal", "unknown calibration 'nosuchcal': not a built-in name"),
+])
+def test_a_calibration_refused_names_the_option_before_the_phantom_is_made(given, said, tmp_path, capsys,
+                                                                          monkeypatch):
+    """`mcproton phantom --calibration X`: a calibration that cannot be read is refused naming --calibration and the
+    value (as mcproton run names phantom.calibration), with where an unknown name was looked for, before the phantom
+    is made (the error-message audit 27, F4: the message named only the path, after the phantom was built)."""
+    import mcproton.phantoms.coverage as coverage
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal_nomat").mkdir()
+    (tmp_path / "cal_nomat" / "hu_density.csv").write_text("HU,density_g_cm3\n-1000,0.001\n3000,2.8\n")
+
+    def never(*a, **k):
+        raise AssertionError("the phantom was made")
+
+    monkeypatch.setattr(coverage, "make_head_phantom", never)
+    assert main(["phantom", "--age", "5", "--out", "out", "--calibration", given]) == 2
+    err = capsys.readouterr().err
+    assert f"mcproton: error: --calibration {given}: {said}" in err, err
+    assert ("looked for the folder " + str(tmp_path / "nosuchcal") in err) == (given == "nosuchcal"), err
+    assert not (tmp_path / "out").exists()

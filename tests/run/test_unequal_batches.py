@@ -86,3 +86,37 @@ def test_few_batches_are_said_to_read_low(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonRuntimeWarning)
         assert main(["run", str(cfg), "--out", str(tmp_path / "b.h5"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("sets,said", [
+    # run.batches sets the batches: it is the advice
+    (["run.batches=3"], "use at least 10 batches (run.batches, or a smaller run.batch_size) for"),
+    # run.batch_size sets them: run.batches would do nothing
+    (["run.batches=20", "run.batch_size=1000"], "use at least 10 batches (a smaller run.batch_size) for"),
+    # a time limit makes them a hundredth of the primaries and stopped the run after 6 of them
+    (["run.batches=20", "run.time_limit_s=6"],
+     "use at least 10 batches (a longer run.time_limit_s, or a smaller run.batch_size) for"),
+    # ... after one
+    (["run.batches=20", "run.time_limit_s=1e-9"],
+     "only one batch was completed (the time limit stopped it, after 30 primaries): its statistical uncertainty "
+     "cannot be estimated (NaN in the outputs); give a longer run.time_limit_s or a smaller run.batch_size"),
+], ids=["by-batches", "batch-size", "time-limit", "time-limit-one-batch"])
+def test_the_few_batches_advice_names_what_sets_the_batches(tmp_path, monkeypatch, sets, said):
+    """The warnings of few batches, and of one batch after a time limit's stop, name what sets the number of batches
+    in the run: run.batches only where it does (streaming.BatchPlan.by_batches); run.batch_size, or a longer
+    run.time_limit_s, where they are of a size (run.batches is then not used: the log says so).  Before (audit 27
+    followb) both advised run.batches there, which changed nothing.  On the ticking clock (one fake second per
+    perf_counter call) the time limit stops in the same batch on any machine."""
+    from test_run_time_limit_resume import _ticking_clock
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    _ticking_clock(monkeypatch)
+    c = load_config(write_cfg(tmp_path / "job.toml", 3000), sets)
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=lambda m: None)
+    (few,) = [str(w.message) for w in rec if "batch" in str(w.message)]
+    assert said in few, few
+    assert ("run.batches" in few) == (sets == ["run.batches=3"]), few
