@@ -66,7 +66,9 @@ def plan_dose_references(plan_path: str) -> DoseReferences:
 
     out = DoseReferences()
     try:
-        ds = read_dicom_header(plan_path)   # a raw data set too, as the plan's reader reads it (audit 27, F1)
+        # a raw data set too, as the plan's reader reads it (audit 27, F1); the one sequence read (the review of
+        # 2026-12-07, R4: a whole header parsed every control point, 0.7 s for a 1.25 MB plan)
+        ds = read_dicom_header(plan_path, specific_tags=["DoseReferenceSequence"])
         if ds is None:
             return DoseReferences(unreadable=f"{plan_path}: not a DICOM file")
         for i, dr in enumerate(ds.get("DoseReferenceSequence", []) or []):
