@@ -100,8 +100,9 @@ def test_a_per_target_slip_is_refused_naming_that_targets_own_figures():
                                               r"Gy\(RBE\)\), so it looks like cGy; give about CTV54=54\. ") as e:
         _given({"CTV54": 5400.0}, [(None, 60.0)])
     assert "60" not in str(e.value)
-    with pytest.raises(CheckInputError, match=r"prescription of 'CTV54' \(--prescription CTV54=49.1\): 49.1 is 0.9093 x "
-                                              r"the plan's TargetPrescriptionDose of 'CTV54' \(its dose reference, "
+    with pytest.raises(CheckInputError, match=r"prescription of 'CTV54' \(--prescription CTV54=49.1\): 49.1 is "
+                                              r"0.9093 x the plan's TargetPrescriptionDose of 'CTV54' \(its dose "
+                                              r"reference, "
                                               r"ReferencedROINumber 2\) 54 Gy\(RBE\), so it looks like a physical dose "
                                               r"\(Gy\(RBE\) / the RBE 1.1\); give CTV54=54\. ") as e:
         _given({"CTV54": 49.1}, [(1, 60.0), (2, 54.0)])
