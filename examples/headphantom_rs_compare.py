@@ -2,9 +2,10 @@
 recorded in the plan (FractionGroupSequence > ReferencedBeamSequence: BeamDose at BeamDoseSpecificationPoint, per
 fraction).  Run the three beams first (examples/headphantom_rs.toml explains where the CT comes from):
 
-    for b in 1 2 3; do mcproton run examples/headphantom_rs.toml --set "plan.beams=[$b]" --out out/hp_b$b.h5 \
-      --rtdose out/hp_b$b.dcm; done
+    for b in 1 2 3; do mcproton run examples/headphantom_rs.toml --set "plan.beams=[$b]" --out out/hp_b$b.h5; done
     python examples/headphantom_rs_compare.py out/hp_b{}.h5
+
+(it reads each run's HDF5, its dose to water, not an RT Dose).
 
 Reported per beam: the MC dose to water at the point (trilinear interpolation of the voxel doses), the dose of the
 voxel that contains it with its 1-sigma statistical uncertainty (batches), and the mean over the 3 x 3 x 3 voxels

@@ -1032,7 +1032,7 @@ def _plan_frame_study(cfg: dict[str, Any]):
     from ._io.errors import DicomInputError
 
     try:
-        ds = read_dicom_header(_resolve(cfg, rp))
+        ds = read_dicom_header(_resolve(cfg, rp), specific_tags=["FrameOfReferenceUID"])   # not every control point
     except DicomInputError:   # refused later, with the plan reader's message (the same reading)
         return None
     uid = str(ds.get("FrameOfReferenceUID", "") or "") if ds is not None else ""

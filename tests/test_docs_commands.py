@@ -314,12 +314,45 @@ def test_example_configs_pass_check_config(capsys):
 def test_the_head_phantom_example_passes_check_config(capsys, dcpt_head_ct, tmp_path):
     """examples/headphantom_rs.toml with its CT where MCPROTON_TEST_HEADPHANTOM_CT says (tests/conftest.py; the
     example's own /tmp/headphantom/ct is for a user following its header): skipped, saying so, without it (before,
-    tests audit 21 F5: left out silently unless someone had left the CT at that fixed path).  With the RT Dose its
-    header writes: its output.dose_to and output.dose_summation shape the RT Dose, and a run that writes none refuses
-    them (audit 27 "dead options", F3)."""
+    tests audit 21 F5: left out silently unless someone had left the CT at that fixed path).  As its header runs it:
+    no RT Dose (the review of 2026-12-07, R6: its [output] keys that shape the RT Dose were refused without one, so
+    the test had to add one)."""
     for path in HEADPHANTOM_TOMLS:
-        _passes_check_config(capsys, path, f"phantom.ct_dir={json.dumps(str(dcpt_head_ct))}",
-                             f"output.rtdose={json.dumps(str(tmp_path / 'RD.dcm'))}")
+        _passes_check_config(capsys, path, f"phantom.ct_dir={json.dumps(str(dcpt_head_ct))}")
+        _passes_check_config(capsys, path, f"phantom.ct_dir={json.dumps(str(dcpt_head_ct))}", "plan.beams=[2]")
+
+
+def _header_runs(path: Path) -> list[list[str]]:
+    """The ``mcproton run`` command lines of an example's header comments, as argument lists after the config (a line
+    continued with a backslash joined)."""
+    text = "\n".join(ln[1:] for ln in path.read_text().splitlines() if ln.startswith("#"))
+    lines = text.replace("\\\n", " ").splitlines()
+    return [shlex.split(c)[3:] for c in _split_commands(lines) if c.startswith("mcproton run ")]
+
+
+def test_the_head_phantom_examples_commands_need_no_ct_to_pass_the_rt_dose_keys(tmp_path):
+    """Without its CT (here): the config of each ``mcproton run`` of examples/headphantom_rs.toml's header, with its
+    --set overrides, is not refused for RT-Dose keys without an RT Dose (the config alone, --check-config and the
+    per-beam runs give none), and its RT Dose command still writes the RT Dose as Eclipse reports the plan (dose to
+    water, one fraction).  Before (the review of 2026-12-07, R6) `--check-config` of it and the per-beam runs were
+    refused, unless each wrote an RT Dose that nothing read."""
+    from mcproton.cli import _refuse_rtdose_keys_without_rtdose, command_parsers
+    from mcproton.config import load_config
+
+    for path in HEADPHANTOM_TOMLS:
+        _refuse_rtdose_keys_without_rtdose(load_config(path))   # the config alone: --check-config
+        runs = _header_runs(path)
+        assert len(runs) == 3, runs
+        with_rtdose = 0
+        for argv in runs:
+            args = command_parsers()["run"].parse_args([str(path), *(a.replace("$b", "1") for a in argv)])
+            cfg = load_config(path, args.set)
+            if args.rtdose or cfg.get("output", {}).get("rtdose"):
+                with_rtdose += 1
+                assert cfg["output"]["dose_to"] == "water" and cfg["output"]["dose_summation"] == "fraction"
+            else:
+                _refuse_rtdose_keys_without_rtdose(cfg)
+        assert with_rtdose == 1
 
 
 def test_check_config_example_loads_as_action_levels():

@@ -1640,12 +1640,13 @@ def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
 
 
 def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str], masks: Mapping[str, np.ndarray],
-                              inp: CheckInputs, rbe: float | None,
-                              anyway: bool) -> tuple[dict[str, float], str, list[str]]:
+                              inp: CheckInputs, rbe: float | None, anyway: bool, roi_numbers: Mapping[str, int],
+                              log: Callable[[str], None]) -> tuple[dict[str, float], str, list[str]]:
     """Each target's prescription from ``check(prescription=...)``, converted as the plan's TargetPrescriptionDose
-    and checked against it and the TPS dose's median in the target (prescription.given_prescriptions: a unit slip
-    refused unless ``anyway``), the source named in the report and the notes; before the MC.  A name that is not a
-    target of the structure set on the dose grid is refused (a typo would leave the target without V95/V100
+    and checked against it (a target's own, ROI=GY: its dose reference by ``roi_numbers``) and the TPS dose's median
+    in the target (prescription.given_prescriptions: a unit slip refused unless ``anyway``), the source named in the
+    report and the notes, each also said in the log (how a value was read, or kept); before the MC.  A name that is
+    not a target of the structure set on the dose grid is refused (a typo would leave the target without V95/V100
     silently)."""
     if isinstance(given, dict):
         unknown = sorted(set(given) - set(targets))
@@ -1655,8 +1656,12 @@ def _apply_given_prescription(given: float | dict[str, float], targets: Sequence
                                   "Struct)")
     tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
     medians = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
-    return given_prescriptions(given, targets, plan_dose_references(inp.plan_path), inp.dose_type, rbe,
-                               inp.fractions, inp.all_fractions is False, medians, anyway)
+    pres, how, notes = given_prescriptions(given, targets, plan_dose_references(inp.plan_path), inp.dose_type, rbe,
+                                           inp.fractions, inp.all_fractions is False, medians, anyway,
+                                           roi_numbers=roi_numbers)
+    for note in notes:
+        log(f"mcproton check: note: {note}")
+    return pres, how, notes
 
 
 #: What an RT Dose's free text says of water or medium (case-insensitive; DICOM has no attribute for it): "to
@@ -2090,11 +2095,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     prescription : the targets' prescribed dose for V95/V100, the same quantity as the plan's TargetPrescriptionDose
         and converted as it is: Gy(RBE) for all fractions of the plan, divided by the RBE (1.1, or ``rbe``) for a
         PHYSICAL TPS dose and by the fractions where the TPS dose holds one; a number for every target, or {target
-        ROI name: dose} (a simultaneous boost).  It replaces the plan's TargetPrescriptionDose; without either, each
-        target's V95/V100 are relative to its own TPS median.  Refused before the MC where it differs from the
-        plan's TargetPrescriptionDose by the factor of a unit slip (x 100: cGy; / the fractions: one fraction; / the
-        RBE: a physical dose), or from the TPS dose's median in the target by such a factor or by more than a
-        factor 2 (mcproton._check.prescription.given_prescriptions), unless ``prescription_anyway``.
+        ROI name: dose} (a simultaneous boost).  A physical prescription is given x the RBE (1.8 Gy: 1.98); against a
+        PHYSICAL TPS dose a value no TargetPrescriptionDose of the plan checks gets a note saying how it was read.
+        It replaces the plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its
+        own TPS median.  Refused before the MC where it differs from the plan's TargetPrescriptionDose (a target's
+        own dose: the dose reference of its ROI, where the plan has one) by the factor of a unit slip (x 100: cGy;
+        / the fractions: one fraction; / the RBE: a physical dose), or from the TPS dose's median in the target by
+        such a factor or by more than a factor 2 (mcproton._check.prescription.given_prescriptions), unless
+        ``prescription_anyway``.
     prescription_anyway : keep a ``prescription`` that the check above refuses (a deliberate other prescription);
         the report's source of the prescription and a note say what it differs from (default False).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None or 0: one per
@@ -2418,7 +2426,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
     # --prescription's ROI names (a typo) and unit (a slip) checked before the MC, not after it
     rx_of_given = (None if rx_given is None else
-                   _apply_given_prescription(rx_given, targets, masks, inp, rbe, prescription_anyway))
+                   _apply_given_prescription(rx_given, targets, masks, inp, rbe, prescription_anyway,
+                                             roi_numbers, log))
     timings["structures_s"] = time.perf_counter() - t
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC

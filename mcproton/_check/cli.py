@@ -108,7 +108,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--dose-to", choices=["water", "medium"], default=None,
                    help="what the TPS dose is (DICOM does not say): water or medium (default: what an RT Dose "
                         "mcproton wrote says in its DoseComment, else water, as RayStation and Eclipse report)")
-    c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
+    c.add_argument("--rbe", type=float, default=None,
+                   help="constant RBE of a DoseType EFFECTIVE dose (default 1.1); for a PHYSICAL TPS dose only what "
+                        "the plan's TargetPrescriptionDose and --prescription (Gy(RBE)) are divided by for V95/V100")
     c.add_argument("--patient-position", metavar="POSITION", default=None,
                    help="the plan's PatientPosition (HFS, HFP, FFS, ...) where the plan has none (OpenTPS leaves it "
                         "empty; refused without this); a plan that says another position, or a CT that does, is "
@@ -120,11 +122,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="the targets' prescribed dose for V95/V100 in Gy(RBE) for all fractions of the plan, as the "
                         "plan's TargetPrescriptionDose (e.g. 54 for 30 x 1.8 Gy(RBE)), converted as it is: divided "
                         "by the RBE (1.1, or --rbe) for a PHYSICAL TPS dose and by the fractions for a TPS dose of "
-                        "one fraction; ROI=GY for one target (repeatable: a boost). Refused where it differs from "
-                        "the plan's TargetPrescriptionDose by the factor of a slip (x 100: cGy; / the fractions: one "
-                        "fraction; / 1.1: a physical dose) or from the TPS dose's median in the target by such a "
-                        "factor or more than 2 x. Default: the plan's TargetPrescriptionDose, else each target's own "
-                        "TPS median")
+                        "one fraction; ROI=GY for one target (repeatable: a boost). A physical dose: give it x the "
+                        "RBE (1.8 Gy: 1.98); a note says how a value was read where no TargetPrescriptionDose checks "
+                        "it. Refused where it differs from the plan's TargetPrescriptionDose (ROI=GY: that ROI's) by "
+                        "the factor of a slip (x 100: cGy; / the fractions: one fraction; / 1.1: a physical dose) or "
+                        "from the TPS dose's median in the target by such a factor or more than 2 x. Default: the "
+                        "plan's TargetPrescriptionDose, else each target's own TPS median")
     c.add_argument("--prescription-anyway", action="store_true",
                    help="keep a --prescription that differs from the plan's TargetPrescriptionDose or the TPS dose "
                         "as above (a deliberate other prescription; the report says what it differs from)")

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -146,11 +146,14 @@ class CheckInputs:
         return self.total if self.total is not None else self.beams[min(self.beams)]
 
 
-def _dcm_header(path: Path):
+def _dcm_header(path: Path, tags: Sequence[str] | None = None):
     """A file's header as every reader reads it (:func:`read_dicom_header`: a raw data set too, its text decoded
-    as the readers of identity decode it), or None where it is not DICOM or cannot be read (its reader says so)."""
+    as the readers of identity decode it), or None where it is not DICOM or cannot be read (its reader says so).
+    ``tags``: only these attributes (with SpecificCharacterSet), as a caller that needs a few reads it: a whole
+    header parses every sequence of the file (each control point of a plan, each contour of a structure set), and
+    the check read a 1.25 MB plan so 7 times, 0.7 s each (the review of 2026-12-07, R4)."""
     try:
-        return read_dicom_header(path)
+        return read_dicom_header(path, specific_tags=tags)
     except DicomInputError:   # any file in a patient folder may be there; its own reader refuses it
         return None
 
@@ -175,6 +178,9 @@ class PlanFacts:
     intent: str = ""
     date: str = ""
     refs: tuple[tuple[str, str], ...] = ()
+    #: the attributes :meth:`of` reads (a header read of these alone: :func:`_dcm_header`)
+    TAGS: ClassVar[tuple[str, ...]] = ("RTPlanLabel", "ApprovalStatus", "PlanIntent", "RTPlanDate",
+                                       "ReferencedRTPlanSequence")
 
     @classmethod
     def of(cls, ds: Any) -> PlanFacts:
@@ -692,7 +698,7 @@ def _stand_in_note(d: TPSDose, sop: str, name: str) -> str:
 def _plan_fraction_groups(plan_path: Path) -> list[int]:
     """The FractionGroupNumbers of the plan's FractionGroupSequence, in order (the check computes the first:
     rtplan.load_rtplan); [] where the plan does not say (or cannot be read: its reader refuses it)."""
-    ds = _dcm_header(plan_path)
+    ds = _dcm_header(plan_path, ["FractionGroupSequence"])
     try:
         fgs = (ds.get("FractionGroupSequence") if ds is not None else None) or []
         return [int(fg.FractionGroupNumber) for fg in fgs if fg.get("FractionGroupNumber") not in (None, "")]
@@ -882,7 +888,7 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
 
 
 def _plan_names_struct(plan_path: Path, sop: str) -> bool:
-    ds = _dcm_header(plan_path)
+    ds = _dcm_header(plan_path, ["ReferencedStructureSetSequence"])
     seq = (ds.get("ReferencedStructureSetSequence", []) if ds is not None else None) or []
     return bool(sop) and any(str(r.get("ReferencedSOPInstanceUID", "")) == sop for r in seq)
 
@@ -893,14 +899,15 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
     frame of reference; two of the plan's frame that the plan does not tell apart are refused."""
     want = ""
     try:
-        want = str(_dcm_header(plan_path).ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
+        want = str(_dcm_header(plan_path, ["ReferencedStructureSetSequence"])
+                   .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
     except (AttributeError, IndexError, TypeError):   # no ReferencedStructureSetSequence (or not read)
         pass
     ref = [p for p in files if want and headers[p].sop == want]
     if ref:
         for p in files:   # the others named, as skipped CTs and doses are (audit 18 course F9)
             if headers[p].sop != want:
-                label = str(getattr(_dcm_header(p), "StructureSetLabel", "") or "")
+                label = str(getattr(_dcm_header(p, ["StructureSetLabel"]), "StructureSetLabel", "") or "")
                 other = (f"another frame of reference ({headers[p].frame}) than the plan's, and "
                          if headers[p].frame and plan_frame and headers[p].frame != plan_frame else "")
                 log.append(f"skipped RT Struct {_shown(p, root)} (SOPInstanceUID {headers[p].sop}"
@@ -1004,7 +1011,7 @@ def way_out(single: str, in_folder: str, *options: str) -> str:
 
 def _facts(path: Path, headers: dict[Path, _Header]) -> PlanFacts:
     h = headers.get(path)
-    return h.plan if h is not None and h.plan is not None else PlanFacts.of(_dcm_header(path))
+    return h.plan if h is not None and h.plan is not None else PlanFacts.of(_dcm_header(path, PlanFacts.TAGS))
 
 
 def _plan_entry(p: Path, headers: dict[Path, _Header], plans: Sequence[Path], root: Path | None = None) -> str:
@@ -1397,7 +1404,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if struct is not None:
         sp = Path(struct)
         struct_series = (headers[sp].ref_series if sp in headers
-                         else struct_ct_series(_dcm_header(sp)) if sp.is_file() else ())
+                         else struct_ct_series(_dcm_header(sp, ["ReferencedFrameOfReferenceSequence"]))
+                         if sp.is_file() else ())
     ct_uid = None
     if ct is not None:   # a given CT folder: its own slices (not its sub-folders), the same choice of series
         ct = Path(ct)
@@ -1434,7 +1442,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     files = [PatientFile(f"plan {_shown(plan_path, folder)}", ident(plan_path)),
              *[PatientFile(f"RT Dose {_shown(d.path, folder)}", ident(d.path)) for d in doses]]
     if struct is not None:
-        rs_hdr = _dcm_header(Path(struct))
+        rs_hdr = _dcm_header(Path(struct), ["SOPInstanceUID"])
         rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
         files.append(PatientFile(f"RT Struct {_shown(struct, folder)}", ident(struct), linked=rs_named))
     if ct is not None:

@@ -11,10 +11,12 @@ is divided by the check's RBE (1.1, or ``rbe``), as ``mcproton run`` does in its
 A prescription typed with ``--prescription`` (``check(prescription=)``) is the same quantity as the plan's
 TargetPrescriptionDose, converted the same way (:func:`given_prescriptions`): Gy(RBE) for all fractions of the
 plan, divided by the RBE for a PHYSICAL TPS dose and by the fractions for a TPS dose of one fraction.  It is
-compared with the plan's TargetPrescriptionDose and with the TPS dose's median in the target, and refused where it
-differs from them by the factor of a unit slip (cGy, one fraction, a physical dose) or by more than a factor
-:data:`MEDIAN_FACTOR` from the median, unless ``--prescription-anyway`` (``prescription_anyway=True``) says it is
-meant (the units audit of 2026-12-07, F1: 3060 was taken as 3060 Gy and the organ-at-risk note dropped out)."""
+compared with the plan's TargetPrescriptionDose (a target's own, ``ROI=GY``: the dose reference of its ROI only) and
+with the TPS dose's median in the target, and refused where it differs from them by the factor of a unit slip (cGy,
+one fraction, a physical dose) or by more than a factor :data:`MEDIAN_FACTOR` from the median, unless
+``--prescription-anyway`` (``prescription_anyway=True``) says it is meant (the units audit of 2026-12-07, F1: 3060 was
+taken as 3060 Gy and the organ-at-risk note dropped out).  A physical prescription is given x the RBE; against a
+PHYSICAL TPS dose a value no TargetPrescriptionDose checks is noted (:func:`read_as_rbe_note`)."""
 from __future__ import annotations
 
 import itertools
@@ -64,7 +66,9 @@ def plan_dose_references(plan_path: str) -> DoseReferences:
 
     out = DoseReferences()
     try:
-        ds = read_dicom_header(plan_path)   # a raw data set too, as the plan's reader reads it (audit 27, F1)
+        # a raw data set too, as the plan's reader reads it (audit 27, F1); the one sequence read (the review of
+        # 2026-12-07, R4: a whole header parsed every control point, 0.7 s for a 1.25 MB plan)
+        ds = read_dicom_header(plan_path, specific_tags=["DoseReferenceSequence"])
         if ds is None:
             return DoseReferences(unreadable=f"{plan_path}: not a DICOM file")
         for i, dr in enumerate(ds.get("DoseReferenceSequence", []) or []):
@@ -172,18 +176,25 @@ def _nearest_slip(ratio: float, slips: list[tuple[float, str]], tol: float) -> t
 
 def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[str], refs: DoseReferences,
                         dose_type: str, rbe: float | None, fractions: int, one_fraction: bool,
-                        medians: Mapping[str, float], anyway: bool = False) -> tuple[dict[str, float], str, list[str]]:
+                        medians: Mapping[str, float], anyway: bool = False,
+                        roi_numbers: Mapping[str, int] | None = None) -> tuple[dict[str, float], str, list[str]]:
     """Each target's prescription from ``check(prescription=...)`` (``given``: one dose, Gy(RBE) for all fractions
     of the plan, as its TargetPrescriptionDose; or {target: dose} of the targets named, checked to be targets
     before), converted as the plan's: divided by the RBE (``rbe``, default 1.1) for a PHYSICAL TPS dose and by the
     plan's ``fractions`` where the TPS dose holds one (``one_fraction``).  Returns the prescriptions (Gy, Gy(RBE) for
     an EFFECTIVE dose, of the fractions the TPS dose holds), the source named in the report and the notes.
 
-    Compared with the plan's TargetPrescriptionDoses (``refs``) and with the TPS dose's median in the target
-    (``medians``; one dose for every target: the highest median, the target treated): a value off by the factor of
-    a slip (:func:`slip_factors`, within :data:`PLAN_SLIP_TOL` of the plan's, :data:`MEDIAN_SLIP_TOL` of the
-    median) or by more than :data:`MEDIAN_FACTOR` from the median is refused (CheckInputError) naming the slip and
-    the value to give, unless ``anyway``: then it is used, and a note says what it differs from."""
+    One dose for every target is compared with the plan's TargetPrescriptionDoses (``refs``) and with the TPS dose's
+    median in the target treated (``medians``: the highest).  A target's own dose (``ROI=GY``) is compared with the
+    plan's dose reference of that target (its ReferencedROINumber, ``roi_numbers``) where the plan has one, and
+    else with that target's own TPS median only: not with a dose of the plan as a whole (SITE) or of another ROI,
+    which in a simultaneous boost is another dose level (66/60/54 Gy(RBE) lie 1.1 x apart, as the RBE's slip does:
+    the review of 2026-12-07, R1, refused CTV54=54 "as physical" and advised 60).  A value off by the factor of a
+    slip (:func:`slip_factors`, within :data:`PLAN_SLIP_TOL` of the plan's, :data:`MEDIAN_SLIP_TOL` of the median)
+    or by more than :data:`MEDIAN_FACTOR` from the median is refused (CheckInputError) naming the slip and the value
+    to give, unless ``anyway``: then it is used, and a note says what it differs from.  Against a PHYSICAL TPS dose
+    a value that no TargetPrescriptionDose of the plan could check (the median cannot tell the RBE's 10 %) gets a
+    note saying how it was read and what to give for a physical dose (:func:`read_as_rbe_note`)."""
     rbe_used = CLINICAL_RBE if rbe is None else float(rbe)
     factor = 1.0 if dose_type == "EFFECTIVE" else rbe_used
     div = fractions if one_fraction and fractions > 1 else 1
@@ -204,12 +215,14 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
         (f"; the TPS dose holds one of the {fractions} fractions" if div > 1 else "") + ")"
     plan_doses = sorted({v for _, v in refs.items})
     how += ("; the plan's TargetPrescriptionDose: " + ", ".join(f"{v:g}" for v in plan_doses) + " Gy(RBE)"
-            if plan_doses else "; the plan gives no TargetPrescriptionDose")
+            if plan_doses else f"; {no_target_prescription(refs)}")
     divided = ([f"by the RBE {factor:g} for this PHYSICAL TPS dose"] if factor != 1.0 else []) + \
         ([f"by the {fractions} fractions for this TPS dose of one fraction"] if div > 1 else [])
     rule = ("--prescription is in Gy(RBE) for all fractions of the plan, as the plan's TargetPrescriptionDose"
             + (f" (the check divides it {' and '.join(divided)})" if divided else ""))
+    by_roi = {roi: v for roi, v in refs.items if roi is not None}
     problems: list[tuple[str, str]] = []   # (what is wrong, the value to give)
+    unchecked: list[str] = []   # the targets whose value no TargetPrescriptionDose of the plan checked
     if each:
         ref_targets = list(typed)
     else:   # one dose for every target: the target treated, of the highest TPS median (a PTV of another phase: none)
@@ -218,23 +231,31 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
     for nm in ref_targets:
         v = typed[nm]
         what = f"prescription{f' of {nm!r}' if each else ''} (--prescription {f'{nm}=' if each else ''}{v:g})"
-        if any(abs(v / p - 1) <= PLAN_SLIP_TOL for p in plan_doses):
+        name = f"{nm}=" if each else ""   # the form of the value to give
+        if each:   # the target's own dose reference, or none: another ROI's or the site's may be another level
+            num = (roi_numbers or {}).get(nm)
+            against = [(by_roi[num], f"the plan's TargetPrescriptionDose of {nm!r} (its dose reference, "
+                                     f"ReferencedROINumber {num})")] if num is not None and num in by_roi else []
+        else:
+            against = [(p, "the plan's TargetPrescriptionDose") for p in plan_doses]
+        if not against:
+            unchecked.append(nm)
+        if any(abs(v / p - 1) <= PLAN_SLIP_TOL for p, _ in against):
             continue   # the plan's own value: used as the plan's would be, whatever the TPS dose
         said, give = "", ""
-        plan_slips = [(s, p) for p in plan_doses
+        plan_slips = [(s, p, whose) for p, whose in against
                       if (s := _nearest_slip(v / p, slip_factors(fractions, rbe_used), PLAN_SLIP_TOL))]
         if plan_slips:
-            (f, w), p = min(plan_slips, key=lambda sp: abs(math.log(v / sp[1] / sp[0][0])))
-            said = (f"{what}: {v:g} is {v / p:.4g} x the plan's TargetPrescriptionDose {p:g} Gy(RBE), so it looks "
-                    f"like {w}")
-            give = f"give {p:g}"
+            (f, w), p, whose = min(plan_slips, key=lambda sp: abs(math.log(v / sp[1] / sp[0][0])))
+            said = f"{what}: {v:g} is {v / p:.4g} x {whose} {p:g} Gy(RBE), so it looks like {w}"
+            give = f"give {name}{p:g}"
         m = medians.get(nm, 0.0)
         if not said and m > 0:
             r = pres[nm] / m
             s = _nearest_slip(r, slip_factors(fractions, None), MEDIAN_SLIP_TOL)
             near = f"{conv(v)} is {r:.3g} x the TPS dose's median in the target {nm!r} ({m:.4g} {unit})"
             if s is not None:
-                said, give = f"{what}: {near}, so it looks like {s[1]}", f"give about {v / s[0]:.3g}"
+                said, give = f"{what}: {near}, so it looks like {s[1]}", f"give about {name}{v / s[0]:.3g}"
             elif not 1 / MEDIAN_FACTOR <= r <= MEDIAN_FACTOR:
                 said = (f"{what}: {near}, more than a factor {MEDIAN_FACTOR:g} from it (V95/V100 would read 0 or 1 "
                         "whatever the doses)")
@@ -249,4 +270,42 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
     if problems:
         how += "; kept with --prescription-anyway although " + "; ".join(said for said, _ in problems)
         notes = [f"{said}: kept (--prescription-anyway)" for said, _ in problems]
+    if factor != 1.0 and unchecked:
+        notes.append(read_as_rbe_note({nm: typed[nm] for nm in unchecked}, each, factor, div, medians))
     return pres, how, notes
+
+
+def no_target_prescription(refs: DoseReferences) -> str:
+    """Why a plan gives no target's TargetPrescriptionDose, for the source of a typed prescription: none at all,
+    none of a target volume or site (only at points: the DCPT head plan's 'Verification3/5'), or not readable."""
+    if refs.unreadable:
+        return f"the plan's DoseReferenceSequence could not be read ({refs.unreadable})"
+    if refs.skipped:
+        return (f"the plan gives no TargetPrescriptionDose of a target volume or site (only the dose at a point of "
+                f"{', '.join(refs.skipped)})")
+    return "the plan gives no TargetPrescriptionDose"
+
+
+def read_as_rbe_note(typed: Mapping[str, float], each: bool, rbe: float, div: int,
+                     medians: Mapping[str, float]) -> str:
+    """The note of a typed prescription (``typed``: {target: Gy(RBE)}, ``each``: given as ROI=GY) against a PHYSICAL
+    TPS dose that no TargetPrescriptionDose of the plan checked: it was read as Gy(RBE) and divided by ``rbe``; a
+    physicist who typed physical Gy (what --prescription meant before 2026-12-07) gives the value x the RBE.  Before
+    (the review of 2026-12-07, R2) nothing said so: the OpenTPS case's --prescription 1.8, meant as the 1.8 Gy
+    physical OpenTPS optimised to, read V100 98 % (1.636 Gy) where it had read 52 %.  Each target's TPS median is
+    named (``div`` > 1: of one fraction): the median cannot tell the RBE's 10 % from a plan's spread, the physicist
+    can."""
+    def flags(scale: float) -> str:
+        return " ".join(f"--prescription {nm + '=' if each else ''}{v * scale:.4g}" for nm, v in typed.items())
+
+    read = ", ".join((f"{nm!r} " if each else "") + f"{v:g} Gy(RBE) / the RBE {rbe:g} = {v / rbe:.4g} Gy physical"
+                     for nm, v in typed.items())
+    shown = [f"{nm!r}: {medians[nm]:.4g} Gy" for nm in typed if medians.get(nm, 0.0) > 0]
+    median = (f" (the TPS dose's median{' of one fraction' if div > 1 else ''} in {', '.join(shown)})"
+              if shown else "")
+    meant = " and ".join(f"{v:g} Gy" for v in typed.values())
+    several = len(typed) > 1
+    return (f"{flags(1.0)} {'were' if several else 'was'} read as Gy(RBE), as a TargetPrescriptionDose is: {read} "
+            f"for this PHYSICAL TPS dose{median}, and the plan gives no TargetPrescriptionDose of the "
+            f"target{'s' if several else ''} to check {'them' if several else 'it'} against; if you meant {meant} "
+            f"physical, give {flags(rbe)} (the physical dose x the RBE {rbe:g})")

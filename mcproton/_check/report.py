@@ -921,6 +921,26 @@ def _readable(v: Any) -> str:
     return "none" if v is None else _fmt(v)
 
 
+def _typed_prescription(rx: Any) -> str:
+    """The settings table's --prescription as typed: Gy(RBE) for all fractions of the plan ("54 Gy(RBE)", "'CTV60'
+    60 Gy(RBE); 'CTV54' 54 Gy(RBE)"), each value as given; before (the review of 2026-12-07, R7) without its unit,
+    beside the value used, which is in Gy for a PHYSICAL TPS dose."""
+    if rx is None:
+        return "not given"
+    if isinstance(rx, Mapping):
+        return "; ".join(f"{k!r} {float(v):g} Gy(RBE)" for k, v in rx.items())
+    return f"{float(rx):g} Gy(RBE)"
+
+
+def _with_unit(v: Any, dose_type: Any) -> str:
+    """A prescription used (one dose, {target: dose} or None) in the TPS dose's unit: Gy(RBE) for an EFFECTIVE
+    dose, Gy for a PHYSICAL one."""
+    unit = "Gy(RBE)" if str(dose_type).upper() == "EFFECTIVE" else "Gy"
+    if isinstance(v, Mapping):
+        return "; ".join(f"{k} {_readable(x)} {unit}" for k, x in v.items()) or "none"
+    return _readable(v) + (f" {unit}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "")
+
+
 def _settings_table(res) -> str:
     """Every option of the check as resolved, with where it came from, and the command line (or the Python call)
     that ran it: a re-run is a copy of it (from the working directory given; the files' hashes then confirm its
@@ -950,8 +970,9 @@ def _settings_table(res) -> str:
         ["fractions", st.get("fractions"), f"the MC computes {p.get('fractions')} fraction(s)"],
         ["RBE", st.get("rbe"), "given (--rbe)" if st.get("rbe_given") is not None else
          "1.1 for an EFFECTIVE dose, 1 for a PHYSICAL one (the default)"],
-        ["prescription", "not given" if rx is None else _readable(rx),
-         f"used: {_readable(p.get('prescription_gy'))} ({p.get('prescription_source') or 'none'})"],
+        ["prescription", _typed_prescription(rx),
+         f"used: {_with_unit(p.get('prescription_gy'), st.get('dose_type'))} "
+         f"({p.get('prescription_source') or 'none'})"],
         ["structure set's material overrides", st.get("struct_overrides"),
          st.get("struct_overrides_source", "--struct-overrides")],
         ["outside the External", st.get("outside_external"), st.get("outside_external_source", "--outside-external")],

@@ -1176,7 +1176,7 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     if not (1 <= stored <= allocated and 0 <= high < allocated) or rep not in (0, 1):
         raise _err(f"{f}: {header}: not a consistent pixel header (BitsStored 1..BitsAllocated, HighBit below "
                    f"BitsAllocated, PixelRepresentation 0 or 1): the file is damaged; {_BITS_FIX}")
-    if allocated != 16 or stored < 12:
+    if allocated not in (16, 32) or stored < 12:
         raise _err(_not_ct_bits(ds, f, header, allocated, stored, rep))
     if high > stored - 1:
         raise _err(f"{f}: {header}: the header puts the {stored} stored bits of each pixel at bits "
@@ -1188,10 +1188,15 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
 
 
 def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int) -> str:
-    """The refusal of a slice whose words are not a CT's: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5) requires
-    BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or converter's
-    windowed export that kept the CT SOP class and the scanner's rescale) was read as HU -1024..-769: the patient as
-    air, stopped only where more than half the beam's energy left the grid."""
+    """The refusal of a slice whose words cannot hold a CT's numbers: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5)
+    requires BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or
+    converter's windowed export that kept the CT SOP class and the scanner's rescale) was read as HU -1024..-769: the
+    patient as air, stopped only where more than half the beam's energy left the grid.  32-bit words (a converter's
+    int32 image) are not refused here: outside the module too, but they hold the CT numbers whole, and were read
+    before; their values are checked as every slice's (exact integers, within the int16 range of any CT:
+    :func:`_implausible_hu`).  Refused: 8 bits (a display export), fewer than 12 stored bits (the CT numbers of
+    bone do not fit), any other BitsAllocated (the review of 2026-12-07, R3: a 32-bit CT was refused as "the values
+    above the stored bits are lost", which nothing was)."""
     lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if rep == 1 else (0, (1 << stored) - 1)
     reads = ""
     try:
@@ -1202,12 +1207,17 @@ def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int
                      f"{lo}..{hi} would read as {a:g}..{b:g} HU")
     except (TypeError, ValueError):
         pass
-    what = ("a display export (a viewer's or converter's windowed image, the grey levels of a window, not CT "
-            "numbers)" if allocated == 8 or stored <= 8 else
-            "not the CT numbers a scanner stores (the values above the stored bits are lost)")
+    if allocated == 8 or stored <= 8:
+        what = ("is a display export (a viewer's or converter's windowed image, the grey levels of a window, not CT "
+                "numbers)")
+    elif stored < 12:
+        what = (f"stores {stored}-bit values, too few for a patient's CT numbers (air to bone, -1000..3071 HU, take "
+                "12 bits)")
+    else:
+        what = f"stores its values in {allocated}-bit words, which mcproton does not read (16, or 32 whole CT numbers)"
     return (f"{f}: {header}: a CT image stores its CT numbers in 16-bit words of 12 to 16 bits (BitsAllocated 16, "
-            f"BitsStored 12-16: the CT Image Module, PS3.3 C.8.2.1.1.4 and .5); this one is {what}{reads}: export the "
-            "original CT series from the scanner or the archive (16-bit CT Image Storage slices)")
+            f"BitsStored 12-16: the CT Image Module, PS3.3 C.8.2.1.1.4 and .5); this one {what}{reads}: export "
+            "the original CT series from the scanner or the archive (16-bit CT Image Storage slices)")
 
 
 #: what to do about a CT whose pixel header does not fit its words

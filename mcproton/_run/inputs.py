@@ -1820,7 +1820,7 @@ def plan_prescription(rtplan_path: Any) -> tuple[float, int, int | None] | None:
     if not refs.items:
         return None
     roi, dose = refs.items[0]
-    ds = read_dicom_header(rtplan_path)   # read by plan_dose_references just before
+    ds = read_dicom_header(rtplan_path, specific_tags=["FractionGroupSequence"])   # read before: not None
     fg = (ds.get("FractionGroupSequence") or [None])[0]
     n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
     return dose, max(n, 1), roi

@@ -916,6 +916,33 @@ def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_pa
             _prescription_arg(bad)
 
 
+def test_a_given_prescription_read_as_gy_rbe_for_a_physical_dose_is_said(case, tmp_path, report_figures_blank):
+    """Against this PHYSICAL TPS dose, with a plan that gives no TargetPrescriptionDose, a typed prescription is read
+    as Gy(RBE) and divided by the RBE: the log, check.json's diagnostics and the report say so, and what to give for
+    a physical dose (the value x 1.1); the report's settings row gives the typed value in Gy(RBE) and the one used in
+    Gy.  Before (the review of 2026-12-07, R2 and R7) nothing said it: a physicist who typed the physical 1.8 Gy
+    OpenTPS optimised to had V100 read 98 % in place of 52 %."""
+    from mcproton._check.api import check
+
+    d, f = case["dir"], case["files"]
+    rx = round(float(np.median(case["hi"].total_gy_zyx[case["res"].masks["PTV"]])), 4)   # physical, as typed
+    lines: list[str] = []
+    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], ct=d / "ct", struct=d / "RS.dcm",
+                beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), prescription=rx, out=tmp_path / "o",
+                log=lines.append, **FAST)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(rx / 1.1)
+    said = (f"--prescription {rx:g} was read as Gy(RBE), as a TargetPrescriptionDose is: {rx:g} Gy(RBE) / the RBE "
+            f"1.1 = {rx / 1.1:.4g} Gy physical for this PHYSICAL TPS dose (the TPS dose's median in 'PTV': ")
+    give = f"if you meant {rx:g} Gy physical, give --prescription {rx * 1.1:.4g} (the physical dose x the RBE 1.1)"
+    note = [n for n in res.diagnostics if n.startswith(said)]
+    assert len(note) == 1 and note[0].endswith(give), res.diagnostics
+    assert f"mcproton check: note: {note[0]}" in lines, lines
+    assert note[0] in json.loads((tmp_path / "o" / "check.json").read_text())["diagnostics"]
+    page = (tmp_path / "o" / "check.html").read_text()
+    assert html.escape(give) in page
+    assert f"<td>prescription</td><td>{rx:g} Gy(RBE)</td><td>used: {rx / 1.1:.3g} Gy (given" in page
+
+
 @pytest.fixture(scope="module")
 def plan_rx(case, tmp_path_factory):
     """The test plan in 5 fractions with a TargetPrescriptionDose (SITE) of the TPS dose's median in the PTV x 1.1

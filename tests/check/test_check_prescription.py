@@ -62,3 +62,93 @@ def test_an_unreadable_dose_reference_is_named_as_such(tmp_path):
     refs = plan_dose_references(str(path))
     assert refs.items == [] and refs.unreadable
     assert "the plan's DoseReferenceSequence could not be read" in median_source(refs)
+
+
+# a simultaneous boost of 60 and 54 Gy(RBE) in 30 fractions, the TPS dose EFFECTIVE for all fractions, each target's
+# TPS median at its own level (the review of 2026-12-07, R1: sib.py)
+SIB_MEDIANS = {"CTV60": 60.2, "CTV54": 54.3}
+SIB_ROIS = {"CTV60": 1, "CTV54": 2}
+
+
+def _given(typed, items, medians=SIB_MEDIANS, dose_type="EFFECTIVE", **kw):
+    from mcproton._check.prescription import DoseReferences, given_prescriptions
+
+    return given_prescriptions(typed, list(medians), DoseReferences(items=items), dose_type, None, 30, False,
+                               medians, roi_numbers=SIB_ROIS, **kw)
+
+
+@pytest.mark.parametrize("items", [[(None, 60.0)], [(1, 60.0)]])   # one SITE, or one VOLUME of the boost's ROI
+def test_a_boosts_own_level_per_target_is_not_a_slip_of_the_plans_other_level(items):
+    """--prescription CTV54=54 with the plan's top-level (or CTV60's) 60 Gy(RBE): 0.9 x 60 is the RBE's slip factor,
+    but 60 is not CTV54's prescription: accepted, compared with CTV54's own TPS median only.  Before (the review of
+    2026-12-07, R1) it was refused as "a physical dose ...; give 60", and kept with --prescription-anyway under a
+    false note."""
+    pres, how, notes = _given({"CTV60": 60.0, "CTV54": 54.0}, items)
+    assert pres == {"CTV60": 60.0, "CTV54": 54.0} and notes == [] and "anyway" not in how
+    pres, how, notes = _given({"PTV66": 66.0, "PTV60": 60.0}, [(None, 66.0)], medians={"PTV66": 66.5, "PTV60": 60.3})
+    assert pres == {"PTV66": 66.0, "PTV60": 60.0} and notes == []
+
+
+def test_a_per_target_slip_is_refused_naming_that_targets_own_figures():
+    """CTV54=5400 (cGy) is refused against CTV54's own TPS median (54.3), with CTV54=54 to give, never the plan's
+    other level (60); a CTV54=49.1 (54 / 1.1: physical) is refused against CTV54's own dose reference (its
+    ReferencedROINumber) where the plan has one, naming it."""
+    from mcproton._check.inputs import CheckInputError
+
+    with pytest.raises(CheckInputError, match=r"prescription of 'CTV54' \(--prescription CTV54=5400\): 5400 Gy\(RBE\) "
+                                              r"is 99.4 x the TPS dose's median in the target 'CTV54' \(54.3 "
+                                              r"Gy\(RBE\)\), so it looks like cGy; give about CTV54=54\. ") as e:
+        _given({"CTV54": 5400.0}, [(None, 60.0)])
+    assert "60" not in str(e.value)
+    with pytest.raises(CheckInputError, match=r"prescription of 'CTV54' \(--prescription CTV54=49.1\): 49.1 is "
+                                              r"0.9093 x the plan's TargetPrescriptionDose of 'CTV54' \(its dose "
+                                              r"reference, "
+                                              r"ReferencedROINumber 2\) 54 Gy\(RBE\), so it looks like a physical dose "
+                                              r"\(Gy\(RBE\) / the RBE 1.1\); give CTV54=54\. ") as e:
+        _given({"CTV54": 49.1}, [(1, 60.0), (2, 54.0)])
+    assert "60" not in str(e.value)
+    pres, _, _ = _given({"CTV60": 60.0, "CTV54": 54.0}, [(1, 60.0), (2, 54.0)])   # each its own: accepted
+    assert pres == {"CTV60": 60.0, "CTV54": 54.0}
+    # one dose for every target is still the treated target's (the highest median) against the plan's doses
+    with pytest.raises(CheckInputError, match=r"prescription \(--prescription 54\): 54 is 0.9 x the plan's "
+                                              r"TargetPrescriptionDose 60 Gy\(RBE\), so it looks like a physical dose"):
+        _given(54.0, [(None, 60.0)])
+
+
+def test_a_prescription_against_a_physical_dose_says_how_it_was_read():
+    """Against a PHYSICAL TPS dose and a plan without a TargetPrescriptionDose (the OpenTPS case), --prescription
+    1.8 is read as Gy(RBE), 1.636 Gy physical: a note says so, and what to give for 1.8 Gy physical (1.98).  Before
+    (the review of 2026-12-07, R2) nothing did: V100 moved from 52 % to 98 % without a word.  A value the plan's
+    TargetPrescriptionDose checked, or one against an EFFECTIVE dose, gets no note."""
+    from mcproton._check.prescription import DoseReferences, given_prescriptions
+
+    pres, _, notes = given_prescriptions(1.8, ["CTV_PF"], DoseReferences(), "PHYSICAL", None, 5, False,
+                                         {"CTV_PF": 1.8})
+    assert pres == {"CTV_PF": pytest.approx(1.8 / 1.1)}
+    assert notes == ["--prescription 1.8 was read as Gy(RBE), as a TargetPrescriptionDose is: 1.8 Gy(RBE) / the RBE "
+                     "1.1 = 1.636 Gy physical for this PHYSICAL TPS dose (the TPS dose's median in 'CTV_PF': 1.8 Gy), "
+                     "and the plan gives no TargetPrescriptionDose of the target to check it against; if you meant "
+                     "1.8 Gy physical, give --prescription 1.98 (the physical dose x the RBE 1.1)"]
+    # --rbe 1.2: its RBE; a TPS dose of one of 5 fractions: the median of one fraction
+    _, _, notes = given_prescriptions(9.0, ["CTV"], DoseReferences(), "PHYSICAL", 1.2, 5, True, {"CTV": 1.5})
+    assert "9 Gy(RBE) / the RBE 1.2 = 7.5 Gy physical" in notes[0] and "median of one fraction in 'CTV': 1.5 Gy" \
+        in notes[0] and "give --prescription 10.8 (the physical dose x the RBE 1.2)" in notes[0], notes
+    # a target's own value with only the plan's SITE dose, which does not check it: noted in its ROI=GY form
+    _, _, notes = _given({"CTV54": 54.0}, [(None, 60.0)], dose_type="PHYSICAL",
+                         medians={"CTV60": 54.7, "CTV54": 49.4})
+    assert len(notes) == 1 and notes[0].startswith("--prescription CTV54=54 was read as Gy(RBE)") and \
+        "give --prescription CTV54=59.4" in notes[0], notes
+    assert _given(60.0, [(None, 60.0)], dose_type="PHYSICAL", medians={"CTV60": 54.7})[2] == []   # the plan's
+    assert _given(1.8, [], medians={"CTV60": 1.8})[2] == []                                        # EFFECTIVE
+
+
+def test_the_source_of_a_given_prescription_names_the_plans_point_doses():
+    """A plan whose TargetPrescriptionDoses are at points (RN_headphantom_rs: 'Verification3/5', COORDINATES): the
+    source of a typed prescription says so (before, the review of 2026-12-07 R7: "the plan gives no
+    TargetPrescriptionDose")."""
+    from mcproton._check.prescription import given_prescriptions
+
+    _, how, _ = given_prescriptions(8.64, ["PTV"], plan_dose_references(str(DATA / "RN_headphantom_rs.dcm")),
+                                    "EFFECTIVE", None, 5, False, {"PTV": 8.5})
+    assert how.endswith("; the plan gives no TargetPrescriptionDose of a target volume or site (only the dose at a "
+                        "point of 'Verification3' (COORDINATES), 'Verification5' (COORDINATES))"), how

@@ -190,10 +190,12 @@ def test_an_8_bit_ct_is_refused_as_a_display_export(tmp_path):
 
 
 def test_fewer_than_12_stored_bits_are_refused(tmp_path):
-    """BitsStored 10 (values -512..511 signed): outside the CT Image Module's 12-16, refused naming it."""
+    """BitsStored 10 (values -512..511 signed): outside the CT Image Module's 12-16, refused naming it and why (too
+    few bits; before the review of 2026-12-07, R3: "the values above the stored bits are lost")."""
     hu = np.clip(_slab_hu(400.0), -512, 511)
     with pytest.raises(DicomInputError, match=r"BitsAllocated/BitsStored/HighBit 16/10/9, PixelRepresentation 1: a CT "
-                                              r"image stores its CT numbers in 16-bit words of 12 to 16 bits"):
+                                              r"image stores its CT numbers in 16-bit words of 12 to 16 bits .*this "
+                                              r"one stores 10-bit values, too few for a patient's CT numbers"):
         load_ct_series(_ct(tmp_path / "ct", hu, rep=1, intercept=0, bits=10))
 
 
@@ -226,3 +228,48 @@ def test_an_embedded_overlay_is_named_and_no_header_edit_is_advised(tmp_path, re
     assert ("These bits are an embedded overlay that the file declares (group 6000: OverlayBitPosition 12, with "
             "OverlayBitsAllocated 16" in msg), msg
     assert "Do not set BitsStored to 16" in msg and "export the CT again with BitsStored 16" not in msg
+
+
+def _as_32_bit(folder, hu: np.ndarray, *, rep=1, intercept=0, stored=32):
+    """``hu`` written as a CT series of 32-bit words (BitsAllocated 32, BitsStored ``stored``, PixelRepresentation
+    ``rep``), RescaleIntercept ``intercept``: a converter's int32 image."""
+    paths = write_ct_series(np.zeros(hu.shape, np.int16), (2.0, 1.0, 2.0), (0.0, 0.0, 0.0), folder)
+    for k, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, stored, stored - 1, rep
+        ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
+        ds.PixelData = (hu[k] - intercept).astype("<i4" if rep else "<u4").tobytes()
+        ds.save_as(p)
+    return folder
+
+
+@pytest.mark.parametrize("rep,intercept,stored", [(1, 0, 32), (0, -1024, 32), (1, 0, 16), (0, -1024, 12)])
+def test_a_32_bit_ct_of_whole_ct_numbers_reads_as_its_16_bit_original(tmp_path, rep, intercept, stored):
+    """A CT written as 32-bit words (a converter's int32 image; outside the CT Image Module, which requires 16) holds
+    the CT numbers whole: read as the same HU as the 16-bit series, as before 2026-12-07.  The review of 2026-12-07
+    (R3) found it refused since that day's 8-bit refusal, with "the values above the stored bits are lost"."""
+    hu = _slab_hu(1500.0)
+    hu[:, 1, 0] = -1024
+    ct16 = load_ct_series(_ct(tmp_path / "ct16", hu, rep=1, intercept=0, bits=16))
+    ct32 = load_ct_series(_as_32_bit(tmp_path / "ct32", hu, rep=rep, intercept=intercept, stored=stored))
+    assert np.array_equal(ct32.hu_zyx, ct16.hu_zyx) and ct32.hu_zyx.dtype == ct16.hu_zyx.dtype
+    assert np.array_equal(ct32.hu_zyx, hu)
+
+
+def test_a_32_bit_ct_beyond_any_ct_number_is_refused(tmp_path):
+    """32-bit words whose values leave the int16 range of any CT (here 100000 HU) are refused naming the slice, as a
+    16-bit slice's rescale beyond it is; and a 24-bit word (no reader's) is refused naming its word size."""
+    hu = _slab_hu(100000.0)
+    with pytest.raises(DicomInputError, match=r"CT_0000.dcm: its CT numbers -1000\.\.100000 HU .* are outside any "
+                                              r"plausible HU range"):
+        load_ct_series(_as_32_bit(tmp_path / "ct", hu))
+    paths = write_ct_series(np.zeros((2, 3, 4), np.int16), (2.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct24")
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 24, 16, 15
+        ds.PixelData = bytes(3 * 3 * 4)
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"BitsAllocated/BitsStored/HighBit 24/16/15, PixelRepresentation 1: .*"
+                                              r"this one stores its values in 24-bit words, which mcproton does not "
+                                              r"read \(16, or 32 whole CT numbers\).*: export the original CT series"):
+        load_ct_series(tmp_path / "ct24")
