@@ -2002,41 +2002,141 @@ RUN_KEY_OF_OPTION = {"--primaries": "run.primaries", "--seed": "run.seed", "--ba
                      "--threads": "run.threads", "--time-limit": "run.time_limit_s",
                      "--target-uncertainty": "run.target_uncertainty", "--beam-model": "plan.beam_model",
                      "--calibration": "phantom.calibration"}
+#: what the hint of :data:`RUN_KEY_OF_OPTION` adds where the key is not the option's setting in every config (the
+#: review c of audit 27, R3: --beam-model on a [beam] config was told plan.beam_model, which that config refuses
+#: beside [beam]; check's --target-uncertainty, the plan dose's target, was called run.target_uncertainty, which is
+#: each beam's)
+RUN_KEY_CAVEAT = {"--beam-model": ", for a [plan] config only (a [beam] config takes no beam model)",
+                  "--target-uncertainty": ", the target of each beam's own dose (mcproton check's --target-uncertainty "
+                                          "is the plan dose's: of n beams, t x sqrt(n) per beam)"}
 #: the options of mcproton's other commands that ``mcproton check`` does not take, and what it takes instead
 CHECK_INSTEAD_OF_OPTION = {"--threads": "the check's CPU threads are set by OMP_NUM_THREADS (e.g. OMP_NUM_THREADS=4 "
                                         "mcproton check ...; Python: check(threads=4))",
                            "--set": "mcproton check has no config keys: its settings are its options (mcproton check "
                                     "--help) and its action levels a --config file (--print-levels)"}
+#: the free positional argument of a command, and what to call it: argparse gives it the token after an option it
+#: does not know (``mcproton run --threads 4 job.toml`` read the config from "4", and job.toml was unrecognized)
+_POSITIONAL = {"run": ("config", "the config file"), "check": ("folder", "the FOLDER")}
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     """The command line ``argv`` parsed; an argument no parser takes is refused by the command's own parser (its
     usage, "mcproton run: error: ...") with the way to give it where one is known (:data:`RUN_KEY_OF_OPTION`,
     :data:`CHECK_INSTEAD_OF_OPTION`): argparse leaves a sub-command's extras to the top-level parser, whose refusal
-    named neither."""
+    named neither.  One given before the command word (``mcproton --bogus run ...``) was given to ``mcproton``: the
+    top-level parser refuses it (the review c of audit 27, R4)."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
+        # the command word: what comes before it was given to mcproton itself
+        at = argv.index(args.command) if args.command in argv else 0
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
-        sub.error(f"unrecognized arguments: {' '.join(extras)}{_instead(args.command, extras)}")
+        top = [a for a in argv[:at] if a in extras]
+        if top:
+            parser.error(f"unrecognized arguments: {' '.join(top)}{_after_command(args.command, sub, top)}")
+        sub.error(f"unrecognized arguments: {' '.join(extras)}{_instead(args, extras, argv[at + 1:])}")
     return args
 
 
-def _instead(command: str, extras: list[str]) -> str:
-    """What ``command`` takes in place of the unrecognized ``extras`` where known ("" else): mcproton run's config
-    keys (``--threads 1``: ``--set run.threads=1``), mcproton check's OMP_NUM_THREADS."""
-    keys, other = [], []
-    for i, arg in enumerate(extras):
+def _after_command(command: str, sub: argparse.ArgumentParser, top: list[str]) -> str:
+    """`` (--quiet is an option of mcproton run: ...)`` for the options before the command word that the command
+    takes; "" where it takes none of them."""
+    own = {o for a in sub._actions for o in a.option_strings}
+    mine = [a for a in top if a.partition("=")[0] in own]
+    return (f" ({', '.join(mine)} {'is an option' if len(mine) == 1 else 'are options'} of mcproton {command}: give "
+            f"{'it' if len(mine) == 1 else 'them'} after the command word, mcproton {command} ...)" if mine else "")
+
+
+def _value_token(token: str) -> bool:
+    """Whether the command-line token after an option can be its value: not an option (a negative number can)."""
+    if not token.startswith("-"):
+        return True
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _set_value(key: str, value: str) -> str:
+    """``value`` as typed for ``--set key=VALUE``, a whole number of an integer key written as digits (``1e6``:
+    1000000; run.primaries = 1e6 is read as the decimal 1000000.0 and refused: the review c of audit 27, R3)."""
+    import math
+
+    from .config import SCHEMA
+
+    section, _, name = key.partition(".")
+    if SCHEMA.get(section, {}).get(name, ((),))[0] == (int,):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number) and number == int(number) and str(int(number)) != value.lstrip("+"):
+            return str(int(number))
+    return value
+
+
+def _instead(args: argparse.Namespace, extras: list[str], rest: list[str]) -> str:
+    """What the command ``args.command`` takes in place of the unrecognized ``extras`` where known ("" else): mcproton
+    run's config keys (``--threads 1``: ``--set run.threads=1``), mcproton check's OMP_NUM_THREADS.  An option's value
+    is the token after it on the command line (``rest``, what follows the command word) or after its "=", "VALUE"
+    where there is none; where argparse took that token for the command's positional argument (the config file,
+    the FOLDER), this is said, with mcproton run's command line as meant (the review c of audit 27, R2: the value
+    was the next unrecognized token, so ``mcproton run --threads 4 job.toml`` was told --set run.threads=job.toml,
+    and ``--seed -1`` VALUE)."""
+    import shlex
+
+    command = args.command
+    dest, called = _POSITIONAL.get(command, ("", ""))
+    keys, other, taken = [], [], []
+    as_set: dict[int, tuple[int, str]] = {}   # where in rest a mapped option stands: (its tokens, its --set value)
+    seen = 0   # rest[:seen]: the tokens already matched to an extra
+    for arg in extras:
         option, eq, value = arg.partition("=")
-        if not eq and i + 1 < len(extras) and not extras[i + 1].startswith("-"):
-            value = extras[i + 1]
-        if command == "run" and option in RUN_KEY_OF_OPTION:
-            key = RUN_KEY_OF_OPTION[option]
-            keys.append(f"{option} is {key} (--set {key}={value or 'VALUE'})")
-        elif command == "check" and option in CHECK_INSTEAD_OF_OPTION:
+        if not (command == "run" and option in RUN_KEY_OF_OPTION
+                or command == "check" and option in CHECK_INSTEAD_OF_OPTION) or arg not in rest[seen:]:
+            continue
+        where = seen = rest.index(arg, seen)
+        seen += 1
+        if not eq and where + 1 < len(rest) and _value_token(rest[where + 1]):
+            value = rest[where + 1]
+            if value == getattr(args, dest, None) and value not in extras:
+                taken.append(f"the {shlex.quote(value)} after {option} was read as {called}")
+        if command == "check":
             other.append(f"{option}: {CHECK_INSTEAD_OF_OPTION[option]}")
+            continue
+        key = RUN_KEY_OF_OPTION[option]
+        given = f"{key}={_set_value(key, value)}" if value else f"{key}=VALUE"
+        keys.append(f"{option} is {key}{RUN_KEY_CAVEAT.get(option, '')} (--set {shlex.quote(given)})")
+        if value:
+            as_set[where] = (1 if eq else 2, given)
     said = [f"mcproton run takes these settings from its config: {'; '.join(keys)}"] if keys else []
+    if taken:
+        other.append(", ".join(taken) + _as_meant(command, rest, as_set))
     return "".join(f"; {s}" for s in said + other)
+
+
+def _as_meant(command: str, rest: list[str], as_set: dict[int, tuple[int, str]]) -> str:
+    """``; the line as meant: mcproton run --set run.threads=4 job.toml ...``: the command line ``rest`` with each
+    option of ``as_set`` given as --set, where the command's parser takes all of it; "" else."""
+    import contextlib
+    import io
+    import shlex
+
+    if command != "run":
+        return ""
+    meant: list[str] = []
+    i = 0
+    while i < len(rest):
+        n, given = as_set.get(i, (0, ""))
+        meant += ["--set", given] if n else [rest[i]]
+        i += n or 1
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            _, left = build_parser().parse_known_args([command, *meant])
+    except SystemExit:
+        return ""
+    return "" if left else f"; the line as meant: mcproton {command} {shlex.join(meant)}"
 
 
 def _guarded(argv: list[str], debug: bool) -> int:

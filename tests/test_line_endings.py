@@ -55,3 +55,18 @@ def test_a_checkout_with_autocrlf_has_no_crlf_that_the_repository_does_not(track
     converted = [line.split("\t", 1)[1] for line in _git("ls-files", "--eol", cwd=clone).splitlines()
                  if line.startswith("i/lf") and line.split()[1] in ("w/crlf", "w/mixed")]
     assert not converted, f"{len(converted)} files converted to CRLF on a Windows-style checkout: {converted[:10]}"
+
+
+def test_gitattributes_names_the_test_that_checks_it():
+    """The test that .gitattributes' comment names is there and checks it (review c of audit 27, R5: it named
+    tests/test_repo_layout.py, which does not look at attributes)."""
+    import re
+
+    attributes = ROOT / ".gitattributes"
+    if not attributes.is_file():
+        pytest.skip("no .gitattributes here (an sdist or an installed copy)")
+    named = re.findall(r"tests/[\w/]+\.py", attributes.read_text(encoding="utf-8"))
+    assert named, "the comment of .gitattributes names no test"
+    for path in named:
+        assert (ROOT / path).is_file(), path
+        assert "ls-files\", \"--eol" in (ROOT / path).read_text(encoding="utf-8"), f"{path} does not check attributes"

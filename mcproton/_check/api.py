@@ -2232,9 +2232,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ident = identification(inp.plan_path)
     _progress(identification=ident)   # the record of a check that does not complete names the patient and plan
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
-        raise CheckInputError("--outside-external air needs the structure set "
-                              + way_out("(--struct RS.dcm)", "(in {folder})", "--struct")
-                              + " with the External ROI; none was given or found")
+        raise CheckInputError("--outside-external air needs the structure set with the External ROI; none was given "
+                              "or found: " + way_out("give it with --struct RS.dcm", "put it into {folder}"),
+                              single_options=("--struct",))
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
@@ -2275,10 +2275,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 raise CheckInputError("no CT: " + way_out(
                     "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
                     "--phantom-from-struct", "put the plan's CT series into {folder}, or, for phantoms whose "
-                    "structure sets override the materials, give the batch --phantom-from-struct", "--ct"))
+                    "structure sets override the materials, give the batch --phantom-from-struct"),
+                    single_options=("--ct",))
             if inp.struct_path is None:
                 raise CheckInputError("--phantom-from-struct needs the structure set "
-                                      + way_out("(--struct RS.dcm)", "(put it into {folder})", "--struct"))
+                                      + way_out("(--struct RS.dcm)", "(put it into {folder})"),
+                                      single_options=("--struct",))
             import tempfile
 
             clear_out()
@@ -3518,18 +3520,21 @@ _SINGLE_PATIENT_OPTION = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.esca
                                                                    reverse=True)) + r")(?![\w-])")
 
 
-def alone_advice(message: str, patient: BatchPatient, beam_model: Any, out: Path) -> str:
+def alone_advice(message: str, patient: BatchPatient, beam_model: Any, out: Path,
+                 single_options: Sequence[str] = ()) -> str:
     """What a batch patient's refusal ``message`` is followed by in batch.json, the index and the log where its way
     out is a single check's option (--plan, --dose, --ct, --ct-series, --struct), which ``--batch`` does not take:
-    the command that checks this patient alone with them (the options :func:`~mcproton._check.inputs.way_out` kept
-    for the patient; any of them still named in the message, with the batch's refusal of them said first).  "" where
-    the message needs none of them (the error-message audit 27, F2)."""
+    the command that checks this patient alone with them: the options the refusal itself carries
+    (``single_options``, ``CheckInputError.single_options``: its way out, worded for the patient's folder by
+    :func:`~mcproton._check.inputs.way_out`) and any still named in the message, with the batch's refusal of those
+    said first.  "" where the refusal needs none of them (the error-message audit 27, F2; its review c, R1: an
+    unknown --calibration was followed by "check this patient alone with --ct-series")."""
     import shlex
 
     if "mcproton check " in message:   # it gives the command itself (a superseded plan)
         return ""
     named = set(_SINGLE_PATIENT_OPTION.findall(message))
-    options = [o for o in SINGLE_PATIENT_OPTIONS if o in named or o in patient.options]
+    options = [o for o in SINGLE_PATIENT_OPTIONS if o in named or o in single_options]
     if not options:
         return ""
     command = ["mcproton check", shlex.quote(str(patient.folder)),
@@ -3690,7 +3695,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             status = status_of(exc)
             msg = f"{type(exc).__name__}: {exc}"
             if status == "refused":   # a single check's option as the way out: how to check this patient alone
-                msg += alone_advice(str(exc), patient, kwargs.get("beam_model"), out_dir / p.name)
+                msg += alone_advice(str(exc), patient, kwargs.get("beam_model"), out_dir / p.name,
+                                    getattr(exc, "single_options", ()))
             if status == "internal_error":
                 log(f"mcproton check --batch: {p.name}: internal error {msg} (please report it)")
                 msg = f"internal error {msg}"

@@ -128,7 +128,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
                               "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "
                               "it; " + way_out("give the CT (--ct)", "put the plan's CT series into {folder} and leave "
-                                               "out --phantom-from-struct", "--ct"))
+                                               "out --phantom-from-struct"), single_options=("--ct",))
     s = read_rtstruct(struct_path)
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it

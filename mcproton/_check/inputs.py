@@ -739,7 +739,7 @@ def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: l
                                   f"but differ ({_differing_attributes(first, p)}): one of them was changed after the "
                                   "export (e.g. approved and exported again); "
                                   + way_out("give the plan to check with --plan, or remove the other from the folder",
-                                            "remove the other from {folder}", "--plan"))
+                                            "remove the other from {folder}"), single_options=("--plan",))
         if headers[p].sop:
             kept[headers[p].sop] = p
         out.append(p)
@@ -779,7 +779,7 @@ def _one_file_per_dose(doses: list[TPSDose], log: list[str], *, root: str | Path
                                   f"SOPInstanceUID {d.sop_instance_uid} but different doses (or grids, types): one of "
                                   "them was changed after the export; "
                                   + way_out("give the planning system's file with --dose, or remove the other from the "
-                                            "folder", "remove the other from {folder}", "--dose"))
+                                            "folder", "remove the other from {folder}"), single_options=("--dose",))
     return out
 
 
@@ -806,7 +806,7 @@ def _refuse_split_series(groups: dict[tuple[Path, str], list[Path]], headers: di
     listing = "; ".join(f"{w}: {len(v)} slice{'s' if len(v) != 1 else ''}" for (w, _), v in groups.items())
     raise CheckInputError(f"CT series {next(iter(uids))} is split over {len(groups)} folders ({listing}), with no "
                           "slice in two of them: one folder holds only part of the CT; copy all its slices into one "
-                          + way_out("folder and give --ct with it", "folder in {folder}", "--ct"))
+                          + way_out("folder and give --ct with it", "folder in {folder}"), single_options=("--ct",))
 
 
 def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
@@ -823,9 +823,6 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
     groups: dict[tuple[Path, str], list[Path]] = {}
     for p in files:
         groups.setdefault((p.parent, headers[p].series), []).append(p)
-    advice = way_out("give --ct-series with the SeriesInstanceUID of the CT the plan was computed on (and --ct with "
-                     "its folder if it is elsewhere)", "leave in {folder} only the CT series the plan was computed on "
-                     "(move the others out of it)", "--ct-series")
     if want is not None:
         mine = {k: v for k, v in groups.items() if k[1] == want}
         if not mine:
@@ -843,7 +840,8 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                                   f"{'is a localizer' if len(scouts) == 1 else 'are localizers'} (scout/topogram, "
                                   "ImageType LOCALIZER), not the axial CT a plan is computed on: "
                                   + way_out("export the plan's CT series too, or give --ct with its folder",
-                                            "export the plan's CT series into {folder} too", "--ct"))
+                                            "export the plan's CT series into {folder} too"),
+                                  single_options=("--ct",))
         mine = {k: v for k, v in axial.items() if headers[v[0]].frame == plan_frame}
         if len(axial) == 1:
             mine = axial   # one series: taken, its frame compared with the plan's later
@@ -859,12 +857,16 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
             told = (" and the structure set names none of them" if struct_series and not named
                     else " and no structure set names one of them" if not named else "")
             raise CheckInputError(f"{len(mine) if mine else len(axial)} CT series {which}{told} "
-                                  f"({_series_list(mine or axial, headers)}): {advice}")
+                                  f"({_series_list(mine or axial, headers)}): "
+                                  + way_out("give --ct-series with the SeriesInstanceUID of the CT the plan was "
+                                            "computed on (and --ct with its folder if it is elsewhere)",
+                                            "leave in {folder} only the CT series the plan was computed on (move the "
+                                            "others out of it)"), single_options=("--ct-series",))
     _refuse_split_series(mine, headers)
     if len(mine) > 1:   # one series in two folders (a copy): which copy is not the check's to guess
         raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): "
-                              + way_out("give --ct with the folder to read", "leave one copy of it in {folder}",
-                                        "--ct"))
+                              + way_out("give --ct with the folder to read", "leave one copy of it in {folder}"),
+                              single_options=("--ct",))
     (where, uid), chosen = next(iter(mine.items()))
     for (w, u), v in groups.items():
         if (w, u) == (where, uid) or (want is None and all(headers[p].localizer for p in v)):
@@ -935,7 +937,8 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
         raise CheckInputError(f"{len(mine) if mine else len(files)} RT Structs {which}, and the plan's "
                               f"ReferencedStructureSetSequence names none of them ({listing}): "
                               + way_out("give --struct (the plan's structure set), or leave one in the folder",
-                                        "leave in {folder} only the plan's structure set", "--struct"))
+                                        "leave in {folder} only the plan's structure set"),
+                              single_options=("--struct",))
     for p in files:
         if p != mine[0]:
             log.append(f"skipped RT Struct {_shown(p, root)}: another frame of reference ({headers[p].frame}) than "
@@ -971,14 +974,15 @@ SINGLE_PATIENT_OPTIONS = {"--plan": "RP.dcm", "--dose": "RD.dcm", "--ct": "CT_FO
                           "--struct": "RS.dcm"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchPatient:
-    """A patient of ``check --batch`` being checked (:func:`checking_batch_patient`): its ``folder``, and the
-    single-patient options (:data:`SINGLE_PATIENT_OPTIONS`) that its refusal's way out would have named
-    (:func:`way_out`), for check_batch to say how to check the patient alone with them."""
+    """A patient of ``check --batch`` being checked (:func:`checking_batch_patient`): its ``folder``, which a
+    refusal's way out names (:func:`way_out`).  The single-patient options (:data:`SINGLE_PATIENT_OPTIONS`) of a
+    refusal's way out are carried by the refusal (``CheckInputError.single_options``), not kept here: kept here, an
+    option said where nothing was refused was named after any later refusal of the patient (the review c of audit 27,
+    R1: "check this patient alone with --ct-series" after an unknown --calibration)."""
 
     folder: Path
-    options: list[str] = field(default_factory=list)
 
 
 #: Set by ``check --batch`` (:func:`checking_batch_patient`): the patient whose folder a refusal's way out names
@@ -996,17 +1000,15 @@ def checking_batch_patient(patient: BatchPatient) -> Iterator[BatchPatient]:
         _BATCH_PATIENT.reset(token)
 
 
-def way_out(single: str, in_folder: str, *options: str) -> str:
+def way_out(single: str, in_folder: str) -> str:
     """The way out of a refusal (or a note) that a single check words with its file options (``single``, e.g.
     "give --ct (the plan's CT series)"); for a patient of ``check --batch``, which takes none of them, what to
-    change in the patient's folder instead (``in_folder``, where ``{folder}`` stands for the folder), the
-    ``options`` kept for check_batch to say how to check the patient alone with them (the error-message audit 27,
-    F2: a batch patient was told to give --ct, which --batch refuses)."""
+    change in the patient's folder instead (``in_folder``, where ``{folder}`` stands for the folder) (the
+    error-message audit 27, F2: a batch patient was told to give --ct, which --batch refuses).  Only text: the
+    refusal that uses it carries its options (``CheckInputError(..., single_options=("--ct",))``), for check_batch
+    to say how to check the patient alone with them."""
     patient = _BATCH_PATIENT.get()
-    if patient is None:
-        return single
-    patient.options.extend(o for o in options if o not in patient.options)
-    return in_folder.format(folder=patient.folder)
+    return single if patient is None else in_folder.format(folder=patient.folder)
 
 
 def _facts(path: Path, headers: dict[Path, _Header]) -> PlanFacts:
@@ -1122,7 +1124,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       + "), and the RT Doses do not tell which plan to check: "
                                       + way_out("give --plan (and --dose), or leave one plan per folder",
                                                 "leave one plan (with its RT Doses) in {folder}: each other plan "
-                                                "into a patient folder of its own", "--plan", "--dose"))
+                                                "into a patient folder of its own"),
+                                      single_options=("--plan", "--dose"))
             for p in plans:
                 if p != dosed[0]:
                     in_sums = [n for n in sums if headers[p].sop in n]
@@ -1179,7 +1182,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                   f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; "
                                   + way_out("give the plan those doses were computed for (--plan), or this plan's "
                                             "dose (--dose RD.dcm)", "put the plan those doses were computed for, or "
-                                            "this plan's RT Dose, into {folder}", "--plan", "--dose"))
+                                            "this plan's RT Dose, into {folder}"),
+                                  single_options=("--plan", "--dose"))
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
@@ -1195,9 +1199,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
         raise CheckInputError("no RT Dose of the planning system to check against; "
                               + way_out("give --dose RD.dcm", "put the planning system's RT Dose of the plan into "
-                                        "{folder}", "--dose")
+                                        "{folder}")
                               + f" (the RT Dose must refer to the plan {rp.sop_instance_uid})"
-                              + (f"; skipped as compressed: {listed(gz)}" if gz else ""))
+                              + (f"; skipped as compressed: {listed(gz)}" if gz else ""), single_options=("--dose",))
     doses = _one_file_per_dose(doses, log, root=folder)
     total: TPSDose | None = None
     beams: dict[int, TPSDose] = {}
@@ -1214,7 +1218,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 f"{_shown(plan_path, folder)} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference "
                 "only for MULTI_PLAN (PS3.3 C.8.8.3); "
                 + way_out("give this plan's own dose with --dose RD.dcm (export it if it is not there)",
-                          "export this plan's own RT Dose into {folder} (and move the plan sum out of it)", "--dose"))
+                          "export this plan's own RT Dose into {folder} (and move the plan sum out of it)"),
+                single_options=("--dose",))
         if d.plan_uid and d.plan_uid not in plan_reference_uids(rp.sop_instance_uid):
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
@@ -1280,7 +1285,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       f"{d.sop_instance_uid}), e.g. before and after a re-computation: only one can "
                                       "be the beam's dose; "
                                       + way_out("give the right one with --dose (and the others), or remove the "
-                                                "other from the folder", "remove the other from {folder}", "--dose"))
+                                                "other from the folder", "remove the other from {folder}"),
+                                      single_options=("--dose",))
             beams[d.beam_numbers[0]] = d
             log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
         elif d.summation_type in PLAN_DOSE_TYPES:
@@ -1299,7 +1305,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       f"{total.sop_instance_uid}) and {name} (SOPInstanceUID {d.sop_instance_uid}), "
                                       "e.g. two versions or a verification dose: "
                                       + way_out("give the right one with --dose, or remove the other from the folder",
-                                                "remove the other from {folder}", "--dose"))
+                                                "remove the other from {folder}"), single_options=("--dose",))
             total = d
             log.append(f"TPS plan dose: {name} ({d.summation_type})")
         else:
@@ -1393,7 +1399,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                               "plan's dose cannot be compared (it would look like a plan without those beams); "
                               + way_out("give their RT Doses or the plan dose with --dose (export them with the "
                                         "others)", "export their RT Doses, or the plan dose, into {folder} with the "
-                                        "others", "--dose"))
+                                        "others"), single_options=("--dose",))
     # ---- frame of reference
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {_shown(d.path, folder)}": d.frame_of_reference_uid
                                                    for d in doses}}

@@ -35,7 +35,17 @@ class BeamModelError(InputDataError):
 
 
 class CheckInputError(InputDataError):
-    """The inputs of a check cannot be matched (the message says what and what to do)."""
+    """The inputs of a check cannot be matched (the message says what and what to do).
+
+    ``single_options``: the options of a single check (--plan, --dose, --ct, --ct-series, --struct) that are this
+    refusal's way out, which ``check --batch`` does not take: the batch follows the patient's refusal with the
+    command that checks the patient alone with them (mcproton/_check/api.py ``alone_advice``).  They are carried by
+    the refusal itself, so that a patient's row names only its own refusal's options (the review c of audit 27, R1:
+    options recorded on the patient before anything was refused were named after every later refusal)."""
+
+    def __init__(self, message: str = "", *, single_options: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.single_options = tuple(single_options)
 
 
 class ResultRefused(InputDataError, RuntimeError):

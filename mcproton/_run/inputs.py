@@ -122,38 +122,61 @@ def available_memory() -> Memory | None:
     """The memory this process may allocate: MemAvailable and SwapFree from /proc/meminfo, capped by its
     address-space limit (RLIMIT_AS, ``ulimit -v``, less what it already maps) and by its cgroup's memory limit (Slurm
     ``--mem``, ``docker --memory``, Kubernetes limits, less what the cgroup uses: mcproton/_cpus.py
-    :func:`cgroup_memory`), whichever is smallest, with the words naming it.  Swap is not counted under either
-    limit.  Before, the cgroup limit was not read: a run over it was accepted, then killed by the kernel with no
-    message (the cluster audit, F1).  Without /proc/meminfo (Windows, macOS): :func:`_memory_without_proc`; None
-    where nothing can be read."""
+    :func:`cgroup_memory`), whichever is smallest, with the words naming it (:func:`_within_limits`).  Swap is not
+    counted under either limit.  Before, the cgroup limit was not read: a run over it was accepted, then killed by the
+    kernel with no message (the cluster audit, F1).  Without /proc/meminfo's MemAvailable (Windows, macOS; on Linux
+    a kernel before 3.14 or a sandbox without /proc): :func:`_memory_without_proc`, on Linux capped by the same
+    limits, the least of what can be read (before the review c of audit 27, R6, the limits were dropped there);
+    None where nothing can be read."""
     try:
         info = {}
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 k, v = line.split(":", 1)
                 info[k] = float(v.split()[0]) * 1024.0
-        mem = Memory(info["MemAvailable"], info.get("SwapFree", 0.0))
+        mem: Memory | None = Memory(info["MemAvailable"], info.get("SwapFree", 0.0))
     except (OSError, KeyError, ValueError):
-        return _memory_without_proc()
+        mem = _memory_without_proc()
+        if not _on_linux():   # no cgroups, and an address-space limit that is not enforced as on Linux (macOS)
+            return mem
+    return _within_limits(mem)
+
+
+def _on_linux() -> bool:
+    import sys
+
+    return sys.platform.startswith("linux")
+
+
+def _within_limits(mem: Memory | None) -> Memory | None:
+    """``mem`` capped by this process's address-space limit (RLIMIT_AS, ``ulimit -v``, less what it already maps
+    where /proc/self/statm says) and by its cgroup's memory limit (:func:`~mcproton._cpus.cgroup_memory`), whichever
+    is smallest, with the words naming it; where ``mem`` is None (the machine's memory not read), the smaller of
+    those limits, or None where neither is set or read."""
     try:   # an address-space limit (ulimit -v) caps what this process may allocate
         import resource
 
         lim = resource.getrlimit(resource.RLIMIT_AS)[0]
         if lim != resource.RLIM_INFINITY:
-            with open("/proc/self/statm", encoding="ascii") as fh:
-                used = float(fh.read().split()[0]) * resource.getpagesize()
+            try:
+                with open("/proc/self/statm", encoding="ascii") as fh:
+                    used = float(fh.read().split()[0]) * resource.getpagesize()
+                in_use = f", {used / 1e9:.1f} GB of it in use"
+            except (OSError, ValueError, IndexError):   # no /proc: what is in use is not known, the limit still is
+                used, in_use = 0.0, " (what of it is in use cannot be read: no /proc/self/statm)"
             left = max(0.0, lim - used)
-            if left < mem.available + mem.swap:
-                mem = Memory(min(mem.available, left), 0.0,
-                             f"the address-space limit (ulimit -v) of {lim / 1e9:.1f} GB, {used / 1e9:.1f} GB of it "
-                             "in use", allocated_counts=True)
+            if mem is None or left < mem.available + mem.swap:
+                mem = Memory(left if mem is None else min(mem.available, left), 0.0,
+                             f"the address-space limit (ulimit -v) of {lim / 1e9:.1f} GB{in_use}",
+                             allocated_counts=True)
     except (ImportError, OSError, ValueError):
         pass
     from .._cpus import cgroup_memory
 
     cgroup = cgroup_memory()
-    if cgroup is not None and cgroup[0] < mem.available + mem.swap:
-        mem = Memory(min(mem.available, cgroup[0]), 0.0, cgroup[1], mem.allocated_counts)
+    if cgroup is not None and (mem is None or cgroup[0] < mem.available + mem.swap):
+        mem = Memory(cgroup[0] if mem is None else min(mem.available, cgroup[0]), 0.0, cgroup[1],
+                     mem is not None and mem.allocated_counts)
     return mem
 
 

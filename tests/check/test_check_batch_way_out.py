@@ -23,9 +23,14 @@ OPTION = re.compile(r"(?<![\w-])(--plan|--dose|--ct|--ct-series|--struct)(?![\w-
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def head(tmp_path_factory):
+    return write_case(tmp_path_factory.mktemp("head"), shape_zyx=(24, 64, 64), pixel_mm=2.0, slice_mm=2.5)
+
+
+@pytest.fixture(scope="module")
+def batch(head, tmp_path_factory):
     """PTS/no_ct (plan and dose, no CT), PTS/no_dose (plan and CT, no dose)."""
-    src = write_case(tmp_path_factory.mktemp("head"), shape_zyx=(24, 64, 64), pixel_mm=2.0, slice_mm=2.5)
+    src = head
     root = tmp_path_factory.mktemp("batch") / "PTS"
     for name, parts in (("no_ct", ("plan", "dose")), ("no_dose", ("plan", "ct"))):
         (root / name).mkdir(parents=True)
@@ -61,6 +66,44 @@ def test_a_refused_patient_is_told_its_folder_and_how_to_check_it_alone(batch, t
         assert in_folder in index
 
 
+@pytest.fixture(scope="module")
+def complete(head, tmp_path_factory):
+    """PTS/full: the plan, its dose and its CT (no structure set)."""
+    root = tmp_path_factory.mktemp("complete") / "PTS"
+    (root / "full").mkdir(parents=True)
+    for part in ("plan", "dose", "ct"):
+        p = Path(head[part])
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, root / "full" / p.name)
+    return root
+
+
+@pytest.mark.parametrize("option, refused, alone", [
+    (["--calibration", "no_such_calibration"], "unknown calibration 'no_such_calibration'", None),
+    (["--outside-external", "air"], "--outside-external air needs the structure set", "--struct RS.dcm")])
+def test_the_alone_command_names_only_the_refusal_s_own_options(complete, tmp_path, capsys, option, refused, alone):
+    """A complete patient's refusal is followed by the alone-command with the options of that refusal only, or by
+    none (the review c of audit 27, R1: the CT's pick recorded --ct-series on the patient, so an unknown --calibration
+    and --outside-external air without a structure set were both told "check this patient alone with --ct-series
+    ... --ct-series UID")."""
+    out = tmp_path / "out"
+    rc = main(["check", str(complete), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries",
+               "1000", "--quiet", *option])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    msg = json.loads((out / "batch.json").read_text(encoding="utf-8"))["full"]["error"]
+    assert refused in msg and "--ct-series" not in msg, msg
+    shown = [ln for ln in err.splitlines() if "full: REFUSED" in ln]
+    assert shown and all("--ct-series" not in ln for ln in shown), shown
+    if alone is None:
+        assert "alone" not in msg and not OPTION.search(msg), msg
+    else:
+        said, command = msg.split("; or check this patient alone with ", 1)
+        assert f"put it into {complete / 'full'}" in said and not OPTION.search(said), msg
+        assert command.startswith(f"{alone.split()[0]}: mcproton check {complete / 'full'} {alone} --beam-model "
+                                  f"dcpt_v5 --out {out / 'full'} "), msg
+        assert set(OPTION.findall(command)) == {alone.split()[0]}, msg
+
+
 def test_a_single_check_is_still_told_its_options(batch, tmp_path, capsys):
     """The same folder checked alone: the single check's options, as before."""
     rc = main(["check", str(batch / "no_ct"), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "c"),
@@ -84,3 +127,7 @@ def test_an_option_still_named_in_a_message_gets_the_batch_s_words(tmp_path):
     for message in ("--struct-overrides ignore leaves it out", "--phantom-from-struct needs a CT",
                     "compared as dose to water (--dose-to)", "no option here"):
         assert alone_advice(message, BatchPatient(tmp_path / "p1"), "dcpt_v5", tmp_path) == "", message
+    # the options the refusal carries (its way out worded for the folder), and only those
+    said = alone_advice("put it into p1", p, "dcpt_v5", tmp_path, ("--struct",))
+    assert said.startswith("; or check this patient alone with --struct: mcproton check "), said
+    assert set(OPTION.findall(said)) == {"--struct"}, said

@@ -277,6 +277,21 @@ def test_two_ct_series_of_the_plans_frame_are_refused(folder):
     assert "ct_rescan" in msg and "--ct-series" in msg and "no structure set names one" in msg
 
 
+def test_the_refusal_of_two_ct_series_carries_its_option_for_the_batch(folder):
+    """In a batch the refusal says what to change in the folder and carries --ct-series, its own way out, for the
+    alone-command (the review c of audit 27, R1: the option was recorded on the patient whenever its CT was picked,
+    and then named after any later refusal)."""
+    from mcproton._check.inputs import BatchPatient, CheckInputError, checking_batch_patient
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(_hu(), VS, ORIGIN, folder / "ct_rescan", study=STUDY)
+    with checking_batch_patient(BatchPatient(folder)), pytest.raises(CheckInputError, match="2 CT series") as exc:
+        _gather(folder)
+    assert exc.value.single_options == ("--ct-series",)
+    assert f"leave in {folder} only the CT series the plan was computed on" in str(exc.value)
+    assert "--ct-series" not in str(exc.value), exc.value
+
+
 def test_one_ct_series_split_over_two_folders_is_refused_as_split(folder):
     """A media export that puts one series in IMAGES/A and IMAGES/B (the pacs audit, F6): before, "2 CT series ...
     give --ct-series" with the same UID twice, which --ct-series cannot resolve."""

@@ -77,3 +77,60 @@ def test_check_config_prints_the_memory_estimate_and_the_limit(tmp_path, capsys,
     got = json.loads(capsys.readouterr().out)
     assert got["memory_estimate_gb"] == pytest.approx(inputs.host_memory_estimate(10 * 10 * 50) / GB, abs=0.01)
     assert got["memory_available_gb"] <= 0.6 and "cgroup memory limit" in got["memory_limit"], got
+
+
+def _linux_without_meminfo(monkeypatch, meminfo: str | None) -> None:
+    """Linux where /proc/meminfo cannot be read (``meminfo`` None: a sandbox without /proc) or has no MemAvailable
+    (a kernel before 3.14); the rest of /proc cannot be read either."""
+    import builtins
+    import io
+
+    def fake_open(path, *a, **k):
+        if str(path) == "/proc/meminfo" and meminfo is not None:
+            return io.StringIO(meminfo)
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(inputs, "open", fake_open, raising=False)
+    monkeypatch.setattr(inputs, "_on_linux", lambda: True)
+
+
+OLD_KERNEL = "MemTotal:       32000000 kB\nMemFree:        20000000 kB\nCached:          8000000 kB\n"
+
+
+@pytest.mark.parametrize("meminfo", [None, OLD_KERNEL], ids=["no /proc/meminfo", "no MemAvailable"])
+def test_without_memavailable_the_cgroup_limit_still_bounds_the_check(monkeypatch, meminfo):
+    """Review c of audit 27, R6: where /proc/meminfo gives no MemAvailable, the machine's memory came from sysconf
+    and the cgroup limit was not applied: a run over the limit was accepted and killed by the kernel."""
+    _linux_without_meminfo(monkeypatch, meminfo)
+    _limit(monkeypatch, 0.6 * GB)
+    mem = inputs.available_memory()
+    assert mem is not None and mem.available <= 0.6 * GB and mem.swap == 0.0 and "cgroup" in mem.limit, mem
+    with pytest.raises(Exception, match=r"needs at least 24\.0 GB.*only 0\.6 GB are available.*cgroup memory limit"):
+        inputs.check_memory(300_000_000, 1, (100, 1000, 3000), False)
+
+
+@pytest.mark.parametrize("meminfo", [None, OLD_KERNEL], ids=["no /proc/meminfo", "no MemAvailable"])
+def test_without_memavailable_ulimit_v_still_bounds_the_check(monkeypatch, meminfo):
+    """The same for an address-space limit (ulimit -v): applied, what of it is in use said to be unknown where
+    /proc/self/statm cannot be read."""
+    import resource
+
+    _linux_without_meminfo(monkeypatch, meminfo)
+    monkeypatch.setattr(_cpus, "cgroup_memory", lambda root="/": None)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (int(0.8 * GB), resource.RLIM_INFINITY))
+    mem = inputs.available_memory()
+    assert mem is not None and mem.available == pytest.approx(0.8 * GB) and mem.allocated_counts, mem
+    assert mem.limit == ("the address-space limit (ulimit -v) of 0.8 GB (what of it is in use cannot be read: no "
+                         "/proc/self/statm)"), mem
+
+
+def test_where_only_a_limit_can_be_read_it_bounds_the_check(monkeypatch):
+    """Nothing of the machine's memory read (no /proc/meminfo, no sysconf), a cgroup limit read: the limit is what
+    the run may use, not an unchecked run."""
+    _linux_without_meminfo(monkeypatch, None)
+    monkeypatch.setattr(inputs, "_memory_without_proc", lambda: None)
+    _limit(monkeypatch, 0.6 * GB)
+    mem = inputs.available_memory()
+    assert mem is not None and mem.available == 0.6 * GB and "cgroup" in mem.limit, mem

@@ -462,6 +462,7 @@ def _no_proc_meminfo(monkeypatch, **os_names) -> None:
 
     monkeypatch.setattr(inputs, "open", fake_open, raising=False)
     monkeypatch.setattr(inputs, "os", _OsAs(**os_names), raising=False)
+    monkeypatch.setattr(inputs, "_on_linux", lambda: False)   # this host's cgroup and ulimit -v are Linux's
 
 
 GB = 1e9
