@@ -2099,7 +2099,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         PHYSICAL TPS dose a value no TargetPrescriptionDose of the plan checks gets a note saying how it was read.
         It replaces the plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its
         own TPS median.  Refused before the MC where it differs from the plan's TargetPrescriptionDose (a target's
-        own dose: the dose reference of its ROI, where the plan has one) by the factor of a unit slip (x 100: cGy;
+        own dose: the dose reference of its ROI, where the plan has one, else the plan's other doses where the
+        target's TPS median lies nearer them than the value) by the factor of a unit slip (x 100: cGy;
         / the fractions: one fraction; / the RBE: a physical dose), or from the TPS dose's median in the target by
         such a factor or by more than a factor 2 (mcproton._check.prescription.given_prescriptions), unless
         ``prescription_anyway``.
