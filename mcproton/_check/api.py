@@ -1892,7 +1892,8 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
     """Refuse a reused MC dose (``check(mc=...)``) computed with another HU calibration or beam model than the one
     this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
     calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
-    A calibration is compared by what it maps HU to (:meth:`HUCalibration.data_sha256`), a beam model by the
+    A calibration is compared by what it maps HU to (:meth:`HUCalibration.data_sha256`), read with ``physics``
+    (left out: the reused MC dose's own, whose water model turns a HU -> SPR table into densities), a beam model by the
     SHA-256 of its file (and table) where both the MC dose's record and the model given have it, else (a model made
     in memory, or an MC dose recorded without its model's file) by name: the same name is accepted with a warning
     that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
@@ -1901,17 +1902,28 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
         from .._io.hu_calibration import HUCalibration
         from .compute import given_calibration
 
-        # as build_geometry reads it for the MC
-        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
+        # as build_geometry reads it for the MC, with the physics asked for; left out, the reused MC dose's own (its
+        # water model turns a HU -> SPR table into densities: review D of 2026-12-07, R3, read it in ICRU 90 water
+        # against an MC dose of PSTAR water and refused it, naming the same calibration on both sides)
+        has_physics = mc.provenance.get("physics")
+        used = physics if physics is not None else has_physics
+        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, used)
         rec = mc.provenance.get("calibration_record") or {}
         has_name = rec.get("name") or mc.provenance.get("calibration")
         has, want = rec.get("data_sha256"), cal.data_sha256()
         if (has != want) if has else (has_name is not None and has_name != cal.name):
+            def water(ph: Any) -> str:   # as HUCalibration.load_for_physics reads it (None: the default)
+                wm = ph.get("water_model") if isinstance(ph, dict) else getattr(ph, "water_model", None)
+                return str(wm or PhysicsSettings.water_model)
+
+            models = (f" (the same name: a HU -> SPR table is converted in the physics' water, {water(has_physics)} "
+                      f"for the MC dose, {water(used)} here)" if has_name == cal.name and has_physics is not None
+                      and water(has_physics) != water(used) else "")
             raise CheckInputError(
                 f"the reused MC dose (mc=) was computed with the HU calibration {has_name!r}"
                 + (f" (data SHA-256 {has[:12]})" if has else "") + f", but this check asks for {cal.name!r} (data "
-                f"SHA-256 {want[:12]}): it is not the MC dose asked for; recompute the MC (leave out mc=) or leave "
-                "out calibration= (the reused MC dose's own)")
+                f"SHA-256 {want[:12]}){models}: it is not the MC dose asked for; recompute the MC (leave out mc=) or "
+                "leave out calibration= (the reused MC dose's own)" + (" and physics=" if models else ""))
     if beam_model is not None:
         from .._io.beam_model import load_beam_model
 
@@ -2087,7 +2099,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).  A ``calibration`` or
-        ``beam_model`` given with it must be the one it was computed with (else refused); left out: its own.
+        ``beam_model`` given with it must be the one it was computed with (else refused; a calibration is read with
+        ``physics``, left out: with the MC dose's own); left out: its own.
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
     ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
         device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
@@ -2099,9 +2112,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         PHYSICAL TPS dose a value no TargetPrescriptionDose of the plan checks gets a note saying how it was read.
         It replaces the plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its
         own TPS median.  Refused before the MC where it differs from the plan's TargetPrescriptionDose (a target's
-        own dose: the dose reference of its ROI, where the plan has one) by the factor of a unit slip (x 100: cGy;
+        own dose: the dose reference of its ROI, where the plan has one, else the plan's other doses where the
+        target's TPS median lies nearer them than the value) by the factor of a unit slip (x 100: cGy;
         / the fractions: one fraction; / the RBE: a physical dose), or from the TPS dose's median in the target by
-        such a factor or by more than a factor 2 (mcproton._check.prescription.given_prescriptions), unless
+        such a factor or by more than a factor 2, unless
         ``prescription_anyway``.
     prescription_anyway : keep a ``prescription`` that the check above refuses (a deliberate other prescription);
         the report's source of the prescription and a note say what it differs from (default False).

@@ -124,7 +124,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "by the RBE (1.1, or --rbe) for a PHYSICAL TPS dose and by the fractions for a TPS dose of "
                         "one fraction; ROI=GY for one target (repeatable: a boost). A physical dose: give it x the "
                         "RBE (1.8 Gy: 1.98); a note says how a value was read where no TargetPrescriptionDose checks "
-                        "it. Refused where it differs from the plan's TargetPrescriptionDose (ROI=GY: that ROI's) by "
+                        "it. Refused where it differs from the plan's TargetPrescriptionDose (ROI=GY: that ROI's, else "
+                        "another only where the ROI's TPS median sides with it) by "
                         "the factor of a slip (x 100: cGy; / the fractions: one fraction; / 1.1: a physical dose) or "
                         "from the TPS dose's median in the target by such a factor or more than 2 x. Default: the "
                         "plan's TargetPrescriptionDose, else each target's own TPS median")

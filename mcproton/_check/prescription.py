@@ -11,9 +11,10 @@ is divided by the check's RBE (1.1, or ``rbe``), as ``mcproton run`` does in its
 A prescription typed with ``--prescription`` (``check(prescription=)``) is the same quantity as the plan's
 TargetPrescriptionDose, converted the same way (:func:`given_prescriptions`): Gy(RBE) for all fractions of the
 plan, divided by the RBE for a PHYSICAL TPS dose and by the fractions for a TPS dose of one fraction.  It is
-compared with the plan's TargetPrescriptionDose (a target's own, ``ROI=GY``: the dose reference of its ROI only) and
-with the TPS dose's median in the target, and refused where it differs from them by the factor of a unit slip (cGy,
-one fraction, a physical dose) or by more than a factor :data:`MEDIAN_FACTOR` from the median, unless
+compared with the plan's TargetPrescriptionDose (a target's own, ``ROI=GY``: the dose reference of its ROI, else
+the plan's other doses where the target's median sides with them) and with the TPS dose's median in the target,
+and refused where it differs from them by the factor of a unit slip (cGy, one fraction, a physical dose) or by more
+than a factor :data:`MEDIAN_FACTOR` from the median, unless
 ``--prescription-anyway`` (``prescription_anyway=True``) says it is meant (the units audit of 2026-12-07, F1: 3060 was
 taken as 3060 Gy and the organ-at-risk note dropped out).  A physical prescription is given x the RBE; against a
 PHYSICAL TPS dose a value no TargetPrescriptionDose checks is noted (:func:`read_as_rbe_note`)."""
@@ -186,15 +187,20 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
 
     One dose for every target is compared with the plan's TargetPrescriptionDoses (``refs``) and with the TPS dose's
     median in the target treated (``medians``: the highest).  A target's own dose (``ROI=GY``) is compared with the
-    plan's dose reference of that target (its ReferencedROINumber, ``roi_numbers``) where the plan has one, and
-    else with that target's own TPS median only: not with a dose of the plan as a whole (SITE) or of another ROI,
-    which in a simultaneous boost is another dose level (66/60/54 Gy(RBE) lie 1.1 x apart, as the RBE's slip does:
-    the review of 2026-12-07, R1, refused CTV54=54 "as physical" and advised 60).  A value off by the factor of a
-    slip (:func:`slip_factors`, within :data:`PLAN_SLIP_TOL` of the plan's, :data:`MEDIAN_SLIP_TOL` of the median)
-    or by more than :data:`MEDIAN_FACTOR` from the median is refused (CheckInputError) naming the slip and the value
-    to give, unless ``anyway``: then it is used, and a note says what it differs from.  Against a PHYSICAL TPS dose
-    a value that no TargetPrescriptionDose of the plan could check (the median cannot tell the RBE's 10 %) gets a
-    note saying how it was read and what to give for a physical dose (:func:`read_as_rbe_note`)."""
+    plan's dose reference of that target (its ReferencedROINumber, ``roi_numbers``) where the plan has one, and with
+    that target's own TPS median; where the plan has none of that target, with the plan's other doses (of the site
+    as a whole, SITE, or of other ROIs) too, but a slip of the RBE of one of those is called only where the
+    target's own TPS median lies nearer that dose than the value typed (with the slips the median sees, cGy and one
+    fraction, undone): in a simultaneous boost another ROI's dose is another level (66/60/54 Gy(RBE) lie 1.1 x
+    apart, as the RBE's slip does: the review of 2026-12-07, R1, refused CTV54=54 against 60 "as physical" and
+    advised 60), while against the plan's one SITE 54 a CTV=49.1 whose median is 54.3 is the physical slip (review D
+    of 2026-12-07, R1: compared with the median only, it passed).  A value off by the factor of a slip
+    (:func:`slip_factors`, within :data:`PLAN_SLIP_TOL` of the plan's, :data:`MEDIAN_SLIP_TOL` of the median) or by
+    more than :data:`MEDIAN_FACTOR` from the median is refused (CheckInputError) naming the slip and the value to
+    give, unless ``anyway``: then it is used, and a note says what it differs from.  Against a PHYSICAL TPS dose a
+    value that no TargetPrescriptionDose of the plan checks (none, or none of that target's ROI, and not the value
+    typed; the median cannot tell the RBE's 10 %) gets a note saying how it was read, why nothing checked it and
+    what to give for a physical dose (:func:`read_as_rbe_note`)."""
     rbe_used = CLINICAL_RBE if rbe is None else float(rbe)
     factor = 1.0 if dose_type == "EFFECTIVE" else rbe_used
     div = fractions if one_fraction and fractions > 1 else 1
@@ -221,6 +227,7 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
     rule = ("--prescription is in Gy(RBE) for all fractions of the plan, as the plan's TargetPrescriptionDose"
             + (f" (the check divides it {' and '.join(divided)})" if divided else ""))
     by_roi = {roi: v for roi, v in refs.items if roi is not None}
+    rbe_slips = {f for f, _ in slip_factors(fractions, rbe_used)} - {f for f, _ in slip_factors(fractions, None)}
     problems: list[tuple[str, str]] = []   # (what is wrong, the value to give)
     unchecked: list[str] = []   # the targets whose value no TargetPrescriptionDose of the plan checked
     if each:
@@ -229,27 +236,43 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
         dosed = [nm for nm in typed if medians.get(nm, 0.0) > 0]
         ref_targets = [max(dosed, key=lambda nm: medians[nm])] if dosed else list(typed)[:1]
     for nm in ref_targets:
-        v = typed[nm]
+        v, m = typed[nm], medians.get(nm, 0.0)
         what = f"prescription{f' of {nm!r}' if each else ''} (--prescription {f'{nm}=' if each else ''}{v:g})"
         name = f"{nm}=" if each else ""   # the form of the value to give
-        if each:   # the target's own dose reference, or none: another ROI's or the site's may be another level
-            num = (roi_numbers or {}).get(nm)
-            against = [(by_roi[num], f"the plan's TargetPrescriptionDose of {nm!r} (its dose reference, "
-                                     f"ReferencedROINumber {num})")] if num is not None and num in by_roi else []
+        own = (roi_numbers or {}).get(nm) if each else None
+        own = own if own in by_roi else None   # the ReferencedROINumber of the target's own dose reference
+        # (dose, whose, other): ``other``, a dose that is not the target's own (ROI=GY: a SITE dose, another ROI's;
+        # in a boost another level, and 66/60/54 Gy(RBE) lie 1.1 x apart as the RBE's slip does): its RBE slip is
+        # called only where the target's TPS median sides with it (the review of 2026-12-07, R1, and review D's R1:
+        # compared with the median only, CTV=49.1 passed against the plan's one SITE 54)
+        if not each:
+            against = [(p, "the plan's TargetPrescriptionDose", False) for p in plan_doses]
+        elif own is not None:
+            against = [(by_roi[own], f"the plan's TargetPrescriptionDose of {nm!r} (its dose reference, "
+                                     f"ReferencedROINumber {own})", False)]
         else:
-            against = [(p, "the plan's TargetPrescriptionDose") for p in plan_doses]
-        if not against:
+            against = [(p, f"the plan's TargetPrescriptionDose of {_of_whom(refs, p, roi_numbers)}", True)
+                       for p in plan_doses]
+        matched = any(abs(v / p - 1) <= PLAN_SLIP_TOL for p, _, _ in against)
+        if not against or (each and own is None and not matched):
             unchecked.append(nm)
-        if any(abs(v / p - 1) <= PLAN_SLIP_TOL for p, _ in against):
-            continue   # the plan's own value: used as the plan's would be, whatever the TPS dose
+        if matched and (not each or own is not None or len(plan_doses) == 1):
+            continue   # the plan's own value (the target's, or the plan's only dose): used as the plan's would be
         said, give = "", ""
-        plan_slips = [(s, p, whose) for p, whose in against
-                      if (s := _nearest_slip(v / p, slip_factors(fractions, rbe_used), PLAN_SLIP_TOL))]
+        plan_slips: list[tuple[tuple[float, str], float, str, bool]] = []   # (slip, dose, whose, median asked)
+        for p, whose, other in against if not matched else []:   # one of a boost's levels: not a slip of another
+            slip = _nearest_slip(v / p, slip_factors(fractions, rbe_used), PLAN_SLIP_TOL)
+            asked = other and slip is not None and slip[0] in rbe_slips
+            if slip is not None and (not asked or _sides_with(p, v / slip[0] / rbe_used, m, factor * div)):
+                plan_slips.append((slip, p, whose, asked))
         if plan_slips:
-            (f, w), p, whose = min(plan_slips, key=lambda sp: abs(math.log(v / sp[1] / sp[0][0])))
+            (f, w), p, whose, asked = min(plan_slips, key=lambda sp: abs(math.log(v / sp[1] / sp[0][0])))
             said = f"{what}: {v:g} is {v / p:.4g} x {whose} {p:g} Gy(RBE), so it looks like {w}"
+            if asked:   # against the typed value with the RBE's slip kept and the slips the median sees undone
+                said += (f" (no dose reference of the plan names {nm!r}, but the TPS dose's median in it, "
+                         f"{m:.4g} {unit}, lies nearer {conv(p)} than {conv(v / f / rbe_used)})" if m > 0 else
+                         f" (no dose reference of the plan names {nm!r}, and it has no TPS dose to tell)")
             give = f"give {name}{p:g}"
-        m = medians.get(nm, 0.0)
         if not said and m > 0:
             r = pres[nm] / m
             s = _nearest_slip(r, slip_factors(fractions, None), MEDIAN_SLIP_TOL)
@@ -271,8 +294,37 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
         how += "; kept with --prescription-anyway although " + "; ".join(said for said, _ in problems)
         notes = [f"{said}: kept (--prescription-anyway)" for said, _ in problems]
     if factor != 1.0 and unchecked:
-        notes.append(read_as_rbe_note({nm: typed[nm] for nm in unchecked}, each, factor, div, medians))
+        it = "them" if len(unchecked) > 1 else "it"
+        why = (f"no dose reference names {' or '.join(map(repr, unchecked))}, and the plan's TargetPrescriptionDose"
+               f"{'s' if len(plan_doses) > 1 else ''} ("
+               + ", ".join(f"{v:g} Gy(RBE) of {_of_whom(refs, v, roi_numbers)}" for v in plan_doses)
+               + f") {'are' if len(plan_doses) > 1 else 'is'} not the value typed, so none checks {it}" if plan_doses
+               else None if not (refs.unreadable or refs.skipped) else
+               f"nothing checks {it}: {no_target_prescription(refs)}")
+        notes.append(read_as_rbe_note({nm: typed[nm] for nm in unchecked}, each, factor, div, medians, why))
     return pres, how, notes
+
+
+def _of_whom(refs: DoseReferences, dose: float, roi_numbers: Mapping[str, int] | None) -> str:
+    """Whose the plan's TargetPrescriptionDose ``dose`` is: the site's (SITE) and/or its ROIs' (VOLUME), by name
+    where a target of ``roi_numbers`` has that ROINumber."""
+    names = {n: nm for nm, n in (roi_numbers or {}).items()}
+    rois = sorted({roi for roi, v in refs.items if v == dose and roi is not None})
+    whom = (["the site as a whole (SITE)"] if any(roi is None for roi, v in refs.items if v == dose) else []) + \
+        [f"ROI {names[r]!r}" if r in names else f"ROINumber {r}" for r in rois]
+    return " and ".join(whom)
+
+
+def _sides_with(plan: float, alt: float, median: float, div: float) -> bool:
+    """Whether a target's TPS median ``median`` lies nearer the plan's dose ``plan`` than ``alt`` (the typed value
+    with the slips the median sees undone: cGy, one fraction; the RBE's kept), both Gy(RBE) for all fractions and
+    divided by ``div`` into the TPS dose's unit (the RBE for a PHYSICAL dose, x the fractions for one fraction); True
+    where there is no median (it cannot tell: the slip is called, --prescription-anyway keeps a meant value).  A
+    boost's CTV54=54 against a top level of 60 (median 54.3): 54 lies nearer, no slip; CTV=49.1 against the plan's
+    one 54: 54 lies nearer, the RBE's slip."""
+    if not median > 0:
+        return True
+    return abs(math.log(plan / div / median)) < abs(math.log(alt / div / median))
 
 
 def no_target_prescription(refs: DoseReferences) -> str:
@@ -287,14 +339,15 @@ def no_target_prescription(refs: DoseReferences) -> str:
 
 
 def read_as_rbe_note(typed: Mapping[str, float], each: bool, rbe: float, div: int,
-                     medians: Mapping[str, float]) -> str:
+                     medians: Mapping[str, float], why: str | None = None) -> str:
     """The note of a typed prescription (``typed``: {target: Gy(RBE)}, ``each``: given as ROI=GY) against a PHYSICAL
     TPS dose that no TargetPrescriptionDose of the plan checked: it was read as Gy(RBE) and divided by ``rbe``; a
     physicist who typed physical Gy (what --prescription meant before 2026-12-07) gives the value x the RBE.  Before
     (the review of 2026-12-07, R2) nothing said so: the OpenTPS case's --prescription 1.8, meant as the 1.8 Gy
     physical OpenTPS optimised to, read V100 98 % (1.636 Gy) where it had read 52 %.  Each target's TPS median is
     named (``div`` > 1: of one fraction): the median cannot tell the RBE's 10 % from a plan's spread, the physicist
-    can."""
+    can.  ``why``: why no TargetPrescriptionDose checked it, as the source of the result says (None: the plan gives
+    none; before review D of 2026-12-07, R2, that was said where the source named the plan's SITE dose)."""
     def flags(scale: float) -> str:
         return " ".join(f"--prescription {nm + '=' if each else ''}{v * scale:.4g}" for nm, v in typed.items())
 
@@ -306,6 +359,7 @@ def read_as_rbe_note(typed: Mapping[str, float], each: bool, rbe: float, div: in
     meant = " and ".join(f"{v:g} Gy" for v in typed.values())
     several = len(typed) > 1
     return (f"{flags(1.0)} {'were' if several else 'was'} read as Gy(RBE), as a TargetPrescriptionDose is: {read} "
-            f"for this PHYSICAL TPS dose{median}, and the plan gives no TargetPrescriptionDose of the "
-            f"target{'s' if several else ''} to check {'them' if several else 'it'} against; if you meant {meant} "
+            f"for this PHYSICAL TPS dose{median}, and "
+            + (why or f"the plan gives no TargetPrescriptionDose of the target{'s' if several else ''} to check "
+                      f"{'them' if several else 'it'} against") + f"; if you meant {meant} "
             f"physical, give {flags(rbe)} (the physical dose x the RBE {rbe:g})")

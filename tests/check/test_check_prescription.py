@@ -152,3 +152,67 @@ def test_the_source_of_a_given_prescription_names_the_plans_point_doses():
                                     "EFFECTIVE", None, 5, False, {"PTV": 8.5})
     assert how.endswith("; the plan gives no TargetPrescriptionDose of a target volume or site (only the dose at a "
                         "point of 'Verification3' (COORDINATES), 'Verification5' (COORDINATES))"), how
+
+
+@pytest.mark.parametrize("items", [[(None, 54.0)], [(4, 54.0)], [(5, 60.0), (6, 54.0)]])
+@pytest.mark.parametrize("dose_type,median", [("EFFECTIVE", 54.3), ("PHYSICAL", 49.4)])
+def test_a_per_target_physical_slip_of_a_plan_dose_not_its_own_is_refused_where_its_median_sides_with_it(
+        items, dose_type, median):
+    """--prescription CTV=49.1 (54 / 1.1, a physical dose) where the plan's 54 Gy(RBE) is its one SITE dose, a VOLUME
+    dose of another ROI, or a boost's other level: refused, naming 54, because CTV's own TPS median (54.3 Gy(RBE),
+    49.4 Gy physical) lies nearer 54 than 49.1.  Before (review D of 2026-12-07, R1) it was compared with the median
+    only, which cannot tell the RBE's 10 %, and passed without a word."""
+    from mcproton._check.inputs import CheckInputError
+
+    with pytest.raises(CheckInputError, match=r"prescription of 'CTV' \(--prescription CTV=49.1\): 49.1 is 0.9093 x "
+                                              r"the plan's TargetPrescriptionDose of .* 54 Gy\(RBE\), so it looks like "
+                                              r"a physical dose \(Gy\(RBE\) / the RBE 1.1\) \(no dose reference of the "
+                                              r"plan names 'CTV', but the TPS dose's median in it, .* lies nearer 54 "
+                                              r"Gy\(RBE\).* than 49.1 Gy\(RBE\).*\); give CTV=54\. ") as e:
+        _given({"CTV": 49.1}, items, medians={"CTV": median}, dose_type=dose_type)
+    assert "give CTV=60" not in str(e.value)
+    # the target really at 49.1 (its median there): the plan's 54 is not its level, so no slip
+    pres, _, _ = _given({"CTV": 49.1}, items, medians={"CTV": median * 49.1 / 54}, dose_type=dose_type)
+    assert pres == {"CTV": pytest.approx(49.1 / (1.1 if dose_type == "PHYSICAL" else 1))}
+
+
+def test_a_per_target_cgy_of_a_physical_figure_is_told_the_plans_gy_rbe_value():
+    """CTV=4909 (cGy of 49.09 Gy physical = 54 Gy(RBE) / 1.1) with the plan's one SITE 54: "give CTV=54", the
+    Gy(RBE) value (before, review D of 2026-12-07, R1: "give about CTV=49.1", the physical one, then accepted)."""
+    from mcproton._check.inputs import CheckInputError
+
+    with pytest.raises(CheckInputError, match=r"\(--prescription CTV=4909\): 4909 is 90.91 x the plan's "
+                                              r"TargetPrescriptionDose of the site as a whole \(SITE\) 54 "
+                                              r"Gy\(RBE\), so it looks like cGy and a physical dose .*; give "
+                                              r"CTV=54\. ") as e:
+        _given({"CTV": 4909.0}, [(None, 54.0)], medians={"CTV": 54.3})
+    assert "49.1" not in str(e.value)
+    # a boost's CTV54=5400 against the top level 60 (5400 / 60 = 100 / 1.1): cGy of CTV54's own 54, not of 60
+    with pytest.raises(CheckInputError, match=r"so it looks like cGy; give about CTV54=54\. ") as e:
+        _given({"CTV54": 5400.0}, [(5, 60.0)])
+    assert "60" not in str(e.value)
+    # the boost's own levels, typed right, stay accepted: each against a plan with other ROIs' levels
+    pres, _, notes = _given({"CTV60": 60.0, "CTV54": 54.0}, [(5, 60.0), (6, 54.0)])
+    assert pres == {"CTV60": 60.0, "CTV54": 54.0} and notes == []
+
+
+def test_the_physical_dose_note_says_why_from_the_source_the_result_records():
+    """Against a PHYSICAL TPS dose, CTV=54 with the plan's only (SITE) 54 Gy(RBE) is the plan's value: no note (before,
+    review D of 2026-12-07, R2: "the plan gives no TargetPrescriptionDose ..." while the source named 54).  A value
+    the plan's dose does not check is noted, naming that dose; a plan of point doses only is named as such."""
+    from mcproton._check.prescription import given_prescriptions
+
+    pres, how, notes = _given({"CTV": 54.0}, [(None, 54.0)], medians={"CTV": 49.4}, dose_type="PHYSICAL")
+    assert notes == [] and how.endswith("the plan's TargetPrescriptionDose: 54 Gy(RBE)"), (how, notes)
+    _, how, notes = _given({"CTV": 51.3}, [(None, 54.0), (4, 60.0)], medians={"CTV": 49.4}, dose_type="PHYSICAL")
+    assert len(notes) == 1 and "the plan gives no TargetPrescriptionDose" not in notes[0], notes
+    assert "and no dose reference names 'CTV', and the plan's TargetPrescriptionDoses (54 Gy(RBE) of the site as a " \
+        "whole (SITE), 60 Gy(RBE) of ROINumber 4) are not the value typed, so none checks it; if you meant 51.3 Gy " \
+        "physical, give --prescription CTV=56.43" in notes[0], notes
+    _, _, notes = given_prescriptions(8.64, ["PTV"], plan_dose_references(str(DATA / "RN_headphantom_rs.dcm")),
+                                      "PHYSICAL", None, 5, False, {"PTV": 7.8})
+    assert "and nothing checks it: the plan gives no TargetPrescriptionDose of a target volume or site (only the " \
+        "dose at a point of 'Verification3' (COORDINATES)" in notes[0], notes
+    assert _given({"CTV": 54.0}, [], medians={"CTV": 49.4}, dose_type="PHYSICAL")[2][0].endswith(
+        "and the plan gives no TargetPrescriptionDose of the target to check it against; if you meant 54 Gy physical, "
+        "give --prescription CTV=59.4 (the physical dose x the RBE 1.1)")
