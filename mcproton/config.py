@@ -133,8 +133,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                      'transported) or "air" (air outside the External and its SUPPORT/FIXATION/BOLUS '
                                      'ROIs, as a planning system that computes inside them only; needs plan.rtstruct '
                                      'and phantom.type "ct" or "slab_ct")'),
-        "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's, "
-                                       "or a plan that gives none and names no plan.rtstruct of the CT's frame "
+        "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
+                                       "(slab_ct: a structure set not in the plan's frame, the slab CT's), or a plan "
+                                       "that gives none and names no plan.rtstruct of the CT's frame "
                                        "(default: refused)"),
         "allow_other_patient": ((bool,), "run a plan or structure set of another patient (PatientID, birth date or "
                                          "sex) than the CT's, e.g. a phantom's plan on purpose (default: refused; "
