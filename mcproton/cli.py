@@ -536,8 +536,7 @@ def _note_replaced(paths: list[Path], args: argparse.Namespace, earlier: list[Pa
         _note("mcproton: note: " + "; ".join(said))
 
 
-def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None, *, out: Path | None = None,
-                            checkpointed: bool = False) -> None:
+def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None, *, out: Path, checkpointed: bool) -> None:
     """Remove the earlier files of this run's output names once its transport has finished: an output phase that
     is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
     PNG beside this run's HDF5 (the long-runs audit, F2); and ``earlier``, an earlier run's per-beam RT Doses that
@@ -561,7 +560,7 @@ def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None
             _not_removed(p, exc, out, checkpointed)
 
 
-def _not_removed(p: Path, exc: OSError, out: Path | None, checkpointed: bool) -> None:
+def _not_removed(p: Path, exc: OSError, out: Path, checkpointed: bool) -> None:
     """The earlier output ``p`` of the run of ``--out`` ``out`` could not be removed (``exc``; on Windows a file open
     in another program, a viewer, HDFView or a notebook's ``h5py.File``, cannot be removed or replaced): where the
     finished run is in its checkpoint, OutputWriteError (exit status 3) naming the file, the checkpoint and
@@ -575,8 +574,8 @@ def _not_removed(p: Path, exc: OSError, out: Path | None, checkpointed: bool) ->
 
     why = write_error_text(exc, p)
     held, do = _not_removable_hint() if isinstance(exc, PermissionError) else ("", "remove the cause named above")
-    ckpt = checkpoint_path(out) if out is not None else None
-    if checkpointed and ckpt is not None and is_complete(ckpt):
+    ckpt = checkpoint_path(out)
+    if checkpointed and is_complete(ckpt):
         raise OutputWriteError(f"could not remove the earlier output {p}, to write this run's in its place: {why}"
                                f"{held}. The finished run is kept in the checkpoint {ckpt} ({describe(ckpt)}): {do} "
                                "(or remove the file yourself) and run the same command with --resume, which writes "
@@ -1441,11 +1440,6 @@ def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdos
     return body_outline_for(cfg, geometry)
 
 
-#: The clinical constant RBE of protons that a plan's prescription check and the run's figure take where
-#: output.rbe is not given (mcproton/_run/inputs.prescription_check, _plot_run_planes)
-CLINICAL_RBE = 1.1
-
-
 def _refuse_rtdose_keys_without_rtdose(cfg: dict) -> None:
     """Refuse the [output] keys that shape the RT Dose, set by the user to another value than their default, in a
     run that writes no RT Dose, where nothing else of the run uses them: output.rtdose_per_beam (true),
@@ -1453,6 +1447,8 @@ def _refuse_rtdose_keys_without_rtdose(cfg: dict) -> None:
     output.rbe (a plan's prescription check and figure use it too, with plan.rtplan, where it is not the clinical
     1.1 they take without it).  Before 2026-12-07 only output.rtdose_per_beam was refused: the others did nothing
     without a word (audit 27 "dead options", F3: output.rbe = 1.1 left the outputs bitwise the default ones)."""
+    from ._io.rtdose import CLINICAL_RBE
+
     out, pl = cfg.get("output", {}), cfg.get("plan", {})
     said: list[str] = []
     if out.get("rtdose_per_beam"):
@@ -1525,6 +1521,7 @@ def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any
         if meta and "beam_number" in meta[0] else "the dose as simulated"
     reference, ref_name = None, "the near-maximum"
     if isinstance(pl.get("rtplan"), str):
+        from ._io.rtdose import CLINICAL_RBE
         from ._run.inputs import plan_prescription
 
         try:

@@ -24,7 +24,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
-from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, CheckInputError,
+from .._io.rtdose import CLINICAL_RBE
+from .inputs import (MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, CheckInputError,
                      CheckInputs, checking_batch_patient, gather, refusing_superseded_plans, way_out)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
@@ -1654,7 +1655,7 @@ def _apply_given_prescription(given: float | dict[str, float], targets: Sequence
             raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the "
                                   f"dose grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT "
                                   "Struct)")
-    tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    tps = inp.total_dose_gy()
     medians = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
     pres, how, notes = given_prescriptions(given, targets, plan_dose_references(inp.plan_path), inp.dose_type, rbe,
                                            inp.fractions, inp.all_fractions is False, medians, anyway,
@@ -2481,7 +2482,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # timed with the structures (the body outline's use; the first scipy.ndimage import of a check on a patient CT
     # is here: 0.3 s outside every step before, the host audit of 2026-12-05, F4)
     t, c = time.perf_counter(), time.process_time()
-    tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    tps = inp.total_dose_gy()
     outside = tps_outside_body(tps, body)
     in_air_to_edge = outside > OUTSIDE_BODY_NOTE and tps_dose_in_air_at_grid_edge(tps, body, density)
     tps = np.where(body, tps, 0.0)

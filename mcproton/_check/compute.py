@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose, way_out
+from .._io.rtdose import CLINICAL_RBE
+from .inputs import CheckInputError, CheckInputs, TPSDose, way_out
 from .._backend import CPU_BY_OPTION_OR_ARGUMENT
 from .._io.console import log_line
 from .._io.errors import McprotonWarning, warn

@@ -54,9 +54,6 @@ ONE_FRACTION = ("FRACTION_SESSION", "BEAM_SESSION")
 #: Summation types of a plan dose (every beam) and of a per-beam dose.
 PLAN_DOSE_TYPES = ("PLAN", "FRACTION", "FRACTION_SESSION")
 BEAM_DOSE_TYPES = ("BEAM", "BEAM_SESSION")
-#: The constant proton RBE the planning systems use for DoseType EFFECTIVE (ICRU Report 78, 2007; Paganetti
-#: 2014, PMB 59 R419).
-CLINICAL_RBE = 1.1
 
 
 @dataclass
@@ -144,6 +141,10 @@ class CheckInputs:
     def reference(self) -> TPSDose:
         """The dose grid the check is done on (the plan dose, else the first per-beam dose)."""
         return self.total if self.total is not None else self.beams[min(self.beams)]
+
+    def total_dose_gy(self) -> np.ndarray:
+        """The TPS's plan dose (Gy): the plan dose file's, else the sum of the beam doses."""
+        return self.total.dose_gy_zyx if self.total is not None else sum(d.dose_gy_zyx for d in self.beams.values())
 
 
 def _dcm_header(path: Path, tags: Sequence[str] | None = None):

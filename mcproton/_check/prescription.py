@@ -25,7 +25,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .inputs import CLINICAL_RBE, CheckInputError
+from .._io.rtdose import CLINICAL_RBE
+from .inputs import CheckInputError
 
 #: A typed prescription within this (relative) of one of the plan's TargetPrescriptionDoses is the plan's; within it
 #: of one of them times a slip's factor (:func:`slip_factors`) it is refused as that slip.  Both are the same quantity
@@ -206,7 +207,7 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
     div = fractions if one_fraction and fractions > 1 else 1
     unit = "Gy(RBE)" if dose_type == "EFFECTIVE" else "Gy"
     each = isinstance(given, Mapping)
-    typed = {nm: float(given[nm]) for nm in targets if nm in given} if isinstance(given, Mapping) else \
+    typed = {nm: float(given[nm]) for nm in targets if nm in given} if each else \
         {nm: float(given) for nm in targets}
     pres = {nm: v / factor / div for nm, v in typed.items()}
 
@@ -227,7 +228,8 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
     rule = ("--prescription is in Gy(RBE) for all fractions of the plan, as the plan's TargetPrescriptionDose"
             + (f" (the check divides it {' and '.join(divided)})" if divided else ""))
     by_roi = {roi: v for roi, v in refs.items if roi is not None}
-    rbe_slips = {f for f, _ in slip_factors(fractions, rbe_used)} - {f for f, _ in slip_factors(fractions, None)}
+    slips_rbe, slips = slip_factors(fractions, rbe_used), slip_factors(fractions, None)   # (the same for every value)
+    rbe_slips = {f for f, _ in slips_rbe} - {f for f, _ in slips}
     problems: list[tuple[str, str]] = []   # (what is wrong, the value to give)
     unchecked: list[str] = []   # the targets whose value no TargetPrescriptionDose of the plan checked
     if each:
@@ -261,7 +263,7 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
         said, give = "", ""
         plan_slips: list[tuple[tuple[float, str], float, str, bool]] = []   # (slip, dose, whose, median asked)
         for p, whose, other in against if not matched else []:   # one of a boost's levels: not a slip of another
-            slip = _nearest_slip(v / p, slip_factors(fractions, rbe_used), PLAN_SLIP_TOL)
+            slip = _nearest_slip(v / p, slips_rbe, PLAN_SLIP_TOL)
             asked = other and slip is not None and slip[0] in rbe_slips
             if slip is not None and (not asked or _sides_with(p, v / slip[0] / rbe_used, m, factor * div)):
                 plan_slips.append((slip, p, whose, asked))
@@ -275,7 +277,7 @@ def given_prescriptions(given: float | Mapping[str, float], targets: Sequence[st
             give = f"give {name}{p:g}"
         if not said and m > 0:
             r = pres[nm] / m
-            s = _nearest_slip(r, slip_factors(fractions, None), MEDIAN_SLIP_TOL)
+            s = _nearest_slip(r, slips, MEDIAN_SLIP_TOL)
             near = f"{conv(v)} is {r:.3g} x the TPS dose's median in the target {nm!r} ({m:.4g} {unit})"
             if s is not None:
                 said, give = f"{what}: {near}, so it looks like {s[1]}", f"give about {name}{v / s[0]:.3g}"

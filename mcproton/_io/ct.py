@@ -925,7 +925,6 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     # int16 while every slope, intercept and stored value is an integer, float32 from the first that is not;
     # allocated at the first slice
     hu = np.empty((0, rows0, cols0), np.int16)
-    lo, hi = np.inf, -np.inf   # the HU range, refused at the end if implausible (as every slice is read)
     nonfinite = False
     padded: list[tuple[int, float]] = []   # (voxels at the PixelPaddingValue, its HU) of the slices remapped
     integral = True
@@ -940,11 +939,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                 raise
             except Exception as exc:
                 ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-                if ts is not None and missing_decoder(str(ts)) and install_for(str(ts)):   # not the file: audit 27, F5
+                install = install_for(str(ts)) if ts is not None and missing_decoder(str(ts)) else None
+                if install:   # not the file: audit 27, F5
                     raise _err(f"{f}: pixel data cannot be decoded here: they are compressed as {ts.name} ({ts}), "
                                "and no decoder for it is installed here (`mcproton info` lists the decoders, under "
-                               f"dicom_decoders): install one, {install_for(str(ts))}, or re-export the CT "
-                               "uncompressed") from exc
+                               f"dicom_decoders): install one, {install}, or re-export the CT uncompressed") from exc
                 raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
                            "truncated/corrupted or uses a compression pydicom cannot decode"
                            + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
@@ -987,16 +986,12 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             if hu_k is None:
                 nonfinite = True
                 continue
-            lo, hi = min(lo, float(hu_k.min())), max(hi, float(hu_k.max()))
-            if lo >= -32768 and hi <= 32767 and not nonfinite:
+            if not nonfinite:   # (a slice's HU outside the int16 range was refused above, naming it)
                 hu[at(k)] = hu_k[flip]
     except MemoryError as exc:
         raise _out_of_memory(exc, chosen, rows0, cols0, dz, folder) from exc
     if nonfinite:
         raise _err("CT contains non-finite values after rescaling")
-    if lo < -32768 or hi > 32767:
-        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
-                   "RescaleIntercept")
     if padded:
         warn(f"{folder}: {sum(n for n, _ in padded)} CT voxels hold the PixelPaddingValue (0028,0120) of the "
              f"scanner, which reads as {padded[0][1]:.0f} HU, a CT number of matter: they lie outside the "

@@ -333,6 +333,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
 
 # ------------------------------------------------------------------------- what an RT Dose of a run holds
 DOSE_SUMMATIONS = ("plan", "fraction")
+#: The constant proton RBE the planning systems use for DoseType EFFECTIVE (ICRU Report 78, 2007; Paganetti
+#: 2014, PMB 59 R419): a check's and a run's prescription figures take it where no RBE is given.
+CLINICAL_RBE = 1.1
 #: the constant RBEs accepted (mcproton run's output.rbe, mcproton check's --rbe, dose_contents' rbe): 1.1 is the
 #: clinical convention for protons; a value outside this range is a slip (11 for 1.1, 0.11, 0) that writes a dose x10
 #: or /10 labelled EFFECTIVE, or the physical dose labelled RBE 0

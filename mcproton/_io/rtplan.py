@@ -1411,7 +1411,8 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
         beam_model = load_beam_model(beam_model)
     shift = (np.zeros(3) if isocentre_shift_mm is None else
              _mm("plan_to_beams isocentre_shift_mm", isocentre_shift_mm, 3, "the set-up shift (dx, dy, dz) in LPS"))
-    min_mu = _min_mu(min_mu, [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers])
+    chosen = [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers]   # in the plan's order
+    min_mu = _min_mu(min_mu, chosen)
     out = []
     nfx = plan.number_of_fractions or 1
     if beam_numbers is not None:   # each asked-for beam must be the plan's, once: none is dropped or doubled silently
@@ -1426,8 +1427,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
                 ([f"beam(s) {unknown} are not in the plan"] if unknown else [])
                 + ([f"beam(s) {twice} are named twice"] if twice else []))
                 + f" (the plan's beam numbers: {have}); give each beam to simulate once")
-    unnamed = [f"{b.number} ({b.name!r})" for b in plan.beams if not (b.machine or "").strip()
-               and (beam_numbers is None or b.number in beam_numbers)]
+    unnamed = [f"{b.number} ({b.name!r})" for b in chosen if not (b.machine or "").strip()]
     if machine_check and beam_model.machines and unnamed:   # covers_machine lets them pass: say it was not checked
         warn(f"beam(s) {', '.join(unnamed)} give no TreatmentMachineName (300A,00B2), so the plan could not be checked "
              f"against the machines of beam model {beam_model.name!r} ({', '.join(beam_model.machines)}); make sure it "
@@ -1438,11 +1438,8 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
     # the layers in a gap of the model's energies: one warning per gap, with their count, beams and energies (at()
     # would name only the first energy met)
     beam_model.warn_energy_gaps([(str(b.number), float(layer.nominal_energy_mev), float(np.sum(layer.spot_mu)))
-                                 for b in plan.beams if beam_numbers is None or b.number in beam_numbers
-                                 for layer in b.layers])
-    for b in plan.beams:
-        if beam_numbers is not None and b.number not in beam_numbers:
-            continue
+                                 for b in chosen for layer in b.layers])
+    for b in chosen:
         if machine_check and not beam_model.covers_machine(b.machine):
             raise _e(f"beam {b.number} ({b.name!r}) is planned for treatment machine {b.machine!r}, but beam model "
                      f"{beam_model.name!r} is of {', '.join(beam_model.machines)}: another machine's beam model "
@@ -1551,7 +1548,6 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             **({"isocentre_shift_mm": tuple(float(v) for v in shift)} if isocentre_shift_mm is not None else {})}))
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
-    chosen = [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers]
     done = {"machine_check": machine_check_record(chosen, beam_model, machine_check),
             "spot_tune_check": spot_tune_check_record(chosen, beam_model, sized)}
     for beam in out:

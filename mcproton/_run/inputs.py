@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._io.errors import McprotonRuntimeWarning, ResultRefused, warn
+from .._io.rtdose import CLINICAL_RBE
 
 #: Host memory of a run (CLI path) at its peak where every beam's dose covers the whole grid (the most it needs),
 #: bytes: a base, per voxel for the first beam (200) and per voxel for each further beam (100).  Measured 2026-12-07
@@ -1881,7 +1882,7 @@ def prescription_check(cfg: dict[str, Any], result: Any) -> str | None:
     mask = rasterise(st, result.geometry, names=[target]).get(target)
     if mask is None or not mask.any():
         return None
-    rbe = float(cfg.get("output", {}).get("rbe", 1.1))
+    rbe = float(cfg.get("output", {}).get("rbe", CLINICAL_RBE))
     want = total_gy if pl.get("all_fractions", False) else total_gy / n_frac
     got = float(np.asarray(result.dose_gy_zyx)[mask].mean()) * rbe
     ratio = got / want if want > 0 else float("inf")
