@@ -124,7 +124,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                            "plan, so [2] is the whole plan's beam 2 (bitwise on the CPU) and per-beam runs are "
                            "independent (before 2026-12-06: streams 0, 1, ... in their order)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one (default false)"),
-        "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
+        "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh; on phantom.type "
+                             '"ct" and "slab_ct" a contour point more than max(500 mm, the CT\'s largest extent) '
+                             "outside the CT (a damaged or mistyped coordinate) is refused, naming the ROI and point"),
         "struct_overrides": ((str,), '"apply" (default: the RT Struct\'s material overrides, a bolus or artifacts set '
                                      'to tissue, replace the CT in their ROIs, as in the planning system; phantom.type '
                                      '"ct" and "slab_ct": another phantom refuses a structure set with overrides '
@@ -959,20 +961,38 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
         return   # refused with its own message when the structure set is read
     drawn_on = struct_ct_series(ds) if ds is not None else ()
     if ds is not None:   # the slices it was drawn on that the CT lacks (a partial transfer); a point far outside it
-        from ._io.rtstruct import check_contours_near_ct, read_rtstruct, warn_missing_ct_slices
+        from ._io.rtstruct import warn_missing_ct_slices
 
         where = f"phantom.ct_dir {cfg.get('phantom', {}).get('ct_dir', '')}"
         try:
             warn_missing_ct_slices(path, ct, where)
-            struct = read_rtstruct(path)
         except DicomInputError:
-            struct = None   # refused with its own message when the structure set is read
-        if struct is not None:
-            check_contours_near_ct(struct, ct, where)
+            pass   # refused with its own message when the structure set is read
+        else:
+            _refuse_contours_far_outside(cfg, ct, where)
     if drawn_on and ct.series_instance_uid not in drawn_on:
         warn(f"plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, not on the CT read "
              f"({ct.series_instance_uid}, {ct.series_description!r}): if the plan was made on that series (a re-scan "
              "or another phase on the same frame of reference), give its folder (phantom.ct_dir) or phantom.ct_series")
+
+
+def _refuse_contours_far_outside(cfg: dict[str, Any], ct: Any, where: str) -> None:
+    """Refuse plan.rtstruct when a contour point lies far outside the CT of the run (``ct``: the patient's CT read,
+    or the slab phantom's geometry: anything with ``origin_mm``, ``voxel_size_mm`` and ``shape_zyx``; ``where`` names
+    it in the message): :func:`mcproton._io.rtstruct.check_contours_near_ct`, the one check of both phantom types
+    ("ct" and "slab_ct"; before 2026-12-07, audit 28, the slab CT took the spiked ROI without a word).  A structure set
+    that cannot be read is passed: it is refused with its own message when it is read for the run."""
+    rts = cfg.get("plan", {}).get("rtstruct")
+    if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
+        return   # none, or refused with its own message when the plan is read
+    from ._io.errors import DicomInputError
+    from ._io.rtstruct import check_contours_near_ct, read_rtstruct
+
+    try:
+        struct = read_rtstruct(_resolve(cfg, rts))
+    except DicomInputError:
+        return   # refused with its own message when the structure set is read
+    check_contours_near_ct(struct, ct, where)
 
 
 def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any) -> None:
@@ -1080,8 +1100,10 @@ def build_geometry(cfg: dict[str, Any]):
                     lateral_size_mm=_vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                     voxel_mm=_vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"),
                     ct_dir=_resolve(cfg, ph["ct_dir"]) if "ct_dir" in ph else None, study=_plan_frame_study(cfg))
-                # the structure set's overrides and plan.outside_external, as on a patient's CT (the slab CT is a
-                # CT, read with its exact calibration, at its own resolution)
+                # a contour point far outside the slab CT refused, then the structure set's overrides and
+                # plan.outside_external, as on a patient's CT (the slab CT is a CT, read with its exact calibration, at
+                # its own resolution)
+                _refuse_contours_far_outside(cfg, g, 'the slab phantom\'s CT, phantom.type = "slab_ct"')
                 _apply_struct_overrides(cfg, g)
                 return g
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),

@@ -2280,6 +2280,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         else "none"
     if mc is None:
         ct_dir = inp.ct_dir
+        ct_src: Any = ct_dir   # what build_geometry converts: the CT's folder, or the phantom's CT in memory
         if ct_dir is not None and phantom_from_struct:
             raise CheckInputError(f"--phantom-from-struct builds the CT from the structure set, but a CT was "
                                   f"{'given' if ct is not None else 'found'} ({ct_dir}): leave out "
@@ -2301,8 +2302,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             clear_out()
             where = (out_dir / "phantom_ct") if out_dir is not None \
                 else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
-            ct_dir, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
-                                                                     frame_of_reference_uid=inp.frame_of_reference_uid)
+            # the phantom's CT in memory, as it is written to `where` (converted without reading it back)
+            ct_src, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
+                                                                    frame_of_reference_uid=inp.frame_of_reference_uid)
+            ct_dir = where
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
         override_notes: list[str] = []
@@ -2334,7 +2337,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         # the phases that mcproton/_io/ct.py and hu_calibration.py mark, said as they start
         with announcing({"ct_import": f"reading the CT ({printable(str(ct_dir))}) ...",
                          "hu_to_material": "converting the CT's HU to materials and densities ..."}, step):
-            geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
+            geometry, cal, ct_img = build_geometry(ct_src, "schneider2000" if calibration is None else calibration,
                                                    ref, timings, given=calibration is not None,
                                                    series_uid=inp.ct_series, at_ct_resolution=hook,
                                                    outside_external_of=outside_of if wants_outside else None,

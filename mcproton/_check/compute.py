@@ -115,8 +115,11 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
     override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
     The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
-    Returns (ct_dir, calibration, notes)."""
-    from .._io.ct import write_ct_series
+    Returns (CT, calibration, notes): the CT (:class:`~mcproton._io.ct.CTImage`) is the one
+    :func:`~mcproton._io.ct.load_ct_series` reads from the series written to ``out_dir``
+    (:func:`~mcproton._io.ct.write_ct_series_image`), made without reading it back; :func:`build_geometry` converts it
+    (before 2026-12-07 it read the series back: audit 27 hosttime F3)."""
+    from .._io.ct import write_ct_series_image
     from .._io.dicom_common import PHANTOM_STUDY
     from .._io.rtstruct import rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
@@ -166,11 +169,12 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("CT_*.dcm"):
         old.unlink()
-    write_ct_series(hu, tuple(vs), tuple(origin), out, series_description=PHANTOM_SERIES_DESCRIPTION,
-                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
+    ct = write_ct_series_image(hu, tuple(vs), tuple(origin), out, series_description=PHANTOM_SERIES_DESCRIPTION,
+                               study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
+    del hu   # the CT's HU are the pixels written (ct.hu_zyx)
     notes.append(f"air (-1000 HU) elsewhere; CT {n[0]} x {n[1]} x {n[2]} voxels of "
                  f"{vs[0]:g} x {vs[1]:g} x {vs[2]:g} mm written to {out}")
-    return out, cal, notes
+    return ct, cal, notes
 
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
@@ -211,7 +215,7 @@ def given_calibration(calibration: str | Path, physics: Any = None) -> Any:
     return HUCalibration.load_given(calibration, Path(calibration), physics, f"--calibration {calibration}")
 
 
-def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
+def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
                    given: bool = True, series_uid: str | None = None,
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
@@ -221,6 +225,9 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
     run`` too).  Returns (geometry, calibration, CT: the whole series read); ``timings["read_ct_s"]``: the CT reading.
+    ``ct_dir``: the CT series' folder, or the CT already in memory (a :class:`~mcproton._io.ct.CTImage`: the phantom of
+    :func:`phantom_ct_from_struct`, converted as its folder would be read, the slices kept and its conversion's memory
+    checked alike; ``read_ct_s`` then times these alone).
 
     ``beams`` (the plan's, :func:`plan_beams`): the geometry holds only the CT's slices that the TPS grid and the
     beams' way to it need, with a margin (:func:`mcproton._check.crop.transport_crop`; all of them where they need
@@ -242,7 +249,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it)."""
     import dataclasses
 
-    from .._io.ct import load_ct_series
+    from .._io.ct import CTImage, check_conversion_memory, load_ct_series
     from .._io.hu_calibration import HUCalibration
 
     crops: list[Any] = []
@@ -255,16 +262,22 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         return conversion_memory(grid, f, crops[-1], at_ct_resolution is not None)
 
     t = time.perf_counter()
-    ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
+    if isinstance(ct_dir, CTImage):   # in memory (written there too): nothing to read
+        ct = ct_dir
+        folder: Any = Path(ct.slice_files[0]).parent if ct.slice_files else "memory"
+        check_conversion_memory(ct, conversion, folder)
+    else:
+        folder = ct_dir
+        ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
     _check_calibration_written_for(ct, cal, given=given)
     from .._io.hu_calibration import check_ct_against_calibration, check_spr_map, warn_ct_without_air
 
-    check_spr_map(ct, cal.name, given=given, where=f"the CT ({ct_dir})", key="--calibration", error=CheckInputError,
+    check_spr_map(ct, cal.name, given=given, where=f"the CT ({folder})", key="--calibration", error=CheckInputError,
                   anyway="checked anyway (--calibration is given)")
-    warn_ct_without_air(ct, f"the CT ({ct_dir})")   # a wrong RescaleIntercept, as mcproton run says
+    warn_ct_without_air(ct, f"the CT ({folder})")   # a wrong RescaleIntercept, as mcproton run says
     factors = block_factors_for(ref.voxel_size_mm, ct.voxel_size_mm)
     crop = crops[-1] if crops else None
     whole = ct

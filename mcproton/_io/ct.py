@@ -15,7 +15,7 @@ import os
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from pydicom.multival import MultiValue
@@ -545,6 +545,26 @@ def _check_size(chosen: list, rows: int, cols: int, dz: float, folder,
                      _CT_MEMORY_FIX + (f"; {fix}" if fix else ""), McprotonEnvironmentError)
 
 
+def check_conversion_memory(ct: CTImage, conversion: Callable[[CTGrid], tuple[float, str, str] | None],
+                            folder: str | Path) -> None:
+    """The memory check of :func:`load_ct_series`'s ``conversion`` for a CT already in memory (its pixels are not
+    read: the phantom of ``mcproton check --phantom-from-struct``, :func:`write_ct_series_image`): ``conversion(grid)``
+    is called with its grid, as the reader calls it, and a conversion that needs more memory than this process may
+    allocate is refused (McprotonEnvironmentError), naming the series' ``folder``."""
+    from .._run.inputs import check_memory_for
+    from .errors import McprotonEnvironmentError
+
+    got = conversion(CTGrid(ct.shape_zyx, ct.voxel_size_mm, ct.origin_mm))
+    if got is None:
+        return
+    more, what, fix = got
+    nz, ny, nx = ct.shape_zyx
+    size = _series_size(nz, ny, nx, float(ct.voxel_size_mm[2]))
+    check_memory_for(more, f"the CT series in {folder} ({size}) needs about {more / 1e9:.1f} GB of memory to be "
+                     f"converted to {what}",
+                     _CT_MEMORY_FIX + (f"; {fix}" if fix else ""), McprotonEnvironmentError)
+
+
 def _out_of_memory(exc: MemoryError, chosen: list, rows: int, cols: int, dz: float, folder) -> MemoryError:
     """The MemoryError of the CT's pixel read, saying so and the series' size (the command line's general advice,
     coarser dose voxels, does not make the CT's read smaller)."""
@@ -1010,24 +1030,31 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         hu_zyx=hu,
         voxel_size_mm=grid.voxel_size_mm,   # as ct_series_grid says it
         origin_mm=grid.origin_mm,
-        frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
-        study_instance_uid=str(ds0.get("StudyInstanceUID", "")),
-        series_instance_uid=str(ds0.get("SeriesInstanceUID", "")),
         patient_name=who.name,
         patient_id=who.patient_id,
         patient_position=positions[0] if positions else "",
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         slice_files=[str(f) for f, _ in chosen],
-        series_description=str(ds0.get("SeriesDescription", "")),
-        study_date=str(ds0.get("StudyDate", "") or ""), study_time=str(ds0.get("StudyTime", "") or ""),
-        study_timezone=str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
-        image_comments=str(ds0.get("ImageComments", "") or ""),
-        image_type=_text_values(ds0.get("ImageType", None)),
         patient_birth_date=who.birth_date,
         patient_sex=who.sex,
         axis_directions=(int(sx), int(sy), int(sx * sy)),
         fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
+        **_series_fields(ds0),
     )
+
+
+def _series_fields(ds0) -> dict[str, str]:
+    """The :class:`CTImage` fields that the series' first slice ``ds0`` gives as it is (its UIDs, description,
+    study date and time, comments and image type): of :func:`load_ct_series`, and of
+    :func:`write_ct_series_image` from the data set its slices are written from."""
+    return {"frame_of_reference_uid": str(ds0.get("FrameOfReferenceUID", "")),
+            "study_instance_uid": str(ds0.get("StudyInstanceUID", "")),
+            "series_instance_uid": str(ds0.get("SeriesInstanceUID", "")),
+            "series_description": str(ds0.get("SeriesDescription", "")),
+            "study_date": str(ds0.get("StudyDate", "") or ""), "study_time": str(ds0.get("StudyTime", "") or ""),
+            "study_timezone": str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
+            "image_comments": str(ds0.get("ImageComments", "") or ""),
+            "image_type": _text_values(ds0.get("ImageType", None))}
 
 
 def _fov_circle(ds, origin: np.ndarray, spacing_xy: tuple[float, float],
@@ -1402,12 +1429,60 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
                                 series_instance_uid=series_instance_uid, image_comments=image_comments)[0]
 
 
+def write_ct_series_image(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
+                          out_dir: str | Path, *, study: StudyReference | None = None,
+                          series_description: str = "mcproton phantom", series_instance_uid: str | None = None,
+                          image_comments: str = "") -> CTImage:
+    """:func:`write_ct_series`, returning the :class:`CTImage` that :func:`load_ct_series` reads from the series it
+    wrote, without reading it back: its HU are the pixels written, its grid the header values written (the
+    position and spacing as their DS strings read, the slice spacing as the reader takes it from the slices'
+    positions), its other fields those of the data set the slices are written from.  ``mcproton check
+    --phantom-from-struct`` converts it (before 2026-12-07, audit 27 hosttime F3, the phantom CT was written and read
+    back, 0.5-0.8 CPU s on a 242-slice phantom); tests/io/test_ct_written_image.py pins it field for field, the HU
+    bit for bit, to what load_ct_series reads from the files."""
+    from .patients import PatientIdentity
+
+    paths, sops, zs, ds0, pix = _write_ct_series(hu_zyx, voxel_size_mm, origin_mm, out_dir, study=study,
+                                                 series_description=series_description,
+                                                 series_instance_uid=series_instance_uid,
+                                                 image_comments=image_comments)
+    # the reader's grid (_series_headers, load_ct_series) of these headers: rows along +x, columns along +y, the
+    # slices in z order; the slice spacing the median of the positions' steps (one slice: its SliceThickness)
+    ps = _floats(ds0, "PixelSpacing", 2, "")
+    x0, y0 = (float(v) for v in _floats(ds0, "ImagePositionPatient", 3, "")[:2])
+    dz = float(np.median(np.diff(np.asarray(zs, float)))) if len(zs) >= 2 else \
+        float(_floats(ds0, "SliceThickness", 1, "")[0])
+    origin = np.array([x0, y0, zs[0]])
+    rows, cols = int(ds0.Rows), int(ds0.Columns)
+    who = PatientIdentity().merged(PatientIdentity.of(ds0))   # every slice's patient is the template's
+    position = str(ds0.get("PatientPosition", "") or "").strip().upper()
+    return CTImage(hu_zyx=pix.astype(np.int16, copy=False),
+                   voxel_size_mm=(float(ps[1]), float(ps[0]), dz), origin_mm=(x0, y0, float(zs[0])),
+                   patient_name=who.name, patient_id=who.patient_id, patient_position=position,
+                   slice_sop_instance_uids=list(sops), slice_files=[str(f) for f in paths],
+                   patient_birth_date=who.birth_date, patient_sex=who.sex, axis_directions=(1, 1, 1),
+                   fov_circle_mm=_fov_circle(ds0, origin, (float(ps[1]), float(ps[0])), (cols, rows)),
+                   **_series_fields(ds0))
+
+
 def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                          out_dir: str | Path, *, study: StudyReference | None = None,
                          series_description: str = "mcproton phantom", series_instance_uid: str | None = None,
                          image_comments: str = "") -> tuple[list[Path], list[str], list[float]]:
     """:func:`write_ct_series`, returning ``(paths, SOP Instance UIDs, z of each slice as written)`` (what an
-    RT Struct referencing the series needs, without reading the files back).
+    RT Struct referencing the series needs, without reading the files back)."""
+    return _write_ct_series(hu_zyx, voxel_size_mm, origin_mm, out_dir, study=study,
+                            series_description=series_description, series_instance_uid=series_instance_uid,
+                            image_comments=image_comments)[:3]
+
+
+def _write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
+                     out_dir: str | Path, *, study: StudyReference | None, series_description: str,
+                     series_instance_uid: str | None,
+                     image_comments: str) -> tuple[list[Path], list[str], list[float], Any, np.ndarray]:
+    """The writer of :func:`write_ct_series`: ``(paths, SOP Instance UIDs, z of each slice as written, the data set
+    the slices are written from (after the writing: the last slice's; what every slice shares is the same in all),
+    the pixels written (z, y, x))``.
 
     One template data set holds what every slice shares; each file changes only SOPInstanceUID,
     InstanceNumber, ImagePositionPatient, SliceLocation and PixelData (:class:`TemplateFileWriter`: the bytes
@@ -1522,7 +1597,7 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
             raise _series_not_written(exc, out, made) from exc
     else:
         write_slices(out)
-    return [out / f"CT_{k:04d}.dcm" for k in range(nz)], sops, zs
+    return [out / f"CT_{k:04d}.dcm" for k in range(nz)], sops, zs, ds, pix
 
 
 class CTSeriesWriteError(OSError):

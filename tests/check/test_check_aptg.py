@@ -123,3 +123,72 @@ def test_raystations_overrides_on_an_air_ct_give_the_phantom_built_from_them(fol
     assert (names1 == names2).mean() > 0.999, set(zip(names1[names1 != names2], names2[names1 != names2]))
     np.testing.assert_allclose(g2.density_g_cm3_zyx[inside], g1.density_g_cm3_zyx[inside], rtol=2e-3)
     assert set(names2) == {"solid_water_gammex457", "pmma"}
+
+
+def test_the_phantom_is_converted_in_memory_as_its_written_ct_reads(folder, tmp_path, monkeypatch):
+    """--phantom-from-struct converts the phantom CT it writes without reading it back (audit 27 hosttime F3; before
+    2026-12-07 the 242-slice series was written and read back, 0.5-0.8 CPU s): with the CT reader made to fail, the
+    check builds its geometry, and that geometry is bit for bit the one built from the series read back from
+    OUT/phantom_ct (the path taken before), on RayStation's plan03 RT Struct; the series written is complete and
+    reads as the CT that was converted.  No transport."""
+    import dataclasses
+    import sys
+
+    from mcproton._check import api
+    from mcproton._io import ct as ct_io
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+    from test_ct_written_image import assert_same_image   # tests/io/test_ct_written_image.py
+
+    class Stop(Exception):
+        pass
+
+    seen: dict = {}
+
+    def capture(inputs, geometry, *a, **k):
+        seen["g"] = geometry
+        raise Stop
+
+    real = api.phantom_ct_from_struct
+
+    def spy(struct, ref, where, **k):
+        seen["ct"], cal, notes = real(struct, ref, where, **k)
+        seen["where"] = where
+        return seen["ct"], cal, notes
+
+    def read_back(struct, ref, where, **k):   # the path before 2026-12-07: build_geometry reads the folder
+        seen["ct_read"], cal, notes = real(struct, ref, where, **k)
+        return Path(where), cal, notes
+
+    def no_reading(*a, **k):
+        raise AssertionError("the phantom CT was read back")
+
+    monkeypatch.setattr(api, "run_mc", capture)
+    kw = dict(plan=folder / "RP_plan03.dcm", dose=folder / "RD_plan03_total.dcm", struct=folder / "RS_plan03.dcm",
+              beam_model="dcpt_v5", progress=False, log=lambda m: None, machine_check=False, phantom_from_struct=True)
+    with monkeypatch.context() as m:
+        m.setattr(ct_io, "load_ct_series", no_reading)
+        m.setattr(api, "phantom_ct_from_struct", spy)
+        with pytest.raises(Stop):
+            api.check(out=tmp_path / "mem", **kw)
+    g_mem, ct_mem = seen.pop("g"), seen.pop("ct")
+    assert seen.pop("where") == tmp_path / "mem" / "phantom_ct"
+    written = ct_io.load_ct_series(tmp_path / "mem" / "phantom_ct")
+    assert len(written.slice_files) == ct_mem.shape_zyx[0] == 242   # the series written whole
+    assert_same_image(ct_mem, written)
+    monkeypatch.setattr(api, "phantom_ct_from_struct", read_back)
+    with pytest.raises(Stop):
+        api.check(out=tmp_path / "read", **kw)
+    g_read, uid_read = seen.pop("g"), seen.pop("ct_read").series_instance_uid
+    assert set(vars(g_mem)) == set(vars(g_read))
+    for key, a in vars(g_mem).items():
+        b = getattr(g_read, key)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), key
+        elif key == "study":   # each check writes its own phantom series: a new study UID and time
+            skip = ("study_instance_uid", "study_date", "study_time")
+            assert dataclasses.replace(a, **{f: "" for f in skip}) == dataclasses.replace(b, **{f: "" for f in skip})
+        elif key == "name":    # "CT <its series UID> (...)"
+            assert a.replace(ct_mem.series_instance_uid, "UID") == b.replace(uid_read, "UID")
+        else:
+            assert a == b, key

@@ -58,3 +58,21 @@ def test_real_structure_set_on_its_ct_passes(tmp_path):
     with tarfile.open(tar) as t:
         t.extractall(tmp_path, filter="data")
     check_contours_near_ct(tmp_path / "RS.dcm", load_ct_series(tmp_path / "ct"), "ct")
+
+
+def test_the_slab_ct_run_refuses_it_too(tmp_path):
+    """phantom.type = "slab_ct" with plan.rtstruct: the same refusal (config._refuse_contours_far_outside, the one
+    path of both phantom types), on the slab phantom's CT box, before its overrides are put in.  Before 2026-12-07
+    (audit 28) only the "ct" path refused it; the slab CT ran with the spiked ROI."""
+    from mcproton.config import ConfigError, build_geometry, load_config
+
+    slab = ['phantom.type = "slab_ct"', "phantom.lateral_size_mm = [40, 40]", "phantom.voxel_mm = [4, 4, 4]",
+            'phantom.layers = [{material = "water", thickness_mm = 40}]']
+    far = load_config(None, [*slab, f'plan.rtstruct = "{_struct(tmp_path, far_x=5000.0)}"'])
+    with pytest.raises(ConfigError) as e:   # as on the ct path: "[phantom]: RS.dcm: ROI ..."
+        build_geometry(far)
+    msg = str(e.value)
+    assert "ROI 'brainstem' contour 1: point 5 of 24 at (5000," in msg
+    assert 'more than 500 mm outside the CT (the slab phantom\'s CT, phantom.type = "slab_ct": x -20.0 to 20.0' in msg
+    assert "correct the contour in the planning system" in msg
+    build_geometry(load_config(None, [*slab, f'plan.rtstruct = "{_struct(tmp_path)}"']))   # on or near it: runs

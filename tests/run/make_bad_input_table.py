@@ -168,6 +168,13 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    # a contour point 5 m away (a damaged or mistyped coordinate: the ROI's polygon spikes to the grid's edge), refused
+    # on the patient's CT and, since 2026-12-07 (audit 28), on the slab phantom's CT too (before: run without a word)
+    ("RT Struct with a contour point 5 m outside the CT", [],
+     CT.replace("@EXTRA", "").replace("[output]", '[plan]\nrtstruct = "RS_far.dcm"\n\n[output]'), "outside the CT"),
+    ("RT Struct with a contour point 5 m outside the slab phantom's CT", [],
+     SLAB_CT.replace("@EXTRA", "").replace("[output]", '[plan]\nrtstruct = "RS_far.dcm"\n\n[output]'),
+     "outside the CT"),
     # audit 24 (identity F1, F8): before 2026-12-07 both ran without a word, the RT Dose named the CT's (first
     # slice's) patient
     ("RT Ion Plan of another patient (PatientID) than the CT", [], CT_PLAN, "plan.allow_other_patient"),
@@ -276,6 +283,16 @@ def _small_ct(folder: Path) -> None:
         write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder,
                         series_instance_uid="1.2.826.0.1.3680043.8.498.4711",
                         study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.4712"))
+
+
+def _far_rtstruct(path: Path) -> None:
+    """An RT Struct of a 'Body' and a 'target' circle at z = 2 mm whose sixth point lies at x = 5000 mm."""
+    sys.path.insert(0, str(ROOT / "tests" / "io"))
+    from dicom_factories import circle_contour, make_rtstruct, save   # tests/io/dicom_factories.py
+
+    far = circle_contour(0.0, 0.0, 5.0, 2.0, n=24)
+    far[5, 0] = 5000.0
+    save(make_rtstruct({"Body": [circle_contour(0.0, 0.0, 7.0, 2.0, n=24)], "target": [far]}), path)
 
 
 def _ct_of_two_patients(folder: Path) -> None:
@@ -420,6 +437,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
                     (tmp / name / fname).unlink()
                 else:
                     (tmp / name / fname).write_text(body)
+    if '"RS_far.dcm"' in text:
+        _far_rtstruct(tmp / "RS_far.dcm")
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
     for name, (src, change) in PLAN_VARIANTS.items():   # a real plan changed
