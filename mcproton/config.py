@@ -95,7 +95,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
                                 'g/cm3 is refused on a CT with air below it'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
-                                              "whole CT voxels (default: the CT grid)"),
+                                              "whole CT voxels (default: the CT grid); a last, partial block takes "
+                                              "the tissue of its CT voxels and reaches beyond the CT by less than a "
+                                              "block"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
         "sex": ((str,), 'paediatric: "male" (default) or "female", the body proportions of the reference data'),
         "region": ((str,), 'paediatric: "neuraxis" (default: head, neck and the whole spine), "head_neck" (to T1) or '

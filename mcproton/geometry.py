@@ -512,6 +512,27 @@ def _block_view(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     return (np.pad(a, pad) if any(after for _, after in pad) else a).reshape(NZ, fz, NY, fy, NX, fx)
 
 
+def block_voxel_counts(shape_zyx: Sequence[int], factors: Sequence[int]) -> np.ndarray:
+    """The number of real voxels (of a grid of ``shape_zyx``) in each block of ``factors`` = (fx, fy, fz) voxels of
+    :func:`blocked_shape`, float64 (z, y, x): fx * fy * fz, fewer in the last block along an axis whose voxel count
+    is not a whole number of blocks (there the block reaches beyond the grid's far face)."""
+    f = block_factors(factors)
+    nz, ny, nx = (int(n) for n in shape_zyx)
+    cz, cy, cx = (np.minimum(k, n - k * np.arange(N)).astype(np.float64)
+                  for k, n, N in zip(f[::-1], (nz, ny, nx), blocked_shape(shape_zyx, f)))
+    return cz[:, None, None] * cy[None, :, None] * cx[None, None, :]
+
+
+def block_mean(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """The mean of ``a`` (z, y, x) over the real voxels of each block of ``factors`` = (fx, fy, fz) voxels (float64;
+    the grid :func:`resample_blocks` makes): a block that holds only part of its voxels at a far end of the grid
+    (its voxel count not a whole number of blocks) is averaged over those, not over the padding beyond the grid's
+    face (which made the last block of a 21-slice CT on 2 mm blocks half-density tissue: discretisation audit
+    2026-12-07, F1).  Whole blocks: the sum over the block / (fx * fy * fz), bit for bit as before."""
+    sums = _block_view(np.asarray(a, np.float64), factors).sum(axis=(1, 3, 5))
+    return sums / block_voxel_counts(a.shape, factors)
+
+
 def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """A (z, y, x) mask on the grid of blocks of ``factors`` = (fx, fy, fz) voxels (as :func:`resample_blocks`
     makes it, the far ends padded): True where any voxel of the block is."""
@@ -527,9 +548,22 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     Each block takes the material that holds most of its mass and the density that keeps the block's mean
     linear stopping power (rho x S at ``reference_energy_mev``), so that the water-equivalent thickness through
     the block, hence the range, is kept; its mass then changes by the stopping-power ratio of the mixed
-    materials (a few per cent in bone/soft-tissue blocks, none in uniform ones).  A grid that is not a whole
-    number of blocks is padded with vacuum at the far ends (the origin, the centre of voxel [0, 0, 0], moves to
-    the centre of the first block).  Labels, if any, take the label most voxels of the block carry.
+    materials (a few per cent in bone/soft-tissue blocks, none in uniform ones).  The origin, the centre of voxel
+    [0, 0, 0], moves to the centre of the first block.  Labels, if any, take the label most voxels of the block
+    carry.
+
+    A grid that is not a whole number of blocks along an axis (a CT of 21 slices in blocks of 2) ends in a block
+    that holds fewer voxels (1 of 2 slices): the block keeps its full size and takes the material and the mean
+    linear stopping power of the voxels it holds, so the tissue of the grid's last voxels reaches up to a block
+    (at most f - 1 voxels) beyond its far face, the same assumption that the grid's own outer voxels make about
+    what lies beyond them.  A proton crossing that last block along the face (a coplanar beam at a CT's end) then
+    stops where it does on the grid itself; one entering through that face crosses up to f - 1 voxels more of the
+    tissue there (where the patient reaches the CT's face, the patient is cut off there and mcproton run and
+    mcproton check warn of it).  Before 2026-12-07 the missing voxels counted as vacuum in the block's mean: the
+    last block of a 21-slice water CT on 2 mm blocks was water at half density, and a lateral field through it
+    went 6 mm too far (discretisation audit, F1).  Cropping the grid to whole blocks instead would drop CT voxels
+    (and the dose in them); repeating the last voxels into the padding gives the same block for 2 voxels a side
+    and weights the outermost voxels more for larger blocks.
     """
     f = block_factors(factors)
     if f == (1, 1, 1):
@@ -552,7 +586,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
         z1 = min(NZ, z0 + step)
         zs = slice(z0 * fz, min(nz, z1 * fz))
         m_s, rho_s = mat[zs], geometry.density_g_cm3_zyx[zs].astype(np.float64)
-        lin[z0:z1] = _block_view(rho_s * s[m_s], f).sum(axis=(1, 3, 5)) / (fx * fy * fz)   # mean linear stopping
+        lin[z0:z1] = block_mean(rho_s * s[m_s], f)   # the mean linear stopping power of the block's real voxels
         new_mat[z0:z1] = _heaviest_material(_block_view(m_s, f), _block_view(rho_s, f), len(geometry.materials))
     new_rho = np.where(lin > 0, lin / s[new_mat], 0.0)
     labels = None

@@ -878,8 +878,9 @@ def outside_external_density(ct_grid: Any, struct: Any, factors: Sequence[int],
                              density_of: Callable[[slice], np.ndarray], also_keep: Sequence[str] = (), *,
                              wanted: str | None = None) -> np.ndarray | None:
     """The CT's material outside the External on the grid of blocks of ``factors`` = (fx, fy, fz) CT voxels (as
-    :func:`mcproton.geometry.resample_blocks` makes it, the far ends padded): per block, the mean over its CT voxels
-    of the density of those outside the External (:func:`outside_external` on ``ct_grid``, the CT's own voxels:
+    :func:`mcproton.geometry.resample_blocks` makes it): per block, the mean over its CT voxels (those it holds: fewer
+    in the last block of an axis that is not a whole number of blocks, as the block's own density) of the density of
+    those outside the External (:func:`outside_external` on ``ct_grid``, the CT's own voxels:
     anything with ``origin_mm``, ``voxel_size_mm`` and ``shape_zyx``) and denser than air (AIR_LIKE_G_CM3), 0 for the
     others; float32.  ``density_of(z_slice)``: the CT voxels' density of those slices (the geometry on the CT's
     voxels after the structure set's overrides, or the calibration's density of the HU).  None without an External.
@@ -897,7 +898,7 @@ def outside_external_density(ct_grid: Any, struct: Any, factors: Sequence[int],
 def outside_density_on_blocks(mask: np.ndarray, factors: Sequence[int],
                               density_of: Callable[[slice], np.ndarray]) -> np.ndarray:
     """:func:`outside_external_density` of the CT voxels in ``mask`` (z, y, x: those outside the External)."""
-    from ..geometry import _block_view, block_factors
+    from ..geometry import block_factors, block_mean
     from .._run.inputs import AIR_LIKE_G_CM3
 
     f = block_factors(factors)
@@ -909,7 +910,7 @@ def outside_density_on_blocks(mask: np.ndarray, factors: Sequence[int],
         s = slice(z0, min(nz, z0 + step))
         rho = np.asarray(density_of(s), np.float32)
         rho = np.where(mask[s] & (rho > AIR_LIKE_G_CM3), rho, np.float32(0.0))
-        out.append(_block_view(rho, f).mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32))
+        out.append(block_mean(rho, f).astype(np.float32))
     return np.concatenate(out)
 
 

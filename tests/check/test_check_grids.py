@@ -101,3 +101,24 @@ def test_the_mc_blocks_are_within_the_tps_voxels_unless_much_finer(tmp_path):
     assert coarser_grid_note((1.8, 1.9, 2.5), (2.0, 2.0, 2.5)) == ""
     note = coarser_grid_note((1.8, 2.6, 2.5), (2.0, 2.0, 2.0))   # 2 x 1.3 mm and the CT's 2.5 mm slices against 2 mm
     assert "coarser than the TPS grid along y (2.6 mm against 2 mm), z (2.5 mm against 2 mm)" in note and "R80" in note
+
+
+@pytest.mark.parametrize("at_ct_resolution", [None, lambda g: None])
+def test_the_transport_grids_last_partial_block_holds_the_cts_tissue(tmp_path, at_ct_resolution):
+    """mcproton check's transport grid on a CT of 21 slices of 1 mm (a water box in air) in blocks of 2 x 2 x 2 CT
+    voxels for a 2 mm TPS grid: the last block of slices (1 of its 2 slices in the CT) is the tissue of that slice,
+    as every other block of the box, through both routes (to_geometry's blocks; the CT's own voxels, then
+    resample_blocks, as with the structure set's overrides).  Before 2026-12-07 it was tissue at half density, the
+    missing slice counted as vacuum, and protons crossing it went too far (discretisation audit F1;
+    tests/io/test_dose_grid_resampling.py measures the range)."""
+    from mcproton._io.ct import write_ct_series
+
+    hu = np.full((21, 12, 12), -1000, np.int16)
+    hu[:, 2:10, 2:10] = 0
+    write_ct_series(hu, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    g, cal, _ = build_geometry(tmp_path / "ct", "schneider2000", _ref((4, 4, 4), (2.0, 2.0, 2.0), (0.5, 0.5, 0.5)),
+                               at_ct_resolution=at_ct_resolution)
+    assert g.shape_zyx == (11, 6, 6) and g.voxel_size_mm == pytest.approx((2.0, 2.0, 2.0))
+    rho = g.density_g_cm3_zyx
+    water = float(cal.density_from_hu(np.zeros(1))[0])
+    assert rho[:, 1:5, 1:5] == pytest.approx(np.full((11, 4, 4), water), rel=1e-6)

@@ -31,7 +31,9 @@ def _heaviest_reference(mat6, rho6, n_mat):
 
 def _resample_reference(g, factors):
     """resample_blocks' material and density as they were before 2026-12-07: the whole grid padded to whole blocks
-    (np.pad, also where no padding is needed) and the reference heaviest material."""
+    (np.pad, also where no padding is needed) and the reference heaviest material; the density of a partial block
+    at a far end the mean over the voxels it holds (since 2026-12-07, discretisation audit F1; before, over the
+    padding too)."""
     from mcproton._physics.stopping import electronic_mass_stopping_power
 
     fx, fy, fz = factors
@@ -44,7 +46,7 @@ def _resample_reference(g, factors):
 
     rho = g.density_g_cm3_zyx.astype(np.float64)
     s = np.array([float(electronic_mass_stopping_power(m, geo.RESAMPLE_REFERENCE_ENERGY_MEV)) for m in g.materials])
-    lin = blocks(rho * s[g.material_index_zyx]).sum(axis=(1, 3, 5)) / (fx * fy * fz)
+    lin = blocks(rho * s[g.material_index_zyx]).sum(axis=(1, 3, 5)) / blocks(np.ones(g.shape_zyx)).sum(axis=(1, 3, 5))
     mat = _heaviest_reference(blocks(g.material_index_zyx), blocks(rho), len(g.materials))
     return mat, np.where(lin > 0, lin / s[mat], 0.0).astype(np.float32)
 

@@ -1227,6 +1227,19 @@ def test_the_outside_of_the_external_is_counted_on_the_ct_grid_for_a_coarse_dose
                     (couch, f, note)
 
 
+def test_the_outside_of_the_external_on_a_partial_block_is_its_ct_voxels_mean():
+    """A CT that is not a whole number of blocks (5 slices in blocks of 2, 3 columns in blocks of 2): the last block
+    holds fewer CT voxels, and its mass outside the External is their mean, as the block's own density is
+    (resample_blocks); it was averaged over the padding beyond the CT too (half and a quarter of a couch there),
+    as the block's density was before 2026-12-07 (discretisation audit F1)."""
+    from mcproton._io.roi_overrides import outside_density_on_blocks
+
+    rho = np.full((5, 2, 3), 1.2, np.float32)
+    got = outside_density_on_blocks(np.ones(rho.shape, bool), (2, 2, 2), lambda s: rho[s])
+    assert got.shape == (3, 1, 2) and got.dtype == np.float32
+    assert got == pytest.approx(np.full((3, 1, 2), 1.2), rel=1e-6)
+
+
 def _rename(path: Path, old: str, new: str) -> None:
     ds = pydicom.dcmread(path)
     for r in ds.StructureSetROISequence:
