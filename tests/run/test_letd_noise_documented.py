@@ -18,11 +18,10 @@ from mcproton._io.hdf5 import LET_D_ATTRS
 #: 8001) it was median 1.71 +- 0.032 and p95 2.91 +- 0.052 (mean +- sd; 2026-12-07, znver3)
 SEEDS, PRIMARIES = 30, 10_000
 #: the stated range may be off by this much (relative) either way: the median's lower limit (1.8 / 1.15 = 1.57) is
-#: 4.4 sd below the mean of the seed sets, the p95's (2.9 / 1.15 = 2.52) 7.6 sd: a false failure, a change of
-#: the histories (platform, physics) that leaves the noise as it is, about 1e-5 (Gaussian, 4.4 sd).  The old
-#: text failed it: 1.4 x 1.15 = 1.61 and 2.2 x 1.15 = 2.53, below the measured 1.73 and 2.92.  A 30-seed estimate
-#: reads a little lower than the 40-seed one of the audit (1.77 for this beam): the sd estimate of a heavy-tailed
-#: ratio; 24 seeds gave 1.67
+#: 4.4 sd below the mean of the seed sets, the p95's (2.9 / 1.15 = 2.52) 7.4 sd: a false failure (other histories,
+#: from another platform or a physics change, with the noise as it is) about 1e-5 (Gaussian, 4.4 sd).  The old
+#: text fails it: 1.4 x 1.15 = 1.61 and 2.2 x 1.15 = 2.53, below the measured 1.73 and 2.92.  The median of per-voxel
+#: sd estimates from 30 seeds reads a little below the audit's from 40 (1.77 for this beam); 24 seeds gave 1.67
 TOL = 0.15
 
 
