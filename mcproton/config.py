@@ -55,7 +55,14 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                              "(at most 10^6 on the CPU, 10^7 on the GPU) unless batch_size is set, "
                                              "so the run never stops before ~10 % of primaries (or 10^7 on the "
                                              "CPU, 10^8 on the GPU, where that is fewer): give a batch_size of "
-                                             "about a tenth of the primaries the target needs to stop sooner"),
+                                             "about a tenth of the primaries the target needs to stop sooner. "
+                                             "The run stops after the first batch whose estimate is at or below "
+                                             "the target, and the estimate (the mean of the voxels' standard "
+                                             "errors, each from the batch means) reads low by 1 - c4(batches), "
+                                             "2.7 % at 10 batches, 1.3 % at 20: the true figure scatters about "
+                                             "the target and is above it in about half the runs (a 100 MeV "
+                                             "pencil beam in water at 2 %: a true 2.04 % on average over 40 "
+                                             "seeds, up to 2.3 %); ask for a few % less than the figure you need"),
         "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
                                        "sharing it (checked between batches, resumed segments included; the "
                                        "kernel build is not transport, nor, with `--workers`, the workers' start "

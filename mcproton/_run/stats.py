@@ -39,7 +39,13 @@ def batch_rel_uncertainty(sum_x: Any, sum_x2: Any, batches: int, weight_sum: flo
 def mean_uncertainty_above_half_max(dose: Any, unc: Any, density: Any) -> float:
     """Mean relative uncertainty ``unc`` over the voxels of tissue (density >= 0.05 g/cm3) whose ``dose`` (or
     any quantity proportional to it) is >= 50 % of the tissue maximum.  NaN without dose.  ``density`` may be
-    of any shape with as many elements as ``dose``."""
+    of any shape with as many elements as ``dose``.
+
+    The mean of per-voxel standard deviations, each estimated from B batch means (:func:`batch_rel_uncertainty`,
+    whose variance is unbiased), so it reads low by c4(B) (E[s] = c4 sigma): 2.7 % at 10 batches, 1.3 % at 20
+    (statistics audit 2026-12-07, F2: 0.970 +- 0.02 of the spread over 40 seeds at 10 batches).  The stop rule
+    (streaming.stream) stops at the first batch whose figure is at or below run.target_uncertainty, so the true figure
+    of a stopped run scatters about the target (README, run.target_uncertainty)."""
     tissue = density.reshape(dose.shape) >= UNCERTAINTY_MIN_DENSITY
     d = dose * tissue
     if d.size == 0:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mcproton._run.streaming import EARLY_STOP_BATCHES, MIN_BATCHES_FOR_TARGET, BatchPlan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,3 +24,29 @@ def test_the_readme_says_so():
     row = next(line for line in (ROOT / "README.md").read_text().splitlines()
                if line.startswith("| `run.target_uncertainty`"))
     assert "~10 % of primaries" in row and "batch_size" in row
+
+
+def test_the_figure_the_target_is_judged_by_reads_low_by_c4_as_the_readme_says():
+    """Statistics audit 2026-12-07, F2: the stop figure (and the reported ``mean_rel_uncertainty_50``) is a mean of
+    per-voxel standard deviations of B batch means, which reads low by c4(B), and the run stops at the first batch
+    whose figure is at or below the target (tests/run/test_run_streaming.py test_stops_at_target_uncertainty), so
+    the true figure scatters about the target.  The README's config row said neither.  Synthetic batches of known
+    variance: 40,000 voxels of equal dose and relative sd 2 % per batch mean, 10 and 20 batches; the figure over the
+    true relative standard error of the mean is c4(B) = 0.973 / 0.987 within 0.005 (over 200 draws its sd was 0.0011 /
+    0.0008: 4.5 sd, a false failure about 1e-5; an unbiased figure, 1.0, is 24 / 16 sd away)."""
+    import numpy as np
+
+    from mcproton._run.stats import batch_rel_uncertainty, c4, mean_uncertainty_above_half_max
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `run.target_uncertainty`"))
+    assert "the first batch whose estimate is at or below the target" in row
+    rng = np.random.default_rng(2026)
+    n_vox, rel = 40_000, 0.02
+    for batches in (10, 20):
+        x = 1.0 + rel * rng.standard_normal((batches, n_vox))      # batch means, mean 1, sd 2 %
+        unc = batch_rel_uncertainty(x.sum(0), (x * x).sum(0), batches)
+        figure = mean_uncertainty_above_half_max(np.ones(n_vox), unc, np.ones(n_vox))
+        true = rel / np.sqrt(batches)
+        assert figure / true == pytest.approx(c4(batches), abs=0.005)
+        assert f"{100 * (1 - c4(batches)):.1f} % at {batches}" in row   # 2.7 % at 10, 1.3 % at 20
