@@ -1900,15 +1900,14 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
     that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
     the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
-        from .._io.hu_calibration import HUCalibration
-        from .compute import given_calibration
+        from .._io.hu_calibration import given_calibration
 
         # as build_geometry reads it for the MC, with the physics asked for; left out, the reused MC dose's own (its
         # water model turns a HU -> SPR table into densities: review D of 2026-12-07, R3, read it in ICRU 90 water
         # against an MC dose of PSTAR water and refused it, naming the same calibration on both sides)
         has_physics = mc.provenance.get("physics")
         used = physics if physics is not None else has_physics
-        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, used)
+        cal = given_calibration(calibration, used)
         rec = mc.provenance.get("calibration_record") or {}
         has_name = rec.get("name") or mc.provenance.get("calibration")
         has, want = rec.get("data_sha256"), cal.data_sha256()

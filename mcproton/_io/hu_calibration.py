@@ -1338,6 +1338,16 @@ class HUCalibration:
                              calibration=record)
 
 
+def given_calibration(calibration: "str | Path | HUCalibration", physics: Any = None) -> HUCalibration:
+    """The HU calibration of a command's ``--calibration`` (a built-in name or a folder, from the current folder)
+    converted with ``physics`` (None: the defaults), as ``mcproton run`` reads phantom.calibration with its [physics]
+    (:meth:`HUCalibration.load_given`); a refusal (CalibrationError) names --calibration and the value.  One reading
+    for ``mcproton check`` and ``mcproton phantom``; a calibration already loaded is returned as it is."""
+    if isinstance(calibration, HUCalibration):
+        return calibration
+    return HUCalibration.load_given(calibration, Path(calibration), physics, f"--calibration {calibration}")
+
+
 # ---------------------------------------------------------------------- readers
 #: Words of a density table's header (split at anything but letters and digits, lower case) that name another
 #: quantity than the mass density: a HU -> stopping-power-ratio or HU -> relative-electron-density table has values
