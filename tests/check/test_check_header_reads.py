@@ -85,3 +85,19 @@ def test_each_plan_reader_reads_its_tags_alone_and_gives_what_the_whole_header_g
     calls = _recording(monkeypatch)
     assert _plan_facts(plan, struct_uid) == before
     assert len(calls) == len(whole) and calls and all(t for _, t in calls), calls
+
+
+@pytest.mark.parametrize("name", ["RP_plan05.dcm", "RN_plan02_mono.dcm", "RN_headphantom_rs.dcm"])
+def test_the_runs_prescription_reads_the_plan_header_once(name, monkeypatch):
+    """plan_prescription (the run's prescription warning and its planes' reference) reads the plan's dose references
+    and fraction groups in one header read (before: two reads of the same plan, one per sequence), and gives what
+    it gave."""
+    from mcproton._run.inputs import plan_prescription
+
+    plan = DATA / name
+    with monkeypatch.context() as m:
+        _recording(m, whole=True)
+        before = plan_prescription(plan)
+    calls = _recording(monkeypatch)
+    assert plan_prescription(plan) == before
+    assert calls == [(name, ["DoseReferenceSequence", "FractionGroupSequence"])], calls
