@@ -1467,8 +1467,8 @@ def _warn_target_above_level(target_uncertainty: float | None, lv: ActionLevels)
     if not target_uncertainty or not 100 * float(target_uncertainty) > lv.mc_uncertainty_max_pct:
         return
     t = float(target_uncertainty)
-    typed = (f"; it is a fraction: if {t:g} % was meant{percent_for_fraction(t)}, give --target-uncertainty "
-             f"{t / 100:g}" if percent_for_fraction(t) else "")   # 0.5 for 0.5 %, as mcproton run refuses it
+    hint = percent_for_fraction(t)   # 0.5 for 0.5 %, as mcproton run refuses it
+    typed = f"; it is a fraction: if {t:g} % was meant{hint}, give --target-uncertainty {t / 100:g}" if hint else ""
     warn(f"--target-uncertainty {t:g} ({100 * t:g} %) is above the "
          f"action level for the MC's own statistical uncertainty (mc_uncertainty_max_pct {lv.mc_uncertainty_max_pct:g}"
          " %): the check will FAIL that level whatever the doses; give --target-uncertainty "
@@ -1595,7 +1595,7 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
         t = float("nan")
     if t != 0 and not 0 < t < 1:
         raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
-                              f"for 1 %; got {target!r}{percent_for_fraction(t) if t >= 1 else ''}")
+                              f"for 1 %; got {target!r}{percent_for_fraction(t)}")   # "" below 0.1 and for NaN
     _check_time_limit(given.get("time_limit_s"))
     run = {k: given[k] for k in _RUN_ARGUMENTS if k in given}
     if run.get("target_uncertainty") == 0:
