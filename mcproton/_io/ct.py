@@ -21,7 +21,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .decoders import install_for, missing_decoder
+from .decoders import DECODER_ADVICE, install_for, missing_decoder
 from .dicom_common import (CT_IMAGE_STORAGE, MULTI_FRAME_CT, SECONDARY_CAPTURE, StudyReference, dangling_links,
                            dangling_links_message, dicom_kind, is_dicomdir, is_gzip, links_listed)
 from .errors import DicomInputError, McprotonWarning, warn
@@ -439,13 +439,6 @@ def _image_folders(root: Path, n: int = 4) -> str:
             if len(out) >= n:
                 return ", ".join(out) + " ..."
     return ", ".join(out) or "none found"
-
-
-#: what to install for the compressed transfer syntaxes pydicom decodes only with a plugin (pydicom 3's pixel data
-#: handlers: pylibjpeg with its libjpeg and openjpeg plugins, or GDCM)
-DECODER_ADVICE = ("for JPEG Lossless and JPEG-LS `pip install pylibjpeg pylibjpeg-libjpeg`, for JPEG 2000 `pip install "
-                  "pylibjpeg pylibjpeg-openjpeg`, or `pip install python-gdcm` for all; or re-export the CT "
-                  "uncompressed")
 
 
 def _series_size(n_slices: int, rows: int, cols: int, dz: float) -> str:
