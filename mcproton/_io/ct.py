@@ -1202,6 +1202,12 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     return allocated, stored, high, rep
 
 
+def _stored_range(bits: int, rep: int) -> tuple[int, int]:
+    """The values ``bits`` stored bits hold: two's complement where PixelRepresentation ``rep`` is 1, unsigned
+    where it is 0 (PS3.5 8.1.1)."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if rep else (0, (1 << bits) - 1)
+
+
 def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int) -> str:
     """The refusal of a slice whose words cannot hold a CT's numbers: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5)
     requires BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or
@@ -1212,7 +1218,7 @@ def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int
     :func:`_implausible_hu`).  Refused: 8 bits (a display export), fewer than 12 stored bits (the CT numbers of
     bone do not fit), any other BitsAllocated (the review of 2026-12-07, R3: a 32-bit CT was refused as "the values
     above the stored bits are lost", which nothing was)."""
-    lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if rep == 1 else (0, (1 << stored) - 1)
+    lo, hi = _stored_range(stored, rep)
     reads = ""
     try:
         slope, inter = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
@@ -1258,7 +1264,7 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
     bits = min(stored, high + 1)
     if bits >= 8 * words.dtype.itemsize or words.dtype.kind not in "iu":
         return   # every bit of the word is a pixel bit: any word is a value
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if rep else (0, (1 << bits) - 1)
+    lo, hi = _stored_range(bits, rep)
     if words.size == 0 or (int(words.min()) >= lo and int(words.max()) <= hi):
         return
     out = (words < lo) | (words > hi)
