@@ -992,8 +992,8 @@ class HUCalibration:
                     raise CalibrationError(f"{p}: the folder holds both hu_spr.csv and hu_density.csv; keep one (a "
                                            "HU -> SPR table or a HU -> mass density table), not both")
                 if not (p / "hu_materials.csv").exists():
-                    raise CalibrationError(f"{p}: hu_spr.csv needs hu_materials.csv beside it (the elemental "
-                                           "composition by HU range, columns hu_lo,name,w_H,w_C,...)")
+                    raise CalibrationError(f"{p}: hu_spr.csv needs hu_materials.csv beside it "
+                                           f"({_CALIBRATION_FILE_MEANING['hu_materials.csv']})")
                 return cls.from_spr_files(p / "hu_spr.csv", p / "hu_materials.csv", name=p.name,
                                           water_model=water_model, ivalue_set=ivalue_set)
             for dens, mat in CALIBRATION_FILE_PAIRS:
