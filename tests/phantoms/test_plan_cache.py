@@ -508,3 +508,31 @@ def test_mcproton_cache_dir_moves_the_plans_with_the_kernels(monkeypatch, tmp_pa
     monkeypatch.setenv("MCPROTON_CACHE_DIR", "$NO_SUCH_VARIABLE_HERE/kernels")
     folder, why = PC.cache_folder(said.append)
     assert folder is None and "MCPROTON_CACHE_DIR='$NO_SUCH_VARIABLE_HERE/kernels' cannot be expanded" in said[0]
+
+
+@pytest.mark.parametrize("warned", [False, True])
+def test_the_beam_model_is_loaded_once_for_the_key_and_the_plan(monkeypatch, warned):
+    """The demo's plan keys its entry by the beam model loaded from its name; on a cache miss (here: the cache off)
+    the plan is made on that model, not on a second load of it (the re-read of 2026-12-07, a 2: loaded twice).  A
+    model whose loading warned is loaded again in the making, as before, so that its warnings keep the plan out of
+    the cache."""
+    import mcproton._io.beam_model as bm
+
+    real, loaded = bm.load_beam_model, []
+
+    def load(name):
+        model = real(name)
+        if warned:
+            model.made_with_warnings = ["a beam model's warning"]
+        loaded.append(model)
+        return model
+
+    monkeypatch.setattr(bm, "load_beam_model", load)
+
+    @functools.wraps(RP.posterior_fossa_plan)
+    def made(geometry, **kw):
+        return RP._machine_spec(kw.get("beam_model", RP.DEFAULT_BEAM_MODEL), None, 0.0)["beam_model"]
+
+    model, rec = _demo_plan(made, None, None)
+    assert rec["cache"].startswith("off") and [m.name for m in loaded] == [RP.DEFAULT_BEAM_MODEL] * (1 + warned)
+    assert model is loaded[-1]
