@@ -1389,7 +1389,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
 
 def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None, all_fractions: bool,
                    min_mu: float, range_shifter_model: str, machine_check: bool,
-                   isocentre_shift_mm: Sequence[float] | None, water_model: str = "icru90") -> list:
+                   isocentre_shift_mm: Sequence[float] | None, water_model: str) -> list:
     """:func:`plan_to_beams`' beams (the arguments as there), without the warnings in their meta."""
     from ..settings import _switch
     from ..source import MAX_SPREAD_SIGMAS, Beam
