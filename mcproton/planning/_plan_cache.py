@@ -371,7 +371,7 @@ def _tidy(folder: Path, keep: Path) -> None:
             with contextlib.suppress(OSError):
                 if name in mine and p != keep:
                     entries.append((p.stat().st_mtime, p))
-                elif name[:len(TEMP_PREFIX) + 13] in tags and name.endswith(".tmp") and \
+                elif name.startswith(tuple(tags)) and name.endswith(".tmp") and \
                         time.time() - p.stat().st_mtime > STALE_TEMPORARY_S:
                     p.unlink()
         for _, p in sorted(entries)[:max(0, len(entries) + 1 - MAX_ENTRIES)]:

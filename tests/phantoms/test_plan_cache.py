@@ -451,6 +451,31 @@ def test_tidying_removes_only_the_caches_own_files(cache, planner, monkeypatch):
     assert [p.exists() for p in files] == [False, True, True]
 
 
+def test_tidying_removes_the_stale_temporary_files_of_the_caches_entries_only(tmp_path):
+    """The temporary files (``.mcp-<tag>-*.tmp``) that writes of the cache's entries (``keep``'s among them) left
+    over an hour ago are removed; a fresh one, another file's, one whose tag is cut short or that does not end
+    .tmp are kept (the tags are matched by their start: the re-read of 2026-12-07, a 4)."""
+    import time
+
+    from mcproton._io.atomic import TEMP_PREFIX, name_tag
+
+    entry, keep = tmp_path / f"plan-{'a' * 64}.npz", tmp_path / f"plan-{'b' * 64}.npz"
+    entry.write_bytes(b"entry")
+    old = time.time() - 2 * PC.STALE_TEMPORARY_S
+    stale = [tmp_path / f"{TEMP_PREFIX}{name_tag(p.name)}-x1.tmp" for p in (entry, keep)]
+    kept = [tmp_path / f"{TEMP_PREFIX}{name_tag('plan-mine.npz')}-x.tmp",
+            tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)[:11]}-x.tmp",
+            tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)}-x.tmp.bak",
+            tmp_path / f"x{TEMP_PREFIX}{name_tag(entry.name)}-x.tmp"]
+    for p in stale + kept:
+        p.write_bytes(b"")
+        os.utime(p, (old, old))
+    fresh = tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)}-x2.tmp"
+    fresh.write_bytes(b"")
+    PC._tidy(tmp_path, keep)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in [*kept, fresh, entry])
+
+
 def test_the_key_holds_the_environment_and_the_blas_core_that_choose_the_kernels(planner, monkeypatch):
     """Review of audit 27's merges, R4: OPENBLAS_CORETYPE=Sandybridge gave another plan (its last bits) under the same
     key.  The environment variables that choose the BLAS kernels, and the core threadpoolctl reports where it is
