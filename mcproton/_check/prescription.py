@@ -149,13 +149,14 @@ def plan_prescriptions(refs: DoseReferences, targets: Sequence[str], roi_numbers
 
 
 def median_source(refs: DoseReferences | None) -> str:
-    """The report's source of V95/V100 relative to each target's own TPS median (no prescription)."""
-    why = "the plan gives no TargetPrescriptionDose"
-    if refs is not None and refs.unreadable:
-        why = f"the plan's DoseReferenceSequence could not be read ({refs.unreadable})"
-    elif refs is not None and refs.skipped:
+    """The report's source of V95/V100 relative to each target's own TPS median (no prescription): why, as
+    :func:`no_target_prescription` says it, but in its own words where the plan prescribes only points."""
+    refs = refs if refs is not None else DoseReferences()
+    if refs.skipped and not refs.unreadable:
         why = (f"the plan prescribes no target volume or site: its dose reference(s) {', '.join(refs.skipped)} give "
                "the dose at a point, not a target's prescription")
+    else:
+        why = no_target_prescription(refs)
     return f"each target's own TPS median dose ({why}; give --prescription for the prescribed dose)"
 
 
