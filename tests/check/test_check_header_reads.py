@@ -53,6 +53,17 @@ def test_gather_reads_no_whole_header_of_the_plan_or_the_structure_set(tmp_path,
     assert plan_struct and all(t for _, t in plan_struct), plan_struct
 
 
+def test_gather_reads_the_structure_sets_uid_from_the_folders_read(tmp_path, monkeypatch):
+    """The structure set paired from the folder is not read again for its SOP Instance UID (whether the plan names
+    it, for the patients' check): the folder's read has it (the re-read of 2026-12-07, c 6); the pairing as before."""
+    from mcproton._check.inputs import gather
+
+    make_patient(tmp_path / "p")
+    calls = _recording(monkeypatch)
+    assert _paired(gather(folder=tmp_path / "p")) == CLEAN
+    assert ("RS.dcm", ["SOPInstanceUID"]) not in calls, [c for c in calls if c[0] == "RS.dcm"]
+
+
 PLANS = ["RN_headphantom_rs.dcm", "RN_plan02_mono.dcm", "RN_sobp_10x10.dcm", "RP_plan05.dcm", "RP_plan06_rs.dcm",
          "RN_qa_4beams.dcm", "aptg_check/RP_plan03.dcm", "opentps_box100/RP.dcm"]
 
