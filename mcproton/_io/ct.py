@@ -417,7 +417,7 @@ def _warn_assumed_charset(chosen: list, folder) -> None:
         if note:
             notes.setdefault(note, []).append(Path(f).name)
     for note, names in notes.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         said = f"{folder}: {len(names)} of the {len(chosen)} CT slices ({shown}) have {NO_CHARSET_SAID}, but their " \
             f"{note}"
         if not said_already(said):   # once in a run or check that reads the CT twice
@@ -439,6 +439,11 @@ def _image_folders(root: Path, n: int = 4) -> str:
             if len(out) >= n:
                 return ", ".join(out) + " ..."
     return ", ".join(out) or "none found"
+
+
+def _few(names: Sequence[str]) -> str:
+    """The first three of ``names``, and " ..." where there are more: the files a warning names."""
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
 
 
 def _series_size(n_slices: int, rows: int, cols: int, dz: float) -> str:
@@ -645,11 +650,11 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
                        "is truncated (cut between two elements) or damaged; re-export the series")
         headers.append((f, ds))
     for mod, names in odd_modality.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
     for sop, names in odd_sop.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         warn(f"{len(names)} image(s) in {folder} ({shown}) say Modality 'CT' but are "
              f"{_sop_class_name(sop)}, not CT Image Storage ({CT_IMAGE_STORAGE}): read as CT slices by their "
              "Modality; another modality's pixel values are not CT numbers (HU), even under a rescale: make sure this "
@@ -657,7 +662,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
     for f in dicomdirs:
         warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
     if captures and headers:
-        shown = ", ".join(f.name for f in captures[:3]) + (" ..." if len(captures) > 3 else "")
+        shown = _few([f.name for f in captures])
         warn(f"{folder}: {len(captures)} Secondary Capture image(s) ({shown}; a screenshot such as a scanner's dose "
              "report, whatever Modality it states), not CT slices: skipped", McprotonWarning, stacklevel=2)
 

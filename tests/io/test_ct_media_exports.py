@@ -337,3 +337,12 @@ def test_an_image_of_another_sop_class_saying_modality_ct_is_named(tmp_path):
                                              r"another modality's pixel values are not CT numbers"):
         ref = load_ct_series(tmp_path / "ct")
     assert ref.shape_zyx == (4, 8, 8)
+
+
+def test_the_files_a_ct_warning_names_are_the_first_three():
+    """ct._few: the one way the CT reader's warnings name their files (written four times before: the re-read of
+    2026-12-07, d 6)."""
+    from mcproton._io.ct import _few
+
+    assert [_few([f"CT_{k}.dcm" for k in range(n)]) for n in (1, 3, 4)] == [
+        "CT_0.dcm", "CT_0.dcm, CT_1.dcm, CT_2.dcm", "CT_0.dcm, CT_1.dcm, CT_2.dcm ..."]
