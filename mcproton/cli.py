@@ -1829,10 +1829,14 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
     from .phantoms.cli import build_parser as phantom_parser
     from .validation.runner import build_parser as validate_parser
 
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {"run": sub.choices["run"], "check": sub.choices["check"], "demo": demo_parser(),
-            "phantom": phantom_parser(), "validate": validate_parser(), "bench": sub.choices["bench"],
-            "info": sub.choices["info"], "commission": sub.choices["commission"]}
+    sub = _subcommands(build_parser())
+    return {"run": sub["run"], "check": sub["check"], "demo": demo_parser(), "phantom": phantom_parser(),
+            "validate": validate_parser(), "bench": sub["bench"], "info": sub["info"], "commission": sub["commission"]}
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands' parsers of mcproton's parser (:func:`build_parser`), by command word."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def commands_markdown() -> str:
@@ -2027,11 +2031,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if extras:
         # the command word: what comes before it was given to mcproton itself
         at = argv.index(args.command) if args.command in argv else 0
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        sub = _subcommands(parser)[args.command]
         top = [a for a in argv[:at] if a in extras]
         if top:
             parser.error(f"unrecognized arguments: {' '.join(top)}{_after_command(args.command, sub, top)}")
-        sub.error(f"unrecognized arguments: {' '.join(extras)}{_instead(args, extras, argv[at + 1:])}")
+        sub.error(f"unrecognized arguments: {' '.join(extras)}{_instead(args, extras, argv[at + 1:], parser)}")
     return args
 
 
@@ -2073,14 +2077,14 @@ def _set_value(key: str, value: str) -> str:
     return value
 
 
-def _instead(args: argparse.Namespace, extras: list[str], rest: list[str]) -> str:
+def _instead(args: argparse.Namespace, extras: list[str], rest: list[str], parser: argparse.ArgumentParser) -> str:
     """What the command ``args.command`` takes in place of the unrecognized ``extras`` where known ("" else): mcproton
     run's config keys (``--threads 1``: ``--set run.threads=1``), mcproton check's OMP_NUM_THREADS.  An option's value
     is the token after it on the command line (``rest``, what follows the command word) or after its "=", "VALUE"
     where there is none; where argparse took that token for the command's positional argument (the config file,
     the FOLDER), this is said, with mcproton run's command line as meant (the review c of audit 27, R2: the value
     was the next unrecognized token, so ``mcproton run --threads 4 job.toml`` was told --set run.threads=job.toml,
-    and ``--seed -1`` VALUE)."""
+    and ``--seed -1`` VALUE).  ``parser``: mcproton's, that parsed the line (:func:`build_parser`)."""
     import shlex
 
     command = args.command
@@ -2109,13 +2113,15 @@ def _instead(args: argparse.Namespace, extras: list[str], rest: list[str]) -> st
             as_set[where] = (1 if eq else 2, given)
     said = [f"mcproton run takes these settings from its config: {'; '.join(keys)}"] if keys else []
     if taken:
-        other.append(", ".join(taken) + _as_meant(command, rest, as_set))
+        other.append(", ".join(taken) + _as_meant(parser, command, rest, as_set))
     return "".join(f"; {s}" for s in said + other)
 
 
-def _as_meant(command: str, rest: list[str], as_set: dict[int, tuple[int, str]]) -> str:
+def _as_meant(parser: argparse.ArgumentParser, command: str, rest: list[str],
+              as_set: dict[int, tuple[int, str]]) -> str:
     """``; the line as meant: mcproton run --set run.threads=4 job.toml ...``: the command line ``rest`` with each
-    option of ``as_set`` given as --set, where the command's parser takes all of it; "" else."""
+    option of ``as_set`` given as --set, where the command's parser takes all of it (``parser``: mcproton's, used
+    again); "" else."""
     import contextlib
     import io
     import shlex
@@ -2130,7 +2136,7 @@ def _as_meant(command: str, rest: list[str], as_set: dict[int, tuple[int, str]])
         i += n or 1
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            _, left = build_parser().parse_known_args([command, *meant])
+            _, left = parser.parse_known_args([command, *meant])
     except SystemExit:
         return ""
     return "" if left else f"; the line as meant: mcproton {command} {shlex.join(meant)}"

@@ -251,11 +251,10 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{sec}.{key} = {val!r} has the wrong type ({_TYPE_WORDS.get(type(val), 'a table')})"
                                   f": expected {_expected(types)}: {desc}{_type_fix(val, types)}")
             _check_finite(f"{sec}.{key}", val)
-            if f"{sec}.{key}" in _NOT_EMPTY and isinstance(val, str) and not val.strip():
-                raise ConfigError(f'{sec}.{key} = {val!r}: an empty path; give {_NOT_EMPTY[f"{sec}.{key}"]} ("" is '
-                                  "not taken as a folder, the config file's or the current one, nor as the key left "
-                                  "out)")
-            if f"{sec}.{key}" in _NOT_EMPTY and isinstance(val, str):
+            if isinstance(val, str) and (give := _NOT_EMPTY.get(f"{sec}.{key}")) is not None:
+                if not val.strip():
+                    raise ConfigError(f'{sec}.{key} = {val!r}: an empty path; give {give} ("" is not taken as a '
+                                      "folder, the config file's or the current one, nor as the key left out)")
                 _no_control_characters(f"{sec}.{key}", val)
     return cfg
 

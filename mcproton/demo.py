@@ -241,9 +241,14 @@ def _demo_plan(posterior_fossa_plan, g, ctv) -> tuple:
     kwargs = {"prescription_gy_rbe": PRESCRIPTION_GY_RBE, "target": ctv}
     settings = plan_settings(posterior_fossa_plan, kwargs, skip=("geometry", "target"))
     model = settings.get("beam_model")
+    make = kwargs
     if isinstance(model, (str, Path)):
         model = load_beam_model(model)        # as the plan loads it: its files' SHA-256 key the entry
-    return cached_plan(lambda: posterior_fossa_plan(g, **kwargs), g, ctv, settings, beam_model=model,
+        # planned on as loaded (settings, the key's, keep its name), not loaded a second time on a cache miss; a model
+        # whose loading warned is loaded again in the making, whose warnings keep the plan out of the cache
+        if not model.made_with_warnings:
+            make = {**kwargs, "beam_model": model}
+    return cached_plan(lambda: posterior_fossa_plan(g, **make), g, ctv, settings, beam_model=model,
                        note=lambda text: write_stderr(f"mcproton: note: {text}\n"))
 
 

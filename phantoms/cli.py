@@ -50,9 +50,9 @@ def _phantom(out: str, args: argparse.Namespace) -> int:
 
     folder = Path(out)
     # the calibration refused naming --calibration, before the phantom is made (the error-message audit 27, F4)
-    from ..dicom import HUCalibration
+    from .._io.hu_calibration import given_calibration
 
-    cal = HUCalibration.load_given(args.calibration, Path(args.calibration), None, f"--calibration {args.calibration}")
+    cal = given_calibration(args.calibration)
     # --out a file, below a file, or holding files mcproton did not write: refused before the phantom is made (export
     # checks them again), not once it is built (audit 26 exitcodes, F11)
     earlier_phantom_ct(folder / "ct")

@@ -115,3 +115,34 @@ def test_a_gpu_too_small_is_told_in_the_check_s_words(gpu_out_of_memory, head, t
     msg = str(err.value)
     assert "even for a batch of" in msg and "--backend cpu" in msg, msg
     assert "--set" not in msg and "run.backend" not in msg and "coarser grid" not in msg, msg
+
+
+@pytest.mark.parametrize("name, found, backend, asked", [
+    ("auto", True, "cuda", 1), ("auto", False, "cpu", 1), ("cuda", True, "cuda", 1), ("cpu", True, "cpu", 0),
+])
+def test_whether_cuda_is_available_is_asked_once_per_call(monkeypatch, name, found, backend, asked):
+    """get_backend asks CuPy for its devices once per call: "auto" that found a GPU no longer asks again before it
+    makes the cuda backend (the re-read of 2026-12-07, a 3: two getDeviceCount calls); "cuda" asks, for its refusal
+    in the caller's words."""
+    import mcproton._backend as backends
+
+    calls: list[int] = []
+
+    def available():
+        calls.append(1)
+        return (True, "1 CUDA device(s)") if found else (False, "CuPy not importable")
+
+    monkeypatch.setattr(backends, "cuda_available", available)
+    monkeypatch.setattr(backends, "_get_backend", lambda n, threads, gpu: n)
+    assert backends.get_backend(name) == backend
+    assert len(calls) == asked
+
+
+def test_cuda_asked_for_and_unavailable_is_refused_with_the_reason(monkeypatch):
+    import mcproton._backend as backends
+    from mcproton._io.errors import BackendUnavailableError
+
+    monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no CUDA device"))
+    with pytest.raises(BackendUnavailableError, match=r"backend 'cuda' requested but unavailable: no CUDA device\. "
+                                                      r".*run on the CPU: --backend cpu$"):
+        backends.get_backend("cuda", cpu_choice=backends.CPU_BY_OPTION)

@@ -203,9 +203,14 @@ def test_a_config_refuses_an_empty_path_naming_the_key(key, tmp_path, monkeypatc
     sec, name = key.split(".")
     cfg.write_text(f'[{sec}]\n{name} = ""\n')
     monkeypatch.chdir(tmp_path)
+    from mcproton.config import _NOT_EMPTY
+
+    said = (f"{key} = '': an empty path; give {_NOT_EMPTY[key]} (\"\" is not taken as a folder, the config file's or "
+            "the current one, nor as the key left out)")
     for path, sets in ((cfg, []), (None, [f'{key}=""']), (None, [f"{key}="])):
-        with pytest.raises(ConfigError, match=rf"^{re.escape(key)} = '': an empty path; give "):
+        with pytest.raises(ConfigError) as exc:
             load_config(path, sets)
+        assert str(exc.value).startswith(said), str(exc.value)
 
 
 def test_the_python_api_refuses_an_empty_output_folder(tmp_path, monkeypatch):

@@ -77,6 +77,25 @@ def test_the_line_as_meant_is_one_the_parser_takes(tmp_path, capsys):
     assert not left and args.config == cfg and args.set == ["run.seed=-1", "run.primaries=200000"], meant
 
 
+def test_the_line_as_meant_is_parsed_by_the_parser_that_refused_it(tmp_path, capsys, monkeypatch):
+    """The refusal's line as meant is tried on the parser that parsed the command line, not on a second one built
+    for it (the re-read of 2026-12-07, b 6: build_parser twice); the hint as before."""
+    import mcproton.cli as cli
+
+    built = []
+    real = cli.build_parser
+
+    def counted():
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(cli, "build_parser", counted)
+    cfg = str(tmp_path / "job.toml")
+    line = _hint_of(["run", "--threads", "4", cfg], capsys)
+    assert line.endswith(f"; the line as meant: mcproton run --set run.threads=4 {cfg}"), line
+    assert len(built) == 1
+
+
 def test_a_suggested_set_is_one_the_config_takes_as_meant():
     """--set run.primaries=1000000 is the whole number the config's integer key takes (1e6 is a decimal there)."""
     from mcproton.config import parse_override

@@ -30,6 +30,7 @@ def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None 
     the first run in the process: the long-lived-process audit, F6); a backend per thread count is kept.
     ``cpu_choice``: how the caller's user chooses the CPU backend instead, said where cuda is asked for and cannot
     run here (:func:`cuda_unavailable`)."""
+    ok = False   # whether "auto" found CUDA available (asked once)
     if name == "auto":
         ok, _ = cuda_available()
         name = "cuda" if ok else "cpu"
@@ -37,7 +38,7 @@ def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None 
         from .._cpus import default_threads
 
         threads = default_threads()
-    if name == "cuda":   # said in the caller's words (the backends are kept per name, threads and GPU only)
+    if name == "cuda" and not ok:   # said in the caller's words (backends are kept per name, threads and GPU only)
         ok, why = cuda_available()
         if not ok:
             raise cuda_unavailable(why, cpu_choice)

@@ -1467,8 +1467,8 @@ def _warn_target_above_level(target_uncertainty: float | None, lv: ActionLevels)
     if not target_uncertainty or not 100 * float(target_uncertainty) > lv.mc_uncertainty_max_pct:
         return
     t = float(target_uncertainty)
-    typed = (f"; it is a fraction: if {t:g} % was meant{percent_for_fraction(t)}, give --target-uncertainty "
-             f"{t / 100:g}" if percent_for_fraction(t) else "")   # 0.5 for 0.5 %, as mcproton run refuses it
+    hint = percent_for_fraction(t)   # 0.5 for 0.5 %, as mcproton run refuses it
+    typed = f"; it is a fraction: if {t:g} % was meant{hint}, give --target-uncertainty {t / 100:g}" if hint else ""
     warn(f"--target-uncertainty {t:g} ({100 * t:g} %) is above the "
          f"action level for the MC's own statistical uncertainty (mc_uncertainty_max_pct {lv.mc_uncertainty_max_pct:g}"
          " %): the check will FAIL that level whatever the doses; give --target-uncertainty "
@@ -1595,7 +1595,7 @@ def _checked_arguments(**given: Any) -> dict[str, Any]:
         t = float("nan")
     if t != 0 and not 0 < t < 1:
         raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
-                              f"for 1 %; got {target!r}{percent_for_fraction(t) if t >= 1 else ''}")
+                              f"for 1 %; got {target!r}{percent_for_fraction(t)}")   # "" below 0.1 and for NaN
     _check_time_limit(given.get("time_limit_s"))
     run = {k: given[k] for k in _RUN_ARGUMENTS if k in given}
     if run.get("target_uncertainty") == 0:
@@ -1900,15 +1900,14 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
     that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
     the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
-        from .._io.hu_calibration import HUCalibration
-        from .compute import given_calibration
+        from .._io.hu_calibration import given_calibration
 
         # as build_geometry reads it for the MC, with the physics asked for; left out, the reused MC dose's own (its
         # water model turns a HU -> SPR table into densities: review D of 2026-12-07, R3, read it in ICRU 90 water
         # against an MC dose of PSTAR water and refused it, naming the same calibration on both sides)
         has_physics = mc.provenance.get("physics")
         used = physics if physics is not None else has_physics
-        cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, used)
+        cal = given_calibration(calibration, used)
         rec = mc.provenance.get("calibration_record") or {}
         has_name = rec.get("name") or mc.provenance.get("calibration")
         has, want = rec.get("data_sha256"), cal.data_sha256()

@@ -206,15 +206,6 @@ def block_factors_for(tps_voxel_mm: Sequence[float], ct_voxel_mm: Sequence[float
     return out
 
 
-def given_calibration(calibration: str | Path, physics: Any = None) -> Any:
-    """The HU calibration of ``--calibration`` (a built-in name or a folder, from the current folder) converted with
-    the MC's physics (None: the defaults), as ``mcproton run`` reads phantom.calibration with its [physics]
-    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_given`); a refusal names --calibration and the value."""
-    from .._io.hu_calibration import HUCalibration
-
-    return HUCalibration.load_given(calibration, Path(calibration), physics, f"--calibration {calibration}")
-
-
 def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
                    given: bool = True, series_uid: str | None = None,
                    at_ct_resolution: Callable[[Any], None] | None = None,
@@ -250,7 +241,7 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
     import dataclasses
 
     from .._io.ct import CTImage, check_conversion_memory, load_ct_series
-    from .._io.hu_calibration import HUCalibration
+    from .._io.hu_calibration import given_calibration
 
     crops: list[Any] = []
 
@@ -271,7 +262,7 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
         ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
-    cal = calibration if isinstance(calibration, HUCalibration) else given_calibration(calibration, physics)
+    cal = given_calibration(calibration, physics)
     _check_calibration_written_for(ct, cal, given=given)
     from .._io.hu_calibration import check_ct_against_calibration, check_spr_map, warn_ct_without_air
 

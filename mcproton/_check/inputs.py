@@ -1449,8 +1449,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     files = [PatientFile(f"plan {_shown(plan_path, folder)}", ident(plan_path)),
              *[PatientFile(f"RT Dose {_shown(d.path, folder)}", ident(d.path)) for d in doses]]
     if struct is not None:
-        rs_hdr = _dcm_header(Path(struct), ["SOPInstanceUID"])
-        rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
+        sp = Path(struct)   # its SOP Instance UID as the folder's read gave it (not read again), else read
+        rs_sop = headers[sp].sop if sp in headers else \
+            str(getattr(_dcm_header(sp, ["SOPInstanceUID"]), "SOPInstanceUID", "") or "")
+        rs_named = _plan_names_struct(plan_path, rs_sop)
         files.append(PatientFile(f"RT Struct {_shown(struct, folder)}", ident(struct), linked=rs_named))
     if ct is not None:
         mixed = series_patients([(h.path.name, h.identity) for h in chosen])

@@ -24,6 +24,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._io.rtdose import CLINICAL_RBE
 from .inputs import CheckInputError
@@ -58,11 +59,16 @@ class DoseReferences:
     items: list[tuple[int | None, float]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unreadable: str = ""   # why the DoseReferenceSequence could not be read ("" when it was, or there is none)
+    #: the plan's header as read (its DoseReferenceSequence and the ``with_tags`` of :func:`plan_dose_references`);
+    #: None where it could not be read
+    header: Any = field(default=None, compare=False, repr=False)
 
 
-def plan_dose_references(plan_path: str) -> DoseReferences:
+def plan_dose_references(plan_path: str, *, with_tags: Sequence[str] = ()) -> DoseReferences:
     """The target dose references of the RT Plan ``plan_path``; none where it has none or cannot be read (the
-    prescription is optional: without it V95/V100 are relative to each target's TPS median)."""
+    prescription is optional: without it V95/V100 are relative to each target's TPS median).  ``with_tags``: other
+    attributes read in the same header read, kept in the result's ``header`` (the run's prescription reads the fraction
+    groups so: the plan is read once)."""
     from .._io.dicom_common import read_dicom_header
     from .._io.errors import DicomInputError
 
@@ -70,9 +76,10 @@ def plan_dose_references(plan_path: str) -> DoseReferences:
     try:
         # a raw data set too, as the plan's reader reads it (audit 27, F1); the one sequence read (the review of
         # 2026-12-07, R4: a whole header parsed every control point, 0.7 s for a 1.25 MB plan)
-        ds = read_dicom_header(plan_path, specific_tags=["DoseReferenceSequence"])
+        ds = read_dicom_header(plan_path, specific_tags=["DoseReferenceSequence", *with_tags])
         if ds is None:
             return DoseReferences(unreadable=f"{plan_path}: not a DICOM file")
+        out.header = ds
         for i, dr in enumerate(ds.get("DoseReferenceSequence", []) or []):
             v = dr.get("TargetPrescriptionDose", None)
             kind = str(dr.get("DoseReferenceType", "") or "").upper()
@@ -142,13 +149,14 @@ def plan_prescriptions(refs: DoseReferences, targets: Sequence[str], roi_numbers
 
 
 def median_source(refs: DoseReferences | None) -> str:
-    """The report's source of V95/V100 relative to each target's own TPS median (no prescription)."""
-    why = "the plan gives no TargetPrescriptionDose"
-    if refs is not None and refs.unreadable:
-        why = f"the plan's DoseReferenceSequence could not be read ({refs.unreadable})"
-    elif refs is not None and refs.skipped:
+    """The report's source of V95/V100 relative to each target's own TPS median (no prescription): why, as
+    :func:`no_target_prescription` says it, but in its own words where the plan prescribes only points."""
+    refs = refs if refs is not None else DoseReferences()
+    if refs.skipped and not refs.unreadable:
         why = (f"the plan prescribes no target volume or site: its dose reference(s) {', '.join(refs.skipped)} give "
                "the dose at a point, not a target's prescription")
+    else:
+        why = no_target_prescription(refs)
     return f"each target's own TPS median dose ({why}; give --prescription for the prescribed dose)"
 
 

@@ -932,22 +932,23 @@ def _typed_prescription(rx: Any) -> str:
     return f"{float(rx):g} Gy(RBE)"
 
 
-def _with_unit(v: Any, dose_type: Any) -> str:
-    """A prescription used (one dose, {target: dose} or None) in the TPS dose's unit: Gy(RBE) for an EFFECTIVE
-    dose, Gy for a PHYSICAL one."""
-    unit = "Gy(RBE)" if str(dose_type).upper() == "EFFECTIVE" else "Gy"
+def _with_unit(v: Any, unit: str) -> str:
+    """A prescription used (one dose, {target: dose} or None) in the TPS dose's ``unit`` (:func:`_dose`: Gy(RBE)
+    for an EFFECTIVE dose, Gy for a PHYSICAL one)."""
     if isinstance(v, Mapping):
         return "; ".join(f"{k} {_readable(x)} {unit}" for k, x in v.items()) or "none"
     return _readable(v) + (f" {unit}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "")
 
 
-def _settings_table(res) -> str:
+def _settings_table(res, unit: str | None = None) -> str:
     """Every option of the check as resolved, with where it came from, and the command line (or the Python call)
     that ran it: a re-run is a copy of it (from the working directory given; the files' hashes then confirm its
-    inputs).  check.json: ``settings`` (and ``provenance.physics``)."""
+    inputs).  check.json: ``settings`` (and ``provenance.physics``).  ``unit``: the doses' (:func:`_dose`; None:
+    worked out here)."""
     st, p = res.settings, res.provenance
     if "invocation" not in st:   # a result of an older version
         return ""
+    unit = unit or _dose(res)["unit"]
     def pct(v: Any) -> str:
         return "none (the primaries only)" if not v else f"{100 * float(v):.3g} %"
 
@@ -971,7 +972,7 @@ def _settings_table(res) -> str:
         ["RBE", st.get("rbe"), "given (--rbe)" if st.get("rbe_given") is not None else
          "1.1 for an EFFECTIVE dose, 1 for a PHYSICAL one (the default)"],
         ["prescription", _typed_prescription(rx),
-         f"used: {_with_unit(p.get('prescription_gy'), st.get('dose_type'))} "
+         f"used: {_with_unit(p.get('prescription_gy'), unit)} "
          f"({p.get('prescription_source') or 'none'})"],
         ["structure set's material overrides", st.get("struct_overrides"),
          st.get("struct_overrides_source", "--struct-overrides")],
@@ -1449,7 +1450,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                          [[k, v["file"], v["dose_summation_type"], v["dose_type"], _num(v["max_gy"], ".4f")]
                           for k, v in res.mc_rtdose.items()])]
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
-              _settings_table(res),
+              _settings_table(res, unit),
               "<h2>Provenance</h2>",
               _table(["item", "value"], _provenance_rows(p, unit)),
               "<h2>Host steps (wall time, s)</h2>",

@@ -21,7 +21,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .decoders import install_for, missing_decoder
+from .decoders import DECODER_ADVICE, install_for, missing_decoder
 from .dicom_common import (CT_IMAGE_STORAGE, MULTI_FRAME_CT, SECONDARY_CAPTURE, StudyReference, dangling_links,
                            dangling_links_message, dicom_kind, is_dicomdir, is_gzip, links_listed)
 from .errors import DicomInputError, McprotonWarning, warn
@@ -417,7 +417,7 @@ def _warn_assumed_charset(chosen: list, folder) -> None:
         if note:
             notes.setdefault(note, []).append(Path(f).name)
     for note, names in notes.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         said = f"{folder}: {len(names)} of the {len(chosen)} CT slices ({shown}) have {NO_CHARSET_SAID}, but their " \
             f"{note}"
         if not said_already(said):   # once in a run or check that reads the CT twice
@@ -441,11 +441,9 @@ def _image_folders(root: Path, n: int = 4) -> str:
     return ", ".join(out) or "none found"
 
 
-#: what to install for the compressed transfer syntaxes pydicom decodes only with a plugin (pydicom 3's pixel data
-#: handlers: pylibjpeg with its libjpeg and openjpeg plugins, or GDCM)
-DECODER_ADVICE = ("for JPEG Lossless and JPEG-LS `pip install pylibjpeg pylibjpeg-libjpeg`, for JPEG 2000 `pip install "
-                  "pylibjpeg pylibjpeg-openjpeg`, or `pip install python-gdcm` for all; or re-export the CT "
-                  "uncompressed")
+def _few(names: Sequence[str]) -> str:
+    """The first three of ``names``, and " ..." where there are more: the files a warning names."""
+    return ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
 
 
 def _series_size(n_slices: int, rows: int, cols: int, dz: float) -> str:
@@ -652,11 +650,11 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
                        "is truncated (cut between two elements) or damaged; re-export the series")
         headers.append((f, ds))
     for mod, names in odd_modality.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
     for sop, names in odd_sop.items():
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        shown = _few(names)
         warn(f"{len(names)} image(s) in {folder} ({shown}) say Modality 'CT' but are "
              f"{_sop_class_name(sop)}, not CT Image Storage ({CT_IMAGE_STORAGE}): read as CT slices by their "
              "Modality; another modality's pixel values are not CT numbers (HU), even under a rescale: make sure this "
@@ -664,7 +662,7 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
     for f in dicomdirs:
         warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
     if captures and headers:
-        shown = ", ".join(f.name for f in captures[:3]) + (" ..." if len(captures) > 3 else "")
+        shown = _few([f.name for f in captures])
         warn(f"{folder}: {len(captures)} Secondary Capture image(s) ({shown}; a screenshot such as a scanner's dose "
              "report, whatever Modality it states), not CT slices: skipped", McprotonWarning, stacklevel=2)
 
@@ -1209,6 +1207,12 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     return allocated, stored, high, rep
 
 
+def _stored_range(bits: int, rep: int) -> tuple[int, int]:
+    """The values ``bits`` stored bits hold: two's complement where PixelRepresentation ``rep`` is 1, unsigned
+    where it is 0 (PS3.5 8.1.1)."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if rep else (0, (1 << bits) - 1)
+
+
 def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int) -> str:
     """The refusal of a slice whose words cannot hold a CT's numbers: the CT Image Module (PS3.3 C.8.2.1.1.4 and .5)
     requires BitsAllocated 16 and BitsStored 12 to 16.  Before (audit 27 encodings, F3) an 8-bit CT (a viewer's or
@@ -1219,7 +1223,7 @@ def _not_ct_bits(ds, f: Path, header: str, allocated: int, stored: int, rep: int
     :func:`_implausible_hu`).  Refused: 8 bits (a display export), fewer than 12 stored bits (the CT numbers of
     bone do not fit), any other BitsAllocated (the review of 2026-12-07, R3: a 32-bit CT was refused as "the values
     above the stored bits are lost", which nothing was)."""
-    lo, hi = (-(1 << (stored - 1)), (1 << (stored - 1)) - 1) if rep == 1 else (0, (1 << stored) - 1)
+    lo, hi = _stored_range(stored, rep)
     reads = ""
     try:
         slope, inter = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
@@ -1265,7 +1269,7 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
     bits = min(stored, high + 1)
     if bits >= 8 * words.dtype.itemsize or words.dtype.kind not in "iu":
         return   # every bit of the word is a pixel bit: any word is a value
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if rep else (0, (1 << bits) - 1)
+    lo, hi = _stored_range(bits, rep)
     if words.size == 0 or (int(words.min()) >= lo and int(words.max()) <= hi):
         return
     out = (words < lo) | (words > hi)

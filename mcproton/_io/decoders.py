@@ -5,26 +5,30 @@ a compression pydicom cannot decode", and a site learnt that its archive's CTs c
 run."""
 from __future__ import annotations
 
+#: the pip commands that give pydicom 3 a decoder (its pixel data handlers: pylibjpeg with its libjpeg plugin for
+#: JPEG Lossless, JPEG-LS and JPEG Baseline/Extended, with its openjpeg plugin for JPEG 2000 and HTJ2K; or GDCM)
+LIBJPEG = "pip install pylibjpeg pylibjpeg-libjpeg"
+OPENJPEG = "pip install pylibjpeg pylibjpeg-openjpeg"
+#: the decoder that covers every group but HTJ2K
+GDCM = "pip install python-gdcm"
+
 #: the compressed transfer syntaxes (PS3.5 A.4, PS3.6 Annex A) a CT may be stored in, as ``mcproton info`` lists them:
 #: (name, UIDs, the pip command that gives pydicom 3 a decoder for them, "" where pydicom decodes them itself; whether
 #: python-gdcm decodes them too: all but HTJ2K).  Pillow (a dependency of matplotlib) decodes JPEG Baseline/Extended
 #: 8-bit and JPEG 2000 where it is built with OpenJPEG
 DECODER_GROUPS: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
-    ("JPEG Lossless (.57, .70)", ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"),
-     "pip install pylibjpeg pylibjpeg-libjpeg", True),
-    ("JPEG-LS (.80, .81)", ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"),
-     "pip install pylibjpeg pylibjpeg-libjpeg", True),
-    ("JPEG 2000 (.90, .91)", ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"),
-     "pip install pylibjpeg pylibjpeg-openjpeg", True),
+    ("JPEG Lossless (.57, .70)", ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"), LIBJPEG, True),
+    ("JPEG-LS (.80, .81)", ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"), LIBJPEG, True),
+    ("JPEG 2000 (.90, .91)", ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"), OPENJPEG, True),
     ("HTJ2K (.201, .202, .203)", ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"),
-     "pip install pylibjpeg pylibjpeg-openjpeg", False),
-    ("JPEG Baseline/Extended (.50, .51)", ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"),
-     "pip install pylibjpeg pylibjpeg-libjpeg", True),
+     OPENJPEG, False),
+    ("JPEG Baseline/Extended (.50, .51)", ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"), LIBJPEG, True),
     ("RLE Lossless (.5)", ("1.2.840.10008.1.2.5",), "", True),
 )
 
-#: the decoder that covers every group but HTJ2K
-GDCM = "pip install python-gdcm"
+#: the CT reader's advice where a slice cannot be decoded and the syntax is not one :func:`install_for` knows
+DECODER_ADVICE = (f"for JPEG Lossless and JPEG-LS `{LIBJPEG}`, for JPEG 2000 `{OPENJPEG}`, or `{GDCM}` for all; or "
+                  "re-export the CT uncompressed")
 
 
 def _decoder(uid: str):

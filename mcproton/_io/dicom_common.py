@@ -1122,6 +1122,13 @@ def _parse_dataset(source, p: Path, *, has_magic: bool, **kw):
     return ds
 
 
+def not_dicom_text(path: str | Path, what: str) -> str:
+    """The refusal of a file in which :func:`read_dicom_file` found no DICOM (None), ``what`` the object to give
+    instead ("RT Ion Plan", "RT Dose"): one wording for the plan's and the RT Dose's readers."""
+    return (f"{path}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give the {what} "
+            "exported by the planning system")
+
+
 def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True,
                     max_inflated_bytes: int | None = None, inflated_what: str = ""):
     """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data

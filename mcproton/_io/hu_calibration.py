@@ -992,8 +992,8 @@ class HUCalibration:
                     raise CalibrationError(f"{p}: the folder holds both hu_spr.csv and hu_density.csv; keep one (a "
                                            "HU -> SPR table or a HU -> mass density table), not both")
                 if not (p / "hu_materials.csv").exists():
-                    raise CalibrationError(f"{p}: hu_spr.csv needs hu_materials.csv beside it (the elemental "
-                                           "composition by HU range, columns hu_lo,name,w_H,w_C,...)")
+                    raise CalibrationError(f"{p}: hu_spr.csv needs hu_materials.csv beside it "
+                                           f"({_CALIBRATION_FILE_MEANING['hu_materials.csv']})")
                 return cls.from_spr_files(p / "hu_spr.csv", p / "hu_materials.csv", name=p.name,
                                           water_model=water_model, ivalue_set=ivalue_set)
             for dens, mat in CALIBRATION_FILE_PAIRS:
@@ -1336,6 +1336,16 @@ class HUCalibration:
                              np.concatenate([p.density_g_cm3_zyx for p in parts]), mats, parts[0].voxel_size_mm,
                              parts[0].origin_mm, name=parts[0].name, study=study, outside_fov_zyx=fov,
                              calibration=record)
+
+
+def given_calibration(calibration: "str | Path | HUCalibration", physics: Any = None) -> HUCalibration:
+    """The HU calibration of a command's ``--calibration`` (a built-in name or a folder, from the current folder)
+    converted with ``physics`` (None: the defaults), as ``mcproton run`` reads phantom.calibration with its [physics]
+    (:meth:`HUCalibration.load_given`); a refusal (CalibrationError) names --calibration and the value.  One reading
+    for ``mcproton check`` and ``mcproton phantom``; a calibration already loaded is returned as it is."""
+    if isinstance(calibration, HUCalibration):
+        return calibration
+    return HUCalibration.load_given(calibration, Path(calibration), physics, f"--calibration {calibration}")
 
 
 # ---------------------------------------------------------------------- readers

@@ -246,7 +246,18 @@ def _check_setups(ds, beams, labels: list[str], src: str) -> None:
              "plan's set-up in the planning system and export it again", McprotonWarning)
 
 
-def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int) -> None:
+def _energies(cps) -> tuple[list[float | None], list[float | None]]:
+    """Each control point's NominalBeamEnergy as it states it (None where it leaves it out), and as it states or
+    inherits it from the control points before (None before the first that states one)."""
+    stated = [_num(cp.get("NominalBeamEnergy", None)) for cp in cps]
+    at: list[float | None] = []
+    for e in stated:
+        at.append(e if e is not None else (at[-1] if at else None))
+    return stated, at
+
+
+def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int, stated: list[float | None],
+                            at: list[float | None]) -> None:
     """Control point ``i`` carries spot weights ``w[i]`` but states no NominalBeamEnergy (300A,0114), which PS3.3
     C.8.8.25 requires only in the first control point and where the energy changes.  Accepted where the energy it
     inherits is unambiguous: the control point just before states it and carries no weights, and the control point
@@ -256,11 +267,8 @@ def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int) ->
     before, or the inheriting control point follows one with weights, a NominalBeamEnergy lost at the start of a new
     layer looks the same, and the layer's range would be another's.  The message names the energy that would be
     taken, where from, and how to state it (audit 27, spotsem F4: before, every such control point was refused as
-    inheriting "the previous layer's energy", also where it was its own layer's)."""
-    stated = [_num(cp.get("NominalBeamEnergy", None)) for cp in cps]
-    at: list[float | None] = []   # the energy each control point states or inherits
-    for e in stated:
-        at.append(e if e is not None else (at[-1] if at else None))
+    inheriting "the previous layer's energy", also where it was its own layer's).  ``stated``, ``at``: the beam's
+    :func:`_energies`, built once per beam (before, at every such control point: O(n^2) look-ups of the plan)."""
     j = max((k for k in range(i) if stated[k] is not None), default=None)
     if j is None:
         raise DicomInputError(f"{where} control point {i}: the control point carries spot weights but neither it nor "
@@ -284,7 +292,7 @@ def _check_inherited_energy(cps, w: list[float], i: int, where: str, bi: int) ->
         "damaged: export it again from the planning system")
 
 
-def _check_control_points(b, where: str, bi: int = 0) -> None:
+def _check_control_points(b, where: str, bi: int) -> None:
     cps = list(b.get("IonControlPointSequence", None) or [])
     n = len(cps)
     ncp = _num(b.get("NumberOfControlPoints", None))
@@ -309,12 +317,15 @@ def _check_control_points(b, where: str, bi: int = 0) -> None:
                                       f"{cp.get('NumberOfScanSpotPositions')} but ScanSpotMetersetWeights (300A,0396) "
                                       f"holds {nw} values; the plan is damaged: export it again")
     w = [_weights(cp) for cp in cps]
+    energies = None   # the beam's (stated, at), built at the first control point that inherits its energy
     for i, x in enumerate(w):
         if not math.isfinite(x) or x < 0:
             raise DicomInputError(f"{where} control point {i}: ScanSpotMetersetWeights (300A,0396) are not finite "
                                   "non-negative numbers")
         if x > 0 and _num(cps[i].get("NominalBeamEnergy", None)) is None:
-            _check_inherited_energy(cps, w, i, where, bi)
+            if energies is None:
+                energies = _energies(cps)
+            _check_inherited_energy(cps, w, i, where, bi, *energies)
     fcmw = _num(b.get("FinalCumulativeMetersetWeight", None))
     if fcmw is None or not math.isfinite(fcmw) or fcmw <= 0:
         raise DicomInputError(f"{where}: FinalCumulativeMetersetWeight (300A,010E) "

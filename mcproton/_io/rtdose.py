@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, dicom_kind, number_values,
-                           object_text, read_dicom_file, read_dicom_header, replacement_plan_uid)
+                           not_dicom_text, object_text, read_dicom_file, read_dicom_header, replacement_plan_uid)
 from .dicom_common import is_valid_uid as is_valid_instance_uid
 from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, said_already, warn
 
@@ -1150,8 +1150,7 @@ def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
         raise DicomInputError(f"RT Dose file {p} does not exist")
     ds = read_dicom_file(p)
     if ds is None:
-        raise DicomInputError(f"{p}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give "
-                              "the RT Dose exported by the planning system")
+        raise DicomInputError(not_dicom_text(p, "RT Dose"))
     kind = dicom_kind(ds)[0]   # by SOP class first: OpenTPS's RT Struct says Modality RTDOSE
     if kind != "RTDOSE":
         raise DicomInputError(f"{p} is {object_text(ds)}, not an RT Dose: give the RT Dose file (Modality RTDOSE)"

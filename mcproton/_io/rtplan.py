@@ -432,7 +432,7 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
     import pydicom
 
     from ..settings import _switch
-    from .dicom_common import assume_input_charset, read_dicom_file
+    from .dicom_common import assume_input_charset, not_dicom_text, read_dicom_file
 
     ignore_beam_limiting_devices = _switch("load_rtplan ignore_beam_limiting_devices", ignore_beam_limiting_devices)
 
@@ -446,8 +446,7 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
         # the preamble and file meta header is read as a raw data set, as the RT Struct reader does
         ds = read_dicom_file(src)
         if ds is None:
-            raise _e(f"{src}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give the "
-                     "RT Ion Plan exported by the planning system")
+            raise _e(not_dicom_text(src, "RT Ion Plan"))
         assume_input_charset(ds, src)   # said: no SpecificCharacterSet but non-ASCII names (read as UTF-8/Latin-1)
     given_note = ""
     if patient_position is not None:
@@ -1389,7 +1388,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
 
 def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None, all_fractions: bool,
                    min_mu: float, range_shifter_model: str, machine_check: bool,
-                   isocentre_shift_mm: Sequence[float] | None, water_model: str = "icru90") -> list:
+                   isocentre_shift_mm: Sequence[float] | None, water_model: str) -> list:
     """:func:`plan_to_beams`' beams (the arguments as there), without the warnings in their meta."""
     from ..settings import _switch
     from ..source import MAX_SPREAD_SIGMAS, Beam

@@ -1838,14 +1838,12 @@ def plan_prescription(rtplan_path: Any) -> tuple[float, int, int | None] | None:
     verification box), not the target's: before 2026-12-05 it was taken, and the run warned about a CTV at 0.61
     times it."""
     from .._check.prescription import plan_dose_references
-    from .._io.dicom_common import read_dicom_header
 
-    refs = plan_dose_references(str(rtplan_path))
+    refs = plan_dose_references(str(rtplan_path), with_tags=["FractionGroupSequence"])   # one header read
     if not refs.items:
         return None
     roi, dose = refs.items[0]
-    ds = read_dicom_header(rtplan_path, specific_tags=["FractionGroupSequence"])   # read before: not None
-    fg = (ds.get("FractionGroupSequence") or [None])[0]
+    fg = (refs.header.get("FractionGroupSequence") or [None])[0]
     n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
     return dose, max(n, 1), roi
 

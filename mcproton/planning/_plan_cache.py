@@ -371,7 +371,7 @@ def _tidy(folder: Path, keep: Path) -> None:
             with contextlib.suppress(OSError):
                 if name in mine and p != keep:
                     entries.append((p.stat().st_mtime, p))
-                elif name[:len(TEMP_PREFIX) + 13] in tags and name.endswith(".tmp") and \
+                elif name.startswith(tuple(tags)) and name.endswith(".tmp") and \
                         time.time() - p.stat().st_mtime > STALE_TEMPORARY_S:
                     p.unlink()
         for _, p in sorted(entries)[:max(0, len(entries) + 1 - MAX_ENTRIES)]:
@@ -483,7 +483,7 @@ def _store(path: Path | None, key: str, plan: Plan, geometry: Any, target: np.nd
 
     try:
         data = _entry_bytes(key, plan)
-        same = _same(plan, _read_entry_bytes(data, key, geometry, target, beam_model))
+        same = _same(plan, _read_entry(io.BytesIO(data), key, geometry, target, beam_model))
     except _Uncacheable as exc:
         why = f"made: not cached ({exc})"
     except Exception as exc:  # noqa: BLE001 - an entry that cannot be read back is not stored; the plan stands
@@ -527,7 +527,3 @@ def _store(path: Path | None, key: str, plan: Plan, geometry: Any, target: np.nd
 
 def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _read_entry_bytes(data: bytes, key: str, geometry: Any, target: np.ndarray, beam_model: Any) -> Plan:
-    return _read_entry(io.BytesIO(data), key, geometry, target, beam_model)

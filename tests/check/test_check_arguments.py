@@ -65,3 +65,32 @@ def test_valid_arguments_pass_and_the_target_floor_applies_to_the_value_given():
                        time_limit_s=60, progress=False, report=True)
     _checked_arguments(target_uncertainty=0)
     _checked_arguments(target_uncertainty=None)
+
+
+@pytest.mark.parametrize("target, got", [
+    (5, "got 5 (5 % is 0.05)"), (1, "got 1 (1 % is 0.01)"), (99.5, "got 99.5 (99.5 % is 0.995)"),
+    (100, "got 100"), (float("inf"), "got inf"), (-0.01, "got -0.01"), (-5, "got -5"), (float("nan"), "got nan"),
+    ("x", "got 'x'"), (True, "got True (1 % is 0.01)"),
+])
+def test_a_target_outside_0_1_gets_the_percent_hint_only_where_it_reads_as_a_percent(target, got):
+    """The refusal of a target_uncertainty outside (0, 1) ends with the hint of a percent typed for a fraction
+    (settings.percent_for_fraction) from 1 to below 100, and with nothing after the value otherwise (below 0, NaN,
+    text, 100 and above); pins the message through the removal of a guard that could not change it (re-read c 9)."""
+    with pytest.raises(CheckInputError) as err:
+        _checked_arguments(target_uncertainty=target)
+    assert str(err.value) == ("target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 for "
+                              f"1 %; {got}")
+
+
+@pytest.mark.parametrize("target, typed", [
+    (0.5, "; it is a fraction: if 0.5 % was meant (0.5 % is 0.005), give --target-uncertainty 0.005"),
+    (0.05, ""),
+])
+def test_a_target_above_the_level_is_warned_with_the_percent_hint_where_it_reads_as_one(target, typed):
+    from mcproton._check.api import _warn_target_above_level
+    from mcproton._check.levels import ActionLevels
+
+    with pytest.warns(Warning) as rec:
+        _warn_target_above_level(target, ActionLevels())
+    msg = str(rec[0].message)
+    assert msg.endswith("[levels] table of the --config file (Python: levels=)" + typed), msg

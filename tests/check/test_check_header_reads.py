@@ -53,6 +53,17 @@ def test_gather_reads_no_whole_header_of_the_plan_or_the_structure_set(tmp_path,
     assert plan_struct and all(t for _, t in plan_struct), plan_struct
 
 
+def test_gather_reads_the_structure_sets_uid_from_the_folders_read(tmp_path, monkeypatch):
+    """The structure set paired from the folder is not read again for its SOP Instance UID (whether the plan names
+    it, for the patients' check): the folder's read has it (the re-read of 2026-12-07, c 6); the pairing as before."""
+    from mcproton._check.inputs import gather
+
+    make_patient(tmp_path / "p")
+    calls = _recording(monkeypatch)
+    assert _paired(gather(folder=tmp_path / "p")) == CLEAN
+    assert ("RS.dcm", ["SOPInstanceUID"]) not in calls, [c for c in calls if c[0] == "RS.dcm"]
+
+
 PLANS = ["RN_headphantom_rs.dcm", "RN_plan02_mono.dcm", "RN_sobp_10x10.dcm", "RP_plan05.dcm", "RP_plan06_rs.dcm",
          "RN_qa_4beams.dcm", "aptg_check/RP_plan03.dcm", "opentps_box100/RP.dcm"]
 
@@ -85,3 +96,19 @@ def test_each_plan_reader_reads_its_tags_alone_and_gives_what_the_whole_header_g
     calls = _recording(monkeypatch)
     assert _plan_facts(plan, struct_uid) == before
     assert len(calls) == len(whole) and calls and all(t for _, t in calls), calls
+
+
+@pytest.mark.parametrize("name", ["RP_plan05.dcm", "RN_plan02_mono.dcm", "RN_headphantom_rs.dcm"])
+def test_the_runs_prescription_reads_the_plan_header_once(name, monkeypatch):
+    """plan_prescription (the run's prescription warning and its planes' reference) reads the plan's dose references
+    and fraction groups in one header read (before: two reads of the same plan, one per sequence), and gives what
+    it gave."""
+    from mcproton._run.inputs import plan_prescription
+
+    plan = DATA / name
+    with monkeypatch.context() as m:
+        _recording(m, whole=True)
+        before = plan_prescription(plan)
+    calls = _recording(monkeypatch)
+    assert plan_prescription(plan) == before
+    assert calls == [(name, ["DoseReferenceSequence", "FractionGroupSequence"])], calls

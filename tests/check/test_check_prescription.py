@@ -45,6 +45,25 @@ def test_labels_and_rbe():
         median_source(plan_dose_references(str(DATA / "RP_x.dcm")))
 
 
+@pytest.mark.parametrize("refs, why", [
+    (None, "the plan gives no TargetPrescriptionDose"),
+    ({}, "the plan gives no TargetPrescriptionDose"),
+    ({"unreadable": "ValueError: x"}, "the plan's DoseReferenceSequence could not be read (ValueError: x)"),
+    ({"unreadable": "ValueError: x", "skipped": ["'P' (POINT)"]},
+     "the plan's DoseReferenceSequence could not be read (ValueError: x)"),
+    ({"skipped": ["'Verification3' (COORDINATES)", "'Verification5' (COORDINATES)"]},
+     "the plan prescribes no target volume or site: its dose reference(s) 'Verification3' (COORDINATES), "
+     "'Verification5' (COORDINATES) give the dose at a point, not a target's prescription"),
+])
+def test_the_median_source_says_why_in_its_words(refs, why):
+    """median_source's words for each case: it takes the unreadable and none cases from no_target_prescription
+    (the re-read of 2026-12-07, c 3: written twice), its own where the plan prescribes points only."""
+    from mcproton._check.prescription import DoseReferences
+
+    got = median_source(None if refs is None else DoseReferences(**refs))
+    assert got == f"each target's own TPS median dose ({why}; give --prescription for the prescribed dose)"
+
+
 @pytest.mark.filterwarnings("ignore:Invalid value")
 def test_an_unreadable_dose_reference_is_named_as_such(tmp_path):
     """A DoseReferenceSequence that cannot be read (a ReferencedROINumber that is not a number) leaves V95/V100

@@ -273,3 +273,24 @@ def test_a_32_bit_ct_beyond_any_ct_number_is_refused(tmp_path):
                                               r"this one stores its values in 24-bit words, which mcproton does not "
                                               r"read \(16, or 32 whole CT numbers\).*: export the original CT series"):
         load_ct_series(tmp_path / "ct24")
+
+
+@pytest.mark.parametrize("bits, rep, values", [(12, 0, (0, 4095)), (12, 1, (-2048, 2047)), (16, 0, (0, 65535)),
+                                               (16, 1, (-32768, 32767)), (8, 0, (0, 255)), (1, 0, (0, 1))])
+def test_the_stored_range_is_one_rule_for_both_refusals(bits, rep, values, monkeypatch):
+    """The values of ``bits`` stored bits (PS3.5 8.1.1: two's complement where PixelRepresentation is 1): one helper,
+    ct._stored_range, for the refusal of a header that is no CT's (_not_ct_bits) and of words beyond BitsStored
+    (_check_stored_bits): before, each wrote the formula (the re-read of 2026-12-07, d 7).  Both are shown to take
+    it from there by a range put in its place."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mcproton._io import ct
+
+    assert ct._stored_range(bits, rep) == values
+    monkeypatch.setattr(ct, "_stored_range", lambda b, r: (-7, 7))
+    said = ct._not_ct_bits(SimpleNamespace(get=lambda k, d=None: d), Path("CT_0.dcm"), "header", 8, 8, 0)
+    assert "its 8-bit values -7..7 would read as -7..7 HU" in said, said
+    with pytest.raises(DicomInputError, match=r"outside the 12-bit unsigned range -7..7"):
+        ct._check_stored_bits(SimpleNamespace(get=lambda k, d=None: d), np.array([[0, 9]], np.uint16),
+                              (16, 12, 11, 0), Path("CT_0.dcm"), 1.0, 0.0)

@@ -268,6 +268,27 @@ def test_a_missing_decoder_is_named_as_such_not_as_a_damaged_file(tmp_path, monk
     assert "truncated" not in msg and "corrupted" not in msg
 
 
+def test_the_fallback_advice_gives_the_pip_commands_of_the_decoder_table(tmp_path, monkeypatch):
+    """A slice that cannot be decoded though its decoder is there (or cannot be told) ends with DECODER_ADVICE,
+    whose pip commands are those of decoders.DECODER_GROUPS, written once (the re-read of 2026-12-07, d 3: ct.py
+    spelt them out again); its words as they were."""
+    from pydicom.uid import JPEGLosslessSV1
+
+    import mcproton._io.ct as ct_module
+    from mcproton._io import decoders
+
+    assert {pip for _, _, pip, _ in decoders.DECODER_GROUPS} == {decoders.LIBJPEG, decoders.OPENJPEG, ""}
+    advice = ("for JPEG Lossless and JPEG-LS `pip install pylibjpeg pylibjpeg-libjpeg`, for JPEG 2000 `pip install "
+              "pylibjpeg pylibjpeg-openjpeg`, or `pip install python-gdcm` for all; or re-export the CT uncompressed")
+    assert decoders.DECODER_ADVICE == advice
+    monkeypatch.setattr(ct_module, "missing_decoder", lambda uid: False)   # a decoder there, and the slice damaged
+    _undecodable_slice(tmp_path / "ct", JPEGLosslessSV1)
+    with pytest.raises(DicomInputError) as exc:
+        load_ct_series(tmp_path / "ct")
+    msg = str(exc.value)
+    assert "CT_0001.dcm: pixel data cannot be decoded (" in msg and msg.endswith(f": {advice}"), msg
+
+
 
 def test_signed_words_labelled_unsigned_name_the_slice_and_pixel_representation(tmp_path):
     """Two's-complement words under PixelRepresentation 0 (a converter's error): air at -1000 HU is stored as 64536.
@@ -316,3 +337,12 @@ def test_an_image_of_another_sop_class_saying_modality_ct_is_named(tmp_path):
                                              r"another modality's pixel values are not CT numbers"):
         ref = load_ct_series(tmp_path / "ct")
     assert ref.shape_zyx == (4, 8, 8)
+
+
+def test_the_files_a_ct_warning_names_are_the_first_three():
+    """ct._few: the one way the CT reader's warnings name their files (written four times before: the re-read of
+    2026-12-07, d 6)."""
+    from mcproton._io.ct import _few
+
+    assert [_few([f"CT_{k}.dcm" for k in range(n)]) for n in (1, 3, 4)] == [
+        "CT_0.dcm", "CT_0.dcm, CT_1.dcm, CT_2.dcm", "CT_0.dcm, CT_1.dcm, CT_2.dcm ..."]

@@ -82,12 +82,16 @@ def test_corrupted_plan_bytes(tmp_path):
 def test_not_dicom_and_missing(tmp_path):
     p = tmp_path / "x.dcm"
     p.write_text("hello, I am not DICOM")
-    with pytest.raises(DicomInputError):
+    said = f"{p}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give the {{}} exported by " \
+        "the planning system"   # one wording for both readers (dicom_common.not_dicom_text)
+    with pytest.raises(DicomInputError) as exc:
         load_rtplan(p)
+    assert str(exc.value) == said.format("RT Ion Plan")
     with pytest.raises(DicomInputError, match="does not exist"):
         load_rtplan(tmp_path / "nope.dcm")
-    with pytest.raises(DicomInputError):
+    with pytest.raises(DicomInputError) as exc:
         read_rtdose(p)
+    assert str(exc.value) == said.format("RT Dose")
     (tmp_path / "ct").mkdir()
     (tmp_path / "ct" / "a.dcm").write_text("garbage")
     with pytest.raises(DicomInputError, match="not a valid DICOM"):

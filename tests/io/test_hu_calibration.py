@@ -549,7 +549,8 @@ def test_spr_calibration_in_the_run_geometry_step(tmp_path):
     ("SPR,HU\n0.001,-1000\n1.0,0\n", None, "swapped"),
     ("HU,SPR\n-1000,0.001\n0,1.0\n500,1.3\n600,0.3\n", None, "falls from 1.3 at 500 HU to 0.3 at 600 HU"),
     ("HU,SPR\n-1000,0.001\n0,1.0\n", "hu_density.csv", "both hu_spr.csv and hu_density.csv"),
-    ("HU,SPR\n-1000,0.001\n0,1.0\n", "no materials", "needs hu_materials.csv"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n", "no materials", r"clinic_hlut: hu_spr.csv needs hu_materials.csv beside it \(the "
+     r"elemental composition by HU range, columns hu_lo,name,w_H,w_C,\.\.\.\)$"),   # the folder refusal's words
 ])
 def test_bad_spr_tables_are_refused(tmp_path, spr, extra, match):
     d = _spr_folder(tmp_path, spr)

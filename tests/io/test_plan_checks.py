@@ -477,3 +477,34 @@ def test_plan_uid_under_the_dicom_root_is_replaced_as_the_reader_says(tmp_path, 
     uid = [m for m in said if bad in m]
     assert len(uid) == 1 and replacement_plan_uid(bad) in uid[0], said
     assert read_rtdose(tmp_path / "RD.dcm").referenced_plan_sop_instance_uid == replacement_plan_uid(bad)
+
+
+def test_the_energies_a_beam_inherits_are_looked_up_once_per_control_point():
+    """A beam of 40 layers each written as a zero-weight control point stating the energy and one with the weights
+    that leaves it out (accepted: each inherits its own layer's energy).  Each control point's NominalBeamEnergy is
+    looked up twice (its own check, and the beam's energies built once); before (the re-read of 2026-12-07, d 4) the
+    beam's energies were rebuilt at every inheriting control point: 40 x 80 more look-ups."""
+    from mcproton._io.plan_checks import _check_control_points
+
+    looked: list[str] = []
+
+    class ControlPoint(dict):
+        def get(self, key, default=None):
+            looked.append(key)
+            return super().get(key, default)
+
+    n_layers = 40
+    cps = []
+    for k in range(n_layers):
+        cps.append(ControlPoint(NominalBeamEnergy=f"{200 - k}", ScanSpotMetersetWeights=[0.0],
+                                NumberOfScanSpotPositions=1))
+        cps.append(ControlPoint(ScanSpotMetersetWeights=[1.0], NumberOfScanSpotPositions=1))
+    beam = {"IonControlPointSequence": cps, "NumberOfControlPoints": len(cps),
+            "FinalCumulativeMetersetWeight": float(n_layers)}
+    _check_control_points(beam, "beam 1", 0)
+    assert looked.count("NominalBeamEnergy") == 2 * len(cps), looked.count("NominalBeamEnergy")
+    del cps[2]["NominalBeamEnergy"]   # the same check: control point 3 would take 200 MeV, delivered before
+    beam["NumberOfControlPoints"] = len(cps)
+    with pytest.raises(DicomInputError, match=r"control point 3: .* so it would take 200 MeV from control point 0.*"
+                                              r"spot weights at 200 MeV were delivered before \(control point 1\)"):
+        _check_control_points(beam, "beam 1", 0)

@@ -451,6 +451,31 @@ def test_tidying_removes_only_the_caches_own_files(cache, planner, monkeypatch):
     assert [p.exists() for p in files] == [False, True, True]
 
 
+def test_tidying_removes_the_stale_temporary_files_of_the_caches_entries_only(tmp_path):
+    """The temporary files (``.mcp-<tag>-*.tmp``) that writes of the cache's entries (``keep``'s among them) left
+    over an hour ago are removed; a fresh one, another file's, one whose tag is cut short or that does not end
+    .tmp are kept (the tags are matched by their start: the re-read of 2026-12-07, a 4)."""
+    import time
+
+    from mcproton._io.atomic import TEMP_PREFIX, name_tag
+
+    entry, keep = tmp_path / f"plan-{'a' * 64}.npz", tmp_path / f"plan-{'b' * 64}.npz"
+    entry.write_bytes(b"entry")
+    old = time.time() - 2 * PC.STALE_TEMPORARY_S
+    stale = [tmp_path / f"{TEMP_PREFIX}{name_tag(p.name)}-x1.tmp" for p in (entry, keep)]
+    kept = [tmp_path / f"{TEMP_PREFIX}{name_tag('plan-mine.npz')}-x.tmp",
+            tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)[:11]}-x.tmp",
+            tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)}-x.tmp.bak",
+            tmp_path / f"x{TEMP_PREFIX}{name_tag(entry.name)}-x.tmp"]
+    for p in stale + kept:
+        p.write_bytes(b"")
+        os.utime(p, (old, old))
+    fresh = tmp_path / f"{TEMP_PREFIX}{name_tag(entry.name)}-x2.tmp"
+    fresh.write_bytes(b"")
+    PC._tidy(tmp_path, keep)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in [*kept, fresh, entry])
+
+
 def test_the_key_holds_the_environment_and_the_blas_core_that_choose_the_kernels(planner, monkeypatch):
     """Review of audit 27's merges, R4: OPENBLAS_CORETYPE=Sandybridge gave another plan (its last bits) under the same
     key.  The environment variables that choose the BLAS kernels, and the core threadpoolctl reports where it is
@@ -508,3 +533,31 @@ def test_mcproton_cache_dir_moves_the_plans_with_the_kernels(monkeypatch, tmp_pa
     monkeypatch.setenv("MCPROTON_CACHE_DIR", "$NO_SUCH_VARIABLE_HERE/kernels")
     folder, why = PC.cache_folder(said.append)
     assert folder is None and "MCPROTON_CACHE_DIR='$NO_SUCH_VARIABLE_HERE/kernels' cannot be expanded" in said[0]
+
+
+@pytest.mark.parametrize("warned", [False, True])
+def test_the_beam_model_is_loaded_once_for_the_key_and_the_plan(monkeypatch, warned):
+    """The demo's plan keys its entry by the beam model loaded from its name; on a cache miss (here: the cache off)
+    the plan is made on that model, not on a second load of it (the re-read of 2026-12-07, a 2: loaded twice).  A
+    model whose loading warned is loaded again in the making, as before, so that its warnings keep the plan out of
+    the cache."""
+    import mcproton._io.beam_model as bm
+
+    real, loaded = bm.load_beam_model, []
+
+    def load(name):
+        model = real(name)
+        if warned:
+            model.made_with_warnings = ["a beam model's warning"]
+        loaded.append(model)
+        return model
+
+    monkeypatch.setattr(bm, "load_beam_model", load)
+
+    @functools.wraps(RP.posterior_fossa_plan)
+    def made(geometry, **kw):
+        return RP._machine_spec(kw.get("beam_model", RP.DEFAULT_BEAM_MODEL), None, 0.0)["beam_model"]
+
+    model, rec = _demo_plan(made, None, None)
+    assert rec["cache"].startswith("off") and [m.name for m in loaded] == [RP.DEFAULT_BEAM_MODEL] * (1 + warned)
+    assert model is loaded[-1]
