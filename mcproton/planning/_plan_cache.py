@@ -589,7 +589,7 @@ def write_shipped(path: Path, plan: Plan, geometry: Any, target: np.ndarray, set
     key = recipe_key(geometry, target, settings, beam_model)
     data = _entry_bytes(key, plan, {**about, "recipe": recipe(geometry, target, settings, beam_model)},
                         compress=True)
-    if not _same(plan, _read_entry_bytes(data, key, geometry, target, beam_model)):
+    if not _same(plan, _read_entry(io.BytesIO(data), key, geometry, target, beam_model)):
         raise ValueError("the shipped plan's file would not give back the same plan to the bit")
     write_bytes_atomic(Path(path), data)
     return key
