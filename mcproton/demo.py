@@ -37,6 +37,11 @@ PRESCRIPTION_GY_RBE = 1.8
 #: after 23.4 Gy(RBE) craniospinal irradiation to 54 Gy(RBE) in all (COG ACNS0331), 30.6 Gy(RBE) = 17 x 1.8
 FRACTIONS_PLANNED = 17
 DEFAULT_PRIMARIES = {"cpu": 2_500_000, "cuda": 20_000_000}
+#: the demo's default phantom: a 5-year-old head at 2 mm (--age, --voxel-mm), whose plan is shipped with mcproton
+DEFAULT_AGE, DEFAULT_VOXEL_MM = 5.0, 2.0
+#: the plan of the default demo, shipped with mcproton (in mcproton.phantoms: phantoms/plans/ of the repository),
+#: written by scripts/make_shipped_demo_plan.py (:func:`shipped_plan_file`)
+SHIPPED_PLAN_NAME = "demo_plan_5y_2mm.npz"
 #: The target's mean relative uncertainty (%) above which the demo's summary says that its D95 is lowered by the
 #: MC's noise: noise widens the dose distribution, so D95 reads about 1.6 sigma low for a uniform dose (the 5th
 #: percentile of a normal spread; Kawrakow 2004, Phys Med Biol 49:1549); above 2 % that is over 3 %, more than the room
@@ -135,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--primaries", type=whole_number, default=None,
                    help=f"Monte Carlo histories (default {DEFAULT_PRIMARIES['cpu']} on the CPU, "
                         f"{DEFAULT_PRIMARIES['cuda']} on the GPU); the absolute dose does not depend on it")
-    p.add_argument("--age", type=phantom_age, default=5.0, help="phantom age in years, 0.5-18 (default 5)")
-    p.add_argument("--voxel-mm", type=phantom_voxel_mm, default=2.0, help="voxel size in mm, at most 10 (default 2)")
+    p.add_argument("--age", type=phantom_age, default=DEFAULT_AGE,
+                   help=f"phantom age in years, 0.5-18 (default {DEFAULT_AGE:g})")
+    p.add_argument("--voxel-mm", type=phantom_voxel_mm, default=DEFAULT_VOXEL_MM,
+                   help=f"voxel size in mm, at most 10 (default {DEFAULT_VOXEL_MM:g})")
     p.add_argument("--threads", type=whole_number, default=None,
                    help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--seed", type=whole_number, default=12345,
@@ -226,17 +233,21 @@ def _clean_after_failure(out: Path, n_slices: int) -> None:
                      "slices (in a temporary folder) were removed, and the outputs in that folder are incomplete\n")
 
 
-def _demo_plan(posterior_fossa_plan, g, ctv) -> tuple:
-    """The demo's plan, ``posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)``, read from
-    the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
-    the plan, the beam model's files, the code, NumPy, SciPy, their BLAS and the CPU:
-    :mod:`mcproton.planning._plan_cache`), else optimised and stored: the plan read is the plan stored, to the bit.
-    Optimising it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte
-    Carlo on an H200 (the host-time audit of 2026-12-07, F1).  Returns (plan, the cache's record for the summary's
-    ``plan_cache``)."""
+def shipped_plan_file() -> Path:
+    """The plan of the default demo (:data:`DEFAULT_AGE`, :data:`DEFAULT_VOXEL_MM`) shipped with mcproton:
+    ``plans/`` + :data:`SHIPPED_PLAN_NAME` in ``mcproton.phantoms`` (phantoms/plans/ of the repository)."""
+    from . import phantoms
+
+    return Path(phantoms.__file__).resolve().parent / "plans" / SHIPPED_PLAN_NAME
+
+
+def plan_inputs(posterior_fossa_plan, g, ctv) -> tuple[dict, dict, object]:
+    """(the planner's arguments, its settings as the plan cache keys them, the beam model loaded from its name or
+    file, or None) of the demo's plan ``posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE,
+    target=ctv)``: what :func:`_demo_plan` plans with, and scripts/make_shipped_demo_plan.py and the shipped plan's
+    tests too."""
     from ._io.beam_model import load_beam_model
-    from ._io.console import write_stderr
-    from .planning._plan_cache import cached_plan, plan_settings
+    from .planning._plan_cache import plan_settings
 
     kwargs = {"prescription_gy_rbe": PRESCRIPTION_GY_RBE, "target": ctv}
     settings = plan_settings(posterior_fossa_plan, kwargs, skip=("geometry", "target"))
@@ -248,17 +259,54 @@ def _demo_plan(posterior_fossa_plan, g, ctv) -> tuple:
         # whose loading warned is loaded again in the making, whose warnings keep the plan out of the cache
         if not model.made_with_warnings:
             make = {**kwargs, "beam_model": model}
-    return cached_plan(lambda: posterior_fossa_plan(g, **make), g, ctv, settings, beam_model=model,
-                       note=lambda text: write_stderr(f"mcproton: note: {text}\n"))
+    return make, settings, model
+
+
+def default_plan_inputs() -> tuple:
+    """(geometry, target, planner, its arguments, its settings, the beam model) of the default demo's plan, made as
+    :func:`run_demo` makes them (the phantom at :data:`DEFAULT_AGE` and :data:`DEFAULT_VOXEL_MM`, its
+    posterior-fossa target, :func:`plan_inputs`): what the shipped plan (:func:`shipped_plan_file`) is made from by
+    scripts/make_shipped_demo_plan.py and checked against by tests/phantoms/test_shipped_plan.py."""
+    from .phantoms import make_head_phantom
+    from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
+
+    g = make_head_phantom(DEFAULT_AGE, DEFAULT_VOXEL_MM, region="head")
+    ctv = posterior_fossa_target(g)
+    return (g, ctv, posterior_fossa_plan, *plan_inputs(posterior_fossa_plan, g, ctv))
+
+
+def _demo_plan(posterior_fossa_plan, g, ctv, shipped: Path | None = None) -> tuple:
+    """The demo's plan, ``posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)``, read from
+    the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
+    the plan, the beam model's files, the code, NumPy, SciPy, their BLAS and the CPU:
+    :mod:`mcproton.planning._plan_cache`), else the plan shipped with mcproton in the file ``shipped`` (the default
+    demo's: :func:`shipped_plan_file`) where its recipe (the phantom, the target, the settings, the beam model and the
+    physics data) is this one, else optimised and stored: the plan read is the plan stored, to the bit.  Optimising
+    it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte Carlo on an
+    H200 (the host-time audit of 2026-12-07, F1).  ``MCPROTON_PLAN_CACHE=0`` optimises it (no cache, no shipped
+    plan).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
+    from ._io.console import write_stderr
+    from .planning._plan_cache import cached_plan
+
+    kwargs, settings, model = plan_inputs(posterior_fossa_plan, g, ctv)
+    return cached_plan(lambda: posterior_fossa_plan(g, **kwargs), g, ctv, settings, beam_model=model,
+                       note=lambda text: write_stderr(f"mcproton: note: {text}\n"), shipped=shipped)
 
 
 def _plan_cache_said(record: dict) -> str:
-    """The progress line of the plan cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`)."""
+    """Where the demo's plan came from, as its progress line and the summary's ``plan_origin`` say it, from the plan
+    cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`)."""
     if record["plan_from_cache"]:
         return f"the plan read from the plan cache ({record['file']})"
+    shipped = record.get("shipped")
+    if shipped:
+        return (f"the plan shipped with mcproton ({shipped['file']}), optimised {shipped['optimised']} on "
+                f"{shipped['platform']} ({shipped['cpu_model']}), mcproton {shipped['mcproton_version']}, code "
+                f"{str(shipped['code_sha256'])[:12]}: its phantom, target, settings, beam model and physics data are "
+                "this demo's (MCPROTON_PLAN_CACHE=0 optimises it here)")
     if record["cache"] == "stored":
-        return f"the plan stored in the plan cache ({record['file']})"
-    return f"plan cache: {record['cache']}"
+        return f"the plan optimised here and stored in the plan cache ({record['file']})"
+    return f"the plan optimised here (plan cache: {record['cache']})"
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -345,8 +393,9 @@ def _held(out: Path, started: float) -> str:
 
 @_stops_cleanly
 @locks_output()
-def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: float = 5.0,
-             voxel_mm: float = 2.0, threads: int | None = None, seed: int = 12345, quiet: bool = False) -> dict:
+def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: float = DEFAULT_AGE,
+             voxel_mm: float = DEFAULT_VOXEL_MM, threads: int | None = None, seed: int = 12345,
+             quiet: bool = False) -> dict:
     """Run the demo; returns the summary dict (also written to ``out/summary.json``).  ``quiet`` takes True or
     False only (text such as "false" is refused).
 
@@ -425,7 +474,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             raise ValueError(f"{option} {exc}") from None
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
-    g = make_head_phantom(age, voxel_mm, region="head")
+    g = make_head_phantom(age, voxel_mm, region="head")   # as default_plan_inputs (the shipped plan's recipe)
     times["phantom_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -535,11 +584,14 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
         _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
-             "NNLS optimisation (or the plan an earlier demo stored in the plan cache)", quiet)
+             "NNLS optimisation (or the plan an earlier demo stored in the plan cache, or the default demo's plan "
+             "shipped with mcproton)", quiet)
         t = time.perf_counter()
-        plan, plan_cache = _demo_plan(posterior_fossa_plan, g, ctv)
+        default = (float(age), float(voxel_mm)) == (DEFAULT_AGE, DEFAULT_VOXEL_MM)
+        plan, plan_cache = _demo_plan(posterior_fossa_plan, g, ctv, shipped=shipped_plan_file() if default else None)
         times["plan_s"] = time.perf_counter() - t
-        _log(f"  {_plan_cache_said(plan_cache)}", quiet)
+        plan_origin = _plan_cache_said(plan_cache)
+        _log(f"  {plan_origin}", quiet)
         t = time.perf_counter()
         rtplan = write_rtplan(plan, out / "rtplan.dcm", study=study, fractions=FRACTIONS_PLANNED, label="PF boost",
                               structure_set_sop_instance_uid=rtstruct_uid,
@@ -570,8 +622,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                        "let_top": let_colour_top(res, pres, body_mask=body)}
             for p in planes:
                 p.send(message)
-        extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
-                 "rbe": 1.1}
+        extra = {"plan": plan.summary(), "plan_origin": plan_origin, "prescription_gy": pres,
+                 "prescription_gy_rbe": PRESCRIPTION_GY_RBE, "rbe": 1.1}
         # one fraction of the plan's FRACTIONS_PLANNED, said in dose.h5 as mcproton run says it
         # (_io/hdf5.plan_fractions), with the plan written (rtplan.dcm) and its beams, as plan_to_beams records them
         # for mcproton run; and the CT's patient, study and frame of reference (the CT written meanwhile: `study`),
@@ -676,15 +728,16 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                            for f in plan.fields},
         "fields": plan.summary()["fields"],
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
-        "plan_cache": plan_cache,
+        "plan_origin": plan_origin, "plan_cache": plan_cache,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
         "times_note": "times_s: wall time per phase (plan_s: read from the plan cache where plan_cache."
-                      "plan_from_cache is true); ct_rtstruct_background_s ran in a forked process (else a "
-                      "thread) during the plan, Monte Carlo and outputs and is not part of their sum: only "
-                      "ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + rtplan + "
-                      "monte_carlo + outputs + wait ~ wall_s; the two plane figures are drawn in forked processes "
-                      "during the outputs (planes_draw_s: the longer drawing; planes_wait_s: waiting for them, "
-                      "part of outputs_s); cpu_s: all threads and processes (writer_cpu_s, planes_cpu_s of it)",
+                      "plan_from_cache is true, from the plan shipped with mcproton where plan_cache.shipped is "
+                      "not null, else optimised here: plan_origin); ct_rtstruct_background_s ran in a forked "
+                      "process (else a thread) during the plan, Monte Carlo and outputs and is not part of their "
+                      "sum: only ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + "
+                      "rtplan + monte_carlo + outputs + wait ~ wall_s; the two plane figures are drawn in forked "
+                      "processes during the outputs (planes_draw_s: the longer drawing; planes_wait_s: waiting for "
+                      "them, part of outputs_s); cpu_s: all threads and processes (writer_cpu_s, planes_cpu_s of it)",
         "wall_s": time.perf_counter() - t0,
         # all threads and the writer process; a shared machine's wall time includes waiting
         "cpu_s": time.process_time() - cpu0 + getattr(writer, "cpu_s", 0.0) + sum(p.process.cpu_s for p in planes),

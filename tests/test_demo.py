@@ -21,7 +21,13 @@ def _the_plan_made_once(plan, geometry, kwargs):
     demo's arguments, so any other call is refused."""
     import numpy as np
 
-    assert set(kwargs) == {"prescription_gy_rbe", "target"} and kwargs["prescription_gy_rbe"] == 1.8, kwargs
+    from mcproton.phantoms.reference_plans import DEFAULT_BEAM_MODEL
+
+    # the demo plans on its default beam model as loaded for the plan cache's key (not loaded a second time)
+    model = kwargs.get("beam_model", DEFAULT_BEAM_MODEL)
+    assert getattr(model, "name", model) == DEFAULT_BEAM_MODEL, kwargs
+    assert set(kwargs) - {"beam_model"} == {"prescription_gy_rbe", "target"} and kwargs["prescription_gy_rbe"] == 1.8, \
+        kwargs
     assert tuple(geometry.voxel_size_mm) == (4.0, 4.0, 4.0), geometry.voxel_size_mm
     assert np.array_equal(kwargs["target"], plan.target_mask_zyx), "another target than the demo plan's"
     return plan
@@ -198,8 +204,10 @@ def test_a_second_demo_reads_its_plan_from_the_cache_and_writes_the_same_dose(tm
         monkeypatch.setattr(reference_plans, "posterior_fossa_plan", planner)
         assert cli_main(["demo", "--out", str(tmp_path / folder), *args]) == 0
     sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
-    assert sa["plan_cache"] == {"plan_from_cache": False, "cache": "stored", "file": sa["plan_cache"]["file"]}
-    assert sb["plan_cache"] == {"plan_from_cache": True, "cache": "read", "file": sa["plan_cache"]["file"]}
+    assert sa["plan_cache"] == {"plan_from_cache": False, "cache": "stored", "file": sa["plan_cache"]["file"],
+                              "shipped": None}
+    assert sb["plan_cache"] == {"plan_from_cache": True, "cache": "read", "file": sa["plan_cache"]["file"],
+                              "shipped": None}
     assert sb["times_s"]["plan_s"] < 5.0      # reading it: ~0.1 s (the 4 mm plan is 3-30 s to optimise)
 
     def weights(path):
@@ -214,6 +222,59 @@ def test_a_second_demo_reads_its_plan_from_the_cache_and_writes_the_same_dose(tm
     assert ha["dose"].max() > 0
     for key in ("target_mean_gy", "target_d95_gy", "spots", "total_protons_per_fraction", "model_d95_rel", "fields"):
         assert sa[key] == sb[key], key
+
+
+def test_the_default_demo_uses_the_shipped_plan_and_says_so(tmp_path, monkeypatch, capsys, demo_plan_4mm_shared):
+    """On a fresh machine (an empty plan cache) the default demo takes the plan shipped with mcproton where its
+    recipe is the demo's (mcproton/planning/_plan_cache.py ``shipped_plan``): its planner, made to fail here, is not
+    called; its progress line, summary.json (``plan_origin``, ``plan_cache.shipped``) and dose.h5 (``plan_origin``)
+    say that the plan is the shipped one and when and where it was optimised; its RT Ion Plan holds the shipped
+    spots.  The default demo's plan at 2 mm is shipped; here the 4 mm plan made once stands for it (the demo's
+    default voxel size and shipped file pointed at it)."""
+    import copy
+    import functools
+
+    import pydicom
+
+    import mcproton.demo as demo
+    import mcproton.phantoms.reference_plans as reference_plans
+    from mcproton._io.hdf5 import read_dose_hdf5
+    from mcproton.planning import _plan_cache as PC
+
+    g, plan = copy.deepcopy(demo_plan_4mm_shared)
+    real = reference_plans.posterior_fossa_plan
+    _, settings, model = demo.plan_inputs(real, g, plan.target_mask_zyx)
+    shipped = tmp_path / "plans" / "demo_plan.npz"
+    shipped.parent.mkdir()
+    about = {k: f"test {k}" for k in PC.SHIPPED_SAID}
+    PC.write_shipped(shipped, plan, g, plan.target_mask_zyx, settings, model, {**about, "optimised": "2026-12-07"})
+
+    @functools.wraps(real)
+    def never(g, **kw):
+        raise AssertionError("the demo optimised its plan although the shipped one is of its recipe")
+
+    monkeypatch.setattr(reference_plans, "posterior_fossa_plan", never)
+    monkeypatch.setattr(demo, "DEFAULT_VOXEL_MM", 4.0)
+    monkeypatch.setattr(demo, "shipped_plan_file", lambda: shipped)
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE", "1")               # off in the other tests (tests/conftest.py)
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu",
+                     "--threads", "1", "--seed", "5"]) == 0
+    err = capsys.readouterr().err
+    s = json.loads((out / "summary.json").read_text())
+    origin = s["plan_origin"]
+    assert origin.startswith(f"the plan shipped with mcproton ({shipped}), optimised 2026-12-07 on test platform")
+    assert f"[demo]   {origin}" in err
+    assert s["plan_cache"]["shipped"]["optimised"] == "2026-12-07" and not s["plan_cache"]["plan_from_cache"]
+    assert s["plan_cache"]["cache"] == "shipped (not stored in the cache)" and not (tmp_path / "cache").exists()
+    assert "plan_cache.shipped" in s["times_note"] and s["times_s"]["plan_s"] < 5.0
+    assert read_dose_hdf5(out / "dose.h5")["attrs"]["plan_origin"] == origin
+    written = pydicom.dcmread(out / "rtplan.dcm")
+    weights = np.concatenate([np.asarray(cp.ScanSpotMetersetWeights, float) for b in written.IonBeamSequence
+                              for cp in b.IonControlPointSequence if "ScanSpotMetersetWeights" in cp])
+    assert (weights > 0).sum() == sum(int((f.weights > 0).sum()) for f in plan.fields)
+    assert s["spots"] == sum(f.n_spots for f in plan.fields) and s["model_d95_rel"] == plan.model_stats["d95_rel"]
 
 
 @pytest.mark.slow

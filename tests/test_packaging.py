@@ -39,7 +39,8 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
                 "data/stopping_power/icru90_protons_water.csv", "data/nuclear/icru63_nonelastic_p_elements.csv",
                 "data/nuclear/pp_elastic.csv", "data/nuclear/barashenkov_proton_nucleus.csv",
                 "data/materials/materials.csv",
-                "phantoms/data/tissues.csv", "validation/topas_idd/idd_mc_topas_matrad_generic_water_subset.csv"):
+                "phantoms/data/tissues.csv", "validation/topas_idd/idd_mc_topas_matrad_generic_water_subset.csv",
+                "phantoms/plans/demo_plan_5y_2mm.npz"):   # the default demo's shipped plan (mcproton.demo)
         assert (pkg / rel).is_file(), f"{rel} is not installed"
     # the licence and the third-party notices travel with it (provenance audit 2026-12-06, F1: neither existed)
     (dist,) = target.glob("mcproton-*.dist-info")

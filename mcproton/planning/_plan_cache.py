@@ -8,10 +8,11 @@ loaded cores) and 2.7 x the Monte Carlo on an H200.  :func:`cached_plan` makes t
 stores it; later calls with the same key read it back: the same spots, energies and weights, bit for bit, so the
 same Monte Carlo dose.
 
-The key (SHA-256) holds: the geometry's material and density arrays, its materials, voxel size and origin; the
-target mask; the settings (every argument of the planning function, its defaults included); the beam model's
-name and the SHA-256 of its file and table; the code (:func:`mcproton._build.code_sha256`: every Python module of
-the package) and the physics data (:func:`mcproton._build.physics_files_sha256`); NumPy's and SciPy's versions and
+The key (SHA-256) holds the plan's :func:`recipe` (what decides its meaning: the geometry's material, density and
+label arrays, its materials, voxel size and origin; the target mask; the settings, every argument of the planning
+function, its defaults included; the beam model's name and the SHA-256 of its file and table; the physics data,
+:func:`mcproton._build.physics_files_sha256`), and what decides its last bits: the code
+(:func:`mcproton._build.code_sha256`: every Python module of the package); NumPy's and SciPy's versions and
 BLAS builds, the BLAS core they run (threadpoolctl's report, where it is installed) and the environment variables
 that choose it (:data:`KERNEL_ENV`); and the CPU (model and instruction-set flags, as the kernel cache's key:
 OpenBLAS picks its kernels by the CPU, which may change the optimiser's last bits).  Any change of these is another
@@ -34,6 +35,20 @@ plan, as a shared kernel cache is with its kernels); it is written to a temporar
 whose making warned is not stored (its warnings would not be said again).  At most :data:`MAX_ENTRIES` entries are
 kept (the least recently used are removed); no file but the cache's own (its entries and their temporary files)
 is removed.
+
+The plan shipped with mcproton (:func:`shipped_plan`; the default demo's, phantoms/plans/demo_plan_5y_2mm.npz,
+written by scripts/make_shipped_demo_plan.py): an entry of the same format (deflated) under its
+:func:`recipe_key`, the SHA-256 of its :func:`recipe` alone, with a record of when and on what machine and software
+it was optimised.  Where the cache holds no entry of the demo's key, a shipped plan whose recipe key is the demo's is
+the demo's plan (not optimised: a first demo on a fresh machine reads it in a fraction of a second instead of
+optimising for ~10 CPU s at 2 mm), said to be the shipped one in the record (``shipped``); it is not stored in the
+cache (an entry there is the plan this machine's optimiser made, to the bit; the shipped plan was optimised
+elsewhere and would differ in its last bits or, through the optimiser's active set, in a few spots: the BLAS core
+alone, OPENBLAS_CORETYPE=Prescott on this VM, made 6108 spots instead of 6071, model D95 99.345 % instead of
+99.370 %).  A shipped plan of another recipe (a changed phantom, target, setting, beam model or physics data;
+another NumPy or SciPy that makes another phantom), damaged or missing is named in a note (the part that differs
+with it) and the plan optimised and stored as without it.  ``MCPROTON_PLAN_CACHE=0`` turns it off with the cache:
+the plan is optimised.
 """
 from __future__ import annotations
 
@@ -173,35 +188,67 @@ def plan_settings(function: Callable[..., Plan], kwargs: dict[str, Any], *, skip
     return out
 
 
-def plan_key(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> str:
-    """The entry's key (SHA-256 hex) of a plan made on ``geometry`` for ``target`` with ``settings``
-    (:func:`plan_settings`) on ``beam_model`` (a BeamModel, or None); :class:`_Uncacheable` where the settings are
-    not plain values or the beam model was made in memory (no file, no SHA-256 to key it by)."""
-    from .._build import code_sha256, physics_files_sha256
+def _json(record: dict[str, Any]) -> str:
+    """``record`` as the keys' JSON text (sorted keys); :class:`_Uncacheable` where a value is not plain."""
+    try:
+        return json.dumps(record, sort_keys=True, allow_nan=True)
+    except TypeError as exc:
+        raise _Uncacheable(f"a setting is not a plain value ({exc})") from None
 
-    h = hashlib.sha256()
-    _add(h, "format", str(FORMAT).encode())
-    _add_array(h, "material_index_zyx", geometry.material_index_zyx)
-    _add_array(h, "density_g_cm3_zyx", geometry.density_g_cm3_zyx)
-    _add_array(h, "target", np.asarray(target, bool))
+
+def recipe(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> dict[str, Any]:
+    """What decides a plan's meaning, as plain values: the SHA-256 of the phantom (its material, density and label
+    arrays, its materials, voxel size and origin) and of the target mask; the ``settings`` (:func:`plan_settings`);
+    the beam model's name and the SHA-256 of its file and table; the physics data
+    (:func:`mcproton._build.physics_files_sha256`).  Not the code, the numerical libraries or the CPU: those are
+    the plan cache's (:func:`plan_key`), not the shipped plan's (:func:`recipe_key`).  :class:`_Uncacheable` where
+    the beam model was made in memory (no file, no SHA-256 to key it by) or a setting is not a plain value."""
+    from .._build import physics_files_sha256
+
+    phantom = hashlib.sha256()
+    _add_array(phantom, "material_index_zyx", geometry.material_index_zyx)
+    _add_array(phantom, "density_g_cm3_zyx", geometry.density_g_cm3_zyx)
     if geometry.labels_zyx is not None:
-        _add_array(h, "labels_zyx", geometry.labels_zyx)
-    _add(h, "materials", "\n".join(repr(m) for m in geometry.materials).encode())
-    _add(h, "grid", repr((tuple(float(v) for v in geometry.voxel_size_mm),
-                          tuple(float(o) for o in geometry.origin_mm))).encode())
+        _add_array(phantom, "labels_zyx", geometry.labels_zyx)
+    _add(phantom, "materials", "\n".join(repr(m) for m in geometry.materials).encode())
+    _add(phantom, "grid", repr((tuple(float(v) for v in geometry.voxel_size_mm),
+                                tuple(float(o) for o in geometry.origin_mm))).encode())
+    mask = hashlib.sha256()
+    _add_array(mask, "target", np.asarray(target, bool))
     model = None
     if beam_model is not None:
         prov = beam_model.provenance()
         if not prov.get("sha256"):
             raise _Uncacheable(f"the beam model {prov.get('name')!r} was made in memory (no file to key it by)")
         model = {k: v for k, v in prov.items() if k in ("name", "sha256", "table_sha256")}
-    try:
-        text = json.dumps({"settings": settings, "beam_model": model, "libraries": _libraries(),
-                           "code_sha256": code_sha256(), "physics_files_sha256": physics_files_sha256()},
-                          sort_keys=True, allow_nan=True)
-    except TypeError as exc:
-        raise _Uncacheable(f"a setting is not a plain value ({exc})") from None
-    _add(h, "record", text.encode())
+    out = {"phantom": phantom.hexdigest(), "target": mask.hexdigest(), "settings": settings, "beam_model": model,
+           "physics_files_sha256": physics_files_sha256()}
+    _json(out)   # a setting that is not a plain value: _Uncacheable here
+    return out
+
+
+def recipe_key(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> str:
+    """The key (SHA-256 hex) of the plan shipped with mcproton (:func:`shipped_plan`): of its :func:`recipe` and the
+    entry's :data:`FORMAT` (an entry of another format cannot be read), not of the code, NumPy's and SciPy's builds,
+    the BLAS or the CPU, which the plan cache's :func:`plan_key` holds."""
+    h = hashlib.sha256()
+    _add(h, "shipped plan's recipe", _json({"format": FORMAT, "recipe": recipe(geometry, target, settings,
+                                                                               beam_model)}).encode())
+    return h.hexdigest()
+
+
+def plan_key(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> str:
+    """The entry's key (SHA-256 hex) of a plan made on ``geometry`` for ``target`` with ``settings``
+    (:func:`plan_settings`) on ``beam_model`` (a BeamModel, or None): its :func:`recipe`, the code
+    (:func:`mcproton._build.code_sha256`) and the numerical libraries and CPU (:func:`_libraries`);
+    :class:`_Uncacheable` where the settings are not plain values or the beam model was made in memory (no file, no
+    SHA-256 to key it by)."""
+    from .._build import code_sha256
+
+    h = hashlib.sha256()
+    _add(h, "format", str(FORMAT).encode())
+    _add(h, "record", _json({"recipe": recipe(geometry, target, settings, beam_model), "libraries": _libraries(),
+                             "code_sha256": code_sha256()}).encode())
     return h.hexdigest()
 
 
@@ -318,30 +365,45 @@ def _content_sha256(key: str, text: str, arrays: Any) -> str:
     return h.hexdigest()
 
 
-def _entry_bytes(key: str, plan: Plan) -> bytes:
+def _entry_bytes(key: str, plan: Plan, about: dict[str, Any] | None = None, compress: bool = False) -> bytes:
+    """The entry of ``plan`` under ``key``: its arrays, its JSON record (with ``about``, where given: what a shipped
+    plan says of its making, under its content's SHA-256 too) and its head (format, key, SHA-256); ``compress``:
+    deflated (the shipped plan: half the bytes), else stored (the cache's entries)."""
     record, arrays = _entry(plan)
+    if about is not None:
+        record["about"] = about
     text = json.dumps(record, allow_nan=True)
     head = json.dumps({"format": FORMAT, "key": key, "sha256": _content_sha256(key, text, arrays)})
+    members: dict[str, Any] = {f"a{k}": v for k, v in enumerate(arrays.values())}
+    members.update(record=np.frombuffer(text.encode(), np.uint8), head=np.frombuffer(head.encode(), np.uint8),
+                   names=np.frombuffer(json.dumps(list(arrays)).encode(), np.uint8))
     buf = io.BytesIO()
-    np.savez(buf, **{f"a{k}": v for k, v in enumerate(arrays.values())},
-             record=np.frombuffer(text.encode(), np.uint8), head=np.frombuffer(head.encode(), np.uint8),
-             names=np.frombuffer(json.dumps(list(arrays)).encode(), np.uint8))
+    (np.savez_compressed if compress else np.savez)(buf, **members)
     return buf.getvalue()
+
+
+def _load_entry(source: Any) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """(head, record, arrays) of the entry ``source`` (its path, or its bytes as a file), read without pickle;
+    ValueError (or the reader's error) where it is of another format or its content does not match its SHA-256."""
+    with np.load(source, allow_pickle=False) as z:
+        head = json.loads(z["head"].tobytes().decode())
+        if head.get("format") != FORMAT:
+            raise ValueError(f"it is of another format ({head.get('format')!r})")
+        text = z["record"].tobytes().decode()
+        names = json.loads(z["names"].tobytes().decode())
+        arrays = {name: z[f"a{k}"] for k, name in enumerate(names)}
+    if _content_sha256(str(head.get("key")), text, arrays) != head.get("sha256"):
+        raise ValueError("its content does not match its SHA-256 (damaged)")
+    return head, json.loads(text), arrays
 
 
 def _read_entry(source: Any, key: str, geometry: Any, target: np.ndarray, beam_model: Any) -> Plan:
     """The plan of the entry ``source`` (its path, or its bytes as a file); ValueError (or the reader's error) where
     it is not whole, not of this format or not of this key."""
-    with np.load(source, allow_pickle=False) as z:
-        head = json.loads(z["head"].tobytes().decode())
-        if head.get("format") != FORMAT or head.get("key") != key:
-            raise ValueError(f"it is of another format or key ({head.get('format')!r})")
-        text = z["record"].tobytes().decode()
-        names = json.loads(z["names"].tobytes().decode())
-        arrays = {name: z[f"a{k}"] for k, name in enumerate(names)}
-    if _content_sha256(key, text, arrays) != head.get("sha256"):
-        raise ValueError("its content does not match its SHA-256 (damaged)")
-    return _plan_of(json.loads(text), arrays, geometry, target, beam_model)
+    head, record, arrays = _load_entry(source)
+    if head.get("key") != key:
+        raise ValueError("it is of another key")
+    return _plan_of(record, arrays, geometry, target, beam_model)
 
 
 # ---------------------------------------------------------------------- the cache
@@ -422,54 +484,163 @@ def _closed(path: Path, exc: OSError) -> tuple[None, str, str]:
 
 
 def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, settings: dict[str, Any], *,
-                beam_model: Any = None, note: Callable[[str], None]) -> tuple[Plan, dict[str, Any]]:
+                beam_model: Any = None, note: Callable[[str], None],
+                shipped: Path | None = None) -> tuple[Plan, dict[str, Any]]:
     """``make()``'s plan, from the cache where it holds one of this key (:func:`plan_key` of ``geometry``,
     ``target``, ``settings`` and ``beam_model``: the BeamModel that ``make`` plans on, as loaded from its name or
-    file, or None), else made and stored.  Returns (plan, record): ``record["plan_from_cache"]`` whether it was read
-    from the cache; ``"cache"`` what the cache did ("read", "stored", "made: ..." with why it was not stored, "off
-    ..."); ``"file"`` the entry (None where off).  ``note(text)`` says, once, what went wrong with the cache (a
-    damaged entry, another user's, a folder that cannot be searched or written); the plan is made then, as without
-    the cache.  Where the folder cannot be read or written, the entry is kept in (and read from) ``plans`` in the
-    per-user temporary folder, as the CPU kernels are (:func:`_spare_folder`)."""
+    file, or None), else the plan shipped with mcproton in the file ``shipped`` where its recipe is this one
+    (:func:`shipped_plan`; not stored in the cache: see below), else made and stored.  Returns (plan, record):
+    ``record["plan_from_cache"]`` whether it was read from the cache; ``"cache"`` what the cache did ("read",
+    "stored", "shipped ...", "made: ..." with why it was not stored, "off ..."); ``"file"`` the entry or the
+    shipped file (None where off); ``"shipped"`` None, or what the shipped plan says of its making
+    (:data:`SHIPPED_SAID`: when, on what machine and software it was optimised) with its ``file`` and ``recipe_key``.
+    ``note(text)`` says, once, what went wrong with the cache (a damaged entry, another user's, a folder that cannot
+    be searched or written) or why the shipped plan was not used (damaged, missing, another recipe); the plan is
+    made then, as without the cache.  Where the folder cannot be read or written, the entry is kept in (and read
+    from) ``plans`` in the per-user temporary folder, as the CPU kernels are (:func:`_spare_folder`).
+
+    ``MCPROTON_PLAN_CACHE=0`` turns off the shipped plan too: the plan is optimised, as the switch always said.  A
+    shipped plan is not stored in the cache: an entry there is the plan that this machine's optimiser made (its key
+    holds the code, the libraries and the CPU), and the shipped plan was made on another (the BLAS core alone moved
+    the demo's spots: 6071 on this VM's default core, 6108 with OPENBLAS_CORETYPE=Prescott); read from its own file
+    on each demo, it is said to be the shipped plan each time."""
     folder, off = cache_folder(note)
-    record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None}
-    if folder is None:
+    record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None, "shipped": None}
+    if folder is None and (shipped is None or _asked_off()):
         return make(), record
+    key = ""
     try:
-        key = plan_key(geometry, target, settings, beam_model)
+        key = plan_key(geometry, target, settings, beam_model) if folder is not None else ""
     except Exception as exc:  # noqa: BLE001 - the cache only saves time: without a key the plan is made, as before
         record["cache"] = f"made: not cached ({exc if isinstance(exc, _Uncacheable) else _said(exc)})"
         return make(), record
-    path = _entry_path(folder, key)
-    record["file"] = str(path)
-    plan, kind, wrong = _look(path, key, geometry, target, beam_model)
-    if plan is None and kind != "damaged":   # none there, or not for this user to read: the spare folder's
-        spare, _ = _spare_folder(create=False)
-        if spare is not None:
-            plan = _look(_entry_path(spare, key), key, geometry, target, beam_model)[0]   # a damaged one: rewritten
-            if plan is not None:
-                if wrong or os.environ.get(DIR_ENV, "").strip():   # the user's own folder not used: said each run
-                    why = wrong or (f"the plan cache {folder} ({DIR_ENV}) holds no entry of this plan (it could "
-                                    "not be written when it was stored)")
-                    note(f"{why}: the plan is read from {spare}, where an earlier demo kept it")
-                path = _entry_path(spare, key)
-    if plan is not None:
+    plan, kind, wrong, path = None, "", "", None
+    if folder is not None:
+        path = _entry_path(folder, key)
+        record["file"] = str(path)
+        plan, kind, wrong = _look(path, key, geometry, target, beam_model)
+        if plan is None and kind != "damaged":   # none there, or not for this user to read: the spare folder's
+            spare, _ = _spare_folder(create=False)
+            if spare is not None:
+                plan = _look(_entry_path(spare, key), key, geometry, target, beam_model)[0]   # damaged: rewritten
+                if plan is not None:
+                    if wrong or os.environ.get(DIR_ENV, "").strip():   # the user's own folder not used: said each run
+                        why = wrong or (f"the plan cache {folder} ({DIR_ENV}) holds no entry of this plan (it could "
+                                        "not be written when it was stored)")
+                        note(f"{why}: the plan is read from {spare}, where an earlier demo kept it")
+                    path = _entry_path(spare, key)
+    if plan is not None and path is not None:
         with contextlib.suppress(OSError):
             os.utime(path)                  # recently used (:func:`_tidy`)
         record.update(plan_from_cache=True, cache="read", file=str(path))
         return plan, record
-    with warnings.catch_warnings(record=True) as said:   # under the filters in force: what would be said
+    if shipped is not None and kind != "damaged":   # a damaged entry of this machine's: optimised and stored anew
+        plan, said, why = shipped_plan(shipped, geometry, target, settings, beam_model)
+        if plan is not None:
+            if wrong:
+                note(f"{wrong}: the plan shipped with mcproton is used")
+            record.update(cache="shipped (not stored in the cache)" if folder is not None
+                          else f"shipped; the cache is {off}", file=str(shipped), shipped=said)
+            return plan, record
+        note(f"{why}: the plan is optimised")
+    if folder is None or path is None:
+        return make(), record
+    with warnings.catch_warnings(record=True) as warned:   # under the filters in force: what would be said
         plan = make()
-    for w in said:   # said again as they came, and the plan not stored: a read would not say them
+    for w in warned:   # said again as they came, and the plan not stored: a read would not say them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    if said:
+    if warned:
         if wrong:
             note(f"{wrong}: the plan is optimised again")
-        record["cache"] = f"made: not cached (its making warned: {len(said)} warning(s))"
+        record["cache"] = f"made: not cached (its making warned: {len(warned)} warning(s))"
         return plan, record
     record["cache"], record["file"] = _store(None if kind in ("closed", "theirs") else path, key, plan, geometry,
                                              target, beam_model, note, wrong, advise=kind != "theirs")
     return plan, record
+
+
+def _asked_off() -> bool:
+    """Whether ``MCPROTON_PLAN_CACHE`` asks for the plan to be optimised: off, or a value not understood (which
+    :func:`cache_folder` names and takes for off)."""
+    return os.environ.get(SWITCH_ENV, "").strip().lower() not in ON_VALUES
+
+
+# ---------------------------------------------------------------------- the plan shipped with mcproton
+#: the script that writes the shipped plan (its header says when and how)
+SHIPPED_SCRIPT = "scripts/make_shipped_demo_plan.py"
+#: what a demo's record (``shipped``) says of the shipped plan's making, from its ``about``
+SHIPPED_SAID = ("optimised", "platform", "cpu_model", "python", "numpy", "scipy", "mcproton_version", "code_sha256")
+#: the parts of a :func:`recipe`, as a message names them where the shipped plan's differ from this demo's
+_RECIPE_PARTS = {"phantom": "the phantom (its material, density or label arrays, its materials or grid)",
+                 "target": "the target mask", "settings": "the planner's settings",
+                 "beam_model": "the beam model (its file or table)",
+                 "physics_files_sha256": "the physics data (mcproton/data, mcproton/_physics)"}
+
+
+def write_shipped(path: Path, plan: Plan, geometry: Any, target: np.ndarray, settings: dict[str, Any],
+                  beam_model: Any, about: dict[str, Any]) -> str:
+    """Write ``plan`` (made on ``geometry`` for ``target`` with ``settings`` on ``beam_model``) as the shipped plan
+    ``path``: an entry of the cache's format (deflated) under its :func:`recipe_key`, its record holding ``about``
+    (when and where it was optimised: :data:`SHIPPED_SAID`) and the :func:`recipe` itself (to name the part that
+    differs when a demo's does not match); checked first (read back from its bytes, it must be ``plan`` to the bit),
+    written whole.  Returns the recipe key."""
+    from .._io.atomic import write_bytes_atomic
+
+    key = recipe_key(geometry, target, settings, beam_model)
+    data = _entry_bytes(key, plan, {**about, "recipe": recipe(geometry, target, settings, beam_model)},
+                        compress=True)
+    if not _same(plan, _read_entry(io.BytesIO(data), key, geometry, target, beam_model)):
+        raise ValueError("the shipped plan's file would not give back the same plan to the bit")
+    write_bytes_atomic(Path(path), data)
+    return key
+
+
+def shipped_plan(path: Path, geometry: Any, target: np.ndarray, settings: dict[str, Any],
+                 beam_model: Any) -> tuple[Plan | None, dict[str, Any] | None, str]:
+    """(the plan of the shipped file ``path``, what it says of its making (:data:`SHIPPED_SAID`, its ``file`` and
+    ``recipe_key``), "") where its recipe key is this demo's (:func:`recipe_key` of ``geometry``, ``target``,
+    ``settings`` and ``beam_model``), else (None, None, why not): the file missing or damaged, or made for another
+    recipe (the parts that differ named, and the script that makes it anew)."""
+    name = f"the plan shipped with mcproton for this demo ({path})"
+    try:
+        key = recipe_key(geometry, target, settings, beam_model)
+        head, record, arrays = _load_entry(path)
+    except _Uncacheable as exc:
+        return None, None, f"{name} cannot be matched with this demo's recipe ({exc})"
+    except FileNotFoundError:
+        return None, None, f"{name} is missing (an installation without the package's data?)"
+    except Exception as exc:  # noqa: BLE001 - damaged or unreadable: the plan is optimised, as without it
+        return None, None, f"{name} cannot be read ({_said(exc)})"
+    about = record.get("about") or {}
+    if head.get("key") != key:
+        differ = recipe_difference(about.get("recipe"), geometry, target, settings, beam_model)
+        return None, None, (f"{name} was made for another recipe: {differ} (another NumPy or SciPy may make another "
+                            f"phantom; after a change of the demo, python {SHIPPED_SCRIPT} makes it anew)")
+    try:
+        plan = _plan_of(record, arrays, geometry, target, beam_model)
+    except Exception as exc:  # noqa: BLE001 - a record that does not make a plan: optimised, as without it
+        return None, None, f"{name} cannot be read ({_said(exc)})"
+    return plan, {**{k: about.get(k) for k in SHIPPED_SAID}, "file": str(path), "recipe_key": key}, ""
+
+
+def recipe_difference(shipped: Any, geometry: Any, target: np.ndarray, settings: dict[str, Any],
+                      beam_model: Any) -> str:
+    """Which parts of the recipe ``shipped`` (a shipped plan's record) differ from this demo's (:func:`recipe`):
+    their names (:data:`_RECIPE_PARTS`; a setting by its name and both values)."""
+    mine = json.loads(_json(recipe(geometry, target, settings, beam_model)))   # as JSON gives it back: lists
+    if not isinstance(shipped, dict):
+        return "its recipe is not recorded"
+    said = []
+    for part, what in _RECIPE_PARTS.items():
+        if shipped.get(part) == mine[part]:
+            continue
+        theirs = shipped.get(part)
+        if part == "settings" and isinstance(theirs, dict):
+            what += " (" + ", ".join(f"{n}: {theirs.get(n)!r} there, {mine[part].get(n)!r} here"
+                                     for n in sorted(set(theirs) | set(mine[part])) if theirs.get(n)
+                                     != mine[part].get(n)) + ")"
+        said.append(what)
+    return ("; ".join(said) + (" differ" if len(said) > 1 else " differs")) if said else "its recipe key differs"
 
 
 def _store(path: Path | None, key: str, plan: Plan, geometry: Any, target: np.ndarray, beam_model: Any,

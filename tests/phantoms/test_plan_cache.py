@@ -91,8 +91,8 @@ def test_a_plan_read_from_the_cache_is_the_plan_stored_and_gives_the_same_dose_t
     first, rec1 = _demo_plan(made, g, target)
     second, rec2 = _demo_plan(made, g, target)
     assert len(calls) == 1, "the second plan was made again, not read from the cache"
-    assert rec1 == {"plan_from_cache": False, "cache": "stored", "file": rec1["file"]}
-    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec1["file"]}
+    assert rec1 == {"plan_from_cache": False, "cache": "stored", "file": rec1["file"], "shipped": None}
+    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec1["file"], "shipped": None}
     assert rec1["file"].startswith(str(cache)) and len(list(cache.glob("plan-*.npz"))) == 1
     assert PC._same(first, second) and second is not first
     for a, b in zip(first.fields, second.fields):   # the spots and their machine, field by field
@@ -164,7 +164,8 @@ def test_the_cache_is_off_with_mcproton_plan_cache_0(cache, planner, monkeypatch
     monkeypatch.setenv(PC.SWITCH_ENV, value)
     for _ in range(2):
         _, rec = _demo_plan(made, g, target)
-        assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None}
+        assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None,
+                       "shipped": None}
     assert len(calls) == 2 and not cache.exists()
 
 
@@ -212,7 +213,8 @@ def test_an_unwritable_folder_is_said_and_the_plan_kept_in_the_per_user_folder(p
     assert f"kept in {spare} instead" in said[0] and PC.SWITCH_ENV in said[0] and PC.DIR_ENV in said[0]
     said.clear()
     again, rec2 = _demo_plan(made, g, target)
-    assert len(calls) == 1 and rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"]}
+    assert len(calls) == 1 and rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"],
+                                         "shipped": None}
     assert PC._same(plan, again)
     assert len(said) == 1 and "holds no entry of this plan" in said[0] and f"read from {spare}" in said[0], said
     # the default folder (a read-only home, XDG_CACHE_HOME here): kept there too, and read back without a word
@@ -561,3 +563,146 @@ def test_the_beam_model_is_loaded_once_for_the_key_and_the_plan(monkeypatch, war
     model, rec = _demo_plan(made, None, None)
     assert rec["cache"].startswith("off") and [m.name for m in loaded] == [RP.DEFAULT_BEAM_MODEL] * (1 + warned)
     assert model is loaded[-1]
+
+
+# ---------------------------------------------------------------------- the plan shipped with mcproton
+@pytest.fixture
+def shipped(tmp_path, planner):
+    """A shipped plan (as scripts/make_shipped_demo_plan.py writes the default demo's) of the 4 mm demo plan, under
+    the recipe key the demo gives it (mcproton.demo.plan_inputs), in this test's folder; the planner's calls then
+    cleared."""
+    from mcproton.demo import plan_inputs
+
+    g, target, made, calls = planner
+    _, settings, model = plan_inputs(made, g, target)
+    path = tmp_path / "shipped" / "demo_plan.npz"
+    path.parent.mkdir()
+    PC.write_shipped(path, made(g), g, target, settings, model, {k: f"test {k}" for k in PC.SHIPPED_SAID})
+    calls.clear()
+    return path
+
+
+def test_the_shipped_plan_is_used_where_its_recipe_is_the_demos_said_so_and_not_stored(cache, planner, shipped,
+                                                                                      monkeypatch):
+    """No entry in the cache: the shipped plan of this recipe is the demo's plan, to the bit, not optimised; the
+    record and the progress line say that it is the shipped plan and when and where it was optimised; it is not
+    stored in the cache (an entry there is this machine's own optimisation), so every demo says it is shipped."""
+    from mcproton.demo import _plan_cache_said, plan_inputs
+
+    g, target, made, calls = planner
+    said = _notes(monkeypatch)
+    for _ in range(2):
+        plan, rec = _demo_plan(made, g, target, shipped=shipped)
+        assert calls == [] and said == [] and PC._same(plan, made(g)) and calls.pop() is not None
+        assert rec["plan_from_cache"] is False and rec["cache"] == "shipped (not stored in the cache)"
+        assert rec["file"] == str(shipped) and rec["shipped"]["file"] == str(shipped)
+        assert rec["shipped"]["optimised"] == "test optimised" and rec["shipped"]["cpu_model"] == "test cpu_model"
+        assert rec["shipped"]["recipe_key"] == PC.recipe_key(g, target, *plan_inputs(made, g, target)[1:])
+        assert not cache.exists() or not list(cache.iterdir())
+    line = _plan_cache_said(rec)
+    assert line.startswith(f"the plan shipped with mcproton ({shipped}), optimised test optimised on test platform")
+    assert "MCPROTON_PLAN_CACHE=0 optimises it here" in line
+
+
+def test_this_machines_own_entry_comes_before_the_shipped_plan(cache, planner, shipped):
+    g, target, made, calls = planner
+    _, rec = _demo_plan(made, g, target)                        # optimised here and stored (no shipped plan given)
+    _, rec2 = _demo_plan(made, g, target, shipped=shipped)
+    assert len(calls) == 1 and rec["cache"] == "stored"
+    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"], "shipped": None}
+
+
+@pytest.mark.parametrize("change", ["physics data", "phantom", "beam model"])
+def test_a_shipped_plan_of_another_recipe_is_named_and_the_plan_optimised_and_stored(cache, planner, shipped,
+                                                                                      monkeypatch, change):
+    """The shipped plan's recipe key differs from the demo's (here made to: the physics data, one voxel's density by
+    one ulp, the beam model's table): a note names the part that differs and the script that makes the shipped plan
+    anew, and the plan is optimised and stored in the cache as without a shipped plan."""
+    import dataclasses
+
+    import mcproton._build as build
+    import mcproton._io.beam_model as beam_model
+
+    g, target, made, calls = planner
+    if change == "physics data":
+        monkeypatch.setattr(build, "physics_files_sha256", lambda: "0" * 64)
+        what = "the physics data"
+    elif change == "phantom":
+        rho = g.density_g_cm3_zyx.copy()
+        rho.flat[rho.size // 2] = np.nextafter(rho.flat[rho.size // 2], np.float32(10))
+        g = dataclasses.replace(g, density_g_cm3_zyx=rho)
+        what = "the phantom"
+    else:
+        load = beam_model.load_beam_model
+        monkeypatch.setattr(beam_model, "load_beam_model",
+                            lambda *a, **kw: dataclasses.replace(load(*a, **kw), table_sha256="0" * 64))
+        what = "the beam model"
+    said = _notes(monkeypatch)
+    plan, rec = _demo_plan(made, g, target, shipped=shipped)
+    # (the beam model's case: the planner here hands out the plan made on the real model, which the changed one's
+    # provenance is not, so the cache does not store it; the fallback to the planner is what is tested)
+    stored = "stored" if change != "beam model" else \
+        "made: not cached (the entry would not give back the same plan to the bit)"
+    assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == stored and not rec["plan_from_cache"]
+    assert len(said) == 1 and f"the plan shipped with mcproton for this demo ({shipped}) was made for another " \
+        "recipe: " in said[0] and f"{what} " in said[0] and PC.SHIPPED_SCRIPT in said[0], said
+    assert said[0].rstrip().endswith("the plan is optimised")
+    assert [k for k in ("physics data", "phantom", "beam model") if f"the {k} " in said[0]] == [change], said
+
+
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_mcproton_plan_cache_0_turns_the_shipped_plan_off_too(cache, planner, shipped, monkeypatch, value):
+    """``MCPROTON_PLAN_CACHE=0`` optimises the plan, as it always said: no cache, no shipped plan, no note."""
+    g, target, made, calls = planner
+    monkeypatch.setenv(PC.SWITCH_ENV, value)
+    said = _notes(monkeypatch)
+    _, rec = _demo_plan(made, g, target, shipped=shipped)
+    assert len(calls) == 1 and said == []
+    assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None, "shipped": None}
+
+
+def test_the_shipped_plan_is_used_where_the_cache_folder_cannot_be_used(planner, shipped, monkeypatch):
+    """The cache on, its folder unusable (a variable that cannot be expanded: said by the cache): the shipped plan
+    is used all the same, and the record says the cache is off and why."""
+    g, target, made, calls = planner
+    monkeypatch.setenv(PC.SWITCH_ENV, "1")
+    monkeypatch.setenv(PC.DIR_ENV, "$MCPROTON_TEST_UNSET_VARIABLE/plans")
+    monkeypatch.delenv("MCPROTON_TEST_UNSET_VARIABLE", raising=False)
+    said = _notes(monkeypatch)
+    _, rec = _demo_plan(made, g, target, shipped=shipped)
+    assert calls == [] and rec["shipped"] is not None and rec["cache"].startswith("shipped; the cache is off (")
+    assert len(said) == 1 and "cannot be expanded" in said[0], said
+
+
+@pytest.mark.parametrize("damage", ["missing", "one byte changed"])
+def test_a_missing_or_damaged_shipped_plan_is_named_and_the_plan_optimised(cache, planner, shipped, monkeypatch,
+                                                                           damage):
+    g, target, made, calls = planner
+    if damage == "missing":
+        shipped.unlink()
+    else:
+        data = bytearray(shipped.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        shipped.write_bytes(bytes(data))
+    said = _notes(monkeypatch)
+    _, rec = _demo_plan(made, g, target, shipped=shipped)
+    assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == "stored"
+    assert len(said) == 1 and f"the plan shipped with mcproton for this demo ({shipped})" in said[0], said
+    assert ("is missing" if damage == "missing" else "cannot be read") in said[0]
+
+
+def test_the_recipe_key_leaves_out_the_code_and_the_libraries_that_the_cache_key_holds(planner, monkeypatch):
+    """The shipped plan's key is of what the plan is made for, not of the machine or the code that optimised it (a
+    fresh machine with other code around the planner, another BLAS or CPU reads it); the cache's key holds them."""
+    import mcproton._build as build
+    from mcproton.demo import plan_inputs
+
+    g, target, made, _ = planner
+    args = (g, target, *plan_inputs(made, g, target)[1:])
+    keys = (PC.recipe_key(*args), PC.plan_key(*args))
+    monkeypatch.setattr(build, "code_sha256", lambda: "another code")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    monkeypatch.setattr(np, "__version__", "0.0.0")
+    assert PC.recipe_key(*args) == keys[0] and PC.plan_key(*args) != keys[1]
+    monkeypatch.setattr(build, "physics_files_sha256", lambda: "other physics")
+    assert PC.recipe_key(*args) != keys[0]
