@@ -114,14 +114,16 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
                            frame_of_reference_uid: str, margin_mm: float = 20.0):
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
     override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
-    The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
+    The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid); the CT covers
+    the TPS grid and the override ROIs' contours (+ ``margin_mm``), a contour point far outside the TPS grid refused
+    first (:func:`~mcproton._io.rtstruct.check_contours_near_ct`, as on a patient's CT).
     Returns (CT, calibration, notes): the CT (:class:`~mcproton._io.ct.CTImage`) is the one
     :func:`~mcproton._io.ct.load_ct_series` reads from the series written to ``out_dir``
     (:func:`~mcproton._io.ct.write_ct_series_image`), made without reading it back; :func:`build_geometry` converts it
     (before 2026-12-07 it read the series back: audit 27 hosttime F3)."""
     from .._io.ct import write_ct_series_image
     from .._io.dicom_common import PHANTOM_STUDY
-    from .._io.rtstruct import rasterise, read_rtstruct
+    from .._io.rtstruct import check_contours_near_ct, rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
     from .._io.roi_overrides import nearest_material, override_note, roi_overrides, warn_material, warn_unapplied
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
@@ -134,6 +136,11 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
                               "it; " + way_out("give the CT (--ct)", "put the plan's CT series into {folder} and leave "
                                                "out --phantom-from-struct"), single_options=("--ct",))
     s = read_rtstruct(struct_path)
+    # the phantom is sized to hold every override ROI's points: one far outside the TPS dose grid (a mistyped vertex)
+    # would stretch it there and make a wedge of the ROI's material reaching it, so it is refused as on a patient's CT
+    # (before 2026-12-07, review 28b R1: x = 700 mm made the phantom 3.4 x wider, in silence)
+    check_contours_near_ct(s, ref, f"{ref.path}: --phantom-from-struct builds the phantom around it",
+                           grid="the TPS dose grid", drawn="a contour drawn for this plan")
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
     lo_tps = np.asarray(ref.origin_mm, float) - np.asarray(ref.voxel_size_mm) / 2
