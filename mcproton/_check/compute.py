@@ -218,7 +218,8 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
                                                  np.ndarray | None] | None = None,
-                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None):
+                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None,
+                   log: Callable[[str], None] | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
@@ -244,7 +245,9 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
     ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
     geometry's ``outside_external_g_cm3_zyx`` for the outside-External note.  ``physics``: the MC's physics
     settings (None: the defaults), whose water model and I-values turn a HU -> SPR calibration into densities
-    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it)."""
+    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it).  ``log``
+    gets a note where the last blocks along an axis are partial (:func:`mcproton.geometry.partial_block_note`: the
+    transport grid reaches past the CT's far face), as ``mcproton run`` prints it for phantom.dose_voxel_mm."""
     import dataclasses
 
     from .._io.ct import CTImage, check_conversion_memory, load_ct_series
@@ -283,6 +286,12 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
         o = ct.origin_mm
         ct = dataclasses.replace(ct, hu_zyx=ct.hu_zyx[crop.slices()],
                                  origin_mm=(o[0], o[1], o[2] + crop.first * ct.voxel_size_mm[2]))
+    from ..geometry import partial_block_note
+
+    # the crop keeps whole blocks from the CT's first slice, so only the CT's own far face can end in a partial one
+    if log is not None and (note := partial_block_note(ct.hu_zyx.shape, factors, ct.voxel_size_mm, ct.origin_mm,
+                                                       "the MC grid")):
+        log(f"mcproton check: note: {note}")
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
