@@ -525,8 +525,9 @@ def partial_block_note(shape_zyx: Sequence[int], factors: Sequence[int], voxel_s
         return ""
     return (f"{grid}'s blocks of {' x '.join(map(str, f))} CT voxels reach past the CT's far face along "
             + "; and along ".join(parts) + f": the last block along {'that axis' if len(parts) == 1 else 'each'} "
-            "holds fewer CT voxels and takes their mean, so the tissue of the CT's last voxels fills it (a beam entering through that face crosses that "
-            "much more of it; a beam along the face stops where it does on the CT)")
+            "holds fewer CT voxels and takes their mean, so the tissue of the CT's last voxels fills it (a beam "
+            "entering through that face crosses that much more of it; a beam along the face stops where it does on "
+            "the CT)")
 
 
 def _block_view(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
