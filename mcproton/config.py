@@ -104,7 +104,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid); a last, partial block takes "
                                               "the tissue of its CT voxels and reaches beyond the CT by less than a "
-                                              "block"),
+                                              "block (a note in the log says so, per axis)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
         "sex": ((str,), 'paediatric: "male" (default) or "female", the body proportions of the reference data'),
         "region": ((str,), 'paediatric: "neuraxis" (default: head, neck and the whole spine), "head_neck" (to T1) or '
@@ -1160,6 +1160,11 @@ def build_geometry(cfg: dict[str, Any]):
                           "given)")
             warn_ct_without_air(ct, f"the CT in phantom.ct_dir ({ct_dir})")   # a wrong RescaleIntercept
             blocks = _ct_dose_blocks(ph, ct.hu_zyx.shape, ct.voxel_size_mm)
+            from .geometry import partial_block_note
+
+            if note := partial_block_note(ct.hu_zyx.shape, blocks, ct.voxel_size_mm, ct.origin_mm,
+                                          "phantom.dose_voxel_mm: the dose grid"):
+                sys.stderr.write(f"mcproton: note: {note}\n")
             # the CT grid or its blocks, converted slab by slab (the same conversion as `mcproton check`)
             if tuple(blocks) != (1, 1, 1) and _struct_changes_geometry(cfg):
                 # the structure set's overrides on the CT's own voxels, then the blocks (a thin bolus keeps its

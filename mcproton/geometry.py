@@ -501,6 +501,35 @@ def blocked_shape(shape_zyx: Sequence[int], factors: Sequence[int]) -> tuple[int
     return -(-nz // fz), -(-ny // fy), -(-nx // fx)
 
 
+def partial_block_note(shape_zyx: Sequence[int], factors: Sequence[int], voxel_size_mm: Sequence[float],
+                       origin_mm: Sequence[float], grid: str = "the dose grid") -> str:
+    """What the last, partial blocks of :func:`resample_blocks` do on a CT of ``shape_zyx`` voxels of
+    ``voxel_size_mm`` (``origin_mm`` the centre of its voxel [0, 0, 0]) in blocks of ``factors`` = (fx, fy, fz), in
+    words for the log of mcproton run and mcproton check: along each axis whose voxel count is not a whole number of
+    blocks, how far ``grid`` reaches past the CT's far face, and that the last block takes the mean of the CT voxels
+    it holds; "" where every block is whole.  Before 2026-12-07 (review 28b, R2) only the docs said so: the dose grid
+    (and the RT Dose) reached past the CT on one side without a word."""
+    f = block_factors(factors)
+    names = {"x": "columns", "y": "rows", "z": "slices"}
+    parts = []
+    for i, ax in enumerate("xyz"):
+        n, k = int(shape_zyx[2 - i]), f[i]
+        extra = -n % k
+        if extra:
+            v = float(voxel_size_mm[i])
+            face = float(origin_mm[i]) + (n - 0.5) * v
+            parts.append(f"{ax} by {extra * v:g} mm ({extra} CT voxel{'s' if extra > 1 else ''}: the CT's {n} "
+                         f"{names[ax]} are not a whole number of blocks of {k}; the grid ends at {ax} = "
+                         f"{face + extra * v:.1f} mm, the CT at {face:.1f} mm)")
+    if not parts:
+        return ""
+    return (f"{grid}'s blocks of {' x '.join(map(str, f))} CT voxels reach past the CT's far face along "
+            + "; and along ".join(parts) + f": the last block along {'that axis' if len(parts) == 1 else 'each'} "
+            "holds fewer CT voxels and takes their mean, so the tissue of the CT's last voxels fills it (a beam "
+            "entering through that face crosses that much more of it; a beam along the face stops where it does on "
+            "the CT)")
+
+
 def _block_view(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """``a`` (z, y, x) as blocks of ``factors`` = (fx, fy, fz) voxels, (NZ, fz, NY, fy, NX, fx), padded with zeros
     at the far ends to whole blocks (as :func:`resample_blocks` makes its grid)."""

@@ -2341,7 +2341,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                    series_uid=inp.ct_series, at_ct_resolution=hook,
                                                    outside_external_of=outside_of if wants_outside else None,
                                                    beams=None if planned is None else planned[1],
-                                                   transport=transport, physics=physics)
+                                                   transport=transport, physics=physics, log=log)
         if transport.get("cropped"):
             log(f"mcproton check: the transport grid holds {transport['said']}")
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None

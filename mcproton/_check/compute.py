@@ -114,14 +114,16 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
                            frame_of_reference_uid: str, margin_mm: float = 20.0):
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
     override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
-    The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
+    The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid); the CT covers
+    the TPS grid and the override ROIs' contours (+ ``margin_mm``), a contour point far outside the TPS grid refused
+    first (:func:`~mcproton._io.rtstruct.check_contours_near_ct`, as on a patient's CT).
     Returns (CT, calibration, notes): the CT (:class:`~mcproton._io.ct.CTImage`) is the one
     :func:`~mcproton._io.ct.load_ct_series` reads from the series written to ``out_dir``
     (:func:`~mcproton._io.ct.write_ct_series_image`), made without reading it back; :func:`build_geometry` converts it
     (before 2026-12-07 it read the series back: audit 27 hosttime F3)."""
     from .._io.ct import write_ct_series_image
     from .._io.dicom_common import PHANTOM_STUDY
-    from .._io.rtstruct import rasterise, read_rtstruct
+    from .._io.rtstruct import check_contours_near_ct, rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
     from .._io.roi_overrides import nearest_material, override_note, roi_overrides, warn_material, warn_unapplied
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
@@ -134,6 +136,11 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
                               "it; " + way_out("give the CT (--ct)", "put the plan's CT series into {folder} and leave "
                                                "out --phantom-from-struct"), single_options=("--ct",))
     s = read_rtstruct(struct_path)
+    # the phantom is sized to hold every override ROI's points: one far outside the TPS dose grid (a mistyped vertex)
+    # would stretch it there and make a wedge of the ROI's material reaching it, so it is refused as on a patient's CT
+    # (before 2026-12-07, review 28b R1: x = 700 mm made the phantom 3.4 x wider, in silence)
+    check_contours_near_ct(s, ref, f"{ref.path}: --phantom-from-struct builds the phantom around it",
+                           grid="the TPS dose grid", drawn="a contour drawn for this plan")
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
     lo_tps = np.asarray(ref.origin_mm, float) - np.asarray(ref.voxel_size_mm) / 2
@@ -211,7 +218,8 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
                                                  np.ndarray | None] | None = None,
-                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None):
+                   beams: Sequence[Any] | None = None, transport: dict | None = None, physics: Any = None,
+                   log: Callable[[str], None] | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
@@ -237,7 +245,9 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
     ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
     geometry's ``outside_external_g_cm3_zyx`` for the outside-External note.  ``physics``: the MC's physics
     settings (None: the defaults), whose water model and I-values turn a HU -> SPR calibration into densities
-    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it)."""
+    (:meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics`, as ``mcproton run`` reads it).  ``log``
+    gets a note where the last blocks along an axis are partial (:func:`mcproton.geometry.partial_block_note`: the
+    transport grid reaches past the CT's far face), as ``mcproton run`` prints it for phantom.dose_voxel_mm."""
     import dataclasses
 
     from .._io.ct import CTImage, check_conversion_memory, load_ct_series
@@ -276,6 +286,12 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
         o = ct.origin_mm
         ct = dataclasses.replace(ct, hu_zyx=ct.hu_zyx[crop.slices()],
                                  origin_mm=(o[0], o[1], o[2] + crop.first * ct.voxel_size_mm[2]))
+    from ..geometry import partial_block_note
+
+    # the crop keeps whole blocks from the CT's first slice, so only the CT's own far face can end in a partial one
+    if log is not None and (note := partial_block_note(ct.hu_zyx.shape, factors, ct.voxel_size_mm, ct.origin_mm,
+                                                       "the MC grid")):
+        log(f"mcproton check: note: {note}")
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:

@@ -198,8 +198,9 @@ LET_D_ATTRS = {
                    "seed-to-seed relative sd per voxel was 1.8-2.0 x the dose's uncertainty (median) and 2.9-3.1 x "
                    "at the 95th percentile in three beams in water (a 100 MeV pencil beam, 4- and 8-layer spot "
                    "fields; 30-40 seeds); in the 4-layer field 1.4 x (median) above 50 % of the maximum and 2.35 x "
-                   "at 10-50 %; 1.25-1.4 x (median, by dose band) in the demo CT plan (20 seeds). Measured, not bounds "
-                   "(statistics audits 2026-12-06 F4 and 2026-12-07 F1)",
+                   "at 10-50 %; 1.25-1.4 x (median, by dose band) in the demo CT plan (20 seeds). Measured, not "
+                   "bounds; the medians of per-voxel sd estimates rise slightly with the number of seeds, so they "
+                   "read a few % low (statistics audits 2026-12-06 F4 and 2026-12-07 F1; review 28b R4)",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
                                   "few deposits (no uncertainty is given for it); 0 where no proton deposited and "
                                   "outside the body outline (body_mask), where the dose is 0 too",

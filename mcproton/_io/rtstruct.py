@@ -444,11 +444,14 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
 CONTOUR_MARGIN_MM = 500.0
 
 
-def check_contours_near_ct(path_or_ds, ct, where: str) -> None:
+def check_contours_near_ct(path_or_ds, ct, where: str, *, grid: str = "the CT",
+                           drawn: str = "a contour drawn on this CT") -> None:
     """Refuse (:class:`DicomInputError`) a structure set with a contour point farther from the box of the CT read
     (``ct``: a :class:`~mcproton._io.ct.CTImage` or anything with ``origin_mm``, ``voxel_size_mm`` and
     ``shape_zyx``) than the larger of :data:`CONTOUR_MARGIN_MM` and the CT's largest extent, naming the ROI, the
-    contour, the point and its coordinates, and the CT's box."""
+    contour, the point and its coordinates, and the CT's box.  ``grid`` names the box in the message and ``drawn``
+    what would not reach that far: mcproton check --phantom-from-struct, which has no CT, checks against the TPS dose
+    grid it builds the phantom around."""
     if any(getattr(ct, a, None) is None for a in ("origin_mm", "voxel_size_mm", "shape_zyx")):
         return   # no CT grid to compare with
     s = path_or_ds if isinstance(path_or_ds, RTStruct) else read_rtstruct(path_or_ds)
@@ -466,9 +469,9 @@ def check_contours_near_ct(path_or_ds, ct, where: str) -> None:
                 xyz = ", ".join(f"{v:.6g}" for v in c[k])
                 raise DicomInputError(
                     f"{s.path}: ROI {nm!r} contour {ci}: point {k} of {len(c)} at ({xyz}) mm lies more than "
-                    f"{margin:.0f} mm outside the CT ({where}: {box} mm)"
+                    f"{margin:.0f} mm outside {grid} ({where}: {box} mm)"
                     + (f", and {far.size - 1} more point(s) of the contour" if far.size > 1 else "")
-                    + ": a contour drawn on this CT does not reach that far, so the coordinate is damaged or mistyped "
+                    + f": {drawn} does not reach that far, so the coordinate is damaged or mistyped "
                     "(the ROI's volume and DVH would be wrong); correct the contour in the planning system and export "
                     "the structure set again")
 

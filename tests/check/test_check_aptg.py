@@ -192,3 +192,42 @@ def test_the_phantom_is_converted_in_memory_as_its_written_ct_reads(folder, tmp_
             assert a.replace(ct_mem.series_instance_uid, "UID") == b.replace(uid_read, "UID")
         else:
             assert a == b, key
+
+
+def test_a_contour_point_far_outside_the_tps_grid_is_refused_before_the_phantom_is_built(folder, tmp_path,
+                                                                                          monkeypatch):
+    """--phantom-from-struct sizes its phantom to hold every override ROI's points: one vertex of plan03's External
+    moved to x = 700 mm (the TPS grid spans x -105.5..108.5 mm) is refused as on a patient's CT (the one check,
+    rtstruct.check_contours_near_ct, against the TPS dose grid the phantom is built around), naming the ROI and the
+    point, before any phantom CT is written.  Before 2026-12-07 (review 28b, R1) the phantom grew to 844 x 246 x 242
+    voxels (3.4 x wider) and held a 600 mm wedge of solid water there, without a word.  No transport."""
+    import pydicom
+
+    from mcproton._check import api
+    from mcproton._io.errors import DicomInputError
+
+    rs = pydicom.dcmread(folder / "RS_plan03.dcm")
+    num = {r.ROINumber: r.ROIName for r in rs.StructureSetROISequence}
+    ext = next(c for c in rs.ROIContourSequence if num[c.ReferencedROINumber] == "External")
+    k = next(i for i, c in enumerate(ext.ContourSequence) if int(c.NumberOfContourPoints) == 4)
+    pts = [float(v) for v in ext.ContourSequence[k].ContourData]
+    pts[3] = 700.0   # x of the contour's second point
+    ext.ContourSequence[k].ContourData = pts
+    spiked = tmp_path / "in"
+    spiked.mkdir()
+    rs.save_as(spiked / "RS_plan03.dcm")
+
+    def no_mc(*a, **k):
+        raise AssertionError("the check went on to the Monte Carlo")
+
+    monkeypatch.setattr(api, "run_mc", no_mc)
+    with pytest.raises(DicomInputError) as e:
+        api.check(plan=folder / "RP_plan03.dcm", dose=folder / "RD_plan03_total.dcm", struct=spiked / "RS_plan03.dcm",
+                  beam_model="dcpt_v5", progress=False, log=lambda m: None, machine_check=False,
+                  phantom_from_struct=True, out=tmp_path / "out")
+    msg = str(e.value)
+    assert f"ROI 'External' contour {k}: point 1 of 4 at (700," in msg, msg
+    assert "mm lies more than 500 mm outside the TPS dose grid (" in msg
+    assert "--phantom-from-struct builds the phantom around it: x -105.5 to 108.5" in msg, msg
+    assert "correct the contour in the planning system and export the structure set again" in msg
+    assert not list((tmp_path / "out").glob("phantom_ct/CT_*.dcm"))   # no phantom written

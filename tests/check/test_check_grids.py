@@ -116,9 +116,16 @@ def test_the_transport_grids_last_partial_block_holds_the_cts_tissue(tmp_path, a
     hu = np.full((21, 12, 12), -1000, np.int16)
     hu[:, 2:10, 2:10] = 0
     write_ct_series(hu, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    said: list[str] = []
     g, cal, _ = build_geometry(tmp_path / "ct", "schneider2000", _ref((4, 4, 4), (2.0, 2.0, 2.0), (0.5, 0.5, 0.5)),
-                               at_ct_resolution=at_ct_resolution)
+                               at_ct_resolution=at_ct_resolution, log=said.append)
     assert g.shape_zyx == (11, 6, 6) and g.voxel_size_mm == pytest.approx((2.0, 2.0, 2.0))
+    # the log says so (review 28b, R2: before 2026-12-07 nothing did), along z only
+    assert said == ["mcproton check: note: the MC grid's blocks of 2 x 2 x 2 CT voxels reach past the CT's far face "
+                    "along z by 1 mm (1 CT voxel: the CT's 21 slices are not a whole number of blocks of 2; the grid "
+                    "ends at z = 21.5 mm, the CT at 20.5 mm): the last block along that axis holds fewer CT voxels "
+                    "and takes their mean, so the tissue of the CT's last voxels fills it (a beam entering through "
+                    "that face crosses that much more of it; a beam along the face stops where it does on the CT)"]
     rho = g.density_g_cm3_zyx
     water = float(cal.density_from_hu(np.zeros(1))[0])
     assert rho[:, 1:5, 1:5] == pytest.approx(np.full((11, 4, 4), water), rel=1e-6)

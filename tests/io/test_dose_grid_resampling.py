@@ -154,6 +154,36 @@ def test_config_dose_voxel_mm(tmp_path):
         build_geometry({"phantom": {"type": "water", "dose_voxel_mm": 2.0}})
 
 
+def test_a_partial_last_block_is_said_in_the_log(tmp_path, capsys):
+    """mcproton run with phantom.dose_voxel_mm on a CT that is not a whole number of blocks (21 slices and 13
+    columns of 1 mm in blocks of 2): one note says, per axis, how far the dose grid reaches past the CT's far face and
+    that the last block takes the mean of its CT voxels; none where the blocks are whole (the 12 rows; a 20-slice,
+    12-column CT).  Before 2026-12-07 (review 28b, R2) only the docs said so: the dose grid and its RT Dose reached a
+    slice past the CT on one side without a word."""
+    from mcproton._io.ct import write_ct_series
+    from mcproton.config import build_geometry
+    from mcproton.geometry import partial_block_note
+
+    write_ct_series(np.zeros((21, 12, 13), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    write_ct_series(np.zeros((20, 12, 12), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "ct_whole")
+    capsys.readouterr()
+    g = build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct"), "dose_voxel_mm": [2.0, 2.0, 2.0]}})
+    assert g.shape_zyx == (11, 6, 7)
+    err = capsys.readouterr().err
+    assert err.count("mcproton: note: phantom.dose_voxel_mm: the dose grid's blocks of 2 x 2 x 2 CT voxels reach "
+                     "past the CT's far face along x by 1 mm (1 CT voxel: the CT's 13 columns are not a whole number "
+                     "of blocks of 2; the grid ends at x = 13.5 mm, the CT at 12.5 mm); and along z by 1 mm (1 CT "
+                     "voxel: the CT's 21 slices are not a whole number of blocks of 2; the grid ends at z = 21.5 mm, "
+                     "the CT at 20.5 mm): the last block along each holds fewer CT voxels and takes their mean") \
+        == 1, err
+    assert "along y" not in err
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct_whole"), "dose_voxel_mm": [2.0, 2.0, 2.0]}})
+    assert "blocks of" not in capsys.readouterr().err
+    assert partial_block_note((21, 12, 12), (1, 1, 1), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)) == ""
+    assert "along z by 4.5 mm (3 CT voxels: the CT's 5 slices" in partial_block_note((5, 4, 4), (2, 2, 4),
+                                                                                       (1, 1, 1.5), (0, 0, 0))
+
+
 def test_rtdose_on_the_coarse_grid(tmp_path, capsys):
     """`mcproton run --rtdose` with phantom.dose_voxel_mm writes the RT Dose on the blocks, in the CT's frame."""
     from mcproton._io.ct import write_ct_series

@@ -62,3 +62,21 @@ def test_the_stated_letd_noise_is_what_a_pencil_beam_in_water_shows():
             f"the LETd's relative sd over the dose's uncertainty, {name} over {band.sum()} voxels at >= 10 % of the "
             f"maximum: {got:.2f}, outside the stated {lo:g}-{hi:g} x (+-{100 * TOL:.0f} %): {text}")
     assert "at worst" not in text and "not bounds" in text
+
+
+def test_the_figures_say_their_seed_counts_and_that_the_medians_read_low():
+    """Review 28b, R4: the median of per-voxel sd estimates rises with the seeds it is estimated from (the pencil beam
+    above, 80 seeds split into sets: 1.64-1.70 from 20 seeds, 1.72-1.73 from 40, 1.755 from 80), so the figures
+    read a few % low, and the demo's 1.25-1.4 x is a 20-seed figure, by dose band, set beside 30-40-seed ones without
+    a word.  physics.md, the README's let_d row and the HDF5 attribute now say both."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    physics = " ".join((root / "docs" / "physics.md").read_text().split())
+    row = next(line for line in (root / "README.md").read_text().splitlines() if line.startswith("| `let_d` |"))
+    assert "1.25-1.4 (each band's median, 20 seeds" in physics
+    assert "the median of per-voxel sd estimates rises slightly with more seeds" in physics
+    assert "1.64-1.70 from sets of 20 seeds, 1.68-1.71 from 30, 1.72-1.73 from 40" in physics
+    assert "from 30-40 seeds" in row and "(each dose band's median, 20 seeds)" in row and "read a few % low" in row
+    attr = LET_D_ATTRS["uncertainty"]
+    assert "30-40 seeds" in attr and "(20 seeds)" in attr and "read a few % low" in attr
