@@ -277,6 +277,40 @@ def test_the_default_demo_uses_the_shipped_plan_and_says_so(tmp_path, monkeypatc
     assert s["spots"] == sum(f.n_spots for f in plan.fields) and s["model_d95_rel"] == plan.model_stats["d95_rel"]
 
 
+def test_the_demo_and_the_shipped_plans_recipe_make_the_phantom_and_target_in_one_place(tmp_path, monkeypatch,
+                                                                                       demo_plan_4mm_shared):
+    """``run_demo`` plans on the phantom and target of :func:`mcproton.demo.demo_phantom_and_target`, the one that
+    ``default_plan_inputs`` (what the shipped plan is made from and checked against) takes too: a change of the
+    demo's phantom or target reaches the shipped plan's stale test (the review of 2026-12-07's shipped plan, R4: they
+    were written in three places, tied by a comment)."""
+    import copy
+
+    import mcproton.demo as demo
+
+    g, plan = copy.deepcopy(demo_plan_4mm_shared)
+    made = (g, plan.target_mask_zyx.copy())
+    asked, planned = [], []
+
+    class Planned(Exception):
+        pass
+
+    def phantom_and_target(age, voxel_mm):
+        asked.append((age, voxel_mm))
+        return made
+
+    def demo_plan(planner, geometry, target, shipped=None):
+        planned.append((geometry, target))
+        raise Planned
+
+    monkeypatch.setattr(demo, "demo_phantom_and_target", phantom_and_target)
+    monkeypatch.setattr(demo, "_demo_plan", demo_plan)
+    with pytest.raises(Planned):
+        demo.run_demo(tmp_path / "demo", primaries=2000, backend="cpu", threads=1, seed=5, quiet=True)
+    assert asked == [(demo.DEFAULT_AGE, demo.DEFAULT_VOXEL_MM)] and planned[0][0] is g and planned[0][1] is made[1]
+    inputs = demo.default_plan_inputs()
+    assert asked[1:] == [(demo.DEFAULT_AGE, demo.DEFAULT_VOXEL_MM)] and inputs[0] is g and inputs[1] is made[1]
+
+
 @pytest.mark.slow
 def test_demo_full_default(tmp_path):
     """The default job (2.5 M protons on the CPU): D95 >= 95 % and under two minutes on 2 cores."""
