@@ -290,11 +290,11 @@ def _demo_plan(posterior_fossa_plan, g, ctv, shipped: Path | None = None) -> tup
     the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
     the plan, the beam model's files, the code, NumPy, SciPy, their BLAS and the CPU:
     :mod:`mcproton.planning._plan_cache`), else the plan shipped with mcproton in the file ``shipped`` (the default
-    demo's: :func:`shipped_plan_file`) where its recipe (the phantom, the target, the settings, the beam model and the
-    physics data) is this one, else optimised and stored: the plan read is the plan stored, to the bit.  Optimising
-    it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte Carlo on an
-    H200 (the host-time audit of 2026-12-07, F1).  ``MCPROTON_PLAN_CACHE=0`` optimises it (no cache, no shipped
-    plan).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
+    demo's: :func:`shipped_plan_file`) where its recipe (the phantom, the target, the settings, the beam model, the
+    physics data and the planner's code) is this one, else optimised and stored: the plan read is the plan stored, to
+    the bit.  Optimising it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x
+    the Monte Carlo on an H200 (the host-time audit of 2026-12-07, F1).  ``MCPROTON_PLAN_CACHE=0`` optimises it (no
+    cache, no shipped plan).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
     from ._io.console import write_stderr
     from .planning._plan_cache import cached_plan
 
@@ -304,19 +304,21 @@ def _demo_plan(posterior_fossa_plan, g, ctv, shipped: Path | None = None) -> tup
 
 
 def _plan_cache_said(record: dict) -> str:
-    """Where the demo's plan came from, as its progress line and the summary's ``plan_origin`` say it, from the plan
-    cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`)."""
+    """Where the demo's plan came from, as its progress line, the summary's ``plan_origin`` and dose.h5's say it, from
+    the plan cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`): with why the plan shipped with
+    mcproton was not used, where it was offered (the default demo) and not used (``shipped_not_used``)."""
     if record["plan_from_cache"]:
         return f"the plan read from the plan cache ({record['file']})"
     shipped = record.get("shipped")
     if shipped:
         return (f"the plan shipped with mcproton ({shipped['file']}), optimised {shipped['optimised']} on "
                 f"{shipped['platform']} ({shipped['cpu_model']}), mcproton {shipped['mcproton_version']}, code "
-                f"{str(shipped['code_sha256'])[:12]}: its phantom, target, settings, beam model and physics data are "
-                "this demo's (MCPROTON_PLAN_CACHE=0 optimises it here)")
+                f"{str(shipped['code_sha256'])[:12]}: its phantom, target, settings, beam model, physics data and "
+                "planner's code are this demo's (MCPROTON_PLAN_CACHE=0 optimises it here)")
+    why = f"; {record['shipped_not_used']}" if record.get("shipped_not_used") else ""
     if record["cache"] == "stored":
-        return f"the plan optimised here and stored in the plan cache ({record['file']})"
-    return f"the plan optimised here (plan cache: {record['cache']})"
+        return f"the plan optimised here and stored in the plan cache ({record['file']}){why}"
+    return f"the plan optimised here (plan cache: {record['cache']}){why}"
 
 
 def _log(msg: str, quiet: bool) -> None:
