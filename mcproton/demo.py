@@ -262,16 +262,26 @@ def plan_inputs(posterior_fossa_plan, g, ctv) -> tuple[dict, dict, object]:
     return make, settings, model
 
 
+def demo_phantom_and_target(age: float, voxel_mm: float) -> tuple:
+    """(the phantom, the plan's target mask) of a demo of ``age`` and ``voxel_mm``: the head phantom and its
+    posterior-fossa boost CTV.  The one place they are made, for :func:`run_demo`, :func:`default_plan_inputs` (the
+    shipped plan's recipe) and the tests' demo plan (tests/conftest.py), so that the shipped plan is made and checked
+    from the phantom and target the demo plans on (the review of 2026-12-07's shipped plan, R4)."""
+    from .phantoms import make_head_phantom
+    from .phantoms.reference_plans import posterior_fossa_target
+
+    g = make_head_phantom(age, voxel_mm, region="head")
+    return g, posterior_fossa_target(g)
+
+
 def default_plan_inputs() -> tuple:
     """(geometry, target, planner, its arguments, its settings, the beam model) of the default demo's plan, made as
-    :func:`run_demo` makes them (the phantom at :data:`DEFAULT_AGE` and :data:`DEFAULT_VOXEL_MM`, its
-    posterior-fossa target, :func:`plan_inputs`): what the shipped plan (:func:`shipped_plan_file`) is made from by
+    :func:`run_demo` makes them (:func:`demo_phantom_and_target` at :data:`DEFAULT_AGE` and
+    :data:`DEFAULT_VOXEL_MM`, :func:`plan_inputs`): what the shipped plan (:func:`shipped_plan_file`) is made from by
     scripts/make_shipped_demo_plan.py and checked against by tests/phantoms/test_shipped_plan.py."""
-    from .phantoms import make_head_phantom
-    from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
+    from .phantoms.reference_plans import posterior_fossa_plan
 
-    g = make_head_phantom(DEFAULT_AGE, DEFAULT_VOXEL_MM, region="head")
-    ctv = posterior_fossa_target(g)
+    g, ctv = demo_phantom_and_target(DEFAULT_AGE, DEFAULT_VOXEL_MM)
     return (g, ctv, posterior_fossa_plan, *plan_inputs(posterior_fossa_plan, g, ctv))
 
 
@@ -280,11 +290,11 @@ def _demo_plan(posterior_fossa_plan, g, ctv, shipped: Path | None = None) -> tup
     the plan cache where an earlier demo stored it under the same key (the phantom, the target, every setting of
     the plan, the beam model's files, the code, NumPy, SciPy, their BLAS and the CPU:
     :mod:`mcproton.planning._plan_cache`), else the plan shipped with mcproton in the file ``shipped`` (the default
-    demo's: :func:`shipped_plan_file`) where its recipe (the phantom, the target, the settings, the beam model and the
-    physics data) is this one, else optimised and stored: the plan read is the plan stored, to the bit.  Optimising
-    it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x the Monte Carlo on an
-    H200 (the host-time audit of 2026-12-07, F1).  ``MCPROTON_PLAN_CACHE=0`` optimises it (no cache, no shipped
-    plan).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
+    demo's: :func:`shipped_plan_file`) where its recipe (the phantom, the target, the settings, the beam model, the
+    physics data and the planner's code) is this one, else optimised and stored: the plan read is the plan stored, to
+    the bit.  Optimising it was 75-83 % of a CPU demo's wall time at 2 mm (11-15 s on 2 loaded cores) and 2.7 x
+    the Monte Carlo on an H200 (the host-time audit of 2026-12-07, F1).  ``MCPROTON_PLAN_CACHE=0`` optimises it (no
+    cache, no shipped plan).  Returns (plan, the cache's record for the summary's ``plan_cache``)."""
     from ._io.console import write_stderr
     from .planning._plan_cache import cached_plan
 
@@ -294,19 +304,21 @@ def _demo_plan(posterior_fossa_plan, g, ctv, shipped: Path | None = None) -> tup
 
 
 def _plan_cache_said(record: dict) -> str:
-    """Where the demo's plan came from, as its progress line and the summary's ``plan_origin`` say it, from the plan
-    cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`)."""
+    """Where the demo's plan came from, as its progress line, the summary's ``plan_origin`` and dose.h5's say it, from
+    the plan cache's ``record`` (:func:`mcproton.planning._plan_cache.cached_plan`): with why the plan shipped with
+    mcproton was not used, where it was offered (the default demo) and not used (``shipped_not_used``)."""
     if record["plan_from_cache"]:
         return f"the plan read from the plan cache ({record['file']})"
     shipped = record.get("shipped")
     if shipped:
         return (f"the plan shipped with mcproton ({shipped['file']}), optimised {shipped['optimised']} on "
                 f"{shipped['platform']} ({shipped['cpu_model']}), mcproton {shipped['mcproton_version']}, code "
-                f"{str(shipped['code_sha256'])[:12]}: its phantom, target, settings, beam model and physics data are "
-                "this demo's (MCPROTON_PLAN_CACHE=0 optimises it here)")
+                f"{str(shipped['code_sha256'])[:12]}: its phantom, target, settings, beam model, physics data and "
+                "planner's code are this demo's (MCPROTON_PLAN_CACHE=0 optimises it here)")
+    why = f"; {record['shipped_not_used']}" if record.get("shipped_not_used") else ""
     if record["cache"] == "stored":
-        return f"the plan optimised here and stored in the plan cache ({record['file']})"
-    return f"the plan optimised here (plan cache: {record['cache']})"
+        return f"the plan optimised here and stored in the plan cache ({record['file']}){why}"
+    return f"the plan optimised here (plan cache: {record['cache']}){why}"
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -414,9 +426,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
     from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
-    from .phantoms import label_map_to_masks, make_head_phantom
+    from .phantoms import label_map_to_masks
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
-    from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
+    from .phantoms.reference_plans import posterior_fossa_plan
     from .planning import verify_plan
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes, require_matplotlib
     from .settings import RunSettings, _switch
@@ -474,11 +486,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             raise ValueError(f"{option} {exc}") from None
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
-    g = make_head_phantom(age, voxel_mm, region="head")   # as default_plan_inputs (the shipped plan's recipe)
+    g, ctv = demo_phantom_and_target(age, voxel_mm)   # and the plan's target (passed to it): default_plan_inputs' too
     times["phantom_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    ctv = posterior_fossa_target(g)            # the plan's target (passed to it: the same mask)
     organs = label_map_to_masks(g)
     outline = body_from_labels(g.labels_zyx)   # the body: every labelled voxel (mcproton/body.py)
     times["structures_s"] = time.perf_counter() - t

@@ -6,16 +6,19 @@ on dcpt_v5 with RS_3CM, ``posterior_fossa_plan`` with the demo's arguments), opt
 spots, energies and weights, in the plan cache's entry format (an ``.npz`` read without pickle: mcproton/planning/
 _plan_cache.py), under its *recipe key*: the SHA-256 of what decides the plan's meaning (the phantom's material,
 density and label arrays, its materials and grid; the target mask; every setting of the planner; the beam model's
-file and table; the physics data, mcproton._build.physics_files_sha256).  Not of the code, NumPy's and SciPy's
-builds, the BLAS or the CPU: those change the optimiser's arithmetic (on this VM, OPENBLAS_CORETYPE=Prescott made a
-plan of 6108 spots instead of 6071, model D95 99.345 % instead of 99.370 %), not what the plan is made for.  Its
-record says when, on what machine and with what software it was optimised; the demo says so in its progress line
-and summary.json (``plan_origin``, ``plan_cache.shipped``).
+file and table; the physics data, mcproton._build.physics_files_sha256; the planner's code, the modules of
+mcproton/planning that make a plan and phantoms/reference_plans.py: _plan_cache.planner_code_sha256).  Not of the
+rest of the code, NumPy's and SciPy's builds, the BLAS or the CPU: those change the optimiser's arithmetic (on this
+VM, OPENBLAS_CORETYPE=Prescott made a plan of 6108 spots instead of 6071, model D95 99.345 % instead of 99.370 %),
+not what the plan is made for.  Its record says when, on what machine and with what software it was optimised; the
+demo says so in its progress line and summary.json (``plan_origin``, ``plan_cache.shipped``).
 
-When to run it: when tests/phantoms/test_shipped_plan.py says the shipped plan is stale (its recipe key is not the
-one the current code gives the default demo: after a change of the phantom, the target, the planner's settings, the
-beam model or the physics data), or after a change of the planner that should reach the default demo (its recipe
-key does not see the code: the slow test there compares the shipped plan with one optimised afresh).  About 10 s
+When to run it: when tests/phantoms/test_shipped_plan.py (or ``--check``) says the shipped plan is stale (its
+recipe key is not the one the current code gives the default demo: after a change of the planner's settings or
+code, the beam model or the physics data, or of the phantom generator or the target), or after a change elsewhere
+that changes the demo's plan (the slow test there compares the shipped plan with one optimised afresh).  Not where
+only the phantom or the target differ and neither was changed: another NumPy, SciPy or CPU then made another phantom
+(the message says which it was made with), and a plan made anew here would not match where it was made.  About 10 s
 of CPU and 0.2 GB of memory; the result is the same bytes on the same machine and software.
 
 Usage (from the repository root, with mcproton installed from it, e.g. ``pip install -e .``):
@@ -38,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="only say whether the shipped plan's recipe is current")
+    p.add_argument("--check", action="store_true", help="only say whether the shipped plan's recipe is current "
+                   "(and what to do where it is not)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     g, ctv, planner, kwargs, settings, model = default_plan_inputs()
     if args.check:
-        plan, _, why = PC.shipped_plan(path, g, ctv, settings, model)
+        plan, _, why = PC.shipped_plan(path, g, ctv, settings, model, in_checkout=True)
         print(f"{path}: current" if plan is not None else why)
         return 0 if plan is not None else 1
     t = time.perf_counter()

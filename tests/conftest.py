@@ -156,10 +156,10 @@ def demo_plan_4mm_shared():
     5-year-old head phantom at 4 mm instead of 2, as (geometry, plan): built once per session (10-30 s on 2 cores)
     for the tests of five files that each built the same plan.  Take it through :func:`demo_plan_4mm` (or
     ``copy.deepcopy`` it in a module fixture), never directly: a test that changed it would change the others'."""
-    from mcproton.phantoms import make_head_phantom
+    from mcproton.demo import demo_phantom_and_target
     from mcproton.phantoms.reference_plans import posterior_fossa_plan
 
-    g = make_head_phantom(5, 4.0, region="head")
+    g, _ = demo_phantom_and_target(5, 4.0)       # the demo's phantom, as run_demo makes it
     return g, posterior_fossa_plan(g)
 
 

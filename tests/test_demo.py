@@ -205,9 +205,9 @@ def test_a_second_demo_reads_its_plan_from_the_cache_and_writes_the_same_dose(tm
         assert cli_main(["demo", "--out", str(tmp_path / folder), *args]) == 0
     sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
     assert sa["plan_cache"] == {"plan_from_cache": False, "cache": "stored", "file": sa["plan_cache"]["file"],
-                              "shipped": None}
+                              "shipped": None, "shipped_not_used": None}
     assert sb["plan_cache"] == {"plan_from_cache": True, "cache": "read", "file": sa["plan_cache"]["file"],
-                              "shipped": None}
+                              "shipped": None, "shipped_not_used": None}
     assert sb["times_s"]["plan_s"] < 5.0      # reading it: ~0.1 s (the 4 mm plan is 3-30 s to optimise)
 
     def weights(path):
@@ -222,6 +222,23 @@ def test_a_second_demo_reads_its_plan_from_the_cache_and_writes_the_same_dose(tm
     assert ha["dose"].max() > 0
     for key in ("target_mean_gy", "target_d95_gy", "spots", "total_protons_per_fraction", "model_d95_rel", "fields"):
         assert sa[key] == sb[key], key
+
+
+def _default_demo_at_4mm(out, cache, monkeypatch, capsys, planner, shipped, *options) -> tuple[dict, str]:
+    """The default demo, its default voxel size made 4 mm and its shipped plan the file ``shipped``, with ``planner``
+    as posterior_fossa_plan and the plan cache on in the folder ``cache``, run in ``out`` with 2000 primaries and
+    ``options``: (its summary, what it wrote on stderr)."""
+    import mcproton.demo as demo
+    import mcproton.phantoms.reference_plans as reference_plans
+
+    monkeypatch.setattr(reference_plans, "posterior_fossa_plan", planner)
+    monkeypatch.setattr(demo, "DEFAULT_VOXEL_MM", 4.0)
+    monkeypatch.setattr(demo, "shipped_plan_file", lambda: shipped)
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE", "1")               # off in the other tests (tests/conftest.py)
+    monkeypatch.setenv("MCPROTON_PLAN_CACHE_DIR", str(cache))
+    assert cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu",
+                     "--threads", "1", "--seed", "5", *options]) == 0
+    return json.loads((out / "summary.json").read_text()), capsys.readouterr().err
 
 
 def test_the_default_demo_uses_the_shipped_plan_and_says_so(tmp_path, monkeypatch, capsys, demo_plan_4mm_shared):
@@ -253,16 +270,8 @@ def test_the_default_demo_uses_the_shipped_plan_and_says_so(tmp_path, monkeypatc
     def never(g, **kw):
         raise AssertionError("the demo optimised its plan although the shipped one is of its recipe")
 
-    monkeypatch.setattr(reference_plans, "posterior_fossa_plan", never)
-    monkeypatch.setattr(demo, "DEFAULT_VOXEL_MM", 4.0)
-    monkeypatch.setattr(demo, "shipped_plan_file", lambda: shipped)
-    monkeypatch.setenv("MCPROTON_PLAN_CACHE", "1")               # off in the other tests (tests/conftest.py)
-    monkeypatch.setenv("MCPROTON_PLAN_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    assert cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu",
-                     "--threads", "1", "--seed", "5"]) == 0
-    err = capsys.readouterr().err
-    s = json.loads((out / "summary.json").read_text())
+    s, err = _default_demo_at_4mm(out, tmp_path / "cache", monkeypatch, capsys, never, shipped)
     origin = s["plan_origin"]
     assert origin.startswith(f"the plan shipped with mcproton ({shipped}), optimised 2026-12-07 on test platform")
     assert f"[demo]   {origin}" in err
@@ -275,6 +284,80 @@ def test_the_default_demo_uses_the_shipped_plan_and_says_so(tmp_path, monkeypatc
                               for cp in b.IonControlPointSequence if "ScanSpotMetersetWeights" in cp])
     assert (weights > 0).sum() == sum(int((f.weights > 0).sum()) for f in plan.fields)
     assert s["spots"] == sum(f.n_spots for f in plan.fields) and s["model_d95_rel"] == plan.model_stats["d95_rel"]
+
+
+def test_a_shipped_plan_not_used_is_said_with_quiet_and_recorded_in_summary_and_dose_h5(tmp_path, monkeypatch, capsys,
+                                                                                        demo_plan_4mm_shared):
+    """The default demo with a shipped plan of another recipe (here: of other planner's settings, as an older
+    mcproton's would be): the plan is optimised here, and why the shipped plan was not used is in summary.json
+    (``plan_cache.shipped_not_used``, and ``plan_origin``) and dose.h5's ``plan_origin``, not only on stderr; the
+    note is said with --quiet too, as the demo's other notes are, and names no script (scripts/ is in no wheel):
+    the review of 2026-12-07's shipped plan, R3."""
+    import copy
+    import functools
+
+    import mcproton.demo as demo
+    import mcproton.phantoms.reference_plans as reference_plans
+    from mcproton._io.hdf5 import read_dose_hdf5
+    from mcproton.planning import _plan_cache as PC
+
+    g, plan = copy.deepcopy(demo_plan_4mm_shared)
+    real = reference_plans.posterior_fossa_plan
+    _, settings, model = demo.plan_inputs(real, g, plan.target_mask_zyx)
+    shipped = tmp_path / "plans" / "demo_plan.npz"
+    shipped.parent.mkdir()
+    PC.write_shipped(shipped, plan, g, plan.target_mask_zyx, {**settings, "iterations": 1}, model,
+                     {k: f"test {k}" for k in PC.SHIPPED_SAID})
+
+    @functools.wraps(real)
+    def made_once(g, **kw):
+        return _the_plan_made_once(copy.deepcopy(demo_plan_4mm_shared[1]), g, kw)
+
+    out = tmp_path / "demo"
+    s, err = _default_demo_at_4mm(out, tmp_path / "cache", monkeypatch, capsys, made_once, shipped, "--quiet")
+    why = s["plan_cache"]["shipped_not_used"]
+    assert why.startswith(f"the plan shipped with mcproton for this demo ({shipped}) is for another recipe: the "
+                          "planner's settings (iterations: 1 there, "), why
+    assert s["plan_cache"]["cache"] == "stored" and s["plan_cache"]["shipped"] is None
+    file = s["plan_cache"]["file"]
+    assert s["plan_origin"] == f"the plan optimised here and stored in the plan cache ({file}); {why}"
+    assert read_dose_hdf5(out / "dose.h5")["attrs"]["plan_origin"] == s["plan_origin"]
+    assert f"mcproton: note: {why}; optimising the plan here\n" in err and "[demo]" not in err
+    assert "scripts/" not in err
+
+
+def test_the_demo_and_the_shipped_plans_recipe_make_the_phantom_and_target_in_one_place(tmp_path, monkeypatch,
+                                                                                       demo_plan_4mm_shared):
+    """``run_demo`` plans on the phantom and target of :func:`mcproton.demo.demo_phantom_and_target`, the one that
+    ``default_plan_inputs`` (what the shipped plan is made from and checked against) takes too: a change of the
+    demo's phantom or target reaches the shipped plan's stale test (the review of 2026-12-07's shipped plan, R4: they
+    were written in three places, tied by a comment)."""
+    import copy
+
+    import mcproton.demo as demo
+
+    g, plan = copy.deepcopy(demo_plan_4mm_shared)
+    made = (g, plan.target_mask_zyx.copy())
+    asked, planned = [], []
+
+    class Planned(Exception):
+        pass
+
+    def phantom_and_target(age, voxel_mm):
+        asked.append((age, voxel_mm))
+        return made
+
+    def demo_plan(planner, geometry, target, shipped=None):
+        planned.append((geometry, target))
+        raise Planned
+
+    monkeypatch.setattr(demo, "demo_phantom_and_target", phantom_and_target)
+    monkeypatch.setattr(demo, "_demo_plan", demo_plan)
+    with pytest.raises(Planned):
+        demo.run_demo(tmp_path / "demo", primaries=2000, backend="cpu", threads=1, seed=5, quiet=True)
+    assert asked == [(demo.DEFAULT_AGE, demo.DEFAULT_VOXEL_MM)] and planned[0][0] is g and planned[0][1] is made[1]
+    inputs = demo.default_plan_inputs()
+    assert asked[1:] == [(demo.DEFAULT_AGE, demo.DEFAULT_VOXEL_MM)] and inputs[0] is g and inputs[1] is made[1]
 
 
 @pytest.mark.slow

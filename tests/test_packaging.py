@@ -66,6 +66,17 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == code_sha256()
+    # and the planner's code (the shipped plan's recipe key holds it: the review of 2026-12-07's shipped plan, R1),
+    # so that the installed package's default demo uses the shipped plan (its recipe key is the checkout's)
+    from mcproton.planning._plan_cache import planner_code_sha256
+
+    code = ("import mcproton.planning._plan_cache as PC; from mcproton.demo import default_plan_inputs as d, "
+            "shipped_plan_file as f; g, t, _, _, s, m = d(); p, said, why = PC.shipped_plan(f(), g, t, s, m); "
+            "assert p is not None, why; print(PC.planner_code_sha256(), said['file'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [planner_code_sha256(), str(pkg / "phantoms" / "plans" / "demo_plan_5y_2mm.npz")]
 
 
 def test_licence_is_the_whole_apache_2_text():

@@ -11,14 +11,14 @@ same Monte Carlo dose.
 The key (SHA-256) holds the plan's :func:`recipe` (what decides its meaning: the geometry's material, density and
 label arrays, its materials, voxel size and origin; the target mask; the settings, every argument of the planning
 function, its defaults included; the beam model's name and the SHA-256 of its file and table; the physics data,
-:func:`mcproton._build.physics_files_sha256`), and what decides its last bits: the code
-(:func:`mcproton._build.code_sha256`: every Python module of the package); NumPy's and SciPy's versions and
-BLAS builds, the BLAS core they run (threadpoolctl's report, where it is installed) and the environment variables
-that choose it (:data:`KERNEL_ENV`); and the CPU (model and instruction-set flags, as the kernel cache's key:
-OpenBLAS picks its kernels by the CPU, which may change the optimiser's last bits).  Any change of these is another
-entry.  An entry read back is the plan that the demo which stored it made, to the bit; that this is the plan
-optimising it again would give rests on the key holding all that the optimiser's arithmetic depends on, which is
-what it was built to hold, not a proof.
+:func:`mcproton._build.physics_files_sha256`; the planner's code, :func:`planner_code_sha256`), and what decides its
+last bits: the code (:func:`mcproton._build.code_sha256`: every Python module of the package); NumPy's and SciPy's
+versions and BLAS builds, the BLAS core they run (threadpoolctl's report, where it is installed) and the
+environment variables that choose it (:data:`KERNEL_ENV`); and the CPU (model and instruction-set flags, as the
+kernel cache's key: OpenBLAS picks its kernels by the CPU, which may change the optimiser's last bits).  Any change
+of these is another entry.  An entry read back is the plan that the demo which stored it made, to the bit; that
+this is the plan optimising it again would give rests on the key holding all that the optimiser's arithmetic
+depends on, which is what it was built to hold, not a proof.
 
 The folder: ``$MCPROTON_PLAN_CACHE_DIR``, else ``plans`` in ``$MCPROTON_CACHE_DIR`` (the CPU kernel cache's folder),
 else ``$XDG_CACHE_HOME/mcproton/plans``, else ``~/.cache/mcproton/plans`` (beside the kernel cache's ``kernels``);
@@ -45,10 +45,10 @@ optimising for ~10 CPU s at 2 mm), said to be the shipped one in the record (``s
 cache (an entry there is the plan this machine's optimiser made, to the bit; the shipped plan was optimised
 elsewhere and would differ in its last bits or, through the optimiser's active set, in a few spots: the BLAS core
 alone, OPENBLAS_CORETYPE=Prescott on this VM, made 6108 spots instead of 6071, model D95 99.345 % instead of
-99.370 %).  A shipped plan of another recipe (a changed phantom, target, setting, beam model or physics data;
-another NumPy or SciPy that makes another phantom), damaged or missing is named in a note (the part that differs
-with it) and the plan optimised and stored as without it.  ``MCPROTON_PLAN_CACHE=0`` turns it off with the cache:
-the plan is optimised.
+99.370 %).  A shipped plan of another recipe (a changed phantom, target, setting, beam model, physics data or
+planner's code; another NumPy, SciPy or CPU that makes another phantom: :func:`another_recipe`), damaged or missing
+is named in a note (the part that differs with it) and in the record (``shipped_not_used``), and the plan optimised
+here and stored as without it.  ``MCPROTON_PLAN_CACHE=0`` turns it off with the cache: the plan is optimised.
 """
 from __future__ import annotations
 
@@ -196,13 +196,54 @@ def _json(record: dict[str, Any]) -> str:
         raise _Uncacheable(f"a setting is not a plain value ({exc})") from None
 
 
+#: the modules of mcproton/planning that do not make a plan, left out of :func:`planner_code_sha256`: the plan cache
+#: itself (it reads and writes plans; what its entries hold is :data:`FORMAT`) and the Monte Carlo of a made plan
+PLANNER_CODE_LEFT_OUT = ("_plan_cache.py", "verify.py")
+#: the modules outside mcproton/planning that make the demo's plan, by their names in the package: the reference
+#: plans (the demo's fields, target and the call of the optimiser)
+PLANNER_CODE_ALSO = ("phantoms/reference_plans.py",)
+
+
+def planner_code_files() -> dict[str, Path]:
+    """{name in the package: file} of the planner's code, whose SHA-256 (:func:`planner_code_sha256`) a
+    :func:`recipe` holds: every module of mcproton/planning (spot placement, layers and range shifters, the
+    stopping-power ratios and the ray tracing, the dose model, the objective and the optimiser) but those of
+    :data:`PLANNER_CODE_LEFT_OUT`, and :data:`PLANNER_CODE_ALSO`.  Not the code they call that is keyed otherwise
+    (the physics, :func:`mcproton._build.physics_files_sha256`; the beam model, by its file and table; the phantom,
+    by its arrays) nor the containers and reports around it (mcproton/geometry.py, source.py, dvh.py: the plan's
+    ``model_stats`` figures): a change there that changes the demo's plan is caught by the slow test of
+    tests/phantoms/test_shipped_plan.py.  Named as in a wheel (``planning/...``, ``phantoms/...``), so that a wheel
+    and a checkout of one commit agree."""
+    from ..phantoms import reference_plans
+
+    here = Path(__file__).resolve().parent
+    files = {f"planning/{f.name}": f for f in sorted(here.glob("*.py")) if f.name not in PLANNER_CODE_LEFT_OUT}
+    phantoms = Path(reference_plans.__file__).resolve().parent
+    files.update({name: phantoms / name.split("/", 1)[1] for name in PLANNER_CODE_ALSO})
+    return files
+
+
+def planner_code_sha256() -> str:
+    """The SHA-256 of the planner's code (:func:`planner_code_files`), by the files' names and contents: a change of
+    the planner (the spots' spacing, the optimiser) is another :func:`recipe`, so that a plan shipped with mcproton
+    that the current planner would not make is not used (the review of 2026-12-07's shipped plan, R1)."""
+    from .._build import _digests_sha256
+    from .._io.file_hash import sha256_file
+
+    try:
+        return _digests_sha256({name: sha256_file(f) for name, f in planner_code_files().items()})
+    except OSError as exc:
+        raise _Uncacheable(f"the planner's code cannot be read to key the plan ({exc})") from None
+
+
 def recipe(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any) -> dict[str, Any]:
     """What decides a plan's meaning, as plain values: the SHA-256 of the phantom (its material, density and label
     arrays, its materials, voxel size and origin) and of the target mask; the ``settings`` (:func:`plan_settings`);
     the beam model's name and the SHA-256 of its file and table; the physics data
-    (:func:`mcproton._build.physics_files_sha256`).  Not the code, the numerical libraries or the CPU: those are
-    the plan cache's (:func:`plan_key`), not the shipped plan's (:func:`recipe_key`).  :class:`_Uncacheable` where
-    the beam model was made in memory (no file, no SHA-256 to key it by) or a setting is not a plain value."""
+    (:func:`mcproton._build.physics_files_sha256`); the planner's code (:func:`planner_code_sha256`: the modules
+    that place the spots and optimise them).  Not the rest of the code, the numerical libraries or the CPU: those
+    are the plan cache's (:func:`plan_key`), not the shipped plan's (:func:`recipe_key`).  :class:`_Uncacheable`
+    where the beam model was made in memory (no file, no SHA-256 to key it by) or a setting is not a plain value."""
     from .._build import physics_files_sha256
 
     phantom = hashlib.sha256()
@@ -222,7 +263,7 @@ def recipe(geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_mod
             raise _Uncacheable(f"the beam model {prov.get('name')!r} was made in memory (no file to key it by)")
         model = {k: v for k, v in prov.items() if k in ("name", "sha256", "table_sha256")}
     out = {"phantom": phantom.hexdigest(), "target": mask.hexdigest(), "settings": settings, "beam_model": model,
-           "physics_files_sha256": physics_files_sha256()}
+           "physics_files_sha256": physics_files_sha256(), "planner_code_sha256": planner_code_sha256()}
     _json(out)   # a setting that is not a plain value: _Uncacheable here
     return out
 
@@ -493,11 +534,13 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
     ``record["plan_from_cache"]`` whether it was read from the cache; ``"cache"`` what the cache did ("read",
     "stored", "shipped ...", "made: ..." with why it was not stored, "off ..."); ``"file"`` the entry or the
     shipped file (None where off); ``"shipped"`` None, or what the shipped plan says of its making
-    (:data:`SHIPPED_SAID`: when, on what machine and software it was optimised) with its ``file`` and ``recipe_key``.
+    (:data:`SHIPPED_SAID`: when, on what machine and software it was optimised) with its ``file`` and ``recipe_key``;
+    ``"shipped_not_used"`` None, or why a shipped plan offered (``shipped``) was not used (damaged, missing, another
+    recipe: :func:`shipped_plan`; or this machine's own entry of the plan damaged, which is made and written anew).
     ``note(text)`` says, once, what went wrong with the cache (a damaged entry, another user's, a folder that cannot
-    be searched or written) or why the shipped plan was not used (damaged, missing, another recipe); the plan is
-    made then, as without the cache.  Where the folder cannot be read or written, the entry is kept in (and read
-    from) ``plans`` in the per-user temporary folder, as the CPU kernels are (:func:`_spare_folder`).
+    be searched or written) or why the shipped plan was not used (as the record, and "optimising the plan here");
+    the plan is made then, as without the cache.  Where the folder cannot be read or written, the entry is kept in
+    (and read from) ``plans`` in the per-user temporary folder, as the CPU kernels are (:func:`_spare_folder`).
 
     ``MCPROTON_PLAN_CACHE=0`` turns off the shipped plan too: the plan is optimised, as the switch always said.  A
     shipped plan is not stored in the cache: an entry there is the plan that this machine's optimiser made (its key
@@ -505,7 +548,8 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
     the demo's spots: 6071 on this VM's default core, 6108 with OPENBLAS_CORETYPE=Prescott); read from its own file
     on each demo, it is said to be the shipped plan each time."""
     folder, off = cache_folder(note)
-    record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None, "shipped": None}
+    record: dict[str, Any] = {"plan_from_cache": False, "cache": off, "file": None, "shipped": None,
+                              "shipped_not_used": None}
     if folder is None and (shipped is None or _asked_off()):
         return make(), record
     key = ""
@@ -542,7 +586,10 @@ def cached_plan(make: Callable[[], Plan], geometry: Any, target: np.ndarray, set
             record.update(cache="shipped (not stored in the cache)" if folder is not None
                           else f"shipped; the cache is {off}", file=str(shipped), shipped=said)
             return plan, record
-        note(f"{why}: the plan is optimised")
+        record["shipped_not_used"] = why
+        note(f"{why}; optimising the plan here")
+    elif shipped is not None:
+        record["shipped_not_used"] = f"{wrong} (the plan is optimised here and its entry written anew)"
     if folder is None or path is None:
         return make(), record
     with warnings.catch_warnings(record=True) as warned:   # under the filters in force: what would be said
@@ -574,7 +621,11 @@ SHIPPED_SAID = ("optimised", "platform", "cpu_model", "python", "numpy", "scipy"
 _RECIPE_PARTS = {"phantom": "the phantom (its material, density or label arrays, its materials or grid)",
                  "target": "the target mask", "settings": "the planner's settings",
                  "beam_model": "the beam model (its file or table)",
-                 "physics_files_sha256": "the physics data (mcproton/data, mcproton/_physics)"}
+                 "physics_files_sha256": "the physics data (mcproton/data, mcproton/_physics)",
+                 "planner_code_sha256": "the planner's code (mcproton/planning, phantoms/reference_plans.py)"}
+#: the parts of a :func:`recipe` that are made here, by the phantom generator with NumPy's and SciPy's arithmetic,
+#: rather than given: where only they differ, another NumPy, SciPy or CPU may be why (not a change to ship)
+_MADE_PARTS = ("phantom", "target")
 
 
 def write_shipped(path: Path, plan: Plan, geometry: Any, target: np.ndarray, settings: dict[str, Any],
@@ -595,12 +646,14 @@ def write_shipped(path: Path, plan: Plan, geometry: Any, target: np.ndarray, set
     return key
 
 
-def shipped_plan(path: Path, geometry: Any, target: np.ndarray, settings: dict[str, Any],
-                 beam_model: Any) -> tuple[Plan | None, dict[str, Any] | None, str]:
+def shipped_plan(path: Path, geometry: Any, target: np.ndarray, settings: dict[str, Any], beam_model: Any, *,
+                 in_checkout: bool = False) -> tuple[Plan | None, dict[str, Any] | None, str]:
     """(the plan of the shipped file ``path``, what it says of its making (:data:`SHIPPED_SAID`, its ``file`` and
     ``recipe_key``), "") where its recipe key is this demo's (:func:`recipe_key` of ``geometry``, ``target``,
     ``settings`` and ``beam_model``), else (None, None, why not): the file missing or damaged, or made for another
-    recipe (the parts that differ named, and the script that makes it anew)."""
+    recipe (:func:`another_recipe`: the parts that differ, and whether the environment may be why; what to do about
+    it, with the script that makes it anew, where ``in_checkout``: for scripts/make_shipped_demo_plan.py --check and
+    the tests, not for the demo, whose users may have no checkout and so no script)."""
     name = f"the plan shipped with mcproton for this demo ({path})"
     try:
         key = recipe_key(geometry, target, settings, beam_model)
@@ -613,9 +666,7 @@ def shipped_plan(path: Path, geometry: Any, target: np.ndarray, settings: dict[s
         return None, None, f"{name} cannot be read ({_said(exc)})"
     about = record.get("about") or {}
     if head.get("key") != key:
-        differ = recipe_difference(about.get("recipe"), geometry, target, settings, beam_model)
-        return None, None, (f"{name} was made for another recipe: {differ} (another NumPy or SciPy may make another "
-                            f"phantom; after a change of the demo, python {SHIPPED_SCRIPT} makes it anew)")
+        return None, None, f"{name} {another_recipe(about, geometry, target, settings, beam_model, in_checkout)}"
     try:
         plan = _plan_of(record, arrays, geometry, target, beam_model)
     except Exception as exc:  # noqa: BLE001 - a record that does not make a plan: optimised, as without it
@@ -623,18 +674,66 @@ def shipped_plan(path: Path, geometry: Any, target: np.ndarray, settings: dict[s
     return plan, {**{k: about.get(k) for k in SHIPPED_SAID}, "file": str(path), "recipe_key": key}, ""
 
 
+def another_recipe(about: dict[str, Any], geometry: Any, target: np.ndarray, settings: dict[str, Any],
+                   beam_model: Any, in_checkout: bool = False) -> str:
+    """What a shipped plan's record ``about`` made for another recipe says of it, after its name: "is for another
+    recipe: " and the parts that differ (:func:`recipe_difference`).  Where only the phantom or the target differ
+    (:data:`_MADE_PARTS`: made here by NumPy's and SciPy's arithmetic) on another NumPy, SciPy, BLAS or CPU than the
+    plan was made on (its record's ``libraries``, :func:`_libraries`), the NumPy, SciPy and machine it was made with
+    and this one's: another of them may make another phantom, and the plan made anew here would then not match where
+    it was made.  ``in_checkout`` (the script's ``--check``, the tests: a developer's checkout): what to do, which is
+    to make it anew (python :data:`SHIPPED_SCRIPT`) where a part that is given differs (the settings, the beam model,
+    the physics data, the planner's code) or the libraries and CPU are those it was made on, and not to blindly
+    where only the phantom or the target differ on another."""
+    import platform
+
+    import scipy
+
+    from .._backend.cpu import cpu_model
+
+    theirs = about.get("recipe")
+    differ = recipe_difference(theirs, geometry, target, settings, beam_model)
+    parts = _parts_differing(theirs, geometry, target, settings, beam_model)
+    given = [p for p in parts if p not in _MADE_PARTS]
+    here = about.get("libraries") == json.loads(_json(_libraries()))
+    out = f"is for another recipe: {differ}"
+    if parts and not given:
+        out += (" (it was made with the NumPy, SciPy, BLAS and CPU of this machine: the phantom generator or the "
+                "target was changed)" if here else
+                f" (it was made with NumPy {about.get('numpy')} and SciPy {about.get('scipy')} on "
+                f"{about.get('platform')} ({about.get('cpu_model')}), this is NumPy {np.__version__} and SciPy "
+                f"{scipy.__version__} on {platform.system()} {platform.machine()} ({cpu_model()}): where the phantom "
+                "generator and the target were not changed, another NumPy, SciPy or CPU made another phantom)")
+    if not in_checkout:
+        return out
+    run = f"run python {SHIPPED_SCRIPT} (and commit the file)"
+    if given or not parts or here:
+        return f"{out}: it is stale; {run}"
+    return (f"{out}: if you changed neither the phantom generator nor the target, do not make it anew (it would then "
+            "not match where it was made): report it (the demo optimises the plan here, with a note); if you changed "
+            f"them, {run}")
+
+
+def _parts_differing(shipped: Any, geometry: Any, target: np.ndarray, settings: dict[str, Any],
+                     beam_model: Any) -> list[str]:
+    """The parts (:data:`_RECIPE_PARTS`' keys) of the recipe ``shipped`` (a shipped plan's record) that differ from
+    this demo's (:func:`recipe`): all where ``shipped`` is not a recipe."""
+    if not isinstance(shipped, dict):
+        return list(_RECIPE_PARTS)
+    mine = json.loads(_json(recipe(geometry, target, settings, beam_model)))   # as JSON gives it back: lists
+    return [part for part in _RECIPE_PARTS if shipped.get(part) != mine[part]]
+
+
 def recipe_difference(shipped: Any, geometry: Any, target: np.ndarray, settings: dict[str, Any],
                       beam_model: Any) -> str:
     """Which parts of the recipe ``shipped`` (a shipped plan's record) differ from this demo's (:func:`recipe`):
     their names (:data:`_RECIPE_PARTS`; a setting by its name and both values)."""
-    mine = json.loads(_json(recipe(geometry, target, settings, beam_model)))   # as JSON gives it back: lists
     if not isinstance(shipped, dict):
         return "its recipe is not recorded"
+    mine = json.loads(_json(recipe(geometry, target, settings, beam_model)))   # as JSON gives it back: lists
     said = []
-    for part, what in _RECIPE_PARTS.items():
-        if shipped.get(part) == mine[part]:
-            continue
-        theirs = shipped.get(part)
+    for part in _parts_differing(shipped, geometry, target, settings, beam_model):
+        what, theirs = _RECIPE_PARTS[part], shipped.get(part)
         if part == "settings" and isinstance(theirs, dict):
             what += " (" + ", ".join(f"{n}: {theirs.get(n)!r} there, {mine[part].get(n)!r} here"
                                      for n in sorted(set(theirs) | set(mine[part])) if theirs.get(n)

@@ -15,6 +15,7 @@ import functools
 import os
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,8 +92,10 @@ def test_a_plan_read_from_the_cache_is_the_plan_stored_and_gives_the_same_dose_t
     first, rec1 = _demo_plan(made, g, target)
     second, rec2 = _demo_plan(made, g, target)
     assert len(calls) == 1, "the second plan was made again, not read from the cache"
-    assert rec1 == {"plan_from_cache": False, "cache": "stored", "file": rec1["file"], "shipped": None}
-    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec1["file"], "shipped": None}
+    assert rec1 == {"plan_from_cache": False, "cache": "stored", "file": rec1["file"], "shipped": None,
+                    "shipped_not_used": None}
+    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec1["file"], "shipped": None,
+                    "shipped_not_used": None}
     assert rec1["file"].startswith(str(cache)) and len(list(cache.glob("plan-*.npz"))) == 1
     assert PC._same(first, second) and second is not first
     for a, b in zip(first.fields, second.fields):   # the spots and their machine, field by field
@@ -165,7 +168,7 @@ def test_the_cache_is_off_with_mcproton_plan_cache_0(cache, planner, monkeypatch
     for _ in range(2):
         _, rec = _demo_plan(made, g, target)
         assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None,
-                       "shipped": None}
+                       "shipped": None, "shipped_not_used": None}
     assert len(calls) == 2 and not cache.exists()
 
 
@@ -214,7 +217,7 @@ def test_an_unwritable_folder_is_said_and_the_plan_kept_in_the_per_user_folder(p
     said.clear()
     again, rec2 = _demo_plan(made, g, target)
     assert len(calls) == 1 and rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"],
-                                         "shipped": None}
+                                         "shipped": None, "shipped_not_used": None}
     assert PC._same(plan, again)
     assert len(said) == 1 and "holds no entry of this plan" in said[0] and f"read from {spare}" in said[0], said
     # the default folder (a read-only home, XDG_CACHE_HOME here): kept there too, and read back without a word
@@ -609,15 +612,18 @@ def test_this_machines_own_entry_comes_before_the_shipped_plan(cache, planner, s
     _, rec = _demo_plan(made, g, target)                        # optimised here and stored (no shipped plan given)
     _, rec2 = _demo_plan(made, g, target, shipped=shipped)
     assert len(calls) == 1 and rec["cache"] == "stored"
-    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"], "shipped": None}
+    assert rec2 == {"plan_from_cache": True, "cache": "read", "file": rec["file"], "shipped": None,
+                    "shipped_not_used": None}
 
 
 @pytest.mark.parametrize("change", ["physics data", "phantom", "beam model"])
 def test_a_shipped_plan_of_another_recipe_is_named_and_the_plan_optimised_and_stored(cache, planner, shipped,
                                                                                       monkeypatch, change):
     """The shipped plan's recipe key differs from the demo's (here made to: the physics data, one voxel's density by
-    one ulp, the beam model's table): a note names the part that differs and the script that makes the shipped plan
-    anew, and the plan is optimised and stored in the cache as without a shipped plan."""
+    one ulp, the beam model's table): a note names the part that differs ("optimising the plan here"), the record
+    keeps it (``shipped_not_used``: summary.json and dose.h5 then say it), and the plan is optimised and stored in
+    the cache as without a shipped plan.  The note names no script: scripts/ is in no wheel or sdist (the review of
+    2026-12-07's shipped plan, R3)."""
     import dataclasses
 
     import mcproton._build as build
@@ -644,10 +650,28 @@ def test_a_shipped_plan_of_another_recipe_is_named_and_the_plan_optimised_and_st
     stored = "stored" if change != "beam model" else \
         "made: not cached (the entry would not give back the same plan to the bit)"
     assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == stored and not rec["plan_from_cache"]
-    assert len(said) == 1 and f"the plan shipped with mcproton for this demo ({shipped}) was made for another " \
-        "recipe: " in said[0] and f"{what} " in said[0] and PC.SHIPPED_SCRIPT in said[0], said
-    assert said[0].rstrip().endswith("the plan is optimised")
+    assert len(said) == 1 and f"the plan shipped with mcproton for this demo ({shipped}) is for another " \
+        "recipe: " in said[0] and f"{what} " in said[0] and "scripts/" not in said[0], said
+    assert said[0] == f"mcproton: note: {rec['shipped_not_used']}; optimising the plan here\n"
+    assert ("another NumPy, SciPy or CPU made another phantom" in said[0]) == (change == "phantom"), said
     assert [k for k in ("physics data", "phantom", "beam model") if f"the {k} " in said[0]] == [change], said
+
+
+def test_a_damaged_entry_of_this_machine_skips_the_shipped_plan_and_the_record_says_why(cache, planner, shipped,
+                                                                                         monkeypatch):
+    """This machine's own entry of the plan damaged: the plan is optimised and the entry written anew (not the
+    shipped plan read), and the record says why the shipped plan was not used (``shipped_not_used``: the review of
+    2026-12-07's shipped plan, R3)."""
+    g, target, made, calls = planner
+    _, rec = _demo_plan(made, g, target)                        # optimised here and stored
+    data = bytearray(Path(rec["file"]).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    Path(rec["file"]).write_bytes(bytes(data))
+    said = _notes(monkeypatch)
+    _, rec2 = _demo_plan(made, g, target, shipped=shipped)
+    assert len(calls) == 2 and rec2["cache"] == "stored" and rec2["shipped"] is None
+    assert len(said) == 1 and f"the plan cache's entry {rec['file']}" in rec2["shipped_not_used"], rec2
+    assert rec2["shipped_not_used"].endswith("(the plan is optimised here and its entry written anew)")
 
 
 @pytest.mark.parametrize("value", ["0", "off"])
@@ -658,7 +682,8 @@ def test_mcproton_plan_cache_0_turns_the_shipped_plan_off_too(cache, planner, sh
     said = _notes(monkeypatch)
     _, rec = _demo_plan(made, g, target, shipped=shipped)
     assert len(calls) == 1 and said == []
-    assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None, "shipped": None}
+    assert rec == {"plan_from_cache": False, "cache": f"off ({PC.SWITCH_ENV}={value})", "file": None, "shipped": None,
+                   "shipped_not_used": None}
 
 
 def test_the_shipped_plan_is_used_where_the_cache_folder_cannot_be_used(planner, shipped, monkeypatch):
@@ -689,11 +714,13 @@ def test_a_missing_or_damaged_shipped_plan_is_named_and_the_plan_optimised(cache
     assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == "stored"
     assert len(said) == 1 and f"the plan shipped with mcproton for this demo ({shipped})" in said[0], said
     assert ("is missing" if damage == "missing" else "cannot be read") in said[0]
+    assert said[0] == f"mcproton: note: {rec['shipped_not_used']}; optimising the plan here\n"
 
 
 def test_the_recipe_key_leaves_out_the_code_and_the_libraries_that_the_cache_key_holds(planner, monkeypatch):
-    """The shipped plan's key is of what the plan is made for, not of the machine or the code that optimised it (a
-    fresh machine with other code around the planner, another BLAS or CPU reads it); the cache's key holds them."""
+    """The shipped plan's key is of what the plan is made for and of the planner's code, not of the machine or the
+    rest of the code (a fresh machine with other code around the planner, another BLAS or CPU reads it); the cache's
+    key holds them."""
     import mcproton._build as build
     from mcproton.demo import plan_inputs
 
@@ -706,3 +733,111 @@ def test_the_recipe_key_leaves_out_the_code_and_the_libraries_that_the_cache_key
     assert PC.recipe_key(*args) == keys[0] and PC.plan_key(*args) != keys[1]
     monkeypatch.setattr(build, "physics_files_sha256", lambda: "other physics")
     assert PC.recipe_key(*args) != keys[0]
+
+
+# ---------------------------------------------------------------------- the planner's code in the recipe (review R1)
+def test_a_change_of_the_planners_code_is_another_recipe_and_the_shipped_plan_is_not_used(cache, planner, shipped,
+                                                                                          monkeypatch):
+    """The planner's code is part of the recipe (the review of 2026-12-07's shipped plan, R1: a change of the spots'
+    spacing left the recipe key as it was, and the default demo used the old planner's shipped plan, labelled as
+    this demo's): with another planner (its SHA-256 changed here, as an edit of mcproton/planning/spots.py changes
+    it) the recipe key differs, the shipped plan is not used, and the note and the record name the planner's code."""
+    from mcproton.demo import plan_inputs
+
+    g, target, made, calls = planner
+    args = (g, target, *plan_inputs(made, g, target)[1:])
+    key = PC.recipe_key(*args)
+    monkeypatch.setattr(PC, "planner_code_sha256", lambda: "another planner")
+    assert PC.recipe_key(*args) != key
+    said = _notes(monkeypatch)
+    plan, rec = _demo_plan(made, g, target, shipped=shipped)
+    assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == "stored"
+    assert "is for another recipe: the planner's code (mcproton/planning, phantoms/reference_plans.py) differs" \
+        in rec["shipped_not_used"], rec
+    assert len(said) == 1 and rec["shipped_not_used"] in said[0], said
+
+
+def test_the_planners_code_is_the_planning_modules_that_make_a_plan_and_the_reference_plans(tmp_path, monkeypatch):
+    """:func:`planner_code_files`: every module of mcproton/planning but the plan cache and the Monte Carlo of a
+    made plan (a new module counts until it is named there), and phantoms/reference_plans.py, by their names in a
+    wheel; a change of one file's bytes is another :func:`planner_code_sha256`."""
+    import mcproton.planning as planning
+
+    files = PC.planner_code_files()
+    here = {f"planning/{f.name}" for f in Path(planning.__file__).parent.glob("*.py")}
+    assert set(files) == here - {"planning/_plan_cache.py", "planning/verify.py"} | {"phantoms/reference_plans.py"}
+    assert {"planning/spots.py", "planning/optimiser.py", "planning/raytrace.py"} <= set(files)
+    assert all(f.is_file() for f in files.values())
+    copies = {}
+    for name, f in files.items():
+        copies[name] = tmp_path / name
+        copies[name].parent.mkdir(exist_ok=True)
+        copies[name].write_bytes(f.read_bytes())
+    monkeypatch.setattr(PC, "planner_code_files", lambda: dict(copies))
+    before = PC.planner_code_sha256()
+    spots = copies["planning/spots.py"]
+    spots.write_text(spots.read_text().replace("0.8", "1.0", 1))
+    assert PC.planner_code_sha256() != before
+    spots.unlink()
+    with pytest.raises(PC._Uncacheable, match="the planner's code cannot be read"):
+        PC.planner_code_sha256()
+
+
+# ---------------------------------------------------------------------- what a stale shipped plan says (review R2)
+@pytest.mark.parametrize("change", ["phantom", "phantom, made on this machine", "physics data", "both"])
+def test_a_shipped_plan_of_another_recipe_says_whether_to_make_it_anew(planner, shipped, monkeypatch, change):
+    """In a checkout (the script's --check, the stale test): where a given part differs (the physics data here) the
+    shipped plan is stale and the script makes it anew; where only the phantom differs (one voxel by one ulp, as
+    another NumPy might make it) it says the NumPy, SciPy and machine it was made with and this one's, and not to
+    make it anew blindly (the review of 2026-12-07's shipped plan, R2: it said "stale, regenerate", and a plan made
+    anew on another machine's NumPy would then mismatch on the one it was made on); where the shipped plan was made
+    with this machine's libraries and CPU (its record's ``libraries``), the phantom's code changed: stale.  For the
+    demo (not in a checkout) no script is named."""
+    import dataclasses
+
+    import scipy
+
+    import mcproton._build as build
+    from mcproton.demo import plan_inputs
+
+    g, target, made, _ = planner
+    settings, model = plan_inputs(made, g, target)[1:]
+    if change == "phantom, made on this machine":
+        PC.write_shipped(shipped, made(g), g, target, settings, model,
+                         {**{k: f"test {k}" for k in PC.SHIPPED_SAID}, "libraries": PC._libraries()})
+    if change.startswith("phantom") or change == "both":
+        rho = g.density_g_cm3_zyx.copy()
+        rho.flat[rho.size // 2] = np.nextafter(rho.flat[rho.size // 2], np.float32(10))
+        g = dataclasses.replace(g, density_g_cm3_zyx=rho)
+    if change in ("physics data", "both"):
+        monkeypatch.setattr(build, "physics_files_sha256", lambda: "0" * 64)
+    plan, _, why = PC.shipped_plan(shipped, g, target, settings, model, in_checkout=True)
+    assert plan is None and f"for this demo ({shipped}) is for another recipe: " in why, why
+    run = f"run python {PC.SHIPPED_SCRIPT} (and commit the file)"
+    if change == "phantom":
+        assert "the phantom (its material, density or label arrays, its materials or grid) differs (it was made " \
+            f"with NumPy test numpy and SciPy test scipy on test platform (test cpu_model), this is NumPy " \
+            f"{np.__version__} and SciPy {scipy.__version__} on " in why, why
+        assert "if you changed neither the phantom generator nor the target, do not make it anew" in why
+        assert why.endswith(f"if you changed them, {run}"), why
+    elif change == "phantom, made on this machine":
+        assert why.endswith("differs (it was made with the NumPy, SciPy, BLAS and CPU of this machine: the phantom "
+                            f"generator or the target was changed): it is stale; {run}"), why
+    else:
+        assert why.endswith(f": it is stale; {run}") and "do not make it anew" not in why, why
+        assert ("the phantom" in why) == (change == "both"), why
+    _, _, said = PC.shipped_plan(shipped, g, target, settings, model)
+    assert "scripts/" not in said and "stale" not in said and said == why[:len(said)], said
+
+
+# ---------------------------------------------------------------------- the README (review R6)
+def test_the_readme_names_every_value_of_plan_cache_cache():
+    """README.md's plan-cache paragraph lists what ``plan_cache.cache`` may say, the shipped plan's two values
+    among them, and ``shipped_not_used`` (the review of 2026-12-07's shipped plan, R6)."""
+    import re
+
+    text = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for value in ('"read"', '"stored"', '"made: not cached (why)"', '"off (why)"',
+                  '"shipped (not stored in the cache)"', '"shipped; the cache is off (why)"'):
+        assert value in text, value
+    assert re.search(r"`plan_cache\.shipped_not_used`", text)
