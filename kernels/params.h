@@ -78,8 +78,8 @@
     X(STEPS, steps, 10, count, "transport steps") \
     X(PP_ELASTIC, pp_elastic, 11, count, "elastic scatterings on hydrogen in the grid") \
     X(NUCLEAR_ELASTIC, nuclear_elastic, 12, count, "nuclear elastic scatterings on nuclei heavier than hydrogen") \
-    X(SHIFTER, shifter, 13, energy_out, "energy lost in range shifters: ionisation, nuclear recoils, the primaries " \
-      "that end there and the secondaries made there (not transported)") \
+    X(SHIFTER, shifter, 13, energy_out, "energy lost in range shifters: ionisation, nuclear recoils and fragments, " \
+      "the primaries that end there and what the secondary protons made there lose in them") \
     X(SHIFTER_REMOVED, shifter_removed, 14, count, "primaries that end in a range shifter: stopped or nonelastic " \
       "event")
 #define MCP_N_LEDGER 16 /* entries 15 spare */
