@@ -68,7 +68,8 @@
     X(INCIDENT, incident, 0, energy_in, "kinetic energy of the primaries leaving the source") \
     X(DEPOSITED, deposited, 1, energy_out, "energy deposited in the grid (sum of the dose tally)") \
     X(ESCAPED, escaped, 2, energy_out, "kinetic energy of protons leaving the grid") \
-    X(MISSED, missed, 3, energy_out, "kinetic energy of primaries that never reach the grid") \
+    X(MISSED, missed, 3, energy_out, "kinetic energy of primaries (and range-shifter secondaries) that never " \
+      "reach the grid") \
     X(NEUTRAL, neutral, 4, energy_out, "nonelastic energy to neutrons, photons and binding (leaves the geometry)") \
     X(PRIMARIES, primaries, 5, count, "number of primaries") \
     X(NUCLEAR_EVENTS, nuclear_events, 6, count, "nonelastic events") \
