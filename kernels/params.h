@@ -68,7 +68,8 @@
     X(INCIDENT, incident, 0, energy_in, "kinetic energy of the primaries leaving the source") \
     X(DEPOSITED, deposited, 1, energy_out, "energy deposited in the grid (sum of the dose tally)") \
     X(ESCAPED, escaped, 2, energy_out, "kinetic energy of protons leaving the grid") \
-    X(MISSED, missed, 3, energy_out, "kinetic energy of primaries that never reach the grid") \
+    X(MISSED, missed, 3, energy_out, "kinetic energy of primaries (and range-shifter secondaries) that never " \
+      "reach the grid") \
     X(NEUTRAL, neutral, 4, energy_out, "nonelastic energy to neutrons, photons and binding (leaves the geometry)") \
     X(PRIMARIES, primaries, 5, count, "number of primaries") \
     X(NUCLEAR_EVENTS, nuclear_events, 6, count, "nonelastic events") \
@@ -78,8 +79,8 @@
     X(STEPS, steps, 10, count, "transport steps") \
     X(PP_ELASTIC, pp_elastic, 11, count, "elastic scatterings on hydrogen in the grid") \
     X(NUCLEAR_ELASTIC, nuclear_elastic, 12, count, "nuclear elastic scatterings on nuclei heavier than hydrogen") \
-    X(SHIFTER, shifter, 13, energy_out, "energy lost in range shifters: ionisation, nuclear recoils, the primaries " \
-      "that end there and the secondaries made there (not transported)") \
+    X(SHIFTER, shifter, 13, energy_out, "energy lost in range shifters: ionisation, nuclear recoils and fragments, " \
+      "the primaries that end there and what the secondary protons made there lose in them") \
     X(SHIFTER_REMOVED, shifter_removed, 14, count, "primaries that end in a range shifter: stopped or nonelastic " \
       "event")
 #define MCP_N_LEDGER 16 /* entries 15 spare */

@@ -471,45 +471,34 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool track_step(const Params& p, const Scorer& s
 /* Random stream of a history's passage through its spot's range shifter (distinct from the source stream
  * and from every track id, so that a shifter leaves the transport streams as they were). */
 #define MCP_STREAM_SHIFTER 0xFFFFFFFEu
+/* A secondary proton made in a range shifter crosses the rest of the slab with the stream of its track id with
+ * this bit set (grid track ids count up from 1 and never reach it), and takes its track id's own stream in the
+ * grid: the two passages are independent. */
+#define MCP_STREAM_SHIFTER_SECONDARY 0x80000000u
 /* Deepest direction cosine to the central ray a proton may have in a shifter (below: turned back, ended). */
 #define MCP_SHIFTER_MIN_COS 1e-3f
 
-/* Carry a primary through the range shifter of its spot (Spot::rs_*): a homogeneous slab of material
- * sp.rs_material and density sp.rs_density between the planes perpendicular to the spot's central ray at
- * rs_face_cm and rs_face_cm + rs_thickness_cm from the source-plane point pos_cm.  The proton flies in a
- * straight line (vacuum, as the source-to-grid flight) to the upstream face, then takes condensed-history steps
- * with the voxel transport's physics (sample_step_loss: range-table energy loss and straggling; move_step:
- * multiple scattering with lateral displacement; majorant sampling of the hard nuclear events) up to the
- * downstream face; from there it flies on to the grid as before, so the air gap turns the angular spread added
- * in the slab into spot width.  Hard nuclear events: nuclear elastic scattering deflects the proton (the recoil
- * energy stays in the shifter); p-p elastic scattering keeps the faster proton and drops the slower one; a
- * nonelastic event ends the primary and its secondaries are not transported (an approximation: their energy,
- * and the slower p-p partner's, is counted in LEDGER_SHIFTER; docs/physics.md gives its size).
- * Returns true when the proton leaves the downstream face (pr updated: position, direction, energy); false when
- * it ends in the shifter (its energy then counted in LEDGER_SHIFTER). */
-MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& pr, uint64_t history,
-                                      HistoryLedger& L)
+/* How a proton's steps through a range shifter end (shifter_walk). */
+enum ShifterEnd { SHIFTER_EXIT = 0, SHIFTER_ENDED = 1 };
+
+/* Take condensed-history steps through the slab of spot sp (see traverse_shifter) from depth `depth` (cm along
+ * the central ray from the upstream face) until the proton leaves the downstream face (SHIFTER_EXIT)
+ * or ends in the slab (SHIFTER_ENDED: stopped, turned back, below the cut-off, or a nonelastic event).  The
+ * energy it loses in the slab is counted in LEDGER_SHIFTER; the energy left when it ends is counted here too,
+ * except the secondary protons that go on `stack` (below).  Hard nuclear events: nuclear elastic scattering
+ * deflects it (the recoil stays in the slab); p-p elastic scattering keeps the faster proton and a nonelastic
+ * event ends it.  With a stack (a primary), the slower p-p proton and the nonelastic event's protons go on it, as
+ * nuclear_event puts them on the grid's stack (emit_proton, sample_nonelastic), at their point of emission in the
+ * slab, and the event's neutral energy goes to LEDGER_NEUTRAL; without one (a secondary: one generation of
+ * secondaries in the slab) their energy stays in the slab. */
+MCP_FORCEINLINE MCP_HOST_DEVICE int shifter_walk(const Params& p, const Spot& sp, Track& t, float depth, float p1v1,
+                                                 float& nuc_left, Rng& rng, Track* stack, int* n_stack,
+                                                 uint32_t* next_id, HistoryLedger& L)
 {
     const int mat = sp.rs_material;
     const float rho = sp.rs_density;
     const float* d = sp.dir;
-    Track t;
-    t.u = pr.u; t.v = pr.v; t.w = pr.w;
-    t.energy = pr.energy;
-    t.id = 0;
-    {
-        const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
-        const float* o = sp.pos_cm;
-        const float z0 = (pr.x - o[0]) * d[0] + (pr.y - o[1]) * d[1] + (pr.z - o[2]) * d[2];
-        const float a = cz > MCP_SHIFTER_MIN_COS ? (sp.rs_face_cm - z0) / cz : 0.0f;
-        t.x = pr.x + a * t.u; t.y = pr.y + a * t.v; t.z = pr.z + a * t.w;
-    }
-    Rng rng;
-    rng_init(rng, p.options.seed, history, MCP_STREAM_SHIFTER);
-    const float p1v1 = proton_pv(t.energy);
     const float range_cut = material_prop(p, mat, MAT_RANGE_CUT);
-    float nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
-    float depth = 0.0f;  /* along the central ray, from the upstream face */
     for (int step = 0; step < MCP_MAX_STEPS; ++step) {
         const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
         if (cz < MCP_SHIFTER_MIN_COS) break;  /* turned back or sideways: ends here */
@@ -535,9 +524,28 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
             const float pick = rng_uniform(rng) * ep.hard_max;   /* null-collision test, as nuclear_event */
             if (pick < energy_column(en, COL_HARD_SIGMA)) {
                 const float sig_pp = energy_column(en, COL_PP_SIGMA);
-                if (pick >= sig_pp + energy_column(en, COL_EL_SIGMA)) break;  /* nonelastic: the primary ends */
                 float e1[3], e2[3], sphi, cphi;
                 transverse_basis(t.u, t.v, t.w, e1, e2);
+                if (pick >= sig_pp + energy_column(en, COL_EL_SIGMA)) {  /* nonelastic: the proton ends */
+                    if (stack == nullptr) break;
+                    mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
+                    const NuclearProducts np = sample_nonelastic(t.energy, energy_column(en, COL_MULT_P),
+                                                                 energy_column(en, COL_FRAC_RECOIL),
+                                                                 energy_column(en, COL_MULT_ALPHA),
+                                                                 energy_column(en, COL_MULT_D), rng);
+                    float local = 0.0f, carried = 0.0f;
+                    for (int k = 0; k < np.n_p; ++k) {
+                        const int n0 = *n_stack;
+                        emit_proton(p, t, e1, e2, np.energy_p[k], np.cos_p[k], cphi, sphi, stack, *n_stack, *next_id,
+                                    L, local);
+                        if (*n_stack > n0) carried += np.energy_p[k];
+                        mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
+                    }
+                    L.neutral += ledger_units(np.neutral);
+                    L.shifter += ledger_units(mcp_max(t.energy - np.neutral - carried, 0.0f));
+                    t.energy = 0.0f;
+                    break;
+                }
                 mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
                 if (pick >= sig_pp) {  /* nuclear elastic */
                     const ElasticOutcome el = sample_nuclear_elastic(t.energy, material_prop(p, mat, MAT_EL_A), rng);
@@ -548,24 +556,109 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
                     /* T1 uniform in [0, T] (nuclear_event); the faster of T1 and T - T1 is uniform in [T/2, T] */
                     const float x = 2.0f * rng_uniform(rng) - 1.0f;
                     const float t1 = 0.5f * t.energy * (1.0f + mcp_max(x, -x));
+                    const float t2 = t.energy - t1;
+                    float local = t2;
+                    if (stack != nullptr) {
+                        local = 0.0f;
+                        emit_proton(p, t, e1, e2, t2, pp_elastic_cos_lab(t2, t.energy), -cphi, -sphi, stack,
+                                    *n_stack, *next_id, L, local);
+                    }
                     deflect(t, e1, e2, pp_elastic_cos_lab(t1, t.energy), cphi, sphi);
-                    L.shifter += ledger_units(t.energy - t1);
+                    L.shifter += ledger_units(local);
                     t.energy = t1;
                 }
             }
             nuc_left = rng_exponential(rng);
         }
         if (t.energy <= p.options.e_cut) break;
-        if (limit == LIMIT_BOUNDARY) {
-            pr.x = t.x; pr.y = t.y; pr.z = t.z;
-            pr.u = t.u; pr.v = t.v; pr.w = t.w;
-            pr.energy = t.energy;
-            return true;
-        }
+        if (limit == LIMIT_BOUNDARY) return SHIFTER_EXIT;
     }
     L.shifter += ledger_units(mcp_max(t.energy, 0.0f));
-    ++L.shifter_removed;
-    return false;
+    return SHIFTER_ENDED;
+}
+
+/* Fly a proton at (x, y, z) in direction (u, v, w) straight (vacuum) to the grid's surface: false when it misses
+ * the grid or is below the cut-off (its energy counted as missed), else the track at the surface in t. */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool fly_to_grid(const Params& p, float x, float y, float z, float u, float v,
+                                                float w, float energy, Track& t, HistoryLedger& L)
+{
+    const float d = distance_to_grid(p, x, y, z, u, v, w);
+    if (d < 0.0f || energy <= p.options.e_cut) {
+        L.missed += ledger_units(energy);
+        return false;
+    }
+    const float a = d + MCP_BOUNDARY_PUSH;
+    t.x = inside_far_face(x + a * u, p.grid.nx, p.grid.vx, p.grid.inv_vx, u);
+    t.y = inside_far_face(y + a * v, p.grid.ny, p.grid.vy, p.grid.inv_vy, v);
+    t.z = inside_far_face(z + a * w, p.grid.nz, p.grid.vz, p.grid.inv_vz, w);
+    t.u = u; t.v = v; t.w = w;
+    t.energy = energy;
+    return true;
+}
+
+/* Carry a primary through the range shifter of its spot (Spot::rs_*): a homogeneous slab of material
+ * sp.rs_material and density sp.rs_density between the planes perpendicular to the spot's central ray at
+ * rs_face_cm and rs_face_cm + rs_thickness_cm from the source-plane point pos_cm.  The proton flies in a
+ * straight line (vacuum, as the source-to-grid flight) to the upstream face, then takes condensed-history steps
+ * with the voxel transport's physics (shifter_walk: sample_step_loss: range-table energy loss and straggling;
+ * move_step: multiple scattering with lateral displacement; majorant sampling of the hard nuclear events) up to
+ * the downstream face; from there it flies on to the grid as before, so the air gap turns the angular spread added
+ * in the slab into spot width.  The secondary protons of its hard nuclear events in the slab (the slower p-p
+ * proton, a nonelastic event's protons: sampled as in the grid) cross the rest of the slab with the same steps,
+ * each with its own random stream (MCP_STREAM_SHIFTER_SECONDARY), fly to the grid and go on the history's stack
+ * (stack, n_stack, next_id: LaneHistory's), so that next_track transports them in the grid even when the primary
+ * ended in the slab.  One generation: a secondary's own nonelastic event in the slab ends it, its own p-p partner
+ * stays there (both in LEDGER_SHIFTER; docs/physics.md).  A history without such events keeps its random
+ * numbers and its dose.
+ * Returns true when the primary leaves the downstream face (pr updated: position, direction, energy); false when
+ * it ends in the shifter (what it did not hand to secondaries counted in LEDGER_SHIFTER). */
+MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& pr, uint64_t history,
+                                      Track* stack, int& n_stack, uint32_t& next_id, HistoryLedger& L)
+{
+    const float* d = sp.dir;
+    Track t;
+    t.u = pr.u; t.v = pr.v; t.w = pr.w;
+    t.energy = pr.energy;
+    t.id = 0;
+    {
+        const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
+        const float* o = sp.pos_cm;
+        const float z0 = (pr.x - o[0]) * d[0] + (pr.y - o[1]) * d[1] + (pr.z - o[2]) * d[2];
+        const float a = cz > MCP_SHIFTER_MIN_COS ? (sp.rs_face_cm - z0) / cz : 0.0f;
+        t.x = pr.x + a * t.u; t.y = pr.y + a * t.v; t.z = pr.z + a * t.w;
+    }
+    Rng rng;
+    rng_init(rng, p.options.seed, history, MCP_STREAM_SHIFTER);
+    float nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
+    const int n0 = n_stack;
+    const bool out = shifter_walk(p, sp, t, 0.0f, proton_pv(t.energy), nuc_left, rng, stack, &n_stack, &next_id, L)
+                     == SHIFTER_EXIT;
+    if (out) {
+        pr.x = t.x; pr.y = t.y; pr.z = t.z;
+        pr.u = t.u; pr.v = t.v; pr.w = t.w;
+        pr.energy = t.energy;
+    } else {
+        ++L.shifter_removed;
+    }
+    /* the secondaries made in the slab: through its rest, then to the grid (kept on the stack) or gone */
+    int kept = n0;
+    for (int k = n0; k < n_stack; ++k) {
+        Track s = stack[k];
+        Rng rs;
+        rng_init(rs, p.options.seed, history, s.id | MCP_STREAM_SHIFTER_SECONDARY);
+        float nl = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rs) : MCP_INFINITY;
+        const float* o = sp.pos_cm;
+        const float z = (s.x - o[0]) * d[0] + (s.y - o[1]) * d[1] + (s.z - o[2]) * d[2] - sp.rs_face_cm;
+        const float depth = mcp_min(mcp_max(z, 0.0f), sp.rs_thickness_cm);
+        if (shifter_walk(p, sp, s, depth, proton_pv(s.energy), nl, rs, nullptr, nullptr, nullptr, L) != SHIFTER_EXIT)
+            continue;
+        Track g;
+        if (!fly_to_grid(p, s.x, s.y, s.z, s.u, s.v, s.w, s.energy, g, L)) continue;
+        g.id = s.id;
+        stack[kept++] = g;
+    }
+    n_stack = kept;
+    return out;
 }
 
 /* Every non-zero entry of the thread's ledger into the launch's (zero entries cost no atomic). */
@@ -614,28 +707,20 @@ struct LaneHistory {
 };
 
 /* A new history's primary, from the source to the grid: source sampling (its own random stream), the range
- * shifter of its spot, the flight to the grid.  Returns false when it never reaches the grid (missed, or ended in
- * the shifter); else the primary track at the grid's surface in t. */
-MCP_RARE MCP_HOST_DEVICE bool start_history(const Params& p, uint64_t history, Track& t, HistoryLedger& L)
+ * shifter of its spot (whose secondary protons go on the history's stack h.stack), the flight to the grid.
+ * Returns false when it never reaches the grid (missed, or ended in the shifter: next_track then takes the
+ * history's secondaries, if any); else the primary track at the grid's surface in t. */
+MCP_RARE MCP_HOST_DEVICE bool start_history(const Params& p, LaneHistory& h, Track& t, HistoryLedger& L)
 {
     Rng src;
-    rng_init(src, p.options.seed, history, MCP_STREAM_SOURCE);
+    rng_init(src, p.options.seed, h.history, MCP_STREAM_SOURCE);
     Primary pr = sample_primary(p, src);
     L.incident += ledger_units(pr.energy);
     ++L.primaries;
     const Spot& spot = p.source.spots[pr.spot];
-    if (spot.rs_thickness_cm > 0.0f && !traverse_shifter(p, spot, pr, history, L)) return false;
-    const float d = distance_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w);
-    if (d < 0.0f || pr.energy <= p.options.e_cut) {
-        L.missed += ledger_units(pr.energy);
+    if (spot.rs_thickness_cm > 0.0f && !traverse_shifter(p, spot, pr, h.history, h.stack, h.n_stack, h.next_id, L))
         return false;
-    }
-    const float a = d + MCP_BOUNDARY_PUSH;
-    t.x = inside_far_face(pr.x + a * pr.u, p.grid.nx, p.grid.vx, p.grid.inv_vx, pr.u);
-    t.y = inside_far_face(pr.y + a * pr.v, p.grid.ny, p.grid.vy, p.grid.inv_vy, pr.v);
-    t.z = inside_far_face(pr.z + a * pr.w, p.grid.nz, p.grid.vz, p.grid.inv_vz, pr.w);
-    t.u = pr.u; t.v = pr.v; t.w = pr.w;
-    t.energy = pr.energy;
+    if (!fly_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w, pr.energy, t, L)) return false;
     t.id = 0;
     return true;
 }
@@ -659,7 +744,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool next_track(const Params& p, WorkCursor& wc,
         h.n_stack = 0;
         h.next_id = 1;
         Track t;
-        if (!start_history(p, h.history, t, L)) continue;
+        if (!start_history(p, h, t, L)) continue;
         MCP_COUNT_TRACK_STEPS(h.i, false);
         if (track_begin(p, t, h.history, ts, L)) return true;
         MCP_COUNT_TRACK_STEPS(h.i, true);

@@ -91,10 +91,10 @@ def case_range_shifter(ctx: Context) -> CaseResult:
         "reference, spot sizes behind polyethylene ~15 % and behind Lucite/Lexan ~6 % smaller; reference "
         "0.85/0.94 (their definition of spot size may include the beam's own size: info only)"))
     removed = [r["primaries_ended_in_shifter"] for r in rows]
-    cr.metrics.append(Metric("primaries ended in a ~40 mm WET shifter (nonelastic events, not transported)",
+    cr.metrics.append(Metric("primaries ended in a ~40 mm WET shifter (nonelastic events, stopped)",
                              float(np.mean(removed)), None, None, "", "info",
-                             "their secondaries are not transported (an approximation of the shifter's nuclear "
-                             "events)"))
+                             "the secondary protons of their nonelastic events cross the rest of the slab and are "
+                             "transported in the patient (one generation in the slab; docs/physics.md)"))
     gaps = np.array(RS_GAPS_MM)
     top, bottom = [], []
     for (mat, t, rho), (marker, colour) in zip(RS_SLABS, MATERIAL_STYLE):
