@@ -49,8 +49,8 @@ def print_levels(config: str | None) -> int:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from .._io.cli_args import (PARSER_OPTIONS, beam_model_name, calibration_name, file_name, folder_name,
-                                  whole_number)
+    from .._io.cli_args import (OWN_BEAM_MODEL, PARSER_OPTIONS, beam_model_name, builtin_beam_models_text,
+                                  calibration_name, file_name, folder_name, whole_number)
 
     c = sub.add_parser("check", **PARSER_OPTIONS,
                        help="independent MC check of a plan against its planning-system dose",
@@ -82,7 +82,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--struct", type=file_name,
                    help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
     c.add_argument("--beam-model", type=beam_model_name,
-                   help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file (required: no default)")
+                   help=f"beam model (required: no default): a built-in, {builtin_beam_models_text()}; or a "
+                        f".toml or an MCsquare BDL file ({OWN_BEAM_MODEL})")
     c.add_argument("--out", required=True, type=folder_name,
                    help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
     c.add_argument("--calibration", default=None, type=calibration_name,

@@ -1420,8 +1420,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             raise CheckInputError(f"--ct {ct} is not a folder; give the folder of the plan's CT series")
         ct_found, ct_headers, _ = _scan(ct, outputs_too=True, notes=log)
         ct_files = [p for p in ct_found.get("CT", []) if p.parent == ct]
-        if not ct_files:
-            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
+        if not ct_files:   # a patient folder given as --ct: the sub-folder holding the slices named (journey 28 F6)
+            inside = sorted({p.parent for p in ct_found.get("CT", [])})
+            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series"
+                                  + (f" ({listed([str(q) for q in inside], 3)} hold{'s' if len(inside) == 1 else ''} "
+                                     "CT slices)" if inside else ""))
         headers.update(ct_headers)
         ct, ct_uid = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
                               struct_series=struct_series, struct_name=_shown(struct or "", folder))
