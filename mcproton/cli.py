@@ -1393,19 +1393,26 @@ def _rtdose_dose_text(cfg: dict) -> str:
 #: Said where a CT run writes its RT Dose to medium by default (the dose-to-water audit of 2026-12-06, F3).  The
 #: default stays "medium": changing it would change, without a config change, the quantity in files users already
 #: compare across versions; it is said instead, on the console and in the summary.
-DEFAULT_MEDIUM_NOTE = ("the RT Dose holds dose to medium (output.dose_to default \"medium\"): the dose to the CT "
-                       "calibration's bin materials (schneider2000: HU 0, water or CSF, is an adipose/soft-tissue "
-                       "mixture, so a water tank reads 1.2-1.5 % above dose to water, and neighbouring soft-tissue "
-                       "bins differ by up to 1.3 %; bone 8-16 % below dose to water); clinical planning systems and "
-                       "mcproton check report dose to water: set output.dose_to = \"water\" for that (the HDF5 holds "
-                       "both: datasets dose and dose_to_water)")
+#: The note names the run's own calibration, and gives schneider2000's figures as schneider2000's (journey audit 28,
+#: F5: a run with dcpt_spr_brain was told "the CT calibration's bin materials (schneider2000: ...)").
+DEFAULT_MEDIUM_NOTE = ("the RT Dose holds dose to medium (output.dose_to default \"medium\"): the dose to the bin "
+                       "materials of the run's CT calibration, {calibration} ({example}; bone 8-16 % below dose to "
+                       "water); clinical planning systems and mcproton check report dose to water: set "
+                       "output.dose_to = \"water\" for that (the HDF5 holds both: datasets dose and dose_to_water)")
+#: schneider2000's figures in :data:`DEFAULT_MEDIUM_NOTE` (the dose-to-water audit of 2026-12-06, F3)
+SCHNEIDER_MEDIUM_FIGURES = ("HU 0, water or CSF, is an adipose/soft-tissue mixture, so a water tank reads 1.2-1.5 % "
+                            "above dose to water, and neighbouring soft-tissue bins differ by up to 1.3 %")
 
 
 def _default_medium_note(cfg: dict) -> str | None:
-    """:data:`DEFAULT_MEDIUM_NOTE` where a CT run's RT Dose is dose to medium by default (not asked for)."""
+    """:data:`DEFAULT_MEDIUM_NOTE` where a CT run's RT Dose is dose to medium by default (not asked for), naming the
+    run's calibration (``phantom.calibration``, default schneider2000)."""
     if cfg.get("phantom", {}).get("type") != "ct" or "dose_to" in cfg.get("output", {}):
         return None
-    return DEFAULT_MEDIUM_NOTE
+    cal = str(cfg["phantom"].get("calibration", "schneider2000"))
+    example = (f"in schneider2000 {SCHNEIDER_MEDIUM_FIGURES}" if cal == "schneider2000" else
+               f"e.g. in the default schneider2000 {SCHNEIDER_MEDIUM_FIGURES}; this calibration's bins differ")
+    return DEFAULT_MEDIUM_NOTE.format(calibration=repr(cal), example=example)
 
 
 def _warn_prescription(cfg: dict, total: Any) -> None:

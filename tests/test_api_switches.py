@@ -70,7 +70,7 @@ CALLS = {
         lambda tmp, v: dicom.HUCalibration.load("schneider2000").hu_from_density([1.0], integer=v),
     **{("check", name): (lambda name: lambda tmp, v: _check(tmp, **{name: v}))(name)
        for name in ("phantom_from_struct", "report", "machine_check", "ignore_beam_limiting_devices", "progress",
-                    "prescription_anyway")},
+                    "prescription_anyway", "allow_no_struct")},
     **{("PhysicsSettings", name): (lambda name: lambda tmp, v: mcproton.PhysicsSettings(**{name: v}))(name)
        for name in ("nuclear", "nuclear_elastic", "straggling", "msc")},
 }

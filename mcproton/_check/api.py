@@ -26,7 +26,7 @@ from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_descriptio
 from .compute import plan_beams as beams_of_plan
 from .._io.rtdose import CLINICAL_RBE
 from .inputs import (MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, CheckInputError,
-                     CheckInputs, checking_batch_patient, gather, refusing_superseded_plans, way_out)
+                     CheckInputs, checking_batch_patient, gather, listed, refusing_superseded_plans, way_out)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -66,6 +66,63 @@ def self_compared_text(warnings: Iterable[str]) -> str:
     compared was written by mcproton), else "": the same for a fresh check and an earlier check.json read back (one
     written before its ``self_compared`` key keeps the warning)."""
     return SELF_COMPARED if any(str(w).startswith(MCPROTON_ONLY_DOSE) for w in warnings) else ""
+
+
+#: The words that begin the warning of a check without a structure set (:func:`no_structure_set`): the check's result
+#: (api.CheckResult.no_structures) looks for them to say :data:`NO_STRUCTURES` beside its verdict
+NO_STRUCT_WARNING = "no RT Struct (structure set) is used"
+#: What the verdict line, check.json's and batch.json's ``no_structures``, the report under its verdict and the batch's
+#: console line and index row say beside PASS or FAIL of a check without a structure set (journey audit 28, F1:
+#: before, its PASS read as a full check's, 7 rows instead of 9, with no word that the target's were missing)
+NO_STRUCTURES = "without a structure set: the target D95/Dmean rows were not evaluated"
+
+
+def no_structure_set(inp: CheckInputs, allow_no_struct: bool) -> str:
+    """Where the check found or was given no structure set (``inp.struct_path`` None; not for a phantom built from
+    one, which needs it): refuse it where the plan names a structure set (its ReferencedStructureSetSequence), since
+    without it the check has no target D95/Dmean rows and its PASS would not cover the target's dose, unless
+    ``allow_no_struct`` (``--allow-no-struct``: check without structures); else (or so allowed) warn, in words that
+    begin with :data:`NO_STRUCT_WARNING`, and return the warning (the pairing notes say it too).  "" where a structure
+    set is used.  Before the journey audit 28 (F1) a check without one passed with no word about it."""
+    if inp.struct_path is not None:
+        return ""
+    named = tuple(getattr(inp.plan, "referenced_structure_sets", ()) or ())
+    skipped = (f" ({listed(inp.structs_skipped, 3)}: of another frame of reference than the plan's, skipped)"
+               if inp.structs_skipped else "")
+    of_frame = "of the plan's frame of reference " if skipped else ""
+    without = ("without it the check has no target rows (D95, Dmean), no DVH metrics and no organ-at-risk notes, and "
+               "its body outline is the CT above "
+               f"{BODY_DENSITY_G_CM3:g} g/cm3, not the External")
+    if named and not allow_no_struct:
+        raise CheckInputError(
+            f"the plan names structure set {', '.join(named)} (its ReferencedStructureSetSequence), but no RT Struct "
+            f"{of_frame}was given or found{skipped}: "
+            f"{without}, so its verdict would not cover the target's dose; "
+            + way_out("give --struct RS.dcm (the plan's structure set), or check without structures: "
+                      "--allow-no-struct (the verdict then says that the target rows were not evaluated)",
+                      "put the plan's structure set into {folder}, or check without structures: --allow-no-struct "
+                      "(the verdict then says that the target rows were not evaluated)"),
+            single_options=("--struct",))
+    asked = (f"; the plan names structure set {', '.join(named)} (its ReferencedStructureSetSequence), which is not "
+             "among the inputs: checked without it, as asked (--allow-no-struct)" if named else "")
+    msg = (f"{NO_STRUCT_WARNING}: none {of_frame}was given or found{skipped}{asked}; {without}: the verdict does not "
+           "cover the target's dose; "
+           + way_out("give --struct RS.dcm (the plan's structure set) for them",
+                     "put the plan's structure set into {folder} for them"))
+    warn(msg, McprotonWarning)
+    return msg
+
+
+def no_structures_text(warnings: Iterable[str]) -> str:
+    """:data:`NO_STRUCTURES` where the check's ``warnings`` hold :func:`no_structure_set`'s warning, else "": the same
+    for a fresh check and an earlier check.json read back."""
+    return NO_STRUCTURES if any(str(w).startswith(NO_STRUCT_WARNING) for w in warnings) else ""
+
+
+def verdict_said(passed: bool, *qualifiers: str) -> str:
+    """The verdict as the console, the report, a batch's line and its index say it: PASS or FAIL with what it does
+    not cover in brackets after it (:data:`SELF_COMPARED`, :data:`NO_STRUCTURES`; the empty ones left out)."""
+    return ("PASS" if passed else "FAIL") + "".join(f" ({q})" for q in qualifiers if q)
 
 
 @dataclass
@@ -164,6 +221,13 @@ class CheckResult:
         (:func:`self_compared_text`)."""
         return self_compared_text(self.warnings)
 
+    @property
+    def no_structures(self) -> str:
+        """"" where the check used a structure set; where it used none (:func:`no_structure_set`),
+        :data:`NO_STRUCTURES`, what the verdict line says after PASS or FAIL (journey audit 28, F1); check.json's
+        ``no_structures``, batch.json's too (:func:`no_structures_text`)."""
+        return no_structures_text(self.warnings)
+
     def diagnostics_of(self, kind: str) -> list[str]:
         """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
         every diagnostic is a cause, as the report showed them."""
@@ -178,9 +242,9 @@ class CheckResult:
 
         from .out_dir import CHECK_JSON_SCHEMA
 
-        keys = ("passed", "self_compared", "checks", "gamma", "dose_difference", "structures", "ranges",
-                "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s",
-                "settings", "levels", "mc_rtdose", "beam_dose")
+        keys = ("passed", "self_compared", "no_structures", "checks", "gamma", "dose_difference", "structures",
+                "ranges", "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance",
+                "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
         regions = self._regions_without_masks()
         from ..errors import EXIT_FAIL, EXIT_PASS
 
@@ -247,8 +311,7 @@ class CheckResult:
         from the inputs in them (an ROI, a beam, a file) are shown with their control characters escaped
         (``printable``: an ROI "Cereb ESC[2J ESC[41mFAKE PASS" cleared the terminal and printed a red FAKE PASS in
         a FAIL's summary, a newline split a note; strings audit 19, F7); check.json and check.html keep them."""
-        lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"
-                 + (f" ({self.self_compared})" if self.self_compared else "")]
+        lines = [f"mcproton check: {verdict_said(self.passed, self.self_compared, self.no_structures)}"]
         for c in self.checks:
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {printable(c['quantity'])}: "
                          f"{printable(c['value_text'])} (action level {c['limit_text']})")
@@ -693,14 +756,14 @@ def _constant_rbe_note(mc: MCDose) -> str:
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
-              limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
+              limit_mm: float = 1.0, beam_dose: dict[int, dict] | None = None,
               ratio_limit_pct: float = 3.0, noise_ok: bool = True,
               regions: Mapping[int, dict] | None = None,
               beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
     off, a range shifter with tissue upstream of its face (MCDose.shifter_notes), a shift, a uniform range
-    difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
-    planning system's, which such a note then names first).
+    difference in a beam; the default calibration is named once the range rows are judged:
+    :func:`generic_calibration_note`).
 
     ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
     named before any centroid note (``beam_regions``: each per-beam TPS dose's compare.beam_ratio_region, where
@@ -761,8 +824,6 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     uniform = [note for b, r in sorted((ranges or {}).items())
                if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
-    if uniform and generic_calibration:
-        notes.append(GENERIC_CALIBRATION_NOTE)
     return notes
 
 
@@ -1224,17 +1285,53 @@ def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[
     return notes
 
 
-#: What the check says when a beam's range differs uniformly and the patient's CT was converted with the default
-#: (generic) HU calibration: the planning system used its own curve, the first suspect of a range difference.  Two
-#: of the built-in curves, schneider2000 and mcsquare_default, give stopping-power ratios (100 MeV, this code's
-#: stopping powers; HUCalibration.spr_from_hu) that differ by -1.7 % (0 HU), +2.4 % (40 HU), -0.9 % (100 HU),
-#: -2.8 % (700 HU) and -5.1 % (1200 HU): tests/check/test_check.py checks these figures.
+#: How to give the planning system's HU curve to the check (docs/patient_workflow.md "The clinic's HU -> SPR table";
+#: a message names what an installed mcproton has, the README's section and the installed files): the
+#: generic-calibration note says it
+TPS_CALIBRATION_HOW = (
+    "give the TPS's own curve: --calibration FOLDER, a folder holding its HU -> stopping-power ratio table as "
+    "hu_spr.csv (columns HU,SPR) beside hu_materials.csv (the compositions by HU bin: hu_lo,name,w_H,w_C,...; "
+    "schneider2000's, mcproton/data/ct_calibration/schneider2000_materials_opengate.csv, are a start), or its HU -> "
+    "mass density table as hu_density.csv beside hu_materials.csv (the README, \"Independent plan check (`mcproton "
+    "check`)\"); or the built-in curve the TPS uses (mcsquare_default: MCsquare's and OpenTPS's default scanner; "
+    "dcpt_spr_brain: an SPR-map CT)")
+#: What the check says when a beam's range rows fail, or their median lies near its level
+#: (:data:`CALIBRATION_NOTE_NEAR`), and the patient's CT was converted with the default (generic) HU calibration,
+#: not one given: the planning system used its own curve, the first suspect of a range difference
+#: (:func:`generic_calibration_note`).  Two of the built-in curves, schneider2000 and mcsquare_default, give
+#: stopping-power ratios (100 MeV, this code's stopping powers; HUCalibration.spr_from_hu) that differ by -1.7 %
+#: (0 HU), +2.4 % (40 HU), -0.9 % (100 HU), -2.8 % (700 HU) and -5.1 % (1200 HU): tests/check/test_check.py
+#: checks these figures.  Before the journey audit 28 (F2) it was said only behind a uniform range difference
+#: (:func:`uniform_range_note`), so the OpenTPS head's two beams, +1.1 mm each with a 0.1 mm tail below zero,
+#: FAILed with no cause named.
 GENERIC_CALIBRATION_NOTE = (
-    "the CT was converted with the default, generic HU calibration (schneider2000), not the planning system's: "
-    "two published HU -> stopping-power curves differ by up to 2.4 % in soft tissue and 5 % in dense bone "
-    "(schneider2000 against mcsquare_default), i.e. up to a few mm per 10 cm of range; give the TPS's curve "
-    "(--calibration, e.g. a folder with the TPS's HU -> SPR curve as hu_spr.csv and hu_materials.csv) before reading "
-    "the range difference as the plan's")
+    "the CT was converted with the default, generic HU calibration (schneider2000), not the planning system's "
+    "(no --calibration was given): two published HU -> stopping-power curves differ by up to 2.4 % in soft tissue "
+    "and 5 % in dense bone (schneider2000 against mcsquare_default), i.e. up to a few mm per 10 cm of range, so the "
+    "range rows compare the two curves as much as the plan; " + TPS_CALIBRATION_HOW + ", before reading the range "
+    "difference as the plan's")
+#: check.json's ``settings.calibration_source`` (and the report's Settings row) where no calibration was given
+DEFAULT_CALIBRATION_SOURCE = ("the default: a generic curve, not the planning system's (give its curve with "
+                              "--calibration for ranges comparable with the TPS's)")
+#: A range row's median difference at or beyond this fraction of its level, with the range rows passing, gets the
+#: generic-calibration note as a remark (:func:`generic_calibration_note`): near the level, the curve's part of it
+#: may be what keeps another error of the plan from showing
+CALIBRATION_NOTE_NEAR = 0.5
+
+
+def generic_calibration_note(checks: Sequence[Mapping[str, Any]], generic: bool) -> tuple[str, bool] | None:
+    """(:data:`GENERIC_CALIBRATION_NOTE`, whether it is a cause) where the patient's CT was converted with the
+    default calibration, not one given (``generic``), and a range row (``checks``' levels range_median_mm and
+    range_within_2mm_min) failed (a cause: whatever the rays' spread, journey audit 28 F2), or a median row's value
+    lies at :data:`CALIBRATION_NOTE_NEAR` of its level or beyond (a remark); else None."""
+    if not generic:
+        return None
+    rows = [c for c in checks if c.get("level") in ("range_median_mm", "range_within_2mm_min")]
+    if any(not c["passed"] for c in rows):
+        return GENERIC_CALIBRATION_NOTE, True
+    near = any(c["level"] == "range_median_mm" and math.isfinite(float(c["value"]))
+               and abs(float(c["value"])) >= CALIBRATION_NOTE_NEAR * float(c["limit"]) for c in rows)
+    return (GENERIC_CALIBRATION_NOTE, False) if near else None
 
 
 #: the share of the TPS dose (voxels above 10 % of its maximum) outside the body outline above which the check says so
@@ -1524,7 +1621,7 @@ _RUN_ARGUMENTS = {"primaries": "primaries (--primaries)", "seed": "seed (--seed)
                   "threads": "threads", "target_uncertainty": "target_uncertainty (--target-uncertainty)"}
 #: check()'s and check_batch()'s true/false arguments: a bool only ("false" or "no" is refused, not taken as true)
 _SWITCHES = ("phantom_from_struct", "report", "machine_check", "ignore_beam_limiting_devices", "progress",
-             "keep_arrays", "skip_checked", "prescription_anyway")
+             "keep_arrays", "skip_checked", "prescription_anyway", "allow_no_struct")
 #: the gamma's counts, and what 0 (or None) means for each
 _GAMMA_COUNTS = {"gamma_points": ("--gamma-points", "every point"),
                  "gamma_workers": ("--gamma-workers", "one process per gamma up to the cores")}
@@ -2024,7 +2121,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, prescription_anyway: bool = False,
-          ct_series: str | None = None,
+          ct_series: str | None = None, allow_no_struct: bool = False,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           patient_position: str | None = None, ignore_beam_limiting_devices: bool = False,
           time_limit_s: float | None = None, progress: bool = True,
@@ -2035,6 +2132,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     plan, dose, ct, struct : the RT Ion Plan, the TPS RT Dose(s) (a plan dose and/or per-beam doses), the CT
         folder and the RT Struct (paths).
     folder : a folder holding them instead (searched recursively, the files found and paired by UID).
+    allow_no_struct : check without a structure set where the plan names one (its ReferencedStructureSetSequence)
+        that is not among the inputs (default False: refused, since without it there are no target D95/Dmean rows).
+        Whenever no structure set is used, a warning says so and the verdict reads "PASS (without a structure set:
+        the target D95/Dmean rows were not evaluated)" (``CheckResult.no_structures``).
     beam_model : the beam model: "dcpt_v5", "dcpt_v2", a .toml or an MCsquare BDL file, or a model loaded with
         ``mcproton.load_beam_model`` (required: without one the check is refused).
     out : a folder for the report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm), created and
@@ -2172,7 +2273,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               calibration=calibration, struct_overrides=struct_overrides,
                               outside_external=outside_external,
                               ignore_beam_limiting_devices=ignore_beam_limiting_devices, progress=progress,
-                              prescription_anyway=prescription_anyway,
+                              prescription_anyway=prescription_anyway, allow_no_struct=allow_no_struct,
                               rbe=rbe, target_uncertainty=target_uncertainty, time_limit_s=time_limit_s,
                               primaries=primaries, seed=seed, backend=backend, threads=threads,
                               gamma_points=gamma_points, gamma_workers=gamma_workers)
@@ -2225,6 +2326,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                              ("the CT folder", inp.ct_dir)]
                             + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
                                + list(inp.beams.values())])
+    if not phantom_from_struct:   # (a phantom built from the structure set is refused without one, below)
+        # no structure set: refused where the plan names one, unless --allow-no-struct; else said (journey 28, F1)
+        no_struct = no_structure_set(inp, args["allow_no_struct"])
+        if no_struct:
+            inp.pairing.append(f"note: {no_struct}")
+        if calibration is None and inp.ct_dir is not None and mc is None:   # said as the check starts (F2)
+            inp.pairing.append("note: the CT is converted with the default HU calibration schneider2000, a generic "
+                               "curve, not the planning system's (no --calibration given); for ranges comparable "
+                               "with the TPS's, give its curve with --calibration (the README, \"Independent "
+                               "plan check (`mcproton check`)\")")
     for line in inp.pairing:   # one line each: a file name with a newline or an escape sequence is escaped
         log(f"mcproton check: {printable(line)}")
     _warn_boli(inp, struct_overrides)
@@ -2282,15 +2393,22 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         ct_src: Any = ct_dir   # what build_geometry converts: the CT's folder, or the phantom's CT in memory
         if ct_dir is not None and phantom_from_struct:
             raise CheckInputError(f"--phantom-from-struct builds the CT from the structure set, but a CT was "
-                                  f"{'given' if ct is not None else 'found'} ({ct_dir}): leave out "
-                                  "--phantom-from-struct to compute on that CT, or remove the CT (or give the files "
-                                  "one by one) to compute on the phantom")
+                                  f"{'given' if ct is not None else 'found'} ({ct_dir}): " + way_out(
+                                      "leave out --phantom-from-struct to compute on that CT, or remove the CT (or "
+                                      "give the files one by one) to compute on the phantom",
+                                      "--phantom-from-struct applies to every patient of a batch: check the patients "
+                                      "with a CT in a batch without it, and the phantoms in a batch folder of their "
+                                      "own with it (or this patient, {folder}, alone without it)"))
         if ct_dir is None:
             if not phantom_from_struct:
+                # a batch's option applies to every patient, and --phantom-from-struct refuses each with a CT: this
+                # patient alone, or the phantoms in a batch of their own (journey audit 28, F3c)
                 raise CheckInputError("no CT: " + way_out(
                     "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
-                    "--phantom-from-struct", "put the plan's CT series into {folder}, or, for phantoms whose "
-                    "structure sets override the materials, give the batch --phantom-from-struct"),
+                    "--phantom-from-struct", "put the plan's CT series into {folder}, or, for a phantom whose "
+                    "structure set overrides the materials, check this patient alone with --phantom-from-struct (or "
+                    "the phantoms in a batch folder of their own: this batch given --phantom-from-struct would refuse "
+                    "every patient with a CT)"),
                     single_options=("--ct",))
             if inp.struct_path is None:
                 raise CheckInputError("--phantom-from-struct needs the structure set "
@@ -2645,7 +2763,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
         causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
-            generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
+            beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
             noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct, regions=regions,
             beam_regions=beam_regions)
         diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
@@ -2890,6 +3008,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     row["noise_decides"] = True
             diagnostics.append(note)
             causes.append(note)
+    cal_note = generic_calibration_note(checks, generic_calibration)
+    if cal_note is not None:   # the default curve named wherever the range rows fail or near it (journey 28, F2)
+        diagnostics.append(cal_note[0])
+        if cal_note[1]:
+            causes.append(cal_note[0])
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less
@@ -3016,9 +3139,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 **({f"{k}_source": v for k, v in PHANTOM_SETTING_SOURCES.items()} if phantom_from_struct else
                    {"struct_overrides_source": "--struct-overrides", "outside_external_source": "--outside-external",
                     "calibration_source": "given (--calibration)" if call_args["calibration"] is not None
-                    else "the default"}),
+                    else DEFAULT_CALIBRATION_SOURCE}),
                 "levels_config": levels_record(levels),
                 "ct_series": ct_series, "phantom_from_struct": phantom_from_struct,
+                "allow_no_struct": args["allow_no_struct"],
                 **plan_checks_done(mc, machine_check),
                 "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
@@ -3338,7 +3462,7 @@ def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path, patient: 
            **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
                               out_dir),
            "warnings": list(earlier.get("warnings") or []), "self_compared": earlier_self_compared(earlier),
-           "reused": True}
+           "no_structures": no_structures_text(earlier.get("warnings") or []), "reused": True}
     if patient is not None and key is not None:
         by_hash: dict[str, str] = {}
         for rel, sha in (key.get("input_files_sha256") or {}).items():
@@ -3418,6 +3542,11 @@ class ReusedCheck:
     def self_compared(self) -> str:
         """The reused check's ``self_compared`` (:func:`earlier_self_compared`)."""
         return earlier_self_compared(self.record)
+
+    @property
+    def no_structures(self) -> str:
+        """The reused check's ``no_structures`` (:func:`no_structures_text` of its warnings)."""
+        return no_structures_text(self.record.get("warnings") or [])
 
 
 #: the reuse key's parts (:func:`_reuse_key`) in words, in the order a difference is said
@@ -3683,7 +3812,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
                              **_batch_record(r, uid, out_dir), "warnings": list(r.warnings),
-                             "self_compared": r.self_compared}
+                             "self_compared": r.self_compared, "no_structures": r.no_structures}
             if uid and uid in plans:
                 table[p.name]["duplicate_of"] = plans[uid]
                 log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "

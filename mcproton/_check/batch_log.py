@@ -30,12 +30,13 @@ def verdict_word(r: Any) -> str:
     """A patient's outcome in ``check_batch``'s result (a CheckResult, a ReusedCheck, or a BatchError: the message,
     a ``str`` with a ``status``) in words: PASS, FAIL (the quantities failed), REFUSED (why), ERROR (why) or NOT
     CHECKED (why); a check against mcproton's own dose says so, as the single check's verdict line (realcheck F2),
-    and a reused one when it was checked."""
+    one without a structure set too (journey audit 28, F1), and a reused one when it was checked."""
     if isinstance(r, str):
         return f"{BATCH_WORD.get(getattr(r, 'status', ''), 'ERROR')} ({r})"
-    word = "PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")"
-    if r.self_compared:
-        word += f" ({r.self_compared})"
+    from .api import verdict_said
+
+    word = verdict_said(r.passed, "" if r.passed else "; ".join(c["quantity"] for c in r.failed), r.self_compared,
+                        getattr(r, "no_structures", ""))
     if getattr(r, "status", None) == "reused":
         word += f" (reused: checked {r.checked}, same inputs and settings)"
     return word

@@ -49,8 +49,8 @@ def print_levels(config: str | None) -> int:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from .._io.cli_args import (PARSER_OPTIONS, beam_model_name, calibration_name, file_name, folder_name,
-                                  whole_number)
+    from .._io.cli_args import (OWN_BEAM_MODEL, PARSER_OPTIONS, beam_model_name, builtin_beam_models_text,
+                                  calibration_name, file_name, folder_name, whole_number)
 
     c = sub.add_parser("check", **PARSER_OPTIONS,
                        help="independent MC check of a plan against its planning-system dose",
@@ -80,14 +80,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--dose", action="append", type=file_name,
                    help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
     c.add_argument("--struct", type=file_name,
-                   help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
+                   help="RT Structure Set (RS.dcm): DVH metrics, the target D95/Dmean rows and the body outline "
+                        "(External)")
+    c.add_argument("--allow-no-struct", action="store_true",
+                   help="check without a structure set where the plan names one (its ReferencedStructureSetSequence) "
+                        "that is not among the inputs (default: refused); without one the verdict says that the "
+                        "target D95/Dmean rows were not evaluated")
     c.add_argument("--beam-model", type=beam_model_name,
-                   help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file (required: no default)")
+                   help=f"beam model (required: no default): a built-in, {builtin_beam_models_text()}; or a "
+                        f".toml or an MCsquare BDL file ({OWN_BEAM_MODEL})")
     c.add_argument("--out", required=True, type=folder_name,
                    help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
     c.add_argument("--calibration", default=None, type=calibration_name,
-                   help="HU calibration (default schneider2000; dcpt_spr_brain for an SPR-map CT; a phantom CT that "
-                        "mcproton wrote with another one, or an SPR map, is refused with the default)")
+                   help="HU calibration: give the planning system's curve, a folder with its HU -> SPR table "
+                        "hu_spr.csv (or hu_density.csv) beside hu_materials.csv, or a built-in name (default "
+                        "schneider2000, a generic curve: the range rows then compare the two curves as much as the "
+                        "plan; mcsquare_default for OpenTPS/MCsquare; dcpt_spr_brain for an SPR-map CT; a phantom CT "
+                        "that mcproton wrote with another one, or an SPR map, is refused with the default)")
     c.add_argument("--struct-overrides", choices=["apply", "ignore"], default="apply",
                    help="the RT Struct's material overrides (a bolus, a couch, artifacts set to tissue) on a patient "
                         "CT: apply (default: as the planning system computed) or ignore")
@@ -212,7 +221,8 @@ def _checked(args: argparse.Namespace) -> int:
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
               "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check,
               "ignore_beam_limiting_devices": args.ignore_beam_limiting_devices,
-              "struct_overrides": args.struct_overrides, "outside_external": args.outside_external}
+              "struct_overrides": args.struct_overrides, "outside_external": args.outside_external,
+              "allow_no_struct": args.allow_no_struct}
     if args.batch:
         if args.prescription or args.prescription_anyway:
             raise ValueError(f"--prescription{'-anyway' if not args.prescription else ''} is one plan's; --batch "

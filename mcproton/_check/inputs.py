@@ -130,6 +130,9 @@ class CheckInputs:
     #: and every beam's dose are given (:func:`beams_against_plan`, which refuses it beyond :data:`TPS_SUM_TOL`);
     #: None otherwise: check.json's ``dose_difference.tps_beams_minus_plan_max_pct``
     tps_beams_minus_plan: float | None = None
+    #: the RT Structs found but not used, each as the pairing names it (all of another frame of reference than the
+    #: plan's): where no structure set is used, what :func:`no_structure_set` says was skipped
+    structs_skipped: list[str] = field(default_factory=list)
 
     @property
     def self_compared(self) -> bool:
@@ -658,6 +661,11 @@ def written_by_mcproton(d: TPSDose) -> bool:
     return d.writer.split(" ")[0] == "mcproton"
 
 
+#: The words that begin the warning of a --dose-type that gives another dose type than the DoseType of an RT Dose
+#: that OpenTPS did not write (:func:`gather`): a batch's index names it in the patient's row
+DOSE_TYPE_GIVEN_OVER = "--dose-type gives another dose type than the RT Dose's own"
+
+
 #: The words that begin the warning of a check whose every compared RT Dose mcproton wrote: the check's result
 #: (api.CheckResult.self_compared) looks for them to say so beside its verdict (audit 21 review, remark)
 MCPROTON_ONLY_DOSE = "every RT Dose compared was written by mcproton"
@@ -1067,6 +1075,34 @@ def plan_status(plan_path: Path, sop: str, headers: dict[Path, _Header], folder_
         log.append(f"note: {what}")
 
 
+def folder_of_patients(plans: Sequence[Path], headers: Mapping[Path, _Header], folder: str | Path | None) -> str:
+    """What the refusal of several RT Plans in a single check's ``folder`` adds where the folder looks like a folder
+    of patients (each plan in its own immediate sub-folder, or the plans of different PatientIDs): how to check them
+    with ``--batch`` (journey audit 28, F4: the advice named --plan and "one plan per folder", which they were).  ""
+    in a batch's patient (its folder is one patient) or where the plans look like one patient's."""
+    if folder is None or _BATCH_PATIENT.get() is not None:
+        return ""
+    root = Path(folder)
+    subs: list[str] = []
+    for p in plans:
+        try:
+            parts = p.relative_to(root).parts
+        except ValueError:
+            return ""
+        subs.append(parts[0] if len(parts) > 1 else "")
+    ids = {headers[p].patient for p in plans if p in headers and headers[p].patient}
+    own = "" not in subs and len(set(subs)) == len(plans)
+    if not own and len(ids) < 2:
+        return ""
+    if own:
+        return (f"; this looks like a folder of patients (each plan lies in a sub-folder of its own: "
+                f"{', '.join(sorted(subs))}): to check each patient, add --batch (mcproton check {root} --batch ...: "
+                "one sub-folder per patient)")
+    return (f"; the plans name different patients (PatientID {', '.join(repr(i) for i in sorted(ids))}): to check "
+            f"each patient, put each one's files into a sub-folder of its own and add --batch (mcproton check {root} "
+            "--batch ...)")
+
+
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
            ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
            dose_type: str | None = None, fractions: str | int = "auto", ct_series: str | None = None,
@@ -1125,7 +1161,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       + "), and the RT Doses do not tell which plan to check: "
                                       + way_out("give --plan (and --dose), or leave one plan per folder",
                                                 "leave one plan (with its RT Doses) in {folder}: each other plan "
-                                                "into a patient folder of its own"),
+                                                "into a patient folder of its own")
+                                      + folder_of_patients(plans, headers, folder),
                                       single_options=("--plan", "--dose"))
             for p in plans:
                 if p != dosed[0]:
@@ -1346,6 +1383,20 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if dose_type is not None and dtype != in_file:
         log.append(f"dose type: {dtype} as given (dose_type / --dose-type); the RT Dose says "
                    f"{in_file or '(no DoseType)'}")
+        # OpenTPS labels every dose EFFECTIVE (the option's purpose); another system's DoseType given over is a
+        # warning, in the report and a batch's index, not a pairing line only (journey audit 28, F3b: a batch's
+        # --dose-type physical, given for its OpenTPS patient, relabelled a RayStation EFFECTIVE dose)
+        over = [d for d in doses if d.dose_type in ("PHYSICAL", "EFFECTIVE") and not written_by_opentps(d)]
+        if over:
+            files = listed([f"{_shown(d.path, folder)} (written by {d.writer or 'a system it does not name'})"
+                            for d in over], 3)
+            warn(f"{DOSE_TYPE_GIVEN_OVER}: {files} say{'s' if len(over) == 1 else ''} DoseType {in_file}, but "
+                 f"{'it is' if len(over) == 1 else 'they are'} compared as {dtype}, as given (--dose-type "
+                 f"{dtype.lower()}): only OpenTPS labels its physical doses EFFECTIVE; another planning system's "
+                 "DoseType is normally right, and a dose compared as the other type puts the two 10 % apart (the "
+                 "RBE 1.1); if the RT Dose's DoseType is right, "
+                 + way_out("leave --dose-type out", "check this patient without --dose-type (alone, or in a batch "
+                           "folder of its own: a batch's --dose-type applies to every patient)"), McprotonWarning)
     opentps = [_shown(d.path, folder) for d in doses if written_by_opentps(d)]
     if dose_type is None and dtype == "EFFECTIVE" and opentps:
         raise CheckInputError(
@@ -1405,8 +1456,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {_shown(d.path, folder)}": d.frame_of_reference_uid
                                                    for d in doses}}
     # ---- structures, then the CT (of several CT series, the one the structure set was drawn on)
-    if struct is None and found.get("RTSTRUCT"):
-        struct = _pick_struct(found["RTSTRUCT"], headers, plan_path, rp.frame_of_reference_uid, log, root=folder)
+    rs_found = found.get("RTSTRUCT", []) if struct is None else []
+    if rs_found:
+        struct = _pick_struct(rs_found, headers, plan_path, rp.frame_of_reference_uid, log, root=folder)
     struct_series: tuple[str, ...] = ()
     if struct is not None:
         sp = Path(struct)
@@ -1420,8 +1472,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             raise CheckInputError(f"--ct {ct} is not a folder; give the folder of the plan's CT series")
         ct_found, ct_headers, _ = _scan(ct, outputs_too=True, notes=log)
         ct_files = [p for p in ct_found.get("CT", []) if p.parent == ct]
-        if not ct_files:
-            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
+        if not ct_files:   # a patient folder given as --ct: the sub-folder holding the slices named (journey 28 F6)
+            inside = sorted({p.parent for p in ct_found.get("CT", [])})
+            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series"
+                                  + (f" ({listed([str(q) for q in inside], 3)} hold{'s' if len(inside) == 1 else ''} "
+                                     "CT slices)" if inside else ""))
         headers.update(ct_headers)
         ct, ct_uid = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
                               struct_series=struct_series, struct_name=_shown(struct or "", folder))
@@ -1502,7 +1557,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
                        log, ct_series=ct_uid or None, position_notes=position_notes,
                        ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name),
-                       patient_warnings=list(found.warnings), tps_beams_minus_plan=beams_minus_plan)
+                       patient_warnings=list(found.warnings), tps_beams_minus_plan=beams_minus_plan,
+                       structs_skipped=[] if struct is not None else [_shown(p, folder) for p in rs_found])
 
 
 def link_unframed_plan(rp: Any, plan_path: Path, doses: Sequence[TPSDose], fors: dict[str, str], log: list[str],

@@ -988,6 +988,11 @@ def _settings_table(res, unit: str | None = None) -> str:
          "--config"],
         ["CT series", st.get("ct_series") or "not given (the folder's axial series)", "--ct-series"],
         ["phantom from the RT Struct", st.get("phantom_from_struct"), "--phantom-from-struct"],
+        ["structure set", Path(str(p["structure_set"])).name if p.get("structure_set") else
+         "none: the target D95/Dmean rows were not evaluated",
+         ("--struct, or the folder's" if p.get("structure_set") else
+          "checked without one as asked (--allow-no-struct)" if st.get("allow_no_struct") else
+          "none given or found" + (" (the plan names none)" if "allow_no_struct" in st else ""))],
         ["machine check", _plan_check_text(st.get("machine_check")), "--no-machine-check turns it off"],
         ["spot-tune check", _plan_check_text(st.get("spot_tune_check")), "the beam model's spot_tune_ids"],
         ["beam-limiting devices (MLC, jaws) placed in the plan", "computed as open (warned)"
@@ -1299,8 +1304,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
         # a check against mcproton's own dose says so under the verdict, not only in the Pairing section (audit 21
         # review)
-        *([f'<p class="changed"><b>{html.escape(res.self_compared[0].upper() + res.self_compared[1:])}.</b></p>']
-          if getattr(res, "self_compared", "") else []),
+        *([f'<p class="changed"><b>{html.escape(said[0].upper() + said[1:])}.</b></p>'
+           for said in (getattr(res, "self_compared", ""), getattr(res, "no_structures", "")) if said]),
         # whom the files name, where they differ (mcproton/_io/patients.py: refused where the ID, birth date or sex
         # differ; a name spelled otherwise, or files linked by UID with other IDs, are said here, above the levels)
         *[f'<p class="changed"><b>Patient identity: {html.escape(w)}.</b></p>'
@@ -1493,6 +1498,22 @@ def _batch_common(table: Mapping[str, Mapping[str, Any]]) -> str:
     return f"<p>Checked with:</p><ul>{''.join(lines)}</ul>" if lines else ""
 
 
+def _row_verdict(t: Mapping[str, Any]) -> str:
+    """A batch row's outcome as the index shows and counts it: PASS, FAIL (checked), REFUSED, ERROR (the machine, the
+    output or a bug), INTERRUPTED, NOT CHECKED (the output disk full) or NOT IN BATCH (an earlier check's folder of a
+    patient gone from the export); a row without a status (an older batch.json's) by its flags."""
+    if t.get("error") is None:
+        return "PASS" if t["passed"] else "FAIL"
+    status = t.get("status")
+    if t.get("internal_error") or status in ("internal_error", "environment_error"):
+        return "ERROR"
+    if t.get("interrupted") or status == "interrupted":
+        return "INTERRUPTED"
+    if t.get("not_checked") or status == "not_checked":
+        return "NOT CHECKED"
+    return "NOT IN BATCH" if status == "not_in_batch" else "REFUSED"
+
+
 def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = (),
                       skipped: Iterable[str] = ()) -> Path:
     """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (its folder, PatientID and name, the plan's
@@ -1504,20 +1525,23 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     made with (mcproton's version, the beam model and calibration with their SHA-256, the statistical target, the
     action levels).  Returns its path."""
     from .._io.atomic import write_bytes_atomic
+    from .inputs import DOSE_TYPE_GIVEN_OVER
 
     out = Path(out_dir)
     rows = []
     for name, t in table.items():
         who = " ".join(v for v in (t.get("patient_id") or "", f"({t['patient_name']})" if t.get("patient_name")
                                    else "") if v)
+        verdict = _row_verdict(t)
         if t.get("error") is not None:   # every row has the key (null for a computed check's: batch.json's core)
-            verdict = "ERROR" if t.get("internal_error") else "INTERRUPTED" if t.get("interrupted") else "REFUSED"
             what, link = t["error"], ""
         else:
-            verdict = "PASS" if t["passed"] else "FAIL"
             n_warn = len(t.get("warnings") or [])
+            # a --dose-type that gave another system's RT Dose another type: named, not only counted (journey 28 F3b)
+            over = [w for w in t.get("warnings") or [] if str(w).startswith(DOSE_TYPE_GIVEN_OVER)]
             what = "; ".join(t["failed"] + ([f"the same RT Plan as {t['duplicate_of']} (one SOPInstanceUID)"]
                                             if t.get("duplicate_of") else [])
+                             + [f"warning: {w}" for w in over]
                              + ([f"{n_warn} warning{'s' if n_warn > 1 else ''} during the check (in its report)"]
                                 if n_warn else []))
             rel = t.get("report") or ""   # relative to this folder (batch.json's)
@@ -1527,8 +1551,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
         doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
                           for d in t.get("tps_doses") or [])
-        shown = verdict + (f" ({t['self_compared']})" if verdict in ("PASS", "FAIL") and t.get("self_compared")
-                           else "")   # as the check's verdict line (realcheck audit F2: read plain PASS)
+        # as the check's verdict line (realcheck audit F2: read plain PASS; journey audit 28 F1: without structures)
+        shown = verdict + "".join(f" ({t[k]})" for k in ("self_compared", "no_structures")
+                                  if verdict in ("PASS", "FAIL") and t.get(k))
         cells = [name, who, t.get("plan") or "", shown, what, "" if g is None else f"{g:.2f}",
                  "" if u is None else f"{u:.2f}", t.get("checked") or "", doses]
         rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
@@ -1540,9 +1565,19 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     from .batch import TOP_LEVEL
 
     n_pass = sum(1 for t in table.values() if t.get("error") is None and t["passed"])
-    # the row of loose top-level files is not a patient, nor is an interrupted patient checked
-    n_stopped = sum(1 for k, t in table.items() if k != TOP_LEVEL and t.get("interrupted"))
-    n_patients = sum(1 for k in table if k != TOP_LEVEL) - n_stopped
+    # the row of loose top-level files is not a patient, nor is an interrupted patient checked, nor a refused one
+    # (journey audit 28, F3a: "4 patient(s) checked, 0 passed" where 3 had been refused)
+    kinds = [_row_verdict(t) for k, t in table.items() if k != TOP_LEVEL]
+    n_stopped = kinds.count("INTERRUPTED")
+    n_patients = len(kinds) - n_stopped
+    n_checked = kinds.count("PASS") + kinds.count("FAIL")
+    not_checked = [(n, what) for n, what in ((kinds.count("REFUSED"), "refused (not checked: why in its row)"),
+                                              (kinds.count("ERROR"), "stopped by an error (not checked)"),
+                                              (n_stopped, "interrupted"),
+                                              (kinds.count("NOT CHECKED"), "not checked"),
+                                              (kinds.count("NOT IN BATCH"), "not in this batch (an earlier check's "
+                                                                            "folder)"),
+                                              (len(waiting), "not checked yet")) if n]
     notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
     head = "".join(f'<th scope="col">{h}</th>' for h in (
         "patient folder", "PatientID (name)", "plan", "result", "failed quantities or reason", "gamma 2%/2mm (%)",
@@ -1559,9 +1594,8 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         f"<title>{html.escape(line)} | {today}</title>",
         f"<style>{REPORT_CSS}{print_css(line, today)}</style></head><body>",
         "<h1>mcproton check: batch</h1>",
-        f"<p>{n_patients} patient(s) checked, {n_pass} passed every action level"
-        + (f"; {n_stopped} interrupted" if n_stopped else "")
-        + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one HTML page per plan "
+        f"<p>{n_checked} patient(s) checked, {n_pass} passed every action level"
+        + "".join(f"; {n} {what}" for n, what in not_checked) + ".  Each report is one HTML page per plan "
         "(its printout: a summary page with the sign-off, then the details); the numbers of all are in "
         "batch.json (its report paths relative to its folder, this one).</p>",
         _batch_common(table),

@@ -72,8 +72,27 @@ def file_name(text: str) -> str:
 #: what an empty ``--calibration`` is told to give instead (the HU-calibration loader and the config say it too)
 CALIBRATION_ADVICE = ("give a built-in name (schneider2000, dcpt_spr_brain, mcsquare_default, ...) or a calibration "
                       "folder, or leave it out for the default (schneider2000); '' is not taken as the current folder")
+#: The built-in beam models (mcproton/_io/beam_model.BUILTIN, which tests/check/test_check_journey.py holds to these
+#: names), each with what it is: the advice of an empty --beam-model, ``mcproton check --help`` and the refusal of a
+#: plan for another machine name them all (journey audit 28, F7: the IBA model was named in docs/beam_model.md only).
+#: Here, not read from BUILTIN, so that building the command line imports no beam-model code.
+BUILTIN_BEAM_MODELS = {
+    "dcpt_v5": "DCPT's Varian ProBeam, machines TR1-TR3, model version 5",
+    "dcpt_v2": "the same machines, model version 2",
+    "mcsquare_upenn_iba_dn": "an IBA dedicated nozzle, MCsquare's UPenn model; it names no machine",
+}
 #: what an empty ``--beam-model`` is told to give instead
-BEAM_MODEL_ADVICE = "give a built-in model (dcpt_v5, dcpt_v2, mcsquare_upenn_iba_dn) or a .toml or MCsquare BDL file"
+BEAM_MODEL_ADVICE = f"give a built-in model ({', '.join(BUILTIN_BEAM_MODELS)}) or a .toml or MCsquare BDL file"
+#: where a user whose machine has no built-in model is sent (the refusal of a plan for another machine, the help):
+#: what an installed mcproton has (no docs/: tests/test_messages_name_no_docs_folder.py)
+OWN_BEAM_MODEL = ("for your machine's own model, write it as the built-in models' TOML files installed with mcproton "
+                  "(mcproton/data/beam_models/) or as an MCsquare BDL, and compare it with the machine's measurements "
+                  "with mcproton commission (the README, \"Commissioning a beam model (`mcproton commission`)\")")
+
+
+def builtin_beam_models_text() -> str:
+    """Every built-in beam model with what it is, as one text: "dcpt_v5 (DCPT's ...), dcpt_v2 (...), ..."."""
+    return ", ".join(f"{k} ({v})" for k, v in BUILTIN_BEAM_MODELS.items())
 
 
 def calibration_name(text: str) -> str:

@@ -128,8 +128,46 @@ def _list_folder(folder: str | Path | Sequence[str | Path]) -> tuple[list[Path],
     else:
         files = [Path(f) for f in folder]
     if not files:
-        raise _err(f"no files in {folder}; give the folder that holds the CT slices (*.dcm)")
+        raise _err(f"no files in {folder}; give the folder that holds the CT slices (*.dcm)"
+                   + (_ct_subfolders(Path(folder)) if isinstance(folder, (str, Path)) else ""))
     return files, other
+
+
+#: the most sub-folders and files per sub-folder :func:`_ct_subfolders` reads headers of
+_SUBFOLDERS_LOOKED_AT = 8
+_FILES_LOOKED_AT = 4000
+
+
+def _ct_subfolders(folder: Path) -> str:
+    """Where a CT folder holds no slices but its immediate sub-folders do (a patient folder given as the CT folder,
+    its CT in ``ct/``): "; <sub-folder> holds N CT slices: give that folder (phantom.ct_dir = ...)", else "" (journey
+    audit 28, F6: the refusal listed the RT objects beside the sub-folder and not the sub-folder)."""
+    from .dicom_common import dicom_kind, read_dicom_header
+
+    try:
+        subs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        return ""
+    found = []
+    for d in subs[:_SUBFOLDERS_LOOKED_AT]:
+        n = 0
+        try:
+            files = sorted(f for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
+        except OSError:
+            continue
+        for f in files[:_FILES_LOOKED_AT]:
+            try:
+                ds = read_dicom_header(f, specific_tags=["SOPClassUID", "Modality"])
+            except Exception:  # noqa: BLE001 - a damaged file: not counted here (the folder's own read says why)
+                continue
+            n += ds is not None and dicom_kind(ds)[0] == "CT"
+        if n:
+            found.append((d, n))
+    if not found:
+        return ""
+    listed = "; ".join(f"{d} holds {n} CT slice{'s' if n != 1 else ''}" for d, n in found)
+    return (f"; {listed}: give {'that folder' if len(found) == 1 else 'the CT series folder'} (phantom.ct_dir = "
+            f"\"{found[0][0]}\" in a run's config, --ct in mcproton check)")
 
 
 def _unfinished_series(folder: Path, listing: list[Path]) -> None:
@@ -685,7 +723,8 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
                        f"sub-folders ({_image_folders(Path(dicomdirs[0]).parent)}); give the folder of the CT "
                        "series (mcproton check searches the sub-folders of a patient folder)")
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
-                   f"{len(not_dicom)}); give the folder of a CT series (Modality CT)")
+                   f"{len(not_dicom)}); give the folder of a CT series (Modality CT)"
+                   + (_ct_subfolders(Path(folder)) if isinstance(folder, (str, Path)) else ""))
 
     series: dict[str, list] = {}
     for f, ds in headers:

@@ -1440,10 +1440,13 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
                                  for b in chosen for layer in b.layers])
     for b in chosen:
         if machine_check and not beam_model.covers_machine(b.machine):
+            from .cli_args import OWN_BEAM_MODEL, builtin_beam_models_text
+
             raise _e(f"beam {b.number} ({b.name!r}) is planned for treatment machine {b.machine!r}, but beam model "
                      f"{beam_model.name!r} is of {', '.join(beam_model.machines)}: another machine's beam model "
-                     "gives a plausible but wrong dose.  Give the beam model of that machine; if it is the same beam "
-                     "line under another name, set plan.machine_check = false (mcproton check: --no-machine-check)")
+                     "gives a plausible but wrong dose.  Give the beam model of that machine (the built-in ones: "
+                     f"{builtin_beam_models_text()}; {OWN_BEAM_MODEL}); if it is the same beam line under "
+                     "another name, set plan.machine_check = false (mcproton check: --no-machine-check)")
         vsad = b.virtual_source_axis_distances_mm or beam_model.virtual_source_axis_distances_mm
         if vsad is None:
             raise _e(f"beam {b.number}: no VirtualSourceAxisDistances in the plan or the beam model")

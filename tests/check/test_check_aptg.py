@@ -36,6 +36,63 @@ def test_folder_is_paired_by_uid(folder):
     assert 2.0 < inp.total.dose_gy_zyx.max() < 2.5           # a 2 Gy(RBE) plan
 
 
+def test_dose_type_given_over_a_raystation_dose_s_is_a_warning(folder):
+    """Journey audit 28, F3b: --dose-type physical (given to a batch for its OpenTPS patient) relabelled this
+    RayStation EFFECTIVE dose with a pairing line only; now a warning (the report's, check.json's and the batch
+    row's), naming the file, its writer and what it does; in a batch, how to check the patient without it."""
+    from mcproton._check.inputs import DOSE_TYPE_GIVEN_OVER, BatchPatient, checking_batch_patient, gather
+    from mcproton._io.errors import McprotonWarning
+
+    with pytest.warns(McprotonWarning, match=DOSE_TYPE_GIVEN_OVER) as said:
+        inp = gather(folder=folder, dose_type="PHYSICAL")
+    assert inp.dose_type == "PHYSICAL"
+    (msg,) = [str(w.message) for w in said if str(w.message).startswith(DOSE_TYPE_GIVEN_OVER)]
+    assert "RD_plan03_total.dcm (written by RaySearch" in msg and "says DoseType EFFECTIVE" in msg, msg
+    assert "compared as PHYSICAL, as given (--dose-type physical)" in msg and "10 % apart" in msg, msg
+    assert msg.endswith("leave --dose-type out"), msg
+    with checking_batch_patient(BatchPatient(folder)), pytest.warns(McprotonWarning, match=DOSE_TYPE_GIVEN_OVER) \
+            as said:
+        gather(folder=folder, dose_type="PHYSICAL")
+    assert any("check this patient without --dose-type" in str(w.message) for w in said)
+    # the file's own type given: nothing to say
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        gather(folder=folder, dose_type="EFFECTIVE")
+    assert not [w for w in said if str(w.message).startswith(DOSE_TYPE_GIVEN_OVER)]
+
+
+def test_a_folder_of_patients_without_batch_is_told_to_add_batch(folder, tmp_path):
+    """Journey audit 28, F4: a folder holding one sub-folder per patient, given without --batch, was refused as
+    "3 RT Plans ...: give --plan (and --dose), or leave one plan per folder", which they were; now the refusal says
+    that it looks like a folder of patients and to add --batch.  Not in a batch's patient (it is one patient)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from mcproton._check.inputs import BatchPatient, CheckInputError, checking_batch_patient, gather
+
+    root = tmp_path / "week"
+    for name in ("p1", "p2"):
+        (root / name).mkdir(parents=True)
+    shutil.copy(folder / "RP_plan03.dcm", root / "p1" / "RP.dcm")
+    ds = pydicom.dcmread(folder / "RP_plan03.dcm")   # another patient's plan: its own UID and ID
+    ds.SOPInstanceUID, ds.PatientID = generate_uid(), "OTHER-2"
+    ds.save_as(root / "p2" / "RP.dcm")
+    with pytest.raises(CheckInputError, match=r"2 RT Plans in ") as exc:
+        gather(folder=root)
+    assert "this looks like a folder of patients (each plan lies in a sub-folder of its own: p1, p2): to check " \
+           f"each patient, add --batch (mcproton check {root} --batch" in str(exc.value), str(exc.value)
+    with pytest.raises(CheckInputError) as exc:   # both in one folder, of two patients
+        shutil.move(root / "p2" / "RP.dcm", root / "p1" / "RP_other.dcm")
+        gather(folder=root)
+    assert "the plans name different patients (PatientID 'OTHER-2', " in str(exc.value), str(exc.value)
+    assert "put each one's files into a sub-folder of its own and add --batch" in str(exc.value)
+    with checking_batch_patient(BatchPatient(root)), pytest.raises(CheckInputError) as exc:
+        gather(folder=root)
+    assert "--batch" not in str(exc.value), str(exc.value)
+
+
 def test_roi_overrides_give_solid_water_and_pmma(folder):
     from mcproton._io.roi_overrides import nearest_material as _nearest_material
     from mcproton._io.roi_overrides import roi_overrides

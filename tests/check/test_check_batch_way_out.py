@@ -131,3 +131,73 @@ def test_an_option_still_named_in_a_message_gets_the_batch_s_words(tmp_path):
     said = alone_advice("put it into p1", p, "dcpt_v5", tmp_path, ("--struct",))
     assert said.startswith("; or check this patient alone with --struct: mcproton check "), said
     assert set(OPTION.findall(said)) == {"--struct"}, said
+
+
+def test_a_patient_without_a_ct_is_not_told_to_give_the_batch_phantom_from_struct(batch, tmp_path, capsys):
+    """Journey audit 28, F3c: the no-CT refusal of a batch patient told the user to "give the batch
+    --phantom-from-struct", which refuses every other patient of the batch (each has a CT); now: this patient alone
+    with it, or the phantoms in a batch folder of their own."""
+    out = tmp_path / "out"
+    main(["check", str(batch), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries", "1000",
+          "--quiet"])
+    capsys.readouterr()
+    msg = json.loads((out / "batch.json").read_text(encoding="utf-8"))["no_ct"]["error"]
+    assert "give the batch --phantom-from-struct" not in msg, msg
+    assert "check this patient alone with --phantom-from-struct" in msg and "a batch folder of their own" in msg, msg
+
+
+def test_phantom_from_struct_given_to_a_batch_says_so_to_a_patient_with_a_ct(complete, tmp_path, capsys):
+    """The other side (journey audit 28, F3c): a patient with a CT in a batch given --phantom-from-struct is told that
+    the option applies to every patient of the batch, not only to leave it out."""
+    out = tmp_path / "out"
+    rc = main(["check", str(complete), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries",
+               "1000", "--quiet", "--phantom-from-struct"])
+    capsys.readouterr()
+    msg = json.loads((out / "batch.json").read_text(encoding="utf-8"))["full"]["error"]
+    assert rc == 2 and "but a CT was found" in msg, msg
+    assert "--phantom-from-struct applies to every patient of a batch" in msg and "of their own" in msg, msg
+
+
+@pytest.fixture(scope="module")
+def named_struct(head, tmp_path_factory):
+    """PTS/named: the plan, its dose and its CT, the plan naming a structure set (ReferencedStructureSetSequence)
+    that is not in the folder."""
+    import pydicom
+
+    root = tmp_path_factory.mktemp("named") / "PTS"
+    (root / "named").mkdir(parents=True)
+    for part in ("dose", "ct"):
+        p = Path(head[part])
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, root / "named" / p.name)
+    ds = pydicom.dcmread(head["plan"])
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ref.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.28281"
+    ds.ReferencedStructureSetSequence = pydicom.Sequence([ref])
+    ds.save_as(root / "named" / Path(head["plan"]).name)
+    return root
+
+
+def test_a_batch_patient_without_the_structure_set_its_plan_names(named_struct, tmp_path, capsys):
+    """Journey audit 28, F1, in --batch: the patient is refused (its folder named, --allow-no-struct the way to check
+    it without); with --allow-no-struct it is checked, and its row, console line and index say that the target rows
+    were not evaluated (before: a plain PASS)."""
+    from mcproton._check.api import NO_STRUCT_WARNING, NO_STRUCTURES
+
+    out = tmp_path / "out"
+    rc = main(["check", str(named_struct), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries",
+               "1000", "--quiet"])
+    capsys.readouterr()
+    msg = json.loads((out / "batch.json").read_text(encoding="utf-8"))["named"]["error"]
+    assert rc == 2 and "the plan names structure set 1.2.826.0.1.3680043.8.498.28281" in msg, msg
+    assert f"put the plan's structure set into {named_struct / 'named'}, or check without structures: " \
+           "--allow-no-struct" in msg, msg
+    out = tmp_path / "out2"
+    rc = main(["check", str(named_struct), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--primaries",
+               "1000", "--target-uncertainty", "0", "--gamma-points", "200", "--quiet", "--allow-no-struct"])
+    shown = capsys.readouterr()
+    row = json.loads((out / "batch.json").read_text(encoding="utf-8"))["named"]
+    assert row["error"] is None and row["no_structures"] == NO_STRUCTURES, row
+    assert any(w.startswith(NO_STRUCT_WARNING) and "as asked (--allow-no-struct)" in w for w in row["warnings"])
+    assert f"named: {'PASS' if row['passed'] else 'FAIL'}" in shown.out and f"({NO_STRUCTURES})" in shown.out, shown.out
+    assert f"({NO_STRUCTURES})" in html.unescape((out / "index.html").read_text(encoding="utf-8"))

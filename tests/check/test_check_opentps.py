@@ -85,6 +85,47 @@ def test_opentps_effective_label_is_refused_until_the_user_says_what_the_dose_is
     assert gather(folder=with_position, dose_type="EFFECTIVE").dose_type == "EFFECTIVE"
 
 
+def test_dose_type_given_for_an_opentps_dose_is_no_warning(with_position):
+    """--dose-type physical is what an OpenTPS dose needs (its writer labels every dose EFFECTIVE): said in the
+    pairing, not warned of as another system's DoseType given over is (journey audit 28, F3b:
+    tests/check/test_check_aptg.py)."""
+    import warnings
+
+    from mcproton._check.inputs import DOSE_TYPE_GIVEN_OVER, gather
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        gather(folder=with_position, dose_type="PHYSICAL")
+    assert not [w for w in said if str(w.message).startswith(DOSE_TYPE_GIVEN_OVER)]
+
+
+def test_the_plan_s_structure_set_missing_is_refused_before_the_mc(with_position, tmp_path):
+    """Journey audit 28, F1: the OpenTPS case exported without its RS.dcm, which the plan names
+    (ReferencedStructureSetSequence): before, the check ran without structures and said PASS from 7 rows, the target
+    D95/Dmean rows gone without a word.  Now refused before the MC, naming the structure set, the rows it takes and
+    both ways out (--struct, --allow-no-struct); in a batch, the patient's folder."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import BatchPatient, CheckInputError, checking_batch_patient
+
+    d = tmp_path / "nors"
+    shutil.copytree(with_position, d)
+    (d / "RS.dcm").unlink()
+    # (the UID OpenTPS's plan names is not its RS.dcm's own: with RS.dcm there, it is taken by its frame, said so)
+    uid = str(pydicom.dcmread(d / "RP.dcm", stop_before_pixels=True)
+              .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
+    kw = dict(folder=d, beam_model=BDL, dose_type="PHYSICAL", progress=False, log=lambda m: None)
+    with pytest.raises(CheckInputError) as exc:
+        check(**kw)
+    msg = str(exc.value)
+    assert f"the plan names structure set {uid} (its ReferencedStructureSetSequence), but no RT Struct was given or " \
+           "found" in msg, msg
+    assert "no target rows (D95, Dmean)" in msg and "give --struct RS.dcm" in msg and "--allow-no-struct" in msg, msg
+    with checking_batch_patient(BatchPatient(d)), pytest.raises(CheckInputError) as exc:
+        check(**kw)
+    assert f"put the plan's structure set into {d}, or check without structures: --allow-no-struct" in str(exc.value)
+    assert exc.value.single_options == ("--struct",)
+
+
 @pytest.fixture(scope="module")
 def checked(with_position):
     from mcproton._check.api import check

@@ -10,6 +10,7 @@ listed), written once (~10 s on 2 cores); each test after it takes seconds.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -263,13 +264,36 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
                              skipped=["skipped sub-folder '__MACOSX': left by unzipping on a Mac, not a patient"])
     text = page.read_text()
     assert text.count("<tr") == 8 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
-    assert "5 patient(s) checked, 2 passed every action level; 1 not checked yet" in text
+    assert "3 patient(s) checked, 2 passed every action level; 1 refused (not checked: why in its row); 1 stopped by " \
+           "an error (not checked); 1 not checked yet" in text
     assert "the same RT Plan as a" in text and "<li>skipped sub-folder &#x27;__MACOSX&#x27;" in text
     assert "<td>94.96</td>" in text   # a failing 94.96 % was shown as "95.0" (one decimal) before 2026-12-05
     p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", str(page)], capture_output=True, text=True,
                        timeout=180)
     msgs = json.loads(p.stderr or p.stdout)["messages"]
     assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')}" for m in msgs)
+
+
+def test_batch_index_counts_refused_patients_apart_and_names_a_dose_type_given_over(tmp_path):
+    """Journey audit 28, F3: a week of 4 patients, 3 of them refused, read "4 patient(s) checked, 0 passed every
+    action level"; now the checked, refused and stopped are counted apart.  A --dose-type that gave a RayStation
+    EFFECTIVE dose another type is named in the patient's row, not only counted among its warnings."""
+    from mcproton._check.inputs import DOSE_TYPE_GIVEN_OVER
+    from mcproton._check.report import write_batch_index
+
+    over = f"{DOSE_TYPE_GIVEN_OVER}: RD.dcm (written by RaySearch Laboratories RayStation) says DoseType EFFECTIVE"
+    table = {"p1": {"status": "fail", "passed": False, "error": None, "failed": ["beam 1: gamma 2%/2mm pass rate"],
+                    "gamma_2_2_pct": 93.0, "warnings": [over, "another warning"]},
+             **{f"p{k}": {"status": "refused", "passed": False, "error": f"CheckInputError: no CT {k}"}
+                for k in (2, 3, 4)},
+             "p5": {"status": "environment_error", "passed": False, "error": "OSError: disk full"},
+             "p6": {"status": "not_in_batch", "passed": False, "error": "p6 is not a patient of this batch"}}
+    text = html.unescape(write_batch_index(table, tmp_path).read_text())
+    assert "4 patient(s) checked" not in text and "0 patient(s) checked" not in text
+    assert "1 patient(s) checked, 0 passed every action level; 3 refused (not checked: why in its row); 1 stopped by " \
+           "an error (not checked); 1 not in this batch" in text, text
+    assert f"warning: {over}" in text and "2 warnings during the check (in its report)" in text
+    assert text.count(">REFUSED<") == 3 and ">ERROR<" in text and ">NOT IN BATCH<" in text
 
 
 def test_batch_index_links_lead_to_reports_of_folders_with_url_characters(tmp_path):

@@ -139,3 +139,31 @@ def test_nested_output_through_a_link_is_refused(tmp_path):
     (tmp_path / "lnk").symlink_to(tmp_path)
     with pytest.raises(ConfigError, match="lies inside --out"):
         check_output_paths([("--out", tmp_path / "r4"), ("--rtdose", tmp_path / "lnk" / "r4" / "RD.dcm")], [])
+
+
+def test_a_patient_folder_given_as_the_ct_folder_names_its_ct_sub_folder(tmp_path):
+    """Journey audit 28, F6: phantom.ct_dir pointing at the patient folder (RT objects beside a ct/ sub-folder) was
+    refused as "no CT image slices found ... (other DICOM objects: RTDOSE x1 ...)", not a word about ct/; now the
+    sub-folder with the slices is named, and how to give it.  Likewise a folder holding only the sub-folder."""
+    import numpy as np
+
+    from mcproton._io.ct import load_ct_series
+    from mcproton._io.errors import DicomInputError
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(np.zeros((3, 4, 4)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "patient" / "ct")
+    with pytest.raises(DicomInputError, match=r"no files in .*patient; give the folder that holds the CT slices "
+                                              r"\(\*\.dcm\); .*patient/ct holds 3 CT slices: give that folder "
+                                              r"\(phantom\.ct_dir = \".*patient/ct\" in a run's config, --ct in "
+                                              r"mcproton check\)"):
+        load_ct_series(tmp_path / "patient")
+    _write(tmp_path / "patient" / "RD.dcm", DOSE, "RTDOSE")
+    with pytest.raises(DicomInputError, match=r"no CT image slices found in .*patient \(other DICOM objects: RTDOSE "
+                                              r"x1; .*\); give the folder of a CT series \(Modality CT\); .*patient/ct "
+                                              r"holds 3 CT slices: give that folder"):
+        load_ct_series(tmp_path / "patient")
+    (tmp_path / "empty" / "notes").mkdir(parents=True)   # sub-folders without slices: nothing added
+    _write(tmp_path / "empty" / "RD.dcm", DOSE, "RTDOSE")
+    with pytest.raises(DicomInputError) as exc:
+        load_ct_series(tmp_path / "empty")
+    assert "holds" not in str(exc.value), str(exc.value)

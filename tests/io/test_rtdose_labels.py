@@ -606,6 +606,20 @@ def test_a_ct_runs_rt_dose_to_medium_by_default_is_said_and_recorded(tmp_path, c
         assert f["provenance"].attrs["rtdose_dose"].startswith("dose to water, RBE-weighted (constant RBE 1.1)")
 
 
+def test_the_dose_to_medium_note_names_the_run_s_own_calibration(tmp_path, capsys):
+    """Journey audit 28, F5: a run with another calibration (the DCPT head phantom's dcpt_spr_brain) was told "the
+    dose to the CT calibration's bin materials (schneider2000: HU 0 ... is an adipose/soft-tissue mixture ...)", a
+    fixed text read as its own calibration's; now the note names the run's calibration and gives schneider2000's
+    figures as schneider2000's."""
+    cfg, _ = _case(tmp_path, 1)
+    s = _run(tmp_path, cfg, capsys, 'phantom.calibration="mcsquare_default"')
+    note = s["rtdose_note"]
+    assert "run's CT calibration, 'mcsquare_default' (e.g. in the default schneider2000 HU 0" in note, note
+    assert "(schneider2000:" not in note, note
+    s = _run(tmp_path, cfg, capsys)
+    assert "run's CT calibration, 'schneider2000' (in schneider2000 HU 0, water or CSF" in s["rtdose_note"]
+
+
 def test_an_unreadable_source_file_does_not_lose_the_rt_dose(tmp_path, monkeypatch):
     """The RT Dose's SoftwareVersions hash every source file of mcproton (code_sha256); one that cannot be read made
     every RT Dose write fail, for mcproton run after the whole MC (run review of 2026-12-06, F5).  Now the file is

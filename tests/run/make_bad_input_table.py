@@ -260,6 +260,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("CT whose 12-bit header (BitsStored 12) does not fit its words: metal at 8000 HU stored as 9024 (HU + 1024, "
      "unsigned; before 2026-12-06: read as -192 HU, fat, without a word; pydicom keeps the low 12 bits)", [],
      CT.replace('ct_dir = "ct"', 'ct_dir = "ct_b12"').replace("@EXTRA", ""), "BitsStored 16"),
+    ("ct_dir naming the patient folder, whose CT series lies in its sub-folder ct/ (journey audit 28, F6: before, "
+     "the sub-folder was not named)", [],
+     CT.replace('ct_dir = "ct"', 'ct_dir = "patient"').replace("@EXTRA", ""), "holds 4 CT slices: give that folder"),
 ]
 
 # Cases refused after the transport (the finished run is checked): exit status 2, one message, no output.
@@ -424,6 +427,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
     cfg.write_text(text)
     if 'ct_dir = "ct"' in text:
         _small_ct(tmp / "ct")
+    if 'ct_dir = "patient"' in text:   # a patient folder, its CT series in the sub-folder ct/
+        _small_ct(tmp / "patient" / "ct")
     if 'ct_dir = "ct_b12"' in text:
         _ct_12_bit_header(tmp / "ct_b12")
     if 'ct_dir = "ct_mixed"' in text:

@@ -1,0 +1,57 @@
+"""A new user's first day with real data (the journey audit 28): what a user who follows the README must be told
+where the other tests of a finding do not sit.  F7: every built-in beam model is named where a new user looks (the
+README's check section, ``mcproton check --help``) and a plan for another machine is told what to give.  (F1-F6:
+tests/check/test_check.py, test_check_opentps.py, test_check_aptg.py, test_check_batch_way_out.py, test_report.py,
+tests/io/test_rtdose_labels.py and tests/io/test_dicom_kind.py.)"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from dicom_factories import make_plan, spot_grid  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("### Independent plan check (`mcproton check`)", 1)[1].split("\n### ", 1)[0]
+
+
+def test_every_built_in_beam_model_is_named_in_the_check_s_help_and_readme(capsys):
+    """Journey audit 28, F7: the README said "the DCPT clinical model ships" and ``check --help`` named dcpt_v5 and
+    dcpt_v2, so a centre with an IBA machine did not learn that mcsquare_upenn_iba_dn exists."""
+    from mcproton._io.beam_model import BUILTIN
+    from mcproton._io.cli_args import BUILTIN_BEAM_MODELS
+    from mcproton.cli import main
+
+    assert set(BUILTIN_BEAM_MODELS) == set(BUILTIN)   # the help's list is the registry's
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    section = _check_section()
+    for name in BUILTIN:
+        assert name in shown, name
+        assert f"`{name}`" in section, name
+    assert "mcproton commission" in shown
+
+
+def test_a_plan_for_another_machine_is_told_the_built_in_models_and_how_to_make_its_own():
+    """Journey audit 28, F7: the refusal of a plan for another machine said "Give the beam model of that machine",
+    not which exist nor how to make one: now the built-in models and the README's commissioning section."""
+    from mcproton._io.beam_model import BUILTIN, load_beam_model
+    from mcproton._io.errors import DicomInputError
+    from mcproton._io.rtplan import load_rtplan, plan_to_beams
+
+    plan = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": (0.0, 0.0, 0.0), "machine": "GTR1",
+                                   "layers": [(150.0, spot_grid(2, 5.0), [1.0] * 4)]}]))
+    with pytest.raises(DicomInputError) as exc:
+        plan_to_beams(plan, load_beam_model("dcpt_v5"))
+    msg = str(exc.value)
+    assert "planned for treatment machine 'GTR1', but beam model 'dcpt_v5' is of TR1, TR2, TR3" in msg, msg
+    assert all(re.search(rf"\b{name} \(", msg) for name in BUILTIN), msg
+    assert "mcproton commission" in msg and 'the README, "Commissioning a beam model (`mcproton commission`)"' in msg
