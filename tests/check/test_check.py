@@ -269,6 +269,19 @@ def test_the_correct_doses_check_writes_the_report(case):
 
     js = json.loads(Path(res.report_json).read_text())
     assert js["passed"] is res.passed and js["provenance"]["kernel_hash"] and "transport_s" in js["timings_s"]
+    # the gamma rows say their points, the random subset's standard error and the dose the criteria are in % of,
+    # the TPS's robust maximum in the body, as the dose difference (gamma audit 28, F1 and F4)
+    from mcproton._check.compare import normalisation_dose
+
+    norm = normalisation_dose(res.tps_gy_zyx, res.body_zyx)
+    g = js["gamma"]["2%/2mm"]
+    assert g["normalisation_gy"] == pytest.approx(norm) == js["dose_difference"]["normalisation_gy"]
+    assert g["subset"] == FAST["gamma_points"] and 0 <= g["pass_rate_se"] < 0.05
+    for row in (c for c in js["checks"] if "gamma" in c["quantity"]):
+        text = row["value_text"]
+        assert f"{FAST['gamma_points']} random points of " in text and "standard error" in text, row
+        assert "robust maximum in the body" in row["value_text"] and row["normalisation_gy"] > 0, row
+    assert '<th scope="col">standard error (%)</th>' in html and "robust maximum in the body" in html
     import pydicom
 
     uid = pydicom.dcmread(sorted(Path(res.inputs.ct_dir).glob("*.dcm"))[0], stop_before_pixels=True).SeriesInstanceUID
@@ -327,7 +340,7 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     dm = next(c for c in res.checks if c["quantity"] == "PTV Dmean difference")
     assert dm["value"] == res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]
     assert "TPS value" in res.settings["percent_of"]["structures"]
-    assert "TPS maximum" in res.settings["percent_of"]["dose_difference"]
+    assert "robust maximum in the body" in res.settings["percent_of"]["dose_difference"]
     # the ranges too: per-beam uncertainty kept on the TPS grid, the median judged noise-matched, the rays level of
     # the share the MC's noise alone leaves within 2 mm (audit report_numbers F2)
     assert set(res.mc.beams_uncertainty_rel_zyx) == {1, 2}
