@@ -2928,6 +2928,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["noise_matched"] = True
         elif not math.isfinite(u):
             checks[-1]["value_text"] += " (not noise-matched: the MC's noise could not be estimated, one batch)"
+        if r.get("grid_error_mm"):   # a beam along a grid axis: what the grid leaves of the R80s (gamma audit 28, F3)
+            checks[-1]["value_text"] += (f"; R80s read on {r['grid_along_beam_mm']:g} mm voxels along the beam (a grid "
+                                         f"axis): to about +-{r['grid_error_mm']:.1f} mm")
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,

@@ -1288,6 +1288,56 @@ def beam_dose_ratio(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, noise_rel
     return out
 
 
+#: The order of the spline the doses are read with along the rays of :func:`range_agreement` (cubic).  Read
+#: trilinearly (order 1, until 2026-12-07), a distal R80 moved with the edge's place inside a voxel: on 2 mm voxels
+#: along a grid axis, the project's analytic beam of R80 40 mm (80-20 1.65 mm) read its shift wrong by -0.45 to
+#: +0.49 mm, so that a true 1.4 mm range error passed the 1 mm level and a true 0.65 mm one failed it (gamma audit
+#: 28, F3; an oblique beam mixes the places across its rays and the median recovers the truth, one along a grid axis
+#: keeps the whole error).
+RANGE_SPLINE_ORDER = 3
+#: What remains of that error with the cubic spline, per voxel along the beam, for a beam along a grid axis (its
+#: rays then all have the edge at the same place in a voxel, in a homogeneous region): the largest |read - true| of a
+#: shift's median over the edge's place in a 2 mm voxel and shifts of 0.5-1.6 mm (the audit's r80phase2 / r80scan,
+#: voxel-averaged doses as an MC scores them) was 0.36 mm (a pristine 71 MeV TOPAS peak, 80-20 0.62 mm), 0.21 mm
+#: (100 MeV, 1.12 mm), 0.20 mm (the analytic beam of R80 40 mm, 1.65 mm; trilinear 0.42) and 0.04 mm (150 MeV);
+#: point-sampled doses 0.28 mm (analytic, 40 mm) and 0.78 mm (71 MeV, a peak sharper than a third of a voxel).  An
+#: oblique beam's rays mix the places and its median recovers the truth (audit: 30 and 135 deg within 0.06 mm).
+RANGE_GRID_ERROR_PER_VOXEL = 0.2
+#: A beam within this angle (degrees) of a grid axis counts as along it (:data:`RANGE_GRID_ERROR_PER_VOXEL`).
+RANGE_AXIS_ALIGNED_DEG = 5.0
+#: Zero voxels padded around a dose before its spline coefficients are computed (the dose is 0 beyond the grid, as
+#: read trilinearly; the spline's own boundary then lies beyond every ray's samples).
+_SPLINE_PAD = 4
+
+
+def _ray_sampler(dose: np.ndarray, order: int = RANGE_SPLINE_ORDER) -> Any:
+    """A function of voxel coordinates (a sequence of z, y, x arrays) giving ``dose`` there read with a spline of
+    ``order`` (1: trilinear), 0 beyond the grid; a cubic's undershoot below 0 (beyond a steep fall-off) clipped at
+    0.  The spline's coefficients are computed once here, of the box of voxels with dose padded with zeros (the dose
+    is 0 around it: the same spline; a per-beam dose's box is its field's), not per call: ~0.9 s for a whole grid
+    of 2.7 M voxels on a shared core."""
+    from scipy.ndimage import map_coordinates, spline_filter
+
+    if order <= 1:
+        return lambda coords: map_coordinates(dose, coords, order=1, mode="constant", cval=0.0)
+    d = np.asarray(dose, np.float64)
+    has = d != 0
+    if not has.any():
+        return lambda coords: np.zeros(np.shape(coords[0]))
+    lo = [int(np.argmax(has.any(axis=tuple(j for j in range(d.ndim) if j != k)))) for k in range(d.ndim)]
+    hi = [d.shape[k] - int(np.argmax(has.any(axis=tuple(j for j in range(d.ndim) if j != k))[::-1]))
+          for k in range(d.ndim)]
+    box = d[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    coef = spline_filter(np.pad(box, _SPLINE_PAD), order=order, mode="mirror", output=np.float64)
+
+    def sample(coords: Sequence[np.ndarray]) -> np.ndarray:
+        v = map_coordinates(coef, [np.asarray(c) + (_SPLINE_PAD - a) for c, a in zip(coords, lo)], order=order,
+                            mode="constant", cval=0.0, prefilter=False)
+        return np.maximum(v, 0.0, out=v)
+
+    return sample
+
+
 def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray,
                     direction: Sequence[float], isocentre: Sequence[float], *,
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
@@ -1382,13 +1432,16 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         [int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET, 1] + ([int(stream) & 0xFFFFFFFF] if stream else [])), mc=ev)
     keep_noise = []
     keep_depth = []
+    # the doses read along the rays with a cubic spline (RANGE_SPLINE_ORDER; gamma audit 28, F3)
+    read_ref, read_ev = _ray_sampler(ref), _ray_sampler(ev)
+    read_noisy = _ray_sampler(noisy) if noisy is not None else None
     inside = None if body is None else np.asarray(body, np.float32)
     one_sided = [0, 0]   # rays with a distal R80 of the TPS but none of the MC, and the reverse
     for s0 in range(0, ga.size, per):
         # the points in voxel units, z, y, x: (rays, samples) each
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
-        pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-        pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
+        pr = read_ref(coords)
+        pe = read_ev(coords)
         # a ray where either dose reaches min_fraction of its own maximum (with ``field``: where the beam's own
         # field does, alone); on it, a dose has an edge where it reaches EDGE_FRACTION of its own maximum and has a
         # distal R80 (so that a dose absent from a ray, not a dose a little lower in the other's penumbra, is
@@ -1406,7 +1459,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         # the MC's R80 at the TPS's level where the TPS has dose on the ray, else at its own top
         r2 = np.where(has_e, np.where(has_r, _distal_r80_rows(t, pe, like=pr), _distal_r80_rows(t, pe)), np.nan)
         if noisy is not None:   # the TPS against the TPS with the MC's noise, the same rays and estimator
-            pn = map_coordinates(noisy, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
+            pn = read_noisy([c[hit] for c in coords])
             keep_noise.append(_one_edge_as_inf(np.where(has_r, _distal_r80_rows(t, pn, like=pr), np.nan), r1))
         fin = np.isfinite(r1) & np.isfinite(r2)
         if inside is not None and fin.any():   # the first sample of each compared ray inside the body
@@ -1431,7 +1484,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
     judged = n + sum(one_sided)   # a ray with an edge in one dose only is outside every tolerance
-    out = {"rays": len(arr), **counts, "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+    out = {"rays": len(arr), **counts, "ray_spacing_mm": ds, **_grid_along(d, sp), "median_mm": float(np.median(diff)),
            "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
            "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.sum(np.abs(diff) <= 1.0) / judged),
            "within_2mm": float(np.sum(np.abs(diff) <= 2.0) / judged), "values_mm": diff, "bev_uv_mm": arr[:, :2],
@@ -1448,6 +1501,17 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
                     "noise_matched_median_mm": float(np.median(diff) - np.median(dn[fin_n]))})
     return _not_evaluable(out, min_fraction, field_name if own is not None else None)
+
+
+def _grid_along(d: np.ndarray, sp: np.ndarray) -> dict[str, Any]:
+    """The grid along a beam of unit direction ``d`` (x, y, z) on voxels of ``sp`` (x, y, z mm): ``grid_along_beam_mm``
+    (the voxel size along the grid axis nearest the beam) and ``grid_error_mm``, the R80's grid error of a beam
+    along that axis (within :data:`RANGE_AXIS_ALIGNED_DEG`: :data:`RANGE_GRID_ERROR_PER_VOXEL` x that size; None for
+    an oblique beam, whose rays mix the edge's places in a voxel)."""
+    k = int(np.argmax(np.abs(d)))
+    h = float(sp[k])
+    aligned = abs(float(d[k])) >= math.cos(math.radians(RANGE_AXIS_ALIGNED_DEG))
+    return {"grid_along_beam_mm": h, "grid_error_mm": RANGE_GRID_ERROR_PER_VOXEL * h if aligned else None}
 
 
 def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
