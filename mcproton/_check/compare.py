@@ -340,7 +340,7 @@ def _offset_lattice(radius: float, step: float, ndim: int) -> np.ndarray:
 
 def refine_gammas(axes: Sequence[np.ndarray], ev: np.ndarray, pos: np.ndarray, ref_dose: np.ndarray,
                   delta: np.ndarray, dist_mm: float, gamma: np.ndarray, max_gamma: float) -> np.ndarray:
-    """The gammas of reference points searched again, finer than pymedphys (:data:`GAMMA_REFINE_MAX_POINTS`): at
+    """The gammas of reference points searched again, finer than pymedphys (:func:`_refined` chooses them): at
     ``pos`` (K x ndim, mm, the axes' order), reference doses ``ref_dose`` and dose criteria ``delta`` (dose, per
     point: global or local), with pymedphys's gammas ``gamma``; returns gammas that are never above those (each
     value is the gamma at an offset actually evaluated, so never below the true minimum over the multilinear
@@ -1157,11 +1157,9 @@ def robust_max(dose: np.ndarray, where: np.ndarray | None = None) -> float:
     check's high-dose centroid): the single largest voxel made one hot voxel of a planning dose select one ray and
     fail the range level on it (CSI audit 2026-12-05, F3)."""
     d = np.asarray(dose)
-    has = d > 0
-    if where is not None:
-        has &= np.asarray(where, bool)
-    v = d[has]   # one copy, of the voxels with dose (the percentile partitions it in place)
-    return float(np.percentile(v, ROBUST_MAX_PERCENTILE, overwrite_input=True)) if v.size else 0.0
+    v = d[where] if where is not None else d.ravel()
+    v = v[v > 0]
+    return float(np.percentile(v, ROBUST_MAX_PERCENTILE)) if v.size else 0.0
 
 
 #: What the global gammas and the dose difference are in % of (:func:`normalisation_dose`), as the report says it.
