@@ -352,6 +352,29 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     assert "noise alone" in rays["limit_text"]
 
 
+def test_a_hot_tps_voxel_is_warned_of_and_does_not_normalise_the_gammas(case):
+    """Gamma audit 28, F1: one voxel of the TPS plan dose at 5.7 x its plateau (a low-density voxel of a noisy planning
+    MC) was the gammas' and the dose difference's normalisation.  Now they are in % of the robust maximum, which the
+    voxel does not move, and the check warns of the voxel: by how much, where, the file."""
+    from mcproton._check.compare import normalisation_dose
+
+    plan = case["res"].inputs.total.dose_gy_zyx.copy()
+    body = case["res"].body_zyx
+    norm = normalisation_dose(plan, body)
+    k = tuple(int(i) for i in np.argwhere(body & (plan > 0) & (plan < 0.3 * norm))[0])
+    plan[k] = 5.7 * norm
+    res = _recheck(case, [_tps(case, "RD_hot", plan)])
+    hot = [w for w in res.warnings if "robust maximum" in w]
+    assert len(hot) == 1 and hot[0].startswith("the TPS plan dose RD_hot.dcm: its maximum in the body, "), res.warnings
+    ratio = float(hot[0].split(" x its robust maximum")[0].rsplit(" ", 1)[1])
+    assert ratio == pytest.approx(5.7, abs=0.05) and "(1 voxel above 1.2 x it)" in hot[0], hot[0]
+    z, y, x = (float(a[i]) for a, i in zip(res.axes_zyx, k))
+    assert f"at (x, y, z) = ({x:.1f}, {y:.1f}, {z:.1f}) mm" in hot[0], hot[0]
+    for g in res.gamma.values():
+        assert g["normalisation_gy"] == pytest.approx(norm, rel=0.01), g["normalisation_gy"]
+    assert res.dose_difference["normalisation_gy"] == pytest.approx(norm, rel=0.01)
+
+
 def test_dose_shifted_by_3mm_fails(clinical):
     """The plan dose shifted 3 mm along x (beam 2's direction): the gamma rows and beam 2's range rows fail (2%/2mm 68.5
     %, beam 2 median dR80 +3.24 mm, 0 % of its rays within 2 mm at the fixture's seeds), beam 1's range rows pass (a
