@@ -17,10 +17,10 @@ import numpy as np
 
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
-                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET,
+                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NORMALISATION_TEXT, NOISE_REALISATIONS, NOISE_SEED_OFFSET,
                       TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary, classify,
                       d95_limits, d95_verdict, dose_difference, gamma_evaluable_points, gamma_time_estimate,
-                      range_agreement, robust_max, start_gammas, structure_stats)
+                      normalisation_note, range_agreement, robust_max, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -158,8 +158,11 @@ class CheckResult:
       V95/V100: ``tps``, ``mc`` fractions, ``diff_points``, ``noise_shift_points``, ``noise_sd_points``,
       ``noise_matched_diff_points``, ``mc_noise_shift_points``, ``mc_corrected_diff_points``,
       ``label``/``of`` (of the prescription, or "V95 of the TPS median" without one);
-    * ``dose_difference``: % of the TPS maximum in the body (``normalisation_gy``); ``settings["percent_of"]``
-      says the same.
+    * ``dose_difference``: % of the TPS dose's robust maximum in the body (``normalisation_gy``, the 99.9th
+      percentile of its body voxels with dose: compare.normalisation_dose; the gammas' too, their
+      ``normalisation_gy``); ``settings["percent_of"]`` says the same;
+    * ``gamma[criterion]["pass_rate_se"]``: the pass rate's standard error from its random subset of points (a
+      fraction; 0 with every point); a row where it decides the verdict has ``subset_decides`` and a note.
 
     ``checks`` (the action levels) give each ``value`` and ``limit`` in the unit of its ``value_text`` /
     ``limit_text``: percentages for the pass rates and the fractions above (98.88, not 0.9888), mm for ranges.
@@ -1520,6 +1523,46 @@ def range_noise_note(label: str, r: Mapping[str, Any], limit_mm: float, failed: 
             f"{remedy} before reading it as a range error")
 
 
+#: A gamma row whose pass rate of a random subset (--gamma-points) lies within this many of its standard errors
+#: (compare.pass_rate_se) of the level: the draw of the points can turn PASS or FAIL (gamma audit 28, F4: a plan at
+#: 95.14 % with every point failed 95 % in 8 of 40 seeds of 10 000 points); said on the row and in a note.
+GAMMA_SUBSET_DECIDES_SE = 2.0
+
+
+def gamma_row_detail(g: Mapping[str, Any], unit: str, where: str = "in the body") -> str:
+    """What a gamma action level's row adds to its value (gamma audit 28, F1 and F4): the points evaluated, with a
+    random subset its standard error, and the dose the global criteria are in % of (compare.normalisation_dose: the
+    TPS dose's robust maximum ``where``, the gamma's region)."""
+    norm = g.get("normalisation_gy")
+    of = (f"; in % of {norm:.4g} {unit}, the TPS dose's robust maximum {where}"
+          if norm is not None and math.isfinite(norm) else "")
+    if not g.get("points"):
+        return f" (no points{of})"
+    if g.get("subset"):
+        return (f" ({g['points']:,} random points of {g['evaluable_points']:,}: standard error "
+                f"{100 * g.get('pass_rate_se', float('nan')):.2f} %{of})")
+    return f" (every one of the {g['points']:,} points{of})"
+
+
+def gamma_subset_note(label: str, g: Mapping[str, Any], level_pct: float, passed: bool) -> str | None:
+    """The note where a gamma row's pass rate of a random subset lies within :data:`GAMMA_SUBSET_DECIDES_SE` of its
+    standard errors of the level ``level_pct``: which points were drawn can turn the verdict; how to evaluate every
+    point and what it costs (compare.gamma_time_estimate, one process).  None otherwise (every point evaluated, or
+    the rate clear of the level)."""
+    se = 100 * float(g.get("pass_rate_se") or 0.0)
+    rate = 100 * float(g.get("pass_rate", float("nan")))
+    if not g.get("subset") or not se > 0 or not math.isfinite(rate) \
+            or abs(rate - level_pct) >= GAMMA_SUBSET_DECIDES_SE * se:
+        return None
+    n = int(g["evaluable_points"])
+    lo, hi, _ = gamma_time_estimate([n], 1)
+    return (f"{label}: {'passed' if passed else 'failed'} at {rate:.2f} % +- {se:.2f} % (standard error) of a random "
+            f"subset of {g['points']:,} of its {n:,} points, within {GAMMA_SUBSET_DECIDES_SE:g} standard errors of the "
+            f"level ({level_pct:g} %): which points were drawn (--gamma-points, seeded by --seed) can turn this "
+            f"verdict; run the check again with --gamma-points 0 (every point: about {lo:.0f}-{hi:.0f} s of CPU for "
+            "this gamma) before reading it")
+
+
 def _load_average() -> list[float] | None:
     """The host's 1, 5 and 15 minute load averages (None where the OS does not give them)."""
     try:
@@ -2613,6 +2656,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     mc = dataclasses.replace(mc, total_gy_zyx=np.where(body, mc.total_gy_zyx, 0.0),
                              beams_gy_zyx={b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()})
     tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
+    # a TPS maximum far above the robust maximum that the gammas and the dose difference are normalised to: warned,
+    # with where it is (gamma audit 28, F1: one hot voxel was the normalisation before); the plan dose where one was
+    # given, and each per-beam dose
+    dose_unit = mc_dose_description(inp, mc)["unit"]
+    for what, d in ([(f"the TPS plan dose {Path(inp.total.path).name}", tps)] if inp.total is not None else []) + [
+            (f"beam {b}'s TPS dose {Path(inp.beams[b].path).name}", tps_beams[b]) for b in sorted(tps_beams)]:
+        note = normalisation_note(d, body, axes, what, dose_unit)
+        if note:
+            warn(note, McprotonWarning)
     timings["structures_s"] += time.perf_counter() - t
     cpu_steps["structures_s"] += time.process_time() - c
     mc_rtdose: dict[str, dict] = {}
@@ -2860,10 +2912,27 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     getattr(d, "stated_uncertainty_pct", None),
                                     getattr(d, "stated_uncertainty_source", ""), label, **kw))
 
+    def gamma_detail(g: Mapping[str, Any], region: str = "") -> None:   # the gamma row just added: its points,
+        # standard error, normalisation (``region``: what a field region's is of), and where the random subset decides
+        # its verdict, a flag and a note (gamma audit 28, F1, F4)
+        row = checks[-1]
+        row["value_text"] += (gamma_row_detail(g, dose_unit, "in the region" if region else "in the body")
+                              + (f" (of {region})" if region else ""))
+        row["pass_rate_se_pct"] = 100 * float(g.get("pass_rate_se", float("nan")))
+        row["normalisation_gy"] = g.get("normalisation_gy")
+        note = gamma_subset_note(row["quantity"], g, row["limit"], row["passed"])
+        if note:
+            row["value_text"] += "; the random subset of points can turn this verdict (see the note)"
+            row["subset_decides"] = True
+            diagnostics.append(note)
+            if not row["passed"]:
+                causes.append(note)
+
     for name, key in (("3%/2mm", "gamma_3_2_min"), ("2%/2mm", "gamma_2_2_min")):
         pr = gam[name]["pass_rate"] * 100
         add(f"gamma {name} global pass rate (body, 10 % threshold)", pr, getattr(lv, key),
             math.isfinite(pr) and pr >= getattr(lv, key), "%", ">=", key)
+        gamma_detail(gam[name])
         crit = gam[name]["criterion"]
         against(plan_ref, "the plan dose", gamma_dose_pct=crit["dose_pct"], gamma_distance_mm=crit["distance_mm"])
     for b, g in beam_gamma.items():
@@ -2871,13 +2940,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
+        gamma_detail(g)
         against(inp.beams[b], f"beam {b}", gamma_dose_pct=2.0, gamma_distance_mm=2.0, beam=b)
     for b in region_ids:   # the plan dose per field region (no per-beam TPS dose): named by its beam
         g = regions[b]["gamma_2_2"]
         pr = g["pass_rate"] * 100
         add(f"beam {b}: gamma 2%/2mm pass rate in its field region of the plan dose", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min, "%", ">=", "beam_gamma_2_2_min")
-        checks[-1]["value_text"] += f" ({g['points']} points of {field_region_text(b)})"
+        gamma_detail(g, field_region_text(b))
         against(plan_ref, f"beam {b}'s field region", gamma_dose_pct=2.0, gamma_distance_mm=2.0, beam=b)
     for b, r in beam_dose.items():   # each beam's dose level (compare.beam_dose_ratio)
         if not r.get("voxels"):
@@ -2978,6 +3048,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["noise_matched"] = True
         elif not math.isfinite(u):
             checks[-1]["value_text"] += " (not noise-matched: the MC's noise could not be estimated, one batch)"
+        if r.get("grid_error_mm"):   # a beam along a grid axis: what the grid leaves of the R80s (gamma audit 28, F3)
+            checks[-1]["value_text"] += (f"; R80s read on {r['grid_along_beam_mm']:g} mm voxels along the beam (a grid "
+                                         f"axis): to about +-{r['grid_error_mm']:.1f} mm")
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
@@ -3096,14 +3169,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "calibration_data_sha256": cal_record.get("data_sha256"),
             "physics": mc.provenance.get("physics"), "check_started": started}
     settings = {"gamma_points": gamma_points, "gamma": "pymedphys.gamma, TPS reference, MC evaluation, global "
-                "normalisation to the TPS maximum in the body, max_gamma 1.5, interp_fraction 5, random subset "
-                f"of {gamma_points} points (seeded)", "target_uncertainty": target_uncertainty,
+                f"normalisation to {NORMALISATION_TEXT} (normalisation_gy), 10 % threshold of it, max_gamma 1.5, "
+                "interp_fraction 5, the points above 1 searched again finer (refined_points; compare.refine_gammas), "
+                + (f"a random subset of {gamma_points} points (seeded; pass_rate_se: the pass rate's standard error)"
+                   if gamma_points else "every point"), "target_uncertainty": target_uncertainty,
                 "primaries_limit": primaries, "dose_to": dose_to, "fractions": fractions,
                 # what each "%" is of (the same symbol means two things on the page)
                 "percent_of": {"structures": "diff_pct, noise_shift_pct, noise_matched_diff_pct and the target "
                                              "D95/Dmean action levels: % of the TPS value of the metric; V95/V100: "
                                              "points of the structure's volume",
-                               "dose_difference": "% of the TPS maximum in the body (normalisation_gy)"},
+                               "dose_difference": f"% of {NORMALISATION_TEXT} (normalisation_gy)"},
                 "noise_matching": {"realisations": NOISE_REALISATIONS, "seed": [seed, NOISE_SEED_OFFSET],
                                    "model": "TPS dose + Gaussian noise of SD = the MC's own standard error "
                                             "(MC dose x its relative uncertainty) of the voxel, independent between "

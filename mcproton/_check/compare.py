@@ -2,13 +2,15 @@
 statistics per structure, and the distal-range (R80) agreement along each beam.
 
 Gamma.  ``pymedphys.gamma`` with the TPS dose as reference and the MC dose as evaluation; the global criteria
-are normalised to the maximum TPS dose inside the body; points below the threshold (10 % of that maximum) and
-outside the body are not evaluated (their reference dose is set to zero; the MC dose is searched everywhere).
-To bound the time on large grids the evaluated points are a random subset (``gamma_points``, default 10 000,
-seeded, so a pass rate has a binomial standard error of at most 0.5 %), the search stops at gamma =
-``max_gamma`` (1.5) and the evaluation dose is interpolated to 1/``interp_fraction`` (5) of the distance
-criterion.  (30 000 points and max_gamma 2 took 312 s for the six gammas of a failing 107^3 case on 16
-cores.)  All three are stated in the report.
+are normalised to the TPS dose's robust maximum inside the body (:func:`normalisation_dose`: the 99.9th percentile
+of its body voxels with dose, so that one hot voxel does not loosen them); points below the threshold (10 % of
+that dose) and outside the body are not evaluated (their reference dose is set to zero; the MC dose is searched
+everywhere).  To bound the time on large grids the evaluated points are a random subset (``gamma_points``, default
+10 000, seeded; the pass rate's binomial standard error, at most 0.5 %, is given with it: :func:`pass_rate_se`),
+the search stops at gamma = ``max_gamma`` (1.5) and the evaluation dose is interpolated to 1/``interp_fraction``
+(5) of the distance criterion, the points that this leaves above 1 searched again finer (:func:`refine_gammas`:
+pymedphys's steps overstate a gamma, never understate it).  (30 000 points and max_gamma 2 took 312 s for the six
+gammas of a failing 107^3 case on 16 cores.)  All are stated in the report.
 """
 from __future__ import annotations
 
@@ -116,11 +118,92 @@ def _pymedphys_logging_kept_in() -> Iterator[None]:
         _IN_GAMMA.depth = max(0, _IN_GAMMA.depth - 1)
 
 
+def normalisation_dose(ref: np.ndarray, body: np.ndarray) -> float:
+    """The dose that the global gammas, their lower dose cutoff and the dose difference are in % of
+    (:data:`NORMALISATION_TEXT`): the TPS dose's robust maximum in the body (:func:`robust_max`, the
+    :data:`ROBUST_MAX_PERCENTILE` th percentile of the body's voxels with dose); 0 where none has dose.  Until
+    2026-12-07 it was the single largest voxel: one TPS voxel at 5.7 x the plateau (a low-density voxel of a noisy
+    planning MC, as the CSI audit saw) made the 2 % criterion 11.4 % of the plateau and the 10 % cut 57 % of it,
+    and an MC 10 % low passed gamma 2 %/2 mm at 99.98 % (gamma audit 28, F1); a TPS maximum well above this is
+    warned of (:func:`normalisation_note`).  Computed without a copy of the body's voxels (:func:`_percentile_of_dose`:
+    the gammas' worker processes each take it; ``ref[body]`` made a float copy of ~60 MB on a 1 mm head grid, the
+    review of 2026-12-07, F8)."""
+    return _percentile_of_dose(ref, body, ROBUST_MAX_PERCENTILE)
+
+
+#: Voxels per slab of the passes of :func:`_percentile_of_dose` (its temporaries are of one slab).
+_SLAB_VOXELS = 1 << 15
+#: Values that :func:`_percentile_of_dose` copies and sorts at most, beside the histogram passes that find them.
+_PERCENTILE_GATHER = 1 << 12
+
+
+def _percentile_of_dose(dose: np.ndarray, where: np.ndarray, q: float) -> float:
+    """``np.percentile(dose[where & (dose > 0)], q)`` (linear interpolation; 0 where no voxel has dose), without a
+    copy of those voxels: slab by slab (:data:`_SLAB_VOXELS`), the count, then histograms of 1024 bins narrowed to
+    the two order statistics the percentile interpolates between, until at most :data:`_PERCENTILE_GATHER` values lie
+    there; those are copied and sorted.  Equal to np.percentile to rounding (tested)."""
+    d = np.atleast_1d(np.asarray(dose))
+    w = np.atleast_1d(np.asarray(where, bool))
+    per = max(1, _SLAB_VOXELS // max(1, int(np.prod(d.shape[1:], dtype=np.int64))))   # rows of the first axis
+    slabs = [slice(i, i + per) for i in range(0, d.shape[0], per)]
+
+    def values(s: slice, a: float, b: float) -> np.ndarray:   # the slab's values with dose in [a, b)
+        v = d[s]
+        return v[w[s] & (v > 0) & (v >= a) & (v < b)]
+
+    n, top = 0, -np.inf
+    for s in slabs:
+        v = d[s]
+        m = w[s] & (v > 0)
+        n += int(np.count_nonzero(m))
+        top = max(top, float(np.max(v, where=m, initial=-np.inf)))
+    if n == 0:
+        return 0.0
+    r = (n - 1) * float(q) / 100.0
+    lo = min(int(math.floor(r)), n - 1)
+    frac = r - lo
+    ks = (n - lo, max(1, n - lo - 1))   # the order statistics lo and lo + 1 as the k-th largest values
+    a, b, above = 0.0, float(np.nextafter(top, np.inf)), 0   # ks lie in [a, b); ``above`` values >= b
+    inside = n
+    # a first bound from below, of a high percentile mostly: the highest of a few fractions of the maximum that
+    # as many values reach (one pass; the histograms then see those values only)
+    fractions = (0.9, 0.75, 0.5) + tuple(2.0 ** -j for j in range(2, 11))
+    reach = np.zeros(len(fractions), np.int64)
+    for s in slabs:
+        v = d[s]
+        m = w[s] & (v > 0)
+        for i, f in enumerate(fractions):
+            reach[i] += int(np.count_nonzero(m & (v >= f * top)))
+    for f, c in zip(fractions, reach):
+        if c >= ks[0]:
+            a, inside = f * top, int(c)
+            break
+    for _ in range(8):
+        if inside <= _PERCENTILE_GATHER:
+            break
+        edges = np.linspace(a, b, 1025)
+        counts = np.zeros(1024, np.int64)
+        for s in slabs:
+            x = values(s, a, b)
+            if x.size:
+                counts += np.bincount(np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 1023), minlength=1024)
+        from_top = above + np.cumsum(counts[::-1])   # from_top[j]: values >= edges[1023 - j]
+        k_lo, k_hi = (1023 - int(np.searchsorted(from_top, k)) for k in ks)
+        a, b = float(edges[k_lo]), (float(edges[k_hi + 1]) if k_hi < 1023 else b)
+        above += int(counts[k_hi + 1:].sum())
+        inside = int(counts[k_lo:k_hi + 1].sum())
+        if not b > a:
+            break
+    vals = np.sort(np.concatenate([values(s, a, b) for s in slabs]))
+    x_lo, x_hi = float(vals[-(ks[0] - above)]), float(vals[-(ks[1] - above)])
+    diff = x_hi - x_lo   # numpy's linear interpolation (its _lerp), for the same rounding
+    return x_hi - diff * (1 - frac) if frac >= 0.5 else x_lo + diff * frac
+
+
 def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
-    """The global normalisation of a gamma (the reference's maximum in the body; 0 without one) and its lower dose
-    cutoff (pymedphys's lower_dose_cutoff, the same expression).  The maximum is taken in place (``ref[body]`` made
-    a float copy of the body's voxels: ~60 MB on a 1 mm head grid; the review of 2026-12-07, F8)."""
-    norm = float(np.max(ref, where=body, initial=-np.inf)) if body.any() else 0.0
+    """The global normalisation of a gamma (:func:`normalisation_dose`; 0 without dose in the body) and its lower
+    dose cutoff (pymedphys's lower_dose_cutoff, the same expression)."""
+    norm = normalisation_dose(ref, body) if body.any() else 0.0
     return norm, threshold_pct / 100 * norm
 
 
@@ -182,14 +265,188 @@ def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, po
     return r, norm, n_eval, subset
 
 
+#: The points whose gamma pymedphys gives above 1 are searched again (:func:`refine_gammas`): pymedphys searches
+#: the evaluation dose on spheres at steps of 1/``interp_fraction`` (5) of the distance criterion, each sampled at
+#: about that spacing, so a displacement between two steps is charged the dose gradient times the distance missed:
+#: on a 10 %/mm ramp shifted 1.9 mm, whose gamma 2 %/2 mm is 0.945 everywhere, 27 % of the points read 1.03, and
+#: in a proton field shifted 1.9 mm along the beam 96 % passed instead of 100 % (gamma audit 28, F2; always too
+#: high, never too low).  At most this many points per gamma and dose criterion are searched again, those nearest
+#: 1 first (``refine_left`` counts the rest, which keep pymedphys's value: their pass rate can only be too low).
+#: Cost, measured on 2 shared cores: ~0.2-0.3 ms a point (as much as pymedphys's own search of a point), so up to
+#: ~5 s per criterion at the cap; a passing plan has few such points.
+GAMMA_REFINE_MAX_POINTS = 20_000
+#: The search again (:func:`refine_gammas`): a cubic lattice of offsets at this fraction of the distance criterion,
+#: then Gauss-Newton steps on the multilinear evaluation dose from its best :data:`GAMMA_REFINE_STARTS` nodes.
+GAMMA_REFINE_LATTICE = 1 / 3
+GAMMA_REFINE_STARTS = 8
+GAMMA_REFINE_STEPS = 8
+
+
+def _grid_index(axes: Sequence[np.ndarray], pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fractional grid indices (ndim, P) of the positions ``pos`` (P, ndim; mm, the axes' order) and whether each
+    lies on the grid (between the first and last voxel centre of every axis: pymedphys's evaluation dose is
+    undefined beyond, infinite).  Piecewise linear per axis, so a multilinear interpolation in these indices is the
+    multilinear interpolation of the dose on any monotonic axes (scipy's RegularGridInterpolator's, pymedphys's)."""
+    u = np.empty((len(axes), pos.shape[0]))
+    inside = np.ones(pos.shape[0], bool)
+    for k, a in enumerate(axes):
+        a = np.asarray(a, float)
+        x = pos[:, k]
+        inside &= (x >= a.min()) & (x <= a.max())
+        if a.size > 1 and a[0] > a[-1]:
+            u[k] = a.size - 1 - np.interp(x, a[::-1], np.arange(a.size, dtype=float))
+        else:
+            u[k] = np.interp(x, a, np.arange(a.size, dtype=float))
+    return u, inside
+
+
+def _dose_at(ev: np.ndarray, axes: Sequence[np.ndarray], pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The multilinear interpolation of ``ev`` at ``pos`` (P, ndim; mm) and whether each lies on the grid."""
+    from scipy.ndimage import map_coordinates
+
+    u, inside = _grid_index(axes, pos)
+    return map_coordinates(ev, u, order=1, mode="nearest"), inside
+
+
+def _dose_gradient(ev: np.ndarray, axes: Sequence[np.ndarray], pos: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """The gradient (dose per mm, P x ndim) of the multilinear interpolation of ``ev`` at ``pos``: central
+    differences of ``eps`` voxel (one-sided at the grid's edge; the mean of the two cells' slopes on a face)."""
+    from scipy.ndimage import map_coordinates
+
+    u, _ = _grid_index(axes, pos)
+    g = np.zeros(pos.shape)
+    for k, a in enumerate(axes):
+        a = np.asarray(a, float)
+        if a.size < 2:
+            continue
+        up, dn = u.copy(), u.copy()
+        up[k] = np.minimum(u[k] + eps, a.size - 1)
+        dn[k] = np.maximum(u[k] - eps, 0.0)
+        j = np.clip(np.floor(u[k]).astype(np.intp), 0, a.size - 2)
+        dx = (a[j + 1] - a[j]) * (up[k] - dn[k])
+        g[:, k] = (map_coordinates(ev, up, order=1, mode="nearest")
+                   - map_coordinates(ev, dn, order=1, mode="nearest")) / np.where(dx == 0, 1.0, dx)
+    return g
+
+
+def _offset_lattice(radius: float, step: float, ndim: int) -> np.ndarray:
+    """The offsets (L, ndim) of a cubic lattice of ``step`` inside the sphere of ``radius``, the centre first."""
+    n = int(math.ceil(radius / step))
+    g = np.arange(-n, n + 1) * step
+    o = np.stack([m.ravel() for m in np.meshgrid(*([g] * ndim), indexing="ij")], 1)
+    o = o[np.sum(o * o, 1) <= radius * radius * (1 + 1e-12)]
+    return o[np.argsort(np.sum(o * o, 1), kind="stable")]
+
+
+def refine_gammas(axes: Sequence[np.ndarray], ev: np.ndarray, pos: np.ndarray, ref_dose: np.ndarray,
+                  delta: np.ndarray, dist_mm: float, gamma: np.ndarray, max_gamma: float) -> np.ndarray:
+    """The gammas of reference points searched again, finer than pymedphys (:func:`_refined` chooses them): at
+    ``pos`` (K x ndim, mm, the axes' order), reference doses ``ref_dose`` and dose criteria ``delta`` (dose, per
+    point: global or local), with pymedphys's gammas ``gamma``; returns gammas that are never above those (each
+    value is the gamma at an offset actually evaluated, so never below the true minimum over the multilinear
+    evaluation dose ``ev`` either).  The search: the offsets of a cubic lattice of :data:`GAMMA_REFINE_LATTICE` x
+    the distance criterion within min(gamma, max_gamma) x the distance criterion (no point farther can give less),
+    then from its :data:`GAMMA_REFINE_STARTS` best nodes Gauss-Newton steps (the dose linear around the point: the
+    closed-form minimum of (distance / DTA)^2 + (dose difference / delta)^2, halved until it lowers the gamma, kept
+    inside the sphere).  Tested against a brute-force search and closed forms (tests/check/test_check_gamma.py)."""
+    pos = np.asarray(pos, float)
+    k_pts, nd = pos.shape
+    out = np.minimum(np.asarray(gamma, float), max_gamma)
+    if k_pts == 0:
+        return out
+    dta2 = float(dist_mm) ** 2
+    lat = _offset_lattice(max_gamma * dist_mm, GAMMA_REFINE_LATTICE * dist_mm, nd)
+    l2 = np.sum(lat * lat, 1)
+    chunk = max(1, 400_000 // len(lat))   # ~10 MB of positions at a time
+    for s in range(0, k_pts, chunk):
+        p, r, dl = pos[s:s + chunk], ref_dose[s:s + chunk], delta[s:s + chunk]
+        reach2 = (out[s:s + chunk] * dist_mm) ** 2
+        n = len(p)
+        v, inside = _dose_at(ev, axes, (p[:, None, :] + lat[None]).reshape(-1, nd))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            g2 = l2[None] / dta2 + ((v.reshape(n, -1) - r[:, None]) / dl[:, None]) ** 2
+        g2[~inside.reshape(n, -1) | (l2[None] > reach2[:, None]) | ~np.isfinite(g2)] = np.inf
+        m = min(GAMMA_REFINE_STARTS, g2.shape[1])
+        top = np.argpartition(g2, m - 1, axis=1)[:, :m] if g2.shape[1] > m else np.argsort(g2, axis=1)
+        o = lat[top].reshape(-1, nd)
+        f = np.take_along_axis(g2, top, 1).ravel()
+        pp, rr, dd = (np.repeat(a, m, 0) for a in (p, r, dl))
+        reach = np.sqrt(np.repeat(reach2, m))
+        live = np.isfinite(f)
+        for _ in range(GAMMA_REFINE_STEPS):
+            val, _ = _dose_at(ev, axes, pp + o)
+            gr = _dose_gradient(ev, axes, pp + o)
+            c = val - np.sum(gr * o, 1) - rr   # the dose difference at o + x ~ c + gr . (o + x)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                step = -(c * dta2 / (dd * dd + np.sum(gr * gr, 1) * dta2))[:, None] * gr
+                norm = np.sqrt(np.sum(step * step, 1))
+                step *= np.where(norm > reach, reach / np.where(norm > 0, norm, 1.0), 1.0)[:, None]
+            moved = np.zeros(len(o), bool)
+            for _h in range(4):   # halved towards the current offset until it is lower
+                v2, in2 = _dose_at(ev, axes, pp + step)
+                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                    f2 = np.sum(step * step, 1) / dta2 + ((v2 - rr) / dd) ** 2
+                better = in2 & live & np.isfinite(f2) & (f2 < f)
+                o[better], f[better] = step[better], f2[better]
+                moved |= better
+                step = 0.5 * (o + step)
+            if not moved.any():
+                break
+        best = np.minimum(g2.min(axis=1), f.reshape(n, m).min(axis=1))
+        out[s:s + chunk] = np.minimum(out[s:s + chunk], np.sqrt(best))
+    return out
+
+
+def _refined(axes: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, gmap: np.ndarray, dose_pct: float,
+             dist_mm: float, local: bool, norm: float, max_gamma: float) -> tuple[np.ndarray, dict[str, int]]:
+    """pymedphys's gamma map ``gmap`` (NaN where not evaluated) with its points above 1 searched again
+    (:func:`refine_gammas`; at most :data:`GAMMA_REFINE_MAX_POINTS`, those nearest 1 first), and the counts:
+    ``refined_points`` (searched again), ``refined_to_pass`` (of them now <= 1), ``refine_left`` (above 1, not
+    searched again)."""
+    g = np.array(gmap, float)
+    flat = g.ravel()
+    cand = np.flatnonzero(np.isfinite(flat) & (flat > 1.0))
+    cand = cand[np.argsort(flat[cand], kind="stable")]
+    left = max(0, cand.size - GAMMA_REFINE_MAX_POINTS)
+    cand = cand[:GAMMA_REFINE_MAX_POINTS]
+    if cand.size:
+        ij = np.unravel_index(cand, g.shape)
+        pos = np.stack([np.asarray(a, float)[i] for a, i in zip(axes, ij)], 1)
+        r = np.asarray(ref, float).ravel()[cand]
+        delta = dose_pct / 100 * (r if local else np.full(r.shape, norm))
+        new = refine_gammas(axes, np.asarray(ev, float), pos, r, delta, dist_mm, flat[cand], max_gamma)
+        flat[cand] = new
+        to_pass = int(np.count_nonzero(new <= 1.0))
+    else:
+        to_pass = 0
+    return g, {"refined_points": int(cand.size), "refined_to_pass": to_pass, "refine_left": left}
+
+
+def pass_rate_se(pass_rate: float, points: int, evaluable: int, subset: int | None) -> float:
+    """The standard error of a gamma pass rate (a fraction) from its random subset of points: binomial, with the
+    finite-population correction, sqrt(p (1 - p) / n x (1 - n / N)) for ``points`` n of ``evaluable`` N; 0 where
+    every point was evaluated (``subset`` None: the rate is the rate of all of them), NaN without points."""
+    if not points or not math.isfinite(pass_rate):
+        return float("nan")
+    if subset is None or evaluable <= points:
+        return 0.0
+    return math.sqrt(max(0.0, pass_rate * (1 - pass_rate)) / points * (1 - points / evaluable))
+
+
 def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
                    dose_pcts: Sequence[float], dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
                    max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
-                   seed: int = 0) -> list[dict[str, Any]]:
+                   seed: int = 0, refine: bool = True) -> list[dict[str, Any]]:
     """Gammas of ``ev`` against ``ref`` for several dose criteria with one distance criterion, in one pymedphys
     search (the evaluation dose interpolated once per shell for all of them); one dict per dose criterion, each
     the same as ``gamma_3d`` of that criterion alone (the search distances depend on the distance criterion only,
     and a point's gamma for a criterion it has settled cannot decrease at larger distances; tested bit for bit).
+
+    Each dict: ``pass_rate`` (a fraction), ``points`` (evaluated), ``evaluable_points``, ``subset`` (None: every
+    point), ``pass_rate_se`` (:func:`pass_rate_se`: 0 with every point), ``normalisation_gy``
+    (:func:`normalisation_dose`) and ``threshold_gy`` (the lower dose cutoff), ``gamma`` (the values), and with
+    ``refine`` (default) the points above 1 searched again (:func:`_refined`: ``refined_points``,
+    ``refined_to_pass``, ``refine_left``); ``refine=False``: pymedphys's values as they are.
     """
     import pymedphys
 
@@ -206,22 +463,28 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
                             ram_available=2 ** 27)   # working memory in chunks (default: 80 % of the RAM)
     maps = [g[(d, float(dist_mm))] for d in dps] if len(dps) > 1 else [g]
     out = []
-    for m in maps:
+    for dp, m in zip(dps, maps):
+        counts: dict[str, int] = {}
+        if refine:
+            m, counts = _refined(axes_zyx, r, ev, m, dp, dist_mm, local, norm, max_gamma)
         vals = m[np.isfinite(m)]
-        out.append({"pass_rate": float(np.mean(vals <= 1.0)) if vals.size else float("nan"),
-                    "points": int(vals.size), "evaluable_points": n_eval, "subset": subset, "gamma": vals})
+        rate = float(np.mean(vals <= 1.0)) if vals.size else float("nan")
+        out.append({"pass_rate": rate, "points": int(vals.size), "evaluable_points": n_eval, "subset": subset,
+                    "pass_rate_se": pass_rate_se(rate, int(vals.size), n_eval, subset),
+                    "normalisation_gy": norm, "threshold_gy": threshold_pct / 100 * norm, **counts,
+                    "gamma": vals})
     return out
 
 
 def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
              dose_pct: float, dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
              max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
-             seed: int = 0) -> dict[str, Any]:
-    """Gamma of ``ev`` against ``ref`` in the body; returns the pass rate, the number of points and the
-    gamma values."""
+             seed: int = 0, refine: bool = True) -> dict[str, Any]:
+    """Gamma of ``ev`` against ``ref`` in the body (:func:`gamma_3d_multi` of one dose criterion); returns the pass
+    rate, the number of points, its standard error, the normalisation and the gamma values."""
     return gamma_3d_multi(axes_zyx, ref, ev, body, dose_pcts=[dose_pct], dist_mm=dist_mm, local=local,
                           threshold_pct=threshold_pct, max_gamma=max_gamma, points=points,
-                          interp_fraction=interp_fraction, seed=seed)[0]
+                          interp_fraction=interp_fraction, seed=seed, refine=refine)[0]
 
 
 #: exit status of a gamma worker whose caller went away (stdin cut short, stdout closed): it ends without a word
@@ -431,7 +694,8 @@ def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
 
 def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, body2: np.ndarray, norm: float,
                 dose_pct: float = 2.0, dist_mm: float = 2.0, threshold_pct: float = 10.0) -> np.ndarray:
-    """2-D gamma map of one plane (for the figures; NaN where not evaluated)."""
+    """2-D gamma map of one plane (for the figures; NaN where not evaluated), its points above 1 searched again as
+    the 3-D gammas' (:func:`_refined`); ``norm``: :func:`normalisation_dose` of the 3-D TPS dose, as theirs."""
     import pymedphys
 
     r = np.where(body2, ref2, 0.0)
@@ -439,14 +703,16 @@ def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, bo
         return np.full(ref2.shape, np.nan)
     with warnings.catch_warnings(), _pymedphys_logging_kept_in():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm,
-                               lower_percent_dose_cutoff=threshold_pct, interp_fraction=5, max_gamma=1.5,
-                               global_normalisation=norm, quiet=True, interp_algo=_interp_algo())
+        g = pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm,
+                            lower_percent_dose_cutoff=threshold_pct, interp_fraction=5, max_gamma=1.5,
+                            global_normalisation=norm, quiet=True, interp_algo=_interp_algo())
+    return _refined(ax2, r, ev2, g, dose_pct, dist_mm, False, norm, 1.5)[0]   # as the 3-D gammas' points
 
 
 def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> dict:
-    """(MC - TPS) / max(TPS in body) in % over the body voxels above the threshold."""
-    norm = float(ref[body].max()) if body.any() else 0.0
+    """(MC - TPS) in % of :func:`normalisation_dose` (the TPS's robust maximum in the body, ``normalisation_gy``)
+    over the body voxels at or above the threshold (% of it), as the gammas."""
+    norm = normalisation_dose(ref, body) if body.any() else 0.0
     sel = body & (ref >= threshold_pct / 100 * norm)
     d = (ev[sel] - ref[sel]) / norm * 100 if norm > 0 else np.zeros(0)
     if d.size == 0:
@@ -457,7 +723,7 @@ def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold
             "percentiles_pct": dict(zip(("p1", "p5", "p25", "p50", "p75", "p95", "p99"), map(float, q))),
             "within_2pct": float(np.mean(np.abs(d) <= 2)), "within_3pct": float(np.mean(np.abs(d) <= 3)),
             "integral_ratio_mc_tps": ratio, "normalisation_gy": norm, "values_pct": d,
-            "pct_of": "the TPS maximum in the body (normalisation_gy)"}
+            "pct_of": f"{NORMALISATION_TEXT} (normalisation_gy)"}
 
 
 #: RTROIInterpretedType values (PS3.3 C.8.8.8) of ROIs that are neither targets, the body nor organs: no metrics.
@@ -896,6 +1162,41 @@ def robust_max(dose: np.ndarray, where: np.ndarray | None = None) -> float:
     return float(np.percentile(v, ROBUST_MAX_PERCENTILE)) if v.size else 0.0
 
 
+#: What the global gammas and the dose difference are in % of (:func:`normalisation_dose`), as the report says it.
+NORMALISATION_TEXT = (f"the TPS dose's robust maximum in the body (the {ROBUST_MAX_PERCENTILE:g}th percentile of its "
+                      "body voxels with dose)")
+#: A TPS dose whose maximum in the body exceeds its robust maximum (:func:`normalisation_dose`) by more than this
+#: factor is warned of (:func:`normalisation_note`): in the doses seen the maximum is 1.04-1.12 x the robust maximum
+#: (APTG plan03's RayStation doses 1.04-1.08, the OpenTPS/MCsquare head 1.11, the CSI audit's 4 mm beam doses
+#: 1.05-1.12); the CSI audit's hot voxel was 5.7 x.
+NORMALISATION_WARN_RATIO = 1.2
+
+
+def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.ndarray], what: str,
+                       unit: str = "Gy") -> str | None:
+    """The warning where the TPS dose ``ref`` (``what``: e.g. "the TPS plan dose RD.dcm") has its maximum in the body
+    more than :data:`NORMALISATION_WARN_RATIO` x its robust maximum (the gammas' and the dose difference's
+    normalisation): how much, where (x, y, z in mm, the DICOM patient axes) and how many voxels; None otherwise.
+    Such a maximum was the normalisation until 2026-12-07 (gamma audit 28, F1): said so that a reader comparing
+    with a planning system's own gamma (normalised to its maximum) knows why they differ."""
+    norm = normalisation_dose(ref, body) if body.any() else 0.0
+    if not norm > 0:
+        return None
+    top = float(np.max(ref, where=body, initial=-np.inf))
+    if not top > NORMALISATION_WARN_RATIO * norm:
+        return None
+    hot = body & (ref > NORMALISATION_WARN_RATIO * norm)
+    k = np.unravel_index(int(np.argmax(np.where(hot, ref, -np.inf))), ref.shape)
+    z, y, x = (float(np.asarray(a)[i]) for a, i in zip(axes_zyx, k))
+    n = int(np.count_nonzero(hot))
+    return (f"{what}: its maximum in the body, {top:.4g} {unit} at (x, y, z) = ({x:.1f}, {y:.1f}, {z:.1f}) mm, is "
+            f"{top / norm:.2f} x its robust maximum, {norm:.4g} {unit} ({n} voxel{'' if n == 1 else 's'} above "
+            f"{NORMALISATION_WARN_RATIO:g} x it): a hot voxel (a low-density voxel of a noisy planning MC?) or a "
+            "high-dose region too small to reach the 99.9th percentile; the gammas and the dose difference are in % "
+            "of the robust maximum, where a planning system's gamma normalised to its maximum would read looser "
+            "dose criteria; look at the TPS dose there")
+
+
 #: The fewest beam's-eye-view rays on which the range levels are judged (:func:`range_agreement`'s ``rays``): a
 #: median and a share of rays within 2 mm of fewer are not a field's range (1 ray gave a confident -27.8 mm FAIL,
 #: CSI audit F3); at the 2 mm ray spacing of a 2 mm grid, 20 rays are a field of 0.8 cm2.  Fewer: "not evaluable".
@@ -983,6 +1284,56 @@ def beam_dose_ratio(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, noise_rel
         out["uncertainty_pct"] = indep * BEAM_RATIO_NOISE_FACTOR
         out["uncertainty_independent_pct"] = indep
     return out
+
+
+#: The order of the spline the doses are read with along the rays of :func:`range_agreement` (cubic).  Read
+#: trilinearly (order 1, until 2026-12-07), a distal R80 moved with the edge's place inside a voxel: on 2 mm voxels
+#: along a grid axis, the project's analytic beam of R80 40 mm (80-20 1.65 mm) read its shift wrong by -0.45 to
+#: +0.49 mm, so that a true 1.4 mm range error passed the 1 mm level and a true 0.65 mm one failed it (gamma audit
+#: 28, F3; an oblique beam mixes the places across its rays and the median recovers the truth, one along a grid axis
+#: keeps the whole error).
+RANGE_SPLINE_ORDER = 3
+#: What remains of that error with the cubic spline, per voxel along the beam, for a beam along a grid axis (its
+#: rays then all have the edge at the same place in a voxel, in a homogeneous region): the largest |read - true| of a
+#: shift's median over the edge's place in a 2 mm voxel and shifts of 0.5-1.6 mm (the audit's r80phase2 / r80scan,
+#: voxel-averaged doses as an MC scores them) was 0.36 mm (a pristine 71 MeV TOPAS peak, 80-20 0.62 mm), 0.21 mm
+#: (100 MeV, 1.12 mm), 0.20 mm (the analytic beam of R80 40 mm, 1.65 mm; trilinear 0.42) and 0.04 mm (150 MeV);
+#: point-sampled doses 0.28 mm (analytic, 40 mm) and 0.78 mm (71 MeV, a peak sharper than a third of a voxel).  An
+#: oblique beam's rays mix the places and its median recovers the truth (audit: 30 and 135 deg within 0.06 mm).
+RANGE_GRID_ERROR_PER_VOXEL = 0.2
+#: A beam within this angle (degrees) of a grid axis counts as along it (:data:`RANGE_GRID_ERROR_PER_VOXEL`).
+RANGE_AXIS_ALIGNED_DEG = 5.0
+#: Zero voxels padded around a dose before its spline coefficients are computed (the dose is 0 beyond the grid, as
+#: read trilinearly; the spline's own boundary then lies beyond every ray's samples).
+_SPLINE_PAD = 4
+
+
+def _ray_sampler(dose: np.ndarray, order: int = RANGE_SPLINE_ORDER) -> Any:
+    """A function of voxel coordinates (a sequence of z, y, x arrays) giving ``dose`` there read with a spline of
+    ``order`` (1: trilinear), 0 beyond the grid; a cubic's undershoot below 0 (beyond a steep fall-off) clipped at
+    0.  The spline's coefficients are computed once here, of the box of voxels with dose padded with zeros (the dose
+    is 0 around it: the same spline; a per-beam dose's box is its field's), not per call: ~0.9 s for a whole grid
+    of 2.7 M voxels on a shared core."""
+    from scipy.ndimage import map_coordinates, spline_filter
+
+    if order <= 1:
+        return lambda coords: map_coordinates(dose, coords, order=1, mode="constant", cval=0.0)
+    d = np.asarray(dose, np.float64)
+    has = d != 0
+    if not has.any():
+        return lambda coords: np.zeros(np.shape(coords[0]))
+    lo = [int(np.argmax(has.any(axis=tuple(j for j in range(d.ndim) if j != k)))) for k in range(d.ndim)]
+    hi = [d.shape[k] - int(np.argmax(has.any(axis=tuple(j for j in range(d.ndim) if j != k))[::-1]))
+          for k in range(d.ndim)]
+    box = d[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    coef = spline_filter(np.pad(box, _SPLINE_PAD), order=order, mode="mirror", output=np.float64)
+
+    def sample(coords: Sequence[np.ndarray]) -> np.ndarray:
+        v = map_coordinates(coef, [np.asarray(c) + (_SPLINE_PAD - a) for c, a in zip(coords, lo)], order=order,
+                            mode="constant", cval=0.0, prefilter=False)
+        return np.maximum(v, 0.0, out=v)
+
+    return sample
 
 
 def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray,
@@ -1079,13 +1430,16 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         [int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET, 1] + ([int(stream) & 0xFFFFFFFF] if stream else [])), mc=ev)
     keep_noise = []
     keep_depth = []
+    # the doses read along the rays with a cubic spline (RANGE_SPLINE_ORDER; gamma audit 28, F3)
+    read_ref, read_ev = _ray_sampler(ref), _ray_sampler(ev)
+    read_noisy = _ray_sampler(noisy) if noisy is not None else None
     inside = None if body is None else np.asarray(body, np.float32)
     one_sided = [0, 0]   # rays with a distal R80 of the TPS but none of the MC, and the reverse
     for s0 in range(0, ga.size, per):
         # the points in voxel units, z, y, x: (rays, samples) each
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
-        pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-        pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
+        pr = read_ref(coords)
+        pe = read_ev(coords)
         # a ray where either dose reaches min_fraction of its own maximum (with ``field``: where the beam's own
         # field does, alone); on it, a dose has an edge where it reaches EDGE_FRACTION of its own maximum and has a
         # distal R80 (so that a dose absent from a ray, not a dose a little lower in the other's penumbra, is
@@ -1103,7 +1457,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         # the MC's R80 at the TPS's level where the TPS has dose on the ray, else at its own top
         r2 = np.where(has_e, np.where(has_r, _distal_r80_rows(t, pe, like=pr), _distal_r80_rows(t, pe)), np.nan)
         if noisy is not None:   # the TPS against the TPS with the MC's noise, the same rays and estimator
-            pn = map_coordinates(noisy, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
+            pn = read_noisy([c[hit] for c in coords])
             keep_noise.append(_one_edge_as_inf(np.where(has_r, _distal_r80_rows(t, pn, like=pr), np.nan), r1))
         fin = np.isfinite(r1) & np.isfinite(r2)
         if inside is not None and fin.any():   # the first sample of each compared ray inside the body
@@ -1128,7 +1482,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
     judged = n + sum(one_sided)   # a ray with an edge in one dose only is outside every tolerance
-    out = {"rays": len(arr), **counts, "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+    out = {"rays": len(arr), **counts, "ray_spacing_mm": ds, **_grid_along(d, sp), "median_mm": float(np.median(diff)),
            "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
            "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.sum(np.abs(diff) <= 1.0) / judged),
            "within_2mm": float(np.sum(np.abs(diff) <= 2.0) / judged), "values_mm": diff, "bev_uv_mm": arr[:, :2],
@@ -1145,6 +1499,17 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
                     "noise_matched_median_mm": float(np.median(diff) - np.median(dn[fin_n]))})
     return _not_evaluable(out, min_fraction, field_name if own is not None else None)
+
+
+def _grid_along(d: np.ndarray, sp: np.ndarray) -> dict[str, Any]:
+    """The grid along a beam of unit direction ``d`` (x, y, z) on voxels of ``sp`` (x, y, z mm): ``grid_along_beam_mm``
+    (the voxel size along the grid axis nearest the beam) and ``grid_error_mm``, the R80's grid error of a beam
+    along that axis (within :data:`RANGE_AXIS_ALIGNED_DEG`: :data:`RANGE_GRID_ERROR_PER_VOXEL` x that size; None for
+    an oblique beam, whose rays mix the edge's places in a voxel)."""
+    k = int(np.argmax(np.abs(d)))
+    h = float(sp[k])
+    aligned = abs(float(d[k])) >= math.cos(math.radians(RANGE_AXIS_ALIGNED_DEG))
+    return {"grid_along_beam_mm": h, "grid_error_mm": RANGE_GRID_ERROR_PER_VOXEL * h if aligned else None}
 
 
 def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:

@@ -267,13 +267,16 @@ def _outline_legend(fig, outlined: Mapping[str, np.ndarray], sl, y: float) -> in
 def _plane_figure(res, centre, which: str) -> Figure:
     """TPS and MC dose, MC - TPS, the MC's statistical uncertainty and the 2-D gamma 2 %/2 mm in one plane through
     ``centre`` (``which``: axial, coronal or sagittal), drawn at the printed width, with a key to the encodings."""
-    from .compare import gamma_plane
+    from .compare import gamma_plane, normalisation_dose
 
     desc = _dose(res)
     unit = desc["unit"]
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
     unc = res.mc.uncertainty_rel_zyx   # the MC's relative standard error on the TPS grid (compute)
-    norm = float(tps[body].max()) if body.any() else float(tps.max())
+    # the 3-D gammas' and the dose difference's normalisation (the TPS's robust maximum in the body, as computed for
+    # the dose difference; before 2026-12-07 its maximum, gamma audit 28, F1)
+    norm = (res.dose_difference.get("normalisation_gy") or (normalisation_dose(tps, body) if body.any() else 0.0)
+            or float(tps.max()) or 1.0)
     title, sl, (h, v), (hl, vl), origin = _plane(res, centre, which)
     a, b, m = tps[sl], mc[sl], body[sl]
     ext = voxel_edges_extent(h, v, origin)   # the voxel edges: the images line up with the body outline
@@ -287,11 +290,14 @@ def _plane_figure(res, centre, which: str) -> Figure:
     fig = _new_figure((FIGURE_WIDTH_IN, 5.0))
     axs = fig.subplots(2, 3).ravel()
     dose_kw = {"cmap": DOSE_CMAP, "vmin": 0, "vmax": norm * 1.05}
+    over = "max" if max(float(np.nanmax(a)), float(np.nanmax(b))) > norm * 1.05 else "neither"
     for c, (img, lab, kw, extend) in enumerate((
-            (a, f"TPS dose ({unit})", dose_kw, "neither"),
-            (b, f"MC dose ({unit})", dose_kw, "neither"),
-            (d, f"MC - TPS (% of TPS max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
-            (sd, "MC 1 sd (% of TPS max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0, "vmax": UNCERTAINTY_MAP_MAX_PCT},
+            (a, f"TPS dose ({unit})", dose_kw, over),
+            (b, f"MC dose ({unit})", dose_kw, over),
+            (d, f"MC - TPS (% of TPS robust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5},
+             "both"),
+            (sd, "MC 1 sd (% of TPS robust max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0,
+                                                   "vmax": UNCERTAINTY_MAP_MAX_PCT},
              "max"),
             (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max"))):
         ax = axs[c]
@@ -436,7 +442,7 @@ def _hist_figure(res) -> Figure:
     if d is not None and d.size:
         axs[1].hist(np.clip(d, -10, 10), bins=np.linspace(-10, 10, 81), color="C0")
         axs[1].axvline(0, color="k", lw=0.8)
-    _axis_labels(axs[1], "MC - TPS (% of the TPS maximum;\nclipped at +-10 %)", "voxels")
+    _axis_labels(axs[1], "MC - TPS (% of the TPS robust maximum;\nclipped at +-10 %)", "voxels")
     axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=TITLE_PT)
     fig.set_layout_engine("tight")   # as the DVH figure
     return fig
@@ -516,13 +522,18 @@ def _beam_plane(res, b: int):
 
 
 def _beam_norm(res, b: int) -> float:
-    """The dose the beam figure's difference and 2-D gamma are in % of: the maximum in the body of the beam's TPS dose
-    (its per-beam TPS dose, else the plan's) over the whole grid, as the plane figures take the plan's; before
-    2026-12-06 the maximum of the plane drawn, so the two maps of the same plane, both titled "% of TPS max",
-    differed by 2 % (figures audit 16 F7)."""
+    """The dose the beam figure's difference and 2-D gamma are in % of: the robust maximum in the body of the beam's
+    TPS dose (its per-beam TPS dose, else the plan's; compare.normalisation_dose, as its 3-D gamma's) over the whole
+    grid, as the plane figures take the plan's; before 2026-12-06 the maximum of the plane drawn, so the two maps
+    of the same plane, both titled "% of TPS max", differed by 2 % (figures audit 16 F7); before 2026-12-07 the
+    maximum (gamma audit 28, F1)."""
+    from .compare import normalisation_dose
+
     body = res.body_zyx
-    tps = res.inputs.beams[b].dose_gy_zyx if b in res.inputs.beams else res.tps_gy_zyx
-    top = float(np.max(tps, where=body, initial=0.0)) if body.any() else float(np.max(tps))
+    has = b in res.inputs.beams
+    known = ((res.beam_gamma.get(b) or {}) if has else res.dose_difference).get("normalisation_gy")   # as computed
+    tps = res.inputs.beams[b].dose_gy_zyx if has else res.tps_gy_zyx
+    top = known or (normalisation_dose(tps, body) if body.any() else float(np.max(tps)))
     return top or 1.0
 
 
@@ -552,7 +563,7 @@ def _beam_figure(res, b: int) -> Figure:
     where, A, M, body, (v, h), (hl, vl), org, sl = _beam_plane(res, b)
     outlined = _outlined(res)
     ext = voxel_edges_extent(h, v, org)   # the voxel edges (audit 16 F3: the first to last centre before)
-    top = _beam_norm(res, b)   # the 3-D TPS maximum in the body, as the plane figures (not this plane's: F7)
+    top = _beam_norm(res, b)   # the 3-D TPS robust maximum in the body, as the plane figures (not this plane's: F7)
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
     fig = _new_figure((FIGURE_WIDTH_IN, 5.3))
@@ -565,8 +576,8 @@ def _beam_figure(res, b: int) -> Figure:
     for ax, img, lab, kw, extend in (
             (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, over),
             (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
-            (axs[2], dd, f"MC - TPS (% of TPS max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
-                                                                        "vmax": 5}, "both"),
+            (axs[2], dd, f"MC - TPS (% of TPS robust max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                               "vmax": 5}, "both"),
             (axs[3], g, f"gamma: 2 % of {top:.3g} {unit} / 2 mm", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
@@ -799,6 +810,18 @@ def print_css(line: str, date: str = "") -> str:
             f"@top-left{{content:{_css_string(line)};{small}}}"
             + (f"@top-right{{content:{_css_string(date)};{small}}}" if date else "")
             + f'@bottom-right{{content:"page " counter(page) " of " counter(pages);{small}}}}}')
+
+
+def _gamma_table_row(name: str, g: dict) -> list:
+    """A row of the report's gamma table: the pass rate, its standard error from the random subset (0 with every
+    point), the points, the normalisation dose and the points above 1 searched again (compare.gamma_3d_multi)."""
+    se = g.get("pass_rate_se")
+    left = g.get("refine_left") or 0
+    again = "" if "refined_points" not in g else (
+        f"{g['refined_points']} ({g['refined_to_pass']} now pass)" + (f"; {left} not (cap)" if left else ""))
+    norm = g.get("normalisation_gy")
+    return [name, _num(100 * g["pass_rate"], ".2f"), "" if se is None else _num(100 * se, ".2f"), g["points"],
+            g.get("evaluable_points", ""), "" if norm is None else _num(norm, ".4g"), again]
 
 
 def _identification(res) -> str:
@@ -1242,7 +1265,7 @@ def _alt(res, name: str) -> str:
     dd = res.dose_difference
     if name in PLANES:
         out = (f"{name} plane through {_centre_words(res)}: TPS and MC dose, MC - TPS and the MC's 1 sd (% of the TPS "
-               "maximum), 2-D gamma 2%/2mm (grey pass, red fail)")
+               "robust maximum), 2-D gamma 2%/2mm (grey pass, red fail)")
         if g:
             out += f"; in 3-D, gamma 2%/2mm {_num(100 * g['pass_rate'], '.2f')} % pass"
         if dd.get("voxels"):
@@ -1255,7 +1278,8 @@ def _alt(res, name: str) -> str:
                           if k in res.gamma)
         out = f"3-D gamma histograms (pass rates {rates}) and the MC - TPS histogram"
         if dd.get("voxels"):
-            out += f" (mean {_num(dd['mean_pct'], '+.2f')} %, SD {_num(dd['sd_pct'], '.2f')} % of the TPS maximum)"
+            out += (f" (mean {_num(dd['mean_pct'], '+.2f')} %, SD {_num(dd['sd_pct'], '.2f')} % of the TPS robust "
+                    "maximum)")
         return out
     if name == "dvh":
         names = list(_dvh_masks(res))
@@ -1332,12 +1356,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      + "</ul>")
     parts += [_sign_off(who), '<div class="details">']
     parts += ["<h2>Gamma (3-D)</h2>",
-              _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
-                     [[k, _num(100 * g["pass_rate"], ".2f"), g["points"], g.get("evaluable_points", "")]
-                      for k, g in res.gamma.items()]
-                     + [[f"beam {b}: 2%/2mm", _num(100 * g["pass_rate"], ".2f"), g["points"],
-                         g.get("evaluable_points", "")]
-                        for b, g in res.beam_gamma.items()]),
+              _table(["criterion", "pass rate (%)", "standard error (%)", "points evaluated",
+                      "points above threshold", f"normalisation ({unit})", "points above 1 searched again"],
+                     [_gamma_table_row(k, g) for k, g in res.gamma.items()]
+                     + [_gamma_table_row(f"beam {b}: 2%/2mm", g) for b, g in res.beam_gamma.items()]),
               f"<p>{html.escape(res.settings['gamma'])}.</p>"]
     dd = res.dose_difference
     if dd.get("voxels"):
@@ -1345,8 +1367,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
                      f"{_num(dd['mean_pct'], '+.2f')} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
                      f"{_num(q['p5'], '+.2f')}..{_num(q['p95'], '+.2f')} %"
-                     f" of the TPS maximum ({dd['normalisation_gy']:.3f} {unit}); within 2 %: "
-                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
+                     f" of the TPS dose's robust maximum in the body ({dd['normalisation_gy']:.3f} {unit}); "
+                     f"within 2 %: {100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",

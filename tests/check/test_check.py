@@ -269,6 +269,19 @@ def test_the_correct_doses_check_writes_the_report(case):
 
     js = json.loads(Path(res.report_json).read_text())
     assert js["passed"] is res.passed and js["provenance"]["kernel_hash"] and "transport_s" in js["timings_s"]
+    # the gamma rows say their points, the random subset's standard error and the dose the criteria are in % of,
+    # the TPS's robust maximum in the body, as the dose difference (gamma audit 28, F1 and F4)
+    from mcproton._check.compare import normalisation_dose
+
+    norm = normalisation_dose(res.tps_gy_zyx, res.body_zyx)
+    g = js["gamma"]["2%/2mm"]
+    assert g["normalisation_gy"] == pytest.approx(norm) == js["dose_difference"]["normalisation_gy"]
+    assert g["subset"] == FAST["gamma_points"] and 0 <= g["pass_rate_se"] < 0.05
+    for row in (c for c in js["checks"] if "gamma" in c["quantity"]):
+        text = row["value_text"]
+        assert f"{FAST['gamma_points']} random points of " in text and "standard error" in text, row
+        assert "robust maximum in the body" in row["value_text"] and row["normalisation_gy"] > 0, row
+    assert '<th scope="col">standard error (%)</th>' in html and "robust maximum in the body" in html
     import pydicom
 
     uid = pydicom.dcmread(sorted(Path(res.inputs.ct_dir).glob("*.dcm"))[0], stop_before_pixels=True).SeriesInstanceUID
@@ -327,7 +340,7 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     dm = next(c for c in res.checks if c["quantity"] == "PTV Dmean difference")
     assert dm["value"] == res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]
     assert "TPS value" in res.settings["percent_of"]["structures"]
-    assert "TPS maximum" in res.settings["percent_of"]["dose_difference"]
+    assert "robust maximum in the body" in res.settings["percent_of"]["dose_difference"]
     # the ranges too: per-beam uncertainty kept on the TPS grid, the median judged noise-matched, the rays level of
     # the share the MC's noise alone leaves within 2 mm (audit report_numbers F2)
     assert set(res.mc.beams_uncertainty_rel_zyx) == {1, 2}
@@ -337,6 +350,29 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     rays = next(c for c in res.checks if c["quantity"] == "beam 1: rays with |R80 difference| <= 2 mm")
     assert rays["limit"] == pytest.approx(LEVELS["range_within_2mm_min"] * r["noise_within_2mm"])
     assert "noise alone" in rays["limit_text"]
+
+
+def test_a_hot_tps_voxel_is_warned_of_and_does_not_normalise_the_gammas(case):
+    """Gamma audit 28, F1: one voxel of the TPS plan dose at 5.7 x its plateau (a low-density voxel of a noisy planning
+    MC) was the gammas' and the dose difference's normalisation.  Now they are in % of the robust maximum, which the
+    voxel does not move, and the check warns of the voxel: by how much, where, the file."""
+    from mcproton._check.compare import normalisation_dose
+
+    plan = case["res"].inputs.total.dose_gy_zyx.copy()
+    body = case["res"].body_zyx
+    norm = normalisation_dose(plan, body)
+    k = tuple(int(i) for i in np.argwhere(body & (plan > 0) & (plan < 0.3 * norm))[0])
+    plan[k] = 5.7 * norm
+    res = _recheck(case, [_tps(case, "RD_hot", plan)])
+    hot = [w for w in res.warnings if "robust maximum" in w]
+    assert len(hot) == 1 and hot[0].startswith("the TPS plan dose RD_hot.dcm: its maximum in the body, "), res.warnings
+    ratio = float(hot[0].split(" x its robust maximum")[0].rsplit(" ", 1)[1])
+    assert ratio == pytest.approx(5.7, abs=0.05) and "(1 voxel above 1.2 x it)" in hot[0], hot[0]
+    z, y, x = (float(a[i]) for a, i in zip(res.axes_zyx, k))
+    assert f"at (x, y, z) = ({x:.1f}, {y:.1f}, {z:.1f}) mm" in hot[0], hot[0]
+    for g in res.gamma.values():
+        assert g["normalisation_gy"] == pytest.approx(norm, rel=0.01), g["normalisation_gy"]
+    assert res.dose_difference["normalisation_gy"] == pytest.approx(norm, rel=0.01)
 
 
 def test_dose_shifted_by_3mm_fails(clinical):

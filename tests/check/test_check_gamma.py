@@ -13,7 +13,8 @@ import pytest
 
 pymedphys = pytest.importorskip("pymedphys")
 
-from mcproton._check.compare import _interp_algo, gamma_3d, gamma_3d_multi, gamma_many, start_gammas  # noqa: E402
+from mcproton._check.compare import (_interp_algo, gamma_3d, gamma_3d_multi, gamma_many,  # noqa: E402
+                                     normalisation_dose, start_gammas)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,9 @@ def case():
 
 
 def _pymedphys_subset_gamma(axes, tps, mc, body, dose_pct, dist_mm, points, seed):
-    """The gamma as mcproton check computed it before (pymedphys draws the subset from numpy's global state)."""
-    norm = float(tps[body].max())
+    """The gamma as mcproton check computed it before (pymedphys draws the subset from numpy's global state), with
+    today's normalisation (the TPS's robust maximum in the body, gamma audit 28 F1)."""
+    norm = normalisation_dose(tps, body)
     r = np.where(body, tps, 0.0)
     np.random.seed(seed)
     with warnings.catch_warnings():
@@ -48,13 +50,18 @@ def _pymedphys_subset_gamma(axes, tps, mc, body, dose_pct, dist_mm, points, seed
 def test_subset_is_pymedphys_own_draw_and_leaves_the_global_random_state(case):
     axes, tps, mc, body = case
     state = np.random.get_state()
-    g = gamma_3d(axes, tps, mc, body, dose_pct=2.0, dist_mm=2.0, points=1500, seed=12345)
+    g = gamma_3d(axes, tps, mc, body, dose_pct=2.0, dist_mm=2.0, points=1500, seed=12345, refine=False)
     after = np.random.get_state()
     assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
     assert g["subset"] == 1500 and g["points"] == 1500 and g["evaluable_points"] > 1500
     assert 0.2 < g["pass_rate"] < 0.95, g["pass_rate"]          # a mixed case: a change of values would show
     old = _pymedphys_subset_gamma(axes, tps, mc, body, 2.0, 2.0, 1500, 12345)
     assert np.array_equal(g["gamma"], old)                        # the same points and values, bit for bit
+    # searched again (the default): the same points, a gamma above 1 lowered or kept, one at or below 1 kept
+    fine = gamma_3d(axes, tps, mc, body, dose_pct=2.0, dist_mm=2.0, points=1500, seed=12345)
+    assert fine["points"] == 1500 and np.all(fine["gamma"] <= old)
+    assert np.array_equal(fine["gamma"][old <= 1], old[old <= 1]) and fine["refined_points"] == np.sum(old > 1)
+    assert fine["refined_to_pass"] == np.sum((old > 1) & (fine["gamma"] <= 1)) > 0
     other = gamma_3d(axes, tps, mc, body, dose_pct=2.0, dist_mm=2.0, points=1500, seed=1)
     assert not np.array_equal(other["gamma"], g["gamma"])          # the seed does choose the points
 
@@ -184,3 +191,206 @@ def test_the_global_normalisation_is_the_tps_maximum_in_the_body():
     inner = np.zeros(body.shape, bool)
     inner[4:8, 4:8, 4:8] = True
     assert gamma_3d(ax, ref, ev, inner, dose_pct=3.0, dist_mm=2.0, points=None)["pass_rate"] == 0.0
+
+
+# ------------------------------------------------------------------- gamma audit 28: normalisation (F1)
+def _box_field(n=22, lo=8.0, hi=36.0):
+    """A 2 Gy box field with 3 mm (1 sd) penumbrae on a 2 mm grid of n^3 voxels (the gamma audit's case, smaller)."""
+    from scipy.special import erf
+
+    axes = [np.arange(n) * 2.0] * 3
+    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
+
+    def box(t):
+        return 0.5 * (erf((t - lo) / (np.sqrt(2) * 3.0)) - erf((t - hi) / (np.sqrt(2) * 3.0)))
+
+    return axes, 2.0 * box(zz) * box(yy) * box(xx)
+
+
+def test_one_hot_tps_voxel_sets_neither_the_gammas_normalisation_nor_the_dose_difference():
+    """Gamma audit 28, F1: one TPS voxel at 5.7 x the 2 Gy plateau (the CSI audit saw one in a noisy planning MC) was
+    the global normalisation of every gamma, its 10 % cut and the dose difference's %: the 2 % criterion became 11.4 %
+    of the plateau, and an MC 5 % (or 10 %) low passed 2 %/2 mm at 99.98 %.  Normalised to the robust maximum
+    (compare.normalisation_dose) the gamma reads as without the voxel (84 % on this smaller field, a FAIL), and so
+    does the dose difference."""
+    from mcproton._check.compare import dose_difference
+
+    axes, tps = _box_field()
+    body = np.ones(tps.shape, bool)
+    ref = tps.copy()
+    ref[11, 11, 3] = 5.7 * 2.0           # one voxel in the field's low-dose side
+    ev = 0.95 * tps                      # the MC 5 % low everywhere
+    clean = gamma_3d(axes, tps, ev, body, dose_pct=2.0, dist_mm=2.0, points=None)
+    hot = gamma_3d(axes, ref, ev, body, dose_pct=2.0, dist_mm=2.0, points=None)
+    assert clean["pass_rate"] < 0.9                                   # the error fails without the voxel
+    assert hot["pass_rate"] < 0.9, hot["pass_rate"]                   # 0.9998 normalised to the voxel
+    assert abs(hot["pass_rate"] - clean["pass_rate"]) < 0.005
+    assert hot["normalisation_gy"] == pytest.approx(2.0, rel=0.01) == normalisation_dose(ref, body)
+    assert hot["threshold_gy"] == pytest.approx(0.1 * hot["normalisation_gy"])
+    assert abs(hot["points"] - clean["points"]) <= 1                  # the cut not raised to 57 % of the plateau
+    dd, dd_clean = dose_difference(ref, ev, body), dose_difference(tps, ev, body)
+    assert dd["normalisation_gy"] == pytest.approx(2.0, rel=0.01) and "robust maximum" in dd["pct_of"]
+    assert dd["percentiles_pct"]["p50"] == pytest.approx(dd_clean["percentiles_pct"]["p50"], abs=0.05)
+    assert dd["percentiles_pct"]["p50"] < -2.0                        # -2.5 % of 2 Gy; -0.44 % of 11.4 Gy before
+
+
+def test_the_normalisation_is_the_percentile_of_the_body_voxels_with_dose():
+    """compare.normalisation_dose (no copy of the body's voxels: histograms slab by slab, then the few values around
+    the two order statistics) equals np.percentile(ref[body & (ref > 0)], 99.9), also other percentiles, on doses
+    with ties (a flat plateau, rounded values), a hot voxel, a dose mostly zero, a 2-D plane, one voxel, none."""
+    from mcproton._check.compare import _percentile_of_dose
+
+    rng = np.random.default_rng(2)
+    flat = np.zeros((30, 40, 50))
+    flat[5:25, 5:35, 5:45] = 2.0
+    flat[3, 3, 3] = 11.4
+    mostly_zero = np.where(rng.random((40, 40, 40)) < 0.02, rng.gamma(2.0, 1.0, (40, 40, 40)), 0.0)
+    one = np.zeros((3, 4, 5))
+    one[1, 2, 3] = 3.0
+    cases = [(rng.gamma(2.0, 1.0, (50, 60, 70)), rng.random((50, 60, 70)) < 0.8), (flat, flat >= 0),
+             (np.round(rng.normal(1.0, 0.5, (30, 40, 50)), 2), np.ones((30, 40, 50), bool)),
+             (mostly_zero, np.ones(mostly_zero.shape, bool)), (rng.random((300, 400)), rng.random((300, 400)) < 0.5),
+             (one, one >= 0), (np.zeros((3, 4, 5)), np.ones((3, 4, 5), bool))]
+    for dose, where in cases:
+        v = dose[where & (dose > 0)]
+        for q in (99.9, 99.0, 50.0, 0.0, 100.0):
+            want = float(np.percentile(v, q)) if v.size else 0.0
+            assert _percentile_of_dose(dose, where, q) == pytest.approx(want, rel=1e-12, abs=0), (dose.shape, q)
+    assert normalisation_dose(flat, flat >= 0) == 2.0
+
+
+def test_a_tps_maximum_far_above_the_robust_maximum_is_warned_of_with_its_place():
+    """Gamma audit 28, F1: the warning says by how much the maximum exceeds the robust maximum and where it is (x, y,
+    z in mm: the axes are z, y, x); none for the field alone (its maximum is its plateau)."""
+    from mcproton._check.compare import NORMALISATION_WARN_RATIO, normalisation_note
+
+    axes, tps = _box_field()
+    body = np.ones(tps.shape, bool)
+    assert normalisation_note(tps, body, axes, "the TPS plan dose RD.dcm") is None
+    ref = tps.copy()
+    ref[11, 9, 3] = 5.7 * 2.0
+    note = normalisation_note(ref, body, axes, "the TPS plan dose RD.dcm", "Gy(RBE)")
+    assert note is not None and note.startswith("the TPS plan dose RD.dcm: its maximum in the body, 11.4 Gy(RBE) ")
+    assert "at (x, y, z) = (6.0, 18.0, 22.0) mm" in note and "5.70 x its robust maximum, 2 Gy(RBE)" in note
+    assert f"(1 voxel above {NORMALISATION_WARN_RATIO:g} x it)" in note
+    ref[11, 9, 3] = 1.15 * 2.0                                        # below the ratio: not warned
+    assert normalisation_note(ref, body, axes, "x") is None
+
+
+# ------------------------------------------------------------------- gamma audit 28: the search (F2)
+def _ramp(shift_mm, grad=0.10, floor=0.05):
+    """The gamma audit's ramp: D = clip(floor + grad (x - x0), floor, 1) along x on a 3 x 2 x 1 mm (z, y, x) grid,
+    the MC that dose shifted by ``shift_mm`` along x; returns the axes, both doses and x."""
+    axes = [np.arange(n) * d for n, d in ((5, 3.0), (6, 2.0), (48, 1.0))]
+    x = np.meshgrid(*axes, indexing="ij")[2]
+    x0 = 0.3 * axes[2][-1]
+
+    def dose(t):
+        return np.clip(floor + grad * (t - x0), floor, 1.0)
+
+    return axes, dose(x), dose(x - shift_mm), x, x0
+
+
+@pytest.mark.parametrize("shift, rate_before", [(1.9, 0.727), (2.1, 0.727)])
+def test_the_points_above_1_are_searched_again_finer(shift, rate_before):
+    """Gamma audit 28, F2: pymedphys searches distances in steps of 1/5 of the DTA, so a 10 %/mm ramp shifted 1.9
+    mm (gamma 2 %/2 mm = 1.9 / sqrt(2^2 + 0.19^2 / 0.1^2 ... ) = 0.945 by hand everywhere on the ramp) read 72.7 %,
+    as one shifted 2.1 mm (1.045 by hand).  Searched again, the 1.9 mm shift passes everywhere, the 2.1 mm one
+    still fails on the ramp, and the ramp's gammas equal the closed form
+    gamma = g s / sqrt(delta^2 + g^2 DTA^2) (audit's ramp.py, hand and brute force)."""
+    axes, ref, ev, x, x0 = _ramp(shift)
+    body = np.ones(ref.shape, bool)
+    before = gamma_3d(axes, ref, ev, body, dose_pct=2.0, dist_mm=2.0, points=None, refine=False)
+    after = gamma_3d(axes, ref, ev, body, dose_pct=2.0, dist_mm=2.0, points=None)
+    assert before["pass_rate"] == pytest.approx(rate_before, abs=0.01)
+    hand = 0.10 * shift / np.sqrt(0.02 ** 2 + 0.10 ** 2 * 2.0 ** 2)
+    on = (ref >= 0.1 * after["normalisation_gy"]).ravel()        # the points evaluated, in order
+    inner = ((x > x0 + shift + 0.5) & (x < x0 + 0.95 / 0.10 - shift - 0.5)).ravel()[on]
+    assert inner.sum() >= 60
+    assert np.all(after["gamma"] <= before["gamma"])
+    assert np.allclose(after["gamma"][inner], hand, atol=2e-3), (after["gamma"][inner].max(), hand)
+    if shift < 2.0:
+        assert after["pass_rate"] == 1.0 and after["refined_to_pass"] == after["refined_points"] > 0
+    else:
+        assert np.all(after["gamma"][inner] > 1.0) and after["pass_rate"] < 0.8
+
+
+def test_refined_gammas_agree_with_a_brute_force_search_on_a_noisy_dose():
+    """The points above 1 searched again (compare.refine_gammas) against a brute-force search of every offset of a
+    0.05 mm lattice within the search sphere, on the module's noisy, shifted and scaled dose at 1 %/1 mm (2 mm
+    voxels): never above pymedphys's, within 0.02 of the brute force (itself an upper bound), and no pass/fail
+    different from it."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    from mcproton._check.compare import refine_gammas
+
+    z, y, x = (np.arange(n) * 2.0 - n + 1.0 for n in (30, 28, 26))
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    rng = np.random.default_rng(11)
+    tps = 2.0 * np.exp(-((zz / 14) ** 2 + (yy / 10) ** 2 + (xx / 9) ** 2))
+    mc = 1.01 * 2.0 * np.exp(-(((zz - 1.2) / 14) ** 2 + (yy / 10) ** 2 + (xx / 9) ** 2)) \
+        * (1 + 0.03 * rng.standard_normal(tps.shape))
+    body = np.ones(tps.shape, bool)
+    before = gamma_3d((z, y, x), tps, mc, body, dose_pct=1.0, dist_mm=1.0, points=None, refine=False)
+    norm = before["normalisation_gy"]
+    on = np.flatnonzero((tps >= 0.1 * norm).ravel())
+    fail = np.flatnonzero(before["gamma"] > 1)
+    pick = fail[np.random.default_rng(0).choice(fail.size, 25, replace=False)]
+    ij = np.unravel_index(on[pick], tps.shape)
+    pos = np.stack([a[i] for a, i in zip((z, y, x), ij)], 1)
+    r = tps[ij]
+    mine = refine_gammas((z, y, x), mc, pos, r, np.full(r.size, 0.01 * norm), 1.0, before["gamma"][pick], 1.5)
+    g = np.arange(-1.5, 1.5001, 0.05)
+    off = np.stack([m.ravel() for m in np.meshgrid(g, g, g, indexing="ij")], 1)
+    off = off[np.sum(off ** 2, 1) <= 1.5 ** 2]
+    interp = RegularGridInterpolator((z, y, x), mc, bounds_error=False, fill_value=np.inf)
+    brute = np.array([min(1.5, float(np.sqrt(np.sum(off ** 2, 1) + ((interp(p + off) - d) / (0.01 * norm)) ** 2).min()))
+                      for p, d in zip(pos, r)])
+    assert np.all(mine <= before["gamma"][pick])
+    assert np.all(mine <= brute + 0.02), np.max(mine - brute)
+    assert np.array_equal(mine <= 1, brute <= 1)
+    assert np.sum(mine <= 1) > 0                                     # some points did pass on the finer search
+
+
+# ------------------------------------------------------------------- gamma audit 28: the subset's error (F4)
+def test_a_subsets_pass_rate_has_its_binomial_standard_error(case):
+    """Gamma audit 28, F4: each gamma gives its pass rate's standard error from the random subset, binomial with the
+    finite-population correction (0 with every point); over 24 seeds the subsets' rates scatter by about it."""
+    from mcproton._check.compare import pass_rate_se
+
+    axes, tps, mc, body = case
+    every = gamma_3d(axes, tps, mc, body, dose_pct=3.0, dist_mm=2.0, points=None)
+    assert every["pass_rate_se"] == 0.0 and every["subset"] is None
+    rates, ses = [], []
+    for seed in range(24):
+        g = gamma_3d(axes, tps, mc, body, dose_pct=3.0, dist_mm=2.0, points=400, seed=seed)
+        n, big_n, p = g["points"], g["evaluable_points"], g["pass_rate"]
+        assert g["pass_rate_se"] == pytest.approx(np.sqrt(p * (1 - p) / n * (1 - n / big_n)))
+        rates.append(p)
+        ses.append(g["pass_rate_se"])
+    assert 0.5 < np.std(rates, ddof=1) / np.mean(ses) < 1.6          # 24 draws: the sd within ~ +-30 % of it
+    assert abs(np.mean(rates) - every["pass_rate"]) < 3 * np.mean(ses) / np.sqrt(24)
+    assert pass_rate_se(1.0, 10, 100, 10) == 0.0 and np.isnan(pass_rate_se(float("nan"), 0, 0, None))
+
+
+def test_a_verdict_the_subset_decides_is_said_with_how_to_evaluate_every_point():
+    """Gamma audit 28, F4: a plan at 95.14 % with every point (164 379 points) failed 95 % in 8 of 40 seeds of 10 000
+    points (seed 27: 94.74 %) and the row said nothing.  Within 2 standard errors of the level the note says that the
+    subset can turn the verdict and how to evaluate every point (--gamma-points 0) at what cost; clear of it, or with
+    every point, no note (its words are not the MC-noise notes' "decides this verdict")."""
+    from mcproton._check.api import GAMMA_SUBSET_DECIDES_SE, gamma_row_detail, gamma_subset_note
+
+    g = {"pass_rate": 0.9474, "points": 10000, "evaluable_points": 164379, "subset": 10000,
+         "pass_rate_se": 0.00208, "normalisation_gy": 2.0}
+    note = gamma_subset_note("gamma 2%/2mm global pass rate (body, 10 % threshold)", g, 95.0, False)
+    assert note is not None and "failed at 94.74 % +- 0.21 % (standard error)" in note
+    assert "can turn this verdict" in note and "--gamma-points 0" in note and "164,379 points" in note
+    assert " s of CPU" in note
+    assert gamma_subset_note("x", {**g, "pass_rate": 0.9570}, 95.0, True) is None             # 3.4 SE above
+    assert gamma_subset_note("x", {**g, "pass_rate": 0.95 + 0.00208 * (GAMMA_SUBSET_DECIDES_SE - 0.1)}, 95.0,
+                             True) is not None
+    assert gamma_subset_note("x", {**g, "subset": None, "pass_rate_se": 0.0}, 95.0, False) is None
+    text = gamma_row_detail(g, "Gy(RBE)")
+    assert text == (" (10,000 random points of 164,379: standard error 0.21 %; in % of 2 Gy(RBE), the TPS dose's "
+                    "robust maximum in the body)")
+    assert gamma_row_detail({**g, "subset": None}, "Gy").startswith(" (every one of the 10,000 points; in % of 2 Gy")

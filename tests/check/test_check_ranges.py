@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from mcproton._check.compare import EDGE_FRACTION, MIN_RANGE_RAYS, _distal_r80_rows, _frame, range_agreement, \
-    robust_max
+from mcproton._check.compare import EDGE_FRACTION, MIN_RANGE_RAYS, _distal_r80_rows, _frame, _grid_along, \
+    _ray_sampler, range_agreement, robust_max
 
 
 def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = None) -> float:
@@ -56,8 +56,6 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     """range_agreement one ray at a time (the oracle); a ray with a distal R80 in one dose only counts outside 1 and
     2 mm (check review 2026-12-06, F2); the rays are those where either dose reaches min_fraction of its own maximum,
     a dose having an edge on one where it reaches EDGE_FRACTION of its maximum (review B of 2026-12-06, F3)."""
-    from scipy.ndimage import map_coordinates
-
     z, y, x = (np.asarray(a, float) for a in axes_zyx)
     sp = np.array([x[1] - x[0] if x.size > 1 else 1.0, y[1] - y[0] if y.size > 1 else 1.0,
                    z[1] - z[0] if z.size > 1 else 1.0])
@@ -80,13 +78,14 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     tt = corners @ d
     t = np.arange(tt.min() - ds, tt.max() + ds, step_mm)
     rays, one_sided = [], [0, 0]
+    read_ref, read_ev = _ray_sampler(ref), _ray_sampler(ev)   # the check's reading of the doses (cubic since F3)
     for a in us:
         for b in vs:
             pts = iso + a * u + b * v + t[:, None] * d
             idx = (pts - org) / sp
             coords = [idx[:, 2], idx[:, 1], idx[:, 0]]
-            pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-            pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
+            pr = read_ref(coords)
+            pe = read_ev(coords)
             if pr.max() < min_fraction * top and pe.max() < min_fraction * top_ev:
                 continue
             has_r, has_e = pr.max() >= EDGE_FRACTION * top, pe.max() >= EDGE_FRACTION * top_ev
@@ -106,7 +105,7 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
             "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.sum(np.abs(diff) <= 1.0) / judged),
             "within_2mm": float(np.sum(np.abs(diff) <= 2.0) / judged), "values_mm": diff, "bev_uv_mm": arr[:, :2],
-            "robust_max_gy": top, "evaluable": judged >= MIN_RANGE_RAYS}
+            "robust_max_gy": top, "evaluable": judged >= MIN_RANGE_RAYS, **_grid_along(d, sp)}
 
 
 DIRECTION = np.array([0.35, 0.9, -0.25])
@@ -230,10 +229,11 @@ def test_dr80_is_the_range_shift_with_the_sign_the_report_states(cube_grid, gant
     0-270, an oblique gantry, couch 90 and an oblique couch, HFS): every ray's dR80 is the shift, MC deeper is
     positive (docs/check.md: "the distal R80 of MC minus TPS"; the diagnosis calls it "deeper").
 
-    Tolerance 0.3 mm: R80 is read on the doses interpolated linearly between the 2 mm voxel centres, which puts an
-    edge of this fall-off up to 0.28 mm short depending on where it lies between two centres (measured over the
-    positions; 0.07 mm on a 1 mm grid), so a difference of two edges is within +-0.28 mm (measured here: +1.25 to
-    +1.62 for 1.5 mm, -2.21 to -2.44 for -2.4 mm, the medians over the directions)."""
+    Tolerance 0.3 mm: R80 was read on the doses interpolated linearly between the 2 mm voxel centres until
+    2026-12-07, which put an edge of this fall-off up to 0.28 mm short depending on where it lies between two
+    centres (measured over the positions; 0.07 mm on a 1 mm grid), so a difference of two edges was within +-0.28 mm
+    (measured: +1.25 to +1.62 for 1.5 mm, -2.21 to -2.44 for -2.4 mm, the medians over the directions); read with
+    a cubic spline (compare.RANGE_SPLINE_ORDER) less: test_the_r80s_grid_error_along_a_grid_axis."""
     from mcproton._check.api import uniform_range_note
     from mcproton.dicom import beam_direction_lps
 
@@ -331,3 +331,48 @@ def test_rays_with_an_mc_edge_only_count_outside_the_tolerance(cube_grid):
     assert mc_wider["rays"] == mc_narrower["rays"] and mc_wider["rays_tps"] == mc_wider["rays"]
     assert mc_wider["within_2mm"] == pytest.approx(mc_narrower["within_2mm"]) and mc_wider["within_2mm"] < 0.6
     assert abs(mc_wider["median_mm"]) < 0.01 and mc_wider["evaluable"]
+
+
+def test_the_r80s_grid_error_along_a_grid_axis():
+    """Gamma audit 28, F3: a beam along a grid axis in a homogeneous region has its distal edge at the same place in
+    a voxel on every ray, so the median keeps the whole grid error of the R80s.  The audit's case (r80phase2.py): the
+    analytic beam of R80 40 mm (80-20 1.65 mm) on 2 mm voxels, voxel-averaged as an MC scores it, the edge moved
+    across a voxel in steps of 0.5 mm and shifted by 0.6-1.4 mm of both signs: read trilinearly the median was off
+    by -0.35 to +0.42 mm (a true -1.40 mm passed the 1 mm level, a true +0.70 mm failed it); read with the cubic
+    spline within +-0.25 mm (-0.16 to +0.20 over the audit's finer steps).  The result states the grid along the
+    beam and, along a grid axis, its error (compare.RANGE_GRID_ERROR_PER_VOXEL x 2 mm); an oblique beam none."""
+    from scipy.special import erfinv
+
+    from mcproton._check.compare import RANGE_GRID_ERROR_PER_VOXEL
+
+    def depth_dose(depth, r80):
+        sig = 0.012 * r80 + 0.5
+        r50 = r80 - math.sqrt(2) * sig * float(erfinv(-0.6))
+        return np.where(depth > 0, (0.7 + 0.3 * depth / r80) * 0.5 * (1 - erf((depth - r50) / (math.sqrt(2) * sig))),
+                        0.0)
+
+    vox, shape = 2.0, (12, 60, 12)
+    axes = [np.arange(n) * vox for n in shape]
+    zz, yy, xx = np.meshgrid(*axes, indexing="ij")
+    iso, d = np.array([11.0, 60.0, 11.0]), np.array([0.0, 1.0, 0.0])
+    lat = (0.5 * (erf((xx - 3) / (math.sqrt(2) * 3)) - erf((xx - 19) / (math.sqrt(2) * 3)))
+           * 0.5 * (erf((zz - 3) / (math.sqrt(2) * 3)) - erf((zz - 19) / (math.sqrt(2) * 3))))
+    sub = (np.arange(8) + 0.5) / 8 * vox - vox / 2                       # voxel-averaged along the beam
+    errs = []
+    for phase in (0.0, 0.5, 1.0, 1.5):
+        entry = 55.0 + phase
+        body = yy >= entry - 1e-9
+
+        def dose(shift):
+            return np.where(body, lat * np.mean([depth_dose(yy + o - entry, 40.0 + shift) for o in sub], axis=0), 0.0)
+
+        ref = dose(0.0)
+        for shift in (-1.4, -1.1, -0.9, -0.6, 0.6, 0.9, 1.1, 1.4):
+            r = range_agreement(axes, ref, dose(shift), d, iso, body=body)
+            errs.append(r["median_mm"] - shift)
+    assert max(abs(e) for e in errs) < 0.25, (min(errs), max(errs))
+    assert r["grid_along_beam_mm"] == 2.0 and r["grid_error_mm"] == pytest.approx(RANGE_GRID_ERROR_PER_VOXEL * 2.0)
+    oblique = np.array([0.0, math.cos(math.radians(30)), math.sin(math.radians(30))])
+    assert _grid_along(oblique, np.array([2.0, 2.0, 3.0])) == {"grid_along_beam_mm": 2.0, "grid_error_mm": None}
+    assert _grid_along(np.array([0.0, 0.0, -1.0]), np.array([2.0, 2.0, 3.0]))["grid_error_mm"] == \
+        pytest.approx(RANGE_GRID_ERROR_PER_VOXEL * 3.0)

@@ -400,13 +400,14 @@ def test_the_dose_maps_show_the_mcs_noise_beside_the_difference(report):
     a finding.  Before, the report said the mean uncertainty only, and no map (2026-12-05)."""
     import dataclasses
 
+    from mcproton._check.compare import normalisation_dose
     from mcproton._check.report import UNCERTAINTY_MAP_MAX_PCT, figure_builders
 
     unc = np.where(report.mc_gy_zyx > 0, 0.02, 0.0)
     unc[..., : unc.shape[2] // 2] *= 2          # noisier on one side: the map must show where
     res = dataclasses.replace(report, mc=dataclasses.replace(report.mc, uncertainty_rel_zyx=unc))
     axs = _main_axes(figure_builders(res, "axial")["axial"]())
-    norm = float(res.tps_gy_zyx[res.body_zyx].max())
+    norm = normalisation_dose(res.tps_gy_zyx, res.body_zyx)
     k = int(round(float(np.argwhere(report.masks["PTV"]).mean(axis=0)[0])))
     diff = np.asarray(np.ma.filled(axs[2].get_images()[0].get_array(), np.nan))
     sd = np.asarray(np.ma.filled(axs[3].get_images()[0].get_array(), np.nan))
@@ -414,7 +415,7 @@ def test_the_dose_maps_show_the_mcs_noise_beside_the_difference(report):
     want = np.abs(res.mc_gy_zyx[k]) * unc[k] / norm * 100
     assert np.allclose(sd[np.isfinite(sd)], want[np.isfinite(sd)])
     assert axs[3].get_images()[0].get_clim() == (0, UNCERTAINTY_MAP_MAX_PCT)
-    assert "MC 1 sd (% of TPS max)" in axs[3].get_title()
+    assert "MC 1 sd (% of TPS robust max)" in axs[3].get_title()
 
 
 def test_save_figures_writes_readable_files(report, tmp_path):
@@ -813,6 +814,7 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
     """Figures audit 16 F3: the maps' extent is the voxel edges (the first to last centre squeezed N pixels into N - 1
     voxels); F7: the beam figure's difference and gamma are in % of the beam's 3-D TPS maximum in the body (not the
     maximum of the plane drawn), and every difference map's title says the dose it is in % of."""
+    from mcproton._check.compare import normalisation_dose
     from mcproton._check.report import _beam_norm, _centre, figure_builders
 
     z, y, x = report.axes_zyx
@@ -820,15 +822,18 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
     axial = _main_axes(figure_builders(report, "axial")["axial"]())
     assert axial[0].get_images()[0].get_extent() == pytest.approx(
         (x[0] - half[0], x[-1] + half[0], y[-1] + half[1], y[0] - half[1]))
-    norm = float(report.tps_gy_zyx[report.body_zyx].max())
-    assert f"% of TPS max {norm:.3g}" in axial[2].get_title()
+    # the TPS's robust maximum in the body: the 3-D gammas' and the dose difference's normalisation (gamma audit 28,
+    # F1), the report's dose difference says it
+    norm = normalisation_dose(report.tps_gy_zyx, report.body_zyx)
+    assert norm == pytest.approx(report.dose_difference["normalisation_gy"])
+    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title()
     assert _centre(report)   # the plane through the target
     for b in (1, 2):
         axs = _main_axes(figure_builders(report, f"beam_{b}")[f"beam_{b}"]())
         tps = report.inputs.beams[b].dose_gy_zyx if b in report.inputs.beams else report.tps_gy_zyx
-        top = float(tps[report.body_zyx].max())
+        top = normalisation_dose(tps, report.body_zyx)
         assert _beam_norm(report, b) == pytest.approx(top)
-        assert f"% of TPS max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
+        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
 
 
 def _many_structures(report, n: int = 24):
