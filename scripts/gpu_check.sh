@@ -29,7 +29,8 @@
 # ncu is missing); the DCPT head CT plan on blocks, its check (issue 13's head plan), the plan at full resolution
 # (where gpu_wheels/headphantom.tar.xz was packed); `mcproton check` of APTG plan03 (every host step timed) and of
 # the OpenTPS plan against MCsquare's dose; the end-of-beam copy (scripts/device_copy_check.py, 7 x 7 spots and a
-# pencil); the benchmark with the refill-threshold knob at 4 and 8; one SIMT-proxy run as the cross-check of the
+# pencil); the benchmark with the refill-threshold knob at 4 and 8, and with a 96-register cap (5 blocks per SM
+# instead of 128 registers' 4, with spills: BENCHMARKS.md 2026-12-07); one SIMT-proxy run as the cross-check of the
 # CPU's (gpu_wheels.sh --simt computed the rest here; --simt-all runs all six on the device); last, a second
 # Nsight Compute pass on a 2e6-history launch (three sections; only with 90 s of budget left).
 # Every step runs under `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is
@@ -342,6 +343,7 @@ for k in 4 8; do
   run_step "bench150_refill_min_idle$k" 90 bench.jsonl env MCPROTON_CUDA_REFILL_MIN_IDLE=$k \
     "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
 done
+run_step bench150_maxreg96 90 bench.jsonl env MCPROTON_CUDA_MAXREG=96 "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
 
 # 13. the SIMT-efficiency proxy: per-track step counts from the transport kernel (counted on the CPU cores), grouped
 # into 32-lane warps as this GPU's launch schedules them (mcproton/_kernels/simt.py; only the launch shape comes from

@@ -20,7 +20,8 @@ CUDA_BLOCKS = (32, 64, 96, 128, 192, 256, 384, 512, 1024)
 
 def tuning_from_env() -> tuple[tuple[str, ...], int]:
     """(extra NVRTC options, threads per block) from the occupancy-tuning knobs MCPROTON_CUDA_MAXREG (a register
-    cap per thread: 94 registers and no spills by default for the persistent kernel, 182 for the one before it),
+    cap per thread: 128 registers and no spills by default on sm_90 since the range shifter's secondaries of 2026-12-07,
+    94 before them, 182 for the kernel before the persistent loop; BENCHMARKS.md 2026-12-07),
     MCPROTON_CUDA_REFILL_MIN_IDLE (lanes of a warp that must want a new history before they fetch one together,
     1-32, default 1: kernels/transport.cu MCP_REFILL_MIN_IDLE) and MCPROTON_CUDA_BLOCK (default 128).  For
     measuring on a GPU (scripts/gpu_check.sh), not for production runs; all are recorded in the provenance

@@ -84,7 +84,10 @@ MAX_BLOCKS_PER_SM_IN_GRID = 64   # grid cap of CudaBackend.launch: SMs x 64 bloc
 # Resident blocks of 128 threads per SM for the transport kernel on sm_90: 94 registers per thread for the
 # persistent kernel (nvcc 13.0 -Xptxas -v, 2026-12-04; 180-182 for the kernel before it), allocated per warp in
 # units of 256 -> 3,072 per warp, 12,288 per block, and an SM has 65,536 32-bit registers (CUDA C++ Programming
-# Guide, "Compute Capabilities", compute capability 9.0): 5 blocks (2 for the old kernel).
+# Guide, "Compute Capabilities", compute capability 9.0): 5 blocks (2 for the old kernel).  Since the range
+# shifter's secondaries (merge a78a6bd, 2026-12-07) the kernel uses 128 registers (NVRTC 12.9), which allows 4
+# blocks; the proxy still models the 94-register kernel's 5 (its figures in BENCHMARKS.md are of that kernel) until
+# a GPU session measures the 128-register kernel or the registers come down (BENCHMARKS.md, 2026-12-07).
 PERSISTENT_BLOCKS_PER_SM = 5
 PERSISTENT_WARPS_H200 = H200_SMS * PERSISTENT_BLOCKS_PER_SM * 128 // WARP   # 2640 warps of the persistent launch
 # (refill_cost, refill_min_idle) pairs that proxy() reports for the persistent loop; the first is the headline

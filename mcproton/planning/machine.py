@@ -25,7 +25,12 @@ DEFAULT_RS_AIR_GAP_MM = 40.0
 #: 10.9 / 5.2 % (-> K 638 and 638 MeV^2 cm2/g at 80 mm; 588 and 596 at 160 mm, where the 200 mm wide box cuts
 #: the halo), sigma 0.23-0.28 rad x lever arm.  Without it the planner overestimated the target dose of the
 #: demo by 4 % (the halo carries dose out of a small target).  Planner model only; other materials: an
-#: approximation.
+#: approximation.  Fitted to the engine before merge a78a6bd (2026-12-07), which dropped the slab's nuclear
+#: secondaries; since then they reach the patient and the halo is larger at 110 MeV: behind RS_3CM with an 80 mm gap
+#: (4 mm spot, 4x10^4 protons, layer 4-6 mm deep in a 200 mm box, the same seed) the energy beyond 20 mm of the
+#: axis went from 3.5 % to 7.6 % of the layer's, beyond 3 sigma of the core from 5.4 % to 9.4 %, and the layer's
+#: energy rose by 4.4 %; at 75 MeV nothing changed (review c of the 28th audit, R3).  Not re-fitted: the demo's
+#: posterior-fossa target (MC/model mean 0.99653 -> 0.99659, seed 12345) did not move.
 HALO_K_MEV2_CM2_G = 620.0
 HALO_THETA_RAD = 0.26
 
