@@ -33,7 +33,8 @@ User calibrations: ``HUCalibration.load(path)`` with an MCsquare/OpenTPS scanner
 ``HU_Density_Conversion.txt`` and ``HU_Material_Conversion.txt`` (the material IDs refer to MCsquare's
 material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) plus a material CSV (columns
 ``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.  The density
-table's header must name HU and the mass density in g/cm3: a HU -> stopping-power-ratio or relative-electron-density
+table's header must name HU and the mass density in g/cm3 (a CSV, hu_density.csv or hu_spr.csv, must start with
+its header; MCsquare's HU_Density_Conversion.txt has none): a HU -> stopping-power-ratio or relative-electron-density
 table, or a density in mg/cm3 or kg/m3, is refused (its values would be read as g/cm3), and so is a row of more
 than two numbers (a decimal comma splits a number in two); a line of HU_Material_Conversion.txt that holds a third
 number likewise.  The material CSV is read as every CSV table (:func:`~mcproton._io.csv_table.read_csv_table`: ','
@@ -1041,8 +1042,9 @@ class HUCalibration:
                    mcsquare_materials: str | Path | None = None, name: str | None = None) -> "HUCalibration":
         """Build a calibration from a HU -> density table and a HU -> material table.
 
-        density_file : CSV with header ``HU,density_gcm3`` (or ``HU,density_g_cm3``) or MCsquare text
-            (two whitespace-separated columns, '#' comments).
+        density_file : CSV with header ``HU,density_gcm3`` (or ``HU,density_g_cm3``; a ``*.csv`` without a header
+            line is refused: it may be an SPR table) or MCsquare text (two whitespace-separated columns, '#'
+            comments, no header).
         material_file : either MCsquare style (``HU_lo  material_id`` referring to MCsquare's material
             library; bundled copy used unless ``mcsquare_materials`` is given) or a composition CSV with
             columns ``hu_lo,name,w_<El>...`` (mass fraction or percent; rows are renormalised to 1).
@@ -1439,18 +1441,41 @@ def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return hu, spr
 
 
+#: The header line each HU -> value table of mcproton's CSV format starts with, by quantity (what the refusal of a
+#: CSV without a header asks for, :func:`_refuse_missing_header`).
+_TABLE_HEADERS = {"density": "HU,density_gcm3", "SPR": "HU,SPR"}
+
+
+def _refuse_missing_header(path: Path, lineno: int, body: str, quantity: str) -> None:
+    """Refuse a CSV HU -> ``quantity`` table (hu_density.csv, hu_spr.csv) whose first row is numbers: without its
+    header nothing says what the second column holds, and a planning system's HU -> SPR table (or relative electron
+    density) saved as hu_density.csv was read as mass densities without a word, bone's SPR 10 % low (audit
+    2026-12-07, ctcal F3); MCsquare's HU_Density_Conversion.txt has no header and is read as MCsquare reads it."""
+    other = "SPR" if quantity == "density" else "density"
+    other_file = "hu_spr.csv" if quantity == "density" else "hu_density.csv"
+    what = {"density": "the mass density in g/cm3", "SPR": "the stopping-power ratio to water"}
+    raise CalibrationError(
+        f"{path} line {lineno}: the first row {body.strip()!r} has no header line above it, so nothing says what its "
+        f"second column holds: add the line {_TABLE_HEADERS[quantity]} above it if the column is {what[quantity]}; "
+        f"if it is {what[other]}, the table goes in {other_file} with the header {_TABLE_HEADERS[other]} "
+        "(a relative electron density table is neither: give the mass density the planning system lists beside it)")
+
+
 def _read_density_table(path: Path, *, quantity: str = "density",
                         check_header=_check_density_header) -> tuple[np.ndarray, np.ndarray]:
     """(HU, density) of a HU -> density table: CSV (``HU,density_gcm3``) or MCsquare text (``HU density`` per
     line, '#' comments); columns separated by commas, semicolons or spaces.  A header line (before the first
-    row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); every row holds exactly two
-    numbers (a decimal comma, as in '0,95', would split a number in two and is refused).  ``quantity`` and
-    ``check_header``: the same for another HU -> value table (:func:`_read_spr_table`)."""
+    row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); a CSV (a file named ``*.csv``:
+    hu_density.csv) must have one (:func:`_refuse_missing_header`), MCsquare's text (HU_Density_Conversion.txt)
+    has none and needs none; every row holds exactly two numbers (a decimal comma, as in '0,95', would split a
+    number in two and is refused).  ``quantity`` and ``check_header``: the same for another HU -> value table
+    (:func:`_read_spr_table`)."""
     unit = " (g/cm3)" if quantity == "density" else ""
     if not path.exists():
         raise CalibrationError(f"HU -> {quantity} file {path} does not exist")
     text = _read_text(path)
     pts = []
+    header = False
     for lineno, ln in enumerate(text.splitlines(), 1):
         body = ln.partition("#")[0]
         seps = [c for c in ",;\t" if c in body]
@@ -1460,6 +1485,7 @@ def _read_density_table(path: Path, *, quantity: str = "density",
             continue
         if not pts and any(c.isalpha() for c in toks[0]):
             check_header([f for f in fields if f], path, lineno)
+            header = True
             continue
         try:
             vals = [float(t) for t in toks]
@@ -1470,6 +1496,8 @@ def _read_density_table(path: Path, *, quantity: str = "density",
                 f"{path} line {lineno}: {body.strip()!r} holds {len(vals)} numbers; a HU -> {quantity} table has "
                 f"two columns, HU and {quantity}{unit}. A decimal comma (0,95) splits a number in two: write "
                 "decimal points, with commas, semicolons or spaces between the columns")
+        if not pts and not header and path.suffix.lower() == ".csv":
+            _refuse_missing_header(path, lineno, body, quantity)
         pts.append((vals[0], vals[1]))
     if len(pts) < 2:
         raise CalibrationError(f"{path}: need at least two 'HU {quantity}' rows")

@@ -424,6 +424,33 @@ def test_density_rows_with_comments_and_semicolons_are_read(tmp_path):
                                rtol=1e-6)
 
 
+# A planning system's HU -> SPR table exported as bare numbers (or pasted without its header row) and saved as
+# hu_density.csv was read as mass densities without a word: bone at 1200 HU got SPR 1.40 instead of 1.55 (its SPR
+# read as a density, and bone stops 0.88-0.91 as much as water per gram), soft tissue within 0.2 %: a plausible dose
+# (audit 2026-12-07, ctcal F3).  mcproton's CSV tables must start with their header; MCsquare's text has none.
+@pytest.mark.parametrize("fname,header,other", [("hu_density.csv", "HU,density_gcm3", "hu_spr.csv"),
+                                                ("hu_spr.csv", "HU,SPR", "hu_density.csv")])
+@pytest.mark.parametrize("comment", ["", "# exported from the planning system\n"])
+def test_a_csv_table_without_its_header_is_refused(tmp_path, fname, header, other, comment):
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / fname).write_text(comment + "-1000,0.0011\n-100,0.9613\n0,1.0288\n40,1.0545\n1200,1.5521\n3000,2.5\n")
+    (d / "hu_materials.csv").write_text(WATER_ROW)
+    with pytest.raises(CalibrationError) as exc:
+        HUCalibration.load(d)
+    msg = str(exc.value)
+    assert f"{fname} line {1 + comment.count(chr(10))}: the first row '-1000,0.0011' has no header" in msg, msg
+    assert f"add the line {header} above it" in msg and other in msg, msg
+
+
+def test_an_mcsquare_density_text_needs_no_header(tmp_path):
+    """MCsquare's HU_Density_Conversion.txt (a scanner folder as MCsquare and OpenTPS keep it) has '#' comments and no
+    header: read as densities, as MCsquare reads it."""
+    (tmp_path / "HU_Density_Conversion.txt").write_text("-1000 0.001\n0 1.0\n3000 2.8\n")
+    (tmp_path / "HU_Material_Conversion.txt").write_text("-1050 13\n-200 17\n")
+    assert HUCalibration.load(tmp_path).density_from_hu(1500) == pytest.approx(1.9)
+
+
 # ---------------------------------------------------------------------- a planning system's HU -> SPR table
 WATER_ROW = "hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n"   # NIST H2O mass fractions: mcproton's water
 
