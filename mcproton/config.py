@@ -861,7 +861,7 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
 
     path = _resolve(cfg, rts)
     try:
-        notes = (apply_overrides(geometry, path) if how == "apply" else
+        notes = (apply_overrides(geometry, path, physics=cfg.get("physics")) if how == "apply" else
                  [f"ignored (plan.struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
                   f"{r['value']:g}" for r in roi_overrides(path)])
     except ValueError as exc:

@@ -111,9 +111,10 @@ def mc_dose_description(inputs: Any, mc: MCDose) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- phantom from the structure set
 def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str | Path, *,
-                           frame_of_reference_uid: str, margin_mm: float = 20.0):
+                           frame_of_reference_uid: str, margin_mm: float = 20.0, physics: Any = None):
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
-    override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
+    override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY (or the
+    density that gives its REL_STOP_RATIO in the water of the MC's ``physics``, :func:`roi_overrides`).
     The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
     Returns (ct_dir, calibration, notes)."""
     from .._io.ct import write_ct_series
@@ -124,7 +125,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
 
     warn_unapplied(struct_path)
-    rois = roi_overrides(struct_path)
+    rois = roi_overrides(struct_path, physics)
     if not rois:
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
                               "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "

@@ -778,6 +778,21 @@ SPR_MAX = 3.0
 _SPR_METAL_MAX = 12.0
 
 
+def stopping_settings(physics: Any = None) -> tuple[str, str | None]:
+    """(water_model, ivalue_set) of a run's physics, the stopping powers in which an SPR is relative to water:
+    ``physics`` the ``[physics]`` table of ``mcproton run``'s config (a dict), a
+    :class:`~mcproton.settings.PhysicsSettings`, or None (the defaults: ICRU 90 water, ivalue_set None = the default
+    set).  The one reading of it for every SPR that becomes a density (a HU -> SPR table,
+    :meth:`HUCalibration.load_for_physics`; an RT Struct's REL_STOP_RATIO,
+    :func:`~mcproton._io.roi_overrides.roi_overrides`)."""
+    def get(key: str, default: Any) -> Any:
+        if physics is None:
+            return default
+        return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
+
+    return str(get("water_model", "icru90")), get("ivalue_set", None)
+
+
 def spr_per_density(material: Material, energy_mev: float, water_model: str = "icru90",
                     ivalue_set: str | None = None) -> float:
     """SPR to water per unit mass density (cm3/g) of ``material`` at ``energy_mev``: its total (electronic +
@@ -1012,12 +1027,8 @@ class HUCalibration:
         (phantom.calibration, the automatic body outline's threshold) and ``mcproton check`` (``physics=``) load a
         calibration, so that the CT's SPRs are relative to the run's water, as the range shifters' WETs are (before
         2026-12-07, followb: the check read them in ICRU 90 water whatever its physics)."""
-        def get(key: str, default: Any) -> Any:
-            if physics is None:
-                return default
-            return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
-
-        return cls.load(name_or_path, water_model=get("water_model", "icru90"), ivalue_set=get("ivalue_set", None))
+        water_model, ivalue_set = stopping_settings(physics)
+        return cls.load(name_or_path, water_model=water_model, ivalue_set=ivalue_set)
 
     @classmethod
     def load_given(cls, given: str | Path, path: Path, physics: Any, said: str, *,
