@@ -1065,6 +1065,7 @@ class HUCalibration:
         bins, mats = _read_material_table(material_file, mcsquare_materials)
         nm = name or density_file.parent.name or density_file.stem
         cal = cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+        _check_water_at_0_hu(density_file, hu, rho, "density")
         cal.files = [file_record(f) for f in (density_file, material_file, mcsquare_materials) if f is not None]
         return cal
 
@@ -1084,6 +1085,7 @@ class HUCalibration:
         """
         spr_file, material_file = Path(spr_file), Path(material_file)
         hu, spr = _read_spr_table(spr_file)
+        _check_water_at_0_hu(spr_file, hu, spr, "SPR")
         bins, mats = _read_material_table(material_file, None)
         e_ref = SPR_REFERENCE_MEV if reference_mev is None else float(reference_mev)
         k = np.array([spr_per_density(m, e_ref, water_model, ivalue_set) for m in mats])
@@ -1470,6 +1472,47 @@ def _refuse_missing_header(path: Path, lineno: int, body: str, quantity: str) ->
         f"second column holds: add the line {_TABLE_HEADERS[quantity]} above it if the column is {what[quantity]}; "
         f"if it is {what[other]}, the table goes in {other_file} with the header {_TABLE_HEADERS[other]} "
         "(a relative electron density table is neither: give the mass density the planning system lists beside it)")
+
+
+#: The range of the density (g/cm3) or SPR a calibration table may give water, at 0 HU, when it is read from a file
+#: (:func:`_check_water_at_0_hu`).  Water is 1.0 by the definition of the Hounsfield scale; the published
+#: calibrations give 1.00-1.03 there (schneider2000 1.018 g/cm3, SPR 1.029), and a straight line from air to
+#: dense bone 0.70.  A table whose HU column holds CT numbers (HU + 1000 or HU + 1024: 0 for air, 1000 or 1024 for
+#: water) gives air's 0.001-0.04 at 0 HU.
+WATER_AT_0_HU = (0.5, 1.5)
+
+
+def _check_water_at_0_hu(path: Path, hu: np.ndarray, value: np.ndarray, quantity: str) -> None:
+    """Refuse a calibration table read from a file that does not give water about water's density (SPR) at 0 HU
+    (:data:`WATER_AT_0_HU`): its HU column is in CT numbers (HU + 1000 or + 1024, as some planning systems and
+    scanner exports list them), or in another unit.  Before (audit 2026-12-07, ctcal F4) such a table loaded, a
+    head's brain was given 0.037 g/cm3 (lung) and its bone about water's, and the only refusal, of the energy that
+    left the grid, blamed the beam; a beam stopping in a large patient tripped nothing.  A curve made in Python
+    (:meth:`HUCalibration.from_points`) is not checked: a research curve is its author's."""
+    at0 = float(np.interp(0.0, hu, value))
+    lo, hi = WATER_AT_0_HU
+    if lo <= at0 <= hi:
+        return
+    unit = " g/cm3" if quantity == "density" else ""
+    what = "density" if quantity == "density" else "stopping-power ratio"
+    msg = (f"{path}: at 0 HU, water by the definition of the Hounsfield scale, the table gives a {what} of "
+           f"{at0:.3g}{unit}, where water's is 1.0 (a calibration gives it {lo:g}-{hi:g})")
+    water_hu = None   # where the table first reaches water's 1.0 (a step through it: the step's HU)
+    i = int(np.argmax(value >= 1.0)) if np.any(value >= 1.0) else -1
+    if i > 0:
+        water_hu = float(np.interp(1.0, value[i - 1:i + 1], hu[i - 1:i + 1]))
+    elif i == 0:
+        water_hu = float(hu[0])
+    if at0 < lo and water_hu is not None and 500.0 <= water_hu <= 1500.0:
+        msg += (f", and reaches 1.0 at {water_hu:.0f}: its HU column looks like CT numbers (HU + 1000 or HU + 1024: "
+                "air 0, water 1000 or 1024), not Hounsfield units; subtract the offset from the HU column (water "
+                "at 0, air at -1000) and load it again.  If the CT's own values are such CT numbers too (no "
+                "RescaleIntercept), correct the CT's rescale (intercept -1024 or -1000) instead: mcproton reads "
+                "CTs in HU")
+    else:
+        msg += ("; check that its first column is in Hounsfield units (air -1000, water 0) and its second the "
+                + ("mass density in g/cm3" if quantity == "density" else "stopping-power ratio to water"))
+    raise CalibrationError(msg)
 
 
 def _read_density_table(path: Path, *, quantity: str = "density",

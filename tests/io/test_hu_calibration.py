@@ -451,6 +451,57 @@ def test_an_mcsquare_density_text_needs_no_header(tmp_path):
     assert HUCalibration.load(tmp_path).density_from_hu(1500) == pytest.approx(1.9)
 
 
+# A table whose HU column holds CT numbers (HU + 1000 or HU + 1024: air 0, water 1000 or 1024, as some planning
+# systems and scanner exports list them) loaded: brain at 35 HU got 0.037 g/cm3 (lung), bone at 1200 HU about water,
+# and the only refusal, of the energy that left the grid, blamed the beam (audit 2026-12-07, ctcal F4).
+_SCHNEIDER_POINTS = ((-1000, 0.0012), (-98, 0.93), (14, 1.03), (100, 1.12), (101, 1.077), (1600, 1.964),
+                     (3071, 2.835))
+
+
+@pytest.mark.parametrize("offset", [1000, 1024])
+@pytest.mark.parametrize("fname", ["hu_density.csv", "hu_spr.csv", "HU_Density_Conversion.txt"])
+def test_a_table_in_ct_numbers_is_refused(tmp_path, offset, fname):
+    d = tmp_path / "cal"
+    d.mkdir()
+    head = {"hu_density.csv": "HU,density_gcm3\n", "hu_spr.csv": "HU,SPR\n"}.get(fname, "")
+    (d / fname).write_text(head + "".join(f"{h + offset},{v}\n" for h, v in _SCHNEIDER_POINTS))
+    if fname.endswith(".txt"):
+        (d / "HU_Material_Conversion.txt").write_text("-1050 13\n-200 17\n")
+    else:
+        (d / "hu_materials.csv").write_text(WATER_ROW)
+    with pytest.raises(CalibrationError) as exc:
+        HUCalibration.load(d)
+    msg = str(exc.value)
+    assert f"{fname}: at 0 HU, water by the definition of the Hounsfield scale, the table gives a" in msg, msg
+    assert "looks like CT numbers (HU + 1000 or HU + 1024" in msg and "subtract the offset" in msg, msg
+    # the same table in HU loads
+    (d / fname).write_text(head + "".join(f"{h},{v}\n" for h, v in _SCHNEIDER_POINTS))
+    assert HUCalibration.load(d).density_from_hu(0) > 0.9
+
+
+def test_a_table_that_gives_water_no_water_like_value_is_refused(tmp_path):
+    """Another slip than CT numbers (a density in the wrong unit that still lies in 0..25 g/cm3, here x 2.5 at 0 HU):
+    refused, saying what the columns must hold; a straight line from air to dense bone (0.70 at 0 HU) is taken."""
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / "hu_materials.csv").write_text(WATER_ROW)
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.003\n0,2.5\n3000,7.0\n")
+    with pytest.raises(CalibrationError, match=r"gives a density of 2\.5 g/cm3, where water's is 1\.0 .*check that its "
+                                               r"first column is in Hounsfield units"):
+        HUCalibration.load(d)
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.001\n3000,2.8\n")
+    assert HUCalibration.load(d).density_from_hu(0) == pytest.approx(0.70, abs=0.01)
+
+
+def test_every_builtin_gives_water_a_water_like_value_at_0_hu():
+    """The built-ins are read through the same loaders and pass (schneider2000 is built in Python: 1.018 g/cm3)."""
+    from mcproton._io.hu_calibration import WATER_AT_0_HU, _BUILTIN_LOADABLE
+
+    for name in _BUILTIN_LOADABLE:
+        cal = HUCalibration.load(name)
+        assert WATER_AT_0_HU[0] <= float(cal.spr_from_hu(np.array([0.0]))[0]) <= WATER_AT_0_HU[1], name
+
+
 # ---------------------------------------------------------------------- a planning system's HU -> SPR table
 WATER_ROW = "hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n"   # NIST H2O mass fractions: mcproton's water
 
