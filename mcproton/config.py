@@ -93,7 +93,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 'SPR-map CTs) or a folder '
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv); '
                                 'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
-                                'g/cm3 is refused on a CT with air below it'),
+                                'g/cm3 is refused on a CT with air below it; schneider2000 gives water\'s 0 HU a '
+                                'tissue\'s SPR, 1.029: for a water phantom give "mcsquare_water" '
+                                '(docs/patient_workflow.md lists each built-in\'s SPR at 0 HU)'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
@@ -975,13 +977,15 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
              "or another phase on the same frame of reference), give its folder (phantom.ct_dir) or phantom.ct_series")
 
 
-def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any) -> None:
+def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any, physics: Any = None) -> None:
     """The CT's values that phantom.calibration does not cover (a curve that does not reach air: refused; metal
-    above its end or clipped: warned), judged after the structure set's overrides (``geometry``: on the CT's own
-    voxels, or None where nothing changed it): :func:`mcproton._io.hu_calibration.check_ct_against_calibration`."""
+    above its end or clipped: warned; a water phantom read with a tissue calibration: warned, in the water of the
+    config's [physics]), judged after the structure set's overrides (``geometry``: on the CT's own voxels, or None
+    where nothing changed it): :func:`mcproton._io.hu_calibration.check_ct_against_calibration`."""
     from ._io.hu_calibration import check_ct_against_calibration
 
-    check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration")
+    check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration",
+                                 physics=physics)
 
 
 def _ct_dose_blocks(ph: dict[str, Any], shape_zyx: Sequence[int],
@@ -1138,7 +1142,7 @@ def build_geometry(cfg: dict[str, Any]):
 
                 g_full = calib.to_geometry(ct, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g_full)
-                _check_ct_against_calibration(ct, calib, g_full)
+                _check_ct_against_calibration(ct, calib, g_full, cfg.get("physics"))
                 g = resample_blocks(g_full, blocks)
                 rho_full = g_full.density_g_cm3_zyx
                 g.outside_external_g_cm3_zyx = _outside_external_on_blocks(cfg, ct, blocks, lambda s: rho_full[s])
@@ -1147,7 +1151,8 @@ def build_geometry(cfg: dict[str, Any]):
             else:
                 g = calib.to_geometry(ct, blocks=blocks, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g)   # on blocks: only where it changes nothing (none, or ignored)
-                _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None)
+                _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None,
+                                              cfg.get("physics"))
                 if tuple(blocks) != (1, 1, 1):   # the CT's own densities, slab by slab: no overrides to put in
                     g.outside_external_g_cm3_zyx = _outside_external_on_blocks(
                         cfg, ct, blocks, lambda s: calib.density_from_hu(ct.hu_zyx[s]))

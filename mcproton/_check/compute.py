@@ -276,7 +276,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
-        check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration")
+        check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration", physics=physics)
         g2 = cal.to_geometry(ct, compact=True, blocks=factors, check_coverage=False, check_ct=False)
         rho_full = None
     else:
@@ -284,7 +284,8 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
 
         g_full = cal.to_geometry(ct, compact=True, check_coverage=False, check_ct=False)
         at_ct_resolution(g_full)
-        check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration")
+        check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration",
+                                     physics=physics)
         g2 = resample_blocks(g_full, factors)
         rho_full = g_full.density_g_cm3_zyx   # the overrides' densities, for the outside of the External
         del g_full

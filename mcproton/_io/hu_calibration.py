@@ -400,7 +400,7 @@ def _replaced(n: int, n_kept: int) -> str:
 
 
 def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type | None,
-                                 what_to_give: str) -> None:
+                                 what_to_give: str, physics: Any = None) -> None:
     """The CT's values that the calibration does not cover, judged on the voxels that still hold the calibration's
     values after the structure set's changes (``geometry``: the transport geometry on the CT's own voxels after
     the overrides and air outside the External; None where nothing changed it), for ``mcproton run`` and ``mcproton
@@ -418,7 +418,9 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     * above a 12-bit CT scale where the curve gives less than a metal's density: a warning
       (:func:`_warn_metal_given_tissue`);
     * given a metal's density (:data:`METAL_MIN_G_CM3`) but the composition of a tissue bin (one that stops more
-      per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`).
+      per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`);
+    * a CT that looks like a water phantom, read with a calibration that does not give 0 HU water's stopping power
+      (in the water of ``physics``, the run's; None: the defaults): a warning (:func:`_warn_water_phantom`).
 
     For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said
     so, and no ceiling applies."""
@@ -430,6 +432,67 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
     _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
     _warn_metal_density_given_tissue(ct, hu, low, high, calib, kept, voxel_cm3)
+    _warn_water_phantom(ct, hu, calib, kept, what_to_give, physics)
+
+
+#: A CT is taken as a water (or water-equivalent) phantom's where more than :data:`WATER_PHANTOM_FRACTION` of its
+#: voxels above :data:`NO_AIR_ABOVE_HU` lie within :data:`WATER_PHANTOM_HU` of 0 HU: water reads 0 +- 5-10 HU on a
+#: calibrated scanner (noise of a few HU), while a patient's soft tissue lies at 20-60 HU, fat at -100 and brain at
+#: 25-45, so a patient has far fewer of its voxels there.
+WATER_PHANTOM_HU = 15.0
+WATER_PHANTOM_FRACTION = 0.5
+
+#: Largest relative difference from water's 1.000 of the stopping-power ratio a calibration gives 0 HU before a CT
+#: that looks like a water phantom is warned about (:func:`_warn_water_phantom`): schneider2000 gives 1.029 (its
+#: soft-tissue fit, 1.018 g/cm3 of an adipose-soft-tissue mixture), mcsquare_default 1.012, ranges in the phantom
+#: that much short.
+WATER_PHANTOM_SPR_RTOL = 0.01
+
+#: Built-in calibrations made for a phantom material other than water that reads about 0 HU: a CT that looks like a
+#: water phantom read with one of them is what it was made for (:func:`_warn_water_phantom` says nothing).
+PHANTOM_MATERIAL_CALIBRATIONS = ("mcsquare_solidwater",)
+
+
+def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, what_to_give: str,
+                        physics: Any) -> None:
+    """:func:`check_ct_against_calibration`: a CT that looks like a water phantom (:data:`WATER_PHANTOM_FRACTION` of
+    its non-air voxels within :data:`WATER_PHANTOM_HU` of 0, among those the structure set's overrides left) read
+    with a calibration whose stopping-power ratio at 0 HU (in the water of ``physics``) differs from 1 by more than
+    :data:`WATER_PHANTOM_SPR_RTOL`.  Published tissue calibrations are right for tissue at 0 HU, not for water: a
+    water tank read with schneider2000 (SPR 1.029 at 0 HU) was transported 2.8 % short, 4.5 mm at 150 MeV, without a
+    word (audit 2026-12-07, ctcal F2).  A CT that mcproton wrote from densities is not questioned (its numbers are
+    its calibration's); a count of the HU already read, slice by slice, and only for such a calibration."""
+    if calibration_written_for(ct) is not None or calibration_key(calib.name) in PHANTOM_MATERIAL_CALIBRATIONS:
+        return
+    water_model, ivalue_set = stopping_settings(physics)
+    at0 = np.array([0.0])
+    spr0 = float(calib.spr_from_hu(at0, water_model=water_model, ivalue_set=ivalue_set)[0])
+    if abs(spr0 - 1.0) <= WATER_PHANTOM_SPR_RTOL:
+        return
+    n_body = n_water = 0
+    for z in range(hu.shape[0]):
+        h = hu[z]
+        body = h > NO_AIR_ABOVE_HU
+        if not body.any():
+            continue
+        keep = kept(z)
+        n_body += int(np.count_nonzero(body & keep))
+        n_water += int(np.count_nonzero((h >= -WATER_PHANTOM_HU) & (h <= WATER_PHANTOM_HU) & keep))
+    if not n_body or n_water <= WATER_PHANTOM_FRACTION * n_body:
+        return
+    mat = calib.materials[int(calib.material_index_from_hu(at0)[0])]
+    rho = float(calib.density_from_hu(at0)[0])
+    d = 100.0 * (spr0 - 1.0)
+    key, as_key = ("", "") if what_to_give == "the CT" else (f" ({what_to_give})", f" as {what_to_give}")
+    warn(f"{_ct_where(ct)} looks like a water phantom ({100.0 * n_water / n_body:.0f} % of its voxels above "
+         f"{NO_AIR_ABOVE_HU:.0f} HU lie within {WATER_PHANTOM_HU:g} HU of 0), but the HU calibration {calib.name!r}"
+         f"{key} gives 0 HU a stopping-power ratio of {spr0:.3f} ({mat.name!r} at {rho:.4g} g/cm3; {abs(d):.1f} % "
+         f"{'above' if d > 0 else 'below'} water's 1.000, water_model {water_model}): a tissue calibration, right "
+         f"for tissue at 0 HU, not for water, so every range in the phantom comes out about {abs(d):.1f} % too "
+         f"{'short' if d > 0 else 'long'}; for a water phantom use mcsquare_water (water from -200 HU) or the "
+         f"planning system's own HU -> SPR table (hu_spr.csv){as_key}, or override the phantom to water in the RT "
+         "Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this calibration "
+         "gives 0 HU, ignore this", McprotonRuntimeWarning)
 
 
 #: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the

@@ -7,6 +7,7 @@ long without a word (audit 2026-12-07, ctcal F1).  Here every row of the four sh
 compared with the byte copies of the source in tests/data/mcsquare_scanners_211eefe (e0404/MCsquare 211eefe)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,130 @@ def test_a_water_tank_ct_has_the_same_water_equivalent_path_with_either_water_ca
     wet = {n: float(HUCalibration.load(n).spr_from_hu(hu).sum()) for n in ("mcsquare_water", "mcsquare_matrad_water")}
     assert wet["mcsquare_water"] == pytest.approx(wet["mcsquare_matrad_water"], rel=0.002), wet
     assert wet["mcsquare_water"] == pytest.approx(240.0, rel=0.005), wet
+
+
+# ---------------------------------------------------------------------- a water phantom read with a tissue calibration
+# schneider2000 (the default) gives 0 HU SPR 1.029 (its soft-tissue fit: 1.018 g/cm3 of an adipose-soft-tissue
+# mixture): right for tissue, but a CT of a water tank was transported 2.8 % short (-4.5 mm at 150 MeV) without a
+# word (audit 2026-12-07, ctcal F2).  Now a CT that looks like a water phantom, read with a calibration whose SPR at
+# 0 HU is more than 1 % from 1, is warned about, saying what to use.
+WATER_PHANTOM_WORDS = "looks like a water phantom"
+
+
+def _water_tank_ct(path: Path, noise_hu: float = 5.0, water_hu: float = 0.0) -> Path:
+    """A CT of a water tank: air around a box of water at ``water_hu`` with ``noise_hu`` of noise."""
+    from mcproton.dicom import write_ct_series
+
+    rng = np.random.default_rng(3)
+    hu = np.full((6, 24, 24), -1000.0)
+    hu[:, 3:-3, 3:-3] = np.round(water_hu + rng.normal(0.0, noise_hu, (6, 18, 18)))
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-24.0, -24.0, -6.0), path)
+    return path
+
+
+def _said(g) -> list[str]:
+    return [w for w in g.made_with_warnings if WATER_PHANTOM_WORDS in w]
+
+
+@pytest.mark.parametrize("name,warned,figure", [("schneider2000", True, "1.029"), ("mcsquare_default", True, "1.012"),
+                                                ("mcsquare_water", False, None),
+                                                ("mcsquare_solidwater", False, None),   # made for such a phantom
+                                                ("mcsquare_matrad_water", False, None),
+                                                ("dcpt_spr_brain", False, None)])
+def test_a_water_phantom_ct_read_with_a_tissue_calibration_is_warned_about(tmp_path, name, warned, figure):
+    from mcproton.dicom import load_ct_series
+
+    ct = load_ct_series(_water_tank_ct(tmp_path / "ct"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = HUCalibration.load(name).to_geometry(ct)   # (the geometry keeps what was warned about)
+    said = _said(g)
+    assert bool(said) == warned, said
+    if warned:
+        assert f"gives 0 HU a stopping-power ratio of {figure}" in said[0], said[0]
+        assert "too short" in said[0] and "use mcsquare_water" in said[0] and "hu_spr.csv" in said[0], said[0]
+        assert "REL_STOP_RATIO 1 on its External" in said[0], said[0]
+
+
+def test_a_patient_like_ct_is_not_taken_for_a_water_phantom(tmp_path):
+    """A head: brain at 35 HU, skin 40, bone 1200 (and a CSF-like strip at 5 HU): no warning with schneider2000."""
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    hu = np.full((6, 24, 24), -1000.0)
+    hu[:, 3:-3, 3:-3] = 1200.0
+    hu[:, 5:-5, 5:-5] = 35.0
+    hu[:, 10:12, 5:-5] = 5.0
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-24.0, -24.0, -6.0), tmp_path / "ct")
+    g = HUCalibration.load("schneider2000").to_geometry(load_ct_series(tmp_path / "ct"))
+    assert not _said(g)
+
+
+def test_mcproton_run_warns_of_a_water_phantom_in_the_water_of_its_physics(tmp_path):
+    """`mcproton run`'s CT geometry (config.build_geometry) with the default calibration: warned, with the SPR in the
+    run's water (pstar: 1.024)."""
+    from mcproton.config import build_geometry
+
+    _water_tank_ct(tmp_path / "ct")
+    for physics, figure in ((None, "1.029"), ({"water_model": "pstar"}, "1.024")):
+        cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}}
+        if physics is not None:
+            cfg["physics"] = physics
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            build_geometry(cfg)
+        said = [str(w.message) for w in rec if WATER_PHANTOM_WORDS in str(w.message)]
+        assert len(said) == 1 and f"stopping-power ratio of {figure}" in said[0], said
+        assert "HU calibration 'schneider2000' (phantom.calibration)" in said[0], said[0]
+        assert "as phantom.calibration" in said[0], said[0]
+
+
+
+def test_mcproton_check_warns_of_a_water_phantom(tmp_path, monkeypatch):
+    """`mcproton check` on a water-box CT with its default calibration: the same warning, naming --calibration (the
+    check stops before its Monte Carlo here)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from test_check_pairing import STUDY, _hu, _plan, _rd
+
+    from mcproton._check import api
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp_path / "ct", study=STUDY)
+    uid = _plan(tmp_path / "RP.dcm")
+    _rd(tmp_path / "RD.dcm", uid)
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    with warnings.catch_warnings(record=True) as rec, pytest.raises(Stop):
+        warnings.simplefilter("always")
+        api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct", beam_model="dcpt_v2",
+                  out=None, progress=False, log=lambda m: None, physics={"water_model": "pstar"})
+    said = [str(w.message) for w in rec if WATER_PHANTOM_WORDS in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in rec]
+    assert "'schneider2000' (--calibration) gives 0 HU a stopping-power ratio of 1.024" in said[0], said[0]
+
+
+def test_the_documented_stopping_power_ratios_at_0_hu_are_the_built_ins():
+    """docs/patient_workflow.md "The built-in HU calibrations" lists each built-in's SPR at 0 HU in ICRU 90 and PSTAR
+    water: the figures are what the code gives (to the 3 decimals shown), every built-in listed."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "patient_workflow.md").read_text(encoding="utf-8")
+    section = doc.split("## The built-in HU calibrations: water at 0 HU", 1)[1].split("\n## ", 1)[0]
+    rows = dict((m.group(1), (float(m.group(2)), float(m.group(3))))
+                for m in re.finditer(r"^\| `(\w+)`[^|]*\|[^|]*\|[^|]*\| ([\d.]+) \| ([\d.]+) \|$", section, re.M))
+    from mcproton._io.hu_calibration import _BUILTIN_LOADABLE
+
+    assert sorted(rows) == sorted(_BUILTIN_LOADABLE), rows
+    for name, (icru90, pstar) in rows.items():
+        for model, want in (("icru90", icru90), ("pstar", pstar)):
+            cal = HUCalibration.load(name, water_model=model)
+            got = float(cal.spr_from_hu(np.array([0.0]), water_model=model)[0])
+            assert round(got, 3) == want, (name, model, got)
+

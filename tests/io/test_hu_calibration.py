@@ -120,7 +120,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     from mcproton.config import build_geometry
     from mcproton.dicom import write_ct_series
 
-    hu = np.zeros((6, 8, 8))
+    hu = np.full((6, 8, 8), 40.0)   # soft tissue (a water box at 0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
@@ -132,7 +132,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     # 2026-12-06, F1: "a calibration that covers them" led to a curve extended to metal beside tissue bins)
     assert "struct_overrides" in err and "density curve and material bins both cover them" in err, err
     assert "a metal bin in hu_materials.csv" in err, err
-    hu[2] = 0
+    hu[2] = 40
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
     assert "warning" not in capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_pat
     from mcproton._check.inputs import TPSDose
     from mcproton.dicom import write_ct_series
 
-    hu = np.zeros((6, 8, 8))
+    hu = np.full((6, 8, 8), 40.0)   # soft tissue (a water box at 0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
@@ -287,11 +287,12 @@ def _calibration(folder, table: str, materials: str = "hu_lo,name,w_H,w_O\n-1000
 
 
 def _head_ct(path, padding: float | None = None, low: float = -1000.0):
-    """A small CT: water (0 HU) with ``low`` (air) around it, and ``padding`` outside the field of view (corners)."""
+    """A small CT: soft tissue (40 HU; water at 0 HU would be a water phantom read with a tissue calibration, warned
+    about: ctcal audit F2) with ``low`` (air) around it, and ``padding`` outside the field of view (corners)."""
     from mcproton.dicom import write_ct_series
 
     hu = np.full((4, 10, 10), low)
-    hu[:, 3:7, 3:7] = 0.0
+    hu[:, 3:7, 3:7] = 40.0
     if padding is not None:
         hu[:, :2, :2] = padding
     write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), path)
@@ -354,7 +355,7 @@ def test_ct_values_below_the_first_material_bin_are_warned_about(tmp_path, capsy
 
     ct = tmp_path / "ct"
     hu = np.full((4, 10, 10), -1000.0)
-    hu[:, 3:7, 3:7] = 0.0
+    hu[:, 3:7, 3:7] = 40.0                   # soft tissue (0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 4:6, 4:6] = -700.0                 # lung: 16 voxels
     write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), ct)
     dens = "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"

@@ -1653,3 +1653,35 @@ def test_check_takes_a_stopping_power_ratio_override_in_the_water_of_its_physics
     want = 1.165 / spr_per_density(get_material("pmma"), SPR_REFERENCE_MEV, "pstar")
     assert seen["max_in_ptv"] == pytest.approx(want, rel=1e-6)
     assert want == pytest.approx(1.1969, abs=5e-4)
+
+
+def test_a_water_phantom_overridden_to_water_is_not_taken_for_one_read_with_a_tissue_calibration(water_ct):
+    """ctcal audit F2: a water box read with schneider2000 (SPR 1.029 at 0 HU) is warned about as a water phantom
+    (tests/io/test_builtin_calibrations.py); an RT Struct that overrides it to water (REL_STOP_RATIO 1 on its
+    External, as the warning advises) leaves no voxel of the calibration there: the warning goes, on the Python
+    route (judged again after the overrides) and in `mcproton run` (judged after them)."""
+    import warnings
+
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.config import build_geometry
+    from mcproton.dicom import load_ct_series
+
+    tmp, _ = water_ct
+    ct = load_ct_series(tmp / "ct")   # held: the warning is judged again on it after the overrides
+    g = HUCalibration.load("schneider2000").to_geometry(ct)
+    said = "looks like a water phantom"
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    _write_rs(tmp / "RS.dcm", None, external_z=(-30.0, 30.0))
+    _override(tmp / "RS.dcm", "External", spr=1.0)
+    apply_overrides(g, tmp / "RS.dcm")
+    assert not any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp / "ct")}, "plan": {"rtstruct": str(tmp / "RS.dcm")}}
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        build_geometry(cfg)
+    assert not [w for w in rec if said in str(w.message)]
+    cfg["plan"]["struct_overrides"] = "ignore"
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        build_geometry(cfg)
+    assert [w for w in rec if said in str(w.message)]
