@@ -1388,6 +1388,8 @@ class HUCalibration:
 
                 fov = blocks_any(fov, f)
         record = self.record()
+        if getattr(ct, "acquisition", None):   # the CT it was applied to: a calibration is one scanner's, kVp's
+            record["ct_acquisition"] = dict(ct.acquisition)
         # a scaled built-in is not the built-in, nor a folder named like one (its path)
         said = f"{record['name']}, modified" if record["modified"] else record["name"]
         nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()

@@ -223,3 +223,49 @@ def test_the_documented_stopping_power_ratios_at_0_hu_are_the_built_ins():
             got = float(cal.spr_from_hu(np.array([0.0]), water_model=model)[0])
             assert round(got, 3) == want, (name, model, got)
 
+
+# ---------------------------------------------------------------------- the CT's acquisition, recorded
+def test_the_cts_kvp_scanner_and_kernel_are_recorded_with_the_calibration(tmp_path):
+    """ctcal audit F6: nothing recorded the CT's acquisition, so a reviewer could not see that an 80 kVp paediatric
+    scan was read with a 120 kVp curve.  Now the CT's KVP, Manufacturer, ManufacturerModelName and ConvolutionKernel
+    (first slice) go with the calibration record into the result's provenance (``ct_acquisition``, in the HDF5 too)
+    and into `mcproton check`'s record of the CT input; nothing is compared."""
+    import json
+
+    import h5py
+    import pydicom
+
+    import mcproton
+    from mcproton._check.record import ct_input
+    from mcproton._io.hdf5 import write_result_hdf5
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    hu = np.full((4, 12, 12), -1000.0)
+    hu[:, 2:-2, 2:-2] = 40.0
+    files = write_ct_series(hu, (2.0, 2.0, 2.0), (-12.0, -12.0, 0.0), tmp_path / "ct")
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.KVP, ds.Manufacturer, ds.ManufacturerModelName = "80", "SIEMENS", "SOMATOM Definition AS"
+        ds.ConvolutionKernel = ["Br40d", "3"]
+        ds.save_as(f)
+    want = {"KVP": 80.0, "Manufacturer": "SIEMENS", "ManufacturerModelName": "SOMATOM Definition AS",
+            "ConvolutionKernel": "Br40d\\3"}
+    ct = load_ct_series(tmp_path / "ct")
+    assert ct.acquisition == want
+    g = HUCalibration.load("schneider2000").to_geometry(ct)
+    assert g.calibration["ct_acquisition"] == want
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0, -30, 4), direction=(0, 1, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", threads=1),
+                              log=None)
+    assert r.provenance["ct_acquisition"] == want
+    assert r.provenance["calibration_record"]["ct_acquisition"] == want
+    write_result_hdf5(r, tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        assert json.loads(f["provenance"].attrs["ct_acquisition"]) == want
+    rec = ct_input(tmp_path / "ct", ct.slice_files, ct.series_instance_uid)
+    assert rec["acquisition"] == want
+    # a CT that says nothing of it (mcproton's own writer leaves KVP empty): recorded as not given
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-12.0, -12.0, 0.0), tmp_path / "ct0")
+    assert load_ct_series(tmp_path / "ct0").acquisition["KVP"] is None
