@@ -148,18 +148,27 @@ def test_run_applies_the_overrides_of_plan_rtstruct_unless_told_to_ignore_them(w
 def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
     """`mcproton check` on a CT with an RT Struct holding an override: the geometry the Monte Carlo gets holds it
     (the check stops there: no transport in this test); --struct-overrides ignore leaves the CT as it is."""
+    tmp, _ = water_ct
+    for how, want in (("apply", 1.19), ("ignore", 1.0188)):
+        got = _check_density_in_ptv(tmp, monkeypatch, {"rel_mass": 1.19, "comp": PMMA_Z}, struct_overrides=how)
+        assert got == pytest.approx(want, abs=2e-3), how
+
+
+def _check_density_in_ptv(tmp: Path, monkeypatch, override: dict, **check_kw) -> float:
+    """`mcproton check` (``check_kw``: its options) on a water box with an RT Struct whose PTV has the override
+    ``override`` (:func:`_override`'s keywords): the largest density in the PTV of the geometry its Monte Carlo gets
+    (the check stops there: no transport)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
     from test_check_pairing import STUDY, _hu, _plan, _rd
 
     from mcproton._check import api
     from mcproton.dicom import write_ct_series
 
-    tmp, _ = water_ct
     write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)   # the plan's patient
     uid = _plan(tmp / "RP.dcm")
     _rd(tmp / "RD.dcm", uid)
     _write_rs(tmp / "RS.dcm", None)
-    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    _override(tmp / "RS.dcm", "PTV", **override)
     seen = {}
 
     class Stop(Exception):
@@ -171,11 +180,10 @@ def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(api, "run_mc", fake_run_mc)
-    for how, want in (("apply", 1.19), ("ignore", 1.0188)):
-        with pytest.raises(Stop):
-            api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
-                      beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, struct_overrides=how)
-        assert seen["max_in_ptv"] == pytest.approx(want, abs=2e-3), how
+    with pytest.raises(Stop):
+        api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
+                  beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, **check_kw)
+    return seen["max_in_ptv"]
 
 
 def _couch_case(tmp: Path, couch_type: str | None = None):
@@ -1622,36 +1630,13 @@ def test_run_takes_a_stopping_power_ratio_override_in_the_water_of_its_physics(w
 def test_check_takes_a_stopping_power_ratio_override_in_the_water_of_its_physics(water_ct, monkeypatch):
     """ctcal audit F5, `mcproton check` with physics={"water_model": "pstar"}: the geometry its Monte Carlo gets holds
     the PMMA ROI at the density of SPR 1.165 in PSTAR water (1.1969 g/cm3; 1.1909 before, ICRU 90's)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
-    from test_check_pairing import STUDY, _hu, _plan, _rd
-
-    from mcproton._check import api
     from mcproton._io.hu_calibration import SPR_REFERENCE_MEV, spr_per_density
     from mcproton.materials import get_material
-    from mcproton.dicom import write_ct_series
 
     tmp, _ = water_ct
-    write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)
-    uid = _plan(tmp / "RP.dcm")
-    _rd(tmp / "RD.dcm", uid)
-    _write_rs(tmp / "RS.dcm", None)
-    _override(tmp / "RS.dcm", "PTV", spr=1.165, comp=PMMA_Z)
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_run_mc(inputs, geometry, *a, **k):
-        geometry.rs = tmp / "RS.dcm"
-        seen["max_in_ptv"] = float(geometry.density_g_cm3_zyx[_ptv_mask(geometry)].max())
-        raise Stop
-
-    monkeypatch.setattr(api, "run_mc", fake_run_mc)
-    with pytest.raises(Stop):
-        api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
-                  beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, physics={"water_model": "pstar"})
+    got = _check_density_in_ptv(tmp, monkeypatch, {"spr": 1.165, "comp": PMMA_Z}, physics={"water_model": "pstar"})
     want = 1.165 / spr_per_density(get_material("pmma"), SPR_REFERENCE_MEV, "pstar")
-    assert seen["max_in_ptv"] == pytest.approx(want, rel=1e-6)
+    assert got == pytest.approx(want, rel=1e-6)
     assert want == pytest.approx(1.1969, abs=5e-4)
 
 
