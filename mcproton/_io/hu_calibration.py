@@ -1561,7 +1561,7 @@ def _check_water_at_0_hu(path: Path, hu: np.ndarray, value: np.ndarray, quantity
     unit = " g/cm3" if quantity == "density" else ""
     what = "density" if quantity == "density" else "stopping-power ratio"
     msg = (f"{path}: at 0 HU, water by the definition of the Hounsfield scale, the table gives a {what} of "
-           f"{at0:.3g}{unit}, where water's is 1.0 (a calibration gives it {lo:g}-{hi:g})")
+           f"{at0:.3g}{unit}, where water's is 1.0 (a calibration table must give {lo:g}-{hi:g} there)")
     water_hu = None   # where the table first reaches water's 1.0 (a step through it: the step's HU)
     i = int(np.argmax(value >= 1.0)) if np.any(value >= 1.0) else -1
     if i > 0:
