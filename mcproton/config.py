@@ -94,8 +94,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv); '
                                 'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
                                 'g/cm3 is refused on a CT with air below it; schneider2000 gives water\'s 0 HU a '
-                                'tissue\'s SPR, 1.029: for a water phantom give "mcsquare_water" '
-                                '(docs/patient_workflow.md lists each built-in\'s SPR at 0 HU)'),
+                                'tissue\'s SPR, 1.029 (mcsquare_default 1.012): for a water phantom give '
+                                '"mcsquare_water" (1.000)'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
