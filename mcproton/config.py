@@ -100,7 +100,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                 'SPR-map CTs) or a folder '
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv); '
                                 'its curve must start at air (-1000 HU): one whose first point is denser than 0.1 '
-                                'g/cm3 is refused on a CT with air below it'),
+                                'g/cm3 is refused on a CT with air below it; schneider2000 gives water\'s 0 HU a '
+                                'tissue\'s SPR, 1.029 (mcsquare_default 1.012): for a water phantom give '
+                                '"mcsquare_water" (1.000)'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid); a last, partial block takes "
                                               "the tissue of its CT voxels and reaches beyond the CT by less than a "
@@ -871,7 +873,7 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
 
     path = _resolve(cfg, rts)
     try:
-        notes = (apply_overrides(geometry, path) if how == "apply" else
+        notes = (apply_overrides(geometry, path, physics=cfg.get("physics")) if how == "apply" else
                  [f"ignored (plan.struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
                   f"{r['value']:g}" for r in roi_overrides(path)])
     except ValueError as exc:
@@ -1003,13 +1005,15 @@ def _refuse_contours_far_outside(cfg: dict[str, Any], ct: Any, where: str) -> No
     check_contours_near_ct(struct, ct, where)
 
 
-def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any) -> None:
+def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any, physics: Any = None) -> None:
     """The CT's values that phantom.calibration does not cover (a curve that does not reach air: refused; metal
-    above its end or clipped: warned), judged after the structure set's overrides (``geometry``: on the CT's own
-    voxels, or None where nothing changed it): :func:`mcproton._io.hu_calibration.check_ct_against_calibration`."""
+    above its end or clipped: warned; a water phantom read with a tissue calibration: warned, in the water of the
+    config's [physics]), judged after the structure set's overrides (``geometry``: on the CT's own voxels, or None
+    where nothing changed it): :func:`mcproton._io.hu_calibration.check_ct_against_calibration`."""
     from ._io.hu_calibration import check_ct_against_calibration
 
-    check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration")
+    check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration",
+                                 physics=physics)
 
 
 def _ct_dose_blocks(ph: dict[str, Any], shape_zyx: Sequence[int],
@@ -1173,7 +1177,7 @@ def build_geometry(cfg: dict[str, Any]):
 
                 g_full = calib.to_geometry(ct, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g_full)
-                _check_ct_against_calibration(ct, calib, g_full)
+                _check_ct_against_calibration(ct, calib, g_full, cfg.get("physics"))
                 g = resample_blocks(g_full, blocks)
                 rho_full = g_full.density_g_cm3_zyx
                 g.outside_external_g_cm3_zyx = _outside_external_on_blocks(cfg, ct, blocks, lambda s: rho_full[s])
@@ -1182,7 +1186,8 @@ def build_geometry(cfg: dict[str, Any]):
             else:
                 g = calib.to_geometry(ct, blocks=blocks, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g)   # on blocks: only where it changes nothing (none, or ignored)
-                _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None)
+                _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None,
+                                              cfg.get("physics"))
                 if tuple(blocks) != (1, 1, 1):   # the CT's own densities, slab by slab: no overrides to put in
                     g.outside_external_g_cm3_zyx = _outside_external_on_blocks(
                         cfg, ct, blocks, lambda s: calib.density_from_hu(ct.hu_zyx[s]))

@@ -1270,14 +1270,15 @@ def _warn_boli(inp: CheckInputs, struct_overrides: str) -> None:
     warn_boli_of_structure_set(inp.plan, inp.struct_path, struct_overrides == "apply" or inp.ct_dir is None)
 
 
-def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:
-    """The structure set's material overrides put into the CT's geometry (``how`` "apply") or named as ignored;
-    the notes (also logged)."""
+def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None],
+                      physics: Any = None) -> list[str]:
+    """The structure set's material overrides put into the CT's geometry (``how`` "apply", a REL_STOP_RATIO in the
+    water of the MC's ``physics``, as ``mcproton run`` applies them) or named as ignored; the notes (also logged)."""
     from .._io.roi_overrides import apply_overrides, roi_overrides
 
     try:
         if how == "apply":
-            notes = [f"override: {n}" for n in apply_overrides(geometry, struct_path)]
+            notes = [f"override: {n}" for n in apply_overrides(geometry, struct_path, physics=physics)]
         else:
             notes = [f"override ignored (struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
                      f"{r['value']:g}" for r in roi_overrides(struct_path)]
@@ -2464,7 +2465,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
             # the phantom's CT in memory, as it is written to `where` (converted without reading it back)
             ct_src, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
-                                                                    frame_of_reference_uid=inp.frame_of_reference_uid)
+                                                                    frame_of_reference_uid=inp.frame_of_reference_uid,
+                                                                    physics=physics)
             ct_dir = where
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
@@ -2477,7 +2479,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             overridden = [r["name"] for r in roi_overrides(inp.struct_path)] if struct_overrides == "apply" else []
             if overridden or outside_external == "air":
                 def hook(g: Any) -> None:   # on the CT's own voxels, before the blocks of the TPS spacing
-                    override_notes.extend(_struct_overrides(g, inp.struct_path, struct_overrides, log))
+                    override_notes.extend(_struct_overrides(g, inp.struct_path, struct_overrides, log, physics))
                     if outside_external == "air":
                         air_notes.extend(_outside_external(g, inp, "air", log, overridden)[1])
         # calibration None: the default (schneider2000), which a CT naming another one is refused with
@@ -2522,7 +2524,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:
             if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
-                override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
+                override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log, physics)
             notes_geo += override_notes + air_notes
             if outside_external == "ct":   # what lies outside the External, on the beams' way: named
                 outside_notes, notes = _outside_external(geometry, inp, "ct", log, overridden)

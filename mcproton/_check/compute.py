@@ -111,9 +111,10 @@ def mc_dose_description(inputs: Any, mc: MCDose) -> dict[str, str]:
 
 # ---------------------------------------------------------------------- phantom from the structure set
 def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str | Path, *,
-                           frame_of_reference_uid: str, margin_mm: float = 20.0):
+                           frame_of_reference_uid: str, margin_mm: float = 20.0, physics: Any = None):
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
-    override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
+    override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY (or the
+    density that gives its REL_STOP_RATIO in the water of the MC's ``physics``, :func:`roi_overrides`).
     The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid); the CT covers
     the TPS grid and the override ROIs' contours (+ ``margin_mm``), a contour point far outside the TPS grid refused
     first (:func:`~mcproton._io.rtstruct.check_contours_near_ct`, as on a patient's CT).
@@ -129,7 +130,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
 
     warn_unapplied(struct_path)
-    rois = roi_overrides(struct_path)
+    rois = roi_overrides(struct_path, physics)
     if not rois:
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
                               "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "
@@ -295,7 +296,7 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
-        check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration")
+        check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration", physics=physics)
         g2 = cal.to_geometry(ct, compact=True, blocks=factors, check_coverage=False, check_ct=False)
         rho_full = None
     else:
@@ -303,7 +304,8 @@ def build_geometry(ct_dir: str | Path | Any, calibration: Any, ref: TPSDose, tim
 
         g_full = cal.to_geometry(ct, compact=True, check_coverage=False, check_ct=False)
         at_ct_resolution(g_full)
-        check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration")
+        check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration",
+                                     physics=physics)
         g2 = resample_blocks(g_full, factors)
         rho_full = g_full.density_g_cm3_zyx   # the overrides' densities, for the outside of the External
         del g_full

@@ -70,14 +70,19 @@ def dicom_input(role: str, path: str | Path) -> dict[str, Any]:
 
 def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, role: str = "CT series") -> dict:
     """The CT series read: {"role", "path" (the folder, resolved), "series_instance_uid", "slices", "created" (the
-    first slice's SeriesDate/Time), "sha256" (one hash over the slices' files: ``sha256_of`` says how)}."""
-    ds = _header(slice_files[0], ("SeriesDate", "SeriesTime")) if slice_files else None
+    first slice's SeriesDate/Time), "sha256" (one hash over the slices' files: ``sha256_of`` says how),
+    "acquisition" (the first slice's KVP, Manufacturer, ManufacturerModelName and ConvolutionKernel:
+    :func:`~mcproton._io.ct.ct_acquisition`; a HU calibration belongs to one scanner, tube voltage and kernel)}."""
+    from .._io.ct import CT_ACQUISITION_TAGS, ct_acquisition
+
+    ds = _header(slice_files[0], ("SeriesDate", "SeriesTime", *CT_ACQUISITION_TAGS)) if slice_files else None
     created = dicom_datetime(str(ds.get("SeriesDate", "") or ""), str(ds.get("SeriesTime", "") or "")) \
         if ds is not None else None
     return {"role": role, "path": str(Path(folder).resolve()), "sop_instance_uid": None,
             "series_instance_uid": series_uid or None, "slices": len(slice_files), "created": created,
             "sha256": files_sha256(slice_files),
-            "sha256_of": f"the {len(slice_files)} slice files of the series: {FILES_SHA256_RULE}"}
+            "sha256_of": f"the {len(slice_files)} slice files of the series: {FILES_SHA256_RULE}",
+            "acquisition": ct_acquisition(ds) if ds is not None else None}
 
 
 #: The plan's attributes of the record's identification (check.json provenance.identification, the report's header)

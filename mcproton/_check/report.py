@@ -869,6 +869,19 @@ def _reused(res) -> bool:
     return any("reused" in str(f.get("role", "")) for f in res.provenance.get("inputs") or [])
 
 
+def _acquisition_said(acq: dict | None) -> str:
+    """What a CT input's record says of its acquisition (record.ct_input), as the files table adds it: "; 80 kVp,
+    Siemens SOMATOM Definition AS, kernel Br40" ("" where it says nothing): a HU calibration belongs to one scanner,
+    tube voltage and kernel."""
+    if not acq:
+        return ""
+    scanner = " ".join(v for v in (acq.get("Manufacturer"), acq.get("ManufacturerModelName")) if v)
+    parts = [f"{acq['KVP']:g} kVp" if acq.get("KVP") is not None else "kVp not given",
+             scanner or "scanner not given",
+             f"kernel {acq['ConvolutionKernel']}" if acq.get("ConvolutionKernel") else "kernel not given"]
+    return "; " + ", ".join(parts)
+
+
 def _files_table(inputs: list[dict]) -> str:
     """The files checked (check.json provenance.inputs): role, resolved path, UIDs, creation date, SHA-256."""
     if not inputs:
@@ -876,7 +889,8 @@ def _files_table(inputs: list[dict]) -> str:
     # a TPS dose that states its own noise (an MC dose mcproton wrote: api.stated_uncertainty_record) says so
     rows = [[f.get("role", "") + (f" (an MC dose stating {f['stated_uncertainty_pct']:.2f} % statistical uncertainty)"
                                   if f.get("stated_uncertainty_pct") is not None else ""),
-             f.get("path", "") + (f" ({f['slices']} slices)" if f.get("slices") else ""),
+             f.get("path", "") + (f" ({f['slices']} slices{_acquisition_said(f.get('acquisition'))})"
+                                  if f.get("slices") else ""),
              "; ".join(f"{k} {f[key]}" for k, key in (("SOP", "sop_instance_uid"), ("series", "series_instance_uid"))
                        if f.get(key)) or "none",
              f.get("created") or "not given", f.get("sha256", "") + (f" ({f['sha256_of']})" if f.get("sha256_of")

@@ -61,6 +61,10 @@ class CTImage:
     #: this CT is written in the same orientation (StudyReference.from_ct)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
     slice_files: list[str] = field(default_factory=list)   # the files of the slices read, in slice order
+    #: how the first slice says it was acquired (:func:`ct_acquisition`: KVP, Manufacturer, ManufacturerModelName,
+    #: ConvolutionKernel): a HU calibration belongs to one scanner, tube voltage and kernel, so a run's and a check's
+    #: provenance record it beside the calibration ({} for a CT made in Python)
+    acquisition: dict = field(default_factory=dict)
     #: the scanner's reconstruction circle (x, y, radius; mm, patient frame) from ReconstructionDiameter (0018,1100)
     #: and ReconstructionTargetCenterPatient (0018,9318, else the image's centre); None where the CT does not say
     #: (:func:`fov_cut_mask` then takes the circle inscribed in the image)
@@ -275,6 +279,24 @@ def _read_many(files: list[Path], *, pixels: bool):
         finally:
             for _, fut in window:
                 fut.cancel()
+
+
+#: The attributes of a CT slice that say how it was acquired and reconstructed, which its HU depend on (bone's CT
+#: number rises at a lower tube voltage; kernels differ in the HU of small, dense structures): :func:`ct_acquisition`
+CT_ACQUISITION_TAGS = ("KVP", "Manufacturer", "ManufacturerModelName", "ConvolutionKernel")
+
+
+def ct_acquisition(ds) -> dict:
+    """{"KVP" (float, None where absent or not a number), "Manufacturer", "ManufacturerModelName",
+    "ConvolutionKernel" (its values joined by "\\"; "" where absent)} of a CT slice's data set: what a run's and a
+    check's provenance record of the CT a HU calibration was applied to (ctcal audit 2026-12-07, F6: an 80 kVp
+    paediatric scan read with a 120 kVp curve left no trace).  Nothing is compared or refused."""
+    try:
+        kvp: float | None = float(ds.get("KVP", None))
+    except (TypeError, ValueError):
+        kvp = None
+    return {"KVP": kvp if kvp is not None and np.isfinite(kvp) else None,
+            **{k: _text_values(ds.get(k, None)).strip() for k in CT_ACQUISITION_TAGS[1:]}}
 
 
 def _text_values(v) -> str:
@@ -1080,10 +1102,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     )
 
 
-def _series_fields(ds0) -> dict[str, str]:
+def _series_fields(ds0) -> dict[str, Any]:
     """The :class:`CTImage` fields that the series' first slice ``ds0`` gives as it is (its UIDs, description,
-    study date and time, comments and image type): of :func:`load_ct_series`, and of
-    :func:`write_ct_series_image` from the data set its slices are written from."""
+    study date and time, comments, image type and acquisition: :func:`ct_acquisition`): of :func:`load_ct_series`,
+    and of :func:`write_ct_series_image` from the data set its slices are written from."""
     return {"frame_of_reference_uid": str(ds0.get("FrameOfReferenceUID", "")),
             "study_instance_uid": str(ds0.get("StudyInstanceUID", "")),
             "series_instance_uid": str(ds0.get("SeriesInstanceUID", "")),
@@ -1091,7 +1113,8 @@ def _series_fields(ds0) -> dict[str, str]:
             "study_date": str(ds0.get("StudyDate", "") or ""), "study_time": str(ds0.get("StudyTime", "") or ""),
             "study_timezone": str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
             "image_comments": str(ds0.get("ImageComments", "") or ""),
-            "image_type": _text_values(ds0.get("ImageType", None))}
+            "image_type": _text_values(ds0.get("ImageType", None)),
+            "acquisition": ct_acquisition(ds0)}
 
 
 def _fov_circle(ds, origin: np.ndarray, spacing_xy: tuple[float, float],

@@ -33,7 +33,8 @@ User calibrations: ``HUCalibration.load(path)`` with an MCsquare/OpenTPS scanner
 ``HU_Density_Conversion.txt`` and ``HU_Material_Conversion.txt`` (the material IDs refer to MCsquare's
 material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) plus a material CSV (columns
 ``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.  The density
-table's header must name HU and the mass density in g/cm3: a HU -> stopping-power-ratio or relative-electron-density
+table's header must name HU and the mass density in g/cm3 (a CSV, hu_density.csv or hu_spr.csv, must start with
+its header; MCsquare's HU_Density_Conversion.txt has none): a HU -> stopping-power-ratio or relative-electron-density
 table, or a density in mg/cm3 or kg/m3, is refused (its values would be read as g/cm3), and so is a row of more
 than two numbers (a decimal comma splits a number in two); a line of HU_Material_Conversion.txt that holds a third
 number likewise.  The material CSV is read as every CSV table (:func:`~mcproton._io.csv_table.read_csv_table`: ','
@@ -399,7 +400,7 @@ def _replaced(n: int, n_kept: int) -> str:
 
 
 def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type | None,
-                                 what_to_give: str) -> None:
+                                 what_to_give: str, physics: Any = None) -> None:
     """The CT's values that the calibration does not cover, judged on the voxels that still hold the calibration's
     values after the structure set's changes (``geometry``: the transport geometry on the CT's own voxels after
     the overrides and air outside the External; None where nothing changed it), for ``mcproton run`` and ``mcproton
@@ -417,7 +418,9 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     * above a 12-bit CT scale where the curve gives less than a metal's density: a warning
       (:func:`_warn_metal_given_tissue`);
     * given a metal's density (:data:`METAL_MIN_G_CM3`) but the composition of a tissue bin (one that stops more
-      per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`).
+      per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`);
+    * a CT that looks like a water phantom, read with a calibration that does not give 0 HU water's stopping power
+      (in the water of ``physics``, the run's; None: the defaults): a warning (:func:`_warn_water_phantom`).
 
     For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said
     so, and no ceiling applies."""
@@ -429,6 +432,67 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
     _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
     _warn_metal_density_given_tissue(ct, hu, low, high, calib, kept, voxel_cm3)
+    _warn_water_phantom(ct, hu, calib, kept, what_to_give, physics)
+
+
+#: A CT is taken as a water (or water-equivalent) phantom's where more than :data:`WATER_PHANTOM_FRACTION` of its
+#: voxels above :data:`NO_AIR_ABOVE_HU` lie within :data:`WATER_PHANTOM_HU` of 0 HU: water reads 0 +- 5-10 HU on a
+#: calibrated scanner (noise of a few HU), while a patient's soft tissue lies at 20-60 HU, fat at -100 and brain at
+#: 25-45, so a patient has far fewer of its voxels there.
+WATER_PHANTOM_HU = 15.0
+WATER_PHANTOM_FRACTION = 0.5
+
+#: Largest relative difference from water's 1.000 of the stopping-power ratio a calibration gives 0 HU before a CT
+#: that looks like a water phantom is warned about (:func:`_warn_water_phantom`): schneider2000 gives 1.029 (its
+#: soft-tissue fit, 1.018 g/cm3 of an adipose-soft-tissue mixture), mcsquare_default 1.012, ranges in the phantom
+#: that much short.
+WATER_PHANTOM_SPR_RTOL = 0.01
+
+#: Built-in calibrations made for a phantom material other than water that reads about 0 HU: a CT that looks like a
+#: water phantom read with one of them is what it was made for (:func:`_warn_water_phantom` says nothing).
+PHANTOM_MATERIAL_CALIBRATIONS = ("mcsquare_solidwater",)
+
+
+def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, what_to_give: str,
+                        physics: Any) -> None:
+    """:func:`check_ct_against_calibration`: a CT that looks like a water phantom (:data:`WATER_PHANTOM_FRACTION` of
+    its non-air voxels within :data:`WATER_PHANTOM_HU` of 0, among those the structure set's overrides left) read
+    with a calibration whose stopping-power ratio at 0 HU (in the water of ``physics``) differs from 1 by more than
+    :data:`WATER_PHANTOM_SPR_RTOL`.  Published tissue calibrations are right for tissue at 0 HU, not for water: a
+    water tank read with schneider2000 (SPR 1.029 at 0 HU) was transported 2.8 % short, 4.5 mm at 150 MeV, without a
+    word (audit 2026-12-07, ctcal F2).  A CT that mcproton wrote from densities is not questioned (its numbers are
+    its calibration's); a count of the HU already read, slice by slice, and only for such a calibration."""
+    if calibration_written_for(ct) is not None or calibration_key(calib.name) in PHANTOM_MATERIAL_CALIBRATIONS:
+        return
+    water_model, ivalue_set = stopping_settings(physics)
+    at0 = np.array([0.0])
+    spr0 = float(calib.spr_from_hu(at0, water_model=water_model, ivalue_set=ivalue_set)[0])
+    if abs(spr0 - 1.0) <= WATER_PHANTOM_SPR_RTOL:
+        return
+    n_body = n_water = 0
+    for z in range(hu.shape[0]):
+        h = hu[z]
+        body = h > NO_AIR_ABOVE_HU
+        if not body.any():
+            continue
+        keep = kept(z)
+        n_body += int(np.count_nonzero(body & keep))
+        n_water += int(np.count_nonzero((h >= -WATER_PHANTOM_HU) & (h <= WATER_PHANTOM_HU) & keep))
+    if not n_body or n_water <= WATER_PHANTOM_FRACTION * n_body:
+        return
+    mat = calib.materials[int(calib.material_index_from_hu(at0)[0])]
+    rho = float(calib.density_from_hu(at0)[0])
+    d = 100.0 * (spr0 - 1.0)
+    key, as_key = ("", "") if what_to_give == "the CT" else (f" ({what_to_give})", f" as {what_to_give}")
+    warn(f"{_ct_where(ct)} looks like a water phantom ({100.0 * n_water / n_body:.0f} % of its voxels above "
+         f"{NO_AIR_ABOVE_HU:.0f} HU lie within {WATER_PHANTOM_HU:g} HU of 0), but the HU calibration {calib.name!r}"
+         f"{key} gives 0 HU a stopping-power ratio of {spr0:.3f} ({mat.name!r} at {rho:.4g} g/cm3; {abs(d):.1f} % "
+         f"{'above' if d > 0 else 'below'} water's 1.000, water_model {water_model}): a tissue calibration, right "
+         f"for tissue at 0 HU, not for water, so every range in the phantom comes out about {abs(d):.1f} % too "
+         f"{'short' if d > 0 else 'long'}; for a water phantom use mcsquare_water (water from -200 HU) or the "
+         f"planning system's own HU -> SPR table (hu_spr.csv){as_key}, or override the phantom to water in the RT "
+         "Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this calibration "
+         "gives 0 HU, ignore this", McprotonRuntimeWarning)
 
 
 #: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the
@@ -777,6 +841,21 @@ SPR_MAX = 3.0
 _SPR_METAL_MAX = 12.0
 
 
+def stopping_settings(physics: Any = None) -> tuple[str, str | None]:
+    """(water_model, ivalue_set) of a run's physics, the stopping powers in which an SPR is relative to water:
+    ``physics`` the ``[physics]`` table of ``mcproton run``'s config (a dict), a
+    :class:`~mcproton.settings.PhysicsSettings`, or None (the defaults: ICRU 90 water, ivalue_set None = the default
+    set).  The one reading of it for every SPR that becomes a density (a HU -> SPR table,
+    :meth:`HUCalibration.load_for_physics`; an RT Struct's REL_STOP_RATIO,
+    :func:`~mcproton._io.roi_overrides.roi_overrides`)."""
+    def get(key: str, default: Any) -> Any:
+        if physics is None:
+            return default
+        return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
+
+    return str(get("water_model", "icru90")), get("ivalue_set", None)
+
+
 def spr_per_density(material: Material, energy_mev: float, water_model: str = "icru90",
                     ivalue_set: str | None = None) -> float:
     """SPR to water per unit mass density (cm3/g) of ``material`` at ``energy_mev``: its total (electronic +
@@ -1011,12 +1090,8 @@ class HUCalibration:
         (phantom.calibration, the automatic body outline's threshold) and ``mcproton check`` (``physics=``) load a
         calibration, so that the CT's SPRs are relative to the run's water, as the range shifters' WETs are (before
         2026-12-07, followb: the check read them in ICRU 90 water whatever its physics)."""
-        def get(key: str, default: Any) -> Any:
-            if physics is None:
-                return default
-            return physics.get(key, default) if isinstance(physics, dict) else getattr(physics, key, default)
-
-        return cls.load(name_or_path, water_model=get("water_model", "icru90"), ivalue_set=get("ivalue_set", None))
+        water_model, ivalue_set = stopping_settings(physics)
+        return cls.load(name_or_path, water_model=water_model, ivalue_set=ivalue_set)
 
     @classmethod
     def load_given(cls, given: str | Path, path: Path, physics: Any, said: str, *,
@@ -1041,8 +1116,9 @@ class HUCalibration:
                    mcsquare_materials: str | Path | None = None, name: str | None = None) -> "HUCalibration":
         """Build a calibration from a HU -> density table and a HU -> material table.
 
-        density_file : CSV with header ``HU,density_gcm3`` (or ``HU,density_g_cm3``) or MCsquare text
-            (two whitespace-separated columns, '#' comments).
+        density_file : CSV with header ``HU,density_gcm3`` (or ``HU,density_g_cm3``; a ``*.csv`` without a header
+            line is refused: it may be an SPR table) or MCsquare text (two whitespace-separated columns, '#'
+            comments, no header).
         material_file : either MCsquare style (``HU_lo  material_id`` referring to MCsquare's material
             library; bundled copy used unless ``mcsquare_materials`` is given) or a composition CSV with
             columns ``hu_lo,name,w_<El>...`` (mass fraction or percent; rows are renormalised to 1).
@@ -1052,6 +1128,7 @@ class HUCalibration:
         bins, mats = _read_material_table(material_file, mcsquare_materials)
         nm = name or density_file.parent.name or density_file.stem
         cal = cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+        _check_water_at_0_hu(density_file, hu, rho, "density")
         cal.files = [file_record(f) for f in (density_file, material_file, mcsquare_materials) if f is not None]
         return cal
 
@@ -1071,6 +1148,7 @@ class HUCalibration:
         """
         spr_file, material_file = Path(spr_file), Path(material_file)
         hu, spr = _read_spr_table(spr_file)
+        _check_water_at_0_hu(spr_file, hu, spr, "SPR")
         bins, mats = _read_material_table(material_file, None)
         e_ref = SPR_REFERENCE_MEV if reference_mev is None else float(reference_mev)
         k = np.array([spr_per_density(m, e_ref, water_model, ivalue_set) for m in mats])
@@ -1310,6 +1388,8 @@ class HUCalibration:
 
                 fov = blocks_any(fov, f)
         record = self.record()
+        if getattr(ct, "acquisition", None):   # the CT it was applied to: a calibration is one scanner's, kVp's
+            record["ct_acquisition"] = dict(ct.acquisition)
         # a scaled built-in is not the built-in, nor a folder named like one (its path)
         said = f"{record['name']}, modified" if record["modified"] else record["name"]
         nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()
@@ -1449,18 +1529,82 @@ def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return hu, spr
 
 
+#: The header line each HU -> value table of mcproton's CSV format starts with, by quantity (what the refusal of a
+#: CSV without a header asks for, :func:`_refuse_missing_header`).
+_TABLE_HEADERS = {"density": "HU,density_gcm3", "SPR": "HU,SPR"}
+
+
+def _refuse_missing_header(path: Path, lineno: int, body: str, quantity: str) -> None:
+    """Refuse a CSV HU -> ``quantity`` table (hu_density.csv, hu_spr.csv) whose first row is numbers: without its
+    header nothing says what the second column holds, and a planning system's HU -> SPR table (or relative electron
+    density) saved as hu_density.csv was read as mass densities without a word, bone's SPR 10 % low (audit
+    2026-12-07, ctcal F3); MCsquare's HU_Density_Conversion.txt has no header and is read as MCsquare reads it."""
+    other = "SPR" if quantity == "density" else "density"
+    other_file = "hu_spr.csv" if quantity == "density" else "hu_density.csv"
+    what = {"density": "the mass density in g/cm3", "SPR": "the stopping-power ratio to water"}
+    raise CalibrationError(
+        f"{path} line {lineno}: the first row {body.strip()!r} has no header line above it, so nothing says what its "
+        f"second column holds: add the line {_TABLE_HEADERS[quantity]} above it if the column is {what[quantity]}; "
+        f"if it is {what[other]}, the table goes in {other_file} with the header {_TABLE_HEADERS[other]} "
+        "(a relative electron density table is neither: give the mass density the planning system lists beside it)")
+
+
+#: The range of the density (g/cm3) or SPR a calibration table may give water, at 0 HU, when it is read from a file
+#: (:func:`_check_water_at_0_hu`).  Water is 1.0 by the definition of the Hounsfield scale; the published
+#: calibrations give 1.00-1.03 there (schneider2000 1.018 g/cm3, SPR 1.029), and a straight line from air to
+#: dense bone 0.70.  A table whose HU column holds CT numbers (HU + 1000 or HU + 1024: 0 for air, 1000 or 1024 for
+#: water) gives air's 0.001-0.04 at 0 HU.
+WATER_AT_0_HU = (0.5, 1.5)
+
+
+def _check_water_at_0_hu(path: Path, hu: np.ndarray, value: np.ndarray, quantity: str) -> None:
+    """Refuse a calibration table read from a file that does not give water about water's density (SPR) at 0 HU
+    (:data:`WATER_AT_0_HU`): its HU column is in CT numbers (HU + 1000 or + 1024, as some planning systems and
+    scanner exports list them), or in another unit.  Before (audit 2026-12-07, ctcal F4) such a table loaded, a
+    head's brain was given 0.037 g/cm3 (lung) and its bone about water's, and the only refusal, of the energy that
+    left the grid, blamed the beam; a beam stopping in a large patient tripped nothing.  A curve made in Python
+    (:meth:`HUCalibration.from_points`) is not checked: a research curve is its author's."""
+    at0 = float(np.interp(0.0, hu, value))
+    lo, hi = WATER_AT_0_HU
+    if lo <= at0 <= hi:
+        return
+    unit = " g/cm3" if quantity == "density" else ""
+    what = "density" if quantity == "density" else "stopping-power ratio"
+    msg = (f"{path}: at 0 HU, water by the definition of the Hounsfield scale, the table gives a {what} of "
+           f"{at0:.3g}{unit}, where water's is 1.0 (a calibration table must give {lo:g}-{hi:g} there)")
+    water_hu = None   # where the table first reaches water's 1.0 (a step through it: the step's HU)
+    i = int(np.argmax(value >= 1.0)) if np.any(value >= 1.0) else -1
+    if i > 0:
+        water_hu = float(np.interp(1.0, value[i - 1:i + 1], hu[i - 1:i + 1]))
+    elif i == 0:
+        water_hu = float(hu[0])
+    if at0 < lo and water_hu is not None and 500.0 <= water_hu <= 1500.0:
+        msg += (f", and reaches 1.0 at {water_hu:.0f}: its HU column looks like CT numbers (HU + 1000 or HU + 1024: "
+                "air 0, water 1000 or 1024), not Hounsfield units; subtract the offset from the HU column (water "
+                "at 0, air at -1000) and load it again.  If the CT's own values are such CT numbers too (no "
+                "RescaleIntercept), correct the CT's rescale (intercept -1024 or -1000) instead: mcproton reads "
+                "CTs in HU")
+    else:
+        msg += ("; check that its first column is in Hounsfield units (air -1000, water 0) and its second the "
+                + ("mass density in g/cm3" if quantity == "density" else "stopping-power ratio to water"))
+    raise CalibrationError(msg)
+
+
 def _read_density_table(path: Path, *, quantity: str = "density",
                         check_header=_check_density_header) -> tuple[np.ndarray, np.ndarray]:
     """(HU, density) of a HU -> density table: CSV (``HU,density_gcm3``) or MCsquare text (``HU density`` per
     line, '#' comments); columns separated by commas, semicolons or spaces.  A header line (before the first
-    row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); every row holds exactly two
-    numbers (a decimal comma, as in '0,95', would split a number in two and is refused).  ``quantity`` and
-    ``check_header``: the same for another HU -> value table (:func:`_read_spr_table`)."""
+    row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); a CSV (a file named ``*.csv``:
+    hu_density.csv) must have one (:func:`_refuse_missing_header`), MCsquare's text (HU_Density_Conversion.txt)
+    has none and needs none; every row holds exactly two numbers (a decimal comma, as in '0,95', would split a
+    number in two and is refused).  ``quantity`` and ``check_header``: the same for another HU -> value table
+    (:func:`_read_spr_table`)."""
     unit = " (g/cm3)" if quantity == "density" else ""
     if not path.exists():
         raise CalibrationError(f"HU -> {quantity} file {path} does not exist")
     text = _read_text(path)
     pts = []
+    header = False
     for lineno, ln in enumerate(text.splitlines(), 1):
         body = ln.partition("#")[0]
         seps = [c for c in ",;\t" if c in body]
@@ -1470,6 +1614,7 @@ def _read_density_table(path: Path, *, quantity: str = "density",
             continue
         if not pts and any(c.isalpha() for c in toks[0]):
             check_header([f for f in fields if f], path, lineno)
+            header = True
             continue
         try:
             vals = [float(t) for t in toks]
@@ -1480,6 +1625,8 @@ def _read_density_table(path: Path, *, quantity: str = "density",
                 f"{path} line {lineno}: {body.strip()!r} holds {len(vals)} numbers; a HU -> {quantity} table has "
                 f"two columns, HU and {quantity}{unit}. A decimal comma (0,95) splits a number in two: write "
                 "decimal points, with commas, semicolons or spaces between the columns")
+        if not pts and not header and path.suffix.lower() == ".csv":
+            _refuse_missing_header(path, lineno, body, quantity)
         pts.append((vals[0], vals[1]))
     if len(pts) < 2:
         raise CalibrationError(f"{path}: need at least two 'HU {quantity}' rows")

@@ -15,8 +15,9 @@ material and density come from, in this order of precedence:
   45 % too high);
 * ``REL_STOP_RATIO``: the stopping-power ratio to water itself, the quantity a proton planning system overrides.
   The voxel takes the composition given (else the material the ROI is named after, else water) at the density
-  that gives that SPR at :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` with mcproton's stopping powers,
-  as a ``hu_spr.csv`` calibration does (:func:`~mcproton._io.hu_calibration.spr_per_density`);
+  that gives that SPR at :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` with mcproton's stopping powers in
+  the run's water model and I-values (``physics``), as a ``hu_spr.csv`` calibration does
+  (:func:`~mcproton._io.hu_calibration.spr_per_density`);
 * ``REL_ELEC_DENSITY`` with a composition: that composition at the mass density of that electron density;
 * ``REL_MASS_DENSITY`` alone: the material the ROI is named after where the density fits it and it is no gas
   (:func:`material_by_name`: ``"titanium"``, or the one library material
@@ -100,18 +101,31 @@ def _symbol(z: int) -> str:
     return _SYMBOLS[z - 1] if 1 <= z <= len(_SYMBOLS) else f"Z = {z}"
 
 
-#: (overrides, properties not applied) of the files read before, by rtstruct.file_key (a check asks for them up to
-#: three times, and a clinical structure set takes ~0.5 s to parse)
+#: (overrides, properties not applied) of the files read before, by rtstruct.file_key and the stopping powers
+#: (:func:`_stopping`: a REL_STOP_RATIO's density depends on them) (a check asks for them up to three times, and a
+#: clinical structure set takes ~0.5 s to parse)
 _CACHE: dict[tuple, tuple[list[dict], list[tuple[str, list[str]]]]] = {}
 
 
-def _read_cached(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
+def _stopping(physics: Any = None) -> tuple[str, str]:
+    """(water_model, ivalue_set) of a run's physics (:func:`~mcproton._io.hu_calibration.stopping_settings`, the
+    default I-value set by its name), as an override ROI keeps them (its "stopping")."""
+    from .._physics.stopping import DEFAULT_IVALUE_SET
+    from .hu_calibration import stopping_settings
+
+    water_model, ivalue_set = stopping_settings(physics)
+    return water_model, ivalue_set or DEFAULT_IVALUE_SET
+
+
+def _read_cached(struct_path: str | Path, physics: Any = None) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     from .rtstruct import file_key
 
+    stopping = _stopping(physics)
     key = file_key(struct_path)
+    key = None if key is None else (key, stopping)
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    found = _read_roi_overrides(struct_path)
+    found = _read_roi_overrides(struct_path, stopping)
     if key is not None:
         while len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
@@ -119,15 +133,21 @@ def _read_cached(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, l
     return found
 
 
-def roi_overrides(struct_path: str | Path) -> list[dict]:
+def roi_overrides(struct_path: str | Path, physics: Any = None) -> list[dict]:
     """The ROIs with a material override, External first: {"name", "number" (its ROI number, which a plan's
     ReferencedBolusSequence names), "type", "property" (the one that sets the
     density: "REL_MASS_DENSITY", "REL_STOP_RATIO" or "REL_ELEC_DENSITY", see the module's order), "value" (its
     value: a density or an SPR relative to water), "density_g_cm3" (the voxels' mass density), "composition"
     ({atomic number: mass fraction}, normalised to 1; {} where none is applied), "spr_given" (a REL_STOP_RATIO
-    beside a REL_MASS_DENSITY and a composition, else None)}.  A file read before (same path, modification time and
-    size) is not parsed again; each call returns its own copies (callers add to them)."""
-    return [dict(r, composition=dict(r["composition"])) for r in _read_cached(struct_path)[0]]
+    beside a REL_MASS_DENSITY and a composition, else None), "stopping" ((water_model, ivalue_set) of ``physics``,
+    in which every SPR of the ROI is relative to water: :func:`_spr_per_g`)}.  ``physics``: the run's (the
+    ``[physics]`` table of ``mcproton run``'s config, a :class:`~mcproton.settings.PhysicsSettings`, or None for the
+    defaults), as :meth:`~mcproton._io.hu_calibration.HUCalibration.load_for_physics` reads a HU -> SPR table: a
+    REL_STOP_RATIO's density gives that SPR in the run's water (before 2026-12-07 in ICRU 90 water whatever the
+    physics: a PMMA ROI of REL_STOP_RATIO 1.165 was transported at 1.159 under pstar; ctcal audit F5).  A file read
+    before (same path, modification time and size) with the same stopping powers is not parsed again; each call
+    returns its own copies (callers add to them)."""
+    return [dict(r, composition=dict(r["composition"])) for r in _read_cached(struct_path, physics)[0]]
 
 
 def unapplied_properties(struct_path: str | Path) -> list[tuple[str, list[str]]]:
@@ -185,7 +205,8 @@ def _z_over_a(comp: dict[int, float]) -> float:
     return math.fsum(w * z / a[z] for z, w in comp.items())
 
 
-def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
+def _read_roi_overrides(struct_path: str | Path,
+                        stopping: tuple[str, str]) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     from .dicom_common import read_dicom_header
     from .rtstruct import read_rtstruct
 
@@ -230,11 +251,9 @@ def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple
         comp = _composition(struct_path, name, items) if items else {}
         r = {"name": name, "number": int(o.ReferencedROINumber), "type": str(o.get("RTROIInterpretedType", "") or ""),
              "property": prop, "value": v,
-             "density_g_cm3": v, "composition": comp, "spr_given": None}
+             "density_g_cm3": v, "composition": comp, "spr_given": None, "stopping": stopping}
         if prop == "REL_STOP_RATIO":
-            from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
-
-            r["density_g_cm3"] = v / spr_per_density(nearest_material(r)[0], SPR_REFERENCE_MEV)
+            r["density_g_cm3"] = v / _spr_per_g(nearest_material(r)[0], r)
         elif prop == "REL_ELEC_DENSITY" and comp:
             from ..materials import get_material
 
@@ -375,9 +394,7 @@ def _density_as(roi: dict, material: Any) -> float:
 
     v = float(roi.get("value", roi["density_g_cm3"]))
     if roi.get("property") == "REL_STOP_RATIO":
-        from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
-
-        return v / spr_per_density(material, SPR_REFERENCE_MEV)
+        return v / _spr_per_g(material, roi)
     water = get_material("water")
     if roi.get("property") == "REL_ELEC_DENSITY" and material is not water:
         return v * _z_over_a(_by_z(water)) / _z_over_a(_by_z(material))
@@ -438,10 +455,9 @@ _BITS_IN_BYTE = np.array([bin(v).count("1") for v in range(256)], np.uint8)
 
 def spr_of(roi: dict, material: Any) -> float:
     """The stopping-power ratio to water that an override ROI's voxels get at
-    :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` (their density x the material's SPR per density)."""
-    from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
-
-    return float(roi["density_g_cm3"]) * spr_per_density(material, SPR_REFERENCE_MEV)
+    :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` (their density x the material's SPR per density, in the
+    ROI's stopping powers: :func:`_spr_per_g`)."""
+    return float(roi["density_g_cm3"]) * _spr_per_g(material, roi)
 
 
 def override_note(roi: dict, material: Any, why: str, n: int, unit: str = "voxels") -> str:
@@ -454,9 +470,12 @@ def override_note(roi: dict, material: Any, why: str, n: int, unit: str = "voxel
            }.get(roi["property"], "")
     given = ("" if roi.get("spr_given") is None else f"; the structure set's REL_STOP_RATIO {roi['spr_given']:g}")
     value = roi.get("value", roi["density_g_cm3"])
+    stopping = tuple(roi.get("stopping") or _stopping(None))
+    water = ("" if stopping == _stopping(None) else
+             f" relative to the run's water (water_model {stopping[0]}, ivalue_set {stopping[1]})")
     return (f"ROI {roi['name']!r} ({roi['type'] or 'no type'}): {roi['property']} {value:g} -> {material.name} at "
             f"{roi['density_g_cm3']:g} g/cm3 ({how}{why}; stopping-power ratio "
-            f"{spr_of(roi, material):.3f} at {SPR_REFERENCE_MEV:g} MeV{given}), {n} {unit}"
+            f"{spr_of(roi, material):.3f} at {SPR_REFERENCE_MEV:g} MeV{water}{given}), {n} {unit}"
             + ("" if n else " (no voxel: contours outside the grid, or none)"))
 
 
@@ -492,7 +511,7 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
             at = f"at {v:g} g/cm3"
         # by how much, for the library's materials of this density (metal audit 2026-12-06, F3: a fixed "bone's by
         # 7-13 %, titanium's by 41 %" was said of gold at 19.3 g/cm3 too, whose SPR water overstates by 99 %)
-        over = (f" ({at}: " + ", ".join(f"{m.name}'s by {100 * (spr / (rho * _spr_per_g(m)) - 1):.0f} %"
+        over = (f" ({at}: " + ", ".join(f"{m.name}'s by {100 * (spr / (rho * _spr_per_g(m, roi)) - 1):.0f} %"
                                         for m, rho in alike[:4]) + ")") if alike else ""
         name_hint = ""
         if material_by_name(roi)[2] is None:   # (a name refused: said below)
@@ -533,11 +552,14 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
              "different materials; check the override in the planning system", McprotonRuntimeWarning)
 
 
-def _spr_per_g(material: Any) -> float:
-    """The material's stopping-power ratio to water per g/cm3 at SPR_REFERENCE_MEV."""
+def _spr_per_g(material: Any, roi: dict) -> float:
+    """The material's stopping-power ratio to water per g/cm3 at SPR_REFERENCE_MEV, with the stopping powers (water
+    model and I-values) of the run the override ROI ``roi`` was read for (its "stopping": :func:`roi_overrides`;
+    the defaults for a dict made without it): every SPR of an override goes through here."""
     from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
 
-    return spr_per_density(material, SPR_REFERENCE_MEV)
+    water_model, ivalue_set = roi.get("stopping") or _stopping(None)
+    return spr_per_density(material, SPR_REFERENCE_MEV, water_model, ivalue_set)
 
 
 def dense_library_materials(roi: dict) -> list[tuple[Any, float]]:
@@ -656,12 +678,11 @@ def _warn_mass_density_unused(where: str, roi: dict, material: Any, spr: float, 
     density the mass density given fits (within NAME_DENSITY_FACTOR, as the name rule: 316L steel's SPR per gram is
     titanium's within 2 %, its density not) are named, not taken: two properties do not make a composition."""
     from .errors import McprotonRuntimeWarning, warn
-    from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
     from ..materials import get_material, list_materials
 
     ratio = float(roi["value"]) / rho_given
     alike = [n for n in list_materials() if n != "air"
-             and abs(spr_per_density(get_material(n), SPR_REFERENCE_MEV) / ratio - 1) <= SPR_GIVEN_TOLERANCE
+             and abs(_spr_per_g(get_material(n), roi) / ratio - 1) <= SPR_GIVEN_TOLERANCE
              and 1 / NAME_DENSITY_FACTOR <= rho_given / get_material(n).density_g_cm3 <= NAME_DENSITY_FACTOR]
     like = (f"; of the library materials {', '.join(alike)} {'has' if len(alike) == 1 else 'have'} that stopping "
             f"power per gram (within {100 * SPR_GIVEN_TOLERANCE:g} %)" if alike else "")
@@ -690,13 +711,15 @@ def warn_unapplied(struct_path: Any) -> None:
          "override as REL_STOP_RATIO or as REL_MASS_DENSITY with the composition", McprotonRuntimeWarning)
 
 
-def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
-    """:func:`_apply_overrides`, and what was warned about on the way added to the geometry's ``made_with_warnings``,
-    which :func:`mcproton.simulate` keeps in its result's provenance warnings, as ``mcproton run`` keeps them in its
-    summary (review A 2026-12-06, F6: "water at 4.54 g/cm3 ... SPR overestimated" reached the user's console only).
-    The CT-coverage warnings :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` kept there are judged
-    again on what the overrides left (:func:`~mcproton._io.hu_calibration.rejudge_coverage`: an overridden rod is
-    not metal given bone; review A, F2)."""
+def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None, physics: Any = None) -> list[str]:
+    """:func:`_apply_overrides` (``physics``: the run's, in whose water a REL_STOP_RATIO is taken,
+    :func:`roi_overrides`; None: the defaults), and what was warned about on the way added to the geometry's
+    ``made_with_warnings``, which :func:`mcproton.simulate` keeps in its result's provenance warnings, as ``mcproton
+    run`` keeps them in its summary (review A 2026-12-06, F6: "water at 4.54 g/cm3 ... SPR overestimated" reached
+    the user's console only).  The CT-coverage warnings
+    :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` kept there are judged again on what the overrides
+    left (:func:`~mcproton._io.hu_calibration.rejudge_coverage`: an overridden rod is not metal given bone; review A,
+    F2)."""
     from .errors import recording_warnings
     from .hu_calibration import rejudge_coverage
 
@@ -704,7 +727,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
 
     intact = calibration_intact(geometry)   # the calibration's arrays before: a recorded change keeps them its own
     with recording_warnings() as said:
-        notes = _apply_overrides(geometry, struct_path, struct)
+        notes = _apply_overrides(geometry, struct_path, struct, physics)
     geometry.calibration = calibration_stamped(getattr(geometry, "calibration", None), geometry, intact)
     if any(r.get("voxels") for r in geometry.struct_overrides or []):
         rejudge_coverage(geometry)
@@ -713,7 +736,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     return notes
 
 
-def _apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
+def _apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None, physics: Any = None) -> list[str]:
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
@@ -729,7 +752,7 @@ def _apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None)
     from .rtstruct import mask_unkept, read_rtstruct
 
     warn_unapplied(struct_path)
-    rois = roi_overrides(struct_path)
+    rois = roi_overrides(struct_path, physics)
     geometry.struct_overrides = []
     if not rois:
         return []

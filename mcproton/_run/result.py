@@ -406,6 +406,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         prov["calibration"] = f"{cal['name']} ({', '.join(said)})" if said else cal["name"]
         prov["calibration_data_sha256"] = cal.get("data_sha256")
         prov["calibration_record"] = dict(cal)
+        if cal.get("ct_acquisition"):   # the CT's KVP, scanner and kernel (a calibration belongs to one of each)
+            prov["ct_acquisition"] = dict(cal["ct_acquisition"])
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
         prov["beam_model"] = sim.beam.meta["beam_model"]
     for key in PLAN_CHECK_KEYS:   # what plan_to_beams could check of the plan against that model

@@ -18,9 +18,10 @@ NO_AIR = r"holds no air: its lowest value is 24 HU over the whole volume.*Rescal
 
 
 def _head(shift: float = 0.0) -> np.ndarray:
-    """A 'head' of water (0 HU) with a bone (700 HU) in air (-1000 HU); ``shift``: added to every voxel."""
+    """A 'head' of soft tissue (40 HU: a water box at 0 HU would be a water phantom read with a tissue calibration,
+    warned about, ctcal audit F2) with a bone (700 HU) in air (-1000 HU); ``shift``: added to every voxel."""
     hu = np.full((6, 10, 10), -1000.0)
-    hu[:, 2:8, 2:8] = 0.0
+    hu[:, 2:8, 2:8] = 40.0
     hu[:, 4:6, 4:6] = 700.0
     return hu + shift
 

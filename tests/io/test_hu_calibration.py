@@ -120,7 +120,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     from mcproton.config import build_geometry
     from mcproton.dicom import write_ct_series
 
-    hu = np.zeros((6, 8, 8))
+    hu = np.full((6, 8, 8), 40.0)   # soft tissue (a water box at 0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
@@ -132,7 +132,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     # 2026-12-06, F1: "a calibration that covers them" led to a curve extended to metal beside tissue bins)
     assert "struct_overrides" in err and "density curve and material bins both cover them" in err, err
     assert "a metal bin in hu_materials.csv" in err, err
-    hu[2] = 0
+    hu[2] = 40
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
     assert "warning" not in capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_pat
     from mcproton._check.inputs import TPSDose
     from mcproton.dicom import write_ct_series
 
-    hu = np.zeros((6, 8, 8))
+    hu = np.full((6, 8, 8), 40.0)   # soft tissue (a water box at 0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
@@ -287,11 +287,12 @@ def _calibration(folder, table: str, materials: str = "hu_lo,name,w_H,w_O\n-1000
 
 
 def _head_ct(path, padding: float | None = None, low: float = -1000.0):
-    """A small CT: water (0 HU) with ``low`` (air) around it, and ``padding`` outside the field of view (corners)."""
+    """A small CT: soft tissue (40 HU; water at 0 HU would be a water phantom read with a tissue calibration, warned
+    about: ctcal audit F2) with ``low`` (air) around it, and ``padding`` outside the field of view (corners)."""
     from mcproton.dicom import write_ct_series
 
     hu = np.full((4, 10, 10), low)
-    hu[:, 3:7, 3:7] = 0.0
+    hu[:, 3:7, 3:7] = 40.0
     if padding is not None:
         hu[:, :2, :2] = padding
     write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), path)
@@ -354,7 +355,7 @@ def test_ct_values_below_the_first_material_bin_are_warned_about(tmp_path, capsy
 
     ct = tmp_path / "ct"
     hu = np.full((4, 10, 10), -1000.0)
-    hu[:, 3:7, 3:7] = 0.0
+    hu[:, 3:7, 3:7] = 40.0                   # soft tissue (0 HU: a water phantom, warned about, ctcal F2)
     hu[:, 4:6, 4:6] = -700.0                 # lung: 16 voxels
     write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), ct)
     dens = "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"
@@ -422,6 +423,84 @@ def test_density_rows_with_comments_and_semicolons_are_read(tmp_path):
     m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
     np.testing.assert_allclose(HUCalibration.from_files(d, m).density_from_hu([-1000, 0, 3000]), [0.001, 1.0, 2.8],
                                rtol=1e-6)
+
+
+# A planning system's HU -> SPR table exported as bare numbers (or pasted without its header row) and saved as
+# hu_density.csv was read as mass densities without a word: bone at 1200 HU got SPR 1.40 instead of 1.55 (its SPR
+# read as a density, and bone stops 0.88-0.91 as much as water per gram), soft tissue within 0.2 %: a plausible dose
+# (audit 2026-12-07, ctcal F3).  mcproton's CSV tables must start with their header; MCsquare's text has none.
+@pytest.mark.parametrize("fname,header,other", [("hu_density.csv", "HU,density_gcm3", "hu_spr.csv"),
+                                                ("hu_spr.csv", "HU,SPR", "hu_density.csv")])
+@pytest.mark.parametrize("comment", ["", "# exported from the planning system\n"])
+def test_a_csv_table_without_its_header_is_refused(tmp_path, fname, header, other, comment):
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / fname).write_text(comment + "-1000,0.0011\n-100,0.9613\n0,1.0288\n40,1.0545\n1200,1.5521\n3000,2.5\n")
+    (d / "hu_materials.csv").write_text(WATER_ROW)
+    with pytest.raises(CalibrationError) as exc:
+        HUCalibration.load(d)
+    msg = str(exc.value)
+    assert f"{fname} line {1 + comment.count(chr(10))}: the first row '-1000,0.0011' has no header" in msg, msg
+    assert f"add the line {header} above it" in msg and other in msg, msg
+
+
+def test_an_mcsquare_density_text_needs_no_header(tmp_path):
+    """MCsquare's HU_Density_Conversion.txt (a scanner folder as MCsquare and OpenTPS keep it) has '#' comments and no
+    header: read as densities, as MCsquare reads it."""
+    (tmp_path / "HU_Density_Conversion.txt").write_text("-1000 0.001\n0 1.0\n3000 2.8\n")
+    (tmp_path / "HU_Material_Conversion.txt").write_text("-1050 13\n-200 17\n")
+    assert HUCalibration.load(tmp_path).density_from_hu(1500) == pytest.approx(1.9)
+
+
+# A table whose HU column holds CT numbers (HU + 1000 or HU + 1024: air 0, water 1000 or 1024, as some planning
+# systems and scanner exports list them) loaded: brain at 35 HU got 0.037 g/cm3 (lung), bone at 1200 HU about water,
+# and the only refusal, of the energy that left the grid, blamed the beam (audit 2026-12-07, ctcal F4).
+_SCHNEIDER_POINTS = ((-1000, 0.0012), (-98, 0.93), (14, 1.03), (100, 1.12), (101, 1.077), (1600, 1.964),
+                     (3071, 2.835))
+
+
+@pytest.mark.parametrize("offset", [1000, 1024])
+@pytest.mark.parametrize("fname", ["hu_density.csv", "hu_spr.csv", "HU_Density_Conversion.txt"])
+def test_a_table_in_ct_numbers_is_refused(tmp_path, offset, fname):
+    d = tmp_path / "cal"
+    d.mkdir()
+    head = {"hu_density.csv": "HU,density_gcm3\n", "hu_spr.csv": "HU,SPR\n"}.get(fname, "")
+    (d / fname).write_text(head + "".join(f"{h + offset},{v}\n" for h, v in _SCHNEIDER_POINTS))
+    if fname.endswith(".txt"):
+        (d / "HU_Material_Conversion.txt").write_text("-1050 13\n-200 17\n")
+    else:
+        (d / "hu_materials.csv").write_text(WATER_ROW)
+    with pytest.raises(CalibrationError) as exc:
+        HUCalibration.load(d)
+    msg = str(exc.value)
+    assert f"{fname}: at 0 HU, water by the definition of the Hounsfield scale, the table gives a" in msg, msg
+    assert "looks like CT numbers (HU + 1000 or HU + 1024" in msg and "subtract the offset" in msg, msg
+    # the same table in HU loads
+    (d / fname).write_text(head + "".join(f"{h},{v}\n" for h, v in _SCHNEIDER_POINTS))
+    assert HUCalibration.load(d).density_from_hu(0) > 0.9
+
+
+def test_a_table_that_gives_water_no_water_like_value_is_refused(tmp_path):
+    """Another slip than CT numbers (a density in the wrong unit that still lies in 0..25 g/cm3, here x 2.5 at 0 HU):
+    refused, saying what the columns must hold; a straight line from air to dense bone (0.70 at 0 HU) is taken."""
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / "hu_materials.csv").write_text(WATER_ROW)
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.003\n0,2.5\n3000,7.0\n")
+    with pytest.raises(CalibrationError, match=r"gives a density of 2\.5 g/cm3, where water's is 1\.0 .*check that its "
+                                               r"first column is in Hounsfield units"):
+        HUCalibration.load(d)
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.001\n3000,2.8\n")
+    assert HUCalibration.load(d).density_from_hu(0) == pytest.approx(0.70, abs=0.01)
+
+
+def test_every_builtin_gives_water_a_water_like_value_at_0_hu():
+    """The built-ins are read through the same loaders and pass (schneider2000 is built in Python: 1.018 g/cm3)."""
+    from mcproton._io.hu_calibration import WATER_AT_0_HU, _BUILTIN_LOADABLE
+
+    for name in _BUILTIN_LOADABLE:
+        cal = HUCalibration.load(name)
+        assert WATER_AT_0_HU[0] <= float(cal.spr_from_hu(np.array([0.0]))[0]) <= WATER_AT_0_HU[1], name
 
 
 # ---------------------------------------------------------------------- a planning system's HU -> SPR table

@@ -148,18 +148,27 @@ def test_run_applies_the_overrides_of_plan_rtstruct_unless_told_to_ignore_them(w
 def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
     """`mcproton check` on a CT with an RT Struct holding an override: the geometry the Monte Carlo gets holds it
     (the check stops there: no transport in this test); --struct-overrides ignore leaves the CT as it is."""
+    tmp, _ = water_ct
+    for how, want in (("apply", 1.19), ("ignore", 1.0188)):
+        got = _check_density_in_ptv(tmp, monkeypatch, {"rel_mass": 1.19, "comp": PMMA_Z}, struct_overrides=how)
+        assert got == pytest.approx(want, abs=2e-3), how
+
+
+def _check_density_in_ptv(tmp: Path, monkeypatch, override: dict, **check_kw) -> float:
+    """`mcproton check` (``check_kw``: its options) on a water box with an RT Struct whose PTV has the override
+    ``override`` (:func:`_override`'s keywords): the largest density in the PTV of the geometry its Monte Carlo gets
+    (the check stops there: no transport)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
     from test_check_pairing import STUDY, _hu, _plan, _rd
 
     from mcproton._check import api
     from mcproton.dicom import write_ct_series
 
-    tmp, _ = water_ct
     write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)   # the plan's patient
     uid = _plan(tmp / "RP.dcm")
     _rd(tmp / "RD.dcm", uid)
     _write_rs(tmp / "RS.dcm", None)
-    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    _override(tmp / "RS.dcm", "PTV", **override)
     seen = {}
 
     class Stop(Exception):
@@ -171,11 +180,10 @@ def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(api, "run_mc", fake_run_mc)
-    for how, want in (("apply", 1.19), ("ignore", 1.0188)):
-        with pytest.raises(Stop):
-            api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
-                      beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, struct_overrides=how)
-        assert seen["max_in_ptv"] == pytest.approx(want, abs=2e-3), how
+    with pytest.raises(Stop):
+        api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
+                  beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, **check_kw)
+    return seen["max_in_ptv"]
 
 
 def _couch_case(tmp: Path, couch_type: str | None = None):
@@ -1567,3 +1575,111 @@ def test_no_bone_reaches_the_stopping_power_ratio_warned_about():
 
     assert max(spr(n) for n in ("bone_compact_icru", "bone_cortical_icrp", "bone_cortical_icrp_g4")) < 1.75
     assert 1.75 < SPR_WATER_MAX < spr("aluminium") < spr("titanium")
+
+
+BOLUS_Z = {1: 0.103, 6: 0.134, 7: 0.030, 8: 0.733}   # a tissue-like bolus: no library material (I by Bragg additivity)
+
+
+@pytest.mark.parametrize("physics,comp,want_material", [
+    ({"water_model": "pstar"}, PMMA_Z, "pmma"),
+    ({"water_model": "icru90", "ivalue_set": "elemental"}, BOLUS_Z, "rtstruct:PTV"),
+    ({"water_model": "pstar", "ivalue_set": "elemental"}, BOLUS_Z, "rtstruct:PTV"),
+    (None, PMMA_Z, "pmma")])
+def test_a_stopping_power_ratio_override_is_the_ratio_in_the_runs_water(water_ct, physics, comp, want_material):
+    """ctcal audit F5: a REL_STOP_RATIO was turned into a density with ICRU 90 water and the icru37 I-values whatever
+    the run's physics, while the HU -> SPR tables and range shifters follow it: a PMMA ROI of REL_STOP_RATIO 1.165
+    was transported at 1.159 under pstar (-0.5 %), a bolus of its own composition at 1.050 instead of 1.04 under
+    the elemental I-values (+1 %), and the note quoted the stated value.  Now the voxels' density gives the stated
+    SPR with the stopping powers of the physics asked for (here the Python route, apply_overrides(physics=)), and
+    the note quotes it in that water."""
+    from mcproton._io.hu_calibration import SPR_REFERENCE_MEV, stopping_settings, spr_per_density
+    from mcproton._io.roi_overrides import nearest_material
+    from mcproton.settings import PhysicsSettings
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", spr=1.165, comp=comp)
+    water_model, ivalue_set = stopping_settings(physics)
+    (r,) = roi_overrides(tmp / "RS.dcm", physics)
+    mat = nearest_material(r)[0]
+    assert mat.name == want_material
+    k = spr_per_density(mat, SPR_REFERENCE_MEV, water_model, ivalue_set)
+    assert r["density_g_cm3"] * k == pytest.approx(1.165, abs=1e-4)
+    # the Python route, with settings as well as a dict
+    (note,) = apply_overrides(g, tmp / "RS.dcm", physics=None if physics is None else PhysicsSettings(**physics))
+    g.rs = tmp / "RS.dcm"
+    rho = g.density_g_cm3_zyx[_ptv_mask(g)]
+    assert np.all(rho == np.float32(r["density_g_cm3"]))
+    assert "stopping-power ratio 1.165 at 100 MeV" in note, note
+    assert (f"relative to the run's water (water_model {water_model}" in note) == (physics is not None), note
+
+
+@pytest.mark.parametrize("physics", [{"water_model": "pstar"}, {"water_model": "pstar", "ivalue_set": "elemental"}])
+def test_run_takes_a_stopping_power_ratio_override_in_the_water_of_its_physics(water_ct, capsys, physics):
+    """ctcal audit F5, `mcproton run` with [physics]: the bolus ROI of REL_STOP_RATIO 1.165 (its own composition)
+    gets the density of that SPR in the run's water, and the note quotes 1.165 in it (before: the density of ICRU
+    90 water's and the icru37 I-values', transported at 1.159-1.171)."""
+    from mcproton._io.hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+    from mcproton.config import build_geometry
+
+    tmp, _ = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", spr=1.165, comp=BOLUS_Z)
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp / "ct")}, "plan": {"rtstruct": str(tmp / "RS.dcm")},
+           "physics": dict(physics)}
+    g = build_geometry(cfg)
+    g.rs = tmp / "RS.dcm"
+    m = _ptv_mask(g)
+    (i,) = np.unique(g.material_index_zyx[m])
+    mat = g.materials[int(i)]
+    assert mat.name == "rtstruct:PTV"
+    rho = float(g.density_g_cm3_zyx[m].max())
+    assert rho * spr_per_density(mat, SPR_REFERENCE_MEV, physics["water_model"], physics.get("ivalue_set")) \
+        == pytest.approx(1.165, abs=1e-4)
+    err = capsys.readouterr().err
+    assert "stopping-power ratio 1.165 at 100 MeV relative to the run's water (water_model pstar" in err, err
+
+
+def test_check_takes_a_stopping_power_ratio_override_in_the_water_of_its_physics(water_ct, monkeypatch):
+    """ctcal audit F5, `mcproton check` with physics={"water_model": "pstar"}: the geometry its Monte Carlo gets holds
+    the PMMA ROI at the density of SPR 1.165 in PSTAR water (1.1969 g/cm3; 1.1909 before, ICRU 90's)."""
+    from mcproton._io.hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+    from mcproton.materials import get_material
+
+    tmp, _ = water_ct
+    got = _check_density_in_ptv(tmp, monkeypatch, {"spr": 1.165, "comp": PMMA_Z}, physics={"water_model": "pstar"})
+    want = 1.165 / spr_per_density(get_material("pmma"), SPR_REFERENCE_MEV, "pstar")
+    assert got == pytest.approx(want, rel=1e-6)
+    assert want == pytest.approx(1.1969, abs=5e-4)
+
+
+def test_a_water_phantom_overridden_to_water_is_not_taken_for_one_read_with_a_tissue_calibration(water_ct):
+    """ctcal audit F2: a water box read with schneider2000 (SPR 1.029 at 0 HU) is warned about as a water phantom
+    (tests/io/test_builtin_calibrations.py); an RT Struct that overrides it to water (REL_STOP_RATIO 1 on its
+    External, as the warning advises) leaves no voxel of the calibration there: the warning goes, on the Python
+    route (judged again after the overrides) and in `mcproton run` (judged after them)."""
+    import warnings
+
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.config import build_geometry
+    from mcproton.dicom import load_ct_series
+
+    tmp, _ = water_ct
+    ct = load_ct_series(tmp / "ct")   # held: the warning is judged again on it after the overrides
+    g = HUCalibration.load("schneider2000").to_geometry(ct)
+    said = "looks like a water phantom"
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    _write_rs(tmp / "RS.dcm", None, external_z=(-30.0, 30.0))
+    _override(tmp / "RS.dcm", "External", spr=1.0)
+    apply_overrides(g, tmp / "RS.dcm")
+    assert not any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp / "ct")}, "plan": {"rtstruct": str(tmp / "RS.dcm")}}
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        build_geometry(cfg)
+    assert not [w for w in rec if said in str(w.message)]
+    cfg["plan"]["struct_overrides"] = "ignore"
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        build_geometry(cfg)
+    assert [w for w in rec if said in str(w.message)]

@@ -58,7 +58,8 @@ def test_to_geometry_of_the_api_carries_the_cts_study_as_the_cli_does(ct_geometr
     from mcproton.dicom import HUCalibration, load_ct_series
 
     d = tmp_path_factory.mktemp("ct_api")
-    write_ct_series(np.zeros((6, 8, 8)), (4.0, 4.0, 4.0), (-14.0, -14.0, 0.0), d / "ct", study=CT_STUDY)
+    # soft tissue, 40 HU (a water box at 0 HU is a water phantom read with a tissue calibration: warned, ctcal F2)
+    write_ct_series(np.full((6, 8, 8), 40.0), (4.0, 4.0, 4.0), (-14.0, -14.0, 0.0), d / "ct", study=CT_STUDY)
     ct = load_ct_series(d / "ct")
     cal = HUCalibration.load("schneider2000")
     for g in (cal.to_geometry(ct), cal.to_geometry(ct, blocks=(2, 2, 2)),

@@ -204,6 +204,12 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "increase strictly"),
     ("HU -> SPR table saved as hu_density.csv", [], CT.replace("@EXTRA", 'calibration = "hlut_as_density"'),
      "hu_spr.csv"),
+    ("HU -> SPR table saved as hu_density.csv without a header line (before 2026-12-07: read as mass densities "
+     "without a word, bone's SPR 10 % low; ctcal audit F3)", [],
+     CT.replace("@EXTRA", 'calibration = "hlut_noheader"'), "has no header line above it"),
+    ("HU -> density table in CT numbers (HU + 1024: air 24, water 1024; before 2026-12-07: loaded, brain given lung's "
+     "density and the energy-ledger refusal blamed the beam; ctcal audit F4)", [],
+     CT.replace("@EXTRA", 'calibration = "cal_ctnum"'), "looks like CT numbers"),
     # audit 27 (error messages) F4: "[phantom]: ... must hold A and B, or C (or D) and E", neither the key nor the
     # file missing; the CSV itself given for its folder: "call HUCalibration.from_files(...)"
     ("HU calibration folder without its material table", [], CT.replace("@EXTRA", 'calibration = "cal_nomat"'),
@@ -340,6 +346,8 @@ HLUT_FOLDERS: dict[str, dict[str, str | None]] = {
     "hlut_metal": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n"},
     "hlut_order": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n1000,1.5\n0,1.0\n"},
     "hlut_as_density": {"hu_density.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n"},
+    "hlut_noheader": {"hu_density.csv": "-1000,0.001\n0,1.0\n1500,1.8\n"},
+    "cal_ctnum": {"hu_density.csv": "HU,density_gcm3\n24,0.0012\n1024,1.0\n2524,1.9\n"},
     "cal_nomat": {"hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n", "hu_materials.csv": None},
 }
 
