@@ -3218,6 +3218,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "levels_config": levels_record(levels),
                 "ct_series": ct_series, "phantom_from_struct": phantom_from_struct,
                 "allow_no_struct": args["allow_no_struct"],
+                # the structure sets the plan names (its ReferencedStructureSetSequence): where none, allow_no_struct
+                # did nothing, and the report's Settings row says so (review d of 2026-12-07, R3)
+                "plan_structure_sets": list(getattr(inp.plan, "referenced_structure_sets", ()) or ()),
                 **plan_checks_done(mc, machine_check),
                 "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,

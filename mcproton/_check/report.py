@@ -1014,7 +1014,8 @@ def _settings_table(res, unit: str | None = None) -> str:
         ["structure set", Path(str(p["structure_set"])).name if p.get("structure_set") else
          "none: the target D95/Dmean rows were not evaluated",
          ("--struct, or the folder's" if p.get("structure_set") else
-          "checked without one as asked (--allow-no-struct)" if st.get("allow_no_struct") else
+          "checked without one as asked (--allow-no-struct)" if st.get("allow_no_struct") and (
+              st.get("plan_structure_sets") or "plan_structure_sets" not in st) else
           "none given or found" + (" (the plan names none)" if "allow_no_struct" in st else ""))],
         ["machine check", _plan_check_text(st.get("machine_check")), "--no-machine-check turns it off"],
         ["spot-tune check", _plan_check_text(st.get("spot_tune_check")), "the beam model's spot_tune_ids"],
