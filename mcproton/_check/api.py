@@ -158,8 +158,8 @@ class CheckResult:
       V95/V100: ``tps``, ``mc`` fractions, ``diff_points``, ``noise_shift_points``, ``noise_sd_points``,
       ``noise_matched_diff_points``, ``mc_noise_shift_points``, ``mc_corrected_diff_points``,
       ``label``/``of`` (of the prescription, or "V95 of the TPS median" without one);
-    * ``dose_difference``: % of the TPS dose's robust maximum in the body (``normalisation_gy``, the 99.9th
-      percentile of its body voxels with dose: compare.normalisation_dose; the gammas' too, their
+    * ``dose_difference``: % of the TPS dose's robust maximum in the body (``normalisation_gy``, its near-maximum,
+      the dose that at least 8 body voxels receive: compare.normalisation_dose; the gammas' too, their
       ``normalisation_gy``); ``settings["percent_of"]`` says the same;
     * ``gamma[criterion]["pass_rate_se"]``: the pass rate's standard error from its random subset of points (a
       fraction; 0 with every point); a row where it decides the verdict has ``subset_decides`` and a note.
@@ -3220,6 +3220,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "levels_config": levels_record(levels),
                 "ct_series": ct_series, "phantom_from_struct": phantom_from_struct,
                 "allow_no_struct": args["allow_no_struct"],
+                # the structure sets the plan names (its ReferencedStructureSetSequence): where none, allow_no_struct
+                # did nothing, and the report's Settings row says so (review d of 2026-12-07, R3)
+                "plan_structure_sets": list(getattr(inp.plan, "referenced_structure_sets", ()) or ()),
                 **plan_checks_done(mc, machine_check),
                 "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,

@@ -1028,7 +1028,8 @@ def _settings_table(res, unit: str | None = None) -> str:
         ["structure set", Path(str(p["structure_set"])).name if p.get("structure_set") else
          "none: the target D95/Dmean rows were not evaluated",
          ("--struct, or the folder's" if p.get("structure_set") else
-          "checked without one as asked (--allow-no-struct)" if st.get("allow_no_struct") else
+          "checked without one as asked (--allow-no-struct)" if st.get("allow_no_struct") and (
+              st.get("plan_structure_sets") or "plan_structure_sets" not in st) else
           "none given or found" + (" (the plan names none)" if "allow_no_struct" in st else ""))],
         ["machine check", _plan_check_text(st.get("machine_check")), "--no-machine-check turns it off"],
         ["spot-tune check", _plan_check_text(st.get("spot_tune_check")), "the beam model's spot_tune_ids"],
@@ -1605,15 +1606,15 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     # (journey audit 28, F3a: "4 patient(s) checked, 0 passed" where 3 had been refused)
     kinds = [_row_verdict(t) for k, t in table.items() if k != TOP_LEVEL]
     n_stopped = kinds.count("INTERRUPTED")
-    n_patients = len(kinds) - n_stopped
     n_checked = kinds.count("PASS") + kinds.count("FAIL")
-    not_checked = [(n, what) for n, what in ((kinds.count("REFUSED"), "refused (not checked: why in its row)"),
-                                              (kinds.count("ERROR"), "stopped by an error (not checked)"),
-                                              (n_stopped, "interrupted"),
-                                              (kinds.count("NOT CHECKED"), "not checked"),
-                                              (kinds.count("NOT IN BATCH"), "not in this batch (an earlier check's "
-                                                                            "folder)"),
-                                              (len(waiting), "not checked yet")) if n]
+    # (count, as the first paragraph says it, as the title says it)
+    not_checked = [(n, what, short) for n, what, short in (
+        (kinds.count("REFUSED"), "refused (not checked: why in its row)", "refused"),
+        (kinds.count("ERROR"), "stopped by an error (not checked)", "stopped by an error"),
+        (n_stopped, "interrupted", "interrupted"),
+        (kinds.count("NOT CHECKED"), "not checked", "not checked"),
+        (kinds.count("NOT IN BATCH"), "not in this batch (an earlier check's folder)", "not in this batch"),
+        (len(waiting), "not checked yet", "not checked yet")) if n]
     notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
     head = "".join(f'<th scope="col">{h}</th>' for h in (
         "patient folder", "PatientID (name)", "plan", "result", "failed quantities or reason", "gamma 2%/2mm (%)",
@@ -1622,8 +1623,10 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     # batch" for every batch)
     from datetime import date
 
-    line = (f"mcproton check batch {out.resolve().name}: {n_pass} of {n_patients} patient(s) passed"
-            + (f", {len(waiting)} not checked yet" if waiting else ""))
+    # counted as the first paragraph counts (review d of 2026-12-07, R2: "0 of 4 patient(s) passed" above "1
+    # patient(s) checked, 0 passed ...; 3 refused")
+    line = (f"mcproton check batch {out.resolve().name}: {n_pass} of {n_checked} checked patient(s) passed"
+            + "".join(f", {n} {short}" for n, _, short in not_checked))
     today = date.today().isoformat()
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -1631,7 +1634,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         f"<style>{REPORT_CSS}{print_css(line, today)}</style></head><body>",
         "<h1>mcproton check: batch</h1>",
         f"<p>{n_checked} patient(s) checked, {n_pass} passed every action level"
-        + "".join(f"; {n} {what}" for n, what in not_checked) + ".  Each report is one HTML page per plan "
+        + "".join(f"; {n} {what}" for n, what, _ in not_checked) + ".  Each report is one HTML page per plan "
         "(its printout: a summary page with the sign-off, then the details); the numbers of all are in "
         "batch.json (its report paths relative to its folder, this one).</p>",
         _batch_common(table),

@@ -826,6 +826,12 @@ def test_a_check_without_a_structure_set_says_so_beside_its_verdict(case, tmp_pa
     # a plan that names no structure set: checked, said the same way
     res = check(plan=d / "RP.dcm", **kw)
     assert res.no_structures == NO_STRUCTURES and not any("as asked" in w for w in res.warnings)
+    # ... and with --allow-no-struct (a batch gives it to every patient), which then did nothing: the Settings row
+    # does not say "as asked" (review d of 2026-12-07, R3)
+    res = check(plan=d / "RP.dcm", allow_no_struct=True, out=tmp_path / "o2", **kw)
+    assert res.no_structures == NO_STRUCTURES and res.settings["plan_structure_sets"] == []
+    page = html.unescape((tmp_path / "o2" / "check.html").read_text())
+    assert "as asked (--allow-no-struct)" not in page and "none given or found (the plan names none)" in page
     # with its structure set: a plain verdict
     res = _recheck(case, case["files"]["plan"])
     assert res.no_structures == "" and "(without" not in res.summary().splitlines()[0]

@@ -266,6 +266,7 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
     assert text.count("<tr") == 8 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
     assert "3 patient(s) checked, 2 passed every action level; 1 refused (not checked: why in its row); 1 stopped by " \
            "an error (not checked); 1 not checked yet" in text
+    assert ": 2 of 3 checked patient(s) passed, 1 refused, 1 stopped by an error, 1 not checked yet | " in text
     assert "the same RT Plan as a" in text and "<li>skipped sub-folder &#x27;__MACOSX&#x27;" in text
     assert "<td>94.96</td>" in text   # a failing 94.96 % was shown as "95.0" (one decimal) before 2026-12-05
     p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", str(page)], capture_output=True, text=True,
@@ -292,6 +293,11 @@ def test_batch_index_counts_refused_patients_apart_and_names_a_dose_type_given_o
     assert "4 patient(s) checked" not in text and "0 patient(s) checked" not in text
     assert "1 patient(s) checked, 0 passed every action level; 3 refused (not checked: why in its row); 1 stopped by " \
            "an error (not checked); 1 not in this batch" in text, text
+    # the title (the browser tab, the printed page header) counts as the paragraph (review d of 2026-12-07, R2:
+    # "0 of 4 patient(s) passed")
+    title = text.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert ": 0 of 1 checked patient(s) passed, 3 refused, 1 stopped by an error, 1 not in this batch | " in title, \
+        title
     assert f"warning: {over}" in text and "2 warnings during the check (in its report)" in text
     assert text.count(">REFUSED<") == 3 and ">ERROR<" in text and ">NOT IN BATCH<" in text
 
