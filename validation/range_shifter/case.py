@@ -94,7 +94,8 @@ def case_range_shifter(ctx: Context) -> CaseResult:
     cr.metrics.append(Metric("primaries ended in a ~40 mm WET shifter (nonelastic events, stopped)",
                              float(np.mean(removed)), None, None, "", "info",
                              "the secondary protons of their nonelastic events cross the rest of the slab and are "
-                             "transported in the patient (one generation in the slab; docs/physics.md)"))
+                             "transported in the patient (one generation in the slab; README, section \"Patient "
+                             "plans: CT + RT Ion Plan -> RT Dose\")"))
     gaps = np.array(RS_GAPS_MM)
     top, bottom = [], []
     for (mat, t, rho), (marker, colour) in zip(RS_SLABS, MATERIAL_STYLE):
