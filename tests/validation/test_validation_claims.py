@@ -145,3 +145,21 @@ def test_the_energy_conservation_case_is_not_warned_of_its_beam_leaving_the_slab
     (run,) = ctx.runs
     assert run["ledger"]["escaped"] > 0.5 * run["ledger"]["incident"], run["ledger"]
     assert not run["provenance"].get("warnings"), run["provenance"].get("warnings")
+
+
+def test_the_energy_conservation_readme_balances_every_ledger_destination():
+    """The energy_conservation README's imbalance formula and the case's recomputation take every energy_out entry
+    of the kernel's ledger (kernels/params.h MCP_LEDGER_ENTRIES): the README left out `shifter` (what range
+    shifters take, with what the slab's secondaries lose there since 2026-12-07), so a shifter run's ledger checked
+    by it was ~30 % out of balance (re-read of 2026-12-07, F2)."""
+    from mcproton._kernels.layout import LEDGER_ENTRIES
+
+    want = {e.name for e in LEDGER_ENTRIES if e.kind == "energy_out"}
+    (energy_in,) = [e.name for e in LEDGER_ENTRIES if e.kind == "energy_in"]
+    readme = " ".join((ROOT / "validation" / "energy_conservation" / "README.md").read_text().split())
+    m = re.search(rf"abs\({energy_in} - ([a-z_ -]+)\) / {energy_in}", readme)
+    assert m, "validation/energy_conservation/README.md no longer gives the imbalance as abs(incident - ...) / incident"
+    assert set(m.group(1).split(" - ")) == want, (m.group(1), want)
+    case_src = (ROOT / "validation" / "energy_conservation" / "case.py").read_text()
+    terms = re.search(r"sum\(term\(k\) for k in \(([^)]*)\)\)", case_src)
+    assert terms and set(re.findall(r'"([a-z_]+)"', terms.group(1))) == want, terms and terms.group(1)
