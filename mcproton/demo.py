@@ -128,6 +128,38 @@ OUTPUT_FILES = (("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"), ("rtdose
                 ("summary", "summary.json"))
 
 
+def variable_rbe_summary(res, ctv: np.ndarray, brainstem: np.ndarray | None) -> dict:
+    """The plan's RBE-weighted doses with the McNamara (2015) LETd-based RBE (mcproton/rbe.py) next to the constant
+    1.1: alpha/beta 10 Gy for the target, 2 Gy for the brainstem (late-responding CNS), at the result's dose (one
+    fraction) and with the LETd in water (:func:`mcproton.rbe.let_d_to_water`), as the model was fitted to and as
+    :func:`mcproton.rbe.mcnamara_of_result` takes it.  Before (audit 29 bio, F2) the scored LETd in the medium was
+    used: 5.5 % higher in the demo's brain (1.04-1.05 g/cm3), the brainstem's D2 1.2 % higher than the library
+    gives for the same run."""
+    from .dvh import dose_at_volume
+    from .rbe import let_d_to_water, mcnamara_rbe_weighted_dose
+
+    out = {"model": "McNamara et al., Phys Med Biol 60 (2015) 8399", "alpha_beta_target_gy": 10.0,
+           "alpha_beta_brainstem_gy": 2.0, "let": "LETd in water (mcproton.rbe.let_d_to_water)",
+           "note": "research output; the clinical standard is RBE 1.1"}
+    dose = res.dose_gy_zyx
+
+    def weighted(mask: np.ndarray, alpha_beta: float) -> np.ndarray:
+        # the model is voxel by voxel: evaluated on the structure's voxels only (the same numbers as on the whole
+        # grid, ~0.3 s less at 1 mm)
+        d = dose[mask]
+        let_w = let_d_to_water(res.let_d_kev_um_zyx[mask], d, res.dose_to_water_gy_zyx[mask],
+                               res.geometry.density_g_cm3_zyx[mask])
+        return mcnamara_rbe_weighted_dose(d, let_w, alpha_beta)
+
+    out["target_mean_gy_rbe"] = float(weighted(ctv, 10.0).mean())
+    out["target_mean_gy_rbe_const_1.1"] = 1.1 * float(dose[ctv].mean())
+    if brainstem is not None and brainstem.any():
+        d_b = weighted(brainstem, 2.0)
+        out["brainstem_d2_gy_rbe"] = dose_at_volume(d_b, np.ones(d_b.shape, bool), 2)
+        out["brainstem_d2_gy_rbe_const_1.1"] = 1.1 * dose_at_volume(dose, brainstem, 2)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._io.cli_args import PARSER_OPTIONS, folder_name, phantom_age, phantom_voxel_mm, whole_number
 
@@ -679,26 +711,6 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     unc = res.uncertainty_rel_zyx
     hi_body = body & (res.dose_gy_zyx >= 0.5 * pres)
 
-    def variable_rbe() -> dict:
-        """The plan's RBE-weighted doses with the McNamara (2015) LETd-based RBE (mcproton/rbe.py) next to the
-        constant 1.1: alpha/beta 10 Gy for the target, 2 Gy for the brainstem (late-responding CNS)."""
-        from .dvh import dose_at_volume
-        from .rbe import mcnamara_rbe_weighted_dose
-
-        out = {"model": "McNamara et al., Phys Med Biol 60 (2015) 8399", "alpha_beta_target_gy": 10.0,
-               "alpha_beta_brainstem_gy": 2.0, "note": "research output; the clinical standard is RBE 1.1"}
-        # the model is voxel by voxel: evaluated on the structure's voxels only (the same numbers as on the
-        # whole grid, ~0.3 s less at 1 mm)
-        d_t = mcnamara_rbe_weighted_dose(res.dose_gy_zyx[ctv], res.let_d_kev_um_zyx[ctv], 10.0)
-        out["target_mean_gy_rbe"] = float(d_t.mean())
-        out["target_mean_gy_rbe_const_1.1"] = 1.1 * float(res.dose_gy_zyx[ctv].mean())
-        bs = organs.get("brainstem")
-        if bs is not None and bs.any():
-            d_b = mcnamara_rbe_weighted_dose(res.dose_gy_zyx[bs], res.let_d_kev_um_zyx[bs], 2.0)
-            out["brainstem_d2_gy_rbe"] = dose_at_volume(d_b, np.ones(d_b.shape, bool), 2)
-            out["brainstem_d2_gy_rbe_const_1.1"] = 1.1 * dose_at_volume(res.dose_gy_zyx, bs, 2)
-        return out
-
     def let_d(mask) -> float | None:
         """Dose-averaged LET of protons over a structure (keV/um): the voxel LETd weighted by the energy the
         voxel received, so that the nearly undosed, noisy voxels count for little."""
@@ -725,7 +737,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "spinal_cord_d2_gy": table.get("spinal_cord", {}).get("d2"),
         "target_let_d_kev_um": let_d(ctv),
         "brainstem_let_d_kev_um": let_d(organs.get("brainstem")),
-        "variable_rbe_mcnamara": variable_rbe(),
+        "variable_rbe_mcnamara": variable_rbe_summary(res, ctv, organs.get("brainstem")),
         "mc_over_model_target_mean": st["mc_over_model_mean"],
         "model_d95_rel": plan.model_stats["d95_rel"],
         "mean_rel_uncertainty_50": res.mean_rel_uncertainty_50,

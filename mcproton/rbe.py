@@ -23,7 +23,8 @@ s_w,m / rho, s_w,m the voxel's own dose-weighted water/medium mass stopping-powe
 Which dose.  The dose per fraction: a dose of all fractions (``plan.all_fractions = true``, an RT Dose of the plan)
 gives the RBE of a dose n times larger, 13-37 % too low for n = 17 (rbe audit F3).  Give ``fractions=`` (the
 number of equal fractions the dose is the total of), or use :func:`mcnamara_of_result`, which reads them from the
-result; a dose above :data:`MAX_DOSE_PER_FRACTION_GY` per fraction gets a warning.
+result (and refuses an older plan's result that does not record them); a dose above
+:data:`MAX_DOSE_PER_FRACTION_GY` per fraction gets a warning.
 """
 from __future__ import annotations
 
@@ -171,7 +172,11 @@ def mcnamara_of_result(result: Any, alpha_beta_gy, *, let: str = "water", dose: 
     one fraction or a beam without a plan), and the weighted dose is of the same fractions as the result's.  A result
     whose beams disagree on the fractions they hold or on their plan (an older file's sum: ``sum_results`` refuses
     such parts since 2026-12-07) raises ValueError naming them, rather than taking the first beam's fractions for
-    all (:func:`mcproton._io.hdf5.plan_fractions`; audit 26 interact, F1).
+    all (:func:`mcproton._io.hdf5.plan_fractions`; audit 26 interact, F1).  A plan's result from an HDF5 written
+    before 2026-12-06, which does not record its fractions (``result.fractions_not_stored``), raises ValueError
+    saying how to state them, as ``write_result_rtdose`` does: taken for one fraction, the course of a plan run with
+    ``plan.all_fractions = true`` got the RBE of its whole dose, 10 % low for 5 x 2 Gy, below the 15 Gy warning
+    (audit 29 bio, F1).
 
     ``alpha_beta_gy``: a number or an array broadcastable to the grid.  ``let``: "water" (default: the LETd in water,
     :func:`let_d_to_water`, as the model's in vitro LETd values are) or "medium" (the scored LETd, with a warning
@@ -193,6 +198,15 @@ def mcnamara_of_result(result: Any, alpha_beta_gy, *, let: str = "water", dose: 
                          "total_protons, or a sum of such beams): the RBE needs "
                          "the absolute dose per fraction; simulate a plan, or a beam with total_protons")
     fx = plan_fractions(result.provenance or {})
+    unknown = getattr(result, "fractions_not_stored", "")
+    if fx is None and unknown:   # audit 29 bio, F1: taken as 1 fraction, a course's RBE came out 10 % low, silently
+        raise ValueError(
+            f"the result was loaded (or summed) from {unknown}, the dose of a plan written by an mcproton of before "
+            "2026-12-06, which does not record how many fractions its dose holds (one fraction, or all of them with "
+            "plan.all_fractions = true); the RBE is that of the dose per fraction, so it is not guessed: state them "
+            "on the result, result.provenance[\"beam\"].update(fractions=1, fractions_planned=N) for one fraction of "
+            "a plan of N (for a sum, each result.provenance[\"summed_beams\"][k]), or give the dose per fraction to "
+            "mcproton.rbe.mcnamara_rbe_weighted_dose(dose, let_d, alpha_beta, fractions=...)")
     n = fx[0] if fx is not None else 1
     d = np.asarray(result.dose_gy_zyx if dose == "medium" else result.dose_to_water_gy_zyx, float)
     rho = np.asarray(result.geometry.density_g_cm3_zyx, float)

@@ -100,6 +100,7 @@ def test_demo_small(tmp_path, capsys):
     # (1.0025, sd 0.03 % over the same seeds: a bound of the model, not of the noise)
     v = s["variable_rbe_mcnamara"]
     assert 0.9 < v["target_mean_gy_rbe"] / v["target_mean_gy_rbe_const_1.1"] < 1.1
+    assert v["let"].startswith("LETd in water")   # as mcnamara_of_result (audit 29 bio, F2)
     printed = capsys.readouterr().out
     assert "target_d95_gy" in printed
     # 20k histories: the target's noise is far above 2 %, so the summary says the D95 is the noise's (audit 18b F11)

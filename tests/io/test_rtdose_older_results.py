@@ -112,6 +112,32 @@ def test_an_older_demo_dose_is_not_written_again_as_the_whole_course(tmp_path):
     assert np.abs(back - 17 * old.dose_gy_zyx).max() <= 0.5 * float(ds.DoseGridScaling) * (1 + 1e-9)
 
 
+def test_the_mcnamara_rbe_of_an_older_plan_file_is_not_guessed_either(tmp_path):
+    """Audit 29 bio, F1: mcnamara_of_result took such a file's dose for one fraction, without a word.  Were it the
+    course of 5 fractions (plan.all_fractions = true; its 2.1 Gy per fraction here 10.5 Gy, below the 15 Gy
+    warning), the RBE was that of 10.5 Gy: 5 % low at the maximum at 2 keV/um (10 % over a demo's target).  Now
+    refused as write_result_rtdose refuses it, saying how to state the fractions; stated, the RBE is the dose per
+    fraction's."""
+    from mcproton.rbe import mcnamara_of_result, mcnamara_rbe
+
+    old = _result({"name": "posterior-fossa boost", "spots": 2132, "total_protons": 1.61e10})
+    old.dose_gy_zyx = 5 * old.dose_gy_zyx   # the course of 5 fractions
+    old.dose_to_water_gy_zyx = 5 * old.dose_to_water_gy_zyx
+    loaded = DoseResult.load(_older_file(old, tmp_path / "dose.h5", plan=DEMO_PLAN))
+    with pytest.raises(ValueError, match=r"dose\.h5.*does not record how many fractions its dose holds") as e:
+        mcnamara_of_result(loaded, 2.0)
+    assert 'provenance["beam"].update(fractions=1, fractions_planned=N)' in str(e.value)
+    assert "docs/" not in str(e.value)
+    loaded.provenance["beam"].update(fractions=5, fractions_planned=5)
+    m = mcnamara_of_result(loaded, 2.0)
+    d = np.asarray(loaded.dose_gy_zyx)
+    assert m.fractions == 5
+    assert np.allclose(m.rbe_zyx, mcnamara_rbe(d / 5, m.let_d_kev_um_zyx, 2.0), rtol=1e-12)
+    # as one fraction it would have been 5 % lower at the maximum dose (1.111 against 1.167): what the refusal prevents
+    top = np.unravel_index(np.argmax(d), d.shape)
+    assert mcnamara_rbe(d[top], m.let_d_kev_um_zyx[top], 2.0) < 0.96 * m.rbe_zyx[top]
+
+
 def test_an_older_rt_plan_run_is_refused_too_and_a_pencil_beam_is_written_as_before(tmp_path):
     """mcproton run of an RT Ion Plan before 2026-12-05 kept only each beam's name ("1:G90", plan_to_beams'
     naming), spots and total_protons: of a plan, its fractions unknown, so refused without contents=.  A pencil

@@ -137,3 +137,26 @@ def test_the_letd_in_water_of_bone_and_lung():
     with pytest.warns(McprotonRuntimeWarning, match=r"2 voxel\(s\).*density outside 0.8-1.2 g/cm3.*let=\"water\""):
         med = mcnamara_of_result(bone, 2.0, let="medium")
     assert np.all(med.rbe_zyx[1:] > m.rbe_zyx[1:])
+
+
+def test_the_demo_takes_the_letd_in_water_as_the_library_does():
+    """Audit 29 bio, F2: the demo's variable-RBE figures used the LETd in the medium, 5.5 % above the LETd in water in
+    its brain (1.04-1.05 g/cm3, s_w,m ~1.00), the model's and mcnamara_of_result's: the brainstem's D2 came out 1.2 %
+    higher than the library gives for the same run.  Now the demo's figures are mcnamara_of_result's."""
+    from mcproton.demo import variable_rbe_summary
+    from mcproton.dvh import dose_at_volume
+    from mcproton.rbe import mcnamara_of_result
+
+    res = _result(1, dose=[0.2, 1.0, 1.6, 1.8, 2.1], rho=1.05, s_wm=1.0, let=6.0)
+    ctv = np.array([False, False, True, True, True])
+    bs = np.array([True, True, True, False, False])
+    got = variable_rbe_summary(res, ctv, bs)
+    assert got["let"].startswith("LETd in water")
+    want_t = mcnamara_of_result(res, 10.0)
+    want_b = mcnamara_of_result(res, 2.0)
+    assert got["target_mean_gy_rbe"] == pytest.approx(want_t.rbe_weighted_dose_gy_zyx[ctv].mean(), rel=1e-12)
+    assert got["brainstem_d2_gy_rbe"] == pytest.approx(
+        dose_at_volume(want_b.rbe_weighted_dose_gy_zyx, bs, 2), rel=1e-12)
+    # the LETd in the medium (6.0 keV/um against 5.71 in water) would give a brainstem D2 about 1 % higher
+    medium = mcnamara_of_result(res, 2.0, let="medium")
+    assert dose_at_volume(medium.rbe_weighted_dose_gy_zyx, bs, 2) > 1.005 * got["brainstem_d2_gy_rbe"]
