@@ -492,6 +492,13 @@ def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, w
     rho = float(calib.density_from_hu(at0)[0])
     d = 100.0 * (spr0 - 1.0)
     key, as_key = ("", "") if what_to_give == "the CT" else (f" ({what_to_give})", f" as {what_to_give}")
+    # a HU -> SPR table given already (a planning system's HLUT) is not told to give one (the re-read audit, F5)
+    hlut = ("" if calib.spr_reference_mev is None else
+            " (this calibration is a HU -> SPR table: where it is the planning system's own, the planning system "
+            "computed the phantom with this SPR too, and its ranges in the phantom are as short)")
+    instead = "mcsquare_water (water from -200 HU)" + (
+        as_key if calib.spr_reference_mev is not None else
+        f" or the planning system's own HU -> SPR table (hu_spr.csv){as_key}")
     warn(f"{_ct_where(ct)} looks like a water phantom ({100.0 * n_water / n_body:.0f} % of its voxels above "
          f"{NO_AIR_ABOVE_HU:.0f} HU lie within {WATER_PHANTOM_HU:g} HU of 0, averaged over "
          f"{WATER_PHANTOM_MEAN_VOXELS} x {WATER_PHANTOM_MEAN_VOXELS} voxels of their slice), but the HU calibration "
@@ -499,10 +506,9 @@ def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, w
          f"{key} gives 0 HU a stopping-power ratio of {spr0:.3f} ({mat.name!r} at {rho:.4g} g/cm3; {abs(d):.1f} % "
          f"{'above' if d > 0 else 'below'} water's 1.000, water_model {water_model}): a tissue calibration, right "
          f"for tissue at 0 HU, not for water, so every range in the phantom comes out about {abs(d):.1f} % too "
-         f"{'short' if d > 0 else 'long'}; for a water phantom use mcsquare_water (water from -200 HU) or the "
-         f"planning system's own HU -> SPR table (hu_spr.csv){as_key}, or override the phantom to water in the RT "
-         "Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this calibration "
-         "gives 0 HU, ignore this", McprotonRuntimeWarning)
+         f"{'short' if d > 0 else 'long'}{hlut}; for a water phantom use {instead}, or override the phantom to water "
+         "in the RT Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this "
+         "calibration gives 0 HU, ignore this", McprotonRuntimeWarning)
 
 
 def _in_plane_mean(h: np.ndarray, n: int) -> np.ndarray:
