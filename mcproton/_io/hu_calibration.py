@@ -436,11 +436,18 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
 
 
 #: A CT is taken as a water (or water-equivalent) phantom's where more than :data:`WATER_PHANTOM_FRACTION` of its
-#: voxels above :data:`NO_AIR_ABOVE_HU` lie within :data:`WATER_PHANTOM_HU` of 0 HU: water reads 0 +- 5-10 HU on a
-#: calibrated scanner (noise of a few HU), while a patient's soft tissue lies at 20-60 HU, fat at -100 and brain at
+#: voxels above :data:`NO_AIR_ABOVE_HU` lie within :data:`WATER_PHANTOM_HU` of 0 HU, each voxel's HU taken as the
+#: mean of the :data:`WATER_PHANTOM_MEAN_VOXELS` x :data:`WATER_PHANTOM_MEAN_VOXELS` voxels around it in its slice:
+#: water reads 0 HU on a calibrated scanner, while a patient's soft tissue lies at 20-60 HU, fat at -100 and brain at
 #: 25-45, so a patient has far fewer of its voxels there.
 WATER_PHANTOM_HU = 15.0
 WATER_PHANTOM_FRACTION = 0.5
+#: The in-plane mean (voxels a side) the water-phantom count judges: a CT's noise per voxel is 5-10 HU SD with thick
+#: slices and a soft kernel, 20-40 HU with thin slices, low dose or a sharp kernel; judged voxel by voxel, a water
+#: tank with 25 HU of noise had under half of its voxels within 15 HU of 0 and was not warned about (the re-read
+#: audit of 2026-12-07, F2).  The mean of 3 x 3 divides white noise by 3 (40 HU -> 13 HU: 75 % of water's voxels
+#: within 15 HU) and leaves a uniform tissue's HU as it is.
+WATER_PHANTOM_MEAN_VOXELS = 3
 
 #: Largest relative difference from water's 1.000 of the stopping-power ratio a calibration gives 0 HU before a CT
 #: that looks like a water phantom is warned about (:func:`_warn_water_phantom`): schneider2000 gives 1.029 (its
@@ -477,22 +484,44 @@ def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, w
             continue
         keep = kept(z)
         n_body += int(np.count_nonzero(body & keep))
-        n_water += int(np.count_nonzero((h >= -WATER_PHANTOM_HU) & (h <= WATER_PHANTOM_HU) & keep))
+        m = _in_plane_mean(h, WATER_PHANTOM_MEAN_VOXELS)
+        n_water += int(np.count_nonzero((m >= -WATER_PHANTOM_HU) & (m <= WATER_PHANTOM_HU) & body & keep))
     if not n_body or n_water <= WATER_PHANTOM_FRACTION * n_body:
         return
     mat = calib.materials[int(calib.material_index_from_hu(at0)[0])]
     rho = float(calib.density_from_hu(at0)[0])
     d = 100.0 * (spr0 - 1.0)
     key, as_key = ("", "") if what_to_give == "the CT" else (f" ({what_to_give})", f" as {what_to_give}")
+    # a HU -> SPR table given already (a planning system's HLUT) is not told to give one (the re-read audit, F5)
+    hlut = ("" if calib.spr_reference_mev is None else
+            " (this calibration is a HU -> SPR table: where it is the planning system's own, the planning system "
+            "computed the phantom with this SPR too, and its ranges in the phantom are as short)")
+    instead = "mcsquare_water (water from -200 HU)" + (
+        as_key if calib.spr_reference_mev is not None else
+        f" or the planning system's own HU -> SPR table (hu_spr.csv){as_key}")
     warn(f"{_ct_where(ct)} looks like a water phantom ({100.0 * n_water / n_body:.0f} % of its voxels above "
-         f"{NO_AIR_ABOVE_HU:.0f} HU lie within {WATER_PHANTOM_HU:g} HU of 0), but the HU calibration {calib.name!r}"
+         f"{NO_AIR_ABOVE_HU:.0f} HU lie within {WATER_PHANTOM_HU:g} HU of 0, averaged over "
+         f"{WATER_PHANTOM_MEAN_VOXELS} x {WATER_PHANTOM_MEAN_VOXELS} voxels of their slice), but the HU calibration "
+         f"{calib.name!r}"
          f"{key} gives 0 HU a stopping-power ratio of {spr0:.3f} ({mat.name!r} at {rho:.4g} g/cm3; {abs(d):.1f} % "
          f"{'above' if d > 0 else 'below'} water's 1.000, water_model {water_model}): a tissue calibration, right "
          f"for tissue at 0 HU, not for water, so every range in the phantom comes out about {abs(d):.1f} % too "
-         f"{'short' if d > 0 else 'long'}; for a water phantom use mcsquare_water (water from -200 HU) or the "
-         f"planning system's own HU -> SPR table (hu_spr.csv){as_key}, or override the phantom to water in the RT "
-         "Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this calibration "
-         "gives 0 HU, ignore this", McprotonRuntimeWarning)
+         f"{'short' if d > 0 else 'long'}{hlut}; for a water phantom use {instead}, or override the phantom to water "
+         "in the RT Struct (REL_STOP_RATIO 1 on its External); for a patient, or a phantom of the material this "
+         "calibration gives 0 HU, ignore this", McprotonRuntimeWarning)
+
+
+def _in_plane_mean(h: np.ndarray, n: int) -> np.ndarray:
+    """The mean of the ``n`` x ``n`` voxels (``n`` odd) around each voxel of the slice ``h`` (y, x), float32; the
+    slice's edge voxels repeated beyond it."""
+    r = n // 2
+    ny, nx = h.shape
+    p = np.pad(np.asarray(h, np.float32), r, mode="edge")
+    out = np.zeros((ny, nx), np.float32)
+    for i in range(n):
+        for j in range(n):
+            out += p[i:i + ny, j:j + nx]
+    return out / np.float32(n * n)
 
 
 #: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the
@@ -1129,6 +1158,7 @@ class HUCalibration:
         nm = name or density_file.parent.name or density_file.stem
         cal = cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
         _check_water_at_0_hu(density_file, hu, rho, "density")
+        _check_material_at_0_hu(material_file, bins, mats)
         cal.files = [file_record(f) for f in (density_file, material_file, mcsquare_materials) if f is not None]
         return cal
 
@@ -1150,6 +1180,7 @@ class HUCalibration:
         hu, spr = _read_spr_table(spr_file)
         _check_water_at_0_hu(spr_file, hu, spr, "SPR")
         bins, mats = _read_material_table(material_file, None)
+        _check_material_at_0_hu(material_file, bins, mats)
         e_ref = SPR_REFERENCE_MEV if reference_mev is None else float(reference_mev)
         k = np.array([spr_per_density(m, e_ref, water_model, ivalue_set) for m in mats])
         b = np.asarray(bins, float)
@@ -1581,12 +1612,59 @@ def _check_water_at_0_hu(path: Path, hu: np.ndarray, value: np.ndarray, quantity
     if at0 < lo and water_hu is not None and 500.0 <= water_hu <= 1500.0:
         msg += (f", and reaches 1.0 at {water_hu:.0f}: its HU column looks like CT numbers (HU + 1000 or HU + 1024: "
                 "air 0, water 1000 or 1024), not Hounsfield units; subtract the offset from the HU column (water "
-                "at 0, air at -1000) and load it again.  If the CT's own values are such CT numbers too (no "
+                "at 0, air at -1000), and from the HU column of the material table beside it (HU_Material_Conversion"
+                ".txt or hu_materials.csv) where that is in CT numbers too, and load it again.  If the CT's own "
+                "values are such CT numbers too (no "
                 "RescaleIntercept), correct the CT's rescale (intercept -1024 or -1000) instead: mcproton reads "
                 "CTs in HU")
     else:
         msg += ("; check that its first column is in Hounsfield units (air -1000, water 0) and its second the "
                 + ("mass density in g/cm3" if quantity == "density" else "stopping-power ratio to water"))
+    raise CalibrationError(msg)
+
+
+#: The least hydrogen (mass fraction) of the material a calibration's material table gives 0 HU, water by the
+#: definition of the Hounsfield scale (:func:`_check_material_at_0_hu`).  Every tissue holds 3.4 % (cortical bone)
+#: to 11.4 % (adipose tissue) hydrogen by mass (ICRU Report 46, 1992; Woodard and White, Br. J. Radiol. 59 (1986)
+#: 1209), water 11.19 %, the water-equivalent plastics about 8 % (PMMA 8.05 %, Gammex 457 solid water 8.1 %); air
+#: and the other gases of a calibration's first bin hold none.
+MIN_HYDROGEN_AT_0_HU = 0.01
+#: The HU of a material table's first bound above which its HU column is taken for CT numbers (HU + 1000 or
+#: HU + 1024: its air bin then starts at about 0, where a table in HU starts it at about -1000)
+CT_NUMBER_FIRST_BIN_HU = -200.0
+
+
+def _check_material_at_0_hu(path: Path, bins: Sequence[float], mats: Sequence[Material]) -> None:
+    """Refuse a HU -> material table read from a file (HU_Material_Conversion.txt, hu_materials.csv) whose material
+    at 0 HU holds less than :data:`MIN_HYDROGEN_AT_0_HU` hydrogen by mass: air or another gas, where water and
+    every tissue are.  Such a table's HU column is in CT numbers (HU + 1000 or + 1024; its air bin then reaches up
+    to about 0 HU) where the density table's is in HU, or it is misordered.  Before (the re-read audit of
+    2026-12-07, F1) only the density table was checked for CT numbers (:func:`_check_water_at_0_hu`), and its
+    refusal said to subtract the offset from that table alone: MCsquare's default scanner with its material table
+    in CT numbers loaded without a word, 0 HU became air's composition at 1.0 g/cm3 (SPR 0.888 instead of 1.012),
+    brain at 35 HU air at 1.07 g/cm3, every soft-tissue range about 11 % too long.  A material without a
+    composition (known by name only) is not judged."""
+    b = np.asarray(bins, float)
+    if b.size == 0:
+        return
+    m = mats[int(np.clip(np.searchsorted(b, 0.0, side="right") - 1, 0, b.size - 1))]
+    fractions = dict(m.mass_fractions)
+    if not fractions:
+        return
+    h = float(fractions.get("H", 0.0))
+    if h >= MIN_HYDROGEN_AT_0_HU:
+        return
+    msg = (f"{path}: the material table gives 0 HU, water by the definition of the Hounsfield scale, the material "
+           f"{m.name!r}, which holds {100 * h:.2g} % hydrogen by mass (a gas such as air), where water holds 11.2 % "
+           "and every tissue or water-equivalent material 3-11 %: soft tissue would be transported with a gas's "
+           "composition and its ranges come out about 11 % too long")
+    if b[0] >= CT_NUMBER_FIRST_BIN_HU:
+        msg += (f"; its first bin (air) starts at {b[0]:g}, where a table in Hounsfield units starts it at about "
+                "-1000: its HU column looks like CT numbers (HU + 1000 or HU + 1024); subtract the offset from it "
+                "(air from about -1000, water at 0) and load it again")
+    else:
+        msg += ("; check that its first column is in Hounsfield units (air from about -1000, water 0) and that "
+                "the bin that holds 0 HU is a tissue or water")
     raise CalibrationError(msg)
 
 

@@ -154,6 +154,48 @@ def test_a_patient_like_ct_is_not_taken_for_a_water_phantom(tmp_path):
     assert not _said(g)
 
 
+@pytest.mark.parametrize("noise_hu", [25.0, 35.0])
+def test_a_noisy_water_phantom_ct_is_warned_about_too(tmp_path, noise_hu):
+    """A water tank scanned with 25-35 HU of noise per voxel (thin slices, low dose, a sharp kernel): judged voxel by
+    voxel, 45 % and 33 % of its voxels lay within 15 HU of 0 and it was not warned about (the re-read audit of
+    2026-12-07, F2); on the 3 x 3 in-plane mean (noise / 3) about 70 % of them do.  A head-like CT with the same
+    noise (brain 35 HU, bone) is not taken for one."""
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    ct = load_ct_series(_water_tank_ct(tmp_path / "ct", noise_hu=noise_hu))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        said = _said(HUCalibration.load("schneider2000").to_geometry(ct))
+    assert len(said) == 1 and "averaged over 3 x 3 voxels of their slice" in said[0], said
+    rng = np.random.default_rng(5)
+    hu = np.full((6, 24, 24), -1000.0)
+    hu[:, 3:-3, 3:-3] = 1200.0
+    hu[:, 5:-5, 5:-5] = np.round(35.0 + rng.normal(0.0, noise_hu, (6, 14, 14)))
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-24.0, -24.0, -6.0), tmp_path / "head")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not _said(HUCalibration.load("schneider2000").to_geometry(load_ct_series(tmp_path / "head")))
+
+
+def test_a_water_phantom_read_with_an_hlut_is_not_told_to_give_an_hlut(tmp_path):
+    """A HU -> SPR table (a stoichiometric HLUT, SPR 1.02 at 0 HU) on a water-tank CT: warned, saying that the
+    calibration is a HU -> SPR table and that a planning system computing with it is as short, not told to give
+    "the planning system's own HU -> SPR table" it already gives (the re-read audit of 2026-12-07, F5)."""
+    from mcproton.dicom import load_ct_series
+
+    d = tmp_path / "hlut"
+    d.mkdir()
+    (d / "hu_spr.csv").write_text("HU,SPR\n-1000,0.001\n-100,0.95\n0,1.02\n100,1.08\n1500,1.85\n3000,2.6\n")
+    (d / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n")
+    ct = load_ct_series(_water_tank_ct(tmp_path / "ct"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        said = _said(HUCalibration.load(d).to_geometry(ct))
+    assert len(said) == 1 and "stopping-power ratio of 1.020" in said[0], said
+    assert "this calibration is a HU -> SPR table" in said[0] and "use mcsquare_water" in said[0], said[0]
+    assert "planning system's own HU -> SPR table (hu_spr.csv)" not in said[0], said[0]
+
+
 def test_mcproton_run_warns_of_a_water_phantom_in_the_water_of_its_physics(tmp_path):
     """`mcproton run`'s CT geometry (config.build_geometry) with the default calibration: warned, with the SPR in the
     run's water (pstar: 1.024)."""

@@ -1,6 +1,8 @@
 """HU calibrations: Schneider 2000 (default), MCsquare scanners, user files, inverse and CT round trip."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -938,3 +940,59 @@ def test_a_geometry_and_a_result_with_coverage_warnings_pickle(tmp_path, warning
     assert g2.made_with_warnings and all(w.endswith(BEFORE_OVERRIDES_NOTE) for w in g2.made_with_warnings
                                          if "HU calibration" in w), g2.made_with_warnings
     assert ct is not None   # the CT held here: only the pickled copy lost it
+
+
+# A material table in CT numbers beside a density table in HU loaded without a word: MCsquare's default scanner
+# with its HU_Material_Conversion.txt shifted by +1024 gave 0 HU air's composition at 1.0 g/cm3 (SPR 0.888, not
+# 1.012) and brain at 35 HU air at 1.07 g/cm3, every soft-tissue range ~11 % too long; the refusal of a density table
+# in CT numbers said to subtract the offset from that table alone (the re-read audit of 2026-12-07, F1).
+_MCSQUARE_DEFAULT = (Path(__file__).resolve().parents[1] / "data" / "mcsquare_scanners_211eefe" / "default")
+
+
+def _shifted(text: str, offset: float) -> str:
+    """An MCsquare HU_*_Conversion.txt with ``offset`` added to each row's HU (comments kept)."""
+    out = []
+    for ln in text.splitlines():
+        body, _, comment = ln.partition("#")
+        toks = body.split()
+        out.append(" ".join([f"{float(toks[0]) + offset:g}", *toks[1:]]) + (f"  #{comment}" if comment else "")
+                   if toks else ln)
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("offset", [1000, 1024])
+def test_a_material_table_in_ct_numbers_is_refused(tmp_path, offset):
+    d = tmp_path / "scanner"
+    d.mkdir()
+    dens = (_MCSQUARE_DEFAULT / "HU_Density_Conversion.txt").read_text()
+    mats = (_MCSQUARE_DEFAULT / "HU_Material_Conversion.txt").read_text()
+    (d / "HU_Density_Conversion.txt").write_text(dens)
+    (d / "HU_Material_Conversion.txt").write_text(_shifted(mats, offset))
+    with pytest.raises(CalibrationError) as exc:
+        HUCalibration.load(d)
+    msg = str(exc.value)
+    assert "HU_Material_Conversion.txt: the material table gives 0 HU" in msg and "'mcsquare_Schneider_Air'" in msg
+    assert f"its first bin (air) starts at {-1050 + offset}" in msg and "looks like CT numbers" in msg, msg
+    # both tables in CT numbers: the density table's refusal says to shift the material table too
+    (d / "HU_Density_Conversion.txt").write_text(_shifted(dens, offset))
+    with pytest.raises(CalibrationError, match="and from the HU column of the material table beside it"):
+        HUCalibration.load(d)
+    # both in HU: MCsquare's scanner, SPR 1.012 at 0 HU
+    (d / "HU_Density_Conversion.txt").write_text(dens)
+    (d / "HU_Material_Conversion.txt").write_text(mats)
+    assert float(HUCalibration.load(d).spr_from_hu(np.array([0.0]))[0]) == pytest.approx(1.012, abs=0.002)
+
+
+@pytest.mark.parametrize("table", ["HU,density_gcm3\n-1000,0.0012\n0,1.0\n3000,2.8\n",
+                                   "HU,SPR\n-1000,0.001\n0,1.0\n3000,2.6\n"])
+def test_a_composition_csv_that_gives_0_hu_a_gas_is_refused(tmp_path, table):
+    """hu_materials.csv whose bin at 0 HU holds no hydrogen (here its hu_lo in CT numbers, HU + 1024), beside a
+    hu_density.csv or hu_spr.csv in HU: refused; the same bins in HU load."""
+    rows = "hu_lo,name,w_H,w_C,w_N,w_O,w_Ar\n{air},air,0,0.000124,0.755268,0.231781,0.012827\n" \
+           "{tissue},soft_tissue,0.102,0.143,0.034,0.708,0.013\n"
+    d = _calibration(tmp_path / "cal", table, rows.format(air=-1050 + 1024, tissue=-120 + 1024))
+    with pytest.raises(CalibrationError, match=r"hu_materials\.csv: the material table gives 0 HU.*'air', which holds "
+                                               r"0 % hydrogen by mass.*starts at -26.*looks like CT numbers"):
+        HUCalibration.load(d)
+    (d / "hu_materials.csv").write_text(rows.format(air=-1050, tissue=-120))
+    assert HUCalibration.load(d).materials[1].name == "soft_tissue"

@@ -210,6 +210,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("HU -> density table in CT numbers (HU + 1024: air 24, water 1024; before 2026-12-07: loaded, brain given lung's "
      "density and the energy-ledger refusal blamed the beam; ctcal audit F4)", [],
      CT.replace("@EXTRA", 'calibration = "cal_ctnum"'), "looks like CT numbers"),
+    ("HU -> material table in CT numbers beside a density table in HU (air's bin from -26, HU + 1024; before "
+     "2026-12-07: loaded, 0 HU and soft tissue given air's composition, ranges ~11 % long; re-read audit F1)", [],
+     CT.replace("@EXTRA", 'calibration = "cal_matctnum"'), "the material table gives 0 HU"),
     # audit 27 (error messages) F4: "[phantom]: ... must hold A and B, or C (or D) and E", neither the key nor the
     # file missing; the CSV itself given for its folder: "call HUCalibration.from_files(...)"
     ("HU calibration folder without its material table", [], CT.replace("@EXTRA", 'calibration = "cal_nomat"'),
@@ -348,6 +351,9 @@ HLUT_FOLDERS: dict[str, dict[str, str | None]] = {
     "hlut_as_density": {"hu_density.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n"},
     "hlut_noheader": {"hu_density.csv": "-1000,0.001\n0,1.0\n1500,1.8\n"},
     "cal_ctnum": {"hu_density.csv": "HU,density_gcm3\n24,0.0012\n1024,1.0\n2524,1.9\n"},
+    "cal_matctnum": {"hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n",
+                     "hu_materials.csv": "hu_lo,name,w_H,w_C,w_N,w_O,w_Ar\n-26,air,0,0.000124,0.755268,0.231781,"
+                                         "0.012827\n904,soft_tissue,0.102,0.143,0.034,0.708,0.013\n"},
     "cal_nomat": {"hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n", "hu_materials.csv": None},
 }
 
