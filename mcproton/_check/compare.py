@@ -159,19 +159,25 @@ def _percentile_of_dose(dose: np.ndarray, where: np.ndarray, q: float, kth: int 
     ``kth`` the kth largest of those values instead (the smallest where fewer have dose; ``q`` is then unused), without
     a copy of those voxels: slab by slab (:data:`_SLAB_VOXELS`), the count, then histograms of 1024 bins narrowed to
     the two order statistics the percentile interpolates between, until at most :data:`_PERCENTILE_GATHER` values lie
-    there; those are copied and sorted.  Equal to np.percentile to rounding (tested)."""
+    there; those are copied and sorted.  Equal to np.percentile to rounding (tested), float32 or integer doses too
+    (each slab read as float64)."""
     d = np.atleast_1d(np.asarray(dose))
     w = np.atleast_1d(np.asarray(where, bool))
     per = max(1, _SLAB_VOXELS // max(1, int(np.prod(d.shape[1:], dtype=np.int64))))   # rows of the first axis
     slabs = [slice(i, i + per) for i in range(0, d.shape[0], per)]
 
+    def slab(s: slice) -> np.ndarray:   # a slab's doses as float64: under numpy 2 (NEP 50) a float32 slab compared
+        # with the float64 bounds below casts them to float32, nextafter(top) rounds back to top, and the top values
+        # were left out (a wrong value or an IndexError; re-read of the check, F2)
+        return d[s].astype(np.float64, copy=False)
+
     def values(s: slice, a: float, b: float) -> np.ndarray:   # the slab's values with dose in [a, b)
-        v = d[s]
+        v = slab(s)
         return v[w[s] & (v > 0) & (v >= a) & (v < b)]
 
     n, top = 0, -np.inf
     for s in slabs:
-        v = d[s]
+        v = slab(s)
         m = w[s] & (v > 0)
         n += int(np.count_nonzero(m))
         top = max(top, float(np.max(v, where=m, initial=-np.inf)))
@@ -191,7 +197,7 @@ def _percentile_of_dose(dose: np.ndarray, where: np.ndarray, q: float, kth: int 
     fractions = (0.9, 0.75, 0.5) + tuple(2.0 ** -j for j in range(2, 11))
     reach = np.zeros(len(fractions), np.int64)
     for s in slabs:
-        v = d[s]
+        v = slab(s)
         m = w[s] & (v > 0)
         for i, f in enumerate(fractions):
             reach[i] += int(np.count_nonzero(m & (v >= f * top)))

@@ -262,6 +262,30 @@ def test_the_normalisation_is_the_percentile_of_the_body_voxels_with_dose():
     assert normalisation_dose(flat, flat >= 0) == 2.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint16, np.int32])
+def test_the_normalisation_of_a_float32_or_integer_dose_is_its_kth_largest(dtype):
+    """Re-read of the check, F2: under numpy 2 a float32 slab compared with the float64 bounds of
+    compare._percentile_of_dose cast them to float32, so the maximum itself fell outside [a, nextafter(top)):
+    8 voxels at 2.0 among 100 below gave an IndexError, 5000 at 2.0 among 100 gave 1.82 for 2.0.  Exact for any
+    real dtype now (each slab read as float64); a deterministic check, no tolerance."""
+    from mcproton._check.compare import _percentile_of_dose
+
+    rng = np.random.default_rng(7)
+    scale = 1000 if np.issubdtype(dtype, np.integer) else 1
+    for n_top, n_rand in ((1, 0), (1, 100), (8, 0), (8, 100), (5000, 100), (5000, 10000), (3, 40000)):
+        dose = (np.concatenate([np.full(n_top, 2.0), rng.random(n_rand) * 2.0]) * scale).astype(dtype)
+        dose = dose.reshape(-1, 1, 1) if n_top % 2 else dose   # a 3-D and a flat array
+        where = np.ones(dose.shape, bool)
+        v = np.sort(dose[dose > 0].astype(np.float64))
+        for k in (1, 8, 100):
+            assert _percentile_of_dose(dose, where, 100.0, kth=k) == v[-min(k, v.size)], (n_top, n_rand, k)
+        for q in (99.9, 50.0):
+            assert _percentile_of_dose(dose, where, q) == pytest.approx(float(np.percentile(v, q)), rel=1e-12)
+    dose = np.full((4, 5, 6), 2.0, np.float32)
+    dose[1, 2, 3] = 11.4
+    assert normalisation_dose(dose, dose > 0) == 2.0
+
+
 def test_a_small_target_in_a_large_dosed_region_normalises_to_the_target_dose():
     """Review d of 2026-12-07, R1: the 99.9th percentile of every dosed body voxel fell to the low dose where the
     high-dose region held under 0.1 % of them: a 2 Gy target of 216 voxels (1.2 cm), three 2 cm entrance channels at
