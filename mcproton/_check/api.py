@@ -1499,6 +1499,19 @@ def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_com
             "here: read the median's sign and the beam's depth dose")
 
 
+def range_grid_clause(r: Mapping[str, Any]) -> str:
+    """What a range median row adds for a beam along a grid axis (compare.range_agreement's ``grid_error_mm``, None
+    for an oblique beam: ""): what the grid leaves of the R80s read with the cubic spline.  ``grid_error_mm`` (0.2 x
+    the voxel along the beam, compare.RANGE_GRID_ERROR_PER_VOXEL) holds for the peaks measured, up to a 100 MeV
+    one; a 71 MeV pristine peak (80-20 0.62 mm, sharper than a third of a 2 mm voxel) read 0.78 mm point-sampled,
+    about twice it, so the clause says so (re-read of the check, F3: it was given as a bound)."""
+    if not r.get("grid_error_mm"):
+        return ""
+    return (f"; R80s read on {r['grid_along_beam_mm']:g} mm voxels along the beam (a grid axis): to about "
+            f"+-{r['grid_error_mm']:.1f} mm, up to about twice that for a Bragg peak sharper than a third of a voxel "
+            "(a low-energy pristine peak)")
+
+
 def range_noise_note(label: str, r: Mapping[str, Any], limit_mm: float, failed: Sequence[str], u_pct: float,
                      remedy: str) -> str | None:
     """The note where a beam's range level failed (``failed``: the levels, "median" and/or "rays") while the MC's
@@ -3050,9 +3063,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["noise_matched"] = True
         elif not math.isfinite(u):
             checks[-1]["value_text"] += " (not noise-matched: the MC's noise could not be estimated, one batch)"
-        if r.get("grid_error_mm"):   # a beam along a grid axis: what the grid leaves of the R80s (gamma audit 28, F3)
-            checks[-1]["value_text"] += (f"; R80s read on {r['grid_along_beam_mm']:g} mm voxels along the beam (a grid "
-                                         f"axis): to about +-{r['grid_error_mm']:.1f} mm")
+        checks[-1]["value_text"] += range_grid_clause(r)   # a beam along a grid axis (gamma audit 28, F3)
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,

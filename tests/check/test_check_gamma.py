@@ -262,6 +262,30 @@ def test_the_normalisation_is_the_percentile_of_the_body_voxels_with_dose():
     assert normalisation_dose(flat, flat >= 0) == 2.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint16, np.int32])
+def test_the_normalisation_of_a_float32_or_integer_dose_is_its_kth_largest(dtype):
+    """Re-read of the check, F2: under numpy 2 a float32 slab compared with the float64 bounds of
+    compare._percentile_of_dose cast them to float32, so the maximum itself fell outside [a, nextafter(top)):
+    8 voxels at 2.0 among 100 below gave an IndexError, 5000 at 2.0 among 100 gave 1.82 for 2.0.  Exact for any
+    real dtype now (each slab read as float64); a deterministic check, no tolerance."""
+    from mcproton._check.compare import _percentile_of_dose
+
+    rng = np.random.default_rng(7)
+    scale = 1000 if np.issubdtype(dtype, np.integer) else 1
+    for n_top, n_rand in ((1, 0), (1, 100), (8, 0), (8, 100), (5000, 100), (5000, 10000), (3, 40000)):
+        dose = (np.concatenate([np.full(n_top, 2.0), rng.random(n_rand) * 2.0]) * scale).astype(dtype)
+        dose = dose.reshape(-1, 1, 1) if n_top % 2 else dose   # a 3-D and a flat array
+        where = np.ones(dose.shape, bool)
+        v = np.sort(dose[dose > 0].astype(np.float64))
+        for k in (1, 8, 100):
+            assert _percentile_of_dose(dose, where, 100.0, kth=k) == v[-min(k, v.size)], (n_top, n_rand, k)
+        for q in (99.9, 50.0):
+            assert _percentile_of_dose(dose, where, q) == pytest.approx(float(np.percentile(v, q)), rel=1e-12)
+    dose = np.full((4, 5, 6), 2.0, np.float32)
+    dose[1, 2, 3] = 11.4
+    assert normalisation_dose(dose, dose > 0) == 2.0
+
+
 def test_a_small_target_in_a_large_dosed_region_normalises_to_the_target_dose():
     """Review d of 2026-12-07, R1: the 99.9th percentile of every dosed body voxel fell to the low dose where the
     high-dose region held under 0.1 % of them: a 2 Gy target of 216 voxels (1.2 cm), three 2 cm entrance channels at
@@ -304,6 +328,37 @@ def test_a_tps_maximum_far_above_the_robust_maximum_is_warned_of_with_its_place(
     assert f"(1 voxel above {NORMALISATION_WARN_RATIO:g} x it)" in note
     ref[11, 9, 3] = 1.15 * 2.0                                        # below the ratio: not warned
     assert normalisation_note(ref, body, axes, "x") is None
+
+
+def test_eight_isolated_hot_voxels_that_set_the_normalisation_are_warned_of():
+    """Re-read of the check, F1: eight hot TPS voxels within 1.2 x of each other (10.0-11.4 Gy in a 2 Gy field, as the
+    CSI audit's one at 5.7 x, but eight) are the near-maximum themselves, so an MC 5 % low passed gamma 2 %/2 mm at
+    99.6 % (84.3 % without them) and the dose difference read -0.9 % for -5 %, and the maximum's warning (1.2 x
+    above the near-maximum) said nothing.  The voxel that sets the normalisation lying more than 1.2 x above all
+    its neighbours is warned of now; a compact high-dose region of eight voxels (2 x 2 x 2) is not, and seven hot
+    voxels keep the maximum's warning (the normalisation is then the field's 2 Gy).  Deterministic."""
+    from mcproton._check.compare import normalisation_note
+
+    axes, tps = _box_field()
+    body = np.ones(tps.shape, bool)
+    rng = np.random.default_rng(0)
+    side = np.flatnonzero(((tps > 0.3) & (tps < 1.5)).ravel())
+    ref = tps.copy()
+    hot = rng.choice(side, 8, replace=False)
+    ref.ravel()[hot] = np.linspace(10.0, 11.4, 8)
+    assert normalisation_dose(ref, body) == 10.0
+    g = gamma_3d(axes, ref, 0.95 * tps, body, dose_pct=2.0, dist_mm=2.0, points=None)
+    assert g["pass_rate"] > 0.95                                  # the loosened criteria: why it must be said
+    note = normalisation_note(ref, body, axes, "the TPS plan dose RD.dcm")
+    assert note is not None and note.startswith("the TPS plan dose RD.dcm: its robust maximum in the body, 10 Gy")
+    assert "is set by isolated voxels: 8 of its 8 largest body voxels" in note and "look at the TPS dose" in note
+    seven = tps.copy()
+    seven.ravel()[hot[:7]] = np.linspace(10.0, 11.4, 7)
+    note7 = normalisation_note(seven, body, axes, "x")
+    assert note7 is not None and "(7 voxels above 1.2 x it)" in note7 and "isolated" not in note7
+    cluster = tps.copy()
+    cluster[10:12, 10:12, 10:12] = np.linspace(10.0, 11.4, 8).reshape(2, 2, 2)   # a compact region of 8 voxels
+    assert normalisation_dose(cluster, body) == 10.0 and normalisation_note(cluster, body, axes, "x") is None
 
 
 # ------------------------------------------------------------------- gamma audit 28: the search (F2)

@@ -376,3 +376,16 @@ def test_the_r80s_grid_error_along_a_grid_axis():
     assert _grid_along(oblique, np.array([2.0, 2.0, 3.0])) == {"grid_along_beam_mm": 2.0, "grid_error_mm": None}
     assert _grid_along(np.array([0.0, 0.0, -1.0]), np.array([2.0, 2.0, 3.0]))["grid_error_mm"] == \
         pytest.approx(RANGE_GRID_ERROR_PER_VOXEL * 3.0)
+
+
+def test_the_range_rows_grid_clause_says_the_sharp_peak_case():
+    """Re-read of the check, F3: the median row of a beam along a grid axis said "to about +-0.4 mm" on 2 mm voxels,
+    given as a bound, where a 71 MeV pristine peak (sharper than a third of a voxel) read 0.78 mm point-sampled: the
+    clause now says that such a peak reads up to about twice it; an oblique beam's row has no clause."""
+    from mcproton._check.api import range_grid_clause
+    from mcproton._check.compare import RANGE_GRID_ERROR_PER_VOXEL
+
+    text = range_grid_clause({"grid_along_beam_mm": 2.0, "grid_error_mm": RANGE_GRID_ERROR_PER_VOXEL * 2.0})
+    assert text == ("; R80s read on 2 mm voxels along the beam (a grid axis): to about +-0.4 mm, up to about twice "
+                    "that for a Bragg peak sharper than a third of a voxel (a low-energy pristine peak)")
+    assert range_grid_clause({"grid_along_beam_mm": 2.0, "grid_error_mm": None}) == ""
