@@ -15,6 +15,10 @@ Real export folders hold more than one sub-folder per patient.  The survey sorts
   REFUSED row of their own (each patient must be in a sub-folder of its own), so that the batch does not pass with a
   patient left out.
 
+A sub-folder named as a file the batch writes at the top of its output folder (``batch.json``, ``index.html``, in
+any case) is refused at once: its report folder ``OUT/<sub-folder>/`` would take that file's name, and the batch
+stopped after the patient's MC, the others unchecked.
+
 And one patient's folder given to --batch by mistake (the RT Plan at PTS's top level and no plan in a sub-folder,
 or the patient's series in sub-folders RTPLAN/, RTDOSE/, CT/, ...: no sub-folder holds a plan with a dose of it while
 PTS as a whole does) is refused at once, rather than one refusal per series folder.
@@ -42,6 +46,9 @@ SYSTEM_FOLDERS = {
 }
 #: the key of the row listing DICOM files found loose at PTS's top level (a "/" never is in a folder's name)
 TOP_LEVEL = "(top level)/"
+#: the files the batch writes at the top of its --out, beside the patients' folders OUT/<sub-folder>/ (compared in
+#: lower case: on macOS and Windows "Batch.JSON" is the same file)
+BATCH_OUTPUTS = ("batch.json", "index.html")
 
 
 @dataclass
@@ -153,6 +160,13 @@ def survey(root: Path, out_dir: Path) -> FolderSurvey:
         if name.lower() in SYSTEM_FOLDERS:
             res.skipped.append(f"skipped sub-folder '{name}': {SYSTEM_FOLDERS[name.lower()]}, not a patient")
             continue
+        if name.lower() in BATCH_OUTPUTS:
+            # its check would make OUT/<name>/ a folder where the batch then writes its summary file: the batch
+            # stopped after that patient's MC, the others unchecked (untrusted-input audit 29, F4)
+            raise CheckInputError(f"--batch: the sub-folder '{name}' of {root} has the name of a file the batch "
+                                  f"writes in its output folder (--out {out_dir}: {', '.join(BATCH_OUTPUTS)}), where "
+                                  "each patient's report goes into a folder of the sub-folder's name; rename the "
+                                  f"sub-folder (e.g. '{name.replace('.', '_')}') and run the batch again")
         holds_out = out_r.is_relative_to(pr)
         c = _contents(p, exclude=out_r if holds_out else None)
         if holds_out and not c.plans:

@@ -231,6 +231,7 @@ def _checked(args: argparse.Namespace) -> int:
         if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--ct-series/--struct")
+        from .._io.console import printable
         from .batch_log import verdict_word
 
         with _warnings_as_they_come():   # each patient's warnings named by check_batch ([p1] ...)
@@ -238,8 +239,8 @@ def _checked(args: argparse.Namespace) -> int:
         if args.json:   # batch.json's record (automation audit, F9: --json was ignored)
             print((Path(args.out) / "batch.json").read_text(encoding="utf-8"))
         else:   # the verdicts again, together (each was said on stderr as its patient ended)
-            for name, r in results.items():
-                print(f"{name}: {verdict_word(r)}")
+            for name, r in results.items():   # escaped: stdout passes escape sequences on (audit 29, F5)
+                print(f"{printable(name)}: {printable(verdict_word(r))}")
             print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
         # the worst status of its patients (mcproton.errors): 4 internal > 3 environment > 2 refused > 1 FAIL > 0
         return max((r.exit_status if isinstance(r, str) else EXIT_PASS if r.passed else EXIT_FAIL

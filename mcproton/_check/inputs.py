@@ -248,16 +248,19 @@ _DANGLING_FILES = ("CT slices, the RT Plan or an RT Dose, and without them the c
                    "missing at either end of the series leaves no gap to be seen) or compare another plan or dose")
 
 
-def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path] | None = None) -> list[Path]:
+def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path] | None = None,
+               unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
     from shared storage; Path.rglob does not follow them on Python < 3.13).  A linked folder that leads to a folder
     already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.
     The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where).
     ``dangling`` gets the symbolic links to files that do not exist, which are not among the files (:func:`_scan`
-    refuses those named like DICOM: locale audit 2026-12-07, F1).  mcproton's own temporary files and folders
-    (``.mcp-*.tmp``: what a writer killed with SIGKILL leaves, e.g. the hidden folder of a CT series beside
-    ``ct/``) are not read, and ``skipped`` names them (review 2a of 2026-12-07, R6: their partial slices counted as
-    CT files)."""
+    refuses those named like DICOM: locale audit 2026-12-07, F1).  ``unreadable`` gets each folder that cannot be
+    listed (no permission: its files are not among the files; :func:`_scan` refuses the folder, untrusted-input
+    audit 29, F3) with the system's words; one that vanished while it was walked is not read.  mcproton's own
+    temporary files and folders (``.mcp-*.tmp``: what a writer killed with SIGKILL leaves, e.g. the hidden folder
+    of a CT series beside ``ct/``) are not read, and ``skipped`` names them (review 2a of 2026-12-07, R6: their
+    partial slices counted as CT files)."""
     import os
 
     from .._io.atomic import is_temporary_name
@@ -270,8 +273,12 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
         try:
             st = os.stat(here)
             entries = sorted(os.scandir(here), key=lambda d: d.name)
-        except OSError:
-            continue   # unreadable or vanished: as os.walk, which ignores such folders
+        except FileNotFoundError:
+            continue   # vanished while it was walked
+        except OSError as exc:   # cannot be listed: said (before, left out as os.walk does: a shorter CT, no word)
+            if unreadable is not None:
+                unreadable.append((Path(here), exc.strerror or type(exc).__name__))
+            continue
         if (st.st_dev, st.st_ino) in seen:   # reached again through a link: its folders were read once
             if skipped is not None:
                 skipped.append(f"skipped the linked folder {Path(here).relative_to(root)}: it leads to "
@@ -324,7 +331,14 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     unused: dict[str, list[str]] = {}   # DICOM objects the check does not read (a treatment record, a registration)
     skipped: list[str] = []   # files of such objects that cannot be read (damaged, nested too deep)
     dangling: list[Path] = []
-    files = walk_files(root, notes, dangling)
+    unreadable: list[tuple[Path, str]] = []
+    files = walk_files(root, notes, dangling, unreadable)
+    if unreadable:   # its files may be CT slices, the plan or a dose (untrusted-input audit 29, F3)
+        names = [f"{'the patient folder itself' if d == root else d.relative_to(root)} ({why})"
+                 for d, why in unreadable]
+        raise CheckInputError(f"{len(unreadable)} folder(s) in the patient folder {root} cannot be listed: "
+                              f"{listed(names)}; they may hold {_DANGLING_FILES}: make them readable to this user "
+                              "(e.g. chmod -R u+rX), or move them out of the patient folder")
     # a CT slice, the plan or a dose that is a link to a file that is gone was left out without a word (locale audit
     # 2026-12-07, F1: "107 slices" of 109, the CT's ends cut off); other such links are named in the notes
     refused = [p for p in dangling if named_like_dicom(p.name)]

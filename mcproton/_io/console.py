@@ -201,8 +201,11 @@ def _clock() -> str:
 def log_line(message: str) -> None:
     """One line of a command's log on stderr (:func:`write_stderr`: flushed, never raising), the time of day in
     front in a log file (:func:`time_of_day`): the default ``log`` of ``mcproton run``'s and ``mcproton check``'s
-    messages.  A ``log`` callable given from Python gets the messages as they are."""
-    write_stderr(time_of_day() + message + "\n")
+    messages.  A ``log`` callable given from Python gets the messages as they are.  A line is one line: its control
+    characters, line breaks among them, are escaped (:func:`printable`): a newline in a patient's folder name made a
+    line of its own in ``check --batch``'s log that read as another patient's verdict (untrusted-input audit 29,
+    F5)."""
+    write_stderr(time_of_day() + printable(message) + "\n")
 
 
 @contextmanager

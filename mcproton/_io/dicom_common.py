@@ -852,15 +852,68 @@ def _dataset_start(buf) -> tuple[int, str | None]:
     return pos, ts
 
 
-def check_complete(buf: bytes, src: str, *, max_inflated_bytes: int | None = None, what: str = "") -> None:
-    """Raise :class:`DicomInputError` if the DICOM bytes ``buf`` end early or their element structure is
-    broken (see the comment above); ``src`` names the file in the message.  ``max_inflated_bytes``: a Deflated data
-    set that inflates to more is refused before more is inflated (a few MB on disk can claim gigabytes: the
-    hostile-input audit, F4); ``what`` says in the message why that is too much."""
+#: The most the Deflated data set of any DICOM file read may inflate to (bytes): 1 GiB, an RT Dose of 2^28 32-bit
+#: voxels (e.g. 640 x 640 x 655 at 1 mm) or an RT Struct of some 10^7 contour points.  A few MB on disk can claim
+#: gigabytes; beyond this a file is refused before more is inflated (untrusted-input audit 29, F1: a 3.9 MB file in a
+#: patient folder inflated to 4 GB in the check's folder scan, which then stopped "out of memory" without naming
+#: it).  The CT reader bounds a slice tighter (ct.MAX_CT_SLICE_INFLATED_BYTES).
+MAX_INFLATED_BYTES = 2 ** 30
+#: why MAX_INFLATED_BYTES is too much, in the refusal
+_MAX_INFLATED_WHAT = "more than any DICOM object that mcproton reads holds (an RT Dose of 2^28 32-bit voxels)"
+
+
+def _too_inflated(src: str, on_disk: int, limit: int, what: str):
+    """The :class:`DicomInputError` of a Deflated data set inflating to more than ``limit`` bytes."""
+    from .errors import DicomInputError
+
+    return DicomInputError(f"{src}: its Deflated data set ({on_disk / 1e6:.1f} MB on disk) inflates to more than "
+                           f"{limit / 1e6:.0f} MB{', ' + what if what else ''}: the file is damaged or not what it "
+                           "claims to be; export it again (uncompressed), or remove it")
+
+
+def _refuse_inflating_beyond(p: Path, head: bytes, size: int, limit: int | None = None,
+                             what: str = _MAX_INFLATED_WHAT) -> None:
+    """Refuse the file ``p`` (``size`` bytes, its first bytes ``head``, the file meta among them) where it is Deflated
+    and its data set inflates to more than ``limit`` bytes: the inflated bytes are counted a chunk at a time and
+    not kept, so the memory used is a few MB whatever the file claims (pydicom inflates the whole data set at
+    once, before any element is read)."""
     import zlib
 
     from .errors import DicomInputError
 
+    start, ts = _dataset_start(head)
+    if ts != _DEFLATED or start > len(head):   # a file meta beyond ``head``: the structure check says what it is
+        return
+    limit = MAX_INFLATED_BYTES if limit is None else limit
+    d, n = zlib.decompressobj(-15), 0
+    try:
+        with open(p, "rb") as f:
+            f.seek(start)
+            while not d.eof and (chunk := f.read(1 << 20)):
+                while chunk:
+                    n += len(d.decompress(chunk, 1 << 20))
+                    if n > limit:
+                        raise _too_inflated(str(p), size, limit, what)
+                    chunk = d.unconsumed_tail
+    except zlib.error as exc:
+        raise DicomInputError(f"{p}: the deflated data set cannot be inflated ({exc}); the file is damaged or "
+                              "truncated: copy or export it again") from None
+    except OSError as exc:
+        raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
+
+
+def check_complete(buf: bytes, src: str, *, max_inflated_bytes: int | None = None, what: str = "") -> None:
+    """Raise :class:`DicomInputError` if the DICOM bytes ``buf`` end early or their element structure is
+    broken (see the comment above); ``src`` names the file in the message.  ``max_inflated_bytes``: a Deflated data
+    set that inflates to more is refused before more is inflated (a few MB on disk can claim gigabytes: the
+    hostile-input audit, F4); ``what`` says in the message why that is too much.  Without one, the bound is
+    :data:`MAX_INFLATED_BYTES` (before, none: untrusted-input audit 29, F1)."""
+    import zlib
+
+    from .errors import DicomInputError
+
+    if max_inflated_bytes is None:
+        max_inflated_bytes, what = MAX_INFLATED_BYTES, what or _MAX_INFLATED_WHAT
     start, ts = _dataset_start(buf)
     if start > len(buf):
         raise DicomInputError(f"{src}: the file ends inside its file meta information ({len(buf)} bytes); it is "
@@ -869,16 +922,10 @@ def check_complete(buf: bytes, src: str, *, max_inflated_bytes: int | None = Non
     if ts == _DEFLATED:
         try:
             d = zlib.decompressobj(-15)
-            if max_inflated_bytes is None:
-                body = d.decompress(bytes(body)) + d.flush()
-            else:
-                body = d.decompress(bytes(body), max_inflated_bytes + 1)
-                if len(body) > max_inflated_bytes or d.unconsumed_tail:
-                    raise DicomInputError(
-                        f"{src}: its Deflated data set ({len(buf) / 1e6:.1f} MB on disk) inflates to more than "
-                        f"{max_inflated_bytes / 1e6:.0f} MB{', ' + what if what else ''}: the file is damaged or not "
-                        "what it claims to be; export it again (uncompressed), or remove it")
-                body += d.flush()
+            body = d.decompress(bytes(body), max_inflated_bytes + 1)
+            if len(body) > max_inflated_bytes or d.unconsumed_tail:
+                raise _too_inflated(src, len(buf), max_inflated_bytes, what)
+            body += d.flush()
         except zlib.error as exc:
             raise DicomInputError(f"{src}: the deflated data set cannot be inflated ({exc}); the file is "
                                   "damaged or truncated: copy or export it again") from None
@@ -1142,20 +1189,36 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     :func:`assume_input_charset` (silently: the readers of identity say it), so every reader reads it alike.
     A header alone is read by :func:`read_dicom_header`, which reads a file the same way."""
     import io
+    import stat
 
     from .errors import DicomInputError
 
     p = Path(path)
-    try:
+    try:   # a regular file's first 132 bytes first: a file that is not DICOM is not read whole (a 4 GB backup
+        # without a suffix in a patient folder stopped the check "out of memory": untrusted-input audit 29, F2)
+        st = os.stat(p)
+        if stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as f:
+                head = f.read(132)
+            has_magic = _dicom_start(p, head, st.st_size)
+            if has_magic is None:
+                return None
         buf = p.read_bytes()
     except OSError as exc:
         raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
-    has_magic = _dicom_start(p, buf[:132], len(buf))
+    has_magic = _dicom_start(p, buf[:132], len(buf))   # of what was read (a pipe's only read)
     if has_magic is None:
         return None
     if check:
+        # a Deflated file's inflated size counted first, without keeping it (audit 29, F1); then inflated, walked
+        _refuse_inflating_beyond(p, buf[:_META_READ], len(buf), max_inflated_bytes,
+                                 _MAX_INFLATED_WHAT if max_inflated_bytes is None else inflated_what)
         check_complete(buf, str(p), max_inflated_bytes=max_inflated_bytes, what=inflated_what)
     return _parse_dataset(io.BytesIO(buf), p, has_magic=has_magic, stop_before_pixels=stop_before_pixels)
+
+
+#: the bytes read at the start of a file for its file meta (its transfer syntax; the group is a few hundred bytes)
+_META_READ = 64 * 1024
 
 
 def read_dicom_header(path: str | Path, *, specific_tags: Sequence[str] | None = None):
@@ -1172,13 +1235,14 @@ def read_dicom_header(path: str | Path, *, specific_tags: Sequence[str] | None =
     p = Path(path)
     try:
         with open(p, "rb") as f:
-            head = f.read(132)
+            head = f.read(_META_READ)
         size = p.stat().st_size
     except OSError as exc:
         raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
-    has_magic = _dicom_start(p, head, size)
+    has_magic = _dicom_start(p, head[:132], size)
     if has_magic is None:
         return None
+    _refuse_inflating_beyond(p, head, size)   # before pydicom inflates all of it (audit 29, F1)
     kw = {"specific_tags": list(specific_tags)} if specific_tags is not None else {}
     return _parse_dataset(str(p), p, has_magic=has_magic, stop_before_pixels=True, **kw)
 
