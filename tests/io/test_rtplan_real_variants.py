@@ -9,6 +9,7 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -361,6 +362,27 @@ def test_number_of_paintings_0_is_refused(tmp_path):
     with pytest.raises(DicomInputError, match=r"control point 0: NumberOfPaintings \(300A,039A\) is 0; it must be "
                                               ">= 1"):
         load_rtplan(_edit(PLAN02, tmp_path, _cp(0, NumberOfPaintings=0)))
+
+
+def test_number_of_paintings_does_not_scale_the_dose(tmp_path):
+    """ScanSpotMetersetWeights are the total over all paintings of a layer (PS3.3 C.8.8.25: a control point's weights
+    sum to the CumulativeMetersetWeight difference to the next, however often the layer is scanned; rtplan.py's
+    docstring: NumberOfPaintings is recorded only).  A repainted plan (2-10 paintings, routine for moving targets)
+    gives the same spot MU and protons as the same plan painted once.  Mutation audit 29 F1: multiplying every spot's
+    MU by NumberOfPaintings passed the whole rtplan suite (every test plan paints once)."""
+    def paint(n):
+        def fn(ds):
+            for cp in ds.IonBeamSequence[0].IonControlPointSequence:
+                cp.NumberOfPaintings = n
+        return fn
+    model = load_beam_model("dcpt_v5")
+    once, four = (load_rtplan(_edit(PLAN06, tmp_path, paint(n), f"RP{n}.dcm")) for n in (1, 4))
+    assert len(four.beams[0].layers) == 15 and {la.number_of_paintings for la in four.beams[0].layers} == {4}
+    for a, b in zip(once.beams[0].layers, four.beams[0].layers, strict=True):
+        assert np.array_equal(a.spot_mu, b.spot_mu)
+    (b1,), (b4,) = plan_to_beams(once, model), plan_to_beams(four, model)
+    assert b4.total_protons == b1.total_protons
+    assert [s.weight for s in b4.spots] == [s.weight for s in b1.spots]
 
 
 def test_modulated_with_a_line_scanning_type_is_refused(tmp_path):
