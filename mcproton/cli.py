@@ -1428,11 +1428,14 @@ def _warn_prescription(cfg: dict, total: Any) -> None:
 
 def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdose: str | None) -> Any:
     """The body outline of the run (mcproton/body.py; None for water/slab phantoms or output.body_outline =
-    "none"), and a check of output.dose_summation / rtdose_per_beam against the beams."""
-    from ._io.rtdose import dose_contents
+    "none"), and a check of output.dose_summation / rtdose_per_beam against the beams and of the RT Dose's size
+    (rtdose.check_pixel_data_size: at most 2^31 - 1 voxels of 16 bits)."""
+    from ._io.rtdose import check_pixel_data_size, dose_contents
     from .body import body_outline_for
 
     out_cfg = cfg.get("output", {})
+    if rtdose or out_cfg.get("rtdose"):   # a grid too large for one RT Dose: refused now, not after the transport
+        check_pixel_data_size(geometry.shape_zyx)
     dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"))
     per_primary = [getattr(b, "name", "beam") for b in beams if getattr(b, "total_protons", None) is None]
     if (rtdose or out_cfg.get("rtdose")) and per_primary:

@@ -155,7 +155,7 @@ class RunSettings:
             raise ValueError(f"run.primaries must be a positive integer; got {self.primaries}")
         if self.primaries > MAX_PRIMARIES:
             raise ValueError(f"run.primaries {self.primaries} is too large (at most 2^40 - 1 = {MAX_PRIMARIES}); "
-                             "split the run")
+                             f"{MORE_THAN_MAX_PRIMARIES}")
         if not (0 <= self.seed < 2**63):
             raise ValueError(f"run.seed must be a non-negative integer below 2^63; got {self.seed}")
         if self.backend not in BACKENDS:
@@ -206,6 +206,11 @@ MAX_CONFIG_TARGET_UNCERTAINTY = 0.1
 #: The largest run.primaries, 2^40 - 1: a beam's histories are indexed below 2^40 (each beam of a plan has its own
 #: range of 2^40 history indices: mcproton/_run/engine.py)
 MAX_PRIMARIES = 2**40 - 1
+#: what to do for more primaries of a beam than MAX_PRIMARIES: runs of one seed repeat the same histories, so a split
+#: run averaged without other seeds has the statistics of one part (overflow audit 29, F5: "split the run" said no more)
+MORE_THAN_MAX_PRIMARIES = ("run at most 2^40 - 1 primaries per beam, and more as several runs, each with a different "
+                           "run.seed (the same seed repeats the same histories), taking the primaries-weighted mean of "
+                           "their doses")
 #: The most histories of one batch (run.batch_size), i.e. of one launch of the transport kernel.  A launch sums its
 #: deposits and its energy ledger in 64-bit integers in units of 2^-24 MeV (kernels/params.h MCP_TALLY_SCALE), with no
 #: overflow check in the kernel: a primary brings at most 400 MeV (the physics tables' E_MAX_MEV), so 2^25 histories

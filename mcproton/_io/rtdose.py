@@ -152,6 +152,29 @@ def _quantise(d: np.ndarray, scaling: float, top: float, dtype: str) -> np.ndarr
     return pix
 
 
+#: The most bytes of an RT Dose's Pixel Data (7FE0,0010): its explicit length is a 32-bit number and 0xFFFFFFFF means
+#: "undefined length" (PS3.5 section 7.1.2), so 2^32 - 2 (the length of a 16- or 32-bit grid is even): 2^31 - 1
+#: voxels at 16 bits, 2^30 - 1 at 32.  Beyond, pydicom failed with "struct.error: 'L' format requires 0 <= number <=
+#: 4294967295" while saving, after the run and two 4 GiB copies of the pixels (overflow audit 29, F2).
+MAX_PIXEL_DATA_BYTES = 2**32 - 2
+
+#: what to do about a dose grid too large for one RT Dose (:func:`check_pixel_data_size`)
+PIXEL_DATA_REMEDY = ("use coarser dose voxels (mcproton run: phantom.voxel_mm, or phantom.dose_voxel_mm for a CT), or "
+                     "write no RT Dose: the HDF5 output holds a dose grid of any size")
+
+
+def check_pixel_data_size(shape_zyx: Sequence[int], bits: int = 16, remedy: str = PIXEL_DATA_REMEDY) -> None:
+    """Refuse (ValueError) a dose grid of ``shape_zyx`` (z, y, x) whose ``bits``-bit pixels exceed
+    :data:`MAX_PIXEL_DATA_BYTES`, from its shape alone (before the transport, or before the pixels are made)."""
+    nz, ny, nx = (int(v) for v in shape_zyx)
+    size = nz * ny * nx * (int(bits) // 8)
+    if size > MAX_PIXEL_DATA_BYTES:
+        raise ValueError(f"the RT Dose of the dose grid {nx} x {ny} x {nz} = {nx * ny * nz:,} voxels would hold "
+                         f"{size / 2**30:.2f} GiB of {bits}-bit pixel data, more than one DICOM Pixel Data element "
+                         f"holds ({MAX_PIXEL_DATA_BYTES:,} bytes: its length is a 32-bit number); "
+                         + (remedy if bits == 16 else f"write it with bits=16 (half the bytes), or {remedy}"))
+
+
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                  path: str | Path, *, study: StudyReference, summation_type: str = "PLAN",
                  dose_type: str = "PHYSICAL", referenced_beam_number: int | Sequence[int] | None = None,
@@ -214,6 +237,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, \
         save_dataset, set_patient_study_series
 
+    if np.ndim(dose_gy_zyx) == 3 and bits in (16, 32):   # from the shape: before a float64 copy or any pass
+        check_pixel_data_size(np.shape(dose_gy_zyx), bits)
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
     if d.ndim != 3 or min(d.shape) < 1:
         raise ValueError(f"dose_gy_zyx must be a non-empty 3-D array (z, y, x); got shape {d.shape}")

@@ -22,7 +22,7 @@ from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_ST
     new_params, TALLY_SCALE, TOUCH_SHIFT
 from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
-from ..settings import MAX_BATCH_SIZE, RunSettings
+from ..settings import MAX_BATCH_SIZE, MAX_PRIMARIES, MORE_THAN_MAX_PRIMARIES, RunSettings
 from ..source import Beam
 from .result import at_voxels
 from .stats import batch_rel_uncertainty, batch_weight, mean_uncertainty_above_half_max, weight_sum_of
@@ -262,6 +262,10 @@ class Simulation:
         if n > MAX_BATCH_SIZE:   # the kernel's 64-bit sums of one launch could wrap (settings.MAX_BATCH_SIZE)
             raise ValueError(f"a launch of {n:,} histories is more than the transport kernel's 64-bit sums allow "
                              f"({MAX_BATCH_SIZE:,}); run them as several batches")
+        if first < 0 or first + n > MAX_PRIMARIES + 1:   # beyond: the next beam index's (overflow audit 29, F4)
+            raise ValueError(f"histories {first:,}..{first + n - 1:,} are outside the beam's range of histories [0, "
+                             f"2^40): beam index {self.beam_index}'s history 2^40 + k would be beam index "
+                             f"{self.beam_index + 1}'s history k, the same random numbers; {MORE_THAN_MAX_PRIMARIES}")
         self.work_next.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()

@@ -132,6 +132,19 @@ def test_one_launch_is_capped(water_230):
     assert MAX_BATCH_SIZE * 400 * TALLY_SCALE * 20 < TALLY_SUM_LIMIT
 
 
+def test_a_launch_stays_in_its_beams_history_range(water_230):
+    """A beam's histories are its 2^40 indices (Simulation.history_offset = beam_index << 40): a launch past them is
+    refused before the kernel runs, not run as the next beam's histories (overflow audit 29, F4: beam 0's history
+    2^40 + 5 was beam 1's history 5, the same random numbers, without a word), nor a negative first history."""
+    sim, _ = water_230
+    assert int(sim.run_histories(2**40 - 10, 10)["ledger"][LEDGER["primaries"]]) == 10   # the range's last ones
+    for first, n in ((2**40 - 10, 11), (2**40 + 5, 50), (-3, 10)):
+        with pytest.raises(ValueError, match=r"outside the beam's range of histories \[0, 2\^40\).*run.seed"):
+            sim.run_histories(first, n)
+    with pytest.raises(ValueError, match=r"at most 2\^40 - 1 .*different run.seed"):
+        RunSettings(primaries=2**40)
+
+
 def _near_limit(n_vox: int, tally: str = "edep") -> Accumulator:
     rng = np.random.default_rng(5)
     acc = Accumulator(n_vox)
