@@ -359,6 +359,11 @@ def test_runs_sharing_a_checkpoint_name_are_refused_naming_the_other(small_cfg, 
         while not ckpt_lock.exists() and a.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert ckpt_lock.exists(), "run A ended before it could be met (or did not lock its checkpoint)"
+        # the lock is created empty (O_CREAT | O_EXCL) and then written: under load (the clean-clone CI of
+        # 2026-12-07, load 11 on 2 cores) it was read in between and held no JSON yet (a reader of an empty lock is
+        # refused as "unreadable", not let in: test_a_lock_created_but_not_yet_written_is_not_taken)
+        while not ckpt_lock.read_text() and a.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert json.loads(ckpt_lock.read_text())["role"] == f"the checkpoint of --out {tmp_path / 'x.h5'}"
         rc = main(["run", str(cfg), "--out", str(tmp_path / "x.hdf5"), "--quiet"])
         err = capsys.readouterr().err
@@ -478,3 +483,16 @@ def test_the_locks_of_a_killed_run_taken_over_are_said_in_one_note(small_cfg, tm
     theirs = next(n for n in notes if f"pid {other.pid} " in n)
     assert theirs.startswith(f"mcproton: note: took over the lock {tmp_path / 'rd.dcm.lock'} of an earlier run"), theirs
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]
+
+
+def test_a_lock_created_but_not_yet_written_is_not_taken(tmp_path):
+    """A lock file is created empty and then written: a run that meets it in between (empty, or a partial JSON) must
+    refuse, not take it over as stale (it would write the same output as the starting run)."""
+    from mcproton._io.lock import OutputLock, OutputLockedError
+
+    for content in ("", '{"pid": 12'):
+        (tmp_path / "o.h5.lock").write_text(content)
+        with pytest.raises(OutputLockedError, match="the lock file is unreadable"):
+            with OutputLock(tmp_path / "o.h5"):
+                pass
+        assert (tmp_path / "o.h5.lock").read_text() == content
