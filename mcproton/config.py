@@ -30,7 +30,9 @@ class ConfigError(ValueError):
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "run": {
         "primaries": ((int,), "primary protons per beam: each beam of a plan runs this many, so a plan of n beams "
-                              "transports n times it (default 100000)"),
+                              "transports n times it (default 100000; at most 2^40 - 1, a beam's range of histories: "
+                              "run more as several runs, each with a different run.seed, since one seed repeats the "
+                              "same histories, and take the primaries-weighted mean of their doses)"),
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
