@@ -7,7 +7,8 @@ spots, energies and weights, in the plan cache's entry format (an ``.npz`` read 
 _plan_cache.py), under its *recipe key*: the SHA-256 of what decides the plan's meaning (the phantom's material,
 density and label arrays, its materials and grid; the target mask; every setting of the planner; the beam model's
 file and table; the physics data, mcproton._build.physics_files_sha256; the planner's code, the modules of
-mcproton/planning that make a plan and phantoms/reference_plans.py: _plan_cache.planner_code_sha256).  Not of the
+mcproton/planning that make a plan, phantoms/reference_plans.py and the modules the planner runs for the plan's
+numbers, _plan_cache.PLANNER_CODE_ALSO: _plan_cache.planner_code_sha256).  Not of the
 rest of the code, NumPy's and SciPy's builds, the BLAS or the CPU: those change the optimiser's arithmetic (on this
 VM, OPENBLAS_CORETYPE=Prescott made a plan of 6108 spots instead of 6071, model D95 99.345 % instead of 99.370 %),
 not what the plan is made for.  Its record says when, on what machine and with what software it was optimised; the

@@ -252,7 +252,11 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
                unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
     from shared storage; Path.rglob does not follow them on Python < 3.13).  A linked folder that leads to a folder
-    already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.
+    already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.  A
+    linked folder that leads to a folder above the ones being walked (``up -> ..``, a link to ``/`` or to a PACS
+    mount that holds the patient folder) is not followed either, and ``skipped`` names it: it would read the whole
+    tree around the patient, other patients' files as this one's (untrusted-input audit 29, F7: a check named a
+    sibling folder's plan as the patient's).
     The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where).
     ``dangling`` gets the symbolic links to files that do not exist, which are not among the files (:func:`_scan`
     refuses those named like DICOM: locale audit 2026-12-07, F1).  ``unreadable`` gets each folder that cannot be
@@ -267,9 +271,19 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
 
     seen: set[tuple[int, int]] = set()
     files: list[Path] = []
-    stack: list[tuple[str, int]] = [(str(root), 0)]
+    #: (folder, depth, the real paths of the folders from the root down to it)
+    stack: list[tuple[str, int, tuple[str, ...]]] = [(str(root), 0, ())]
     while stack:
-        here, depth = stack.pop()
+        here, depth, above = stack.pop()
+        if above and os.path.islink(here):
+            real = os.path.realpath(here)
+            # one of the folders above itself: a loop, read already (named below)
+            if real not in above and any(a.startswith(real.rstrip(os.sep) + os.sep) for a in above):
+                if skipped is not None:
+                    skipped.append(f"skipped the linked folder {Path(here).relative_to(root)}: it leads to {real}, "
+                                   "a folder above the ones read (a link up the tree: reading it would read the "
+                                   "folders around the patient's, other patients' files among them)")
+                continue
         try:
             st = os.stat(here)
             entries = sorted(os.scandir(here), key=lambda d: d.name)
@@ -306,7 +320,8 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
                 skipped.append(f"skipped the folders below {Path(here).relative_to(root)}: more than "
                                f"{MAX_FOLDER_DEPTH} levels below the patient folder")
             continue
-        stack.extend((d, depth + 1) for d in reversed(dirs))
+        chain = (*above, os.path.realpath(here))
+        stack.extend((d, depth + 1, chain) for d in reversed(dirs))
     if dangling is not None:
         dangling.extend(sorted(dangling_links(files)))
     return sorted(p for p in files if p.is_file())

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .._io.console import printable_lines
 from ..plots import high_dose_centre, missing_glyphs, missing_glyphs_said_once, mpl_text, quiet_glyph_warnings, \
     say_missing_glyphs, voxel_edges_extent
 from .level_text import drop_zero_sign
@@ -20,6 +21,13 @@ from .levels import FRAME, ActionLevels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+def _html(text: object) -> str:
+    """``text`` for an HTML page: its control characters but line breaks and tabs escaped as ``\\x1b`` (an HTML
+    document may not hold C0 or C1 controls; a DICOM PatientName or ROI name may: the 29th audit's untrusted
+    inputs, F6), then ``&``, ``<``, ``>`` and quotes as HTML's character references."""
+    return html.escape(printable_lines(text))
 
 
 #: The resolution of the report's PNG figures (dots per inch; CheckResult.save_figures' default): drawn at their
@@ -673,11 +681,11 @@ def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
 def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None, caption: str = "") -> str:
     """A table: the header row in a thead (a printout repeats it on each page the table spans; th scope="col"),
     ``caption`` (escaped) above it where given, ``cls`` a class per row."""
-    out = ["<table>" + (f"<caption>{html.escape(caption)}</caption>" if caption else "") + "<thead><tr>"
-           + "".join(f'<th scope="col">{html.escape(h)}</th>' for h in head) + "</tr></thead><tbody>"]
+    out = ["<table>" + (f"<caption>{_html(caption)}</caption>" if caption else "") + "<thead><tr>"
+           + "".join(f'<th scope="col">{_html(h)}</th>' for h in head) + "</tr></thead><tbody>"]
     for n, r in enumerate(rows):
         c = f' class="{cls[n]}"' if cls and cls[n] else ""
-        out.append(f"<tr{c}>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>")
+        out.append(f"<tr{c}>" + "".join(f"<td>{_html(_fmt(v))}</td>" for v in r) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -707,7 +715,7 @@ def sign_off_html(intro: str, roles: Iterable[str] = ("checked by (physicist)", 
     and verdict: a sign-off printed on its own page still names them); ``action`` (HTML): a last row "decision /
     action taken" holding it, with room to write (the check's accept / investigate / re-plan).  SIGN_OFF_CSS gives
     the rows the height of a handwritten signature."""
-    rows = "".join(f"<tr><td>{html.escape(r)}</td><td></td><td></td><td></td><td></td></tr>" for r in roles)
+    rows = "".join(f"<tr><td>{_html(r)}</td><td></td><td></td><td></td><td></td></tr>" for r in roles)
     if action:
         rows += f'<tr class="action"><td>decision / action taken</td><td colspan="4">{action}</td></tr>'
     return (f"<h2>Sign-off</h2><p>{intro}</p>" + (f"<p>{decision}</p>" if decision else "")
@@ -731,7 +739,7 @@ SIGN_OFF_ACTION = ("&#9744; accepted &nbsp; &#9744; investigate (inputs, set-up,
 
 def _sign_off(who: Mapping[str, str]) -> str:
     """The check's sign-off block, naming the patient, plan and verdict it signs (``who``: _who)."""
-    return sign_off_html(SIGN_OFF_INTRO, identity=html.escape(_who_line(who)), action=SIGN_OFF_ACTION)
+    return sign_off_html(SIGN_OFF_INTRO, identity=_html(_who_line(who)), action=SIGN_OFF_ACTION)
 
 
 def check_date(provenance: Mapping[str, Any]) -> str:
@@ -1318,7 +1326,7 @@ def _alt(res, name: str) -> str:
 
 def _img(res, name: str, png: str) -> str:
     """The report's figure ``name`` (its base64 PNG) with its alt text (_alt)."""
-    return f'<img alt="{html.escape(_alt(res, name))}" src="data:image/png;base64,{png}">'
+    return f'<img alt="{_html(_alt(res, name))}" src="data:image/png;base64,{png}">'
 
 
 def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] | None = None) -> Path:
@@ -1337,21 +1345,21 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     # after a page break (audit 13, F7/F10: 8 printed pages, the sign-off on the last with no patient or verdict)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(_who_line(who))}</title>",
+        f"<title>{_html(_who_line(who))}</title>",
         f"<style>{REPORT_CSS}{print_css(_who_line(who, date=False), who['date'])}</style></head><body>",
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
         # a check against mcproton's own dose says so under the verdict, not only in the Pairing section (audit 21
         # review)
-        *([f'<p class="changed"><b>{html.escape(said[0].upper() + said[1:])}.</b></p>'
+        *([f'<p class="changed"><b>{_html(said[0].upper() + said[1:])}.</b></p>'
            for said in (getattr(res, "self_compared", ""), getattr(res, "no_structures", "")) if said]),
         # whom the files name, where they differ (mcproton/_io/patients.py: refused where the ID, birth date or sex
         # differ; a name spelled otherwise, or files linked by UID with other IDs, are said here, above the levels)
-        *[f'<p class="changed"><b>Patient identity: {html.escape(w)}.</b></p>'
+        *[f'<p class="changed"><b>Patient identity: {_html(w)}.</b></p>'
           for w in res.provenance.get("patient_identity_warnings") or []],
         _identification(res),
         "<h2>Action levels</h2>",
-        f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this report.</p>",
+        f"<p>{_html(FRAME)} Defaults and the source of each: the last table of this report.</p>",
         _table(["quantity", "value", "action level", "result"],
                [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"]
                 for c in res.checks],
@@ -1364,10 +1372,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     causes, remarks = res.diagnostics_of("cause"), res.diagnostics_of("remark")
     for head, notes in ((("Likely causes" if not res.passed else "Notes"), causes), ("Remarks", remarks)):
         if notes:
-            parts.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in notes) + "</ul>")
+            parts.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{_html(d)}</li>" for d in notes) + "</ul>")
     if res.warnings:   # what mcproton warned about while checking: the signed report keeps it
         parts.append("<h3>Warnings during the check</h3><ul>"
-                     + "".join(f"<li>{html.escape(w)}</li>" for w in res.warnings)
+                     + "".join(f"<li>{_html(w)}</li>" for w in res.warnings)
                      + "</ul>")
     parts += [_sign_off(who), '<div class="details">']
     parts += ["<h2>Gamma (3-D)</h2>",
@@ -1375,7 +1383,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                       "points above threshold", f"normalisation ({unit})", "points above 1 searched again"],
                      [_gamma_table_row(k, g) for k, g in res.gamma.items()]
                      + [_gamma_table_row(f"beam {b}: 2%/2mm", g) for b, g in res.beam_gamma.items()]),
-              f"<p>{html.escape(res.settings['gamma'])}.</p>"]
+              f"<p>{_html(res.settings['gamma'])}.</p>"]
     dd = res.dose_difference
     if dd.get("voxels"):
         q = dd["percentiles_pct"]
@@ -1386,7 +1394,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      f"within 2 %: {100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
-    parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
+    parts += [f"<h2>Dose maps: {_html(desc['label'])}</h2>",
               *([] if _first_target(res) is not None else [_no_target_planes_text()]),
               *(_img(res, name, figs[name]) for name in (*PLANES, "histograms"))]
     if res.structures:
@@ -1423,7 +1431,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             head += ["MC noise alone (% of the TPS value / points)",
                      "MC - TPS with the MC's noise (% of the TPS value / points)",
                      "MC less its noise's shift - TPS (% of the TPS value / points)"]
-        parts += [f"<h2>Structures: {html.escape(desc['label'])}</h2>", _table(head, rows)]
+        parts += [f"<h2>Structures: {_html(desc['label'])}</h2>", _table(head, rows)]
         if matched:
             parts.append("<p>MC noise widens the MC's dose distribution in a structure: D98/D95 read low, D2/Dmax "
                          "high, V95 low, even where the MC is right (Kawrakow 2004, Phys Med Biol 49:1549). "
@@ -1445,8 +1453,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         rx = p.get("prescription_gy")
         if rx:
             what = (f"{rx:.3g} {unit}" if not isinstance(rx, dict) else
-                    ", ".join(f"{html.escape(str(nm))} {v:.3g} {unit}" for nm, v in rx.items()))
-            parts.append(f"<p>V95/V100 relative to {what} ({html.escape(str(p['prescription_source']))})"
+                    ", ".join(f"{_html(str(nm))} {v:.3g} {unit}" for nm, v in rx.items()))
+            parts.append(f"<p>V95/V100 relative to {what} ({_html(str(p['prescription_source']))})"
                          + (": the TPS's V100 of its own median is 50 % by construction, not a coverage"
                             if "median" in str(p.get("prescription_source")) else "") + ".</p>")
         if "dvh" in figs:
@@ -1484,14 +1492,14 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     for b in sorted(res.ranges):
         parts.append(_img(res, f"beam_{b}", figs[f"beam_{b}"]))
     if res.mc_rtdose:
-        parts += [f"<h2>MC dose as DICOM RT Dose: {html.escape(desc['label'])}</h2>",
+        parts += [f"<h2>MC dose as DICOM RT Dose: {_html(desc['label'])}</h2>",
                   "<p>In this report's folder, on the TPS dose grid, in the TPS dose's study and frame of reference, "
                   "referencing the plan (to open beside the TPS dose in the planning system or a viewer); zero "
                   "outside the body outline, as compared here.</p>",
                   _table(["dose", "file", "DoseSummationType", "DoseType", f"maximum ({unit})"],
                          [[k, v["file"], v["dose_summation_type"], v["dose_type"], _num(v["max_gy"], ".4f")]
                           for k, v in res.mc_rtdose.items()])]
-    parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
+    parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{_html(s)}</li>" for s in res.pairing) + "</ul>",
               _settings_table(res, unit),
               "<h2>Provenance</h2>",
               _table(["item", "value"], _provenance_rows(p, unit)),
@@ -1530,7 +1538,7 @@ def _batch_common(table: Mapping[str, Mapping[str, Any]]) -> str:
     for label, get in items:
         vals = list(dict.fromkeys(str(get(t)) for t in checked if t.get("mcproton_version") is not None))
         if vals:
-            lines.append(f"<li>{html.escape(label)}: {html.escape(' | '.join(vals))}"
+            lines.append(f"<li>{_html(label)}: {_html(' | '.join(vals))}"
                          + (" (differs between the rows: see batch.json)" if len(vals) > 1 else "") + "</li>")
     return f"<p>Checked with:</p><ul>{''.join(lines)}</ul>" if lines else ""
 
@@ -1584,7 +1592,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
             rel = t.get("report") or ""   # relative to this folder (batch.json's)
             # the href percent-encoded as a URL path, then escaped: a folder "Pt #1" or "50% a?b" made a fragment or a
             # query of the link's tail, which led nowhere (strings audit 19, F4); the text shown stays the name
-            link = f'<a href="{html.escape(quote(rel))}">{html.escape(rel)}</a>' if rel else ""
+            link = f'<a href="{_html(quote(rel))}">{_html(rel)}</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
         doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
                           for d in t.get("tps_doses") or [])
@@ -1594,10 +1602,10 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         cells = [name, who, t.get("plan") or "", shown, what, "" if g is None else f"{g:.2f}",
                  "" if u is None else f"{u:.2f}", t.get("checked") or "", doses]
         rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
-                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
+                    + "".join(f"<td>{_html(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
     waiting = list(pending)
     for name in waiting:
-        rows.append(f"<tr><td>{html.escape(name)}</td><td></td><td></td><td>not checked yet</td>" + "<td></td>" * 6
+        rows.append(f"<tr><td>{_html(name)}</td><td></td><td></td><td>not checked yet</td>" + "<td></td>" * 6
                     + "</tr>")
     from .batch import TOP_LEVEL
 
@@ -1615,7 +1623,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         (kinds.count("NOT CHECKED"), "not checked", "not checked"),
         (kinds.count("NOT IN BATCH"), "not in this batch (an earlier check's folder)", "not in this batch"),
         (len(waiting), "not checked yet", "not checked yet")) if n]
-    notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
+    notes = [f"<li>{_html(line)}</li>" for line in skipped]
     head = "".join(f'<th scope="col">{h}</th>' for h in (
         "patient folder", "PatientID (name)", "plan", "result", "failed quantities or reason", "gamma 2%/2mm (%)",
         "MC uncertainty (%)", "checked", "TPS dose(s) compared (SOPInstanceUID)", "report"))
@@ -1630,7 +1638,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     today = date.today().isoformat()
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(line)} | {today}</title>",
+        f"<title>{_html(line)} | {today}</title>",
         f"<style>{REPORT_CSS}{print_css(line, today)}</style></head><body>",
         "<h1>mcproton check: batch</h1>",
         f"<p>{n_checked} patient(s) checked, {n_pass} passed every action level"

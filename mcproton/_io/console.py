@@ -85,6 +85,13 @@ def printable(text: object) -> str:
     return str(text).translate(_CONTROLS)
 
 
+def printable_lines(text: object) -> str:
+    """``str(text)`` with the control characters escaped but line breaks and tabs (:data:`_CONTROLS_IN_TEXT`): for
+    a name from an input in a text of several lines, and in an HTML page, which may not hold C0 or C1 controls
+    (the check's check.html kept a PatientName's or ROI name's ESC: the 29th audit's untrusted inputs, F6)."""
+    return str(text).translate(_CONTROLS_IN_TEXT)
+
+
 class DroppingStream:
     """A text stream that passes everything to ``stream`` but drops a ``write``/``flush`` that fails with
     OSError or ValueError, silencing the stream (:func:`silence`) and dropping every later write.  ``broken``

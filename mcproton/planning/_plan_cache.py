@@ -199,27 +199,40 @@ def _json(record: dict[str, Any]) -> str:
 #: the modules of mcproton/planning that do not make a plan, left out of :func:`planner_code_sha256`: the plan cache
 #: itself (it reads and writes plans; what its entries hold is :data:`FORMAT`) and the Monte Carlo of a made plan
 PLANNER_CODE_LEFT_OUT = ("_plan_cache.py", "verify.py")
-#: the modules outside mcproton/planning that make the demo's plan, by their names in the package: the reference
-#: plans (the demo's fields, target and the call of the optimiser)
-PLANNER_CODE_ALSO = ("phantoms/reference_plans.py",)
+#: the modules outside mcproton/planning whose code makes the numbers of the demo's plan, by their names in the package
+#: (as in a wheel): the reference plans (the demo's fields, target and the call of the optimiser); the beam model's
+#: reader (``BeamModel.at``: the spot sigma, divergence and energy spread of every layer, planning/machine.py) and the
+#: source (``make_spots``, ``RangeShifterSlab``, ``default_axis_x``: planning/plan.py, raytrace.py); the geometry
+#: (``axis_mm``: the voxel centres the rays and the spots are placed by); the gantry's direction
+#: (``beam_direction_lps``, _io/rtplan.py: planning/raytrace.py ``gantry_direction``); the range shifter's stopping
+#: table, pv and Highland sigma (validation/reference.py, range_shifter_model.py: planning/machine.py; the demo plans
+#: with RS_3CM).  The 28th audit's re-read (F3): _io/beam_model.py and source.py were not keyed, so a change there
+#: that changed the demo's plan left the shipped plan in use, caught only by the slow test.
+PLANNER_CODE_ALSO = ("phantoms/reference_plans.py", "_io/beam_model.py", "source.py", "geometry.py", "_io/rtplan.py",
+                     "validation/reference.py", "validation/range_shifter_model.py")
 
 
 def planner_code_files() -> dict[str, Path]:
     """{name in the package: file} of the planner's code, whose SHA-256 (:func:`planner_code_sha256`) a
     :func:`recipe` holds: every module of mcproton/planning (spot placement, layers and range shifters, the
     stopping-power ratios and the ray tracing, the dose model, the objective and the optimiser) but those of
-    :data:`PLANNER_CODE_LEFT_OUT`, and :data:`PLANNER_CODE_ALSO`.  Not the code they call that is keyed otherwise
-    (the physics, :func:`mcproton._build.physics_files_sha256`; the beam model, by its file and table; the phantom,
-    by its arrays) nor the containers and reports around it (mcproton/geometry.py, source.py, dvh.py: the plan's
-    ``model_stats`` figures): a change there that changes the demo's plan is caught by the slow test of
-    tests/phantoms/test_shipped_plan.py.  Named as in a wheel (``planning/...``, ``phantoms/...``), so that a wheel
-    and a checkout of one commit agree."""
-    from ..phantoms import reference_plans
+    :data:`PLANNER_CODE_LEFT_OUT`, and the modules elsewhere that it runs for the plan's numbers,
+    :data:`PLANNER_CODE_ALSO` (the beam model's reader, the source, the geometry, the gantry's direction, the range
+    shifter's scattering, the reference plans).  Not the code they call that is keyed otherwise (the physics,
+    :func:`mcproton._build.physics_files_sha256`; the beam model's data, by its file and table; the phantom, by its
+    arrays) nor the reports around it (mcproton/dvh.py: the plan's ``model_stats`` figures) nor the thread count
+    (mcproton/_cpus.py; as NumPy, SciPy and the BLAS, it changes the optimiser's arithmetic, not what the plan is made
+    for): a change there that changes the demo's plan is caught by the slow test of tests/phantoms/test_shipped_plan.py.
+    Named as in a wheel (``planning/...``, ``phantoms/...``, ``_io/...``), so that a wheel and a checkout of one
+    commit agree: each is found by its module (phantoms/ and validation/ lie beside the package in an editable
+    install)."""
+    import importlib
 
     here = Path(__file__).resolve().parent
     files = {f"planning/{f.name}": f for f in sorted(here.glob("*.py")) if f.name not in PLANNER_CODE_LEFT_OUT}
-    phantoms = Path(reference_plans.__file__).resolve().parent
-    files.update({name: phantoms / name.split("/", 1)[1] for name in PLANNER_CODE_ALSO})
+    for name in PLANNER_CODE_ALSO:
+        module = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{name[:-3].replace('/', '.')}")
+        files[name] = Path(module.__file__).resolve()
     return files
 
 
@@ -622,7 +635,9 @@ _RECIPE_PARTS = {"phantom": "the phantom (its material, density or label arrays,
                  "target": "the target mask", "settings": "the planner's settings",
                  "beam_model": "the beam model (its file or table)",
                  "physics_files_sha256": "the physics data (mcproton/data, mcproton/_physics)",
-                 "planner_code_sha256": "the planner's code (mcproton/planning, phantoms/reference_plans.py)"}
+                 "planner_code_sha256": ("the planner's code (mcproton/planning, phantoms/reference_plans.py and "
+                                         "the beam model's reader, source, geometry, gantry and range-shifter "
+                                         "code it runs)")}
 #: the parts of a :func:`recipe` that are made here, by the phantom generator with NumPy's and SciPy's arithmetic,
 #: rather than given: where only they differ, another NumPy, SciPy or CPU may be why (not a change to ship)
 _MADE_PARTS = ("phantom", "target")

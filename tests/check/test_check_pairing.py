@@ -135,6 +135,29 @@ def test_a_ct_folder_linked_into_the_patient_folder_is_read_and_a_loop_named(fol
                for line in inp.pairing), inp.pairing
 
 
+def test_a_link_up_the_tree_is_not_followed_and_named(folder, tmp_path):
+    """A link inside the patient folder to a folder above it (``up -> ..``; a link to ``/`` or to the PACS mount
+    alike): not followed, named among the pairing notes.  Before (untrusted-input audit 29, F7) the scan read the
+    whole parent tree: the other patient beside this one (a copy of its folder: the same plan) made the check refuse,
+    naming that patient's plan "up/other/RP.dcm" as this one's.  A link further down that leads up from a shared
+    CT folder (``ct -> shared/ct_series``, in it ``top -> tmp_path``) is not followed either."""
+    shutil.copytree(folder, tmp_path / "other")
+    (folder / "up").symlink_to("..", target_is_directory=True)
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
+    said = [line for line in inp.pairing if line.startswith("skipped the linked folder up: it leads to ")]
+    assert len(said) == 1 and f"{tmp_path.resolve()}, a folder above the ones read" in said[0], inp.pairing
+    (folder / "up").unlink()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.move(folder / "ct", shared / "ct_series")
+    (folder / "ct").symlink_to(shared / "ct_series", target_is_directory=True)
+    (shared / "ct_series" / "top").symlink_to(tmp_path, target_is_directory=True)
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
+    assert any(line.startswith("skipped the linked folder ct/top: it leads to ") for line in inp.pairing), inp.pairing
+
+
 def test_files_named_by_their_uids_without_a_suffix_are_paired(folder):
     """DICOM storage servers and some exports name files by their SOPInstanceUID ("1.2.826....17", no .dcm): the
     scan took their last UID component for a file suffix and skipped every file (2026-12-05: no plan found)."""

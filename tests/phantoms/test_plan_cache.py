@@ -752,21 +752,30 @@ def test_a_change_of_the_planners_code_is_another_recipe_and_the_shipped_plan_is
     said = _notes(monkeypatch)
     plan, rec = _demo_plan(made, g, target, shipped=shipped)
     assert len(calls) == 1 and rec["shipped"] is None and rec["cache"] == "stored"
-    assert "is for another recipe: the planner's code (mcproton/planning, phantoms/reference_plans.py) differs" \
+    assert "is for another recipe: the planner's code (mcproton/planning, phantoms/reference_plans.py and" \
         in rec["shipped_not_used"], rec
     assert len(said) == 1 and rec["shipped_not_used"] in said[0], said
 
 
 def test_the_planners_code_is_the_planning_modules_that_make_a_plan_and_the_reference_plans(tmp_path, monkeypatch):
     """:func:`planner_code_files`: every module of mcproton/planning but the plan cache and the Monte Carlo of a
-    made plan (a new module counts until it is named there), and phantoms/reference_plans.py, by their names in a
-    wheel; a change of one file's bytes is another :func:`planner_code_sha256`."""
+    made plan (a new module counts until it is named there), phantoms/reference_plans.py, and the modules outside
+    mcproton/planning that the planner runs for the plan's numbers, by their names in a wheel; a change of one
+    file's bytes is another :func:`planner_code_sha256`.  The beam model's reader (``BeamModel.at``: each layer's
+    spot sigma, divergence and energy spread) and the source (``make_spots``, ``RangeShifterSlab``) were not keyed
+    (the 28th audit's re-read, F3): an edit there that changed the demo's plan left the shipped plan in use."""
+    import mcproton._io.beam_model as beam_model
     import mcproton.planning as planning
+    import mcproton.source as source
 
     files = PC.planner_code_files()
     here = {f"planning/{f.name}" for f in Path(planning.__file__).parent.glob("*.py")}
-    assert set(files) == here - {"planning/_plan_cache.py", "planning/verify.py"} | {"phantoms/reference_plans.py"}
+    also = {"phantoms/reference_plans.py", "_io/beam_model.py", "source.py", "geometry.py", "_io/rtplan.py",
+            "validation/reference.py", "validation/range_shifter_model.py"}
+    assert set(files) == here - {"planning/_plan_cache.py", "planning/verify.py"} | also
     assert {"planning/spots.py", "planning/optimiser.py", "planning/raytrace.py"} <= set(files)
+    assert files["_io/beam_model.py"] == Path(beam_model.__file__).resolve()
+    assert files["source.py"] == Path(source.__file__).resolve()
     assert all(f.is_file() for f in files.values())
     copies = {}
     for name, f in files.items():
@@ -777,6 +786,10 @@ def test_the_planners_code_is_the_planning_modules_that_make_a_plan_and_the_refe
     before = PC.planner_code_sha256()
     spots = copies["planning/spots.py"]
     spots.write_text(spots.read_text().replace("0.8", "1.0", 1))
+    assert PC.planner_code_sha256() != before
+    before = PC.planner_code_sha256()
+    reader = copies["_io/beam_model.py"]
+    reader.write_text(reader.read_text() + "\n")
     assert PC.planner_code_sha256() != before
     spots.unlink()
     with pytest.raises(PC._Uncacheable, match="the planner's code cannot be read"):

@@ -83,8 +83,9 @@ def test_the_shipped_plan_is_the_plan_the_current_code_optimises(default_demo):
     and SciPy's builds, the BLAS core and the CPU are those it was optimised with (its record's ``libraries``), else
     the same plan to the optimiser's rounding (the BLAS core alone moves a few spots: OPENBLAS_CORETYPE=Prescott gave
     6108 spots instead of 6071, model D95 99.345 % instead of 99.370 %, total protons within 0.1 %).  The recipe key
-    sees the planner's code (mcproton/planning's modules that make a plan, phantoms/reference_plans.py), not the
-    rest: a change elsewhere (geometry, source, dvh) that changes the demo's plan fails here."""
+    sees the planner's code (mcproton/planning's modules that make a plan, phantoms/reference_plans.py, and the
+    modules it runs for the plan's numbers: _plan_cache.PLANNER_CODE_ALSO), not the rest: a change elsewhere that
+    changes the demo's plan fails here."""
     import numpy as np
 
     g, ctv, planner, kwargs, settings, model = default_demo
