@@ -294,8 +294,9 @@ def _plane_figure(res, centre, which: str) -> Figure:
     for c, (img, lab, kw, extend) in enumerate((
             (a, f"TPS dose ({unit})", dose_kw, over),
             (b, f"MC dose ({unit})", dose_kw, over),
-            (d, f"MC - TPS (% of TPS robust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5},
-             "both"),
+            # on two lines: on one, "... 2.18 Gy(RBE))" ran past the figure's right edge (figures audit 29, F2)
+            (d, f"MC - TPS (% of TPS\nrobust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                       "vmax": 5}, "both"),
             (sd, "MC 1 sd (% of TPS robust max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0,
                                                    "vmax": UNCERTAINTY_MAP_MAX_PCT},
              "max"),
@@ -576,8 +577,8 @@ def _beam_figure(res, b: int) -> Figure:
     for ax, img, lab, kw, extend in (
             (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, over),
             (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
-            (axs[2], dd, f"MC - TPS (% of TPS robust max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
-                                                                               "vmax": 5}, "both"),
+            (axs[2], dd, f"MC - TPS (% of TPS robust\nmax {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                                "vmax": 5}, "both"),
             (axs[3], g, f"gamma: 2 % of {top:.3g} {unit} / 2 mm", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
@@ -607,7 +608,7 @@ def _beam_figure(res, b: int) -> Figure:
     d = np.asarray(res.mc.beam_meta[b]["beam_direction"], float)
     u, v_ = _frame(d / np.linalg.norm(d))
     _axis_labels(axs[4], _bev_axis_label("u", u), _bev_axis_label("v", v_))
-    _axis_labels(axs[5], "R80 difference (mm; beyond +-8 in the end bins)", "rays")
+    _axis_labels(axs[5], "R80 difference (mm;\nbeyond +-8 in the end bins)", "rays")   # one line was cut off (F5)
     rows = _outline_legend(fig, outlined, sl, 0.0)
     fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55,   # two-line panel titles
                            "bottom": 0.09 + 0.045 * rows})               # the outlines' legend below

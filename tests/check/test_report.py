@@ -832,14 +832,15 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
     # F1), the report's dose difference says it
     norm = normalisation_dose(report.tps_gy_zyx, report.body_zyx)
     assert norm == pytest.approx(report.dose_difference["normalisation_gy"])
-    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title()
+    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title().replace("\n", " ")
     assert _centre(report)   # the plane through the target
     for b in (1, 2):
         axs = _main_axes(figure_builders(report, f"beam_{b}")[f"beam_{b}"]())
         tps = report.inputs.beams[b].dose_gy_zyx if b in report.inputs.beams else report.tps_gy_zyx
         top = normalisation_dose(tps, report.body_zyx)
         assert _beam_norm(report, b) == pytest.approx(top)
-        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
+        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title().replace("\n", " ")   # two lines (audit 29 F2)
+        assert f"2 % of {top:.3g}" in axs[3].get_title()
 
 
 def _many_structures(report, n: int = 24):
@@ -1087,3 +1088,50 @@ def test_maps_without_a_target_go_through_the_high_dose_region_and_say_so(report
     assert _centre(report) == tuple(int(np.rint(v)) for v in np.argwhere(ptv).mean(axis=0))
     assert _alt(report, "sagittal").startswith("sagittal plane through the target: ")
     assert "No target structure" not in Path(report.report_html).read_text(encoding="utf-8")
+
+
+def test_no_text_of_a_figure_is_cut_off_or_drawn_over_another(report, monkeypatch):
+    """Figures audit 29, F2/F5: with an RBE dose the third map's title "MC - TPS (% of TPS robust max 2.18 Gy(RBE))"
+    ran past the figure's right edge (drawn "... Gy(RBI", in every plane and beam figure), and over that panel's y
+    label in the coronal and sagittal figures; the beam figure's "R80 difference (mm; beyond +-8 in the end bins)"
+    was cut off too.  Every visible text of every figure now lies inside the figure, and no panel title or axis
+    label overlaps another text (the unit made as long as an RBE dose's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import mcproton._check.report as R
+
+    plain = R._dose
+
+    def rbe(res):
+        return {**plain(res), "unit": "Gy(RBE)"}
+
+    monkeypatch.setattr(R, "_dose", rbe)
+    for name, fig in report.figures().items():
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        r = canvas.get_renderer()
+        whole = fig.bbox
+        drawn = _drawn_texts(fig)
+        boxes = [(t.get_text(), t.get_window_extent(r)) for t in drawn]
+        out = [s for s, b in boxes if b.x0 < whole.x0 - 0.5 or b.x1 > whole.x1 + 0.5 or b.y0 < whole.y0 - 0.5
+               or b.y1 > whole.y1 + 0.5]
+        assert not out, (name, out)
+        ax_texts = {id(t) for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)}
+        mine = [(t.get_text(), b) for t, (_, b) in zip(drawn, boxes) if id(t) in ax_texts]
+        over = [(s, o) for s, b in mine for o, c in boxes if o != s and b.overlaps(c)]
+        assert not over, (name, over[:4])
+
+
+def _drawn_texts(fig) -> list:
+    """The texts of ``fig`` that are drawn: visible, not empty, and for a tick label, its tick inside the axis' view
+    (matplotlib keeps the labels of ticks beyond the view, undrawn)."""
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+    ticks = {}
+    for ax in fig.findobj(Axes):   # the colour bars' inset axes too (not in fig.axes)
+        for axis, k in ((ax.xaxis, 0), (ax.yaxis, 1)):
+            lo, hi = sorted(axis.get_view_interval())
+            for t in axis.get_majorticklabels() + axis.get_minorticklabels():
+                ticks[id(t)] = lo - 1e-9 * (hi - lo) <= t.get_position()[k] <= hi + 1e-9 * (hi - lo)
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and ticks.get(id(t), True)]
