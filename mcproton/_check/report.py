@@ -344,9 +344,20 @@ def _dvh_left_out(res) -> int:
     return sum(nm in res.structures for nm in res.masks) - len(_dvh_masks(res))
 
 
-def _dvh_style(n: int, target: bool) -> dict:
-    """The n-th DVH structure's colour, marker (DVH_MARKERS) and line width (heavier for a target)."""
-    return {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
+#: The DVH's colours of the structures the maps do not outline: tab10 less its colours close to the outlines'
+#: (C1 orange, C6 pink, C9 cyan; C7 grey, near the outlines' black and the TPS/MC key's grey), so that a colour on
+#: the maps names one structure in the DVH too (figures audit 29, F3)
+DVH_OTHER_COLOURS = ("C0", "C2", "C3", "C4", "C5", "C8")
+
+#: The colour of the DVH legend's TPS (solid) / MC (dashed) key: no structure's (black is the 4th outline's)
+DVH_KEY_COLOUR = "0.45"
+
+
+def _dvh_style(n: int, target: bool, colour: str | None = None) -> dict:
+    """The n-th DVH structure's colour (``colour``: its outline's on the maps; else DVH_OTHER_COLOURS), marker
+    (DVH_MARKERS) and line width (heavier for a target)."""
+    return {"color": colour or DVH_OTHER_COLOURS[n % len(DVH_OTHER_COLOURS)],
+            "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
             "markevery": (3 * n % 30, 30), "lw": DVH_LW_TARGET if target else DVH_LW}
 
 
@@ -390,10 +401,17 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
     curves = []
+    # a structure outlined on the maps in its outline's colour; the others in colours no outline has (F3 of audit 29:
+    # before, tab10's n-th: plan03's Cube101010 pink on the maps, blue here)
+    outline = {nm: c for (c, _), nm in zip(PLANE_OUTLINE_STYLES, _outlined(res))}
+    others = 0
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
-        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
+        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target", outline.get(nm))
+        if nm not in outline:
+            style["color"] = DVH_OTHER_COLOURS[others % len(DVH_OTHER_COLOURS)]
+            others += 1
         ax.plot(lv, 100 * f1, label=f"{mpl_text(nm)} TPS", **style)   # an ROI name, drawn as it is (mpl_text)
         ax.plot(lv, 100 * f2, ls="--", label=f"{mpl_text(nm)} MC", markerfacecolor="none", **style)
         curves.append((nm, lv, 100 * f1, style["color"]))
@@ -408,7 +426,8 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     from matplotlib.lines import Line2D
 
     handles = [ln for ln in ax.get_lines() if not ln.get_label().endswith(" MC")]
-    handles += [Line2D([], [], color="k", lw=1.5, label="TPS"), Line2D([], [], color="k", lw=1.2, ls="--", label="MC")]
+    handles += [Line2D([], [], color=DVH_KEY_COLOUR, lw=1.5, label="TPS"),
+                Line2D([], [], color=DVH_KEY_COLOUR, lw=1.2, ls="--", label="MC")]
     ax.legend(handles=handles, labels=[h.get_label().removesuffix(" TPS") for h in handles], fontsize=MIN_FONT_PT,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     left = _dvh_left_out(res)

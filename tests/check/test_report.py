@@ -863,7 +863,7 @@ def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report)
     """Figures audit 16 F8: with 20 structures the names written beside the curves overlapped (the volume they were
     written at repeated every 8 structures, and low-dose OARs cross it at the same dose); colours repeat every 10,
     and the 1st and 11th structure's markers (circle, hexagon) looked alike.  Now no two names' boxes overlap, each
-    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours they repeat),
+    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours repeat),
     the target's curves are heavier, and every structure is in the legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -885,8 +885,8 @@ def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report)
     styles = [(ln.get_color(), ln.get_marker()) for ln in tps]
     assert len({m for _, m in styles}) == DVH_FIGURE_MAX                      # a marker of its own each
     filled = set("os^Dv PX*<>".replace(" ", ""))
-    for a in range(10):                                                       # same colour, another form of marker
-        assert styles[a][0] == styles[a + 10][0] and styles[a][1] in filled and styles[a + 10][1] not in filled
+    for a in range(10):   # another form of marker (the colours: the outlines', then DVH_OTHER_COLOURS: audit 29 F3)
+        assert styles[a][1] in filled and styles[a + 10][1] not in filled
     lw = {ln.get_label(): ln.get_linewidth() for ln in ax.get_lines()}
     assert lw["PTV TPS"] == lw["PTV MC"] == DVH_LW_TARGET > lw["organ_at_risk_0 TPS"]
     names = {t.get_text() for t in ax.get_legend().get_texts()}
@@ -1135,3 +1135,28 @@ def _drawn_texts(fig) -> list:
             for t in axis.get_majorticklabels() + axis.get_minorticklabels():
                 ticks[id(t)] = lo - 1e-9 * (hi - lo) <= t.get_position()[k] <= hi + 1e-9 * (hi - lo)
     return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and ticks.get(id(t), True)]
+
+
+def test_a_structure_has_one_colour_on_the_maps_and_in_the_dvh(report):
+    """Figures audit 29, F3: the maps outline the targets, then the OARs of highest dose, in PLANE_OUTLINE_STYLES'
+    colours (pink, orange, cyan, black), while the DVH drew every structure in tab10's n-th colour in its own order:
+    the RayStation plan03 check drew Cube101010 pink on the maps and blue in the DVH, PMMA cyan and red.  Now an
+    outlined structure's DVH curves (and its name) are its outline's colour, and no other structure's curve has
+    one of the outlines' colours."""
+    from matplotlib.colors import to_hex
+
+    from mcproton._check.report import PLANE_OUTLINE_STYLES, _outlined
+
+    res = _many_structures(report, 6)
+    out = list(_outlined(res))
+    assert len(out) >= 3
+    ax = _main_axes(res.figures("dvh")["dvh"])[0]
+    colour = {ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines()}
+    outline = [to_hex(c) for c, _ in PLANE_OUTLINE_STYLES]
+    for n, nm in enumerate(out):
+        assert colour[f"{nm} TPS"] == colour[f"{nm} MC"] == outline[n], (nm, colour[f"{nm} TPS"], outline[n])
+    others = {lab: c for lab, c in colour.items() if lab.removesuffix(" TPS").removesuffix(" MC") not in out
+              and lab.endswith((" TPS", " MC"))}
+    assert others and not set(others.values()) & set(outline), others
+    keys = [t for t in ax.get_legend().get_lines() if t.get_label() in ("TPS", "MC")]
+    assert all(to_hex(k.get_color()) not in outline for k in keys)   # the style key is no structure's colour
