@@ -1013,7 +1013,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
                 _plot_run_planes(cfg, total, beams, target, outline, rtdose)   # says an early stop too
             else:
-                plot_depth_dose(total, target)
+                plot_depth_dose(total, target, direction=_mean_direction(beams))
 
         try:
             with phase("plot"):
@@ -1572,6 +1572,15 @@ def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any
     plot_dose_planes(total, png, centre, "\n".join(lines), structures=masks or None, reference_gy=reference,
                      body_mask=body, reference_name=ref_name,
                      quantity=f"physical dose to medium (Gy), {shown}")
+
+
+def _mean_direction(beams: list) -> Any:
+    """The mean of the unit directions of every spot of ``beams`` (x, y, z): the direction the phantom run's
+    depth-dose figure is drawn along (plots.plot_depth_dose); None without a spot."""
+    import numpy as np
+
+    dirs = [s.direction for b in beams for s in getattr(b, "spots", ())]
+    return np.mean(np.asarray(dirs, dtype=np.float64), axis=0) if dirs else None
 
 
 def _dose_description(total: Any, beams: list, outline: Any) -> dict:

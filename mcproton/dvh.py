@@ -225,7 +225,7 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     from .plots import _plt, missing_glyphs_said_once, mpl_text, structure_style
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.2, 4.5), dpi=110)   # 7 in of axes, the legend beside them
     top = max((float(np.asarray(dose)[np.asarray(m, bool)].max()) for m in masks.values() if np.any(m)),
               default=1.0) * 1.05
     for n, (nm, m) in enumerate(masks.items()):
@@ -244,7 +244,9 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     ax.set_xlabel(dose_label)
     ax.set_ylabel("volume (%)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    # beside the axes: in the lower-left corner it hid the low-dose OARs' curves, which all fall there (the demo's
+    # spinal cord; figures audit 29, F4)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     path = Path(path)

@@ -250,27 +250,70 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
         plt.close(fig)
 
 
-def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
-    """Integrated depth-dose (MeV cm2/g per primary) versus depth along z, with R80 marked."""
+#: :func:`plot_depth_dose` draws a depth-dose, and its R80, along a grid axis only where the beam runs along it: its
+#: (mean) direction within this angle (deg) of the axis.  Farther off, the curve is the dose's projection onto the
+#: nearest axis, which is not a depth-dose: it is drawn without an R80, and its title says so (figures audit 29, F1)
+DEPTH_DOSE_MAX_OFF_AXIS_DEG = 10.0
+
+
+def depth_dose_axis(direction) -> tuple[str, int, float]:
+    """The grid axis a beam of mean ``direction`` (x, y, z; any length) runs along: (its letter, the sign of the
+    beam's component along it (+1 or -1), the angle in degrees between the beam and that axis).  Beams whose
+    directions cancel (opposed fields) have no axis: ("z", +1, 90.0)."""
+    d = np.asarray(direction, dtype=np.float64).reshape(3)
+    n = float(np.linalg.norm(d))
+    if not np.isfinite(n) or n < 1e-9:
+        return "z", 1, 90.0
+    k = int(np.argmax(np.abs(d)))
+    return "xyz"[k], (1 if d[k] > 0 else -1), float(np.degrees(np.arccos(min(1.0, abs(d[k]) / n))))
+
+
+def plot_depth_dose(result, path: str | Path, title: str | None = None, *, direction=None) -> Path:
+    """Integrated depth-dose (MeV cm2/g per primary) versus depth along the beam, with R80 marked.
+
+    direction : the beam's (mean) direction (x, y, z), e.g. its spots' mean; default (0, 0, 1), a beam along +z.
+        The depth is measured along the grid axis the beam runs along (:func:`depth_dose_axis`), from the grid's
+        face the beam enters (the far face for a beam along -x, -y or -z).  Before 2026-12-07 the curve was along
+        +z whatever the beam: a beam along +x got its lateral profile drawn as a depth-dose with "R80 = 52 mm" (its
+        R80 is 77 mm), a beam along -z "R80 = 125 mm" (figures audit 29, F1).  A beam more than
+        DEPTH_DOSE_MAX_OFF_AXIS_DEG off every axis gets the projection onto the nearest one, no R80, and a title
+        that says so."""
     plt = _plt()
-    z, idd = result.integrated_depth_dose("z")
+    axis, sign, off_deg = depth_dose_axis((0.0, 0.0, 1.0) if direction is None else direction)
+    z, idd = result.integrated_depth_dose(axis)
+    z, idd = np.asarray(z, dtype=np.float64), np.asarray(idd, dtype=np.float64)
+    g = result.geometry
+    k = "xyz".index(axis)
+    low = float(g.axis_mm(axis)[0]) - 0.5 * float(np.broadcast_to(g.voxel_size_mm, 3)[k])   # the grid's face
+    if sign < 0:   # from the face the beam enters: the far one
+        length = float(np.broadcast_to(g.voxel_size_mm, 3)[k]) * z.size
+        z, idd = (length - z)[::-1], idd[::-1]
+        face = low + length
+    else:
+        face = low
+    oblique = off_deg > DEPTH_DOSE_MAX_OFF_AXIS_DEG
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(z, idd, lw=1.5, color="C0", label="mcproton")
     i = int(np.argmax(idd))
     tail = np.nonzero(idd[i:] < 0.8 * idd[i])[0]
-    if tail.size:
+    if tail.size and not oblique:
         j = i + tail[0]
         r80 = float(np.interp(0.8 * idd[i], [idd[j], idd[j - 1]], [z[j], z[j - 1]]))
         ax.axvline(r80, color="0.5", ls="--", lw=0.8)
         ax.text(r80, 0.82 * idd[i], f" R80 = {r80:.2f} mm", color="0.3", fontsize=8)
-    ax.set_xlabel("depth in phantom (mm)")
+    ax.set_xlabel(f"{axis} from the grid's face at {axis} = {face:g} mm (mm; not the depth along the beam)" if oblique
+                  else f"depth in phantom along {'+' if sign > 0 else '-'}{axis} (mm, from the grid's face at "
+                  f"{axis} = {face:g} mm)")
     ax.set_ylabel("integrated depth dose (MeV cm$^2$ g$^{-1}$ per proton)")
     from ._run.result import early_stop_note
 
     early = early_stop_note(result)
     beam = mpl_text(result.provenance.get("beam", {}).get("name", ""))   # the plan's BeamName, drawn as it is
+    notes = [early.upper()] if early else []
+    if oblique:
+        notes.append(f"the beam is {off_deg:.0f} deg off the {axis} axis: not a depth-dose (no R80)")
     ax.set_title(title or f"{beam} - {result.primaries:,} protons, {result.backend}"
-                 + (f"\n{early.upper()}" if early else ""), fontsize=None if not early else 9)
+                 + "".join(f"\n{n}" for n in notes), fontsize=None if not notes else 9)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()

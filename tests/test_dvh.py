@@ -146,3 +146,26 @@ def test_the_check_documents_the_rank_convention_it_uses():
     assert round(row["D50"]["tps_gy"], 6) == 2.01 and round(row["D50"]["tps_gy"] / 2.0 - 1, 3) == 0.005
     # the voxels at or above 2.0 and 1.9 Gy: 10 and 15 of the 20 columns, no interpolation
     assert row["V100"]["tps"] == 0.5 and row["V95"]["tps"] == 0.75
+
+
+def test_plot_dvh_legend_hides_no_curve(tmp_path, monkeypatch):
+    """Figures audit 29, F4: the legend sat in the lower-left corner, where every low-dose OAR's cumulative DVH falls
+    (the demo's spinal cord, 0-0.35 Gy at 0-30 %, ran under it).  Now it is beside the axes, and the figure (legend
+    and all) stays inside the saved PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mcproton.plots import _Figures
+
+    dose, mask = _ramp()
+    low = mask.copy()
+    low.flat[::3] = False
+    figs = []
+    monkeypatch.setattr(_Figures, "close", staticmethod(lambda fig=None: figs.append(fig)))
+    plot_dvh(dose * np.where(low, 0.05, 1.0), {f"organ {n}": mask if n == 0 else low for n in range(6)},
+             tmp_path / "dvh.png", prescription_gy=50.0)
+    fig = figs[0]
+    r = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    legend, inside = ax.get_legend().get_window_extent(r), ax.get_window_extent(r)
+    assert legend.x0 >= inside.x1 or legend.y0 >= inside.y1, (legend, inside)   # beside the axes, not over them
+    assert legend.x1 <= fig.bbox.x1 and legend.y0 >= fig.bbox.y0, (legend, fig.bbox)

@@ -372,3 +372,85 @@ def test_the_matplotlib_pyproject_asks_for_is_the_oldest_the_figures_work_with()
     deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
     (req,) = [d for d in deps["project"]["dependencies"] if re.match(r"matplotlib\b", d)]
     assert req == "matplotlib>=" + ".".join(map(str, P.MATPLOTLIB_MIN)), req
+
+
+WATER_CUBE = """\
+[run]
+primaries = 3000
+seed = 2024
+backend = "cpu"
+threads = 1
+batches = 10
+
+[phantom]
+type = "water"
+size_mm = [{sx}, {sy}, {sz}]
+voxel_mm = [{vx}, {vy}, {vz}]
+
+[beam]
+energy_mev = 100.0
+position_mm = {pos}
+direction = {d}
+sigma_mm = [3.0, 3.0]
+
+[output]
+plot = true
+"""
+
+
+def _run_r80(tmp_path, monkeypatch, name: str, direction, position, along: str) -> tuple[float, object]:
+    """``mcproton run`` of a 100 MeV pencil beam in a water box 120 mm long along ``along`` (1 mm voxels along it, 4
+    mm across), the beam along ``direction`` from ``position``: the R80 written on its depth-dose figure, and the
+    figure."""
+    import re
+
+    from mcproton.cli import main
+
+    size = {a: (120.0 if a == along else 40.0) for a in "xyz"}
+    vox = {a: (1.0 if a == along else 4.0) for a in "xyz"}
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(WATER_CUBE.format(sx=size["x"], sy=size["y"], sz=size["z"], vx=vox["x"], vy=vox["y"], vz=vox["z"],
+                                     pos=list(position), d=list(direction)))
+    figs = []
+
+    def keep(plt, fig, path, **kw):
+        fig.canvas.draw()
+        figs.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(P, "_save", keep)
+    assert main(["run", str(cfg), "--out", str(tmp_path / f"{name}.h5"), "--quiet"]) == 0
+    (fig,) = figs
+    (r80,) = [float(m.group(1)) for t in fig.axes[0].texts if (m := re.search(r"R80 = ([\d.]+) mm", t.get_text()))]
+    return r80, fig
+
+
+def test_depth_dose_figure_follows_the_beam_direction(tmp_path, monkeypatch):
+    """Figures audit 29, F1: ``mcproton run`` on a phantom drew the IDD along +z whatever the beam's direction: a
+    beam along +x got its lateral profile drawn as a depth-dose, "R80 = 52.32 mm" (its R80 is ~77 mm); a beam along
+    -z its curve against the depth from the far face, "R80 = 124.77 mm".  Now the depth runs along the beam from the
+    face it enters: the three R80 agree with the +z beam's within 1.5 mm (3000 protons: R80's noise is ~0.2 mm; the
+    box's 120 mm face to face holds the 77 mm range whichever face the beam enters)."""
+    r80_z, fig_z = _run_r80(tmp_path, monkeypatch, "pz", (0, 0, 1), (0, 0, -10), "z")
+    assert 75.0 < r80_z < 80.0, r80_z   # 100 MeV in water: CSDA range 77.2 mm (PSTAR), R80 ~ 77 mm
+    r80_mz, fig_mz = _run_r80(tmp_path, monkeypatch, "mz", (0, 0, -1), (0, 0, 130), "z")
+    r80_x, fig_x = _run_r80(tmp_path, monkeypatch, "px", (1, 0, 0), (-70, 0, 20), "x")
+    assert abs(r80_mz - r80_z) < 1.5 and abs(r80_x - r80_z) < 1.5, (r80_z, r80_mz, r80_x)
+    assert "-z" in fig_mz.axes[0].get_xlabel() and "+x" in fig_x.axes[0].get_xlabel(), fig_x.axes[0].get_xlabel()
+
+
+def test_depth_dose_figure_of_an_oblique_beam_draws_no_r80(tmp_path, monkeypatch):
+    """Figures audit 29, F1: a beam 30 deg off every grid axis has no depth-dose along one: its figure draws the
+    projection onto the nearest axis, says so in its title, and writes no R80."""
+    from mcproton.cli import main
+
+    cfg = tmp_path / "ob.toml"
+    cfg.write_text(WATER_CUBE.format(sx=120.0, sy=40.0, sz=120.0, vx=2.0, vy=4.0, vz=2.0, pos=[-40.0, 0.0, -10.0],
+                                     d=[0.5, 0.0, 0.866]))
+    figs = []
+    monkeypatch.setattr(P, "_save", lambda plt, fig, path, **kw: figs.append(fig) or Path(path))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "ob.h5"), "--quiet"]) == 0
+    (fig,) = figs
+    ax = fig.axes[0]
+    assert not [t for t in ax.texts if "R80" in t.get_text()]
+    assert "30 deg" in ax.get_title() and "not a depth-dose" in ax.get_title(), ax.get_title()

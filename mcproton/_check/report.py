@@ -302,8 +302,9 @@ def _plane_figure(res, centre, which: str) -> Figure:
     for c, (img, lab, kw, extend) in enumerate((
             (a, f"TPS dose ({unit})", dose_kw, over),
             (b, f"MC dose ({unit})", dose_kw, over),
-            (d, f"MC - TPS (% of TPS robust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5},
-             "both"),
+            # on two lines: on one, "... 2.18 Gy(RBE))" ran past the figure's right edge (figures audit 29, F2)
+            (d, f"MC - TPS (% of TPS\nrobust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                       "vmax": 5}, "both"),
             (sd, "MC 1 sd (% of TPS robust max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0,
                                                    "vmax": UNCERTAINTY_MAP_MAX_PCT},
              "max"),
@@ -351,9 +352,20 @@ def _dvh_left_out(res) -> int:
     return sum(nm in res.structures for nm in res.masks) - len(_dvh_masks(res))
 
 
-def _dvh_style(n: int, target: bool) -> dict:
-    """The n-th DVH structure's colour, marker (DVH_MARKERS) and line width (heavier for a target)."""
-    return {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
+#: The DVH's colours of the structures the maps do not outline: tab10 less its colours close to the outlines'
+#: (C1 orange, C6 pink, C9 cyan; C7 grey, near the outlines' black and the TPS/MC key's grey), so that a colour on
+#: the maps names one structure in the DVH too (figures audit 29, F3)
+DVH_OTHER_COLOURS = ("C0", "C2", "C3", "C4", "C5", "C8")
+
+#: The colour of the DVH legend's TPS (solid) / MC (dashed) key: no structure's (black is the 4th outline's)
+DVH_KEY_COLOUR = "0.45"
+
+
+def _dvh_style(n: int, target: bool, colour: str | None = None) -> dict:
+    """The n-th DVH structure's colour (``colour``: its outline's on the maps; else DVH_OTHER_COLOURS), marker
+    (DVH_MARKERS) and line width (heavier for a target)."""
+    return {"color": colour or DVH_OTHER_COLOURS[n % len(DVH_OTHER_COLOURS)],
+            "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
             "markevery": (3 * n % 30, 30), "lw": DVH_LW_TARGET if target else DVH_LW}
 
 
@@ -397,10 +409,17 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
     curves = []
+    # a structure outlined on the maps in its outline's colour; the others in colours no outline has (F3 of audit 29:
+    # before, tab10's n-th: plan03's Cube101010 pink on the maps, blue here)
+    outline = {nm: c for (c, _), nm in zip(PLANE_OUTLINE_STYLES, _outlined(res))}
+    others = 0
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
-        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
+        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target", outline.get(nm))
+        if nm not in outline:
+            style["color"] = DVH_OTHER_COLOURS[others % len(DVH_OTHER_COLOURS)]
+            others += 1
         ax.plot(lv, 100 * f1, label=f"{mpl_text(nm)} TPS", **style)   # an ROI name, drawn as it is (mpl_text)
         ax.plot(lv, 100 * f2, ls="--", label=f"{mpl_text(nm)} MC", markerfacecolor="none", **style)
         curves.append((nm, lv, 100 * f1, style["color"]))
@@ -415,7 +434,8 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     from matplotlib.lines import Line2D
 
     handles = [ln for ln in ax.get_lines() if not ln.get_label().endswith(" MC")]
-    handles += [Line2D([], [], color="k", lw=1.5, label="TPS"), Line2D([], [], color="k", lw=1.2, ls="--", label="MC")]
+    handles += [Line2D([], [], color=DVH_KEY_COLOUR, lw=1.5, label="TPS"),
+                Line2D([], [], color=DVH_KEY_COLOUR, lw=1.2, ls="--", label="MC")]
     ax.legend(handles=handles, labels=[h.get_label().removesuffix(" TPS") for h in handles], fontsize=MIN_FONT_PT,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     left = _dvh_left_out(res)
@@ -584,8 +604,8 @@ def _beam_figure(res, b: int) -> Figure:
     for ax, img, lab, kw, extend in (
             (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, over),
             (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
-            (axs[2], dd, f"MC - TPS (% of TPS robust max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
-                                                                               "vmax": 5}, "both"),
+            (axs[2], dd, f"MC - TPS (% of TPS robust\nmax {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                                "vmax": 5}, "both"),
             (axs[3], g, f"gamma: 2 % of {top:.3g} {unit} / 2 mm", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
@@ -615,7 +635,7 @@ def _beam_figure(res, b: int) -> Figure:
     d = np.asarray(res.mc.beam_meta[b]["beam_direction"], float)
     u, v_ = _frame(d / np.linalg.norm(d))
     _axis_labels(axs[4], _bev_axis_label("u", u), _bev_axis_label("v", v_))
-    _axis_labels(axs[5], "R80 difference (mm; beyond +-8 in the end bins)", "rays")
+    _axis_labels(axs[5], "R80 difference (mm;\nbeyond +-8 in the end bins)", "rays")   # one line was cut off (F5)
     rows = _outline_legend(fig, outlined, sl, 0.0)
     fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55,   # two-line panel titles
                            "bottom": 0.09 + 0.045 * rows})               # the outlines' legend below

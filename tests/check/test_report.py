@@ -832,14 +832,15 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
     # F1), the report's dose difference says it
     norm = normalisation_dose(report.tps_gy_zyx, report.body_zyx)
     assert norm == pytest.approx(report.dose_difference["normalisation_gy"])
-    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title()
+    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title().replace("\n", " ")
     assert _centre(report)   # the plane through the target
     for b in (1, 2):
         axs = _main_axes(figure_builders(report, f"beam_{b}")[f"beam_{b}"]())
         tps = report.inputs.beams[b].dose_gy_zyx if b in report.inputs.beams else report.tps_gy_zyx
         top = normalisation_dose(tps, report.body_zyx)
         assert _beam_norm(report, b) == pytest.approx(top)
-        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
+        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title().replace("\n", " ")   # two lines (audit 29 F2)
+        assert f"2 % of {top:.3g}" in axs[3].get_title()
 
 
 def _many_structures(report, n: int = 24):
@@ -862,7 +863,7 @@ def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report)
     """Figures audit 16 F8: with 20 structures the names written beside the curves overlapped (the volume they were
     written at repeated every 8 structures, and low-dose OARs cross it at the same dose); colours repeat every 10,
     and the 1st and 11th structure's markers (circle, hexagon) looked alike.  Now no two names' boxes overlap, each
-    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours they repeat),
+    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours repeat),
     the target's curves are heavier, and every structure is in the legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -884,8 +885,8 @@ def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report)
     styles = [(ln.get_color(), ln.get_marker()) for ln in tps]
     assert len({m for _, m in styles}) == DVH_FIGURE_MAX                      # a marker of its own each
     filled = set("os^Dv PX*<>".replace(" ", ""))
-    for a in range(10):                                                       # same colour, another form of marker
-        assert styles[a][0] == styles[a + 10][0] and styles[a][1] in filled and styles[a + 10][1] not in filled
+    for a in range(10):   # another form of marker (the colours: the outlines', then DVH_OTHER_COLOURS: audit 29 F3)
+        assert styles[a][1] in filled and styles[a + 10][1] not in filled
     lw = {ln.get_label(): ln.get_linewidth() for ln in ax.get_lines()}
     assert lw["PTV TPS"] == lw["PTV MC"] == DVH_LW_TARGET > lw["organ_at_risk_0 TPS"]
     names = {t.get_text() for t in ax.get_legend().get_texts()}
@@ -1087,3 +1088,75 @@ def test_maps_without_a_target_go_through_the_high_dose_region_and_say_so(report
     assert _centre(report) == tuple(int(np.rint(v)) for v in np.argwhere(ptv).mean(axis=0))
     assert _alt(report, "sagittal").startswith("sagittal plane through the target: ")
     assert "No target structure" not in Path(report.report_html).read_text(encoding="utf-8")
+
+
+def test_no_text_of_a_figure_is_cut_off_or_drawn_over_another(report, monkeypatch):
+    """Figures audit 29, F2/F5: with an RBE dose the third map's title "MC - TPS (% of TPS robust max 2.18 Gy(RBE))"
+    ran past the figure's right edge (drawn "... Gy(RBI", in every plane and beam figure), and over that panel's y
+    label in the coronal and sagittal figures; the beam figure's "R80 difference (mm; beyond +-8 in the end bins)"
+    was cut off too.  Every visible text of every figure now lies inside the figure, and no panel title or axis
+    label overlaps another text (the unit made as long as an RBE dose's)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import mcproton._check.report as R
+
+    plain = R._dose
+
+    def rbe(res):
+        return {**plain(res), "unit": "Gy(RBE)"}
+
+    monkeypatch.setattr(R, "_dose", rbe)
+    for name, fig in report.figures().items():
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        r = canvas.get_renderer()
+        whole = fig.bbox
+        drawn = _drawn_texts(fig)
+        boxes = [(t.get_text(), t.get_window_extent(r)) for t in drawn]
+        out = [s for s, b in boxes if b.x0 < whole.x0 - 0.5 or b.x1 > whole.x1 + 0.5 or b.y0 < whole.y0 - 0.5
+               or b.y1 > whole.y1 + 0.5]
+        assert not out, (name, out)
+        ax_texts = {id(t) for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)}
+        mine = [(t.get_text(), b) for t, (_, b) in zip(drawn, boxes) if id(t) in ax_texts]
+        over = [(s, o) for s, b in mine for o, c in boxes if o != s and b.overlaps(c)]
+        assert not over, (name, over[:4])
+
+
+def _drawn_texts(fig) -> list:
+    """The texts of ``fig`` that are drawn: visible, not empty, and for a tick label, its tick inside the axis' view
+    (matplotlib keeps the labels of ticks beyond the view, undrawn)."""
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+    ticks = {}
+    for ax in fig.findobj(Axes):   # the colour bars' inset axes too (not in fig.axes)
+        for axis, k in ((ax.xaxis, 0), (ax.yaxis, 1)):
+            lo, hi = sorted(axis.get_view_interval())
+            for t in axis.get_majorticklabels() + axis.get_minorticklabels():
+                ticks[id(t)] = lo - 1e-9 * (hi - lo) <= t.get_position()[k] <= hi + 1e-9 * (hi - lo)
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and ticks.get(id(t), True)]
+
+
+def test_a_structure_has_one_colour_on_the_maps_and_in_the_dvh(report):
+    """Figures audit 29, F3: the maps outline the targets, then the OARs of highest dose, in PLANE_OUTLINE_STYLES'
+    colours (pink, orange, cyan, black), while the DVH drew every structure in tab10's n-th colour in its own order:
+    the RayStation plan03 check drew Cube101010 pink on the maps and blue in the DVH, PMMA cyan and red.  Now an
+    outlined structure's DVH curves (and its name) are its outline's colour, and no other structure's curve has
+    one of the outlines' colours."""
+    from matplotlib.colors import to_hex
+
+    from mcproton._check.report import PLANE_OUTLINE_STYLES, _outlined
+
+    res = _many_structures(report, 6)
+    out = list(_outlined(res))
+    assert len(out) >= 3
+    ax = _main_axes(res.figures("dvh")["dvh"])[0]
+    colour = {ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines()}
+    outline = [to_hex(c) for c, _ in PLANE_OUTLINE_STYLES]
+    for n, nm in enumerate(out):
+        assert colour[f"{nm} TPS"] == colour[f"{nm} MC"] == outline[n], (nm, colour[f"{nm} TPS"], outline[n])
+    others = {lab: c for lab, c in colour.items() if lab.removesuffix(" TPS").removesuffix(" MC") not in out
+              and lab.endswith((" TPS", " MC"))}
+    assert others and not set(others.values()) & set(outline), others
+    keys = [t for t in ax.get_legend().get_lines() if t.get_label() in ("TPS", "MC")]
+    assert all(to_hex(k.get_color()) not in outline for k in keys)   # the style key is no structure's colour
