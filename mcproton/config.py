@@ -30,9 +30,8 @@ class ConfigError(ValueError):
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "run": {
         "primaries": ((int,), "primary protons per beam: each beam of a plan runs this many, so a plan of n beams "
-                              "transports n times it (default 100000; at most 2^40 - 1, a beam's range of histories: "
-                              "run more as several runs, each with a different run.seed, since one seed repeats the "
-                              "same histories, and take the primaries-weighted mean of their doses)"),
+                              "transports n times it (default 100000; at most 2^40 - 1: run more as several runs, "
+                              "each with its own run.seed)"),
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
@@ -176,8 +175,11 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                               "plan.rtstruct or output.plot) and it is not the clinical 1.1 they take without it"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
                              "--out; ~ is the home folder; --rtdose wins)"),
-        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the planes: the "
-                          "HDF5 dose (physical, to medium, the fractions simulated: the title says which, and how "
+        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the "
+                          "depth-dose (a phantom without a plan): along the grid axis the beam runs along, from the "
+                          "face it enters, with its R80 (a beam more than 10 deg off every axis: the projection, "
+                          "titled so, no R80; before 2026-12-07 along +z whatever the beam); the planes: the HDF5 "
+                          "dose (physical, to medium, the fractions simulated: the title says which, and how "
                           "the RT Dose differs) through the first target of plan.rtstruct, isodoses and outlines"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
                                    'PLAN) or "fraction" (one fraction, FRACTION_SESSION; refused without an RT Dose)'),
