@@ -814,8 +814,10 @@ def stdout_digest(summary: dict, path: Path) -> dict:
 
 
 #: the format version of the demo's summary.json (and its stdout): raised when a key is removed or changes meaning
-#: (new keys do not raise it).  1: the first numbered one (2026-12-06; the integrator audit, F10)
-DEMO_SUMMARY_SCHEMA = 1
+#: (new keys do not raise it).  1: the first numbered one (2026-12-06; the integrator audit, F10).  2 (2026-12-07):
+#: variable_rbe_mcnamara's figures take the LETd in water, not the scored LETd in the medium (audit 29 bio, F2: the
+#: brainstem's D2 2.24 Gy(RBE), 2.27 before), said in its new key "let"
+DEMO_SUMMARY_SCHEMA = 2
 
 
 def _demo_identity(seed: int) -> dict:

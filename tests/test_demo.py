@@ -762,7 +762,7 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
 
     # the build with the code's SHA-256, as its dose.h5 records it (review 2b, R4: the summary had the build
     # without the code, which alone tells a Python change of the dose)
-    assert s["schema_version"] == 1 and s["build"] == check_build_identity() and s["seed"] == 3
+    assert s["schema_version"] == 2 and s["build"] == check_build_identity() and s["seed"] == 3
     assert s["build"] == DoseResult.load(out / "dose.h5").provenance["build"]
     assert s["created"][:2] == "20" and s["working_directory"]
 

@@ -142,12 +142,16 @@ def test_the_letd_in_water_of_bone_and_lung():
 def test_the_demo_takes_the_letd_in_water_as_the_library_does():
     """Audit 29 bio, F2: the demo's variable-RBE figures used the LETd in the medium, 5.5 % above the LETd in water in
     its brain (1.04-1.05 g/cm3, s_w,m ~1.00), the model's and mcnamara_of_result's: the brainstem's D2 came out 1.2 %
-    higher than the library gives for the same run.  Now the demo's figures are mcnamara_of_result's."""
-    from mcproton.demo import variable_rbe_summary
+    higher than the library gives for the same run.  Now the demo's figures are mcnamara_of_result's.  s_w,m = 1.01
+    (not 1.0): with the dose to water equal to the dose, a demo that swapped them (s_w,m inverted in the LETd in
+    water) or weighted the dose to water passed this test (review b of audit 29).  Figures of another meaning in the
+    demo's summary raise its schema_version (README "Set-up"): 2 from this change."""
+    from mcproton.demo import DEMO_SUMMARY_SCHEMA, variable_rbe_summary
     from mcproton.dvh import dose_at_volume
     from mcproton.rbe import mcnamara_of_result
 
-    res = _result(1, dose=[0.2, 1.0, 1.6, 1.8, 2.1], rho=1.05, s_wm=1.0, let=6.0)
+    assert DEMO_SUMMARY_SCHEMA >= 2, "variable_rbe_mcnamara changed meaning (the LETd in water): raise the schema"
+    res = _result(1, dose=[0.2, 1.0, 1.6, 1.8, 2.1], rho=1.05, s_wm=1.01, let=6.0)
     ctv = np.array([False, False, True, True, True])
     bs = np.array([True, True, True, False, False])
     got = variable_rbe_summary(res, ctv, bs)
