@@ -34,16 +34,8 @@ from pathlib import Path
 
 from .._io.dicom_common import dicom_kind
 from .._io.lock import FOLDER_LOCK
-from .inputs import CheckInputError, listed as _listed, walk_files
+from .inputs import SYSTEM_FOLDERS, CheckInputError, listed as _listed, walk_files
 
-#: sub-folder names (compared in lower case) that are never a patient, and why
-SYSTEM_FOLDERS = {
-    "__macosx": "left by unzipping on a Mac (resource forks of the other files)",
-    "system volume information": "a Windows system folder of the drive",
-    "$recycle.bin": "the Windows recycle bin of the drive",
-    "lost+found": "a file-system repair folder",
-    "@eadir": "thumbnails a Synology NAS adds to every folder",
-}
 #: the key of the row listing DICOM files found loose at PTS's top level (a "/" never is in a folder's name)
 TOP_LEVEL = "(top level)/"
 #: the files the batch writes at the top of its --out, beside the patients' folders OUT/<sub-folder>/ (compared in

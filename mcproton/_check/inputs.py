@@ -248,6 +248,27 @@ _DANGLING_FILES = ("CT slices, the RT Plan or an RT Dose, and without them the c
                    "missing at either end of the series leaves no gap to be seen) or compare another plan or dose")
 
 
+#: sub-folder names (compared in lower case) that are never a patient, and why (check --batch's survey skips them; a
+#: patient folder's walk skips one that cannot be listed)
+SYSTEM_FOLDERS = {
+    "__macosx": "left by unzipping on a Mac (resource forks of the other files)",
+    "system volume information": "a Windows system folder of the drive",
+    "$recycle.bin": "the Windows recycle bin of the drive",
+    "lost+found": "a file-system repair folder",
+    "@eadir": "thumbnails a Synology NAS adds to every folder",
+}
+#: folders that the system makes at the top of a drive, unlistable to a user (macOS volumes: .Trashes d-wx-wx-wt,
+#: .Spotlight-V100 and .fseventsd of root), beside :data:`SYSTEM_FOLDERS` (lost+found of root, mode 700): a patient
+#: folder that is a drive's root holds them (review a of audit 29, R2)
+VOLUME_FOLDERS = {
+    ".trashes": "the macOS trash of the drive",
+    ".spotlight-v100": "the macOS search index of the drive",
+    ".fseventsd": "the macOS file-event log of the drive",
+    ".documentrevisions-v100": "the macOS document versions of the drive",
+    ".temporaryitems": "a macOS temporary folder of the drive",
+}
+
+
 def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path] | None = None,
                unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
@@ -261,7 +282,9 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
     ``dangling`` gets the symbolic links to files that do not exist, which are not among the files (:func:`_scan`
     refuses those named like DICOM: locale audit 2026-12-07, F1).  ``unreadable`` gets each folder that cannot be
     listed (no permission: its files are not among the files; :func:`_scan` refuses the folder, untrusted-input
-    audit 29, F3) with the system's words; one that vanished while it was walked is not read.  mcproton's own
+    audit 29, F3) with the system's words, but for a drive's system folder (:data:`SYSTEM_FOLDERS`,
+    :data:`VOLUME_FOLDERS`: lost+found, .Trashes, ...), which ``skipped`` names; one that vanished while it was
+    walked is not read.  mcproton's own
     temporary files and folders (``.mcp-*.tmp``: what a writer killed with SIGKILL leaves, e.g. the hidden folder
     of a CT series beside ``ct/``) are not read, and ``skipped`` names them (review 2a of 2026-12-07, R6: their
     partial slices counted as CT files)."""
@@ -290,7 +313,12 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
         except FileNotFoundError:
             continue   # vanished while it was walked
         except OSError as exc:   # cannot be listed: said (before, left out as os.walk does: a shorter CT, no word)
-            if unreadable is not None:
+            what = {**SYSTEM_FOLDERS, **VOLUME_FOLDERS}.get(os.path.basename(here).lower()) if depth else None
+            if what is not None:   # a drive's system folder (a patient folder that is a drive's root): no input
+                if skipped is not None:
+                    skipped.append(f"skipped {Path(here).relative_to(root)}: {what}, which cannot be listed "
+                                   f"({exc.strerror or type(exc).__name__}); not an input")
+            elif unreadable is not None:
                 unreadable.append((Path(here), exc.strerror or type(exc).__name__))
             continue
         if (st.st_dev, st.st_ino) in seen:   # reached again through a link: its folders were read once

@@ -872,11 +872,13 @@ def _too_inflated(src: str, on_disk: int, limit: int, what: str):
 
 
 def _refuse_inflating_beyond(p: Path, head: bytes, size: int, limit: int | None = None,
-                             what: str = _MAX_INFLATED_WHAT) -> None:
+                             what: str = _MAX_INFLATED_WHAT, *, data: bytes | None = None) -> None:
     """Refuse the file ``p`` (``size`` bytes, its first bytes ``head``, the file meta among them) where it is Deflated
     and its data set inflates to more than ``limit`` bytes: the inflated bytes are counted a chunk at a time and
     not kept, so the memory used is a few MB whatever the file claims (pydicom inflates the whole data set at
-    once, before any element is read)."""
+    once, before any element is read).  ``data``: the whole file, read already, inflated from memory rather than
+    from ``p`` opened again (a pipe opened again waits for a writer that is gone: review a of audit 29, R3)."""
+    import io
     import zlib
 
     from .errors import DicomInputError
@@ -887,7 +889,7 @@ def _refuse_inflating_beyond(p: Path, head: bytes, size: int, limit: int | None 
     limit = MAX_INFLATED_BYTES if limit is None else limit
     d, n = zlib.decompressobj(-15), 0
     try:
-        with open(p, "rb") as f:
+        with (io.BytesIO(data) if data is not None else open(p, "rb")) as f:
             f.seek(start)
             while not d.eof and (chunk := f.read(1 << 20)):
                 while chunk:
@@ -1212,7 +1214,7 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     if check:
         # a Deflated file's inflated size counted first, without keeping it (audit 29, F1); then inflated, walked
         _refuse_inflating_beyond(p, buf[:_META_READ], len(buf), max_inflated_bytes,
-                                 _MAX_INFLATED_WHAT if max_inflated_bytes is None else inflated_what)
+                                 _MAX_INFLATED_WHAT if max_inflated_bytes is None else inflated_what, data=buf)
         check_complete(buf, str(p), max_inflated_bytes=max_inflated_bytes, what=inflated_what)
     return _parse_dataset(io.BytesIO(buf), p, has_magic=has_magic, stop_before_pixels=stop_before_pixels)
 

@@ -361,6 +361,51 @@ def test_eight_isolated_hot_voxels_that_set_the_normalisation_are_warned_of():
     assert normalisation_dose(cluster, body) == 10.0 and normalisation_note(cluster, body, axes, "x") is None
 
 
+def _spot_pattern(voxel_mm: float, sigma_mm: float) -> np.ndarray:
+    """A spot-pattern QA field in water (tests/data/dicom/RN_qa_4beams.dcm: one layer of spots 30 mm apart): 5 x 5
+    spots, each MCsquare's 100 MeV depth dose (tests/data/dicom/opentps_box100, 2 mm slabs; averaged in pairs for
+    4 mm voxels) x a Gaussian lateral profile of ``sigma_mm`` integrated over the voxels, centred on one; 2 Gy at the
+    peaks with 0.5 % noise."""
+    from math import erf, sqrt
+    from pathlib import Path
+
+    csv = Path(__file__).resolve().parents[1] / "data" / "dicom" / "opentps_box100" / "idd_mcsquare_100MeV.csv"
+    rows = [ln.split(",") for ln in csv.read_text().splitlines() if ln and ln[0] not in "#Yy"]
+    y, v = np.array([[float(r[0]), float(r[1])] for r in rows]).T
+    depth = v[np.argsort(y)]
+    if voxel_mm == 4.0:
+        depth = depth[:depth.size // 2 * 2].reshape(-1, 2).mean(axis=1)
+    n = int(round(30.0 / voxel_mm)) | 1   # voxels per spot, odd: the spot centred on a voxel
+    edges = (np.arange(n + 1) - n / 2) * voxel_mm
+    lat = np.diff([0.5 * (1.0 + erf(e / (sqrt(2.0) * sigma_mm))) for e in edges])
+    dose = np.tile(depth[:, None, None] * lat[None, :, None] * lat[None, None, :], (1, 5, 5))
+    noise = 1.0 + 0.005 * np.random.default_rng(1).standard_normal(dose.shape)
+    return 2.0 * dose / dose.max() * noise
+
+
+@pytest.mark.parametrize("voxel_mm, sigma_mm", [(2.0, 3.0), (4.0, 4.0), (4.0, 6.0)])
+def test_the_peaks_of_a_spot_pattern_are_not_taken_for_isolated_hot_voxels(voxel_mm, sigma_mm):
+    """Review a of audit 29, R1: the peak voxel of a pristine pencil beam lies more than 1.2 x above all its
+    neighbours on a 2 mm grid (MCsquare's 100 MeV peak: 0.82 / 1.00 / 0.49 along the beam, sigma 3 mm laterally
+    0.81) or a 4 mm one, so a spot-pattern QA field's TPS dose, genuine, was warned of as "set by isolated voxels:
+    ... hot voxels (low-density voxels of a noisy planning MC?)", told to recompute it with less noise.  Its dose
+    falls away from the peak on every side (compare._summits) where a hot voxel's neighbours are about as high as
+    the voxels beyond them: the hot voxels on a plateau are still warned of (below).  Deterministic."""
+    from mcproton._check.compare import normalisation_note
+
+    ref = _spot_pattern(voxel_mm, sigma_mm)
+    body = np.ones(ref.shape, bool)
+    axes = [np.arange(s) * voxel_mm for s in ref.shape]
+    assert normalisation_dose(ref, body) > 1.95
+    assert normalisation_note(ref, body, axes, "x") is None
+    hot = ref.copy()   # eight hot voxels in the entrance plateau, on the axes of eight spots: warned
+    n = ref.shape[1] // 5
+    for k, (j, i) in enumerate([(j, i) for j in range(5) for i in range(5)][:8]):
+        hot[5, j * n + n // 2, i * n + n // 2] = 10.0 + 0.2 * k
+    note = normalisation_note(hot, body, axes, "x")
+    assert note is not None and "is set by isolated voxels" in note, note
+
+
 # ------------------------------------------------------------------- gamma audit 28: the search (F2)
 def _ramp(shift_mm, grad=0.10, floor=0.05):
     """The gamma audit's ramp: D = clip(floor + grad (x - x0), floor, 1) along x on a 3 x 2 x 1 mm (z, y, x) grid,

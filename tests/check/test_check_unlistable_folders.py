@@ -52,3 +52,23 @@ def test_the_walk_says_which_folders_it_could_not_list(tmp_path, monkeypatch):
     files = walk_files(tmp_path, unreadable=unreadable)
     assert [f.name for f in files] == ["y.dcm"]
     assert unreadable == [(tmp_path / "b", "Permission denied")]
+
+
+@pytest.mark.parametrize("name", ["lost+found", ".Trashes", ".Spotlight-V100", "System Volume Information"])
+def test_a_drives_unlistable_system_folder_is_skipped_with_a_note(tmp_path, monkeypatch, name):
+    """Review a of audit 29, R2: a patient folder that is a drive's root (a DICOM export on a USB drive) holds the
+    drive's system folders, which a user cannot list (lost+found of root, mode 700; macOS's .Trashes d-wx-wx-wt,
+    .Spotlight-V100 of root): the walk refused the patient for them, "they may hold CT slices".  They are skipped
+    with a note; another folder of that name below the patient folder's top is too, and a patient folder itself of
+    that name is refused (it is what was asked for)."""
+    drive = tmp_path / "usb"
+    (drive / name).mkdir(parents=True)
+    (drive / "RP.dcm").write_bytes(b"")
+    _unlistable(monkeypatch, drive / name)
+    skipped: list = []
+    unreadable: list = []
+    assert [f.name for f in walk_files(drive, skipped, unreadable=unreadable)] == ["RP.dcm"]
+    assert unreadable == [] and skipped == [f"skipped {name}: " + skipped[0].split(": ", 1)[1]], skipped
+    assert "which cannot be listed (Permission denied); not an input" in skipped[0], skipped
+    _unlistable(monkeypatch, drive)
+    assert walk_files(drive, skipped, unreadable=unreadable) == [] and unreadable == [(drive, "Permission denied")]

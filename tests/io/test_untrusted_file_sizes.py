@@ -128,3 +128,47 @@ def test_a_pipe_is_still_read_as_before(tmp_path):
     finally:
         t.join(10)
     assert ds.SOPInstanceUID == pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm").SOPInstanceUID
+
+
+def test_a_deflated_pipe_is_read_once(tmp_path):
+    """Review a of audit 29, R3: a Deflated plan given through a named pipe (or bash's ``<(...)``) was read whole, then
+    opened again to count its inflated bytes, and that open waited for a writer that was gone: the read hung for
+    ever.  Now counted from the bytes read.  No timing is judged: should the reader open the pipe again, a second
+    writer gives it bytes that are not deflate data (after the first reader's read has had 30 s), and the read
+    fails instead of hanging."""
+    import os
+    import threading
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes on this platform")
+    plain = pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm")
+    plain.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = tmp_path / "RN_deflated.dcm"
+    plain.save_as(path, enforce_file_format=True)
+    fifo = tmp_path / "plan.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(path.read_bytes())
+        if not done.wait(30):   # a reader that opened the pipe again: given non-deflate bytes, not left waiting
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:   # no reader waiting
+                return
+            try:
+                os.write(fd, b"\xff" * 4096)
+            finally:
+                os.close(fd)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    try:
+        ds = read_dicom_file(fifo)
+    finally:
+        done.set()
+        t.join(60)
+    assert ds.SOPInstanceUID == plain.SOPInstanceUID
