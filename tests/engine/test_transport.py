@@ -90,12 +90,13 @@ def test_nonelastic_event_rate_follows_the_cross_section_table():
     (transport.cu, COL_HARD_SIGMA) gave 0.763 and passed every other engine and physics test; a 10 % error of the
     nonelastic cross section alone would move the ratio by ~0.10, 10 sd."""
     from mcproton._physics.nuclear import nonelastic_tables
+    from fakes import trapezoid   # tests/fakes.py
     from mcproton.validation.reference import icru90_water
 
     water, e0 = icru90_water(), 150.0
     z = np.linspace(0.0, float(water.csda_range(e0)) * 10, 4001)   # mm
     e = np.maximum(energy_at_depth(e0, z, water), 0.0)
-    p_primary = 1 - np.exp(-np.trapezoid(nonelastic_tables("water", e)["sigma_cm2_g"], z / 10))   # rho 1 g/cm3
+    p_primary = 1 - np.exp(-trapezoid(nonelastic_tables("water", e)["sigma_cm2_g"], z / 10))   # rho 1 g/cm3
     assert 0.155 < p_primary < 0.165   # ICRU 63 water: ~16 % for 150 MeV
     g = box_phantom("water", (300, 300, 200), (300, 300, 2.0))
     r = simulate(g, Beam.pencil(e0, position_mm=(0, 0, -1)),
