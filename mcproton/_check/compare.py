@@ -1216,15 +1216,10 @@ def _isolated_near_max(ref: np.ndarray, body: np.ndarray, norm: float) -> tuple[
     top = np.concatenate([over, at])
     if top.size < NEAR_MAX_VOXELS:   # fewer voxels with dose than that: the maximum's warning says it
         return None
-    shape = ref.shape
-    idx = np.array(np.unravel_index(top, shape))   # (ndim, k)
-    offsets = np.array([o for o in np.ndindex(*([3] * ref.ndim)) if any(c != 1 for c in o)]) - 1   # (26, ndim)
-    nb = idx[:, :, None] + offsets.T[:, None, :]   # (ndim, k, 26)
-    on = np.all((nb >= 0) & (nb < np.array(shape)[:, None, None]), axis=0)
-    nb = np.where(on[None], nb, 0)
-    flat = np.ravel_multi_index(tuple(nb), shape)
-    vals = np.where(on & np.ravel(body)[flat], np.ravel(ref)[flat].astype(np.float64), 0.0)
-    high = vals.max(axis=1)   # each top voxel's highest neighbour in the body
+    idx = np.array(np.unravel_index(top, ref.shape))   # (ndim, k)
+    offsets = [np.array(o)[:, None] - 1 for o in np.ndindex(*([3] * ref.ndim)) if any(c != 1 for c in o)]   # 26
+    # each one's highest neighbour in the body
+    high = np.max([_body_dose_at_voxels(ref, body, idx + o) for o in offsets], axis=0)
     own = np.ravel(ref)[top].astype(np.float64)
     iso = (high * NORMALISATION_WARN_RATIO < own) & ~_summits(ref, body, idx)
     if not np.all(iso[own == norm]):   # the voxel that sets it (each of a tie) has neighbours at about its dose
@@ -1249,21 +1244,22 @@ def _summits(ref: np.ndarray, body: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """For the voxels ``idx`` ((ndim, k) indices) of ``ref``: whether each is the summit of a dose peak, its neighbour
     along each grid axis, on both sides, at least :data:`PEAK_DESCENT` x the voxel beyond it (a voxel outside the
     grid or the body counts as no dose)."""
-    shape = np.array(ref.shape)[:, None]
-    flat_ref, flat_body = np.ravel(ref), np.ravel(body)
-
-    def dose_at(i: np.ndarray) -> np.ndarray:
-        on = np.all((i >= 0) & (i < shape), axis=0)
-        f = np.ravel_multi_index(tuple(np.where(on[None], i, 0)), ref.shape)
-        return np.where(on & flat_body[f], flat_ref[f].astype(np.float64), 0.0)
-
     summit = np.ones(idx.shape[1], bool)
     for a in range(ref.ndim):
         for s in (-1, 1):
             step = np.zeros((ref.ndim, 1), np.int64)
             step[a] = s
-            summit &= dose_at(idx + step) >= PEAK_DESCENT * dose_at(idx + 2 * step)
+            near, beyond = (_body_dose_at_voxels(ref, body, idx + m * step) for m in (1, 2))
+            summit &= near >= PEAK_DESCENT * beyond
     return summit
+
+
+def _body_dose_at_voxels(ref: np.ndarray, body: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The doses of ``ref`` (float64) at the voxels ``idx`` ((ndim, k) indices); 0 for an index outside the grid
+    or a voxel outside the body."""
+    on = np.all((idx >= 0) & (idx < np.array(ref.shape)[:, None]), axis=0)
+    f = np.ravel_multi_index(tuple(np.where(on[None], idx, 0)), ref.shape)
+    return np.where(on & np.ravel(body)[f], np.ravel(ref)[f].astype(np.float64), 0.0)
 
 
 def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.ndarray], what: str,
