@@ -60,6 +60,105 @@ def skip_the_check_without_pymedphys():
         yield
 
 
+#: pytest-xdist (``-n auto``, README's test command): at most this many workers; each holds up to ~1.1 GB (maximum
+#: resident size measured 2026-12-07, 2 workers on 2 cores) and runs the CPU kernel on all the CPUs it sees, so more
+#: workers than a few only oversubscribe the cores
+XDIST_MAX_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per CPU this process may use (mcproton._cpus.usable_cpus: its affinity and cgroup CPU
+    quota, as the engine counts them; xdist's own count is the machine's physical cores), at most
+    :data:`XDIST_MAX_WORKERS` and one per 1.5 GB of the memory it may allocate (mcproton._run.inputs.available_memory:
+    MemAvailable within its cgroup and ulimit); 0 (the tests run in this process) with one CPU."""
+    from mcproton._cpus import usable_cpus
+    from mcproton._run.inputs import available_memory
+
+    mem = available_memory()
+    n = min(usable_cpus(), XDIST_MAX_WORKERS, int(mem.available // 1.5e9) if mem is not None else XDIST_MAX_WORKERS)
+    return n if n >= 2 else 0
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, a test file's tests go to one worker (``--dist loadfile``) unless the command line says
+    otherwise: the module fixtures that build a check case or a plan (tests/check/test_check.py's ``base``, 5-10 s)
+    are then built once, not once per worker."""
+    if getattr(config.option, "dist", "no") == "load" and not any(
+            a.startswith("--dist") or a == "-d" for a in config.invocation_params.args):
+        config.option.dist = "loadfile"
+
+
+#: set (to the pid of the pytest process that started it) in the fresh process of the ``single_thread`` tests
+FRESH_PROCESS_VAR = "MCPROTON_TEST_FRESH_PROCESS"
+
+#: the results of the tests marked ``single_thread``, run in a fresh process, by test file: {file: {test name:
+#: (outcome, message)}} (:func:`pytest_pyfunc_call`)
+_FRESH_PROCESS_RESULTS: dict[str, dict[str, tuple[str, str]]] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test marked ``single_thread`` (it forks mcproton's worker processes, which need a process with no other
+    Python thread: mcproton._forked.BackgroundProcess.available) run where another thread is running: the file's
+    marked tests are run once in a fresh pytest process, and each reports its outcome there, its failure's text
+    included.  Elsewhere the test runs here, as any other.  The thread is one an earlier test of the same process
+    left running: dask's offload thread ("Dask-Offload_0", daemon, for the life of the process) after
+    tests/engine/test_cuda_emulated.py's dask test.  As one process the suite ran tests/check before it; under
+    pytest-xdist a worker can take tests/engine first, and four figure-worker tests of tests/check/
+    test_report_workers.py failed there ("a forked figure worker needs Linux and no other Python thread"; measured
+    2026-12-07, 2 workers)."""
+    import threading
+
+    if (pyfuncitem.get_closest_marker("single_thread") is None or threading.active_count() == 1
+            or os.environ.get(FRESH_PROCESS_VAR)):   # already in the fresh process: run here, as it is
+        return None
+    results = _FRESH_PROCESS_RESULTS.get(str(pyfuncitem.path))
+    if results is None:
+        results = _FRESH_PROCESS_RESULTS[str(pyfuncitem.path)] = _run_in_a_fresh_process(pyfuncitem)
+    outcome, message = results.get(pyfuncitem.name, ("failed", "the fresh process reported no result for it"))
+    if outcome == "skipped":
+        pytest.skip(message)
+    if outcome != "passed":
+        pytest.fail(f"run in a fresh process (it needs one without other threads; tests/conftest.py): {outcome}:\n"
+                    f"{message}", pytrace=False)
+    return True
+
+
+def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
+    """Run the tests marked ``single_thread`` of ``item``'s file in a new pytest process without xdist; their
+    outcomes by test name, read from its JUnit XML."""
+    import subprocess
+    import tempfile
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    ids = [i.nodeid for i in item.session.items if i.path == item.path and i.get_closest_marker("single_thread")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    env[FRESH_PROCESS_VAR] = str(os.getpid())
+    extra = ["--run-slow"] if item.config.getoption("--run-slow") else []
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "results.xml"
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+                               f"--junitxml={xml}", "--rootdir", str(item.config.rootpath), *extra, *ids],
+                              cwd=item.config.rootpath, env=env, capture_output=True, text=True, timeout=1800)
+        if not xml.exists():
+            said = (proc.stdout + proc.stderr)[-4000:]
+            return {i.split("::")[-1]: ("failed", f"pytest ended with {proc.returncode}:\n{said}") for i in ids}
+        out: dict[str, tuple[str, str]] = {}
+        for case in ET.parse(xml).iter("testcase"):
+            outcome, message = "passed", ""
+            for kind in ("failure", "error", "skipped"):
+                node = case.find(kind)
+                if node is not None:
+                    outcome = "skipped" if kind == "skipped" else kind
+                    message = (node.get("message") or "") if kind == "skipped" else (node.text or node.get("message")
+                                                                                       or "")
+                    break
+            out[case.get("name", "")] = (outcome, message)
+        return out
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
     parser.addoption("--update-regression", action="store_true", default=False,

@@ -26,6 +26,7 @@ from mcproton._signals import RaiseOnStopSignals, StopSignal
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     signal.signal(signal.SIGHUP, signal.SIG_DFL)   # as from a terminal (a test runner under nohup ignores it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # and Python's own (pytest-xdist's workers ignore it)
     import mcproton.cli as cli
     sig, guarded = getattr(signal, sys.argv[1]), cli._guarded
 

@@ -55,6 +55,7 @@ def serial(base):  # noqa: F811
         return _check(base, "rw_serial", 0, mp)
 
 
+@pytest.mark.single_thread   # forks the figure workers (tests/conftest.py)
 def test_figures_drawn_by_workers_are_the_bytes_drawn_here(base, serial):  # noqa: F811
     """Three workers for the six figures that do not show the gammas: the page's seven PNGs are byte for byte those
     of the check that drew them all here, and the provenance says who drew them."""
@@ -67,6 +68,7 @@ def test_figures_drawn_by_workers_are_the_bytes_drawn_here(base, serial):  # noq
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.single_thread   # forks the figure workers (tests/conftest.py)
 @pytest.mark.parametrize("workers", [0, 3])
 def test_a_figure_that_fails_in_a_worker_raises_its_error_as_without_workers(base, workers, monkeypatch):  # noqa: F811
     """A beam figure that raises: with workers (the first worker that fails has its figures drawn here again, where
@@ -94,6 +96,7 @@ def test_a_figure_that_fails_in_a_worker_raises_its_error_as_without_workers(bas
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.single_thread   # forks the figure workers (tests/conftest.py)
 def test_a_worker_that_dies_has_its_figures_drawn_here(base, serial, monkeypatch):  # noqa: F811
     """A worker that ends without an answer (killed: out of memory) is logged, its figures drawn here: the same
     page as without workers."""
@@ -230,6 +233,7 @@ def test_a_check_stopped_while_its_workers_draw_ends_them_and_says_what_was_writ
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.single_thread   # forks the figure workers (tests/conftest.py)
 @pytest.mark.parametrize("workers", [0, 3])
 def test_a_missing_glyph_is_recorded_once_whoever_draws_the_figures(base, tmp_path, monkeypatch, capfd,  # noqa: F811
                                                                     workers):
