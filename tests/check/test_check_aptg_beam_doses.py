@@ -114,3 +114,42 @@ def test_plan06_range_and_dose_level_agree_with_raystation(checked06):
     assert abs(r["median_mm"]) < 1.0, r
     ratio = res.dose_difference["integral_ratio_mc_tps"]
     assert 0.97 < ratio < 1.03, ratio
+
+
+def test_plan06_right_direction_gets_no_direction_note(checked06):
+    """The negative control of the direction note: plan06's RayStation dose runs along the plan's beam (+y)."""
+    assert not [n for n in checked06.diagnostics if "runs along" in n], checked06.diagnostics
+
+
+@pytest.fixture(scope="module")
+def checked03(p03, tmp_path_factory):
+    """plan03 as written (gantry 90/270, HFS) against RayStation's plan dose and both field doses, which belong to the
+    base plan whose fields run along y (docs/patient_workflow.md, "plan03"); 2 x 10^5 primaries per beam."""
+    from mcproton._check.api import check
+
+    d = tmp_path_factory.mktemp("p03_check")
+    for k in ("plan", "struct", "total", "beam1", "beam2"):
+        shutil.copy(p03[k], d / Path(p03[k]).name)
+    return check(folder=d, phantom_from_struct=True, beam_model="dcpt_v5", primaries=200_000,
+                 target_uncertainty=None, seed=12345, backend="cpu", progress=False, gamma_points=2000,
+                 gamma_workers=1, report=False, log=lambda m: None)
+
+
+def test_a_tps_beam_dose_along_another_axis_is_named_not_mu_or_range(checked03):
+    """Audit 30 realdata F1: the check named "its MU/output ... or the beam model's calibration" (MC/TPS 0.29) and "a
+    uniform range difference" (-58 mm) for RayStation's doses of plan03, which run along y while the plan's fields run
+    along x.  Now each beam's direction is named (field 1, gantry 90: plan -x, TPS +y; field 2: +x, -y; overlap
+    0.99 across against 0.65 along the plan's axis), and that beam's MU, centroid and range causes are left out.
+    The verdict stays FAIL."""
+    res = checked03
+    assert not res.passed
+    said = res.diagnostics
+    for b, plan_dir, tps_dir in ((1, "-x", "+y"), (2, "+x", "-y")):
+        (note,) = [n for n in said if n.startswith(f"beam {b}: the TPS dose of this beam runs along")]
+        assert f"runs along {tps_dir}, the plan's beam along {plan_dir} (gantry {90 if b == 1 else 270}, couch 0, " \
+               f"HFS)" in note, note
+        assert "another direction" in note and "not from its MU, the beam model or the CT calibration" in note
+        assert not [n for n in said if n.startswith(f"beam {b}'s dose is")], said              # no MU/output cause
+        assert not [n for n in said if n.startswith(f"beam {b}: the MC's distal edge lies")], said   # no range cause
+        assert not [n for n in said if n.startswith(f"beam {b}: the high-dose centroid")], said
+    assert all(k == "cause" for n, k in zip(said, res.diagnostic_kinds) if "runs along" in n)
