@@ -1021,15 +1021,19 @@ def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
         reach = max(max(abs(float(x[0]) - iso[k]), abs(float(x[-1]) - iso[k])) for k, x in enumerate(axes))
         d = np.arange(-reach, reach + step / 2, step)   # mm from the isocentre
 
-        def profile(dose: np.ndarray, k: int, sense: float = 1.0) -> np.ndarray:
-            p = np.where(body, dose, 0.0).sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64)
+        def sums(dose: np.ndarray, ks: Iterable[int]) -> dict[int, np.ndarray]:   # the body's dose summed across k
+            inside = np.where(body, dose, 0)
+            return {k: inside.sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64) for k in ks}
+
+        def profile(p: np.ndarray, k: int, sense: float = 1.0) -> np.ndarray:   # against the distance d
             x = np.asarray(axes[k], float)
             order = np.argsort(x)
             return np.interp(iso[k] + sense * d, x[order], p[order], left=0.0, right=0.0)
 
-        depth = profile(m, a)
-        own = _profile_overlap(depth, profile(t, a))
-        best = max(((_profile_overlap(depth, profile(t, c, s)), c, s) for c in range(3) if c != a
+        tps = sums(t, range(3))
+        depth = profile(sums(m, (a,))[a], a)
+        own = _profile_overlap(depth, profile(tps[a], a))
+        best = max(((_profile_overlap(depth, profile(tps[c], c, s)), c, s) for c in range(3) if c != a
                     for s in (1.0, -1.0)), key=lambda x: x[0])
         match, c, s = best
         if match < DIRECTION_MATCH or match - own < DIRECTION_MARGIN:
