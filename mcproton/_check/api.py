@@ -763,10 +763,11 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
               ratio_limit_pct: float = 3.0, noise_ok: bool = True,
               regions: Mapping[int, dict] | None = None,
               beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None) -> list[str]:
-    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
-    off, a range shifter with tissue upstream of its face (MCDose.shifter_notes), a shift, a uniform range
-    difference in a beam; the default calibration is named once the range rows are judged:
-    :func:`generic_calibration_note`).
+    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a per-beam TPS dose
+    along another axis than its beam (:func:`_direction_notes`: that beam's dose level, centroid and range notes are
+    then left out), one beam's dose level off, a range shifter with tissue upstream of its face
+    (MCDose.shifter_notes), a shift, a uniform range difference in a beam; the default calibration is named once
+    the range rows are judged: :func:`generic_calibration_note`).
 
     ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
     named before any centroid note (``beam_regions``: each per-beam TPS dose's compare.beam_ratio_region, where
@@ -815,17 +816,21 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      f"{100 * lost:.0f} % of its MC dose): beam {b} seems to be missing from the TPS dose (or from "
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
+    turned, other_way = _direction_notes(mc, body, axes, beams_in_tps)   # before the notes it explains (audit 30)
+    notes += turned
     notes += _swapped_beam_notes(mc, body, beams_in_tps, beam_dose or {}, inputs, ratio_limit_pct, beam_regions)
-    notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
+    notes += _beam_dose_notes({b: r for b, r in (beam_dose or {}).items() if b not in other_way}, ranges or {},
+                              ratio_limit_pct, limit_mm)
     if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
-        notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)   # (check review 2026-12-06, finding 9)
+        notes += _centroid_notes(ref, mc, body, axes, {b: d for b, d in beams_in_tps.items()
+                                                      if b not in other_way})   # (check review 2026-12-06, F9)
     if noise_ok and not gone:   # a missing beam explains a moved centroid of the plan dose: not also called a shift
         field_notes = _field_centroid_notes(ref, mc, axes, regions or {})
         notes += field_notes
         if not field_notes and not beams_in_tps:   # the plan dose's centroid: only where no field's is named
             notes += _centroid_notes(ref, mc, body, axes, {})
-    uniform = [note for b, r in sorted((ranges or {}).items())
-               if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
+    uniform = [note for b, r in sorted((ranges or {}).items()) if r.get("same_rays_as") is None
+               and b not in other_way and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
     return notes
 
@@ -963,6 +968,90 @@ def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], 
                      "MU/output in the plan the TPS computed, or the beam model's calibration (protons per MU at "
                      f"its energies){also}")
     return notes
+
+
+#: The beam-direction note (:func:`_direction_notes`, audit 30 realdata F1): a plan beam within DIRECTION_AXIS_DEG of
+#: a grid axis whose MC depth-dose profile overlaps the TPS beam dose's profile along a perpendicular grid axis by at
+#: least DIRECTION_MATCH (1 - half the L1 distance of the two area-normalised profiles, isocentre-relative) and by
+#: DIRECTION_MARGIN more than along the beam's own axis.  Measured: APTG plan03 as written (RayStation's doses of the
+#: base plan, whose fields run along y; the plan's along x): 0.987 along y against 0.645 along x, both fields; plan06
+#: (the right direction, 2e5 primaries): 0.90 along its own axis, <= 0.63 across, and <= 0.63 across with the MC
+#: moved by -35 to +60 mm along the beam (a range error).  A reversed beam (the same axis, the other sense) is not
+#: judged: a depth dose mirrored about the isocentre resembles one moved by 15 mm (0.89 against 0.73 on plan06).
+DIRECTION_AXIS_DEG = 2.0
+DIRECTION_MATCH = 0.9
+DIRECTION_MARGIN = 0.2
+_AXIS_NAMES = ("z", "y", "x")   # the dose arrays' axes (z, y, x)
+
+
+def _profile_overlap(p: np.ndarray, q: np.ndarray) -> float:
+    """1 - half the L1 distance of two profiles each normalised to unit area: 1 for the same shape at any scale, 0
+    for disjoint ones (0 where either is empty)."""
+    sp, sq = float(p.sum()), float(q.sum())
+    if not (sp > 0 and sq > 0):
+        return 0.0
+    return 1.0 - 0.5 * float(np.abs(p / sp - q / sq).sum())
+
+
+def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
+                     beams_in_tps: Mapping[int, np.ndarray]) -> tuple[list[str], set[int]]:
+    """Per-beam TPS doses that run along another axis than the plan's beam (audit 30 realdata F1: APTG plan03 as
+    written, whose RayStation doses belong to a base plan with the fields along y, was explained as a 70 % MU or
+    calibration error and a 58 mm uniform range difference).  For each beam with a per-beam TPS dose whose direction
+    lies along a grid axis (:data:`DIRECTION_AXIS_DEG`), the MC beam dose's depth profile (the dose in the body summed
+    over the planes across the beam, against the distance from the isocentre) is compared with the TPS dose's
+    profiles along the three axes (:func:`_profile_overlap`); a perpendicular axis that matches it
+    (:data:`DIRECTION_MATCH`, :data:`DIRECTION_MARGIN`) is named.  Returns the notes and the beams named (whose dose
+    level, centroid and range notes would name causes that this one explains)."""
+    notes: list[str] = []
+    named: set[int] = set()
+    meta = getattr(mc, "beam_meta", {}) or {}
+    step = min(float(abs(a[1] - a[0])) for a in axes if len(a) > 1) if any(len(a) > 1 for a in axes) else 1.0
+    for b, t in sorted(beams_in_tps.items()):
+        m = mc.beams_gy_zyx.get(b)
+        info = meta.get(b, {})
+        if m is None or info.get("beam_direction") is None or info.get("isocenter_mm") is None:
+            continue
+        u = np.asarray(info["beam_direction"], float)[::-1]   # z, y, x
+        u = u / np.linalg.norm(u)
+        a = int(np.argmax(np.abs(u)))
+        if abs(u[a]) < math.cos(math.radians(DIRECTION_AXIS_DEG)):
+            continue
+        iso = np.asarray(info["isocenter_mm"], float)[::-1]
+        reach = max(max(abs(float(x[0]) - iso[k]), abs(float(x[-1]) - iso[k])) for k, x in enumerate(axes))
+        d = np.arange(-reach, reach + step / 2, step)   # mm from the isocentre
+
+        def sums(dose: np.ndarray, ks: Iterable[int]) -> dict[int, np.ndarray]:   # the body's dose summed across k
+            inside = np.where(body, dose, 0)
+            return {k: inside.sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64) for k in ks}
+
+        def profile(p: np.ndarray, k: int, sense: float = 1.0) -> np.ndarray:   # against the distance d
+            x = np.asarray(axes[k], float)
+            order = np.argsort(x)
+            return np.interp(iso[k] + sense * d, x[order], p[order], left=0.0, right=0.0)
+
+        tps = sums(t, range(3))
+        depth = profile(sums(m, (a,))[a], a)
+        own = _profile_overlap(depth, profile(tps[a], a))
+        best = max(((_profile_overlap(depth, profile(tps[c], c, s)), c, s) for c in range(3) if c != a
+                    for s in (1.0, -1.0)), key=lambda x: x[0])
+        match, c, s = best
+        if match < DIRECTION_MATCH or match - own < DIRECTION_MARGIN:
+            continue
+        plan_dir = f"{'+' if u[a] > 0 else '-'}{_AXIS_NAMES[a]}"
+        tps_dir = f"{'+' if u[a] * s > 0 else '-'}{_AXIS_NAMES[c]}"
+        g, cc = info.get("gantry_angle_deg"), info.get("couch_angle_deg")
+        setup = (f"gantry {float(g):g}, couch {float(cc):g}, {info.get('patient_position', 'HFS')}"
+                 if g is not None and cc is not None else "its gantry and couch angles")
+        notes.append(f"beam {b}: the TPS dose of this beam runs along {tps_dir}, the plan's beam along {plan_dir} "
+                     f"({setup}): the MC's depth-dose profile matches the TPS's along {tps_dir} ({100 * match:.0f} % "
+                     f"overlap) and not along {plan_dir} ({100 * own:.0f} %).  The TPS computed this beam in another "
+                     "direction: the plan given differs from the plan the TPS computed in a gantry or couch angle or "
+                     "the patient position (a plan edited or re-exported after the dose calculation?); this "
+                     "beam's dose level, centroid and range rows follow from that, not from its MU, the beam model "
+                     "or the CT calibration")
+        named.add(b)
+    return notes, named
 
 
 #: The high-dose centroid note: a centroid of the MC this far (mm) from the TPS's is named.

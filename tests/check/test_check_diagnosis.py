@@ -189,3 +189,54 @@ def test_a_missing_beam_keeps_the_centroid_notes_of_the_beams_with_their_own_tps
     assert any("beam 3 seems to be missing from the TPS dose" in n for n in notes), notes
     assert any(n.startswith("beam 2: the high-dose centroid") for n in notes), notes
     assert not any("beam 1: the high-dose centroid" in n or n.startswith("the high-dose centroid") for n in notes)
+
+
+def test_a_per_beam_tps_dose_along_another_axis_is_named_and_only_then():
+    """Audit 30 realdata F1 (the real case: tests/check/test_check_aptg_beam_doses.py, APTG plan03): a TPS beam dose
+    whose depth runs along +y while the plan's beam runs along +x is named as such, and the beam's MU/output cause
+    is left out.  Not named: the same dose, one scaled by 0.7 (an MU error), one moved 20 mm along the beam (a
+    range error), one laterally moved 8 mm, and the beam reversed (-x: not judged, as a mirrored depth dose
+    resembles a moved one), nor a beam 10 degrees off the grid axes."""
+    from scipy.special import erf
+
+    from mcproton._check.api import _diagnose, _direction_notes
+    from mcproton._check.compare import beam_dose_ratio
+
+    c = np.arange(0, 160.0, 4)   # z, y, x: 40 voxels of 4 mm, isocentre (80, 80, 80)
+    Z, Y, X = np.meshgrid(c, c, c, indexing="ij")
+
+    def e(a, b):
+        return 0.5 * erf((a - b) / 5)
+
+    def beam(depth, lat1, lat2):   # entrance plateau 0.5 to 60 mm, SOBP 60-110 mm, lateral 50-110 mm
+        return (0.5 + 0.5 * (e(depth, 60) + 0.5)) * (0.5 - e(depth, 110)) * (e(lat1, 50) - e(lat1, 110)) \
+            * (e(lat2, 50) - e(lat2, 110))
+
+    mc_dose = beam(X, Y, Z)
+    body = np.ones(mc_dose.shape, bool)
+    axes = (c, c, c)
+
+    def mc(direction=(1.0, 0.0, 0.0)):
+        meta = {1: {"beam_direction": direction, "isocenter_mm": (80.0, 80.0, 80.0), "gantry_angle_deg": 270.0,
+                    "couch_angle_deg": 0.0, "patient_position": "HFS"}}
+        return SimpleNamespace(total_gy_zyx=mc_dose, beams_gy_zyx={1: mc_dose}, beam_meta=meta)
+
+    def named(tps, direction=(1.0, 0.0, 0.0)):
+        return _direction_notes(mc(direction), body, axes, {1: tps})
+
+    (note,), turned = named(beam(Y, X, Z))
+    assert turned == {1} and note.startswith("beam 1: the TPS dose of this beam runs along +y, the plan's beam "
+                                             "along +x (gantry 270, couch 0, HFS)"), note
+    for tps in (mc_dose, 0.7 * mc_dose, beam(X - 20, Y, Z), beam(X, Y - 8, Z), beam(160 - X, Y, Z)):
+        assert named(tps) == ([], set())
+    tilted = (float(np.cos(np.radians(10))), float(np.sin(np.radians(10))), 0.0)
+    assert named(beam(Y, X, Z), tilted) == ([], set())
+    # in _diagnose: the direction first, no MU/output cause for that beam
+    tps = 0.3 * beam(Y, X, Z)
+    ratios = {1: beam_dose_ratio(tps, mc_dose, body)}
+    causes = _diagnose(tps, mc(), body, axes, SimpleNamespace(fractions=1), {1: tps}, {}, beam_dose=ratios)
+    assert any(n.startswith("beam 1: the TPS dose of this beam runs along +y") for n in causes), causes
+    assert not any(n.startswith("beam 1's dose is") for n in causes), causes
+    causes = _diagnose(0.7 * mc_dose, mc(), body, axes, SimpleNamespace(fractions=1), {1: 0.7 * mc_dose}, {},
+                       beam_dose={1: beam_dose_ratio(0.7 * mc_dose, mc_dose, body)})
+    assert any(n.startswith("beam 1's dose is") for n in causes) and not any("runs along" in n for n in causes)
