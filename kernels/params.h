@@ -135,7 +135,7 @@
     X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")
 #define MCP_PARAMS_SOURCE(X) \
     X(const Spot*, spots, "[n_spots]") \
-    X(const float*, spot_cdf, "[n_spots], last = 1") \
+    X(const uint64_t*, spot_cdf, "[n_spots] 2^63 x cumulative weight, last = 2^63 (source/sample.h)") \
     X(int32_t, n_spots, "spots") \
     X(int32_t, pad_source, "padding (SourceParams to a multiple of 8 bytes)")
 #define MCP_PARAMS_TALLIES(X) \

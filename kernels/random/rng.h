@@ -4,7 +4,8 @@
  * Each track (the primary, or secondary number t of a history) owns the Philox substream
  *   counter = { block, t, history_lo, history_hi },  key = seed,
  * so a history's random numbers do not depend on thread count, launch grid or backend.  Source sampling
- * uses track id 0xFFFFFFFF (its own named stream), so adding a source option never reshuffles transport.
+ * uses track id 0xFFFFFFFF (its own named stream; the spot key also 0xFFFFFFFD, source/sample.h), so adding a
+ * source option never reshuffles transport.
  */
 #pragma once
 #include "philox.h"
@@ -54,8 +55,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE uint32_t rng_next_u32(Rng& r)
 
 /* Uniform on (0, 1]: the top 24 bits k, as (k + 0.5) / 2^24 rounded to float32.  Below 0.5 that is the centre of
    k's bin; at and above 0.5, k + 0.5 is not representable and rounds to an even neighbour (a 2^-23 grid), and
-   k = 2^24 - 1 gives exactly 1.0 (once in 2^24 draws).  Never 0, so log(u) is finite; callers must allow u == 1
-   (select_spot then returns the last spot).  The mean is unbiased to float32 precision. */
+   k = 2^24 - 1 gives exactly 1.0 (once in 2^24 draws).  Never 0, so log(u) is finite; callers must allow u == 1.
+   Too coarse to pick a spot (source/sample.h select_spot takes a 63-bit integer key).  The mean is unbiased to
+   float32 precision. */
 MCP_FORCEINLINE MCP_HOST_DEVICE float mcp_u32_to_uniform(uint32_t x)
 {
     return ((float)(x >> 8) + 0.5f) * 5.9604644775390625e-08f;
