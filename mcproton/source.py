@@ -12,7 +12,6 @@ the grid, through which the kernel transports each proton with the full physics 
 from __future__ import annotations
 
 import itertools
-
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Sequence
