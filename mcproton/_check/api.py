@@ -17,10 +17,10 @@ import numpy as np
 
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
-                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NORMALISATION_TEXT, NOISE_REALISATIONS, NOISE_SEED_OFFSET,
-                      TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary, classify,
-                      d95_limits, d95_verdict, dose_difference, gamma_evaluable_points, gamma_time_estimate,
-                      normalisation_note, range_agreement, robust_max, start_gammas, structure_stats)
+                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NEAR_MAX_VOXELS, NORMALISATION_TEXT, NOISE_REALISATIONS,
+                      NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
+                      classify, d95_limits, d95_verdict, dose_difference, gamma_evaluable_points, gamma_time_estimate,
+                      normalisation_note, percentile_max, range_agreement, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -158,8 +158,8 @@ class CheckResult:
       V95/V100: ``tps``, ``mc`` fractions, ``diff_points``, ``noise_shift_points``, ``noise_sd_points``,
       ``noise_matched_diff_points``, ``mc_noise_shift_points``, ``mc_corrected_diff_points``,
       ``label``/``of`` (of the prescription, or "V95 of the TPS median" without one);
-    * ``dose_difference``: % of the TPS dose's robust maximum in the body (``normalisation_gy``, its near-maximum,
-      the dose that at least 8 body voxels receive: compare.normalisation_dose; the gammas' too, their
+    * ``dose_difference``: % of the TPS dose's near-maximum in the body (``normalisation_gy``, the dose that at
+      least 8 body voxels receive, its 8th-largest: compare.normalisation_dose; the gammas' too, their
       ``normalisation_gy``); ``settings["percent_of"]`` says the same;
     * ``gamma[criterion]["pass_rate_se"]``: the pass rate's standard error from its random subset of points (a
       fraction; 0 with every point); a row where it decides the verdict has ``subset_decides`` and a note.
@@ -1059,9 +1059,9 @@ CENTROID_NOTE_MM = 1.0
 
 
 def _centroid(d: np.ndarray, body: np.ndarray, axes: Sequence[np.ndarray]) -> np.ndarray | None:
-    """The dose-weighted centroid (z, y, x, mm) of the body voxels at or above 50 % of the dose's robust maximum
-    (compare.robust_max: one hot voxel does not set the threshold); None where there are none."""
-    w = np.where(body & (d >= 0.5 * robust_max(d, body)), d, 0.0)
+    """The dose-weighted centroid (z, y, x, mm) of the body voxels at or above 50 % of the dose's 99.9th percentile
+    (compare.percentile_max: one hot voxel does not set the threshold); None where there are none."""
+    w = np.where(body & (d >= 0.5 * percentile_max(d, body)), d, 0.0)
     tot = float(w.sum())
     if not tot > 0:
         return None
@@ -1083,7 +1083,7 @@ def _along_across(c: np.ndarray, meta: Mapping[str, Any]) -> str:
 def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
                     beams_in_tps: Mapping[int, np.ndarray]) -> list[str]:
     """The high-dose centroid of the MC against the TPS's, beyond :data:`CENTROID_NOTE_MM`: a shift (or a range
-    difference).  With per-beam TPS doses, per beam, each dose thresholded at 50 % of its own robust maximum (a
+    difference).  With per-beam TPS doses, per beam, each dose thresholded at 50 % of its own 99.9th percentile (a
     change of one beam's weight moves none, and a beam's own scale cannot move its centroid), the difference split
     along the beam and across it; else on the plan dose.  On the plan dose of a multi-isocentre plan (a 50 cm CSI
     target, the maximum at a field junction) the 50 % threshold fell on the fields' plateaus, and the centroid moved
@@ -1112,7 +1112,7 @@ def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequenc
 
 
 #: A beam's field region on the plan dose (no per-beam TPS dose; CSI audit 2026-12-06, F1): the body voxels where
-#: the MC's beam dose is at or above FIELD_REGION_FRACTION of its robust maximum and FIELD_REGION_SHARE of the MC's
+#: the MC's beam dose is at or above FIELD_REGION_FRACTION of its 99.9th percentile and FIELD_REGION_SHARE of the MC's
 #: total dose (the beam's own dose, not a junction or another field's); judged where it holds at least
 #: FIELD_REGION_OWN_MIN of the beam's high-dose voxels (a field of its own: a CSI's spinal fields, 0.90-0.94 on the
 #: audit's plan; not opposed or crossing fields on one target: its cranial fields, 0.14-0.15) and
@@ -1147,7 +1147,7 @@ def field_regions(beams: Mapping[int, np.ndarray], total: np.ndarray, body: np.n
     for b, d in sorted(beams.items()):
         if b in done:
             continue
-        top = robust_max(d, body)
+        top = percentile_max(d, body)
         high = body & (d >= FIELD_REGION_FRACTION * top) & (d > 0)
         own = high & (d >= FIELD_REGION_SHARE * total)
         n_high, n_own = int(high.sum()), int(own.sum())
@@ -1170,9 +1170,9 @@ def field_regions(beams: Mapping[int, np.ndarray], total: np.ndarray, body: np.n
 def field_region_text(b: int) -> str:
     """What a field region row is of (its value text)."""
     return (f"the plan dose over beam {b}'s field region: the body voxels where the MC's beam {b} gives >= "
-            f"{100 * FIELD_REGION_FRACTION:g} % of its robust maximum and >= {100 * FIELD_REGION_SHARE:g} % of the MC "
-            f"total, and {FIELD_REGION_MARGIN_MM:g} mm around them (no per-beam TPS dose; a neighbouring field's "
-            "junction lies in it too)")
+            f"{100 * FIELD_REGION_FRACTION:g} % of its 99.9th-percentile dose and >= {100 * FIELD_REGION_SHARE:g} % of "
+            f"the MC total, and {FIELD_REGION_MARGIN_MM:g} mm around them (no per-beam TPS dose; a neighbouring "
+            "field's junction lies in it too)")
 
 
 def _field_centroid_notes(ref: np.ndarray, mc: MCDose, axes: Sequence[np.ndarray],
@@ -1253,7 +1253,7 @@ def missing_beams(ref: np.ndarray, mc: MCDose, body: np.ndarray) -> list[tuple[i
     if not (res[best] < MISSING_BEAM_RESIDUAL * none and all(res[best] < 0.5 * v for v in others)):
         return []
     d = mc.beams_gy_zyx[best]
-    high = body & (d >= 0.5 * robust_max(d, body))
+    high = body & (d >= 0.5 * percentile_max(d, body))
     s = float(d[high].sum())
     lost = float((mc.total_gy_zyx[high] - ref[high]).sum()) / s if s > 0 else float("nan")
     return [(best, lost)]
@@ -1635,9 +1635,10 @@ GAMMA_SUBSET_DECIDES_SE = 2.0
 def gamma_row_detail(g: Mapping[str, Any], unit: str, where: str = "in the body") -> str:
     """What a gamma action level's row adds to its value (gamma audit 28, F1 and F4): the points evaluated, with a
     random subset its standard error, and the dose the global criteria are in % of (compare.normalisation_dose: the
-    TPS dose's robust maximum ``where``, the gamma's region)."""
+    TPS dose's near-maximum ``where``, the gamma's region)."""
     norm = g.get("normalisation_gy")
-    of = (f"; in % of {norm:.4g} {unit}, the TPS dose's robust maximum {where}"
+    of = (f"; in % of {norm:.4g} {unit}, the TPS dose's near-maximum {where} (its {NEAR_MAX_VOXELS}th-largest "
+          "voxel)"
           if norm is not None and math.isfinite(norm) else "")
     if not g.get("points"):
         return f" (no points{of})"
@@ -2760,7 +2761,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     mc = dataclasses.replace(mc, total_gy_zyx=np.where(body, mc.total_gy_zyx, 0.0),
                              beams_gy_zyx={b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()})
     tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
-    # a TPS maximum far above the robust maximum that the gammas and the dose difference are normalised to: warned,
+    # a TPS maximum far above the near-maximum that the gammas and the dose difference are normalised to: warned,
     # with where it is (gamma audit 28, F1: one hot voxel was the normalisation before); the plan dose where one was
     # given, and each per-beam dose
     dose_unit = mc_dose_description(inp, mc)["unit"]
@@ -2909,8 +2910,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     field_name=named)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
                 if not whole:
-                    r["rays_through"] = (f"the rays on which the MC's dose of {named} reaches 50 % of its robust "
-                                         "maximum, whatever the plan's total reaches there")
+                    r["rays_through"] = (f"the rays on which the MC's dose of {named} reaches 50 % of its 99.9th "
+                                         "percentile, whatever the plan's total reaches there")
             depth = r.get("distal_depth_mm")
             if depth is not None and depth > 0:   # the range level as a relative range error (audit 21 F1)
                 r["range_level_pct_of_depth"] = 100 * lv.range_median_mm / depth

@@ -281,7 +281,7 @@ def _plane_figure(res, centre, which: str) -> Figure:
     unit = desc["unit"]
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
     unc = res.mc.uncertainty_rel_zyx   # the MC's relative standard error on the TPS grid (compute)
-    # the 3-D gammas' and the dose difference's normalisation (the TPS's robust maximum in the body, as computed for
+    # the 3-D gammas' and the dose difference's normalisation (the TPS's near-maximum in the body, as computed for
     # the dose difference; before 2026-12-07 its maximum, gamma audit 28, F1)
     norm = (res.dose_difference.get("normalisation_gy") or (normalisation_dose(tps, body) if body.any() else 0.0)
             or float(tps.max()) or 1.0)
@@ -303,9 +303,9 @@ def _plane_figure(res, centre, which: str) -> Figure:
             (a, f"TPS dose ({unit})", dose_kw, over),
             (b, f"MC dose ({unit})", dose_kw, over),
             # on two lines: on one, "... 2.18 Gy(RBE))" ran past the figure's right edge (figures audit 29, F2)
-            (d, f"MC - TPS (% of TPS\nrobust max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+            (d, f"MC - TPS (% of TPS\nnear-max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
                                                                        "vmax": 5}, "both"),
-            (sd, "MC 1 sd (% of TPS robust max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0,
+            (sd, "MC 1 sd (% of TPS near-max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0,
                                                    "vmax": UNCERTAINTY_MAP_MAX_PCT},
              "max"),
             (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max"))):
@@ -470,7 +470,7 @@ def _hist_figure(res) -> Figure:
     if d is not None and d.size:
         axs[1].hist(np.clip(d, -10, 10), bins=np.linspace(-10, 10, 81), color="C0")
         axs[1].axvline(0, color="k", lw=0.8)
-    _axis_labels(axs[1], "MC - TPS (% of the TPS robust maximum;\nclipped at +-10 %)", "voxels")
+    _axis_labels(axs[1], "MC - TPS (% of the TPS near-maximum;\nclipped at +-10 %)", "voxels")
     axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=TITLE_PT)
     fig.set_layout_engine("tight")   # as the DVH figure
     return fig
@@ -550,7 +550,7 @@ def _beam_plane(res, b: int):
 
 
 def _beam_norm(res, b: int) -> float:
-    """The dose the beam figure's difference and 2-D gamma are in % of: the robust maximum in the body of the beam's
+    """The dose the beam figure's difference and 2-D gamma are in % of: the near-maximum in the body of the beam's
     TPS dose (its per-beam TPS dose, else the plan's; compare.normalisation_dose, as its 3-D gamma's) over the whole
     grid, as the plane figures take the plan's; before 2026-12-06 the maximum of the plane drawn, so the two maps
     of the same plane, both titled "% of TPS max", differed by 2 % (figures audit 16 F7); before 2026-12-07 the
@@ -591,7 +591,7 @@ def _beam_figure(res, b: int) -> Figure:
     where, A, M, body, (v, h), (hl, vl), org, sl = _beam_plane(res, b)
     outlined = _outlined(res)
     ext = voxel_edges_extent(h, v, org)   # the voxel edges (audit 16 F3: the first to last centre before)
-    top = _beam_norm(res, b)   # the 3-D TPS robust maximum in the body, as the plane figures (not this plane's: F7)
+    top = _beam_norm(res, b)   # the 3-D TPS near-maximum in the body, as the plane figures (not this plane's: F7)
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
     fig = _new_figure((FIGURE_WIDTH_IN, 5.3))
@@ -604,7 +604,7 @@ def _beam_figure(res, b: int) -> Figure:
     for ax, img, lab, kw, extend in (
             (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, over),
             (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
-            (axs[2], dd, f"MC - TPS (% of TPS robust\nmax {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+            (axs[2], dd, f"MC - TPS (% of TPS\nnear-max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
                                                                                 "vmax": 5}, "both"),
             (axs[3], g, f"gamma: 2 % of {top:.3g} {unit} / 2 mm", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
@@ -966,8 +966,8 @@ def _beam_dose_section(res) -> list[str]:
             _table(["beam", "MC/TPS (median voxel ratio)", "MC - TPS (%)", "standard error from the MC's noise (%)",
                     "MC/TPS (integral ratio)", "voxels", f"region: averaged TPS dose >= ({_dose(res)['unit']})"], rows),
             "<p>Over each beam's high-dose region: the body voxels where its TPS dose, averaged over 3 x 3 x 3 voxels "
-            "(so that the TPS's own noise does not choose them), reaches 50 % of its robust maximum (the 99.9th "
-            "percentile of its voxels with dose). A beam's MU or output error scales all of "
+            "(so that the TPS's own noise does not choose them), reaches 50 % of its 99.9th percentile over its "
+            "voxels with dose (taken as its maximum). A beam's MU or output error scales all of "
             "them, which the median ratio reads; a range or lateral difference changes the region's edges, which "
             "it leaves out (the integral ratio, shown for comparison, includes them). The standard error is that of "
             "independent voxels x 1.6, for the MC's correlated voxels (measured 1.45-1.6; the JSON's "
@@ -1308,7 +1308,7 @@ def _alt(res, name: str) -> str:
     dd = res.dose_difference
     if name in PLANES:
         out = (f"{name} plane through {_centre_words(res)}: TPS and MC dose, MC - TPS and the MC's 1 sd (% of the TPS "
-               "robust maximum), 2-D gamma 2%/2mm (grey pass, red fail)")
+               "near-maximum, its 8th-largest body voxel), 2-D gamma 2%/2mm (grey pass, red fail)")
         if g:
             out += f"; in 3-D, gamma 2%/2mm {_num(100 * g['pass_rate'], '.2f')} % pass"
         if dd.get("voxels"):
@@ -1321,8 +1321,8 @@ def _alt(res, name: str) -> str:
                           if k in res.gamma)
         out = f"3-D gamma histograms (pass rates {rates}) and the MC - TPS histogram"
         if dd.get("voxels"):
-            out += (f" (mean {_num(dd['mean_pct'], '+.2f')} %, SD {_num(dd['sd_pct'], '.2f')} % of the TPS robust "
-                    "maximum)")
+            out += (f" (mean {_num(dd['mean_pct'], '+.2f')} %, SD {_num(dd['sd_pct'], '.2f')} % of the TPS "
+                    "near-maximum, its 8th-largest body voxel)")
         return out
     if name == "dvh":
         names = list(_dvh_masks(res))
@@ -1410,7 +1410,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
                      f"{_num(dd['mean_pct'], '+.2f')} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
                      f"{_num(q['p5'], '+.2f')}..{_num(q['p95'], '+.2f')} %"
-                     f" of the TPS dose's robust maximum in the body ({dd['normalisation_gy']:.3f} {unit}); "
+                     f" of the TPS dose's near-maximum in the body ({dd['normalisation_gy']:.3f} {unit}, its "
+                     "8th-largest body voxel); "
                      f"within 2 %: {100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")

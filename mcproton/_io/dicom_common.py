@@ -871,13 +871,26 @@ def _too_inflated(src: str, on_disk: int, limit: int, what: str):
                            "claims to be; export it again (uncompressed), or remove it")
 
 
+#: The inflated sizes (bytes) of the Deflated data sets :func:`_refuse_inflating_beyond` has counted, by a digest of
+#: their compressed bytes (BLAKE2b, 16 bytes): a data set read again in the same process (``mcproton check``'s folder
+#: scan reads a CT slice's header, then the CT reader checks the slice) is not inflated again only to count it.  Its
+#: inflated size is that of its bytes, wherever they are read from, so the bound holds as before; the digest costs
+#: ~0.1 ms per slice against 1.5-2 ms per inflate.  Measured (audit 30, lefts F5; 200 Deflated 512 x 512 slices, a
+#: loaded 2-core VM): the counts were 21-24 % of the CPU of the check's read of the folder and the CT (3.3 s).
+_COUNTED: dict[bytes, int] = {}
+#: the most digests kept (then all forgotten: a few MB at most)
+_COUNTED_MAX = 1 << 16
+
+
 def _refuse_inflating_beyond(p: Path, head: bytes, size: int, limit: int | None = None,
                              what: str = _MAX_INFLATED_WHAT, *, data: bytes | None = None) -> None:
     """Refuse the file ``p`` (``size`` bytes, its first bytes ``head``, the file meta among them) where it is Deflated
     and its data set inflates to more than ``limit`` bytes: the inflated bytes are counted a chunk at a time and
     not kept, so the memory used is a few MB whatever the file claims (pydicom inflates the whole data set at
     once, before any element is read).  ``data``: the whole file, read already, inflated from memory rather than
-    from ``p`` opened again (a pipe opened again waits for a writer that is gone: review a of audit 29, R3)."""
+    from ``p`` opened again (a pipe opened again waits for a writer that is gone: review a of audit 29, R3).  A data
+    set counted before (the same compressed bytes: :data:`_COUNTED`) is judged on the size counted then."""
+    import hashlib
     import io
     import zlib
 
@@ -887,21 +900,38 @@ def _refuse_inflating_beyond(p: Path, head: bytes, size: int, limit: int | None 
     if ts != _DEFLATED or start > len(head):   # a file meta beyond ``head``: the structure check says what it is
         return
     limit = MAX_INFLATED_BYTES if limit is None else limit
+    digest = hashlib.blake2b(digest_size=16)
+    if data is not None:
+        digest.update(memoryview(data)[start:])
+        known = _COUNTED.get(digest.digest())
+        if known is not None:
+            if known > limit:
+                raise _too_inflated(str(p), size, limit, what)
+            return
     d, n = zlib.decompressobj(-15), 0
     try:
         with (io.BytesIO(data) if data is not None else open(p, "rb")) as f:
             f.seek(start)
             while not d.eof and (chunk := f.read(1 << 20)):
+                if data is None:
+                    digest.update(chunk)
                 while chunk:
                     n += len(d.decompress(chunk, 1 << 20))
                     if n > limit:
                         raise _too_inflated(str(p), size, limit, what)
                     chunk = d.unconsumed_tail
+            while data is None and (chunk := f.read(1 << 20)):   # bytes after the deflate stream: in the digest too
+                digest.update(chunk)
     except zlib.error as exc:
         raise DicomInputError(f"{p}: the deflated data set cannot be inflated ({exc}); the file is damaged or "
                               "truncated: copy or export it again") from None
     except OSError as exc:
         raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
+    if not d.eof:   # a truncated stream: the structure check refuses it; not remembered
+        return
+    if len(_COUNTED) >= _COUNTED_MAX:
+        _COUNTED.clear()
+    _COUNTED[digest.digest()] = n
 
 
 def check_complete(buf: bytes, src: str, *, max_inflated_bytes: int | None = None, what: str = "") -> None:

@@ -420,7 +420,8 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     * given a metal's density (:data:`METAL_MIN_G_CM3`) but the composition of a tissue bin (one that stops more
       per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`);
     * a CT that looks like a water phantom, read with a calibration that does not give 0 HU water's stopping power
-      (in the water of ``physics``, the run's; None: the defaults): a warning (:func:`_warn_water_phantom`).
+      (in the water of ``physics``, the run's; None: the calibration's own, that it was loaded with): a warning
+      (:func:`_warn_water_phantom`).
 
     For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said
     so, and no ceiling applies."""
@@ -471,7 +472,7 @@ def _warn_water_phantom(ct: Any, hu: np.ndarray, calib: "HUCalibration", kept, w
     its calibration's); a count of the HU already read, slice by slice, and only for such a calibration."""
     if calibration_written_for(ct) is not None or calibration_key(calib.name) in PHANTOM_MATERIAL_CALIBRATIONS:
         return
-    water_model, ivalue_set = stopping_settings(physics)
+    water_model, ivalue_set = stopping_settings(calib if physics is None else physics)   # the calibration's own water
     at0 = np.array([0.0])
     spr0 = float(calib.spr_from_hu(at0, water_model=water_model, ivalue_set=ivalue_set)[0])
     if abs(spr0 - 1.0) <= WATER_PHANTOM_SPR_RTOL:
@@ -948,6 +949,12 @@ class HUCalibration:
     builtin_sha256 : for a built-in calibration as :meth:`load` returned it, its :meth:`data_sha256` then (None
         otherwise).  A copy changed in Python (``cal.seg_rho_lo *= 1.035`` for a range-error scenario) keeps it,
         and :meth:`record` (hence a geometry's name and a result's provenance) calls it modified.
+    water_model, ivalue_set : the stopping powers it was loaded with (:meth:`load`'s; ICRU 90 water and the default
+        I-values otherwise), in which its stopping-power ratios are given where nothing else is named:
+        :meth:`spr_from_hu`'s default, and so the SPRs that :meth:`to_geometry`'s warnings quote (a water phantom's
+        0 HU).  A HU -> SPR table's densities were made with them (:meth:`from_spr_files`).  Before (audit 30,
+        lefts F1), a calibration loaded in PSTAR water was quoted in ICRU 90 water: schneider2000's 0 HU as 1.029
+        (PSTAR water: 1.024), a HU -> SPR table's 1.020 as 1.025.
     """
 
     seg_hu_lo: np.ndarray
@@ -962,6 +969,8 @@ class HUCalibration:
     spr_reference_mev: float | None = None
     files: list[dict] = field(default_factory=list)
     builtin_sha256: str | None = None
+    water_model: str = "icru90"
+    ivalue_set: str | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
@@ -1087,7 +1096,7 @@ class HUCalibration:
                                  DATA_DIR / f"mcsquare_scanner_{sc}_hu_material.csv", name=key.lower())
         if cal is not None:   # a built-in: its data as shipped, to tell a copy changed in Python from it (record)
             cal.builtin_sha256 = cal.data_sha256()
-            return cal
+            return cal._in_water(water_model, ivalue_set)
         p = Path(name_or_path)
         if not p.exists():
             raise CalibrationError(
@@ -1106,7 +1115,7 @@ class HUCalibration:
                                           water_model=water_model, ivalue_set=ivalue_set)
             for dens, mat in CALIBRATION_FILE_PAIRS:
                 if (p / dens).exists() and (p / mat).exists():
-                    return cls.from_files(p / dens, p / mat, name=p.name)
+                    return cls.from_files(p / dens, p / mat, name=p.name)._in_water(water_model, ivalue_set)
             raise CalibrationError(f"{p}: {_calibration_folder_lacks(p)}")
         raise CalibrationError(f"{p} is a file, not a calibration folder; give the folder that holds it ({p.parent}), "
                                f"with the other table of the calibration beside it ({CALIBRATION_FOLDER_FILES})")
@@ -1195,7 +1204,15 @@ class HUCalibration:
                f"the bin's material at {e_ref:g} MeV, water {water_model}, I-values "
                f"{ivalue_set or 'default'})")
         return cls(nodes[:-1], nodes[1:], rho_right[:-1], rho_left[1:], b, mats, nm, src, spr_reference_mev=e_ref,
-                   files=[file_record(spr_file), file_record(material_file)])
+                   files=[file_record(spr_file), file_record(material_file)])._in_water(water_model, ivalue_set)
+
+    def _in_water(self, water_model: str, ivalue_set: str | None) -> "HUCalibration":
+        """This calibration, its SPRs in the stopping powers of ``water_model`` and ``ivalue_set`` (the attributes
+        of the same names; the water model's name checked)."""
+        from .._physics.stopping import _check_model
+
+        self.water_model, self.ivalue_set = _check_model(water_model), ivalue_set
+        return self
 
     # ------------------------------------------------------------------ evaluation
     def density_from_hu(self, hu) -> np.ndarray:
@@ -1218,10 +1235,14 @@ class HUCalibration:
         h = np.asarray(hu, dtype=np.float64)
         return np.clip(np.searchsorted(self.bin_hu_lo, h, side="right") - 1, 0, self.bin_hu_lo.size - 1)
 
-    def spr_from_hu(self, hu, energy_mev: float = SPR_REFERENCE_MEV, water_model: str = "icru90",
+    def spr_from_hu(self, hu, energy_mev: float = SPR_REFERENCE_MEV, water_model: str | None = None,
                     ivalue_set: str | None = None) -> np.ndarray:
         """Stopping-power ratio to water (float64) that mcproton's stopping powers give the voxels of these HU at
-        ``energy_mev``: density x :func:`spr_per_density` of the bin's material."""
+        ``energy_mev``: density x :func:`spr_per_density` of the bin's material.  ``water_model`` None: in the
+        calibration's own stopping powers (its ``water_model`` and, unless ``ivalue_set`` is given, its
+        ``ivalue_set``: those it was loaded with)."""
+        if water_model is None:
+            water_model, ivalue_set = self.water_model, self.ivalue_set if ivalue_set is None else ivalue_set
         h = np.asarray(hu, dtype=np.float64)
         k = np.array([spr_per_density(m, energy_mev, water_model, ivalue_set) for m in self.materials])
         return self.density_from_hu(h).astype(np.float64) * k[self.material_index_from_hu(h)]

@@ -62,8 +62,8 @@ def _mc(beams):
 def test_a_change_of_one_fields_weight_is_not_called_a_shift():
     """The CSI audit of 2026-12-05 (F2): the centroid of the plan dose above 50 % of its single maximum moved by
     5-18 mm along a 50 cm target with the noise or one field's weight, and was called "a shift or a range
-    difference".  With per-beam TPS doses the centroid is compared per beam, each dose above 50 % of its own robust
-    maximum: field 2 at 1.05 x moves none (the plan-level centroid moved 63 mm here); field 2 moved by 3 mm is named,
+    difference".  With per-beam TPS doses the centroid is compared per beam, each dose above 50 % of its own 99.9th
+    percentile: field 2 at 1.05 x moves none (the plan-level centroid moved 63 mm here); field 2 moved by 3 mm is named,
     split along the beam and across it; nothing where the MC's uncertainty level failed."""
     from mcproton._check.api import _centroid_notes
 
@@ -82,7 +82,7 @@ def test_a_change_of_one_fields_weight_is_not_called_a_shift():
 
 
 def test_a_hot_voxel_of_the_tps_plan_dose_does_not_move_its_centroid():
-    """Without per-beam doses the plan dose's centroid is taken above 50 % of its robust maximum: one TPS voxel at 6
+    """Without per-beam doses the plan dose's centroid is taken above 50 % of its 99.9th percentile: one TPS voxel at 6
     x the dose (CSI audit F3) made the threshold 3 x the dose and the centroid that voxel's (a 'shift' of 70-180 mm).
     The 3 mm shift of a single field is still named (tests/check/test_check.py: test_dose_shifted_by_3mm_fails)."""
     from mcproton._check.api import _centroid_notes

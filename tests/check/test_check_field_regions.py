@@ -195,11 +195,12 @@ def test_a_range_not_evaluable_on_a_field_says_the_rays_were_the_fields():
     own[9, 2:12, 9] = 1.0   # one BEV pixel (a pencil of the field): too few rays
     r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=own, field_name="beam 2")
     assert not r["evaluable"]
-    assert "cross beam 2's own field (where the MC's dose of beam 2 reaches 50 % of its robust maximum)" in r["note"]
+    assert ("cross beam 2's own field (where the MC's dose of beam 2 reaches 50 % of its 99.9th-percentile dose)"
+            in r["note"]), r["note"]
     r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=np.where(own > 0, 0.0, own))
     assert "the beam's own field" in r["note"], r["note"]
     r = range_agreement(axes, 0.0 * tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0))
-    assert "of the TPS's or the MC's robust maximum" in r["note"], r["note"]
+    assert "of the TPS's or the MC's 99.9th-percentile dose" in r["note"], r["note"]
 
 
 def test_field_region_rows_on_a_plan_of_one_isocentre_come_with_the_remark_that_explains_them():

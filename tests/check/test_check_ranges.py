@@ -13,7 +13,7 @@ import pytest
 from scipy.special import erf
 
 from mcproton._check.compare import EDGE_FRACTION, MIN_RANGE_RAYS, _distal_r80_rows, _frame, _grid_along, \
-    _ray_sampler, range_agreement, robust_max
+    _ray_sampler, percentile_max, range_agreement
 
 
 def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = None) -> float:
@@ -64,10 +64,10 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     d = d / np.linalg.norm(d)
     u, v = _frame(d)
     iso = np.asarray(isocentre, float)
-    top = robust_max(ref)   # the TPS's top as the check takes it (since the CSI audit of 2026-12-05, F3)
+    top = percentile_max(ref)   # the TPS's top as the check takes it (since the CSI audit of 2026-12-05, F3)
     if top <= 0:
         return {"rays": 0}
-    top_ev = robust_max(ev)
+    top_ev = percentile_max(ev)
     hot = np.argwhere((ref >= min_fraction * top) | (ev >= min_fraction * top_ev))
     p = org + hot[:, ::-1] * sp - iso
     pu, pv = p @ u, p @ v
@@ -254,8 +254,8 @@ def test_dr80_is_the_range_shift_with_the_sign_the_report_states(cube_grid, gant
 def test_one_hot_voxel_in_the_tps_dose_does_not_choose_the_rays(cube_grid):
     """One voxel of the TPS dose at 6 x its plateau (a low-density voxel of a low-statistics MC planning dose: 5.7 x
     its 99.9th percentile in the CSI audit of 2026-12-05, F3) made the ray threshold 50 % of that voxel: 1 ray was
-    left, and its R80 failed the level at -27.8 mm.  The threshold is now of the robust maximum (compare.robust_max,
-    the 99.9th percentile of the voxels with dose): the field's rays are all kept and read the true +1.5 mm."""
+    left, and its R80 failed the level at -27.8 mm.  The threshold is now of the 99.9th percentile of the voxels with
+    dose (compare.percentile_max): the field's rays are all kept and read the true +1.5 mm."""
     axes, pts = cube_grid
     iso = np.array([0.5, -1.0, 1.5])
     d = np.array([1.0, 0.0, 0.0])
@@ -267,7 +267,7 @@ def test_one_hot_voxel_in_the_tps_dose_does_not_choose_the_rays(cube_grid):
     r = range_agreement(axes, hot, mc, d, iso)
     assert r["evaluable"] and r["rays"] >= clean["rays"] - 2, (r["rays"], clean["rays"])
     assert abs(r["median_mm"] - 1.5) < 0.3 and r["within_2mm"] > 0.95, r["median_mm"]
-    assert robust_max(hot) == pytest.approx(robust_max(tps), rel=0.01)
+    assert percentile_max(hot) == pytest.approx(percentile_max(tps), rel=0.01)
 
 
 def test_a_range_of_fewer_rays_than_the_minimum_is_not_evaluable(cube_grid):

@@ -421,7 +421,7 @@ def test_the_dose_maps_show_the_mcs_noise_beside_the_difference(report):
     want = np.abs(res.mc_gy_zyx[k]) * unc[k] / norm * 100
     assert np.allclose(sd[np.isfinite(sd)], want[np.isfinite(sd)])
     assert axs[3].get_images()[0].get_clim() == (0, UNCERTAINTY_MAP_MAX_PCT)
-    assert "MC 1 sd (% of TPS robust max)" in axs[3].get_title()
+    assert "MC 1 sd (% of TPS near-max)" in axs[3].get_title()
 
 
 def test_save_figures_writes_readable_files(report, tmp_path):
@@ -828,18 +828,18 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
     axial = _main_axes(figure_builders(report, "axial")["axial"]())
     assert axial[0].get_images()[0].get_extent() == pytest.approx(
         (x[0] - half[0], x[-1] + half[0], y[-1] + half[1], y[0] - half[1]))
-    # the TPS's robust maximum in the body: the 3-D gammas' and the dose difference's normalisation (gamma audit 28,
+    # the TPS's near-maximum in the body: the 3-D gammas' and the dose difference's normalisation (gamma audit 28,
     # F1), the report's dose difference says it
     norm = normalisation_dose(report.tps_gy_zyx, report.body_zyx)
     assert norm == pytest.approx(report.dose_difference["normalisation_gy"])
-    assert f"% of TPS robust max {norm:.3g}" in axial[2].get_title().replace("\n", " ")
+    assert f"% of TPS near-max {norm:.3g}" in axial[2].get_title().replace("\n", " ")
     assert _centre(report)   # the plane through the target
     for b in (1, 2):
         axs = _main_axes(figure_builders(report, f"beam_{b}")[f"beam_{b}"]())
         tps = report.inputs.beams[b].dose_gy_zyx if b in report.inputs.beams else report.tps_gy_zyx
         top = normalisation_dose(tps, report.body_zyx)
         assert _beam_norm(report, b) == pytest.approx(top)
-        assert f"% of TPS robust max {top:.3g}" in axs[2].get_title().replace("\n", " ")   # two lines (audit 29 F2)
+        assert f"% of TPS near-max {top:.3g}" in axs[2].get_title().replace("\n", " ")   # two lines (audit 29 F2)
         assert f"2 % of {top:.3g}" in axs[3].get_title()
 
 

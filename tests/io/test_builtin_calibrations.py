@@ -311,3 +311,26 @@ def test_the_cts_kvp_scanner_and_kernel_are_recorded_with_the_calibration(tmp_pa
     # a CT that says nothing of it (mcproton's own writer leaves KVP empty): recorded as not given
     write_ct_series(hu, (2.0, 2.0, 2.0), (-12.0, -12.0, 0.0), tmp_path / "ct0")
     assert load_ct_series(tmp_path / "ct0").acquisition["KVP"] is None
+
+
+def test_a_water_phantom_is_warned_about_in_the_calibrations_own_water(tmp_path):
+    """A calibration loaded in PSTAR water (HUCalibration.load(..., water_model="pstar")) quotes 0 HU's SPR in that
+    water where to_geometry warns of a water phantom: schneider2000 1.024 (ICRU 90: 1.029), and a HU -> SPR table
+    its own 1.020.  Before (audit 30, lefts F1) the warning said 1.029 and 1.025 ("water_model icru90") for them: the
+    HLUT's figure was one its table does not hold."""
+    from mcproton.dicom import load_ct_series
+
+    ct = load_ct_series(_water_tank_ct(tmp_path / "ct"))
+    d = tmp_path / "hlut"
+    d.mkdir()
+    (d / "hu_spr.csv").write_text("HU,SPR\n-1000,0.001\n-100,0.95\n0,1.02\n100,1.08\n1500,1.85\n3000,2.6\n")
+    (d / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O,w_C,w_N\n-1000,tissue,0.10,0.70,0.15,0.05\n")
+    for name, model, figure in (("schneider2000", "pstar", "1.024"), ("schneider2000", "icru90", "1.029"),
+                                (d, "pstar", "1.020"), (d, "icru90", "1.020")):
+        cal = HUCalibration.load(name, water_model=model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            said = _said(cal.to_geometry(ct))
+        assert len(said) == 1 and f"stopping-power ratio of {figure} " in said[0], (name, model, said)
+        assert f"water_model {model})" in said[0], said[0]
+        assert cal.water_model == model and f"{float(cal.spr_from_hu([0.0])[0]):.3f}" == figure, (name, model)

@@ -172,3 +172,35 @@ def test_a_deflated_pipe_is_read_once(tmp_path):
         done.set()
         t.join(60)
     assert ds.SOPInstanceUID == plain.SOPInstanceUID
+
+
+def test_a_deflated_data_set_counted_once_is_not_inflated_again_to_count_it(tmp_path, monkeypatch):
+    """Audit 30, lefts F5: ``mcproton check`` reads a Deflated CT slice's header in its folder scan (counted: inflated
+    to count its bytes), then the CT reader's checked read counted it again before walking it: the counts were 21-24 %
+    of the CPU of that read.  Now the size counted is remembered by a digest of the compressed bytes: the checked
+    read inflates the data set once (to walk it), not twice.  The bound still holds on what was remembered: the same
+    bytes read under a smaller bound are refused without inflating them (tracemalloc)."""
+    import zlib as zlib_module
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    plain = pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm")
+    plain.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    path = tmp_path / "RN_deflated.dcm"
+    plain.save_as(path, enforce_file_format=True)
+    monkeypatch.setattr(dicom_common, "_COUNTED", {}, raising=False)
+    made = []
+    real = zlib_module.decompressobj
+    monkeypatch.setattr(zlib_module, "decompressobj", lambda *a, **k: made.append(a) or real(*a, **k))
+    assert read_dicom_header(path).SOPInstanceUID == plain.SOPInstanceUID
+    assert len(made) == 1   # counted (pydicom inflates with zlib.decompress)
+    made.clear()
+    assert read_dicom_file(path).SOPInstanceUID == plain.SOPInstanceUID
+    assert len(made) == 1, made   # the structure walk's inflate only; before, the count's too (2)
+    assert len(dicom_common._COUNTED) == 1
+    bomb = tmp_path / "zz.dcm"
+    _deflated_plan(bomb, INFLATED)
+    read_dicom_header(bomb)   # within the default 1 GiB: read, and its 48 MB remembered
+    with pytest.raises(DicomInputError, match=r"zz\.dcm: its Deflated data set .* inflates to more than 4 MB"):
+        read_dicom_file(bomb, max_inflated_bytes=LIMIT, inflated_what="a test's bound")
+    assert _peak(lambda: read_dicom_file(bomb, max_inflated_bytes=LIMIT, inflated_what="x")) < LIMIT

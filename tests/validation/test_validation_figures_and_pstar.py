@@ -113,3 +113,28 @@ def test_range_shifter_figure_one_style_per_material(monkeypatch):
         mc = [s for s in seen["top"] if s.label.startswith("mcproton") and mat in s.label][0]
         diff = [s for s in seen["bottom"] if s.label == mat][0]
         assert diff.style.startswith(mc.style), (mc.style, diff.style)     # same marker
+
+
+def test_heterogeneity_slabs_differences_on_the_depth_axis(monkeypatch):
+    """heterogeneity_slabs.png's two panels share the depth axis (mm): each slab's simulated - expected shift is drawn
+    at that slab's R80 (the depth its shift is read at), in its IDD's colour; before (figures audit F6) at x = 0, 1,
+    2, the slab's index, under an axis labelled "depth (mm)  |  slab index" (fake engine)."""
+    fe.install_fake_modules(monkeypatch)
+    from mcproton.validation.core import Context, Figure
+    from mcproton.validation.heterogeneity_slabs import case as HS
+
+    seen = {}
+
+    def capture(title, top, bottom, xlabel, *a, **k):
+        seen.update(top=top, bottom=bottom, xlabel=xlabel)
+        return Figure(title, b"", k.get("filename", ""))
+
+    monkeypatch.setattr(HS, "overlay_with_difference", capture)
+    cr = HS.case_heterogeneity_slabs(Context(simulate_fn=fe.fake_simulate, log=lambda s: None))
+    rows = cr.tables["wet"]
+    assert seen["xlabel"] == "depth (mm)"
+    assert len(seen["bottom"]) == len(rows) == len(HS.SLABS)
+    for r, s, idd in zip(rows, seen["bottom"], seen["top"][1:]):
+        assert list(s.x) == [r["R80_slab_mm"]] and r["material"] in s.label, (s.x, s.label)
+        assert min(idd.x) <= s.x[0] <= max(idd.x) and s.kw["color"] == idd.kw["color"], (s.x, s.kw, idd.kw)
+    assert len({s.x[0] for s in seen["bottom"]}) == len(rows)

@@ -3,8 +3,6 @@
 Its reference data and README (source, set-up, metrics, tolerances) are in this folder."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import metrics as M
 from .. import reference as R
 from ..core import CaseResult, Context, Metric, depth_extent_mm, engine_material, water_density
@@ -66,13 +64,15 @@ def case_heterogeneity_slabs(ctx: Context) -> CaseResult:
                                                             "lung)" if mat in R.SURROGATES else "")})
         top.append(Series(z, idd, f"{mat} {t:g} mm", "-", {"lw": 1.0}))
     cr.tables["wet"] = rows
-    x = np.arange(len(rows))
+    # each slab's difference drawn at the depth where its shift is read, the R80 of its IDD (mm): the panels share
+    # the depth axis (before, figures audit F6: at x = 0, 1, 2, the slab's index, on that axis in mm)
+    diffs = [Series([r["R80_slab_mm"]], [r["simulated_shift_mm"] - r["expected_shift_mm"]],
+                    f"{r['material']} {r['thickness_mm']:g} mm", "o", {"color": f"C{i}"}) for i, r in enumerate(rows)]
+    for i, s in enumerate(top[1:]):   # the slab's IDD and its point in one colour
+        s.kw["color"] = f"C{i}"
     cr.figures.append(overlay_with_difference(
-        f"{e0:g} MeV pencil beam, slab at {SLAB_DEPTH_MM:g} mm: IDD; below: simulated - expected range shift",
-        top, [Series(x, [r["simulated_shift_mm"] - r["expected_shift_mm"] for r in rows],
-                     "sim - WET-based shift (x = slab index: " + ", ".join(r["material"] for r in rows) + ")",
-                     "o")],
-        "depth (mm)  |  slab index", "IDD (MeV cm2/g/primary)", "mm", band=0.5,
+        f"{e0:g} MeV pencil beam, slab at {SLAB_DEPTH_MM:g} mm: IDD; below: simulated - expected shift, at each R80",
+        top, diffs, "depth (mm)", "IDD (MeV cm2/g/primary)", "sim - WET-based shift (mm)", band=0.5,
         filename="heterogeneity_slabs.png"))
     cr.notes.append("Expected shift = WET - t, WET = int rho_m S_m(E(x)) / (rho_w S_w(E(x))) dx through the "
                     "slab with total PSTAR mass stopping powers for the slab and for water (ratios from one "
