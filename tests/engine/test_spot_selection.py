@@ -3,11 +3,11 @@
 Before (audits 29 F1 / 30): a float32 CDF searched with the kernel's 24-bit float uniform quantised every spot's
 probability to ~6e-8 of its beam: a spot of 1e-7 was sampled 19 % too often, spots near 5e-8 never or up to 2.6
 times too often, 13,135 of a 20,000-spot beam with a 10^4 weight range were off by > 0.1 % (worst 159 %), and the
-real plans in tests/data by up to 0.32 %.  Now the table holds floor(2^63 x cumulative weight / total) as uint64,
-computed with exact integers, and the kernel compares a 63-bit key: the source stream's first word (its top 32 bits)
-and the first word of the history's spot stream, track id 0xFFFFFFFD (its low 31 bits).  Every test here is
-deterministic (no false-positive rate): the table is checked with exact rationals, the kernel bit for bit against its
-emulation.
+real plans in tests/data by up to 0.86 % (RN_plan01_2022).  Now the table holds floor(2^63 x cumulative weight /
+total) as uint64, computed with exact integers, and the kernel compares a 63-bit key: the source stream's first
+word (its top 32 bits) and the first word of the history's spot stream, track id 0xFFFFFFFD (its low 31 bits).
+Every test here is deterministic (no false-positive rate): the table is checked with exact rationals, the kernel bit
+for bit against its emulation.
 """
 from __future__ import annotations
 
