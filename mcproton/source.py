@@ -370,8 +370,16 @@ class Beam:
         if bad is not None:
             raise ValueError(f"Beam(spots): every spot must be a mcproton.source.Spot; got a {type(bad).__name__}")
         w = np.array([s.weight for s in self.spots], dtype=float)
-        if w.sum() <= 0:
+        if not np.any(w > 0):
             raise ValueError("the spot weights of the beam sum to zero; give at least one positive weight")
+        with np.errstate(over="ignore"):
+            total = float(w.sum())
+        if not np.isfinite(total):   # spot_cdf sums exactly, but the checks before a run share weight in float64
+            raise ValueError(f"the spot weights of the beam sum to more than the largest float64 (1.8e308; the "
+                             f"largest weight is {float(w.max()):.3g}), so the shares of the weight that the checks "
+                             "before a run compute (spots aimed off the grid, protons stopped in a range shifter) "
+                             "would be NaN and say nothing: only the weights' ratios count, so divide them all by "
+                             "one factor (e.g. their maximum)")
         if self.total_protons is not None:
             self.total_protons = _real("beam total_protons", self.total_protons,
                                        "the number of protons the beam delivers (e.g. 1e9), or None for dose per "
@@ -468,7 +476,7 @@ class Beam:
 
         The kernel picks the first spot whose entry exceeds a key k uniform on [0, 2^63), so spot j is drawn with
         probability ``(cdf[j] - cdf[j-1]) / 2^63``: its planned share ``w_j / sum(w)`` to within 2^-63 of the beam
-        (a relative 1e-10 for a spot of 1e-9 of its beam), and never when its weight is 0.  The sums are exact:
+        (a relative 1.1e-10 for a spot of 1e-9 of its beam), and never when its weight is 0.  The sums are exact:
         each float64 weight is an integer times a power of 2, added as Python integers (a float64 or float32 sum
         would round each entry by up to half an ulp of the running total, 1e-16 or 6e-8 of the beam: the old
         float32 table, searched with the kernel's 24-bit uniform, sampled a spot of 1e-7 of its beam 19 % too

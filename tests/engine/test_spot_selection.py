@@ -3,11 +3,11 @@
 Before (audits 29 F1 / 30): a float32 CDF searched with the kernel's 24-bit float uniform quantised every spot's
 probability to ~6e-8 of its beam: a spot of 1e-7 was sampled 19 % too often, spots near 5e-8 never or up to 2.6
 times too often, 13,135 of a 20,000-spot beam with a 10^4 weight range were off by > 0.1 % (worst 159 %), and the
-real plans in tests/data by up to 0.32 %.  Now the table holds floor(2^63 x cumulative weight / total) as uint64,
-computed with exact integers, and the kernel compares a 63-bit key: the source stream's first word (its top 32 bits)
-and the first word of the history's spot stream, track id 0xFFFFFFFD (its low 31 bits).  Every test here is
-deterministic (no false-positive rate): the table is checked with exact rationals, the kernel bit for bit against its
-emulation.
+real plans in tests/data by up to 0.86 % (RN_plan01_2022).  Now the table holds floor(2^63 x cumulative weight /
+total) as uint64, computed with exact integers, and the kernel compares a 63-bit key: the source stream's first
+word (its top 32 bits) and the first word of the history's spot stream, track id 0xFFFFFFFD (its low 31 bits).
+Every test here is deterministic (no false-positive rate): the table is checked with exact rationals, the kernel bit
+for bit against its emulation.
 """
 from __future__ import annotations
 
@@ -76,6 +76,35 @@ def test_a_20000_spot_beam_with_a_10_4_weight_range_and_a_1e_9_spot_is_exact():
     assert max(err) < 1e-9
     assert int(beam.spot_cdf()[-1]) == TWO63
 
+
+
+@pytest.mark.parametrize("weights", [[1.0], [0.0, 0.0, 1e-300, 0.0], [0.0, 5e-324, 0.0],
+                                     [1e300, 1e-300, 5e-324, 0.0, 1e300], [0.1, 0.2, 0.3, 1 / 3, 0.0],
+                                     [1e308, 0.0, 7e307]])
+def test_the_table_is_exact_for_extreme_weights(weights):
+    """Review a of audit 30: every entry is floor(2^63 x cumulative / total) computed with exact rationals, for
+    weights from the smallest denormal to 1e308 (a 2^2100 range in one beam), a single spot, all but one zero,
+    weights that are not exact decimals; the last entry is exactly 2^63 (never 2^64: it would wrap to 0 in uint64)
+    and a zero-weight spot's entry equals the one before it."""
+    beam = Beam([Spot(100.0, weight=x) for x in weights])
+    cdf = beam.spot_cdf()
+    assert cdf.dtype == np.uint64 and int(cdf[-1]) == TWO63
+    total, acc, prev = sum(Fraction(x) for x in weights), Fraction(0), 0
+    for j, x in enumerate(weights):
+        acc += Fraction(x)
+        assert int(cdf[j]) == acc * TWO63 // total, j
+        assert x > 0 or int(cdf[j]) == prev, j
+        prev = int(cdf[j])
+
+
+def test_weights_summing_beyond_float64_are_refused_with_what_to_do():
+    """Review a of audit 30, R1: weights summing above 1.8e308 were accepted (the table is exact) while the checks
+    before a run share the weight in float64: inf / inf = NaN, and the warning of spots aimed off the grid (its
+    share compared with NaN) said nothing.  Now the beam is refused, saying to scale the weights; 1e308 alone is a
+    beam like any other."""
+    with pytest.raises(ValueError, match="largest float64.*divide them all by one factor"):
+        Beam([Spot(100.0, weight=1e308), Spot(120.0, weight=1.5e308)])
+    assert int(Beam([Spot(100.0, weight=1e308), Spot(120.0, weight=0.0)]).spot_cdf()[0]) == TWO63
 
 def _first_words(sim: Simulation, n: int, stream: int) -> np.ndarray:
     """The first 32-bit word of histories 0..n-1's stream ``stream`` (track id), through the kernel's Philox probe
