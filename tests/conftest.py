@@ -92,9 +92,9 @@ def pytest_configure(config):
 #: set (to the pid of the pytest process that started it) in the fresh process of the ``single_thread`` tests
 FRESH_PROCESS_VAR = "MCPROTON_TEST_FRESH_PROCESS"
 
-#: the results of the tests marked ``single_thread``, run in a fresh process, by test file: {file: {test name:
-#: (outcome, message)}} (:func:`pytest_pyfunc_call`)
-_FRESH_PROCESS_RESULTS: dict[str, dict[str, tuple[str, str]]] = {}
+#: the results of the tests marked ``single_thread``, run in a fresh process, by test file: {file: {(JUnit classname,
+#: name): (outcome, message)}} (:func:`pytest_pyfunc_call`, :func:`_junit_key`)
+_FRESH_PROCESS_RESULTS: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -116,7 +116,8 @@ def pytest_pyfunc_call(pyfuncitem):
     results = _FRESH_PROCESS_RESULTS.get(str(pyfuncitem.path))
     if results is None:
         results = _FRESH_PROCESS_RESULTS[str(pyfuncitem.path)] = _run_in_a_fresh_process(pyfuncitem)
-    outcome, message = results.get(pyfuncitem.name, ("failed", "the fresh process reported no result for it"))
+    outcome, message = results.get(_junit_key(pyfuncitem.nodeid),
+                                   ("failed", "the fresh process reported no result for it"))
     if outcome == "skipped":
         pytest.skip(message)
     if outcome != "passed":
@@ -125,7 +126,17 @@ def pytest_pyfunc_call(pyfuncitem):
     return True
 
 
-def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
+def _junit_key(nodeid: str) -> tuple[str, str]:
+    """A test's (classname, name) as pytest's JUnit XML writes them: the name alone is not one test's (two classes of
+    a file can hold a test of the same name; review R-b R2: a failing ``TestA::test_same`` took the result of a
+    passing ``TestB::test_same`` and passed)."""
+    from _pytest.junitxml import mangle_test_address
+
+    names = mangle_test_address(nodeid)
+    return ".".join(names[:-1]), names[-1]
+
+
+def _run_in_a_fresh_process(item) -> dict[tuple[str, str], tuple[str, str]]:
     """Run the tests marked ``single_thread`` of ``item``'s file in a new pytest process without xdist; their
     outcomes by test name, read from its JUnit XML."""
     import subprocess
@@ -144,8 +155,8 @@ def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
                               cwd=item.config.rootpath, env=env, capture_output=True, text=True, timeout=1800)
         if not xml.exists():
             said = (proc.stdout + proc.stderr)[-4000:]
-            return {i.split("::")[-1]: ("failed", f"pytest ended with {proc.returncode}:\n{said}") for i in ids}
-        out: dict[str, tuple[str, str]] = {}
+            return {_junit_key(i): ("failed", f"pytest ended with {proc.returncode}:\n{said}") for i in ids}
+        out: dict[tuple[str, str], tuple[str, str]] = {}
         for case in ET.parse(xml).iter("testcase"):
             outcome, message = "passed", ""
             for kind in ("failure", "error", "skipped"):
@@ -155,7 +166,9 @@ def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
                     message = (node.get("message") or "") if kind == "skipped" else (node.text or node.get("message")
                                                                                        or "")
                     break
-            out[case.get("name", "")] = (outcome, message)
+            key = (case.get("classname", ""), case.get("name", ""))
+            out[key] = ("failed", "two results of this name in the fresh process's JUnit XML") if key in out \
+                else (outcome, message)
         return out
 
 
