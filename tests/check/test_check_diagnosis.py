@@ -269,6 +269,15 @@ def test_a_range_error_of_a_target_off_the_isocentre_is_not_called_another_axis(
         mcd = beam(X, Y, Z, shift)
         mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
         assert _direction_notes(mc, body, (c, c, c), {1: beam(X, Y, Z)}) == ([], set()), shift
+
+    def cube(depth, lat1, lat2, shift=0.0):   # surface at x = 60 mm, SOBP 80-140 mm, lateral 80-140 mm: a 60 mm cube
+        return (0.6 + 0.4 * (e(depth, 80 + shift) + 0.5)) * (e(depth, 60) + 0.5) * (0.5 - e(depth, 140 + shift)) \
+            * (e(lat1, 80) - e(lat1, 140)) * (e(lat2, 80) - e(lat2, 140))
+
+    for shift in (-20.0, -25.0):   # its TPS depth profile matched the MC's lateral one by 83 %
+        mcd = cube(X, Y, Z, shift)
+        mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+        assert _direction_notes(mc, body, (c, c, c), {1: cube(X, Y, Z)}) == ([], set()), shift
     mcd = beam(X, Y, Z)   # the control: the TPS dose turned (its depth along z) is named
     mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
     notes, named = _direction_notes(mc, Z >= 58, (c, c, c), {1: beam(Z, Y, X)})
