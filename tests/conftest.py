@@ -83,7 +83,9 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_configure(config):
     """Under pytest-xdist, a test file's tests go to one worker (``--dist loadfile``) unless the command line says
     otherwise: the module fixtures that build a check case or a plan (tests/check/test_check.py's ``base``, 5-10 s)
-    are then built once, not once per worker."""
+    are then built once, not once per worker.  Without pytest-xdist, ``-n`` is refused saying what to install."""
+    if getattr(config.option, "numprocesses_without_xdist", None) is not None:
+        raise pytest.UsageError(NO_XDIST)
     if getattr(config.option, "dist", "no") == "load" and not any(
             a.startswith("--dist") or a == "-d" for a in config.invocation_params.args):
         config.option.dist = "loadfile"
@@ -92,9 +94,14 @@ def pytest_configure(config):
 #: set (to the pid of the pytest process that started it) in the fresh process of the ``single_thread`` tests
 FRESH_PROCESS_VAR = "MCPROTON_TEST_FRESH_PROCESS"
 
-#: the results of the tests marked ``single_thread``, run in a fresh process, by test file: {file: {test name:
-#: (outcome, message)}} (:func:`pytest_pyfunc_call`)
-_FRESH_PROCESS_RESULTS: dict[str, dict[str, tuple[str, str]]] = {}
+#: the environment the fresh process gets: this process's before any test ran (review R-b R4: taken when the first
+#: marked test of a file ran, it held what that test's fixtures had set with monkeypatch.setenv, for every marked test
+#: of the file)
+_ENV_AT_START = dict(os.environ)
+
+#: the results of the tests marked ``single_thread``, run in a fresh process, by test file: {file: {(JUnit classname,
+#: name): (outcome, message)}} (:func:`pytest_pyfunc_call`, :func:`_junit_key`)
+_FRESH_PROCESS_RESULTS: dict[str, dict[tuple[str, str], tuple[str, str]]] = {}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -116,7 +123,8 @@ def pytest_pyfunc_call(pyfuncitem):
     results = _FRESH_PROCESS_RESULTS.get(str(pyfuncitem.path))
     if results is None:
         results = _FRESH_PROCESS_RESULTS[str(pyfuncitem.path)] = _run_in_a_fresh_process(pyfuncitem)
-    outcome, message = results.get(pyfuncitem.name, ("failed", "the fresh process reported no result for it"))
+    outcome, message = results.get(_junit_key(pyfuncitem.nodeid),
+                                   ("failed", "the fresh process reported no result for it"))
     if outcome == "skipped":
         pytest.skip(message)
     if outcome != "passed":
@@ -125,7 +133,17 @@ def pytest_pyfunc_call(pyfuncitem):
     return True
 
 
-def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
+def _junit_key(nodeid: str) -> tuple[str, str]:
+    """A test's (classname, name) as pytest's JUnit XML writes them: the name alone is not one test's (two classes of
+    a file can hold a test of the same name; review R-b R2: a failing ``TestA::test_same`` took the result of a
+    passing ``TestB::test_same`` and passed)."""
+    from _pytest.junitxml import mangle_test_address
+
+    names = mangle_test_address(nodeid)
+    return ".".join(names[:-1]), names[-1]
+
+
+def _run_in_a_fresh_process(item) -> dict[tuple[str, str], tuple[str, str]]:
     """Run the tests marked ``single_thread`` of ``item``'s file in a new pytest process without xdist; their
     outcomes by test name, read from its JUnit XML."""
     import subprocess
@@ -134,7 +152,7 @@ def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
     from pathlib import Path
 
     ids = [i.nodeid for i in item.session.items if i.path == item.path and i.get_closest_marker("single_thread")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    env = {k: v for k, v in _ENV_AT_START.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
     env[FRESH_PROCESS_VAR] = str(os.getpid())
     extra = ["--run-slow"] if item.config.getoption("--run-slow") else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,8 +162,8 @@ def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
                               cwd=item.config.rootpath, env=env, capture_output=True, text=True, timeout=1800)
         if not xml.exists():
             said = (proc.stdout + proc.stderr)[-4000:]
-            return {i.split("::")[-1]: ("failed", f"pytest ended with {proc.returncode}:\n{said}") for i in ids}
-        out: dict[str, tuple[str, str]] = {}
+            return {_junit_key(i): ("failed", f"pytest ended with {proc.returncode}:\n{said}") for i in ids}
+        out: dict[tuple[str, str], tuple[str, str]] = {}
         for case in ET.parse(xml).iter("testcase"):
             outcome, message = "passed", ""
             for kind in ("failure", "error", "skipped"):
@@ -155,14 +173,27 @@ def _run_in_a_fresh_process(item) -> dict[str, tuple[str, str]]:
                     message = (node.get("message") or "") if kind == "skipped" else (node.text or node.get("message")
                                                                                        or "")
                     break
-            out[case.get("name", "")] = (outcome, message)
+            key = (case.get("classname", ""), case.get("name", ""))
+            out[key] = ("failed", "two results of this name in the fresh process's JUnit XML") if key in out \
+                else (outcome, message)
         return out
 
 
-def pytest_addoption(parser):
+#: README's test command (``-n auto``) without pytest-xdist (review R-b R3: pytest said only "unrecognized arguments:
+#: -n")
+NO_XDIST = ("-n/--numprocesses needs pytest-xdist, which is not installed here (or is turned off with -p no:xdist): "
+            "install the test extra, python -m pip install -e \".[test]\" (or pytest-xdist>=3.5 alone), or run the "
+            "tests in one process without -n")
+
+
+def pytest_addoption(parser, pluginmanager):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
     parser.addoption("--update-regression", action="store_true", default=False,
                      help="rewrite tests/regression/*/results_true.json from this run (tests/regression/README.md)")
+    if not pluginmanager.hasplugin("xdist"):   # -n then says what to install (pytest_configure)
+        parser.getgroup("xdist")._addoption(   # (a lowercase short option: the private form, as xdist adds it)
+            "-n", "--numprocesses", dest="numprocesses_without_xdist", default=None,
+            help="(needs pytest-xdist)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -978,9 +978,18 @@ def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], 
 #: (the right direction, 2e5 primaries): 0.90 along its own axis, <= 0.63 across, and <= 0.63 across with the MC
 #: moved by -35 to +60 mm along the beam (a range error).  A reversed beam (the same axis, the other sense) is not
 #: judged: a depth dose mirrored about the isocentre resembles one moved by 15 mm (0.89 against 0.73 on plan06).
+#: A turned dose is turned both ways: its profile along the plan's beam axis must also match the MC's lateral profile
+#: along the axis named (either sense) by DIRECTION_LATERAL_MATCH, and better than the MC's depth profile (review R-b
+#: R1: a target 20 mm off the isocentre laterally whose MC SOBP stopped 20 mm short, a range error, matched the TPS's
+#: lateral profile by 98 % against 64 % along the beam and was called a turned dose; its TPS profile along the beam
+#: is a depth dose, which matches no lateral profile).  Measured: APTG plan03 as written 0.992 and 0.991 (fields 1, 2);
+#: that range-error case 0.64; over 150 synthetic box SOBPs (fields 30-60 mm, 0-20 mm off the isocentre, body surface
+#: 20-60 mm upstream) turned to +-z, 145 named with or without this condition, and of the same not turned with the
+#: SOBP 10-25 mm short or long, 8 named without it (0.8 left 2: a 60 mm cube 20 mm under the surface), none with it.
 DIRECTION_AXIS_DEG = 2.0
 DIRECTION_MATCH = 0.9
 DIRECTION_MARGIN = 0.2
+DIRECTION_LATERAL_MATCH = 0.9
 _AXIS_NAMES = ("z", "y", "x")   # the dose arrays' axes (z, y, x)
 
 
@@ -1001,8 +1010,9 @@ def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
     lies along a grid axis (:data:`DIRECTION_AXIS_DEG`), the MC beam dose's depth profile (the dose in the body summed
     over the planes across the beam, against the distance from the isocentre) is compared with the TPS dose's
     profiles along the three axes (:func:`_profile_overlap`); a perpendicular axis that matches it
-    (:data:`DIRECTION_MATCH`, :data:`DIRECTION_MARGIN`) is named.  Returns the notes and the beams named (whose dose
-    level, centroid and range notes would name causes that this one explains)."""
+    (:data:`DIRECTION_MATCH`, :data:`DIRECTION_MARGIN`) is named where the TPS's profile along the beam's axis is in
+    turn a lateral one: the MC's along the axis named (:data:`DIRECTION_LATERAL_MATCH`).  Returns the notes and the
+    beams named (whose dose level, centroid and range notes would name causes that this one explains)."""
     notes: list[str] = []
     named: set[int] = set()
     meta = getattr(mc, "beam_meta", {}) or {}
@@ -1030,13 +1040,16 @@ def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
             order = np.argsort(x)
             return np.interp(iso[k] + sense * d, x[order], p[order], left=0.0, right=0.0)
 
-        tps = sums(t, range(3))
-        depth = profile(sums(m, (a,))[a], a)
-        own = _profile_overlap(depth, profile(tps[a], a))
+        tps, mcs = sums(t, range(3)), sums(m, range(3))
+        depth = profile(mcs[a], a)
+        tps_a = profile(tps[a], a)
+        own = _profile_overlap(depth, tps_a)
         best = max(((_profile_overlap(depth, profile(tps[c], c, s)), c, s) for c in range(3) if c != a
                     for s in (1.0, -1.0)), key=lambda x: x[0])
         match, c, s = best
-        if match < DIRECTION_MATCH or match - own < DIRECTION_MARGIN:
+        lateral = max(_profile_overlap(tps_a, profile(mcs[c], c, s2)) for s2 in (1.0, -1.0))   # (R-b R1)
+        if (match < DIRECTION_MATCH or match - own < DIRECTION_MARGIN or lateral < DIRECTION_LATERAL_MATCH
+                or lateral <= own):
             continue
         plan_dir = f"{'+' if u[a] > 0 else '-'}{_AXIS_NAMES[a]}"
         tps_dir = f"{'+' if u[a] * s > 0 else '-'}{_AXIS_NAMES[c]}"

@@ -240,3 +240,45 @@ def test_a_per_beam_tps_dose_along_another_axis_is_named_and_only_then():
     causes = _diagnose(0.7 * mc_dose, mc(), body, axes, SimpleNamespace(fractions=1), {1: 0.7 * mc_dose}, {},
                        beam_dose={1: beam_dose_ratio(0.7 * mc_dose, mc_dose, body)})
     assert any(n.startswith("beam 1's dose is") for n in causes) and not any("runs along" in n for n in causes)
+
+
+def test_a_range_error_of_a_target_off_the_isocentre_is_not_called_another_axis():
+    """Review R-b R1: a correctly oriented beam (+x) whose target lies 20 mm off the isocentre laterally (-z) and whose
+    MC SOBP stops 20 mm short (a range error: a CT calibration, a wrong material) moved the MC's depth profile onto
+    the TPS's lateral one: "runs along -z" was named (98 % against 64 %) and the range and dose-level notes of that
+    beam were left out.  The beam's own axis is compared allowing a shift along the beam (a range error moves the
+    depth dose, it does not turn it); the turned dose is still named."""
+    from scipy.special import erf
+
+    from mcproton._check.api import _direction_notes
+
+    c = np.arange(0, 200.0, 4)
+    Z, Y, X = np.meshgrid(c, c, c, indexing="ij")
+
+    def e(a, b):
+        return 0.5 * erf((a - b) / 5)
+
+    def beam(depth, lat1, lat2, shift=0.0):   # body surface at x = 60 mm; SOBP 80-120 mm; lateral 100-140 mm
+        return (0.6 + 0.4 * (e(depth, 80 + shift) + 0.5)) * (e(depth, 60) + 0.5) * (0.5 - e(depth, 120 + shift)) \
+            * (e(lat1, 100) - e(lat1, 140)) * (e(lat2, 100) - e(lat2, 140))
+
+    meta = {1: {"beam_direction": (1.0, 0.0, 0.0), "isocenter_mm": (100.0, 100.0, 100.0), "gantry_angle_deg": 270.0,
+                "couch_angle_deg": 0.0, "patient_position": "HFS"}}
+    body = X >= 58
+    for shift in (-20.0, -25.0, 15.0):
+        mcd = beam(X, Y, Z, shift)
+        mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+        assert _direction_notes(mc, body, (c, c, c), {1: beam(X, Y, Z)}) == ([], set()), shift
+
+    def cube(depth, lat1, lat2, shift=0.0):   # surface at x = 60 mm, SOBP 80-140 mm, lateral 80-140 mm: a 60 mm cube
+        return (0.6 + 0.4 * (e(depth, 80 + shift) + 0.5)) * (e(depth, 60) + 0.5) * (0.5 - e(depth, 140 + shift)) \
+            * (e(lat1, 80) - e(lat1, 140)) * (e(lat2, 80) - e(lat2, 140))
+
+    for shift in (-20.0, -25.0):   # its TPS depth profile matched the MC's lateral one by 83 %
+        mcd = cube(X, Y, Z, shift)
+        mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+        assert _direction_notes(mc, body, (c, c, c), {1: cube(X, Y, Z)}) == ([], set()), shift
+    mcd = beam(X, Y, Z)   # the control: the TPS dose turned (its depth along z) is named
+    mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+    notes, named = _direction_notes(mc, Z >= 58, (c, c, c), {1: beam(Z, Y, X)})
+    assert named == {1} and "runs along +z, the plan's beam along +x" in notes[0], notes
