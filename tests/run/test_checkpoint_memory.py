@@ -70,6 +70,9 @@ def test_checkpoint_needs_no_second_copy_of_its_sums_and_a_failed_write_keeps_th
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])
     assert got["size"] > 2 * 48 * n and got["same"]
-    # before (the file built in memory first): the whole file's size more (192 MB); now its metadata and buffers
-    assert got["extra"] < 0.1 * got["size"], got
+    # before (the file built in memory first): the whole file's size more (192 MB, 100 %); now its metadata and
+    # buffers: 12.9 MB (6 %) in every run here, serial or 4 at once, but 31 MB (15 %) once in a clean-clone CI under
+    # pytest-xdist (2026-12-07, not reproduced: 24 runs here gave 12.9 MB).  The bound, a quarter of the file, keeps
+    # the second copy it tests for 4 x beyond it and that outlier 1.6 x within it
+    assert got["extra"] < 0.25 * got["size"], got
     assert got["failed"] and got["kept"] and not got["left"], got
