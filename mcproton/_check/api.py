@@ -1002,6 +1002,12 @@ def _profile_overlap(p: np.ndarray, q: np.ndarray) -> float:
     return 1.0 - 0.5 * float(np.abs(p / sp - q / sq).sum())
 
 
+def _body_axis_sums(dose: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
+    """The body's dose summed across the other two axes, for each axis k of the (z, y, x) grid."""
+    inside = np.where(body, dose, 0)
+    return [inside.sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64) for k in range(3)]
+
+
 def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
                      beams_in_tps: Mapping[int, np.ndarray]) -> tuple[list[str], set[int]]:
     """Per-beam TPS doses that run along another axis than the plan's beam (audit 30 realdata F1: APTG plan03 as
@@ -1031,16 +1037,12 @@ def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
         reach = max(max(abs(float(x[0]) - iso[k]), abs(float(x[-1]) - iso[k])) for k, x in enumerate(axes))
         d = np.arange(-reach, reach + step / 2, step)   # mm from the isocentre
 
-        def sums(dose: np.ndarray, ks: Iterable[int]) -> dict[int, np.ndarray]:   # the body's dose summed across k
-            inside = np.where(body, dose, 0)
-            return {k: inside.sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64) for k in ks}
-
         def profile(p: np.ndarray, k: int, sense: float = 1.0) -> np.ndarray:   # against the distance d
             x = np.asarray(axes[k], float)
             order = np.argsort(x)
             return np.interp(iso[k] + sense * d, x[order], p[order], left=0.0, right=0.0)
 
-        tps, mcs = sums(t, range(3)), sums(m, range(3))
+        tps, mcs = _body_axis_sums(t, body), _body_axis_sums(m, body)
         depth = profile(mcs[a], a)
         tps_a = profile(tps[a], a)
         own = _profile_overlap(depth, tps_a)
