@@ -1003,9 +1003,12 @@ def _profile_overlap(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _body_axis_sums(dose: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
-    """The body's dose summed across the other two axes, for each axis k of the (z, y, x) grid."""
-    inside = np.where(body, dose, 0)
-    return [inside.sum(axis=tuple(j for j in range(3) if j != k), dtype=np.float64) for k in range(3)]
+    """The body's dose summed across the other two axes, for each axis k of the (z, y, x) grid, in float64.  Two
+    masked reductions (``where=body``: no masked copy of the grid), the (z, y) plane summed over x, then x's profile:
+    on a 200 x 512 x 512 grid 0.06 s a dose against 0.15-0.17 s for a np.where copy summed three times (audit 31
+    direction R5); the sums differ only in their order (<= 4e-16 of the largest)."""
+    zy = np.sum(dose, axis=2, where=body, dtype=np.float64)
+    return [zy.sum(axis=1), zy.sum(axis=0), np.sum(dose, axis=(0, 1), where=body, dtype=np.float64)]
 
 
 def _direction_notes(mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],

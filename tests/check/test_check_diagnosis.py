@@ -282,3 +282,19 @@ def test_a_range_error_of_a_target_off_the_isocentre_is_not_called_another_axis(
     mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
     notes, named = _direction_notes(mc, Z >= 58, (c, c, c), {1: beam(Z, Y, X)})
     assert named == {1} and "runs along +z, the plan's beam along +x" in notes[0], notes
+
+
+def test_the_body_axis_sums_are_the_masked_dose_s():
+    """Audit 31 direction R5: _body_axis_sums reduces with where=body (no masked copy of the grid); each profile is
+    the masked copy's sum to rounding (float32 and float64 doses), and the dose outside the body counts nothing."""
+    from mcproton._check.api import _body_axis_sums
+
+    rng = np.random.default_rng(5)
+    body = rng.random((7, 9, 11)) < 0.6
+    for dose in (rng.random(body.shape), rng.random(body.shape).astype(np.float32)):
+        inside = np.where(body, dose, 0).astype(np.float64)
+        got = _body_axis_sums(dose, body)
+        for k in range(3):
+            want = inside.sum(axis=tuple(j for j in range(3) if j != k))
+            assert got[k].dtype == np.float64 and np.allclose(got[k], want, rtol=1e-12, atol=0), k
+        assert float(got[2].sum()) == pytest.approx(float(inside.sum()), rel=1e-12)
