@@ -762,7 +762,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
               limit_mm: float = 1.0, beam_dose: dict[int, dict] | None = None,
               ratio_limit_pct: float = 3.0, noise_ok: bool = True,
               regions: Mapping[int, dict] | None = None,
-              beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None) -> list[str]:
+              beam_regions: Mapping[int, tuple[np.ndarray, float] | None] | None = None,
+              direction: tuple[list[str], set[int]] | None = None) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a per-beam TPS dose
     along another axis than its beam (:func:`_direction_notes`: that beam's dose level, centroid and range notes are
     then left out), one beam's dose level off, a range shifter with tissue upstream of its face
@@ -777,7 +778,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise).  Where a beam is
     named as missing (:func:`missing_beams`, named first) the field regions' and the plan dose's centroids are not
     compared (the missing field moves them), the per-beam ones still are (a beam with its own TPS dose: before the
-    check review of 2026-12-06, finding 9, its genuine shift went unnamed there)."""
+    check review of 2026-12-06, finding 9, its genuine shift went unnamed there).  ``direction``: the result of
+    :func:`_direction_notes` where the caller has it (check() needs its beams for the calibration note too)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -816,14 +818,16 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      f"{100 * lost:.0f} % of its MC dose): beam {b} seems to be missing from the TPS dose (or from "
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
-    turned, other_way = _direction_notes(mc, body, axes, beams_in_tps)   # before the notes it explains (audit 30)
+    turned, other_way = direction if direction is not None else _direction_notes(mc, body, axes, beams_in_tps)
+    # (named before the notes it explains, audit 30)
     notes += turned
     notes += _swapped_beam_notes(mc, body, beams_in_tps, beam_dose or {}, inputs, ratio_limit_pct, beam_regions)
     notes += _beam_dose_notes({b: r for b, r in (beam_dose or {}).items() if b not in other_way}, ranges or {},
                               ratio_limit_pct, limit_mm)
-    if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
-        notes += _centroid_notes(ref, mc, body, axes, {b: d for b, d in beams_in_tps.items()
-                                                      if b not in other_way})   # (check review 2026-12-06, F9)
+    aimed = {b: d for b, d in beams_in_tps.items() if b not in other_way}
+    if noise_ok and aimed:   # per beam, each its own TPS dose: a missing other beam moves none of them (check review
+        notes += _centroid_notes(ref, mc, body, axes, aimed)   # 2026-12-06, F9); none where every one is named turned
+        # (another axis): an empty dict would compare the plan dose's centroid, a "shift" the direction explains (audit 31)
     if noise_ok and not gone:   # a missing beam explains a moved centroid of the plan dose: not also called a shift
         field_notes = _field_centroid_notes(ref, mc, axes, regions or {})
         notes += field_notes
@@ -2936,11 +2940,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         _group_shared_rays(ranges, inp.plan.beams)
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
+        # the per-beam TPS doses computed along another axis: their notes in _diagnose, their range rows not the
+        # generic calibration's (below)
+        direction = _direction_notes(mc, body, axes, tps_beams)
         causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
             noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct, regions=regions,
-            beam_regions=beam_regions)
+            beam_regions=beam_regions, direction=direction)
         diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
@@ -3149,6 +3156,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"{noise_remedy(mc, target_uncertainty, primaries, time_limit_s)} before reading it as a dose "
                     "error")
                 d95_noise_notes.append((len(diagnostics) - 1, ref_rows[-1]))
+    turned_rows: list[int] = []   # the index in ``checks`` of each range row of a beam the TPS computed turned
     for b, r in ranges.items():
         if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
             continue
@@ -3156,6 +3164,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if not r.get("evaluable"):   # too few rays for a field's range: said, not judged (CSI audit F3)
             diagnostics.append(f"{label}: distal R80 {r.get('note', 'not evaluable')}")
             continue
+        if b in direction[1]:   # the two rows this beam adds next
+            turned_rows.append(len(checks))
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
         floor = "noise_within_2mm" in r and math.isfinite(u)   # no noise estimate (one batch): raw, said so (F2)
@@ -3202,7 +3212,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     row["noise_decides"] = True
             diagnostics.append(note)
             causes.append(note)
-    cal_note = generic_calibration_note(checks, generic_calibration)
+    # a turned beam's range rows are not the calibration's to explain: its note says so (audit 31 direction R6: the
+    # generic-calibration note named the curve as a cause beside "not from ... the CT calibration")
+    turned_rows = [i + k for i in turned_rows for k in (0, 1)]   # its median and its rays within 2 mm
+    cal_note = generic_calibration_note([c for i, c in enumerate(checks) if i not in turned_rows], generic_calibration)
     if cal_note is not None:   # the default curve named wherever the range rows fail or near it (journey 28, F2)
         diagnostics.append(cal_note[0])
         if cal_note[1]:

@@ -284,6 +284,36 @@ def test_a_range_error_of_a_target_off_the_isocentre_is_not_called_another_axis(
     assert named == {1} and "runs along +z, the plan's beam along +x" in notes[0], notes
 
 
+def test_every_beam_named_turned_leaves_no_plan_dose_centroid_note():
+    """Audit 31 direction F5: where every per-beam TPS dose was named as computed along another axis, _diagnose
+    compared the plan dose's centroid instead (the per-beam centroids given an empty dict) and named "a shift or a
+    range difference" beside the note that says the beam's centroid rows follow from its direction."""
+    from scipy.special import erf
+
+    from mcproton._check.api import _diagnose
+    from mcproton._check.compare import beam_dose_ratio
+
+    c = np.arange(0, 160.0, 4)
+    Z, Y, X = np.meshgrid(c, c, c, indexing="ij")
+
+    def e(a, b):
+        return 0.5 * erf((a - b) / 5)
+
+    def beam(depth, lat1, lat2):
+        return (0.5 + 0.5 * (e(depth, 60) + 0.5)) * (0.5 - e(depth, 110)) * (e(lat1, 50) - e(lat1, 110)) \
+            * (e(lat2, 50) - e(lat2, 110))
+
+    mcd, body = beam(X, Y, Z), np.ones(X.shape, bool)
+    meta = {1: {"beam_direction": (1.0, 0.0, 0.0), "isocenter_mm": (80.0, 80.0, 80.0), "gantry_angle_deg": 270.0,
+                "couch_angle_deg": 0.0, "patient_position": "HFS"}}
+    mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+    tps = beam(Y, X, Z)
+    causes = _diagnose(tps, mc, body, (c, c, c), SimpleNamespace(fractions=1), {1: tps}, {},
+                       beam_dose={1: beam_dose_ratio(tps, mcd, body)})
+    assert any(n.startswith("beam 1: the TPS dose of this beam runs along +y") for n in causes), causes
+    assert not any("high-dose centroid" in n for n in causes), causes
+
+
 def test_the_body_axis_sums_are_the_masked_dose_s():
     """Audit 31 direction R5: _body_axis_sums reduces with where=body (no masked copy of the grid); each profile is
     the masked copy's sum to rounding (float32 and float64 doses), and the dose outside the body counts nothing."""
