@@ -771,6 +771,32 @@ def test_a_range_failure_that_is_not_uniform_names_the_default_calibration(clini
     assert GENERIC_CALIBRATION_NOTE not in given.diagnostics
 
 
+def test_a_turned_beam_s_range_rows_do_not_name_the_default_calibration(case):
+    """Audit 31 direction R6: beam 1's TPS dose turned about the isocentre to run along +x (its plan beam, gantry 0,
+    along +y), on the CT with the default calibration: its range rows fail (+16.3 mm, 0 % of the rays within 2 mm) and
+    its note says they follow from the direction, "not from ... the CT calibration"; the generic-calibration note
+    named the curve as a cause beside it.  Now the turned beam's range rows are left out of that note's decision; beam
+    2's own rows (passing) and the turned note stay."""
+    from scipy.ndimage import map_coordinates
+
+    from mcproton._check.api import GENERIC_CALIBRATION_NOTE
+
+    z, y, x = case["axes"]
+    Z, Y, X = np.meshgrid(np.arange(z.size), np.arange(y.size), np.arange(x.size), indexing="ij")
+    # the TPS dose at (z, y, x) is the MC's at (z, y' = x, x' = y): its depth (the MC's y) along x
+    b1 = map_coordinates(case["hi"].beams_gy_zyx[1], [Z, (x[X] - y[0]) / (y[1] - y[0]), (y[Y] - x[0]) / (x[1] - x[0])],
+                         order=1, mode="constant", cval=0.0)
+    doses = [_tps(case, "b1_turned", b1, summation_type="BEAM", referenced_beam_number=1),
+             _tps(case, "b2_aimed", case["hi"].beams_gy_zyx[2], summation_type="BEAM", referenced_beam_number=2)]
+    res = _recheck(case, doses)
+    assert "beam 1: median distal R80 difference" in _failed(res)   # the rows that brought the note
+    assert "beam 2: median distal R80" not in _failed(res)
+    (turned,) = [n for n in res.diagnostics_of("cause") if n.startswith("beam 1: the TPS dose of this beam runs along")]
+    assert "runs along +x, the plan's beam along +y" in turned and "not from its MU, the beam model or the CT " \
+        "calibration" in turned, turned
+    assert GENERIC_CALIBRATION_NOTE not in res.diagnostics, res.diagnostics
+
+
 def test_the_generic_calibration_note_follows_the_range_rows_not_their_spread():
     """Journey audit 28, F2, on the OpenTPS head's figures: beam 0's rays +1.14 mm median, 5-95 % -0.09..+1.77 mm
     (no uniform-range note) and its median row failed: the note is a cause; a median at half the level or more with

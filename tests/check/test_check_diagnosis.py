@@ -195,8 +195,8 @@ def test_a_per_beam_tps_dose_along_another_axis_is_named_and_only_then():
     """Audit 30 realdata F1 (the real case: tests/check/test_check_aptg_beam_doses.py, APTG plan03): a TPS beam dose
     whose depth runs along +y while the plan's beam runs along +x is named as such, and the beam's MU/output cause
     is left out.  Not named: the same dose, one scaled by 0.7 (an MU error), one moved 20 mm along the beam (a
-    range error), one laterally moved 8 mm, and the beam reversed (-x: not judged, as a mirrored depth dose
-    resembles a moved one), nor a beam 10 degrees off the grid axes."""
+    range error), one laterally moved 8 mm, nor a beam 10 degrees off the grid axes.  The beam reversed (-x) is named
+    as entering from the other side (audit 31 direction R3; test_a_reversed_beam_dose_is_named_not_a_range_error)."""
     from scipy.special import erf
 
     from mcproton._check.api import _diagnose, _direction_notes
@@ -227,8 +227,10 @@ def test_a_per_beam_tps_dose_along_another_axis_is_named_and_only_then():
     (note,), turned = named(beam(Y, X, Z))
     assert turned == {1} and note.startswith("beam 1: the TPS dose of this beam runs along +y, the plan's beam "
                                              "along +x (gantry 270, couch 0, HFS)"), note
-    for tps in (mc_dose, 0.7 * mc_dose, beam(X - 20, Y, Z), beam(X, Y - 8, Z), beam(160 - X, Y, Z)):
+    for tps in (mc_dose, 0.7 * mc_dose, beam(X - 20, Y, Z), beam(X, Y - 8, Z)):
         assert named(tps) == ([], set())
+    (note,), turned = named(beam(160 - X, Y, Z))
+    assert turned == {1} and note.startswith("beam 1: the TPS dose of this beam enters from the other side"), note
     tilted = (float(np.cos(np.radians(10))), float(np.sin(np.radians(10))), 0.0)
     assert named(beam(Y, X, Z), tilted) == ([], set())
     # in _diagnose: the direction first, no MU/output cause for that beam
@@ -282,3 +284,114 @@ def test_a_range_error_of_a_target_off_the_isocentre_is_not_called_another_axis(
     mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
     notes, named = _direction_notes(mc, Z >= 58, (c, c, c), {1: beam(Z, Y, X)})
     assert named == {1} and "runs along +z, the plan's beam along +x" in notes[0], notes
+
+
+def test_a_reversed_beam_dose_is_named_not_a_range_error():
+    """Audit 31 direction R3: a per-beam TPS dose of a beam (+x) that enters from the other side of the body (the same
+    SOBP depths from the far surface: a gantry 180 deg apart, HFS read as FFS) was explained as "its MU/output ... or
+    the beam model's calibration" (MC/TPS 0.68) and "a shift of the beam" (-20.8 mm); now it is named, and that beam's
+    dose-level and centroid notes are left out.  The false-positive guards (api.DIRECTION_REVERSED_MATCH, measured on
+    700 right-way synthetic doses and plan06): the same beam with the target's range 10-25 mm short or long, stretched
+    by 5 %, its SOBP 10 mm wider, x 0.7, moved 8 mm across: not named."""
+    from scipy.special import erf
+
+    from mcproton._check.api import _diagnose, _direction_notes
+    from mcproton._check.compare import beam_dose_ratio
+
+    c = np.arange(0, 200.0, 4)
+    Z, Y, X = np.meshgrid(c, c, c, indexing="ij")
+
+    def e(a, b):
+        return 0.5 * erf((a - b) / 5)
+
+    def beam(depth, lat1, lat2, prox=110.0, dist=140.0):   # body 18-182 mm; SOBP prox-dist mm, off the centre
+        return (0.6 + 0.4 * (e(depth, prox) + 0.5)) * (e(depth, 20) + 0.5) * (0.5 - e(depth, dist)) \
+            * (e(lat1, 70) - e(lat1, 130)) * (e(lat2, 70) - e(lat2, 130))
+
+    body = (X >= 18) & (X <= 182)
+    mcd = beam(X, Y, Z)
+    meta = {1: {"beam_direction": (1.0, 0.0, 0.0), "isocenter_mm": (125.0, 100.0, 100.0), "gantry_angle_deg": 270.0,
+                "couch_angle_deg": 0.0, "patient_position": "HFS"}}
+    mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+    rev = beam(200 - X, Y, Z) * body
+    (note,), named = _direction_notes(mc, body, (c, c, c), {1: rev})
+    assert named == {1} and note.startswith("beam 1: the TPS dose of this beam enters from the other side, running "
+                                            "along -x, the plan's beam along +x (gantry 270, couch 0, HFS)"), note
+    causes = _diagnose(rev, mc, body, (c, c, c), SimpleNamespace(fractions=1), {1: rev}, {},
+                       beam_dose={1: beam_dose_ratio(rev, mcd, body)})
+    assert causes[1] == note, causes
+    assert not any(n.startswith("beam 1's dose is") or "high-dose centroid" in n for n in causes), causes
+    for tps in (beam(X, Y, Z, 95, 125), beam(X, Y, Z, 135, 165), beam(X, Y, Z, 120, 150), beam(X / 1.05, Y, Z),
+                beam(X, Y, Z, 100, 140), 0.7 * mcd, beam(X, Y - 8, Z)):
+        assert _direction_notes(mc, body, (c, c, c), {1: tps * body}) == ([], set())
+
+
+def test_every_beam_named_turned_leaves_no_plan_dose_centroid_note():
+    """Audit 31 direction F5: where every per-beam TPS dose was named as computed along another axis, _diagnose
+    compared the plan dose's centroid instead (the per-beam centroids given an empty dict) and named "a shift or a
+    range difference" beside the note that says the beam's centroid rows follow from its direction."""
+    from scipy.special import erf
+
+    from mcproton._check.api import _diagnose
+    from mcproton._check.compare import beam_dose_ratio
+
+    c = np.arange(0, 160.0, 4)
+    Z, Y, X = np.meshgrid(c, c, c, indexing="ij")
+
+    def e(a, b):
+        return 0.5 * erf((a - b) / 5)
+
+    def beam(depth, lat1, lat2):
+        return (0.5 + 0.5 * (e(depth, 60) + 0.5)) * (0.5 - e(depth, 110)) * (e(lat1, 50) - e(lat1, 110)) \
+            * (e(lat2, 50) - e(lat2, 110))
+
+    mcd, body = beam(X, Y, Z), np.ones(X.shape, bool)
+    meta = {1: {"beam_direction": (1.0, 0.0, 0.0), "isocenter_mm": (80.0, 80.0, 80.0), "gantry_angle_deg": 270.0,
+                "couch_angle_deg": 0.0, "patient_position": "HFS"}}
+    mc = SimpleNamespace(total_gy_zyx=mcd, beams_gy_zyx={1: mcd}, beam_meta=meta)
+    tps = beam(Y, X, Z)
+    causes = _diagnose(tps, mc, body, (c, c, c), SimpleNamespace(fractions=1), {1: tps}, {},
+                       beam_dose={1: beam_dose_ratio(tps, mcd, body)})
+    assert any(n.startswith("beam 1: the TPS dose of this beam runs along +y") for n in causes), causes
+    assert not any("high-dose centroid" in n for n in causes), causes
+
+
+def test_a_beam_off_the_grid_axes_with_failing_rows_says_its_direction_was_not_judged():
+    """Audit 31 direction R4: the direction test covers beams within 2 deg of a CT axis; OpenTPS's gantry 225 (45 deg
+    off both) with failing per-beam rows got no word, so a turned dose there read as if its direction were checked.
+    Now a remark names it, only where one of its own rows failed; an on-axis beam gets none."""
+    from mcproton._check.api import direction_unjudged, direction_unjudged_notes
+
+    s = float(np.sqrt(0.5))
+    meta = {1: {"beam_direction": (s, s, 0.0), "gantry_angle_deg": 225.0, "couch_angle_deg": 0.0},
+            2: {"beam_direction": (0.0, 1.0, 0.0), "gantry_angle_deg": 0.0, "couch_angle_deg": 0.0},
+            3: {"beam_direction": (float(np.cos(np.radians(1.5))), float(np.sin(np.radians(1.5))), 0.0)}}
+    mc = SimpleNamespace(beam_meta=meta, beams_gy_zyx={1: None, 2: None, 3: None})
+    assert set(direction_unjudged(mc, [1, 2, 3])) == {1} and abs(direction_unjudged(mc, [1])[1] - 45) < 1e-9
+
+    def rows(ok1, ok2):
+        return [{"quantity": "beam 1: MC/TPS dose (median voxel ratio)", "passed": ok1},
+                {"quantity": "beam 2: gamma 2%/2mm pass rate", "passed": ok2},
+                {"quantity": "gamma 3%/2mm global pass rate", "passed": False}]
+
+    (note,) = direction_unjudged_notes(mc, [1, 2, 3], rows(False, False))
+    assert note.startswith("beam 1 (gantry 225, couch 0): whether the TPS computed this beam's dose in the plan's "
+                           "direction was not judged") and "45 deg off the nearest" in note, note
+    assert direction_unjudged_notes(mc, [1, 2, 3], rows(True, False)) == []
+    assert direction_unjudged_notes(mc, [2, 3], rows(False, False)) == []   # beam 1 without a per-beam TPS dose
+
+
+def test_the_body_axis_sums_are_the_masked_dose_s():
+    """Audit 31 direction R5: _body_axis_sums reduces with where=body (no masked copy of the grid); each profile is
+    the masked copy's sum to rounding (float32 and float64 doses), and the dose outside the body counts nothing."""
+    from mcproton._check.api import _body_axis_sums
+
+    rng = np.random.default_rng(5)
+    body = rng.random((7, 9, 11)) < 0.6
+    for dose in (rng.random(body.shape), rng.random(body.shape).astype(np.float32)):
+        inside = np.where(body, dose, 0).astype(np.float64)
+        got = _body_axis_sums(dose, body)
+        for k in range(3):
+            want = inside.sum(axis=tuple(j for j in range(3) if j != k))
+            assert got[k].dtype == np.float64 and np.allclose(got[k], want, rtol=1e-12, atol=0), k
+        assert float(got[2].sum()) == pytest.approx(float(inside.sum()), rel=1e-12)
