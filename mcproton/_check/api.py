@@ -19,8 +19,9 @@ from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
                       GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NEAR_MAX_VOXELS, NORMALISATION_TEXT, NOISE_REALISATIONS,
                       NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
-                      classify, d95_limits, d95_verdict, dose_difference, gamma_evaluable_points, gamma_time_estimate,
-                      normalisation_note, percentile_max, range_agreement, start_gammas, structure_stats)
+                      NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
+                      gamma_evaluable_points, gamma_time_estimate, normalisation_note, percentile_max, range_agreement,
+                      start_gammas, structure_stats, target_dose_of_plan)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -3159,6 +3160,24 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         gamma_detail(gam[name])
         crit = gam[name]["criterion"]
         against(plan_ref, "the plan dose", gamma_dose_pct=crit["dose_pct"], gamma_distance_mm=crit["distance_mm"])
+    # the normalisation of those rows and the dose difference against the highest target dose (audit 31, norm F2):
+    # a hot region of the TPS dose too large for compare._plateau_near_max still set it, loosening every criterion
+    norm_gy = float(diff.get("normalisation_gy") or 0.0)
+    stated = {} if rx_of_median else pres_by   # the TPS medians are no prescription
+    of_targets = target_dose_of_plan(tps, body, masks, targets, stated) if norm_gy > 0 else None
+    if of_targets is not None and norm_gy > NORMALISATION_TARGET_RATIO * of_targets[0]:
+        ratio = norm_gy / of_targets[0]
+        add("normalisation of the global gammas and the dose difference / target dose", ratio,
+            NORMALISATION_TARGET_RATIO, False, "x", "<=", "normalisation_target_ratio_max")
+        checks[-1]["normalisation_gy"], checks[-1]["target_dose_gy"] = norm_gy, of_targets[0]
+        diagnostics.append(
+            f"the gammas and the dose difference are in % of the TPS dose's near-maximum, {norm_gy:.4g} {dose_unit}, "
+            f"{ratio:.2f} x the target dose ({of_targets[1]}, {of_targets[0]:.4g} {dose_unit}; more than "
+            f"{NORMALISATION_TARGET_RATIO:g} x): a hot region of the TPS dose (a metal or air-cavity edge, a noisy "
+            "planning MC) sets it, and their criteria are that much looser than of the target dose, so that a wrong "
+            "MC could pass them: the check does not PASS; look at the TPS dose's maximum and recompute the TPS dose "
+            "without the cause, or give the target's prescription (--prescription) if it is not the plan's")
+        causes.append(diagnostics[-1])
     for b, g in beam_gamma.items():
         pr = g["pass_rate"] * 100
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,

@@ -378,6 +378,50 @@ def test_a_hot_tps_voxel_is_warned_of_and_does_not_normalise_the_gammas(case):
     assert res.dose_difference["normalisation_gy"] == pytest.approx(norm, rel=0.01)
 
 
+def test_a_hot_region_above_the_target_dose_does_not_pass(case):
+    """Audit 31, norm F2: a hot region of the TPS dose too large for the plateau rule (5 x 5 x 5 voxels at 1.35 x the
+    near-maximum, in the body outside the PTV: an air-cavity edge, a metal implant; compare._plateau_near_max keeps
+    it) set the gammas' and the dose difference's normalisation, every global criterion 1.35 x looser, with no word
+    about it.  It now lies more than 1.2 x above the target dose (the PTV's TPS near-maximum here: no prescription),
+    so a failed row says so and the check does not PASS; the correct case has no such row.  Deterministic."""
+    from scipy.ndimage import binary_erosion
+
+    from mcproton._check.compare import normalisation_dose
+
+    assert not any(c["level"] == "normalisation_target_ratio_max" for c in case["res"].checks)
+    plan = case["res"].inputs.total.dose_gy_zyx.copy()
+    body = case["res"].body_zyx
+    norm = normalisation_dose(plan, body)
+    away = binary_erosion(~case["res"].masks["PTV"], np.ones((3, 3, 3)))   # not the PTV nor next to it
+    room = binary_erosion(body & away, np.ones((5, 5, 5)))
+    k = np.argwhere(room)[0]                            # a 5 x 5 x 5 block in the body, 2 voxels from the PTV at least
+    plan[tuple(slice(int(i) - 2, int(i) + 3) for i in k)] = 1.35 * norm
+    assert not (plan > 1.3 * norm)[case["res"].masks["PTV"]].any()   # the block is outside the PTV
+    res = _recheck(case, [_tps(case, "RD_hot_region", plan)])
+    rows = [c for c in res.checks if c["level"] == "normalisation_target_ratio_max"]
+    assert len(rows) == 1 and not rows[0]["passed"] and not res.passed, res.checks
+    assert rows[0]["value"] > 1.2 and rows[0]["normalisation_gy"] == pytest.approx(1.35 * norm, rel=0.02)
+    assert any("the check does not PASS" in d for d in res.diagnostics), res.diagnostics
+
+
+def test_the_target_dose_is_a_consistent_prescription_else_the_targets_near_maximum():
+    """compare.target_dose_of_plan: a stated prescription whose target's TPS median lies within 5 % of it is the
+    target dose (a hot region inside that target then lies above it: 1.3 x); one further off is not, and the
+    target's own near-maximum is used (a heterogeneous test plan is not failed for it)."""
+    from mcproton._check.compare import target_dose_of_plan
+
+    tps = np.zeros((20, 20, 20))
+    ptv = np.zeros(tps.shape, bool)
+    ptv[5:15, 5:15, 5:15] = True
+    tps[ptv] = 2.0
+    tps[8:13, 8:13, 8:13] = 2.6                          # 125 hot voxels inside the target
+    body = np.ones(tps.shape, bool)
+    assert target_dose_of_plan(tps, body, {"PTV": ptv}, ["PTV"], {"PTV": 2.0})[0] == 2.0
+    assert target_dose_of_plan(tps, body, {"PTV": ptv}, ["PTV"], {"PTV": 1.8})[0] == 2.6   # median +11 %: not it
+    assert target_dose_of_plan(tps, body, {"PTV": ptv}, ["PTV"], {})[0] == 2.6
+    assert target_dose_of_plan(tps, body, {"PTV": ptv}, [], {}) is None
+
+
 def test_dose_shifted_by_3mm_fails(clinical):
     """The plan dose shifted 3 mm along x (beam 2's direction): the gamma rows and beam 2's range rows fail (2%/2mm 68.5
     %, beam 2 median dR80 +3.24 mm, 0 % of its rays within 2 mm at the fixture's seeds), beam 1's range rows pass (a

@@ -363,9 +363,10 @@ def _reference_notes(res) -> tuple[list[str], list[str]]:
 def test_a_check_against_a_noisy_mc_dose_names_its_noise_among_the_likely_causes(box, tmp_path):
     """The 'TPS' differs from the MC by its own 8 % noise alone: gamma 2 %/2 mm fails; nothing systematic is found
     (the plan dose's median MC/TPS ratio within 1 %, no shift or range cause), and the pass rates are what such a
-    reference gives (the model: 18.8 % of the points fail at 2 %/2 mm, 13.8 % did: the gammas are normalised to the
-    near-maximum, the 8th largest voxel, which the noise raises more than it raised the 99.9th percentile, 15.5 %
-    failed then, review d of 2026-12-07): the note names the file's
+    reference gives (the model: 18.8 % of the points fail at 2 %/2 mm, 15.5 % do: the 8 % noise raises the 8th-largest
+    voxel (compare.normalisation_dose's near-maximum) more than 1.1 x above the near-maximum of the 3 x 3 x 3 medians,
+    which the gammas are normalised to since audit 31 (norm F1; 13.8 % failed, 86.17 % passed, normalised to the
+    noise-raised voxel; 15.5 % with the 99.9th percentile before review d of 2026-12-07): the note names the file's
     stated 8 % among the likely causes, with the numbers, the failed D95 level among them (no MC-noise note for it:
     every estimate fails, audit 26 F1; before, that note asked for more MC primaries and then pointed here);
     check.json's input record of the dose keeps it, and the report's files table says it.  The same dose stating
@@ -379,7 +380,7 @@ def test_a_check_against_a_noisy_mc_dose_names_its_noise_among_the_likely_causes
     assert note.startswith("the TPS dose RD_noisy.dcm is itself a Monte Carlo dose: it states its own statistical "
                            "uncertainty, 8.00 %"), note
     assert "consistent with that noise alone" in note and "whatever the MC does" not in note, note
-    assert "gamma 2 %/2 mm (the plan dose 86.17 %): a reference this noisy fails about 18.8 % of the points" in note
+    assert "gamma 2 %/2 mm (the plan dose 84.50 %): a reference this noisy fails about 18.8 % of the points" in note
     assert "regenerate the reference dose at a statistical uncertainty of at most 0.5 %" in note
     assert note in res.summary()
     # the D95 level (raw +5.4, noise-matched +6.6, MC-corrected +8.2 %: every estimate beyond its limit, so the MC's
