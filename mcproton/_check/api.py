@@ -1838,6 +1838,43 @@ def _warn_target_above_level(target_uncertainty: float | None, lv: ActionLevels)
          McprotonRuntimeWarning)
 
 
+#: The share of the target D95 action level that the noise's reading of a correct plan may take before the check says
+#: so ahead of the MC (:func:`_warn_d95_noise_bias`): two thirds, so that a third of the level (1 % of 3 %) is left
+#: for a real difference.  The raw D95 of a homogeneous target reads D95_SD (1.645) x its voxels' relative
+#: uncertainty low; measured (hygiene audit 31, F2; the real noise of the 9 stored 1 % MCs of
+#: tests/data/check_d95_noise in the audit plan's 72 high-dose voxels, on a uniform dose, scaled): a correct plan
+#: FAILed the 3 % level in 0 of 9 at 1 % (raw -1.64 +- 0.35 %), 1 of 9 at 1.5 % (-2.46 %), 6 of 9 at 2 % (-3.28 %);
+#: independent Gaussian noise 0 of 27, 4 of 27, 23 of 27.  The high-dose voxels carried 0.81-0.90 x the plan's mean
+#: uncertainty (u50).
+D95_NOISE_SHARE_OF_LEVEL = 2.0 / 3.0
+
+
+def _warn_d95_noise_bias(target_uncertainty: float | None, lv: ActionLevels) -> None:
+    """Before the MC: a --target-uncertainty at which the MC's noise alone reads the D95 of a homogeneous target
+    low by more than :data:`D95_NOISE_SHARE_OF_LEVEL` of the target D95 level (1.645 x the uncertainty: the 5th
+    percentile of a normal spread) is said, with the target that keeps it within.  The level is not widened for it:
+    the raw D95 is the one estimate that catches a real cold spot the noise corrections hide (docs: check, "Noise
+    matching of the structure metrics"), and a false PASS is worse than a FAIL that names the noise.  Not said where
+    the target is above mc_uncertainty_max_pct (:func:`_warn_target_above_level` says the check will FAIL then)."""
+    from .reference_noise import D95_SD
+
+    if not target_uncertainty or not lv.target_d95_pct > 0 or 100 * float(target_uncertainty) > \
+            lv.mc_uncertainty_max_pct:
+        return
+    t = float(target_uncertainty)
+    low = D95_SD * 100 * t
+    if not low > D95_NOISE_SHARE_OF_LEVEL * lv.target_d95_pct:
+        return
+    most = math.floor(D95_NOISE_SHARE_OF_LEVEL * lv.target_d95_pct / (D95_SD * 100) * 1000) / 1000
+    warn(f"--target-uncertainty {t:g} ({100 * t:g} %): the MC's noise lowers the D95 it reads of a target whose dose "
+         f"is homogeneous by about {D95_SD:.3f} x its relative uncertainty there (the 5th percentile of a normal "
+         f"spread: -{low:.1f} % at {100 * t:g} %), more than two thirds of the target D95 action level "
+         f"(target_d95_pct {lv.target_d95_pct:g} %); that level judges this raw D95 beside its noise corrections "
+         "(each misses a real cold spot that another catches), so a correct plan may FAIL it from the noise alone, "
+         "which its D95 note then says; give --target-uncertainty "
+         f"{most:g} or less to keep a third of the level for a real difference", McprotonRuntimeWarning)
+
+
 def _time_limited_beams(mc: MCDose) -> list[int]:
     """The beam numbers whose MC the time limit stopped (their stop_reason; a top-up after it names it too)."""
     return sorted(b for b, m in (mc.beam_meta or {}).items() if "time_limit" in str(m.get("stop_reason") or ""))
@@ -2574,6 +2611,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               "nothing: leave it out, or give the prescription")
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     _warn_target_above_level(target_uncertainty if mc is None else None, lv)
+    _warn_d95_noise_bias(target_uncertainty if mc is None else None, lv)
     # a misspelt beam model refused before anything is read or written (with --phantom-from-struct it was loaded only
     # after the phantom's CT had been written: the error-message audit 27, F6)
     if isinstance(beam_model, (str, Path)):
