@@ -81,3 +81,20 @@ def test_phantom_ct_with_out_is_kept_and_named(base, phantom_rs, private_tmp, tm
     (ct,) = [i for i in res.provenance["inputs"] if i["role"].startswith("CT")]
     assert Path(ct["path"]) == (tmp_path / "out" / "phantom_ct").resolve() and Path(ct["path"]).is_dir()
     assert "kept" not in ct and str(tmp_path / "out" / "phantom_ct") in res.provenance["ct"]
+
+
+def test_phantom_ct_that_cannot_be_written_leaves_no_empty_folder(base, phantom_rs, private_tmp, tmp_path,  # noqa: F811
+                                                                  monkeypatch):
+    """Resources audit 31, F5: a full disk while the phantom's CT was written left an empty OUT/phantom_ct/ (the
+    slices written were removed; the folder, made for them, was not)."""
+    import errno
+
+    from mcproton._io import ct as ct_io
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ct_io, "write_ct_series_image", full)
+    with pytest.raises(OSError, match="No space"):
+        _phantom_check(base, phantom_rs, out=tmp_path / "out")
+    assert not (tmp_path / "out" / "phantom_ct").exists()
