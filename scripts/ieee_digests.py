@@ -13,8 +13,10 @@ their own.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,8 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def digests() -> dict:
-    # a private kernel cache: the IEEE build must not replace the fast-math one in the user's cache
-    os.environ["MCPROTON_CACHE_DIR"] = tempfile.mkdtemp(prefix="mcproton-ieee-")
+    # a private kernel cache: the IEEE build must not replace the fast-math one in the user's cache; removed at exit
+    # (before 2026-12-07 it stayed in the temporary folder, ~130 kB a run: resources audit 31, F2)
+    cache = tempfile.mkdtemp(prefix="mcproton-ieee-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    os.environ["MCPROTON_CACHE_DIR"] = cache
     import mcproton._backend.cpu as cpu
 
     opts = [o for o in cpu.CPU_COMPILE_OPTIONS if o not in ("-ffast-math", "-fno-finite-math-only")]

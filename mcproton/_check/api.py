@@ -44,7 +44,7 @@ from .._io.lock import locks_output
 from .._io.path_text import current_folder, refuse_unwritable_paths
 from .._io.rtdose import plausible_rbe
 from .._optional import require
-from .stop import progress as _progress, stops_cleanly
+from .stop import progress as _progress, remove_scratch, scratch_folder, stops_cleanly
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ def self_compared_text(warnings: Iterable[str]) -> str:
 
 #: The words that begin the warning of a check without a structure set (:func:`no_structure_set`): the check's result
 #: (api.CheckResult.no_structures) looks for them to say :data:`NO_STRUCTURES` beside its verdict
+#: what the record says of the phantom's CT of a check without an output folder (resources audit 31, F1: it named a
+#: temporary folder that was left behind, ~29 MB each)
+PHANTOM_CT_NOT_KEPT = ("its CT was written to a temporary folder, hashed (the record keeps its series UID, slice count "
+                       "and SHA-256) and removed: give out= (--out) to keep it in phantom_ct/")
 NO_STRUCT_WARNING = "no RT Struct (structure set) is used"
 #: What the verdict line, check.json's and batch.json's ``no_structures``, the report under its verdict and the batch's
 #: console line and index row say beside PASS or FAIL of a check without a structure set (journey audit 28, F1:
@@ -2716,11 +2720,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 raise CheckInputError("--phantom-from-struct needs the structure set "
                                       + way_out("(--struct RS.dcm)", "(put it into {folder})"),
                                       single_options=("--struct",))
-            import tempfile
-
             clear_out()
-            where = (out_dir / "phantom_ct") if out_dir is not None \
-                else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
+            # without an output folder the phantom's CT is written to a temporary folder of the check's own, hashed
+            # (ct_record) and removed (resources audit 31, F1: ~29 MB left in /tmp by each check of plan06)
+            where = (out_dir / "phantom_ct") if out_dir is not None else scratch_folder("mcproton_check_")
             # the phantom's CT in memory, as it is written to `where` (converted without reading it back)
             ct_src, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
                                                                     frame_of_reference_uid=inp.frame_of_reference_uid,
@@ -2777,6 +2780,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
                              "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
+        if inp.ct_dir is None and out_dir is None:   # the phantom's CT, hashed: removed, and named as such
+            remove_scratch(Path(ct_dir))
+            ct_record.update(path=None, kept=PHANTOM_CT_NOT_KEPT)
+            ct_note = f"phantom built from the structure set's ROI material overrides ({PHANTOM_CT_NOT_KEPT})"
         # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose
         ct_extent = grid_extent_mm(ct_img.origin_mm, ct_img.voxel_size_mm, ct_img.shape_zyx)
         del ct_img   # the CT's HU freed at once

@@ -174,11 +174,20 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     for r, code in zip(rois, codes):
         hu[masks[r["name"]]] = code
     out = Path(out_dir)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("CT_*.dcm"):
         old.unlink()
-    ct = write_ct_series_image(hu, tuple(vs), tuple(origin), out, series_description=PHANTOM_SERIES_DESCRIPTION,
-                               study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
+    try:
+        ct = write_ct_series_image(hu, tuple(vs), tuple(origin), out, series_description=PHANTOM_SERIES_DESCRIPTION,
+                                   study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
+    except BaseException:
+        if made:   # the folder made for the series, whose slices the writer removed: not left empty (audit 31 F5)
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     del hu   # the CT's HU are the pixels written (ct.hu_zyx)
     notes.append(f"air (-1000 HU) elsewhere; CT {n[0]} x {n[1]} x {n[2]} voxels of "
                  f"{vs[0]:g} x {vs[1]:g} x {vs[2]:g} mm written to {out}")

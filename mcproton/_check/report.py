@@ -917,7 +917,8 @@ def _files_table(inputs: list[dict]) -> str:
     # a TPS dose that states its own noise (an MC dose mcproton wrote: api.stated_uncertainty_record) says so
     rows = [[f.get("role", "") + (f" (an MC dose stating {f['stated_uncertainty_pct']:.2f} % statistical uncertainty)"
                                   if f.get("stated_uncertainty_pct") is not None else ""),
-             f.get("path", "") + (f" ({f['slices']} slices{_acquisition_said(f.get('acquisition'))})"
+             (f.get("path") or (f"none: {f['kept']}" if f.get("kept") else ""))   # kept: api.PHANTOM_CT_NOT_KEPT
+             + (f" ({f['slices']} slices{_acquisition_said(f.get('acquisition'))})"
                                   if f.get("slices") else ""),
              "; ".join(f"{k} {f[key]}" for k, key in (("SOP", "sop_instance_uid"), ("series", "series_instance_uid"))
                        if f.get(key)) or "none",

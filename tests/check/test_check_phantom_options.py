@@ -71,6 +71,20 @@ def test_the_defaults_are_not_refused(tmp_path, kw):
     assert "phantom_from_struct" not in str(err.value)
 
 
+def water_external(src: Path, dest: Path) -> Path:
+    """A copy of the structure set ``src`` at ``dest`` with its External overridden to water (REL_MASS_DENSITY 1.0):
+    a phantom can be built from it."""
+    rs = shutil.copy(src, dest)
+    ds = pydicom.dcmread(rs)
+    num = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == "External")
+    pp = Dataset()
+    pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "REL_MASS_DENSITY", 1.0
+    next(o for o in ds.RTROIObservationsSequence
+         if int(o.ReferencedROINumber) == num).ROIPhysicalPropertiesSequence = Sequence([pp])
+    ds.save_as(rs)
+    return Path(rs)
+
+
 def test_the_record_says_the_phantom_set_them(base, tmp_path):  # noqa: F811
     """A check on the phantom built from the structure set (its External overridden to water; a short MC):
     check.json's settings and the report's Settings table say that the phantom set the overrides, what lies outside
@@ -81,14 +95,7 @@ def test_the_record_says_the_phantom_set_them(base, tmp_path):  # noqa: F811
     from mcproton._check.api import PHANTOM_SETTING_SOURCES
     from mcproton._check.report import _settings_table
 
-    rs = shutil.copy(base["dir"] / "RS.dcm", tmp_path / "RS.dcm")
-    ds = pydicom.dcmread(rs)
-    num = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == "External")
-    pp = Dataset()
-    pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "REL_MASS_DENSITY", 1.0
-    next(o for o in ds.RTROIObservationsSequence
-         if int(o.ReferencedROINumber) == num).ROIPhysicalPropertiesSequence = Sequence([pp])
-    ds.save_as(rs)
+    rs = water_external(base["dir"] / "RS.dcm", tmp_path / "RS.dcm")
     res = check(plan=base["dir"] / "RP.dcm", dose=_tps(base, "rd_phantom", base["blob"]), struct=rs,
                 phantom_from_struct=True, beam_model="dcpt_v2", primaries=1500, target_uncertainty=None,
                 out=tmp_path / "out", report=False, levels=_levels(), log=lambda m: None, **FAST)
