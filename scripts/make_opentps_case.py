@@ -23,6 +23,7 @@ matrix with ``[]`` when it reads the beamlets); the case was made with SciPy 1.1
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import glob
 import json
@@ -61,6 +62,7 @@ def _mcsquare_starts() -> None:
     on the PATH, and in the simulation folder the launchers get LF line ends and the binaries the execute bit."""
     if "bash" not in os.path.realpath(shutil.which("sh") or ""):
         d = Path(tempfile.mkdtemp(prefix="sh_is_bash_"))
+        atexit.register(shutil.rmtree, d, True)   # the folder of one symlink, not left behind (resources audit 31, F4)
         (d / "sh").symlink_to(shutil.which("bash"))
         os.environ["PATH"] = f"{d}{os.pathsep}{os.environ.get('PATH', '')}"
     write_bin = mcsquareIO.writeBin
