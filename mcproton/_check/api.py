@@ -69,12 +69,12 @@ def self_compared_text(warnings: Iterable[str]) -> str:
     return SELF_COMPARED if any(str(w).startswith(MCPROTON_ONLY_DOSE) for w in warnings) else ""
 
 
-#: The words that begin the warning of a check without a structure set (:func:`no_structure_set`): the check's result
-#: (api.CheckResult.no_structures) looks for them to say :data:`NO_STRUCTURES` beside its verdict
 #: what the record says of the phantom's CT of a check without an output folder (resources audit 31, F1: it named a
 #: temporary folder that was left behind, ~29 MB each)
 PHANTOM_CT_NOT_KEPT = ("its CT was written to a temporary folder, hashed (the record keeps its series UID, slice count "
                        "and SHA-256) and removed: give out= (--out) to keep it in phantom_ct/")
+#: The words that begin the warning of a check without a structure set (:func:`no_structure_set`): the check's result
+#: (api.CheckResult.no_structures) looks for them to say :data:`NO_STRUCTURES` beside its verdict
 NO_STRUCT_WARNING = "no RT Struct (structure set) is used"
 #: What the verdict line, check.json's and batch.json's ``no_structures``, the report under its verdict and the batch's
 #: console line and index row say beside PASS or FAIL of a check without a structure set (journey audit 28, F1:
