@@ -3223,7 +3223,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             f"{NORMALISATION_TARGET_RATIO:g} x): a hot region of the TPS dose (a metal or air-cavity edge, a noisy "
             "planning MC) sets it, and their criteria are that much looser than of the target dose, so that a wrong "
             "MC could pass them: the check does not PASS; look at the TPS dose's maximum and recompute the TPS dose "
-            "without the cause, or give the target's prescription (--prescription) if it is not the plan's")
+            "without the cause, or give the target's prescription (--prescription) if it is not the plan's; a "
+            "higher-dose region that is planned (a simultaneous boost) is compared only as a target: type its ROI "
+            "PTV, CTV, GTV or ITV in the structure set (an ROI typed ORGAN or untyped counts only with such a name "
+            "prefix)")
         causes.append(diagnostics[-1])
     for b, g in beam_gamma.items():
         pr = g["pass_rate"] * 100

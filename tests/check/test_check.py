@@ -409,6 +409,9 @@ def test_a_hot_region_above_the_target_dose_does_not_pass(case):
     assert len(rows) == 1 and not rows[0]["passed"] and not res.passed, res.checks
     assert rows[0]["value"] > 1.2 and rows[0]["normalisation_gy"] == pytest.approx(1.35 * norm, rel=0.02)
     assert any("the check does not PASS" in d for d in res.diagnostics), res.diagnostics
+    # a planned boost whose ROI is not typed as a target fails the same way (review a of audit 31, R4): said how
+    assert any("(a simultaneous boost) is compared only as a target: type its ROI PTV, CTV, GTV or ITV" in d
+               for d in res.diagnostics), res.diagnostics
 
 
 def test_the_target_dose_is_a_consistent_prescription_else_the_targets_near_maximum():
