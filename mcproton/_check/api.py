@@ -17,7 +17,8 @@ import numpy as np
 
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
-                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NEAR_MAX_VOXELS, NORMALISATION_TEXT, NOISE_REALISATIONS,
+                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NEAR_MAX_VOXELS, NORMALISATION_PLATEAU_TEXT,
+                      NORMALISATION_TEXT, NOISE_REALISATIONS,
                       NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
                       NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
                       gamma_evaluable_points, gamma_time_estimate, normalisation_note, percentile_max, range_agreement,
@@ -1758,8 +1759,9 @@ def gamma_row_detail(g: Mapping[str, Any], unit: str, where: str = "in the body"
     random subset its standard error, and the dose the global criteria are in % of (compare.normalisation_dose: the
     TPS dose's near-maximum ``where``, the gamma's region)."""
     norm = g.get("normalisation_gy")
-    of = (f"; in % of {norm:.4g} {unit}, the TPS dose's near-maximum {where} (its {NEAR_MAX_VOXELS}th-largest "
-          "voxel)"
+    how = (NORMALISATION_PLATEAU_TEXT if g.get("normalisation_plateau")   # (review a of audit 31, R2)
+           else f"its {NEAR_MAX_VOXELS}th-largest voxel")
+    of = (f"; in % of {norm:.4g} {unit}, the TPS dose's near-maximum {where} ({how})"
           if norm is not None and math.isfinite(norm) else "")
     if not g.get("points"):
         return f" (no points{of})"
@@ -3221,7 +3223,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             f"{NORMALISATION_TARGET_RATIO:g} x): a hot region of the TPS dose (a metal or air-cavity edge, a noisy "
             "planning MC) sets it, and their criteria are that much looser than of the target dose, so that a wrong "
             "MC could pass them: the check does not PASS; look at the TPS dose's maximum and recompute the TPS dose "
-            "without the cause, or give the target's prescription (--prescription) if it is not the plan's")
+            "without the cause, or give the target's prescription (--prescription) if it is not the plan's; a "
+            "higher-dose region that is planned (a simultaneous boost) is compared only as a target: type its ROI "
+            "PTV, CTV, GTV or ITV in the structure set (an ROI typed ORGAN or untyped counts only with such a name "
+            "prefix)")
         causes.append(diagnostics[-1])
     for b, g in beam_gamma.items():
         pr = g["pass_rate"] * 100

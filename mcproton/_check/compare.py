@@ -154,6 +154,18 @@ def normalisation_dose(ref: np.ndarray, body: np.ndarray) -> float:
     return norm if plateau is None else plateau
 
 
+def normalisation_is_plateau(ref: np.ndarray, body: np.ndarray, norm: float) -> bool:
+    """Whether ``norm`` (:func:`normalisation_dose` of ``ref`` in ``body``) is the high-dose region's near-maximum
+    that replaced a hot cluster's (:func:`_plateau_near_max`), not the :data:`NEAR_MAX_VOXELS` th-largest voxel: the
+    rows and the report say which (review a of audit 31, R2: they named the 8th-largest voxel either way)."""
+    return bool(norm > 0) and norm < _near_max_voxel(ref, body)
+
+
+#: How the rows name the normalisation where :func:`normalisation_is_plateau` (the 8th-largest voxel otherwise).
+NORMALISATION_PLATEAU_TEXT = ("the near-maximum of its 3 x 3 x 3 medians, as a hot cluster set its "
+                              f"{NEAR_MAX_VOXELS}th-largest voxel: see the warning")
+
+
 def _near_max_voxel(ref: np.ndarray, body: np.ndarray) -> float:
     """The TPS dose's :data:`NEAR_MAX_VOXELS` th largest body voxel (the smallest where fewer have dose; 0 where none
     has): :func:`normalisation_dose` where no hot cluster sets it (:func:`_plateau_near_max`)."""
@@ -598,6 +610,7 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
     if norm <= 0:
         return [{"pass_rate": float("nan"), "points": 0, "gamma": np.zeros(0)} for _ in dose_pcts]
     dps = [float(d) for d in dose_pcts]
+    plateau = normalisation_is_plateau(ref, body, norm)
     with warnings.catch_warnings(), _pymedphys_logging_kept_in():   # pymedphys 0.41: `quiet` will be deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dps if len(dps) > 1 else dps[0], dist_mm,
@@ -615,7 +628,8 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
         rate = float(np.mean(vals <= 1.0)) if vals.size else float("nan")
         out.append({"pass_rate": rate, "points": int(vals.size), "evaluable_points": n_eval, "subset": subset,
                     "pass_rate_se": pass_rate_se(rate, int(vals.size), n_eval, subset),
-                    "normalisation_gy": norm, "threshold_gy": threshold_pct / 100 * norm, **counts,
+                    "normalisation_gy": norm, "normalisation_plateau": plateau,
+                    "threshold_gy": threshold_pct / 100 * norm, **counts,
                     "gamma": vals})
     return out
 
@@ -866,7 +880,8 @@ def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold
     return {"voxels": int(d.size), "mean_pct": float(d.mean()), "sd_pct": float(d.std()),
             "percentiles_pct": dict(zip(("p1", "p5", "p25", "p50", "p75", "p95", "p99"), map(float, q))),
             "within_2pct": float(np.mean(np.abs(d) <= 2)), "within_3pct": float(np.mean(np.abs(d) <= 3)),
-            "integral_ratio_mc_tps": ratio, "normalisation_gy": norm, "values_pct": d,
+            "integral_ratio_mc_tps": ratio, "normalisation_gy": norm,
+            "normalisation_plateau": normalisation_is_plateau(ref, body, norm), "values_pct": d,
             "pct_of": f"{NORMALISATION_TEXT} (normalisation_gy)"}
 
 

@@ -1407,12 +1407,15 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
               f"<p>{_html(res.settings['gamma'])}.</p>"]
     dd = res.dose_difference
     if dd.get("voxels"):
+        from .compare import NORMALISATION_PLATEAU_TEXT
+
         q = dd["percentiles_pct"]
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
                      f"{_num(dd['mean_pct'], '+.2f')} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
                      f"{_num(q['p5'], '+.2f')}..{_num(q['p95'], '+.2f')} %"
-                     f" of the TPS dose's near-maximum in the body ({dd['normalisation_gy']:.3f} {unit}, its "
-                     "8th-largest body voxel); "
+                     f" of the TPS dose's near-maximum in the body ({dd['normalisation_gy']:.3f} {unit}, "
+                     + (NORMALISATION_PLATEAU_TEXT if dd.get("normalisation_plateau") else "its 8th-largest body voxel")
+                     + "); "
                      f"within 2 %: {100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")

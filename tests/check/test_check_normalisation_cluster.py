@@ -104,3 +104,23 @@ def test_the_median_near_maximum_taken_in_slabs_and_a_box_is_that_of_the_whole_g
     want = float(np.sort(med[body & (med > 0)])[-8])
     got = compare.normalisation_dose(ref, body)
     assert got == want and got < float(np.sort(ref[body])[-8]) / 1.1
+
+
+def test_the_rows_name_the_normalisation_that_was_used():
+    """Review a of audit 31, R2: where a hot cluster's near-maximum was replaced (compare._plateau_near_max), the
+    gamma rows still said "in % of 2 Gy, the TPS dose's near-maximum in the body (its 8th-largest voxel)" and the
+    report's dose difference "its 8th-largest body voxel": a number that is not the 8th-largest voxel (2.6 Gy
+    here), so a reader redoing the gamma with that definition would get another pass rate.  Now the gamma results and
+    the dose difference carry ``normalisation_plateau`` and the rows name the 3 x 3 x 3 medians' near-maximum."""
+    from mcproton._check.api import gamma_row_detail
+    from mcproton._check.compare import dose_difference
+
+    axes, tps, ref = _with_cluster(20, 1.3)
+    body = np.ones(ref.shape, bool)
+    for r, plateau in ((tps, False), (ref, True)):
+        g = gamma_3d(axes, r, 0.975 * tps, body, dose_pct=2.0, dist_mm=2.0, points=None)
+        dd = dose_difference(r, 0.975 * tps, body)
+        assert g["normalisation_plateau"] is plateau and dd["normalisation_plateau"] is plateau
+        text = gamma_row_detail(g, "Gy")
+        assert ("(its 8th-largest voxel)" in text) is not plateau, text
+        assert ("3 x 3 x 3 medians" in text) is plateau, text
