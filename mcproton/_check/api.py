@@ -2783,6 +2783,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if inp.ct_dir is None and out_dir is None:   # the phantom's CT, hashed: removed, and named as such
             remove_scratch(Path(ct_dir))
             ct_record.update(path=None, kept=PHANTOM_CT_NOT_KEPT)
+            # its geometry note (compute.phantom_ct_from_struct: "... written to <folder>") no longer names the folder
+            # removed: check.json's geometry_notes and the report's settings did (review b of audit 31, R1)
+            notes_geo = [n.replace(f"written to {ct_dir}", "written to a temporary folder, hashed and removed")
+                         for n in notes_geo]
             ct_note = f"phantom built from the structure set's ROI material overrides ({PHANTOM_CT_NOT_KEPT})"
         # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose
         ct_extent = grid_extent_mm(ct_img.origin_mm, ct_img.voxel_size_mm, ct_img.shape_zyx)
