@@ -124,3 +124,20 @@ def test_a_target_uncertainty_whose_noise_takes_most_of_the_d95_level_is_said_be
             _warn_d95_noise_bias(quiet, lv)
         _warn_d95_noise_bias(0.02, ActionLevels(target_d95_pct=5.0))   # 3.3 % of a 5 % level: within two thirds
     assert said == []
+
+
+def test_a_batch_says_the_d95_noise_warning_once(tmp_path, capsys):
+    """Review b of audit 31, R2: the D95 noise warning (hygiene audit 31, F2) came once for each patient of a batch,
+    ``[p1] --target-uncertainty 0.015 ...``, ``[p2] ...``, where the batch's other --target-uncertainty warning
+    (above the MC-uncertainty level) is said once before the first patient; now it is said once too.  The patients
+    here are refused by the real check (no DICOM), after the warning."""
+    from mcproton.cli import main
+
+    for p in ("p1", "p2"):
+        (tmp_path / "in" / p).mkdir(parents=True)
+        (tmp_path / "in" / p / "a.dcm").write_text("x")
+    assert main(["check", str(tmp_path / "in"), "--batch", "--target-uncertainty", "0.015",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("the MC's noise lowers the D95 it reads") == 1, err
+    assert err.index("the MC's noise lowers the D95") < err.index("mcproton check --batch: p1 (1 of 2)"), err
