@@ -1872,7 +1872,7 @@ def _warn_d95_noise_bias(target_uncertainty: float | None, lv: ActionLevels) -> 
     most = math.floor(D95_NOISE_SHARE_OF_LEVEL * lv.target_d95_pct / (D95_SD * 100) * 1000) / 1000
     warn(f"--target-uncertainty {t:g} ({100 * t:g} %): the MC's noise lowers the D95 it reads of a target whose dose "
          f"is homogeneous by about {D95_SD:.3f} x its relative uncertainty there (the 5th percentile of a normal "
-         f"spread: -{low:.1f} % at {100 * t:g} %), more than two thirds of the target D95 action level "
+         f"spread: -{low:.2f} % at {100 * t:g} %), more than two thirds of the target D95 action level "
          f"(target_d95_pct {lv.target_d95_pct:g} %); that level judges this raw D95 beside its noise corrections "
          "(each misses a real cold spot that another catches), so a correct plan may FAIL it from the noise alone, "
          "which its D95 note then says; give --target-uncertainty "
