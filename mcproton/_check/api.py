@@ -1874,7 +1874,7 @@ def _warn_d95_noise_bias(target_uncertainty: float | None, lv: ActionLevels) -> 
     most = math.floor(D95_NOISE_SHARE_OF_LEVEL * lv.target_d95_pct / (D95_SD * 100) * 1000) / 1000
     warn(f"--target-uncertainty {t:g} ({100 * t:g} %): the MC's noise lowers the D95 it reads of a target whose dose "
          f"is homogeneous by about {D95_SD:.3f} x its relative uncertainty there (the 5th percentile of a normal "
-         f"spread: -{low:.1f} % at {100 * t:g} %), more than two thirds of the target D95 action level "
+         f"spread: -{low:.2f} % at {100 * t:g} %), more than two thirds of the target D95 action level "
          f"(target_d95_pct {lv.target_d95_pct:g} %); that level judges this raw D95 beside its noise corrections "
          "(each misses a real cold spot that another catches), so a correct plan may FAIL it from the noise alone, "
          "which its D95 note then says; give --target-uncertainty "
@@ -2785,6 +2785,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if inp.ct_dir is None and out_dir is None:   # the phantom's CT, hashed: removed, and named as such
             remove_scratch(Path(ct_dir))
             ct_record.update(path=None, kept=PHANTOM_CT_NOT_KEPT)
+            # its geometry note (compute.phantom_ct_from_struct: "... written to <folder>") no longer names the folder
+            # removed: check.json's geometry_notes and the report's settings did (review b of audit 31, R1)
+            notes_geo = [n.replace(f"written to {ct_dir}", "written to a temporary folder, hashed and removed")
+                         for n in notes_geo]
             ct_note = f"phantom built from the structure set's ROI material overrides ({PHANTOM_CT_NOT_KEPT})"
         # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose
         ct_extent = grid_extent_mm(ct_img.origin_mm, ct_img.voxel_size_mm, ct_img.shape_zyx)

@@ -56,9 +56,10 @@ def verdict_line(name: str, r: Any, seconds: float | None = None) -> str:
 def said_for_the_batch(kwargs: Mapping[str, Any]) -> list[str]:
     """Say, once before the first patient, the warnings that every patient's check would give alike, and return
     their messages: the beam model's (read here, as each check reads it again: a model given by name or file; one
-    given as a BeamModel was read by the caller) and a --target-uncertainty above the action level of the MC's
-    uncertainty.  Where the model or the levels cannot be read, nothing is said of them here: each patient's check
-    refuses them, as before."""
+    given as a BeamModel was read by the caller), a --target-uncertainty above the action level of the MC's
+    uncertainty, and one whose noise takes most of the target D95 level (api._warn_d95_noise_bias: it came once for
+    each patient, review b of audit 31, R2).  Where the model or the levels cannot be read, nothing is said of them
+    here: each patient's check refuses them, as before."""
     from .._io.errors import recording_warnings
 
     with recording_warnings() as said:
@@ -71,7 +72,7 @@ def said_for_the_batch(kwargs: Mapping[str, Any]) -> list[str]:
             except Exception:  # noqa: BLE001 - refused by each patient's check, with its message
                 pass
         if kwargs.get("mc") is None:
-            from .api import _warn_target_above_level
+            from .api import _warn_d95_noise_bias, _warn_target_above_level
             from .levels import ActionLevels
 
             levels = kwargs.get("levels")
@@ -81,6 +82,7 @@ def said_for_the_batch(kwargs: Mapping[str, Any]) -> list[str]:
                 lv = None
             if lv is not None:
                 _warn_target_above_level(kwargs.get("target_uncertainty"), lv)
+                _warn_d95_noise_bias(kwargs.get("target_uncertainty"), lv)
     return list(dict.fromkeys(said))
 
 

@@ -121,7 +121,9 @@ def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = 
 
 def scratch_folder(prefix: str) -> Path:
     """A new temporary folder (``tempfile.mkdtemp``) of the running check's own: removed by :func:`remove_scratch`,
-    else when the check ends, however it ends (a result, an error, a refusal, SIGINT/SIGTERM/SIGHUP).  For the
+    else when the check ends, however it ends (a result, an error, a refusal, SIGINT/SIGTERM/SIGHUP where the check
+    runs in the main thread: elsewhere it installs no handlers, and a SIGTERM or SIGHUP the process does not handle
+    ends it with the folder left, as does SIGKILL; review b of audit 31, R6).  For the
     phantom's CT of a check without ``out``: before the resources audit 31 (F1) it stayed in the temporary folder,
     ~29 MB for each check of plan06's phantom.  Outside a running check: removed as the process exits."""
     import atexit

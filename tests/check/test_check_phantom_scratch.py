@@ -7,6 +7,7 @@ once its slices are hashed (the record keeps the series UID, the slice count and
 the check fails or is stopped; the record no longer names a folder that does not exist."""
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from html import escape
@@ -51,6 +52,10 @@ def test_phantom_ct_without_out_is_removed_and_not_named(base, phantom_rs, priva
     assert "removed" in ct["kept"] and "out=" in ct["kept"]
     assert "mcproton_check_" not in res.provenance["ct"] and "removed" in res.provenance["ct"]
     assert f"none: {escape(ct['kept'])} (" in _files_table(res.provenance["inputs"])   # the report's files table
+    # nothing in the record names the removed folder (review b of audit 31, R1: provenance.geometry_notes, and so
+    # check.json and the report's settings, said "CT ... written to /tmp/mcproton_check_...")
+    assert str(private_tmp) not in json.dumps(res.to_dict()), [n for n in res.provenance["geometry_notes"]]
+    assert any("written to a temporary folder" in n for n in res.provenance["geometry_notes"])
 
 
 def test_phantom_ct_without_out_is_removed_when_the_check_fails(base, phantom_rs, private_tmp, monkeypatch):  # noqa: F811
