@@ -21,8 +21,9 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
                       NORMALISATION_TEXT, NOISE_REALISATIONS,
                       NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
                       NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
-                      gamma_evaluable_points, gamma_time_estimate, normalisation_note, percentile_max, range_agreement,
-                      start_gammas, structure_stats, target_dose_of_plan)
+                      gamma_evaluable_points, gamma_time_estimate, normalisation_dose, normalisation_note,
+                      percentile_max, range_agreement,
+                      small_targets, start_gammas, structure_stats, target_dose_of_plan)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -2173,8 +2174,9 @@ def _gamma_step_lines(jobs: Sequence[tuple[tuple, dict]], gamma_points: int | No
     from .._run.streaming import duration
 
     counted: dict[tuple[int, int], int] = {}   # the plan dose's searches share their reference and body
-    for args, _ in jobs:   # (axes, reference, evaluated, body)
-        counted.setdefault((id(args[1]), id(args[3])), gamma_evaluable_points(args[1], args[3]))
+    for args, kw in jobs:   # (axes, reference, evaluated, body)
+        counted.setdefault((id(args[1]), id(args[3])),
+                           gamma_evaluable_points(args[1], args[3], norm_gy=kw.get("norm_gy")))
     points = [counted[id(args[1]), id(args[3])] for args, _ in jobs]
     used = [min(n, gamma_points) if gamma_points else n for n in points]
     plan = f"for the plan dose's {len(GAMMA_CRITERIA)} criteria"
@@ -2933,9 +2935,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # with where it is (gamma audit 28, F1: one hot voxel was the normalisation before); the plan dose where one was
     # given, and each per-beam dose
     dose_unit = mc_dose_description(inp, mc)["unit"]
-    for what, d in ([(f"the TPS plan dose {Path(inp.total.path).name}", tps)] if inp.total is not None else []) + [
-            (f"beam {b}'s TPS dose {Path(inp.beams[b].path).name}", tps_beams[b]) for b in sorted(tps_beams)]:
-        note = normalisation_note(d, body, axes, what, dose_unit)
+    # the normalisation of the plan dose's and each beam's gammas and of the dose difference, decided once here where
+    # the targets are known (the near-maximum of a target too small for the 3 x 3 x 3 medians is not a hot cluster:
+    # review a of audit 31, R1) and handed to every consumer as a number (the gamma workers get no mask)
+    planned = small_targets(masks, targets)
+    norm_of = {"plan": normalisation_dose(tps, body, planned) if body.any() else 0.0}
+    norm_of.update({b: normalisation_dose(d, body, planned) if body.any() else 0.0 for b, d in tps_beams.items()})
+    for what, d, key in ([(f"the TPS plan dose {Path(inp.total.path).name}", tps, "plan")]
+                         if inp.total is not None else []) + [
+            (f"beam {b}'s TPS dose {Path(inp.beams[b].path).name}", tps_beams[b], b) for b in sorted(tps_beams)]:
+        note = normalisation_note(d, body, axes, what, dose_unit, used=norm_of[key])
         if note:
             warn(note, McprotonWarning)
     timings["structures_s"] += time.perf_counter() - t
@@ -2957,11 +2966,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         groups.setdefault((dd, local), []).append((name, dp))
     common = {"points": gamma_points, "seed": seed}
     jobs = [((axes, tps, mc.total_gy_zyx, body), {"dose_pcts": [dp for _, dp in crit], "dist_mm": dd,
-                                                   "local": local, **common})
+                                                   "local": local, "norm_gy": norm_of["plan"], **common})
             for (dd, local), crit in groups.items()]
     beam_ids = sorted(inp.beams)
-    jobs += [((axes, tps_beams[b], mc.beams_gy_zyx[b], body), {"dose_pcts": [2.0], "dist_mm": 2.0, **common})
-             for b in beam_ids]
+    jobs += [((axes, tps_beams[b], mc.beams_gy_zyx[b], body),
+              {"dose_pcts": [2.0], "dist_mm": 2.0, "norm_gy": norm_of[b], **common}) for b in beam_ids]
     # the beams without a per-beam TPS dose whose field is their own (field_regions): the plan dose there, each
     # normalised to the TPS's maximum in it (CSI audit 2026-12-06, F1)
     regions = field_regions(mc.beams_gy_zyx, mc.total_gy_zyx, body, axes, inp.beams)
@@ -3005,7 +3014,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         timings["gamma_s"] = time.perf_counter() - t
         cpu_steps["gamma_s"] = time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
-        diff = dose_difference(tps, mc.total_gy_zyx, body)
+        diff = dose_difference(tps, mc.total_gy_zyx, body, norm_gy=norm_of["plan"])
         rx_refs = None if rx_given is not None else plan_dose_references(inp.plan_path)
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []

@@ -133,7 +133,7 @@ def _pymedphys_logging_kept_in() -> Iterator[None]:
 NEAR_MAX_VOXELS = 8
 
 
-def normalisation_dose(ref: np.ndarray, body: np.ndarray) -> float:
+def normalisation_dose(ref: np.ndarray, body: np.ndarray, planned: np.ndarray | None = None) -> float:
     """The dose that the global gammas, their lower dose cutoff and the dose difference are in % of
     (:data:`NORMALISATION_TEXT`): the TPS dose's near-maximum in the body, the dose that at least
     :data:`NEAR_MAX_VOXELS` of the body's voxels receive (its :data:`NEAR_MAX_VOXELS` th largest; the smallest where
@@ -148,10 +148,59 @@ def normalisation_dose(ref: np.ndarray, body: np.ndarray) -> float:
     (0.30 Gy for a 2 Gy target of 216 voxels among 10^6), making the criteria far too strict.  A TPS maximum well
     above the near-maximum is warned of (:func:`normalisation_note`).  Computed without a copy of the body's voxels
     (:func:`_percentile_of_dose` with ``kth``: the gammas' worker processes each take it; ``ref[body]`` made a float
-    copy of ~60 MB on a 1 mm head grid, the review of 2026-12-07, F8)."""
+    copy of ~60 MB on a 1 mm head grid, the review of 2026-12-07, F8).
+
+    With ``planned`` (the union of the check's typed targets, api.check), the near-maximum is kept where at least half
+    of the voxels at or above it lie in or next to a target (:func:`_near_max_is_planned`): that high dose is
+    planned, a small target on a coarse grid (review a of audit 31, R1: a uniform 2 Gy sphere of 10 mm on a 4 mm
+    grid, whose 3 x 3 x 3 medians cannot reach its dose, was taken for a hot cluster and the normalisation fell
+    1.4-2.9 x, the criteria that much stricter); a hot region inside a target is bounded only by the comparison with
+    a stated prescription (:data:`NORMALISATION_TARGET_RATIO`).  api.check decides it once, with the masks, and hands
+    the value to every consumer (``norm_gy``)."""
     norm = _near_max_voxel(ref, body)
     plateau = _plateau_near_max(ref, body, norm)
+    if plateau is not None and planned is not None and _near_max_is_planned(ref, body, norm, planned):
+        return norm
     return norm if plateau is None else plateau
+
+
+def small_targets(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> np.ndarray | None:
+    """The union of the typed ``targets`` too small for :func:`_plateau_near_max`'s median box: fewer than
+    :data:`NEAR_MAX_VOXELS` of their voxels have their whole :data:`PLATEAU_SIZE` ^3 box inside the target, so their
+    planned dose, uniform as it may be, has too few 3 x 3 x 3 medians at it (a 10 mm target on a 3-4 mm grid: review a
+    of audit 31, R1); None where no target is.  A larger target has room for its dose's medians: a hot cluster inside
+    it (a planning MC's noise, an artefact) is still replaced.  The :func:`normalisation_dose` ``planned`` of
+    api.check; each target eroded in its own bounding box (no grid-sized temporaries per target)."""
+    from scipy.ndimage import binary_erosion
+
+    small = None
+    for nm in targets:
+        m = np.asarray(masks[nm], bool)
+        idx = np.argwhere(m)
+        if idx.size == 0:
+            continue
+        box = tuple(slice(max(int(lo) - 1, 0), int(hi) + 2) for lo, hi in zip(idx.min(0), idx.max(0)))
+        inner = binary_erosion(m[box], np.ones((PLATEAU_SIZE,) * m.ndim, bool), border_value=0)
+        if np.count_nonzero(inner) < NEAR_MAX_VOXELS:
+            small = m.copy() if small is None else small | m
+    return small
+
+
+def _near_max_is_planned(ref: np.ndarray, body: np.ndarray, norm: float, planned: np.ndarray) -> bool:
+    """Whether at least half of the body voxels at or above the near-maximum ``norm`` lie in ``planned`` (the typed
+    targets) or next to it (in the :data:`PLATEAU_SIZE` ^3 box around one of its voxels: a 10 mm target's fall-off
+    voxels on a 4 mm grid carry its near-maximum too): :func:`normalisation_dose` keeps the near-maximum there
+    (review a of audit 31, R1).  Only the voxels at or above ``norm`` are looked at (no copy of the grid)."""
+    p = np.asarray(planned, bool)
+    idx = np.argwhere(np.asarray(body, bool) & (np.asarray(ref) >= norm))
+    if idx.size == 0 or p.shape != np.shape(ref):
+        return False
+    near = np.zeros(len(idx), bool)
+    hi = np.array(p.shape) - 1
+    for off in np.ndindex(*(PLATEAU_SIZE,) * p.ndim):
+        at = np.clip(idx + np.array(off) - PLATEAU_SIZE // 2, 0, hi)
+        near |= p[tuple(at.T)]
+    return 2 * int(np.count_nonzero(near)) >= len(idx)
 
 
 def normalisation_is_plateau(ref: np.ndarray, body: np.ndarray, norm: float) -> bool:
@@ -356,18 +405,21 @@ def _percentile_of_dose(dose: np.ndarray, where: np.ndarray, q: float, kth: int 
     return x_hi - diff * (1 - frac) if frac >= 0.5 else x_lo + diff * frac
 
 
-def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
-    """The global normalisation of a gamma (:func:`normalisation_dose`; 0 without dose in the body) and its lower
-    dose cutoff (pymedphys's lower_dose_cutoff, the same expression)."""
-    norm = normalisation_dose(ref, body) if body.any() else 0.0
+def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float,
+               norm_gy: float | None = None) -> tuple[float, float]:
+    """The global normalisation of a gamma (``norm_gy`` where given: api.check's, decided once with the targets;
+    else :func:`normalisation_dose`; 0 without dose in the body) and its lower dose cutoff (pymedphys's
+    lower_dose_cutoff, the same expression)."""
+    norm = float(norm_gy) if norm_gy is not None else normalisation_dose(ref, body) if body.any() else 0.0
     return norm, threshold_pct / 100 * norm
 
 
-def gamma_evaluable_points(ref: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> int:
+def gamma_evaluable_points(ref: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0,
+                           norm_gy: float | None = None) -> int:
     """The points a gamma of the reference ``ref`` in ``body`` evaluates with every point (``points`` None): those
     in the body at or above ``threshold_pct`` % of its maximum there (:func:`_gamma_reference`'s evaluable points;
-    0 where the reference has no dose), counted without a copy of the grid."""
-    norm, cut = _gamma_cut(ref, body, threshold_pct)
+    0 where the reference has no dose), counted without a copy of the grid; ``norm_gy``: as :func:`_gamma_cut`."""
+    norm, cut = _gamma_cut(ref, body, threshold_pct, norm_gy)
     return int(np.count_nonzero(body & (ref >= cut))) if norm > 0 else 0
 
 
@@ -397,7 +449,7 @@ def gamma_time_estimate(points: Sequence[int], workers: int) -> tuple[float, flo
 
 
 def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, points: int | None,
-                     seed: int) -> tuple[np.ndarray, float, int, int | None]:
+                     seed: int, norm_gy: float | None = None) -> tuple[np.ndarray, float, int, int | None]:
     """The reference dose that pymedphys evaluates: the TPS dose in the body, and with a random subset only the
     subset's points above the threshold (the others set below it, so pymedphys does not evaluate them).
 
@@ -406,8 +458,8 @@ def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, po
     ``RandomState(seed)``: the same points (tested), without touching numpy's global random state, so gammas can
     run concurrently.  The reference dose at a point that is not evaluated is never read by pymedphys (the
     normalisation is given), so the gamma values are the same.  Returns (reference, normalisation, evaluable
-    points, subset size or None)."""
-    norm, cut = _gamma_cut(ref, body, threshold_pct)
+    points, subset size or None); ``norm_gy``: as :func:`_gamma_cut`."""
+    norm, cut = _gamma_cut(ref, body, threshold_pct, norm_gy)
     r = np.where(body, ref, 0.0)
     above = np.ravel(r >= cut)
     n_eval = int(np.count_nonzero(above))
@@ -592,7 +644,7 @@ def pass_rate_se(pass_rate: float, points: int, evaluable: int, subset: int | No
 def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
                    dose_pcts: Sequence[float], dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
                    max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
-                   seed: int = 0, refine: bool = True) -> list[dict[str, Any]]:
+                   seed: int = 0, refine: bool = True, norm_gy: float | None = None) -> list[dict[str, Any]]:
     """Gammas of ``ev`` against ``ref`` for several dose criteria with one distance criterion, in one pymedphys
     search (the evaluation dose interpolated once per shell for all of them); one dict per dose criterion, each
     the same as ``gamma_3d`` of that criterion alone (the search distances depend on the distance criterion only,
@@ -602,11 +654,13 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
     point), ``pass_rate_se`` (:func:`pass_rate_se`: 0 with every point), ``normalisation_gy``
     (:func:`normalisation_dose`) and ``threshold_gy`` (the lower dose cutoff), ``gamma`` (the values), and with
     ``refine`` (default) the points above 1 searched again (:func:`_refined`: ``refined_points``,
-    ``refined_to_pass``, ``refine_left``); ``refine=False``: pymedphys's values as they are.
+    ``refined_to_pass``, ``refine_left``); ``refine=False``: pymedphys's values as they are.  ``norm_gy``: the
+    normalisation decided by api.check with the targets (:func:`normalisation_dose` with ``planned``), a scalar so
+    that no mask goes to the worker processes; None: :func:`normalisation_dose` of ``ref`` in ``body``.
     """
     import pymedphys
 
-    r, norm, n_eval, subset = _gamma_reference(ref, body, threshold_pct, points, seed)
+    r, norm, n_eval, subset = _gamma_reference(ref, body, threshold_pct, points, seed, norm_gy)
     if norm <= 0:
         return [{"pass_rate": float("nan"), "points": 0, "gamma": np.zeros(0)} for _ in dose_pcts]
     dps = [float(d) for d in dose_pcts]
@@ -637,12 +691,12 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
 def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
              dose_pct: float, dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
              max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
-             seed: int = 0, refine: bool = True) -> dict[str, Any]:
+             seed: int = 0, refine: bool = True, norm_gy: float | None = None) -> dict[str, Any]:
     """Gamma of ``ev`` against ``ref`` in the body (:func:`gamma_3d_multi` of one dose criterion); returns the pass
     rate, the number of points, its standard error, the normalisation and the gamma values."""
     return gamma_3d_multi(axes_zyx, ref, ev, body, dose_pcts=[dose_pct], dist_mm=dist_mm, local=local,
                           threshold_pct=threshold_pct, max_gamma=max_gamma, points=points,
-                          interp_fraction=interp_fraction, seed=seed, refine=refine)[0]
+                          interp_fraction=interp_fraction, seed=seed, refine=refine, norm_gy=norm_gy)[0]
 
 
 #: exit status of a gamma worker whose caller went away (stdin cut short, stdout closed): it ends without a word
@@ -867,10 +921,11 @@ def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, bo
     return _refined(ax2, r, ev2, g, dose_pct, dist_mm, False, norm, 1.5)[0]   # as the 3-D gammas' points
 
 
-def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> dict:
+def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0,
+                    norm_gy: float | None = None) -> dict:
     """(MC - TPS) in % of :func:`normalisation_dose` (the TPS's near-maximum in the body, ``normalisation_gy``)
-    over the body voxels at or above the threshold (% of it), as the gammas."""
-    norm = normalisation_dose(ref, body) if body.any() else 0.0
+    over the body voxels at or above the threshold (% of it), as the gammas; ``norm_gy``: as :func:`_gamma_cut`."""
+    norm = _gamma_cut(ref, body, threshold_pct, norm_gy)[0]
     sel = body & (ref >= threshold_pct / 100 * norm)
     d = (ev[sel] - ref[sel]) / norm * 100 if norm > 0 else np.zeros(0)
     if d.size == 0:
@@ -1406,18 +1461,19 @@ def _largest_of(ref: np.ndarray, hot: np.ndarray, axes_zyx: Sequence[np.ndarray]
 
 
 def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.ndarray], what: str,
-                       unit: str = "Gy") -> str | None:
+                       unit: str = "Gy", used: float | None = None) -> str | None:
     """The warning where the TPS dose ``ref`` (``what``: e.g. "the TPS plan dose RD.dcm") has its maximum in the body
     more than :data:`NORMALISATION_WARN_RATIO` x its near-maximum (the gammas' and the dose difference's
     normalisation): how much, where (x, y, z in mm, the DICOM patient axes) and how many voxels; or where the
     near-maximum is itself set by isolated voxels (:func:`_isolated_near_max`: eight or more hot voxels within
     1.2 x of each other, which that ratio misses); None otherwise.  Such a maximum was the normalisation until
     2026-12-07 (gamma audit 28, F1): said so that a reader comparing with a planning system's own gamma (normalised
-    to its maximum) knows why they differ."""
+    to its maximum) knows why they differ.  ``used``: the normalisation api.check decided (with the targets: a small
+    target's near-maximum is kept and not warned of); None: :func:`normalisation_dose`."""
     norm = _near_max_voxel(ref, body) if body.any() else 0.0
     if not norm > 0:
         return None
-    used = normalisation_dose(ref, body)
+    used = normalisation_dose(ref, body) if used is None else float(used)
     if used < norm:   # a hot cluster set the near-maximum: replaced by the plateau's (audit 31, norm F1)
         top, (x, y, z), n = _largest_of(ref, body & (ref >= PLATEAU_RATIO * used), axes_zyx)
         return (f"{what}: its near-maximum in the body ({NEAR_MAX_VOXELS}th-largest body voxel), {norm:.4g} {unit}, "

@@ -124,3 +124,60 @@ def test_the_rows_name_the_normalisation_that_was_used():
         text = gamma_row_detail(g, "Gy")
         assert ("(its 8th-largest voxel)" in text) is not plateau, text
         assert ("3 x 3 x 3 medians" in text) is plateau, text
+
+
+def _small_target(h_mm: float = 4.0, offset: float = 0.5):
+    """Review a of audit 31, R1's small target: 2 Gy uniform in a sphere of 10 mm, falling outside as a Gaussian of
+    sigma 2 mm, on an isotropic grid of ``h_mm`` (64 mm across), its centre ``offset`` voxels off a voxel centre;
+    returns (axes, dose, body, the sphere's mask)."""
+    n = int(round(64 / h_mm))
+    c = (n - 1) / 2 + offset
+    zz, yy, xx = np.mgrid[:n, :n, :n]
+    r = np.sqrt((xx - c) ** 2 + (yy - c) ** 2 + (zz - c) ** 2) * h_mm
+    dose = np.where(r <= 5.0, 2.0, 2.0 * np.exp(-(r - 5.0) ** 2 / (2 * 2.0 ** 2)))
+    axes = tuple(h_mm * np.arange(n, dtype=float) for _ in range(3))
+    return axes, dose, np.ones(dose.shape, bool), r <= 5.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_a_small_target_on_a_4_mm_grid_keeps_its_near_maximum_inside_a_target(offset):
+    """Review a of audit 31, R1: a 10 mm target on a 4 mm grid (7-8 voxels) is no hot cluster where it lies in a typed
+    target (``planned``, the check's targets): its 8th-largest voxel is the normalisation (1.895-2.0 Gy; the medians'
+    near-maximum, 0.65-1.43 Gy, made the criteria 1.4-2.9 x stricter) and no hot-cluster warning is given.  Without
+    the target (no structure set) or with the target elsewhere, the rule replaces it as before."""
+    from mcproton._check.compare import _near_max_voxel, small_targets
+
+    axes, dose, body, sphere = _small_target(offset=offset)
+    n8 = _near_max_voxel(dose, body)
+    assert normalisation_dose(dose, body) < n8 / 1.3                     # the plateau rule fires without a target
+    assert (small_targets({"GTV": sphere}, ["GTV"]) == sphere).all()      # too small for the 3 x 3 x 3 medians
+    assert normalisation_dose(dose, body, sphere) == n8                   # inside a typed target: kept
+    used = normalisation_dose(dose, body, sphere)
+    assert normalisation_note(dose, body, axes, "the TPS plan dose RD.dcm", used=used) is None
+    elsewhere = np.zeros(dose.shape, bool)
+    elsewhere[:3, :3, :3] = True                                          # a target away from the high dose
+    assert normalisation_dose(dose, body, elsewhere) == normalisation_dose(dose, body) < n8 / 1.3
+
+
+@pytest.mark.parametrize("n, factor", [(8, 1.3), (20, 2.5)])
+def test_a_hot_cluster_outside_the_targets_is_still_replaced(n, factor):
+    """The R1 exception is for planned dose only: a compact cluster outside the typed target (the box field's
+    first 6 planes) still sets no normalisation (audit 31, norm F1): 2 Gy, the field's."""
+    axes, tps, ref = _with_cluster(n, factor)
+    body = np.ones(ref.shape, bool)
+    target = np.zeros(ref.shape, bool)
+    target[:, :, :6] = True
+    assert normalisation_dose(ref, body, target) == pytest.approx(2.0, rel=0.01)
+
+
+def test_only_targets_too_small_for_the_median_box_count_as_planned_high_dose():
+    """compare.small_targets: a target with fewer than 8 voxels whose whole 3 x 3 x 3 box lies inside it (a 10 mm
+    sphere on a 4 mm grid: none) is one; a 5 x 5 x 5 box (27 such voxels) is not, so a noisy planning MC's hot voxels
+    inside a large target are still replaced (audit 31, norm F1)."""
+    from mcproton._check.compare import small_targets
+
+    _, _, _, sphere = _small_target()
+    box = np.zeros(sphere.shape, bool)
+    box[1:6, 1:6, 1:6] = True
+    assert (small_targets({"GTV": sphere, "PTV": box}, ["GTV", "PTV"]) == sphere).all()
+    assert small_targets({"PTV": box}, ["PTV"]) is None and small_targets({}, []) is None
