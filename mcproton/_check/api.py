@@ -2989,7 +2989,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     def early_result(parts: dict) -> CheckResult:
         """The result the report's figures that do not show the gammas are drawn from (FigureWorkers: here or in
         its forked workers, which have these arrays from the fork and are sent ``parts``)."""
-        return CheckResult(False, [], {}, parts["diff"], parts["structures"], parts["ranges"], {},
+        # each per-beam TPS dose's normalisation as decided above, where its beam figure reads it (report._beam_norm:
+        # the beam gammas are not done yet; recomputed there without the targets, a small target's beam figure was
+        # in % of another dose than its 3-D gamma: review c of audit 31)
+        return CheckResult(False, [], {}, parts["diff"], parts["structures"], parts["ranges"],
+                           {b: {"normalisation_gy": norm_of[b]} for b in tps_beams},
                            parts["diagnostics"], inp.pairing, {}, timings, {}, {}, tps_gy_zyx=tps,
                            mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
                            inputs=inp)

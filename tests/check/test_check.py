@@ -447,6 +447,48 @@ def test_a_small_target_on_a_coarse_grid_keeps_its_near_maximum(case):
     assert not any("is set by a hot cluster" in w for w in res.warnings), res.warnings
 
 
+def test_the_beam_figures_take_the_normalisation_of_their_beams_gamma(case, tmp_path, monkeypatch):
+    """Review c of audit 31: the report's beam figures are drawn before the 3-D gammas end (api.check's early result,
+    no beam gamma in it), so report._beam_norm recomputed compare.normalisation_dose of the per-beam TPS dose without
+    the targets: with a small typed target (review a, R1) the figure's difference and 2-D gamma were in % of the
+    plateau's dose, 2 x below the beam's 3-D gamma's normalisation (its 8th-largest voxel).  Now the early result
+    carries the normalisation api.check decided for each beam.  Deterministic (the doses built, the MC reused; the
+    figures drawn in this process)."""
+    from mcproton._check import report as report_mod
+    from mcproton._check.api import check
+    from mcproton._check.compare import _near_max_voxel
+
+    d = case["dir"]
+    _write_rs(d / "RS_small_beams.dcm", None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                                       ("GTV_small", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0))])
+    plan = case["res"].inputs.total.dose_gy_zyx
+    body = case["res"].body_zyx
+    r = np.sqrt(sum((np.asarray(a) ** 2).reshape([-1 if i == k else 1 for i in range(3)])
+                    for k, a in enumerate(case["axes"])))
+    top = float(np.max(plan))
+    dose = np.maximum(np.where(r <= 4.0, top, top * np.exp(-(r - 4.0) ** 2 / (2 * 2.0 ** 2))), 0.25 * plan)
+    beams = sorted(case["res"].mc.beams_gy_zyx)
+    files = [_tps(case, "RD_small_plan", dose)] + [
+        _tps(case, f"RD_small_b{b}", dose / len(beams), summation_type="BEAM", referenced_beam_number=b)
+        for b in beams]
+    seen: dict[int, float] = {}
+    real = report_mod._beam_norm
+
+    def recording(res, b):
+        seen[b] = real(res, b)
+        return seen[b]
+
+    monkeypatch.setattr(report_mod, "_beam_norm", recording)
+    monkeypatch.setattr(report_mod, "figure_worker_count", lambda *a, **k: 0)   # drawn here, where it is recorded
+    res = check(plan=d / "RP.dcm", dose=files, ct=d / "ct", struct=d / "RS_small_beams.dcm", beam_model="dcpt_v2",
+                mc=case["res"].mc, levels=_levels(), out=tmp_path / "out", **FAST)
+    n8 = _near_max_voxel(np.where(body, dose / len(beams), 0.0), body)
+    assert sorted(seen) == beams
+    for b in beams:
+        assert res.beam_gamma[b]["normalisation_gy"] == pytest.approx(n8, rel=1e-6), res.beam_gamma[b]
+        assert seen[b] == pytest.approx(res.beam_gamma[b]["normalisation_gy"], rel=1e-9), (b, seen)
+
+
 def test_the_target_dose_is_a_consistent_prescription_else_the_targets_near_maximum():
     """compare.target_dose_of_plan: a stated prescription whose target's TPS median lies within 5 % of it is the
     target dose (a hot region inside that target then lies above it: 1.3 x); one further off is not, and the

@@ -181,3 +181,38 @@ def test_only_targets_too_small_for_the_median_box_count_as_planned_high_dose():
     box[1:6, 1:6, 1:6] = True
     assert (small_targets({"GTV": sphere, "PTV": box}, ["GTV", "PTV"]) == sphere).all()
     assert small_targets({"PTV": box}, ["PTV"]) is None and small_targets({}, []) is None
+
+
+def test_small_targets_takes_no_index_array_of_a_large_target():
+    """Review c of audit 31: compare.small_targets found each target's bounding box with np.argwhere, an index array
+    of 24 bytes a voxel (~350 MB for a large target on a 512 x 512 x 200 grid, 6.5 s for 30 targets there; 1.0 s and
+    ~105 MB after).  Here a 3.2 M-voxel target (argwhere: 77 MB): the temporaries must stay under 30 MB (the box's
+    erosion ~ 2 x 3.2 MB, the union 4 MB), and the answer is that of eroding each whole mask.  Deterministic."""
+    import tracemalloc
+
+    from scipy.ndimage import binary_erosion
+
+    from mcproton._check.compare import NEAR_MAX_VOXELS, small_targets
+
+    shape = (100, 200, 200)
+    big = np.zeros(shape, bool)
+    big[10:90, 20:180, 20:180] = True                      # 2.05 M voxels
+    big[0:100, 0:4, 0:4] = True                            # a thin rod: its box the whole grid
+    tiny = np.zeros(shape, bool)
+    tiny[50:53, 100:103, 100:102] = True                   # 3 x 3 x 2: no voxel keeps its 3 x 3 x 3 box
+    edge = np.zeros(shape, bool)
+    edge[0:3, 197:200, 197:200] = True                     # at the grid's corner: eroded with zeros beyond
+    masks = {"big": big, "tiny": tiny, "edge": edge, "empty": np.zeros(shape, bool)}
+    tracemalloc.start()
+    try:
+        got = small_targets(masks, list(masks))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30e6, peak
+    want = np.zeros(shape, bool)
+    for m in masks.values():
+        if m.any() and np.count_nonzero(binary_erosion(m, np.ones((3, 3, 3), bool), border_value=0)) < NEAR_MAX_VOXELS:
+            want |= m
+    assert got is not None and np.array_equal(got, want)
+    assert got[50, 100, 100] and got[0, 199, 199] and not got[50, 50, 50]   # tiny and edge, not big
