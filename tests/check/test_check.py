@@ -445,6 +445,9 @@ def test_a_small_target_on_a_coarse_grid_keeps_its_near_maximum(case):
     rows = [c for c in res.checks if c.get("normalisation_gy") is not None and "region" not in c["quantity"]]
     assert rows and all(c["normalisation_gy"] == pytest.approx(n8, rel=1e-6) for c in rows), res.checks
     assert not any("is set by a hot cluster" in w for w in res.warnings), res.warnings
+    # said all the same: a hot cluster at a small target would be kept too (review c of audit 31, C3)
+    kept = [w for w in res.warnings if "is kept as that target's planned dose" in w]
+    assert len(kept) == 1 and "the TPS plan dose" in kept[0] and f"{n8:.4g}" in kept[0], res.warnings
 
 
 def test_the_beam_figures_take_the_normalisation_of_their_beams_gamma(case, tmp_path, monkeypatch):
