@@ -414,6 +414,22 @@ def test_a_hot_region_above_the_target_dose_does_not_pass(case):
                for d in res.diagnostics), res.diagnostics
 
 
+def _small_target_case(case, rs_path):
+    """The small-target case of review a of audit 31 (R1): a structure set at ``rs_path`` with the PTV and an 8 mm
+    GTV_small at the isocentre, and a TPS dose uniform (the plan dose's maximum) within 4 mm of it, falling outside
+    as a Gaussian of sigma 2 mm, at least a quarter of the plan dose.  Returns (plan dose, body, distance from the
+    isocentre in mm, that maximum, the dose)."""
+    _write_rs(rs_path, None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                      ("GTV_small", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0))])
+    plan = case["res"].inputs.total.dose_gy_zyx
+    body = case["res"].body_zyx
+    r = np.sqrt(sum((np.asarray(a) ** 2).reshape([-1 if i == k else 1 for i in range(3)])
+                    for k, a in enumerate(case["axes"])))                  # mm from the isocentre (0, 0, 0)
+    top = float(np.max(plan))
+    dose = np.maximum(np.where(r <= 4.0, top, top * np.exp(-(r - 4.0) ** 2 / (2 * 2.0 ** 2))), 0.25 * plan)
+    return plan, body, r, top, dose
+
+
 def test_a_small_target_on_a_coarse_grid_keeps_its_near_maximum(case):
     """Review a of audit 31, R1: a genuinely small target (a uniform dose in a sphere of 8 mm, falling outside as a
     Gaussian of sigma 2 mm: 8 voxels of this 4 x 2 x 4 mm grid), inside a typed target GTV_small of 8 mm: its
@@ -426,14 +442,7 @@ def test_a_small_target_on_a_coarse_grid_keeps_its_near_maximum(case):
     from mcproton._check.compare import _near_max_voxel, _plateau_near_max
 
     d = case["dir"]
-    _write_rs(d / "RS_small_target.dcm", None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
-                                                         ("GTV_small", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0))])
-    plan = case["res"].inputs.total.dose_gy_zyx
-    body = case["res"].body_zyx
-    r = np.sqrt(sum((np.asarray(a) ** 2).reshape([-1 if i == k else 1 for i in range(3)])
-                    for k, a in enumerate(case["axes"])))                  # mm from the isocentre (0, 0, 0)
-    top = float(np.max(plan))
-    dose = np.maximum(np.where(r <= 4.0, top, top * np.exp(-(r - 4.0) ** 2 / (2 * 2.0 ** 2))), 0.25 * plan)
+    plan, body, r, top, dose = _small_target_case(case, d / "RS_small_target.dcm")
     n8 = _near_max_voxel(np.where(body, dose, 0.0), body)
     assert n8 == pytest.approx(top) and np.count_nonzero(r <= 4.0) == 8
     assert _plateau_near_max(np.where(body, dose, 0.0), body, n8) < n8 / 1.1   # taken for a hot cluster without it
@@ -462,14 +471,7 @@ def test_the_beam_figures_take_the_normalisation_of_their_beams_gamma(case, tmp_
     from mcproton._check.compare import _near_max_voxel
 
     d = case["dir"]
-    _write_rs(d / "RS_small_beams.dcm", None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
-                                                       ("GTV_small", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0))])
-    plan = case["res"].inputs.total.dose_gy_zyx
-    body = case["res"].body_zyx
-    r = np.sqrt(sum((np.asarray(a) ** 2).reshape([-1 if i == k else 1 for i in range(3)])
-                    for k, a in enumerate(case["axes"])))
-    top = float(np.max(plan))
-    dose = np.maximum(np.where(r <= 4.0, top, top * np.exp(-(r - 4.0) ** 2 / (2 * 2.0 ** 2))), 0.25 * plan)
+    plan, body, r, top, dose = _small_target_case(case, d / "RS_small_beams.dcm")
     beams = sorted(case["res"].mc.beams_gy_zyx)
     files = [_tps(case, "RD_small_plan", dose)] + [
         _tps(case, f"RD_small_b{b}", dose / len(beams), summation_type="BEAM", referenced_beam_number=b)
