@@ -21,7 +21,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
                       NORMALISATION_TEXT, NOISE_REALISATIONS,
                       NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
                       NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
-                      gamma_evaluable_points, gamma_time_estimate, normalisation_dose, normalisation_note,
+                      gamma_evaluable_points, gamma_time_estimate, normalisation_doses, normalisation_note,
                       percentile_max, range_agreement,
                       small_targets, start_gammas, structure_stats, target_dose_of_plan)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
@@ -2939,15 +2939,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # the targets are known (the near-maximum of a target too small for the 3 x 3 x 3 medians is not a hot cluster:
     # review a of audit 31, R1) and handed to every consumer as a number (the gamma workers get no mask)
     planned = small_targets(masks, targets)
-    norm_of = {"plan": normalisation_dose(tps, body, planned) if body.any() else 0.0}
-    norm_of.update({b: normalisation_dose(d, body, planned) if body.any() else 0.0 for b, d in tps_beams.items()})
+    # (kept, without the targets) for the plan dose and each beam's: they differ where a small target's is kept
+    both = {key: normalisation_doses(d, body, planned) if body.any() else (0.0, 0.0)
+            for key, d in [("plan", tps), *tps_beams.items()]}
+    norm_of = {key: kept for key, (kept, _) in both.items()}
     for what, d, key in ([(f"the TPS plan dose {Path(inp.total.path).name}", tps, "plan")]
                          if inp.total is not None else []) + [
             (f"beam {b}'s TPS dose {Path(inp.beams[b].path).name}", tps_beams[b], b) for b in sorted(tps_beams)]:
         note = normalisation_note(d, body, axes, what, dose_unit, used=norm_of[key])
         if note:
             warn(note, McprotonWarning)
-        plain = normalisation_dose(d, body) if planned is not None and body.any() else norm_of[key]
+        plain = both[key][1]
         if plain < norm_of[key]:   # kept as a small target's planned dose: said, as a hot cluster there would be kept
             # too, loosening the criteria in silence (review c of audit 31, C3)
             warn(f"{what}: its near-maximum in the body, {norm_of[key]:.4g} {dose_unit}, lies in or next to a typed "

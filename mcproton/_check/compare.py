@@ -157,11 +157,18 @@ def normalisation_dose(ref: np.ndarray, body: np.ndarray, planned: np.ndarray | 
     1.4-2.9 x, the criteria that much stricter); a hot region inside a target is bounded only by the comparison with
     a stated prescription (:data:`NORMALISATION_TARGET_RATIO`).  api.check decides it once, with the masks, and hands
     the value to every consumer (``norm_gy``)."""
+    return normalisation_doses(ref, body, planned)[0]
+
+
+def normalisation_doses(ref: np.ndarray, body: np.ndarray, planned: np.ndarray | None = None) -> tuple[float, float]:
+    """:func:`normalisation_dose` with ``planned``, and without it (the two differ where the near-maximum was kept as
+    a small target's planned dose: api.check says so, review c of audit 31, C3), from one pass of the medians."""
     norm = _near_max_voxel(ref, body)
     plateau = _plateau_near_max(ref, body, norm)
+    plain = norm if plateau is None else plateau
     if plateau is not None and planned is not None and _near_max_is_planned(ref, body, norm, planned):
-        return norm
-    return norm if plateau is None else plateau
+        return norm, plain
+    return plain, plain
 
 
 def small_targets(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> np.ndarray | None:
