@@ -1085,6 +1085,23 @@ def direction_unjudged_notes(mc: MCDose, beams_in_tps: Iterable[int], checks: Se
     return notes
 
 
+#: The remark of a check without per-beam TPS doses (:func:`plan_dose_only_direction_note`), as docs/check.md says it
+#: (audit 32, norm2 F2: the docs said so, the report and check.json did not).
+NO_BEAM_DIRECTION_JUDGED = "without per-beam TPS doses no beam's direction is judged"
+
+
+def plan_dose_only_direction_note(beams: Iterable[int]) -> str:
+    """The remark where the plan dose is compared without per-beam TPS doses: :func:`_direction_notes` judges each
+    beam's direction on its own TPS dose only, so none of ``beams`` (the plan's) was judged and a plan given in
+    another gantry or couch angle or patient position than the TPS computed shows only through the other rows."""
+    bs = sorted(beams)
+    which = f"beam {bs[0]}" if len(bs) == 1 else f"beams {', '.join(map(str, bs))}"
+    return (f"{NO_BEAM_DIRECTION_JUDGED} ({which}; the plan dose only): whether the TPS computed each beam in the "
+            "plan's direction was not judged, so a plan given with another gantry or couch angle or patient position "
+            "than the plan the TPS computed shows only through the gamma, range and dose rows of the plan dose; give "
+            "the TPS's dose of each beam (RT Dose, DoseSummationType BEAM) with the plan dose to have it judged")
+
+
 def _body_axis_sums(dose: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
     """The body's dose summed across the other two axes, for each axis k of the (z, y, x) grid, in float64.  Two
     masked reductions (``where=body``: no masked copy of the grid), the (z, y) plane summed over x, then x's profile:
@@ -3412,6 +3429,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if cal_note[1]:
             causes.append(cal_note[0])
     diagnostics += direction_unjudged_notes(mc, tps_beams, checks)   # a remark, not a cause (audit 31 direction R4)
+    if not tps_beams and mc.beams_gy_zyx:   # the plan dose only: said in the report and check.json (norm2 F2)
+        diagnostics.append(plan_dose_only_direction_note(mc.beams_gy_zyx))
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less
