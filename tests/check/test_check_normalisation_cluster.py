@@ -236,3 +236,21 @@ def test_small_targets_takes_no_index_array_of_a_large_target():
             want |= m
     assert got is not None and np.array_equal(got, want)
     assert got[50, 100, 100] and got[0, 199, 199] and not got[50, 50, 50]   # tiny and edge, not big
+
+
+def test_the_no_structure_set_warning_says_the_normalisation_is_compared_with_no_target_dose():
+    """Audit 32, norm2: without a structure set the gammas' normalisation is compared with no target dose
+    (compare.target_dose_of_plan needs a target), so a hot region of the TPS dose of 40 voxels or more (too large for
+    the 3 x 3 x 3 medians' rule) sets it unchecked; docs/check.md said so, the warning listed only the target rows,
+    the DVH, the organ notes and the body outline."""
+    import re
+    from types import SimpleNamespace
+
+    from mcproton._check.api import NO_STRUCT_WARNING, no_structure_set
+    from mcproton._io.errors import McprotonWarning
+
+    inp = SimpleNamespace(struct_path=None, plan=SimpleNamespace(referenced_structure_sets=()), structs_skipped=[])
+    with pytest.warns(McprotonWarning, match=re.escape(NO_STRUCT_WARNING)):
+        msg = no_structure_set(inp, allow_no_struct=False)
+    assert "the normalisation of the gammas and the dose difference (the TPS dose's near-maximum) is compared with " \
+           "no target dose, so a hot region of the TPS dose of 40 voxels or more sets it unchecked" in msg, msg
