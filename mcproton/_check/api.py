@@ -112,7 +112,11 @@ def no_structure_set(inp: CheckInputs, allow_no_struct: bool) -> str:
             single_options=("--struct",))
     asked = (f"; the plan names structure set {', '.join(named)} (its ReferencedStructureSetSequence), which is not "
              "among the inputs: checked without it, as asked (--allow-no-struct)" if named else "")
-    msg = (f"{NO_STRUCT_WARNING}: none {of_frame}was given or found{skipped}{asked}; {without}: the verdict does not "
+    # nor is the gammas' normalisation compared with a target dose (compare.target_dose_of_plan: a hot region of the
+    # TPS dose too large for compare._plateau_near_max, 40 voxels or more, then sets it unchecked; audit 32 norm2)
+    msg = (f"{NO_STRUCT_WARNING}: none {of_frame}was given or found{skipped}{asked}; {without}, and the normalisation "
+           "of the gammas and the dose difference (the TPS dose's near-maximum) is compared with no target dose, so "
+           "a hot region of the TPS dose of 40 voxels or more sets it unchecked: the verdict does not "
            "cover the target's dose; "
            + way_out("give --struct RS.dcm (the plan's structure set) for them",
                      "put the plan's structure set into {folder} for them"))
@@ -1083,6 +1087,23 @@ def direction_unjudged_notes(mc: MCDose, beams_in_tps: Iterable[int], checks: Se
                      "position is not ruled out as the cause of its failing rows (compare the beam's dose maps in the "
                      "report)")
     return notes
+
+
+#: The remark of a check without per-beam TPS doses (:func:`plan_dose_only_direction_note`), as docs/check.md says it
+#: (audit 32, norm2 F2: the docs said so, the report and check.json did not).
+NO_BEAM_DIRECTION_JUDGED = "without per-beam TPS doses no beam's direction is judged"
+
+
+def plan_dose_only_direction_note(beams: Iterable[int]) -> str:
+    """The remark where the plan dose is compared without per-beam TPS doses: :func:`_direction_notes` judges each
+    beam's direction on its own TPS dose only, so none of ``beams`` (the plan's) was judged and a plan given in
+    another gantry or couch angle or patient position than the TPS computed shows only through the other rows."""
+    bs = sorted(beams)
+    which = f"beam {bs[0]}" if len(bs) == 1 else f"beams {', '.join(map(str, bs))}"
+    return (f"{NO_BEAM_DIRECTION_JUDGED} ({which}; the plan dose only): whether the TPS computed each beam in the "
+            "plan's direction was not judged, so a plan given with another gantry or couch angle or patient position "
+            "than the plan the TPS computed shows only through the gamma, range and dose rows of the plan dose; give "
+            "the TPS's dose of each beam (RT Dose, DoseSummationType BEAM) with the plan dose to have it judged")
 
 
 def _body_axis_sums(dose: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
@@ -3412,6 +3433,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if cal_note[1]:
             causes.append(cal_note[0])
     diagnostics += direction_unjudged_notes(mc, tps_beams, checks)   # a remark, not a cause (audit 31 direction R4)
+    if not tps_beams and mc.beams_gy_zyx:   # the plan dose only: said in the report and check.json (norm2 F2)
+        diagnostics.append(plan_dose_only_direction_note(mc.beams_gy_zyx))
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less

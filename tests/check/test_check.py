@@ -2166,6 +2166,27 @@ def test_phantom_from_struct_with_a_ct_is_refused(base):
               beam_model="dcpt_v2", phantom_from_struct=True, **FAST)
 
 
+def test_a_check_of_the_plan_dose_only_says_that_no_beams_direction_was_judged(case, tmp_path, report_figures_blank):
+    """Audit 32, norm2 F2: the direction test (api._direction_notes) judges each beam on its own TPS dose, so with
+    the plan dose only no beam's direction is judged; docs/check.md said so, the report and check.json did not (a
+    plan given in another gantry or couch angle than the TPS computed showed only through the other rows).  Now a
+    remark (not a cause) says it, in check.json's diagnostics and the report; the check with per-beam doses has
+    none."""
+    import json
+
+    from mcproton._check.api import NO_BEAM_DIRECTION_JUDGED
+
+    res = _recheck(case, [case["files"]["plan"]], out=tmp_path / "o")
+    said = [d for d in res.diagnostics_of("remark") if d.startswith(NO_BEAM_DIRECTION_JUDGED)]
+    assert len(said) == 1 and "(beams 1, 2; the plan dose only)" in said[0], res.diagnostics
+    assert not any(d.startswith(NO_BEAM_DIRECTION_JUDGED) for d in res.diagnostics_of("cause"))
+    js = json.loads((tmp_path / "o" / "check.json").read_text())
+    assert said[0] in js["diagnostics"]
+    assert js["diagnostic_kinds"][js["diagnostics"].index(said[0])] == "remark"
+    assert html.escape(NO_BEAM_DIRECTION_JUDGED) in (tmp_path / "o" / "check.html").read_text()
+    assert not any(d.startswith(NO_BEAM_DIRECTION_JUDGED) for d in case["res"].diagnostics)   # per-beam doses given
+
+
 def test_an_error_after_the_mc_keeps_its_rt_dose(case, tmp_path, monkeypatch):
     """The MC RT Dose is written before the comparisons: an error in them leaves the (expensive) MC dose on disk."""
     from mcproton._check import api
