@@ -41,3 +41,13 @@ def test_normalise_scales_the_dose_to_water_and_the_weights_too(monkeypatch):
     assert np.allclose(res.dose_to_water_gy_zyx, f * water, rtol=1e-12)
     assert np.allclose(field.weights, [f, 2 * f], rtol=1e-12)
     assert st["dmean"] == pytest.approx(2.0) and st["d95_rel"] == pytest.approx(1.5 * f / 2.0)   # of Gy, not Gy(RBE)
+
+
+def test_the_optimisers_target_figures_are_each_their_own():
+    """The plan's model_stats on doses 1..100 Gy for a prescription of 50 Gy: D95 6 Gy, D98 3 Gy, D2 99 Gy, the
+    mean 50.5 Gy, 5 % within +-5 % (48-52 Gy) (mutation audit 32, P6: D95 read from D98 passed every planning test)."""
+    from mcproton.planning.optimiser import _target_stats
+
+    st = _target_stats(np.arange(1.0, 101.0), 50.0)
+    assert (st["d95_rel"], st["d98_rel"], st["d2_rel"], st["dmean_rel"]) == (6 / 50, 3 / 50, 99 / 50, 50.5 / 50)
+    assert st["within_5pct"] == pytest.approx(0.05)
