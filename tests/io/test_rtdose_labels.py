@@ -242,6 +242,9 @@ def _beam(number, fractions=1, planned=5, plan_beams=(1, 2, 3), uid="1.2.3.4"):
     ([_beam(1, 5), _beam(2, 5), _beam(3, 5)], {"summation": "fraction"}, ("FRACTION_SESSION", 1, 0.2, [1, 2, 3])),
     ([_beam(1), _beam(2), _beam(3)], {"beam_index": 1}, ("BEAM", 5, 5.0, [2])),
     ([SimpleNamespace(meta={})], {}, ("PLAN", None, 1.0, [])),                          # a [beam] config
+    # all 5 fractions simulated, NumberOfFractionsPlanned not recorded (an RT Ion Plan whose Type 2 attribute is
+    # empty): the plan dose is the dose simulated, 5 fractions, not 1/5 of it labelled "1 fx" (mutation audit 32, W14)
+    ([_beam(1, 5, None), _beam(2, 5, None), _beam(3, 5, None)], {}, ("PLAN", 5, 1.0, [1, 2, 3])),
 ])
 def test_dose_contents(beams, kw, want):
     from mcproton._io.rtdose import dose_contents

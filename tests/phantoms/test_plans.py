@@ -128,6 +128,10 @@ def test_sobp_in_water_is_uniform():
     assert f.n_layers >= 6
     assert 35 < P.water_range_mm(f.energy_mev.min()) < 45 and 67 < P.water_range_mm(f.energy_mev.max()) < 74
     assert plan.model_stats["within_5pct"] > 0.95
+    # each field's mean model dose (the RT Ion Plan's BeamDose) adds up to the plan's (mutation audit 32, P8: the
+    # fields' maxima passed every test)
+    st = plan.model_stats
+    assert sum(st["field_mean_dose_gy"]) == pytest.approx(st["dmean_rel"] * plan.prescription_gy, rel=1e-6)
     b = plan.beam()
     assert b.total_protons == pytest.approx(f.weights.sum())
     assert all(s.position_mm[2] < g.lower_corner_mm[2] for s in b.spots)   # sources outside the grid
