@@ -134,6 +134,21 @@ def test_a_wrong_model_fails_naming_the_quantity(v5, measured_idd, error, quanti
             assert row["suggested_mean_energy_mev"] == pytest.approx(row["model_mean_energy_mev"] - 1.5, abs=0.15)
 
 
+def test_a_chamber_radius_that_is_not_the_chambers_is_named_in_the_shape_failures(v5, measured_idd, capsys):
+    """Audit 32, F2: --chamber-radius-mm 4.08 (the PTW 34070's radius in cm) failed the right model's peak/entrance
+    (-43 % at 150 MeV) and gamma with no word on the radius; the failures now name the integration used (the
+    ranges and the fall-off pass).  A model whose fall-off is wrong (energy spread a third) gets no such hint."""
+    res = commission(v5, idd=measured_idd, primaries=N, seed=1, threads=1, chamber_radius_mm=4.08)
+    shape = [c for c in res.failed if c["quantity"].startswith(("gamma", "peak/entrance"))]
+    assert shape and len(shape) == len(res.failed), res.failed
+    for c in shape:
+        assert "a disc of 4.08 mm radius (--chamber-radius-mm)" in c["hint"] and "diameter 81.6 mm" in c["hint"], c
+    bad = commission(dataclasses.replace(v5, energy_spread_mev=v5.energy_spread_mev / 3), idd=measured_idd,
+                     primaries=N, seed=1, threads=1)
+    assert any(c["quantity"].startswith("DFO") for c in bad.failed), bad.failed
+    assert not any("--chamber-radius-mm" in (c.get("hint") or "") for c in bad.failed), bad.failed
+
+
 def test_the_phase_space_fitted_to_the_in_air_sizes_is_the_models(v5, measured_spots):
     """Sizes of a one-component model at 4 distances give back its sigma, divergence and correlation; the
     measured file (x 1.04, y x 0.97) gives sigmas 4 % larger / 3 % smaller, the same correlation."""
