@@ -30,7 +30,8 @@ them and compares the two:
 * **Dose per MU** (Monte Carlo, optional): a square single-layer reference field (``field_size_mm`` wide, spots
   every ``spot_spacing_mm`` at the isocentre plane, on rays from the model's virtual sources, 1 MU each; at least
   50 mm wide) into water whose surface is at the isocentre; the dose at ``depth_mm`` on the axis (the mean over a
-  20 x 20 mm column, 2 mm bins interpolated in depth; the field's centre is flat) against the measured Gy per MU
+  20 x 20 mm column, 2 mm bins interpolated in depth; a field whose centre is not flat over it is refused:
+  :func:`reference_field_nonflatness`) against the measured Gy per MU
   per spot, with 20 x ``primaries`` (0.4 % statistical uncertainty at the default; they leave the water 20 mm
   beyond the depth, so this is quick).  This is the check of the model's protons/MU, the column whose slip (a
   power of ten, a typo) scales every dose.  Tolerance 2 % (mcproton's choice: the
@@ -110,6 +111,12 @@ REF_MIN_DEPTH_MM = 5.0
 #: beyond it the point is in the Bragg peak or its distal fall-off, where the dose changes by several % per mm (an
 #: audit, 2026-12-05: 78 mm at 100 MeV, R80 77.6 mm, was judged +250 %; beyond the range the run crashed)
 REF_MAX_DEPTH_R80 = 0.9
+#: the largest non-flatness of the reference field over its scoring column (REF_COLUMN_MM) accepted, a fraction of the
+#: dose-per-MU tolerance (0.5 % at 2 %): the model's dose is the column's mean, the measurement a chamber on the axis,
+#: and with spots spaced wider than about 1.6 sigma a spot on the axis makes the axis read more than the column (the
+#: audit 32 of 2026-12-07, F1: 10 mm spacing at 150 MeV, the right model's column 8.9 % below its axis, judged -8.9 %
+#: and a protons/MU 9.8 % too high suggested; 8 mm: -1.8 %, a PASS with a protons/MU 1.8 % high suggested)
+REF_MAX_NONFLAT_OF_TOL = 0.25
 #: the dose per MU is judged only when the model's MC uncertainty is at most this fraction of its tolerance: above,
 #: the verdict is "inconclusive" (an audit, 2026-12-05: at 4-8 % uncertainty the right model failed in 4 of 8
 #: seeds against the 2 % tolerance)
@@ -428,6 +435,36 @@ def model_dose_per_mu(model: Any, energy: float, field_size_mm: float, spot_spac
     return float(np.interp(depth_mm, y, prof)), float(np.interp(depth_mm, y, unc))
 
 
+def reference_field_nonflatness(model: Any, energy: float, field_size_mm: float, spot_spacing_mm: float) -> float:
+    """How far the reference field's mean over the REF_COLUMN_MM x REF_COLUMN_MM column on its axis, whose dose
+    :func:`model_dose_per_mu` gives, lies from its value on the axis, where a reference chamber sits: column / axis
+    - 1 (negative where a spot on the axis makes the axis read more).  The fluence in air at the isocentre plane of
+    the field's spots (placed as :func:`model_dose_per_mu` places them), each the model's Gaussian components drifted
+    in vacuum (:func:`model_spot_sigma_mm`; a component is separable in x and y, so its column mean is the product
+    of the Gaussians' integrals, erf, over the column's side).  In water the spots only broaden (multiple Coulomb
+    scattering), which flattens the field: the difference at depth is at most this."""
+    from scipy.special import ndtr
+
+    from ._io.beam_model import drift_sigma_mm
+
+    e = _entry(model, energy)
+    d = float(model.plane_upstream_of_isocentre_mm)
+    n = int(round(field_size_mm / spot_spacing_mm)) + 1
+    u = (np.arange(n) - (n - 1) / 2) * spot_spacing_mm
+    a = REF_COLUMN_MM / 2
+    wsum = sum(c.weight for c in e.components)
+    column = axis = 0.0
+    for c in e.components:
+        cm, ax = 1.0, 1.0
+        for k in (0, 1):
+            s = float(drift_sigma_mm(c.sigma_mm[k], c.divergence_rad[k], c.correlation[k], d))
+            cm *= float(np.sum(ndtr((a - u) / s) - ndtr((-a - u) / s))) / (2 * a)   # the 1-D Gaussians' mean
+            ax *= float(np.sum(np.exp(-0.5 * (u / s) ** 2))) / (s * math.sqrt(2 * math.pi))
+        column += c.weight / wsum * cm
+        axis += c.weight / wsum * ax
+    return column / axis - 1.0
+
+
 def fit_emittance(d_mm: np.ndarray, sigma_mm: np.ndarray) -> dict | None:
     """The single-Gaussian phase space at the model's plane that fits in-air sigmas measured at distances ``d_mm``
     downstream of it: sigma(d)^2 = s^2 + 2 rho s theta d + theta^2 d^2, a least-squares quadratic in d of the
@@ -690,6 +727,45 @@ def _check_reference_depth(model: Any, r: dict, path: Path) -> None:
             f"{REF_MAX_DEPTH_R80 * r80:.0f} mm (IAEA TRS-398: 2-3 cm for a single-layer field), in mm")
 
 
+def _check_reference_flatness(model: Any, r: dict, path: Path, tol_rel: float) -> None:
+    """Refuse a reference field whose spots are too sparse for its axis to read the column's mean
+    (:func:`reference_field_nonflatness` beyond REF_MAX_NONFLAT_OF_TOL of the tolerance ``tol_rel``), before any
+    transport: its verdict and the protons/MU it asks for would be off by that much."""
+    e, sp = r["nominal_energy_mev"], r["spot_spacing_mm"]
+    nf = reference_field_nonflatness(model, e, r["field_size_mm"], sp)
+    if abs(nf) <= REF_MAX_NONFLAT_OF_TOL * tol_rel:
+        return
+    sig = float(min(model_spot_sigma_mm(model, e, 0.0, "core")))
+    raise CommissionInputError(
+        f"measured dose-per-MU file {path}: {e:g} MeV: a spot spacing of {sp:g} mm is {sp / sig:.1f} x the model's "
+        f"spot sigma at the isocentre ({sig:.2f} mm): the field is not flat over the {REF_COLUMN_MM:g} x "
+        f"{REF_COLUMN_MM:g} mm column whose mean dose is the model's (in air the column reads {100 * nf:+.1f} % "
+        f"from the axis, where the chamber sits; at most {100 * REF_MAX_NONFLAT_OF_TOL * tol_rel:.1f} % is taken), "
+        "so the verdict and the protons/MU it asks for would be off by about that; give a reference field measured "
+        f"with spots at most about 1.5 x sigma ({1.5 * sig:.1f} mm) apart at this energy")
+
+
+def _hint_chamber(checks: list[dict], radius_mm: float | None) -> None:
+    """A failing gamma or peak/entrance of an IDD whose ranges and fall-off pass has the signature of a lateral
+    integration other than the measuring chamber's (the audit 32 of 2026-12-07, F2: the PTW 34070's diameter, 81.6
+    mm, given as its radius failed the right model's gamma at 220 MeV, 63 %; 4.08, in cm, its peak/entrance by -43 %
+    at 150 MeV, without a word on the radius): say which integration the model's curve had.  Not a verdict on the
+    cause: an energy spread 1.5 x too wide failed the peak/entrance alone at 70 MeV (-14.5 %, the fall-off +0.39 mm
+    within its 0.5 mm), so the hint names the spread too."""
+    shape = ("gamma", "peak/entrance")
+    if any(not c["passed"] for c in checks if not c["quantity"].startswith(shape)):
+        return
+    used = (f"a disc of {radius_mm:g} mm radius (--chamber-radius-mm)" if radius_mm is not None
+            else f"the whole {IDD_LATERAL_MM:g} x {IDD_LATERAL_MM:g} mm (--chamber-radius-mm none)")
+    for c in checks:
+        if not c["passed"] and c["quantity"].startswith(shape):
+            c["hint"] = (f"the ranges and the fall-off pass, the shape over depth does not (the energy spread "
+                         "changes the peak's height too, and so does the lateral integration): the model's IDD is "
+                         f"integrated over {used}; is that the sensitive RADIUS of the chamber that measured the IDD "
+                         f"(PTW 34070: {CHAMBER_RADIUS_MM:g} mm, its diameter {2 * CHAMBER_RADIUS_MM:g} mm), in mm? "
+                         "give none for IDDs corrected for the halo")
+
+
 def _ratio_hint(ratio: float, slips: Sequence[tuple[float, str]]) -> str | None:
     """The unit slip whose factor the ratio model / measured has (within UNIT_HINT_REL), or None."""
     for factor, words in slips:
@@ -778,6 +854,7 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
         for r, p in refs:
             _entry(model, r["nominal_energy_mev"])
             _check_reference_depth(model, r, p)
+            _check_reference_flatness(model, r, p, tol.dose_per_mu_rel)
         for e, (zm, dm) in curves.items():   # every energy and measured curve checked before any transport
             _entry(model, e)
             _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
@@ -799,6 +876,7 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
             for c in row["checks"]:
                 if not c["passed"] and c["quantity"].startswith(("R80", "R90")) and row["measured"]["R80_mm"] > 0:
                     c["hint"] = _ratio_hint(row["model"]["R80_mm"] / row["measured"]["R80_mm"], RANGE_SLIPS)
+            _hint_chamber(row["checks"], chamber_radius_mm)
             row["primaries"] = int(mc_res.primaries)
             row["file"] = str(curve_file[e])
             res.idd.append(row)

@@ -134,6 +134,21 @@ def test_a_wrong_model_fails_naming_the_quantity(v5, measured_idd, error, quanti
             assert row["suggested_mean_energy_mev"] == pytest.approx(row["model_mean_energy_mev"] - 1.5, abs=0.15)
 
 
+def test_a_chamber_radius_that_is_not_the_chambers_is_named_in_the_shape_failures(v5, measured_idd, capsys):
+    """Audit 32, F2: --chamber-radius-mm 4.08 (the PTW 34070's radius in cm) failed the right model's peak/entrance
+    (-43 % at 150 MeV) and gamma with no word on the radius; the failures now name the integration used (the
+    ranges and the fall-off pass).  A model whose fall-off is wrong (energy spread a third) gets no such hint."""
+    res = commission(v5, idd=measured_idd, primaries=N, seed=1, threads=1, chamber_radius_mm=4.08)
+    shape = [c for c in res.failed if c["quantity"].startswith(("gamma", "peak/entrance"))]
+    assert shape and len(shape) == len(res.failed), res.failed
+    for c in shape:
+        assert "a disc of 4.08 mm radius (--chamber-radius-mm)" in c["hint"] and "diameter 81.6 mm" in c["hint"], c
+    bad = commission(dataclasses.replace(v5, energy_spread_mev=v5.energy_spread_mev / 3), idd=measured_idd,
+                     primaries=N, seed=1, threads=1)
+    assert any(c["quantity"].startswith("DFO") for c in bad.failed), bad.failed
+    assert not any("--chamber-radius-mm" in (c.get("hint") or "") for c in bad.failed), bad.failed
+
+
 def test_the_phase_space_fitted_to_the_in_air_sizes_is_the_models(v5, measured_spots):
     """Sizes of a one-component model at 4 distances give back its sigma, divergence and correlation; the
     measured file (x 1.04, y x 0.97) gives sigmas 4 % larger / 3 % smaller, the same correlation."""
@@ -337,6 +352,45 @@ def test_a_reference_depth_outside_the_plateau_is_refused_before_any_transport(v
         commission(v5, idd=measured_idd, dose_per_mu=p, primaries=N)
     assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(p), "--out",
                  str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("energy, field, spacing, column", [(150, 100, 10, r"-12\.5"), (100, 100, 10, r"-3\.1"),
+                                                            (150, 96, 8, r"-1\.8")])
+def test_a_reference_field_too_sparse_for_its_column_is_refused_before_any_transport(v5, tmp_path, no_transport,
+                                                                                   energy, field, spacing, column):
+    """Audit 32, F1: the model's dose is the mean over a 20 x 20 mm column on the axis, the measurement a chamber on
+    the axis; with spots 2-2.4 sigma apart a spot on the axis reads more than the column (MC, 150 MeV, 10 mm
+    spacing, 3 x 10^6 primaries: column 20 mm / 4 mm on the axis = 0.911), and the right model was judged -8.9 %
+    with a protons/MU 9.8 % too high asked for; at 8 mm (-1.8 % in air) it passed at -1.8 % with a protons/MU
+    1.8 % too high.
+    Refused (beyond a quarter of the 2 % tolerance in air) before any transport, saying how far and what to give."""
+    p = _dpm(tmp_path, f"{energy},{field},{spacing},20,0.014")
+    with pytest.raises(CommissionInputError, match=rf"{energy} MeV: a spot spacing of {spacing} mm is .* the "
+                                                   rf"column reads {column} % from the axis.*at most about 1\.5 x "
+                                                   r"sigma \(\d\.\d mm\) apart"):
+        commission(v5, dose_per_mu=p)
+    assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(p), "--out",
+                 str(tmp_path / "o")]) == 2
+
+
+def test_the_reference_fields_nonflatness_is_the_spots_fluence(v5):
+    """reference_field_nonflatness (erf of each Gaussian over the column) against the fluence of the spots summed
+    on a 0.05 mm grid over the column: equal to 1e-4; a field of 5 mm spacing at 100 MeV (1 sigma) is flat to
+    1e-4, one of 10 mm at 150 MeV (2.4 sigma) is not (-12.5 %)."""
+    from mcproton.commission import REF_COLUMN_MM, reference_field_nonflatness
+
+    sx, sy = (float(s) for s in model_spot_sigma_mm(v5, 150.0, 0.0))
+    u = (np.arange(11) - 5) * 10.0
+    g = np.arange(-REF_COLUMN_MM / 2 + 0.025, REF_COLUMN_MM / 2, 0.05)
+
+    def fluence(x, y):
+        return (np.exp(-0.5 * ((x[..., None] - u) / sx) ** 2).sum(-1)
+                * np.exp(-0.5 * ((y[..., None] - u) / sy) ** 2).sum(-1))
+
+    brute = fluence(*np.meshgrid(g, g)).mean() / fluence(np.zeros(1), np.zeros(1))[0] - 1
+    assert reference_field_nonflatness(v5, 150.0, 100.0, 10.0) == pytest.approx(brute, abs=1e-4)
+    assert brute == pytest.approx(-0.125, abs=0.002)
+    assert abs(reference_field_nonflatness(v5, 100.0, 100.0, 5.0)) < 1e-4
 
 
 def test_several_files_per_option_are_all_read(measured_spots, tmp_path, capsys, no_transport):
@@ -562,7 +616,8 @@ def test_the_reference_field_run_is_not_warned_of_its_beam_leaving_the_water(v5,
         dose, _ = model_dose_per_mu(v5, 150.0, 20.0, 10.0, 20.0, 300, threads=1)
     assert dose > 0
     p = tmp_path / "dpm.csv"
-    p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n150,100,10,20,0.0035\n")
+    # 5 mm spacing (1.2 sigma): 10 mm is refused since audit 32 (F1), the field not flat over the scored column
+    p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n150,100,5,20,0.0137\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonRuntimeWarning)
         res = commission("dcpt_v5", dose_per_mu=p, primaries=2000, threads=1)
