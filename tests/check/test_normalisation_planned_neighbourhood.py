@@ -58,11 +58,11 @@ def test_a_target_with_exactly_eight_voxels_of_whole_boxes_is_not_small():
 
 
 @pytest.mark.parametrize("factor, kept", [(1.05, True), (1.15, False)])
-def test_a_cluster_between_1_1_and_1_2_x_the_field_is_replaced(factor, kept):
-    """PLATEAU_RATIO (1.10): 8 voxels at 1.05 x the 2 Gy box field are within it of the 3 x 3 x 3 medians' near-maximum
-    and stay the normalisation (the real TPS doses lie at 1.02-1.05); at 1.15 x they are a hot cluster and the
-    field's 2 Gy replaces them.  The tests had clusters at 1.3 x and 2.5 x only, so the ratio at 1.21 (mutants C7, C8)
-    passed them, and a 15 % hot cluster loosened every global criterion by 15 % in silence."""
+def test_a_cluster_above_the_plateau_ratio_is_replaced(factor, kept):
+    """PLATEAU_RATIO (1.07 since audit 32 norm2, was 1.10): 8 voxels at 1.05 x the 2 Gy box field are within it of the
+    3 x 3 x 3 medians' near-maximum and stay the normalisation (the real TPS doses lie at 1.017-1.047); at 1.15 x they
+    are a hot cluster and the field's 2 Gy replaces them.  The tests had clusters at 1.3 x and 2.5 x only, so the ratio
+    at 1.21 (mutants C7, C8) passed them, and a 15 % hot cluster loosened every global criterion by 15 % in silence."""
     import sys
     from pathlib import Path
 
@@ -72,7 +72,7 @@ def test_a_cluster_between_1_1_and_1_2_x_the_field_is_replaced(factor, kept):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_check_normalisation_cluster import _with_cluster
 
-    assert PLATEAU_RATIO == pytest.approx(1.10)
+    assert PLATEAU_RATIO == pytest.approx(1.07)
     _, _, ref = _with_cluster(8, factor)
     norm = normalisation_dose(ref, np.ones(ref.shape, bool))
     assert norm == pytest.approx(2.0 * factor if kept else 2.0, rel=0.005), norm
