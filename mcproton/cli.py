@@ -1945,10 +1945,15 @@ def _writable_folder(d: Path) -> bool:
 def _private_matplotlib_dir() -> None:
     """Where MPLCONFIGDIR is unset and matplotlib's own folders ($XDG_CONFIG_HOME or ~/.config, $XDG_CACHE_HOME or
     ~/.cache, each /matplotlib) cannot be written (a read-only or missing home: containers, cluster nodes), point
-    MPLCONFIGDIR, for this process only, at a private temporary folder removed when it exits.  That is what matplotlib
-    does itself there, but it printed three lines ("Matplotlib created a temporary cache directory ... it is highly
-    recommended to set the MPLCONFIGDIR environment variable") on every run (the environment audit 19, F8).
-    Linux and BSD only (matplotlib's XDG folders); elsewhere nothing changes."""
+    MPLCONFIGDIR, for this process, at ``matplotlib`` in the per-user temporary folder (``mcproton-<uid>``, this
+    user's and closed to others: :func:`mcproton._backend.cpu.user_temp_folder`, where the kernels go in that case
+    too), kept, so that matplotlib's font cache is built once per machine; where that folder cannot be used, at a
+    private temporary folder removed when the process exits.  matplotlib itself uses a temporary folder there, but it
+    printed three lines ("Matplotlib created a temporary cache directory ... it is highly recommended to set the
+    MPLCONFIGDIR environment variable") on every run (the environment audit 19, F8); a folder of its own for each run
+    rebuilt the font cache on every run (6-8 s on two loaded cores, and past 5 s matplotlib's "Matplotlib is building
+    the font cache" line: isolation audit 32, F5).  Linux and BSD only (matplotlib's XDG folders); elsewhere nothing
+    changes."""
     import os
 
     if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith(("linux", "freebsd")):
@@ -1967,6 +1972,18 @@ def _private_matplotlib_dir() -> None:
     import shutil
     import tempfile
 
+    from ._backend.cpu import user_temp_folder
+
+    base, why = user_temp_folder()
+    if not why:
+        kept = base / "matplotlib"
+        try:
+            kept.mkdir(mode=0o700, exist_ok=True)
+            if kept.is_dir() and not kept.is_symlink():
+                os.environ["MPLCONFIGDIR"] = str(kept)
+                return
+        except OSError:
+            pass   # a private folder instead
     try:
         d = tempfile.mkdtemp(prefix="mcproton-matplotlib-")   # mode 0700: this user's only
     except OSError:

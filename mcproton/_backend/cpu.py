@@ -6,7 +6,8 @@ cannot be written (a read-only or missing home), a per-user folder in the tempor
 kernel has a manifest beside it (its size and SHA-256, and what it was built from), written after the kernel's
 fsynced rename and checked before every load: a damaged kernel (a truncated copy: SIGBUS when loaded) is rebuilt,
 not loaded.  A machine with no compiler uses a verified kernel that any compiler built from the same source and
-options for the same CPU (a cache shared with a login node)."""
+options for the same CPU (a cache shared with a login node).  A kernel not loaded or built for 30 days is removed
+when one of another key is built (:func:`_remove_unused_entries`)."""
 from __future__ import annotations
 
 import atexit
@@ -521,6 +522,7 @@ def _find(folder: Path, entry: str, ident: dict[str, Any], unreadable: list[str]
                                                                    for k in (*_SAME_BUILD, "compiler")):
             wrong = f"its manifest {manifest.name} describes another build"
         if wrong is None:
+            _mark_used(manifest)
             return so
         if quiet:
             continue
@@ -714,6 +716,80 @@ def _remove_stale_builds(folder: Path) -> None:
             continue
 
 
+#: an entry of the kernel cache (a kernel, its manifest and its lock file, of one key) that has not been loaded or built
+#: for this long (s; 30 days) is removed when a kernel of another key is next built in that folder: one entry per
+#: mcproton version, compiler and CPU (~115 kB each) was kept for ever (the resources audit 31, F3; a physicist who
+#: upgrades every month, or a CI cache restored on every job, gathered them without bound)
+_UNUSED_ENTRY_S = 30 * 86400.0
+#: the names of an entry's files: ``<stem>-<key>.json`` (its manifest), ``<stem>-<key>-<sha>.so`` (its kernel) and
+#: ``<stem>-<key>.lock`` (its build lock); no other file of the folder is ever removed
+_ENTRY_FILE = re.compile(r"(?P<stem>[A-Za-z0-9_]+)-(?P<key>[0-9a-f]{24})(?:-[0-9a-f]{16}\.so|\.json|\.lock)")
+
+
+def _mark_used(manifest: Path) -> None:
+    """Record that the kernel of ``manifest`` was used now: its manifest's modification time, which
+    :func:`_remove_unused_entries` reads.  Nothing where it cannot be set (a cache this user may only read: the entry's
+    age is then that of its build)."""
+    with contextlib.suppress(OSError):
+        os.utime(manifest)
+
+
+def _remove_unused_entries(folder: Path, keep: str) -> None:
+    """Remove from ``folder`` the entries of other keys than ``keep`` whose files were all last modified (built, or
+    marked used by :func:`_mark_used`) more than :data:`_UNUSED_ENTRY_S` ago, all of whose files are this user's:
+    their manifest first (no process verifies the kernel after that), then the kernel and the lock file, holding the
+    entry's build lock (an entry being built is left alone).  A process that loads the kernel between its check and
+    its removal looks again (:func:`load_kernel`); one that loaded it before keeps it mapped."""
+    try:
+        import fcntl
+    except ImportError:   # not POSIX: no lock to hold, nothing removed
+        return
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    entries: dict[tuple[str, str], list[Path]] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = _ENTRY_FILE.fullmatch(name)
+        if m and m["key"] != keep:
+            entries.setdefault((m["stem"], m["key"]), []).append(folder / name)
+
+    def unused(files: list[Path]) -> bool:
+        try:
+            stats = [f.lstat() for f in files]
+        except OSError:   # removed meanwhile by another process, or not ours to look at
+            return False
+        return all(time.time() - st.st_mtime > _UNUSED_ENTRY_S and stat.S_ISREG(st.st_mode)
+                   and (uid is None or st.st_uid == uid) for st in stats)
+
+    for (stem, key), files in sorted(entries.items()):
+        if not unused(files):
+            continue
+        lock = folder / f"{stem}-{key}.lock"
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:   # being built now (or no flock here): left alone
+                continue
+            # looked at again under the lock: used or rebuilt since, or a file added, and the entry is kept
+            files = [folder / n for n in os.listdir(folder)
+                     if (m := _ENTRY_FILE.fullmatch(n)) and (m["stem"], m["key"]) == (stem, key)]
+            if not unused([f for f in files if f != lock]):
+                continue
+            for f in sorted(files, key=lambda f: (f.suffix != ".json", f == lock)):   # the manifest first
+                with contextlib.suppress(OSError):
+                    f.unlink()
+        except OSError:
+            continue
+        finally:
+            os.close(fd)   # releases the lock
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the compiler killed when this process dies (Linux: ``prctl(PR_SET_PDEATHSIG,
     SIGKILL)``): a run killed while compiling left the compiler running on as an orphan (the cluster audit, F9).  None
@@ -738,13 +814,15 @@ def _die_with_parent() -> Callable[[], None] | None:
 def _build(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str, look: bool = True) -> Path:
     """Build the kernel in ``folder`` holding its build lock (:func:`_build_lock`); ``look``: first look again for
     the kernel, which another process may have built while this one waited for the lock.  Old build folders of
-    killed builds are removed first (:func:`_remove_stale_builds`)."""
+    killed builds, and the entries of other keys not used for 30 days, are removed first
+    (:func:`_remove_stale_builds`, :func:`_remove_unused_entries`)."""
     with _build_lock(folder, Path(entry).stem, ident["key"]):
         if look:
             found = _find(folder, entry, ident, quiet=True)
             if found is not None:
                 return found
         _remove_stale_builds(folder)
+        _remove_unused_entries(folder, ident["key"])
         return _compile(entry, src, ident, folder, cxx)
 
 
@@ -822,12 +900,15 @@ def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
 
 def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     """The kernel library of ``entry``, loaded.  One that the loader refuses (a cache copied from another machine, a
-    missing runtime library) is rebuilt once where a compiler is present, with a note."""
+    missing runtime library) is rebuilt once where a compiler is present, with a note.  One removed between its check
+    and its load (another process tidying the cache: :func:`_remove_unused_entries`) is looked for again."""
     unset_unusable_omp_num_threads()   # before the OpenMP runtime, loaded with the kernel, reads it
     path = _kernel_path(entry, cxx)
     try:
         return ctypes.CDLL(str(path))
     except OSError as exc:
+        if not path.exists():   # removed meanwhile: not damaged; another kernel of this build, or a build, serves
+            return _load_again(entry, cxx)
         if cxx is None:
             raise RuntimeError(f"the cached CPU kernel {path} cannot be loaded ({exc}) and there is no C++ compiler to "
                                f"rebuild it; install one (e.g. {install_compiler()})") from None
@@ -838,6 +919,17 @@ def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     except OSError as exc:
         raise RuntimeError(f"the CPU kernel {path}, just built, cannot be loaded ({exc}); where its folder is on a "
                            f"file system mounted noexec, set {CACHE_ENV} to a folder on another") from None
+
+
+def _load_again(entry: str, cxx: str | None) -> ctypes.CDLL:
+    """The kernel library of ``entry`` found (or built) again and loaded, its one removed by another process between
+    its check and its load (:func:`load_kernel`)."""
+    path = _kernel_path(entry, cxx)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise RuntimeError(f"the CPU kernel {path} cannot be loaded ({exc}), nor the one found before it, removed "
+                           f"meanwhile; run again, or set {CACHE_ENV} to a folder of your own") from None
 
 
 def toolchain() -> tuple[str | None, str]:

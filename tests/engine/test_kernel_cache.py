@@ -663,3 +663,117 @@ def test_another_users_per_user_folder_is_named_as_such(tmp_path, monkeypatch):
     d = cpu._fallback_dir()
     assert d.name.startswith("mcproton-kernels-")
     assert f"it belongs to uid {me}, not to this user (uid {me + 1})" in " ".join(cpu._NOTED)
+
+
+def _entry(folder: Path, key: str, days_unused: float, stem: str = "transport") -> list[Path]:
+    """A cache entry of ``key`` (manifest, kernel, lock file) whose files were last modified ``days_unused`` ago."""
+    files = [folder / f"{stem}-{key}.json", folder / f"{stem}-{key}-{'5' * 16}.so", folder / f"{stem}-{key}.lock"]
+    folder.mkdir(parents=True, exist_ok=True)
+    then = time.time() - days_unused * 86400
+    for f in files:
+        f.write_text("{}" if f.suffix == ".json" else "")
+        os.utime(f, (then, then))
+    return files
+
+
+def test_entries_of_other_keys_unused_for_30_days_are_removed_when_a_kernel_is_built(tmp_path):
+    """The resources audit 31, F3: one entry per mcproton version, compiler and CPU (~115 kB) was kept for ever.  A
+    build now removes the entries of other keys that were neither built nor loaded for 30 days (all their files:
+    manifest, kernel, lock); a recently used one, files of other names, and the built key's own are kept."""
+    folder = tmp_path / "cache"
+    old = _entry(folder, "a" * 24, 31)
+    old_probes = _entry(folder, "b" * 24, 45, stem="probes")
+    recent = _entry(folder, "c" * 24, 29)
+    mine = folder / "transport-notes.txt"   # not an entry's name: never removed
+    mine.write_text("mine")
+    os.utime(mine, (0, 0))
+    so = cpu._build("transport.cu", "source", cpu.kernel_identity("source", "fake c++ 1.0"), folder,
+                    str(_fake_compiler(tmp_path)))
+    assert not any(f.exists() for f in old + old_probes)
+    assert all(f.exists() for f in recent) and mine.exists() and so.is_file()
+
+
+def test_a_used_kernel_is_marked_used_and_kept(built, tmp_path):
+    """Loading a kernel sets its manifest's modification time (its use), so that an entry in use, however old its
+    build, is not removed by another version's build."""
+    folder = tmp_path / "cache"
+    shutil.copytree(built, folder)
+    (manifest,) = folder.glob("transport-*.json")
+    long_ago = time.time() - 90 * 86400
+    for f in folder.iterdir():
+        os.utime(f, (long_ago, long_ago))
+    src = cpu.assemble("transport.cu")
+    ident = cpu.kernel_identity(src, cpu.compiler_version(cpu.find_compiler()))
+    assert cpu._find(folder, "transport.cu", ident) is not None
+    assert time.time() - manifest.stat().st_mtime < 3600
+    cpu._remove_unused_entries(folder, "f" * 24)   # another version's build
+    assert cpu._find(folder, "transport.cu", ident) is not None
+
+
+def test_an_entry_being_built_or_another_users_is_not_removed(tmp_path, monkeypatch):
+    """An old entry whose build lock another process holds (it is rebuilding it) is left alone, as is one whose files
+    are another user's."""
+    fcntl = pytest.importorskip("fcntl")
+    folder = tmp_path / "cache"
+    held = _entry(folder, "a" * 24, 60)
+    with open(held[2], "rb") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        cpu._remove_unused_entries(folder, "f" * 24)
+    assert all(f.exists() for f in held)
+    monkeypatch.setattr(cpu.os, "getuid", lambda: os.stat(folder).st_uid + 1)
+    cpu._remove_unused_entries(folder, "f" * 24)
+    assert all(f.exists() for f in held)
+    monkeypatch.undo()
+    cpu._remove_unused_entries(folder, "f" * 24)
+    assert not any(f.exists() for f in held)
+
+
+def test_a_kernel_removed_between_its_check_and_its_load_is_looked_for_again(cache, monkeypatch):
+    """Another process removed the kernel just verified (it tidied the cache): the load looks for it again, as a
+    kernel of this build is still there (or is built), instead of calling it damaged and compiling it anew."""
+    real = cpu._kernel_path
+    calls: list[bool] = []
+
+    def kernel_path(entry, cxx, rebuild=False):
+        calls.append(rebuild)
+        return cache / "transport-gone.so" if len(calls) == 1 else real(entry, cxx, rebuild)
+
+    monkeypatch.setattr(cpu, "_kernel_path", kernel_path)
+    lib = cpu.load_kernel("transport.cu", cpu.find_compiler())
+    assert lib is not None and calls == [False, False], calls
+    assert not any("cannot be loaded" in n for n in cpu._NOTED), cpu._NOTED
+
+
+def test_builds_tidying_one_cache_at_once_remove_each_old_entry_once_and_keep_the_used(tmp_path):
+    """Four processes (threads here: flock's locks belong to each open file, as between processes) tidy one cache at
+    once while a fifth loads a kernel of another old build over and over: every unused entry goes, without an error,
+    and the loaded one, marked used on each load, stays."""
+    folder = tmp_path / "cache"
+    old = [f for k in range(40) for f in _entry(folder, f"{k:024x}", 40)]
+    used = _entry(folder, "e" * 24, 40)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def tidy() -> None:
+        try:
+            cpu._remove_unused_entries(folder, "f" * 24)
+        except BaseException as exc:   # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def load() -> None:
+        while not stop.is_set():
+            cpu._mark_used(used[0])
+
+    cpu._mark_used(used[0])   # loaded just before the tidying began
+    loader = threading.Thread(target=load)
+    loader.start()
+    workers = [threading.Thread(target=tidy) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    stop.set()
+    loader.join(60)
+    assert not errors, errors
+    assert not any(f.exists() for f in old)
+    assert all(f.exists() for f in used)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import tracemalloc
 import zlib
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -25,6 +26,9 @@ from mcproton._io.dicom_common import read_dicom_file, read_dicom_header
 from mcproton._io.errors import DicomInputError
 
 MB = 1 << 20
+#: a plain (not Deflated) RT Ion Plan of the test data, found from this file, so that the tests run from any folder
+#: (before, a path relative to the working folder: four tests failed when run from tests/; isolation audit 32, F2)
+PLAN = Path(__file__).resolve().parents[1] / "data" / "dicom" / "RN_plan02_mono.dcm"
 #: the data set the bomb inflates to (bytes), and the bound it is read under (MAX_INFLATED_BYTES monkeypatched)
 INFLATED, LIMIT = 48 * MB, 4 * MB
 
@@ -83,7 +87,7 @@ def test_a_deflated_file_within_the_bound_reads_as_the_plain_one(tmp_path, monke
     """The bound refuses only what exceeds it: a real plan written Deflated reads as written, by both readers."""
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    plain = pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm")
+    plain = pydicom.dcmread(PLAN)
     plain.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = tmp_path / "RN_deflated.dcm"
     plain.save_as(path, enforce_file_format=True)
@@ -111,7 +115,7 @@ def test_a_pipe_is_still_read_as_before(tmp_path):
     import os
     import threading
 
-    plan = open("tests/data/dicom/RN_plan02_mono.dcm", "rb").read()
+    plan = PLAN.read_bytes()
     fifo = tmp_path / "plan.fifo"
     if not hasattr(os, "mkfifo"):
         pytest.skip("no named pipes on this platform")
@@ -127,7 +131,7 @@ def test_a_pipe_is_still_read_as_before(tmp_path):
         ds = read_dicom_file(fifo)
     finally:
         t.join(10)
-    assert ds.SOPInstanceUID == pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm").SOPInstanceUID
+    assert ds.SOPInstanceUID == pydicom.dcmread(PLAN).SOPInstanceUID
 
 
 def test_a_deflated_pipe_is_read_once(tmp_path):
@@ -143,7 +147,7 @@ def test_a_deflated_pipe_is_read_once(tmp_path):
 
     if not hasattr(os, "mkfifo"):
         pytest.skip("no named pipes on this platform")
-    plain = pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm")
+    plain = pydicom.dcmread(PLAN)
     plain.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = tmp_path / "RN_deflated.dcm"
     plain.save_as(path, enforce_file_format=True)
@@ -184,7 +188,7 @@ def test_a_deflated_data_set_counted_once_is_not_inflated_again_to_count_it(tmp_
 
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    plain = pydicom.dcmread("tests/data/dicom/RN_plan02_mono.dcm")
+    plain = pydicom.dcmread(PLAN)
     plain.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = tmp_path / "RN_deflated.dcm"
     plain.save_as(path, enforce_file_format=True)

@@ -45,15 +45,23 @@ def _run(argv: list[str], capsys) -> tuple[dict, float]:
     return json.loads(capsys.readouterr().out), wall
 
 
+#: what of the call's wall time (s) may lie outside the run's phases (its argument parsing and printing): 89 ms
+#: measured on two cores at load average 10, where 50 ms failed the test (isolation audit 32, F6); under
+#: :data:`BUILD_DELAY_S`, so that a kernel build left outside the phases still fails it
+UNPHASED_S = 0.25
+#: the delay (s) put into the kernel build of test_kernel_build_is_its_own_phase (a build on an empty kernel cache)
+BUILD_DELAY_S = 1.0
+
+
 def _check_sums(summary: dict, wall: float, want: set[str]) -> None:
     ph, cpu = summary["phase_s"], summary["phase_cpu_s"]
     assert want <= set(ph), sorted(want - set(ph))
     assert set(cpu) == set(ph) and all(v >= 0 for v in ph.values()) and all(v >= 0 for v in cpu.values())
     parts = sum(v for k, v in ph.items() if k != "total")
     # exclusive times: they add up to the total (rounding to 1 ms per phase), and the total is the call's wall
-    # time less the argument parsing and the printing (well within 5 %)
+    # time less the argument parsing and the printing (well within 5 %, or UNPHASED_S on a loaded machine)
     assert parts == pytest.approx(ph["total"], abs=1e-3 * len(ph))
-    assert ph["total"] <= wall and ph["total"] == pytest.approx(wall, rel=0.05, abs=0.05)
+    assert ph["total"] <= wall and ph["total"] == pytest.approx(wall, rel=0.05, abs=UNPHASED_S)
     assert ph["transport"] > 0 and ph["transport"] >= summary["wall_s"] * 0.99
 
 
@@ -82,18 +90,18 @@ def test_ct_run_times_import_calibration_and_resampling(tmp_path, capsys):
 
 def test_kernel_build_is_its_own_phase(tmp_path, capsys, monkeypatch):
     """The kernel build (the C++ / NVRTC compile on an empty kernel cache: seconds on a fresh machine; here a delay
-    of 0.3 s) is the phase kernel_build, not transport (the host audit of 2026-12-05, F3), and the phases still
-    add up to the total."""
+    of BUILD_DELAY_S) is the phase kernel_build, not transport (the host audit of 2026-12-05, F3), and the phases
+    still add up to the total."""
     from mcproton._backend.cpu import CpuBackend
 
     build = CpuBackend.compile
 
     def cold_build(self):
-        time.sleep(0.3)
+        time.sleep(BUILD_DELAY_S)
         build(self)
 
     monkeypatch.setattr(CpuBackend, "compile", cold_build)
     cfg = write_cfg(tmp_path / "w.toml", primaries=2000)
     summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--quiet", "--no-checkpoint"], capsys)
     _check_sums(summary, wall, {"kernel_build", "transport"})
-    assert summary["phase_s"]["kernel_build"] >= 0.3
+    assert summary["phase_s"]["kernel_build"] >= BUILD_DELAY_S

@@ -375,9 +375,16 @@ def test_a_sum_of_run_outputs_records_each_run_not_result_1s_for_all(small_cfg, 
 
 def test_the_beams_of_one_run_keep_their_run_records(runs):
     """Review 2b, R1: the beams of one run (one seed, one batching, one kernel) sum to the run's records, with no
-    ``summed_runs``, as ``mcproton run``'s total has always recorded them."""
+    ``summed_runs``, as ``mcproton run``'s total has always recorded them.  Two ``simulate`` calls are two runs
+    whose parts' ``started`` (local time, to the second) differ whenever they straddle a second, and the sum then
+    rightly keeps each part's record: the beams of one ``mcproton run`` share one part, as ``b`` does here (before,
+    the test failed so, run alone on a loaded machine: isolation audit 32, F7)."""
+    import dataclasses
+
     a, b = runs
-    p = sum_results(runs).provenance
+    segments = [dict(s, started=t["started"]) for s, t in zip(b.provenance["segments"], a.provenance["segments"])]
+    b = dataclasses.replace(b, provenance={**b.provenance, "segments": segments})
+    p = sum_results([a, b]).provenance
     assert {k: p[k] for k in ("seed", "batches", "batch_size", "resumed", "segments", "kernel_build")} == {
         k: a.provenance[k] for k in ("seed", "batches", "batch_size", "resumed", "segments", "kernel_build")}
     assert "summed_runs" not in p and p["seed"] == 3 and p["resumed"] is False
