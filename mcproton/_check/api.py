@@ -113,10 +113,11 @@ def no_structure_set(inp: CheckInputs, allow_no_struct: bool) -> str:
     asked = (f"; the plan names structure set {', '.join(named)} (its ReferencedStructureSetSequence), which is not "
              "among the inputs: checked without it, as asked (--allow-no-struct)" if named else "")
     # nor is the gammas' normalisation compared with a target dose (compare.target_dose_of_plan: a hot region of the
-    # TPS dose too large for compare._plateau_near_max, 40 voxels or more, then sets it unchecked; audit 32 norm2)
+    # TPS dose too large for compare._plateau_near_max, a compact one of about 30 voxels or more (a ball of 29 is
+    # kept, of 28 replaced: review a of audit 32, R3; "40" before), then sets it unchecked; audit 32 norm2)
     msg = (f"{NO_STRUCT_WARNING}: none {of_frame}was given or found{skipped}{asked}; {without}, and the normalisation "
            "of the gammas and the dose difference (the TPS dose's near-maximum) is compared with no target dose, so "
-           "a hot region of the TPS dose of 40 voxels or more sets it unchecked: the verdict does not "
+           "a compact hot region of the TPS dose of about 30 voxels or more sets it unchecked: the verdict does not "
            "cover the target's dose; "
            + way_out("give --struct RS.dcm (the plan's structure set) for them",
                      "put the plan's structure set into {folder} for them"))
@@ -1094,12 +1095,21 @@ def direction_unjudged_notes(mc: MCDose, beams_in_tps: Iterable[int], checks: Se
 NO_BEAM_DIRECTION_JUDGED = "without per-beam TPS doses no beam's direction is judged"
 
 
-def plan_dose_only_direction_note(beams: Iterable[int]) -> str:
-    """The remark where the plan dose is compared without per-beam TPS doses: :func:`_direction_notes` judges each
-    beam's direction on its own TPS dose only, so none of ``beams`` (the plan's) was judged and a plan given in
-    another gantry or couch angle or patient position than the TPS computed shows only through the other rows."""
+def plan_dose_only_direction_note(beams: Iterable[int], others_judged: bool = False) -> str:
+    """The remark where ``beams`` (the plan's) have no per-beam TPS dose of their own: :func:`_direction_notes`
+    judges each beam's direction on its own TPS dose only, so none of them was judged and a plan given in another
+    gantry or couch angle or patient position than the TPS computed shows only through the other rows.
+    ``others_judged``: the plan's other beams have theirs (the plan dose and some beams' doses given; review a of
+    audit 32, R2: before, only a check of the plan dose alone said so)."""
     bs = sorted(beams)
     which = f"beam {bs[0]}" if len(bs) == 1 else f"beams {', '.join(map(str, bs))}"
+    if others_judged:
+        return (f"{NO_BEAM_DIRECTION_JUDGED} ({which}: no per-beam TPS dose of "
+                f"{'its' if len(bs) == 1 else 'their'} own, the other beams' directions are judged on theirs): "
+                f"whether the TPS computed {'it' if len(bs) == 1 else 'each'} in the plan's direction was not judged, "
+                "so a beam given with another gantry or couch angle than the TPS computed shows only through the "
+                f"gamma, range and dose rows of the plan dose; give the TPS's dose of {which} (RT Dose, "
+                "DoseSummationType BEAM) with the others to have it judged")
     return (f"{NO_BEAM_DIRECTION_JUDGED} ({which}; the plan dose only): whether the TPS computed each beam in the "
             "plan's direction was not judged, so a plan given with another gantry or couch angle or patient position "
             "than the plan the TPS computed shows only through the gamma, range and dose rows of the plan dose; give "
@@ -3433,8 +3443,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if cal_note[1]:
             causes.append(cal_note[0])
     diagnostics += direction_unjudged_notes(mc, tps_beams, checks)   # a remark, not a cause (audit 31 direction R4)
-    if not tps_beams and mc.beams_gy_zyx:   # the plan dose only: said in the report and check.json (norm2 F2)
-        diagnostics.append(plan_dose_only_direction_note(mc.beams_gy_zyx))
+    # the beams without a per-beam TPS dose: said in the report and check.json (norm2 F2: the plan dose only; review
+    # a of audit 32, R2: and beside other beams' doses, where such a beam went unjudged without a word)
+    unjudged = sorted(set(mc.beams_gy_zyx) - set(tps_beams))
+    if unjudged:
+        diagnostics.append(plan_dose_only_direction_note(unjudged, others_judged=bool(tps_beams)))
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less

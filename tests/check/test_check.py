@@ -2190,6 +2190,23 @@ def test_a_check_of_the_plan_dose_only_says_that_no_beams_direction_was_judged(c
     assert not any(d.startswith(NO_BEAM_DIRECTION_JUDGED) for d in case["res"].diagnostics)   # per-beam doses given
 
 
+def test_a_beam_without_its_own_tps_dose_beside_others_is_said_to_be_unjudged(case, tmp_path, report_figures_blank):
+    """Review a of audit 32, R2: with the plan dose and beam 1's TPS dose only, beam 2's direction is judged on
+    nothing (api._direction_notes judges each beam on its own TPS dose), and the plan-dose-only remark (norm2 F2)
+    was given only where no beam had one: beam 2 went unjudged without a word.  Now the remark names beam 2, and
+    not beam 1, in check.json's diagnostics (a remark) and the report."""
+    import json
+
+    from mcproton._check.api import NO_BEAM_DIRECTION_JUDGED
+
+    res = _recheck(case, [case["files"]["plan"], case["files"][1]], out=tmp_path / "o")
+    said = [d for d in res.diagnostics_of("remark") if d.startswith(NO_BEAM_DIRECTION_JUDGED)]
+    assert len(said) == 1 and "(beam 2:" in said[0] and "beam 1" not in said[0].split(":")[0], res.diagnostics
+    js = json.loads((tmp_path / "o" / "check.json").read_text())
+    assert js["diagnostic_kinds"][js["diagnostics"].index(said[0])] == "remark"
+    assert html.escape(said[0][:80]) in (tmp_path / "o" / "check.html").read_text()
+
+
 def test_an_error_after_the_mc_keeps_its_rt_dose(case, tmp_path, monkeypatch):
     """The MC RT Dose is written before the comparisons: an error in them leaves the (expensive) MC dose on disk."""
     from mcproton._check import api

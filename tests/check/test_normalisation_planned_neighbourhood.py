@@ -72,7 +72,9 @@ def test_a_cluster_above_the_plateau_ratio_is_replaced(factor, kept):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_check_normalisation_cluster import _with_cluster
 
-    assert PLATEAU_RATIO == pytest.approx(1.07)
+    # the cases lie on either side of the ratio (not its value: a re-measured ratio in (1.05, 1.15) keeps this test;
+    # review a of audit 32, R4)
+    assert 1.05 < PLATEAU_RATIO < 1.15
     _, _, ref = _with_cluster(8, factor)
     norm = normalisation_dose(ref, np.ones(ref.shape, bool))
     assert norm == pytest.approx(2.0 * factor if kept else 2.0, rel=0.005), norm
