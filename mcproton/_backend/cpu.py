@@ -728,15 +728,17 @@ _ENTRY_FILE = re.compile(r"(?P<stem>[A-Za-z0-9_]+)-(?P<key>[0-9a-f]{24})(?:-[0-9
 
 def _mark_used(manifest: Path) -> None:
     """Record that the kernel of ``manifest`` was used now: its manifest's modification time, which
-    :func:`_remove_unused_entries` reads.  Nothing where it cannot be set (a cache this user may only read: the entry's
-    age is then that of its build)."""
+    :func:`_remove_unused_entries` reads.  Nothing where it cannot be set (a cache this user may only read, another
+    user's kernel: there the kernel's and manifest's access times, set when they are read to be verified, tell its use,
+    where the file system records them; mounted noatime, the entry's age is that of its last build or marked use)."""
     with contextlib.suppress(OSError):
         os.utime(manifest)
 
 
 def _remove_unused_entries(folder: Path, keep: str) -> None:
     """Remove from ``folder`` the entries of other keys than ``keep`` whose files were all last modified (built, or
-    marked used by :func:`_mark_used`) more than :data:`_UNUSED_ENTRY_S` ago, all of whose files are this user's:
+    marked used by :func:`_mark_used`) and last read (verified before a load) more than :data:`_UNUSED_ENTRY_S` ago,
+    all of whose files are this user's:
     their manifest first (no process verifies the kernel after that), then the kernel and the lock file, holding the
     entry's build lock (an entry being built is left alone).  A process that loads the kernel between its check and
     its removal looks again (:func:`load_kernel`); one that loaded it before keeps it mapped."""
@@ -760,7 +762,9 @@ def _remove_unused_entries(folder: Path, keep: str) -> None:
             stats = [f.lstat() for f in files]
         except OSError:   # removed meanwhile by another process, or not ours to look at
             return False
-        return all(time.time() - st.st_mtime > _UNUSED_ENTRY_S and stat.S_ISREG(st.st_mode)
+        # used: modified (built, marked) or read (the hash verified before each load: a reader who may not mark it,
+        # as for another user's kernel in a shared cache, still sets its access time where the file system records it)
+        return all(time.time() - max(st.st_mtime, st.st_atime) > _UNUSED_ENTRY_S and stat.S_ISREG(st.st_mode)
                    and (uid is None or st.st_uid == uid) for st in stats)
 
     for (stem, key), files in sorted(entries.items()):

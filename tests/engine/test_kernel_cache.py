@@ -710,6 +710,33 @@ def test_a_used_kernel_is_marked_used_and_kept(built, tmp_path):
     assert cpu._find(folder, "transport.cu", ident) is not None
 
 
+def test_a_kernel_read_by_a_user_who_cannot_mark_it_is_kept(built, tmp_path, monkeypatch):
+    """A cache shared by several users (a group's folder, a login node's for compiler-less compute nodes): a reader
+    may not set the manifest's modification time of a kernel another user built (os.utime: EPERM), so its daily use
+    left the entry "unused" and the owner's next build of another key removed it (review b of audit 32, R2: a real
+    process loading it three times, then another key built, and it was gone; a compute node without a compiler then
+    finds no kernel).  Reading the kernel (its hash is verified before each load) sets its access time: that is use."""
+    folder = tmp_path / "cache"
+    shutil.copytree(built, folder)
+    long_ago = time.time() - 90 * 86400
+    for f in folder.iterdir():
+        os.utime(f, (long_ago, long_ago))
+    src = cpu.assemble("transport.cu")
+    ident = cpu.kernel_identity(src, cpu.compiler_version(cpu.find_compiler()))
+
+    def no_utime(*a, **k):   # as for a file another user owns
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(cpu.os, "utime", no_utime)
+    assert cpu._find(folder, "transport.cu", ident) is not None   # a load by the reader
+    monkeypatch.undo()
+    so = next(folder.glob("transport-*.so"))
+    if time.time() - so.stat().st_atime > 3600:
+        pytest.skip("this file system does not record access times (noatime): use is the manifest's time alone")
+    cpu._remove_unused_entries(folder, "f" * 24)   # the owner builds another version's kernel
+    assert cpu._find(folder, "transport.cu", ident) is not None
+
+
 def test_an_entry_being_built_or_another_users_is_not_removed(tmp_path, monkeypatch):
     """An old entry whose build lock another process holds (it is rebuilding it) is left alone, as is one whose files
     are another user's."""
