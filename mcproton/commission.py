@@ -60,7 +60,8 @@ The relative tolerances (peak/entrance, dose per MU, spot sigma) are fractions, 
 (``MAX_RELATIVE_TOLERANCE``): 10 typed for 10 % was read as 1000 % and passed spots twice the model's size.
 
 Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
-energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
+energy in one file only), every measured curve's metrics (an R80 1/10 or 10 x the model's: depths in cm or 0.1
+mm, refused), each reference depth against the model's R80 (in the
 plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
 earlier commission did not write is refused, not overwritten).  A dose per MU whose MC uncertainty exceeds a
 third of its tolerance is "inconclusive", not a pass or a fail on noise; a failure with a unit slip's signature
@@ -124,6 +125,12 @@ DPM_MAX_UNCERTAINTY_OF_TOL = 1.0 / 3.0
 #: unit slips recognised in a failure's ratio model / measured, each within UNIT_HINT_REL of its factor
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))   # 2.355
 UNIT_HINT_REL = 0.08
+#: a measured R80 more than this factor from the model's (its CSDA-range estimate, before any transport) and within
+#: UNIT_HINT_REL of 1/10 or 10 x it is a depth unit slip, refused (cm or 0.1 mm in the depth_mm column; the audit 32
+#: of 2026-12-07, cmcm F4: depths in cm failed R80 by +142 mm, exit status 1, after the Monte Carlo run); between,
+#: or far off by another factor, the curve is judged (a FAIL, with the unit hint where the Monte Carlo's ratio has
+#: the factor)
+IDD_UNIT_SLIP_FACTOR = 5.0
 
 
 class CommissionInputError(InputDataError):
@@ -745,6 +752,24 @@ def _check_reference_flatness(model: Any, r: dict, path: Path, tol_rel: float) -
         f"with spots at most about 1.5 x sigma ({1.5 * sig:.1f} mm) apart at this energy")
 
 
+def _check_idd_depth_unit(model: Any, e: float, measured_r80_mm: float, path: Path) -> None:
+    """Refuse a measured IDD whose depths are in cm or in 0.1 mm (its R80 1/10 or 10 x the model's, estimated
+    before any transport by :func:`model_r80_mm`; IDD_UNIT_SLIP_FACTOR), naming the file, the energy and the
+    factor: such a curve cannot be compared (exit status 2), its R80 and gamma FAILs would be no verdict on the
+    model."""
+    r80 = model_r80_mm(model, e)
+    ratio = r80 / measured_r80_mm if measured_r80_mm > 0 else 0.0
+    if 1 / IDD_UNIT_SLIP_FACTOR <= ratio <= IDD_UNIT_SLIP_FACTOR:
+        return
+    where = (f"measured IDD file {path}: {e:g} MeV: the measured R80 ({measured_r80_mm:.1f} mm) is "
+             f"{f'1/{ratio:.1f} of' if ratio > 1 else f'{1 / ratio:.1f} x'} the model's (about {r80:.1f} mm, the "
+             f"ICRU 90 CSDA range of its mean energy, {_entry(model, e).mean_energy_mev:.2f} MeV)")
+    if _ratio_hint(ratio, ((10.0, "cm"),)):
+        raise CommissionInputError(f"{where}: depth_mm in cm? give the depths in mm (x 10)")
+    if _ratio_hint(ratio, ((0.1, "0.1 mm"),)):
+        raise CommissionInputError(f"{where}: depth_mm in 0.1 mm? give the depths in mm (/ 10)")
+
+
 def _hint_chamber(checks: list[dict], radius_mm: float | None) -> None:
     """A failing gamma or peak/entrance of an IDD whose ranges and fall-off pass has the signature of a lateral
     integration other than the measuring chamber's (the audit 32 of 2026-12-07, F2: the PTW 34070's diameter, 81.6
@@ -857,7 +882,8 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
             _check_reference_flatness(model, r, p, tol.dose_per_mu_rel)
         for e, (zm, dm) in curves.items():   # every energy and measured curve checked before any transport
             _entry(model, e)
-            _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
+            m, _pe = _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
+            _check_idd_depth_unit(model, e, m["R80"], curve_file[e])
         _check_chamber_radius(chamber_radius_mm)
         for r in rows:
             model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)

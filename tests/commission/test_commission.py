@@ -535,22 +535,52 @@ def test_the_provenance_names_the_data_the_date_and_the_warnings(v5, measured_sp
     assert res.provenance["warnings"] == ["spot sigma 0.389 mm at 100 MeV: not cm, not a FWHM?"]
 
 
-def test_idd_depths_in_cm_are_named_and_the_energy_asked_for_is_the_inverse_range(v5, measured_idd, tmp_path):
-    """F10: a measured IDD with its depths in cm (in the depth_mm column) failed R80 by +142 mm with no hint, and
-    one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives.  Here 140 MeV: R80 about 138 mm, read
-    as 13.8 mm (about 40 MeV by the CSDA range)."""
+def _idd_scaled(measured_idd, tmp_path, factor: float):
+    """The 140 MeV measured curve with its depths x ``factor`` (0.1: cm in the depth_mm column)."""
     rows = [x.split(",") for x in measured_idd.read_text().splitlines()[2:] if x.startswith("140,")]
-    p = tmp_path / "cm.csv"
-    p.write_text("nominal_energy_mev,depth_mm,idd\n" + "".join(f"140,{float(z) / 10:.4f},{d}\n" for _, z, d in rows))
-    res = commission(v5, idd=p, primaries=N, seed=1, threads=1)
+    p = tmp_path / f"idd_x{factor:g}.csv"
+    p.write_text("nominal_energy_mev,depth_mm,idd\n"
+                 + "".join(f"140,{float(z) * factor:.4f},{d}\n" for _, z, d in rows))
+    return p
+
+
+@pytest.mark.parametrize("factor, match", [
+    (0.1, r"idd_x0\.1\.csv: 140 MeV: the measured R80 \(14\.\d mm\) is 1/10\.\d of the model's \(about 140\.\d mm.*"
+          r"depth_mm in cm\?.*give the depths in mm \(x 10\)"),
+    (10, r"idd_x10\.csv: 140 MeV: the measured R80 \(14\d\d\.\d mm\) is 10\.\d x the model's .*"
+         r"depth_mm in 0\.1 mm\?.*give the depths in mm \(/ 10\)"),
+])
+def test_idd_depths_in_another_unit_are_refused_before_any_transport(v5, measured_idd, tmp_path, no_transport,
+                                                                    factor, match):
+    """Audit 32 (cmcm, F4): depths in cm in the depth_mm column gave a FAIL (exit status 1, R80 +142 mm with a
+    "depths in cm?" hint) after the Monte Carlo run, an input that cannot be compared reported as a verdict on the
+    model.  A measured R80 within UNIT_HINT_REL of 1/10 (or 10 x) of the model's, estimated before any transport
+    (the CSDA range of its mean energy), is refused, naming the file, the energy and the factor: exit status 2."""
+    p = _idd_scaled(measured_idd, tmp_path, factor)
+    with pytest.raises(CommissionInputError, match=match):
+        commission(v5, idd=p, primaries=N)
+    assert main(["commission", "--beam-model", "dcpt_v5", "--idd", str(p), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_an_idd_far_off_but_not_by_a_units_factor_is_judged_not_refused(v5, measured_idd, tmp_path):
+    """Where the factor is no unit's (depths x 0.15: the model's R80 6.7 x the measured), the curve is compared and
+    FAILs on R80 (exit status 1 in the CLI): a wrong model, or a wrong energy label, is the model's verdict."""
+    res = commission(v5, idd=_idd_scaled(measured_idd, tmp_path, 0.15), primaries=N, seed=1, threads=1)
     r80 = next(c for c in res.failed if c["quantity"] == "R80 (mm)")
-    assert "the measured depths in cm? give mm" in r80["hint"]
+    assert r80["difference"] > 100
+
+
+def test_the_energy_asked_for_a_far_off_r80_is_the_inverse_range(v5):
+    """F10 (2026-12-05): one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives (depths in cm,
+    now refused before any transport); the inverted CSDA range gives it.  140 MeV: R80 about 138 mm against a
+    measured 13.8 mm."""
+    from mcproton.commission import model_r80_mm, suggested_mean_energy_mev
     from mcproton.validation.reference import icru90_water
 
-    (row,) = res.idd
-    e = row["suggested_mean_energy_mev"]
+    r80 = model_r80_mm(v5, 140.0)
+    e = suggested_mean_energy_mev(v5.at(140.0).mean_energy_mev, r80 - 13.8)
     assert 35 < e < 45
-    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(row["measured"]["R80_mm"], rel=0.05)
+    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(13.8, rel=0.01)
 
 
 @pytest.fixture(scope="module")
