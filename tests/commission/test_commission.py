@@ -393,6 +393,72 @@ def test_the_reference_fields_nonflatness_is_the_spots_fluence(v5):
     assert abs(reference_field_nonflatness(v5, 100.0, 100.0, 5.0)) < 1e-4
 
 
+def test_the_reference_fields_nonflatness_against_a_disc_is_the_spots_fluence(v5):
+    """With a chamber's radius the column is compared with the mean over its disc: against the spots' fluence summed
+    on a 0.025 mm grid over the disc (a Roos chamber, 7.8 mm) within 2e-4; 10 mm spacing at 150 MeV, -12.5 % from
+    the axis, is +1.8 % from the Roos disc's mean."""
+    from mcproton.commission import REF_COLUMN_MM, ROOS_RADIUS_MM, reference_field_nonflatness
+
+    sx, sy = (float(s) for s in model_spot_sigma_mm(v5, 150.0, 0.0))
+    u = (np.arange(11) - 5) * 10.0
+
+    def fluence(x, y):
+        return (np.exp(-0.5 * ((x[..., None] - u) / sx) ** 2).sum(-1)
+                * np.exp(-0.5 * ((y[..., None] - u) / sy) ** 2).sum(-1))
+
+    col = np.arange(-REF_COLUMN_MM / 2 + 0.0125, REF_COLUMN_MM / 2, 0.025)
+    x, y = np.meshgrid(col, col)
+    disc = x ** 2 + y ** 2 <= ROOS_RADIUS_MM ** 2
+    brute = fluence(x, y).mean() / fluence(x[disc], y[disc]).mean() - 1
+    got = reference_field_nonflatness(v5, 150.0, 100.0, 10.0, ROOS_RADIUS_MM)
+    assert got == pytest.approx(brute, abs=2e-4)
+    assert got == pytest.approx(0.018, abs=0.001)
+
+
+@pytest.fixture
+def iba():
+    return load_beam_model("mcsquare_upenn_iba_dn")
+
+
+def test_a_sparse_field_measured_with_a_plane_parallel_chamber_is_judged_with_its_radius(iba, tmp_path,
+                                                                                         monkeypatch):
+    """Review b of audit 32: the IBA model's 5 mm reference fields at 190-220 MeV, fields clinics measure, are
+    refused (the column 0.6-1.7 % from the axis in air; 220 MeV: -0.73 %); a Roos chamber (7.8 mm radius) averages
+    the ripple: the column is -0.01 % from its disc (Monte Carlo, 4 x 10^6 primaries, 2 seeds: the disc's mean +0.3
+    +- 0.3 % from the column's).  Refused by default, naming --ref-chamber-radius-mm; judged with it (exit 0 for the
+    model's own dose), the radius in the provenance."""
+    import mcproton.commission as C
+
+    p = _dpm(tmp_path, "220,100,5,20,0.0125")
+    with pytest.raises(CommissionInputError, match=r"column reads -0\.7 % from the axis.*--ref-chamber-radius-mm; "
+                                                   r"PTW 34001 Roos: 7\.8 mm"):
+        commission(iba, dose_per_mu=p)
+    calls = []
+    monkeypatch.setattr(C, "model_dose_per_mu", lambda *a, **k: calls.append(a) or (0.0125, 0.003))
+    res = commission(iba, dose_per_mu=p, reference_chamber_radius_mm=7.8)
+    assert len(calls) == 1 and res.passed
+    assert res.provenance["reference_chamber_radius_mm"] == 7.8
+    assert main(["commission", "--beam-model", "mcsquare_upenn_iba_dn", "--dose-per-mu", str(p), "--out",
+                 str(tmp_path / "o"), "--ref-chamber-radius-mm", "7.8"]) == 0
+
+
+@pytest.mark.parametrize("radius", ["0", "-7.8", "12", "nan", "inf"])
+def test_a_reference_chamber_radius_outside_the_column_is_refused(tmp_path, no_transport, radius):
+    p = _dpm(tmp_path, "150,100,5,20,0.0137")
+    assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(p), "--out", str(tmp_path / "o"),
+                 "--ref-chamber-radius-mm", radius]) == 2
+    with pytest.raises(CommissionInputError, match=r"--ref-chamber-radius-mm.*in \(0, 10\] mm \(PTW 34001 Roos"):
+        commission("dcpt_v5", dose_per_mu=p, reference_chamber_radius_mm=float(radius))
+
+
+def test_a_field_too_sparse_even_for_the_chambers_disc_is_refused(v5, tmp_path, no_transport):
+    """10 mm spacing at 150 MeV: the column +1.8 % from a Roos disc's mean (in air): still refused, saying so."""
+    p = _dpm(tmp_path, "150,100,10,20,0.014")
+    with pytest.raises(CommissionInputError, match=r"column reads \+1\.8 % from the mean over the chamber's disc of "
+                                                   r"7\.8 mm radius \(--ref-chamber-radius-mm\)"):
+        commission(v5, dose_per_mu=p, reference_chamber_radius_mm=7.8)
+
+
 def test_several_files_per_option_are_all_read(measured_spots, tmp_path, capsys, no_transport):
     """F1: --spots a --spots b kept only b, and the report said PASS; now every file is read (the option repeated
     or a glob's several names), and an energy in two files is refused, naming both."""
