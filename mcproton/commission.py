@@ -60,7 +60,8 @@ The relative tolerances (peak/entrance, dose per MU, spot sigma) are fractions, 
 (``MAX_RELATIVE_TOLERANCE``): 10 typed for 10 % was read as 1000 % and passed spots twice the model's size.
 
 Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
-energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
+energy in one file only), every measured curve's metrics (an R80 1/10 or 10 x the model's: depths in cm or 0.1
+mm, refused), each reference depth against the model's R80 (in the
 plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
 earlier commission did not write is refused, not overwritten).  A dose per MU whose MC uncertainty exceeds a
 third of its tolerance is "inconclusive", not a pass or a fail on noise; a failure with a unit slip's signature
@@ -117,6 +118,13 @@ REF_MAX_DEPTH_R80 = 0.9
 #: audit 32 of 2026-12-07, F1: 10 mm spacing at 150 MeV, the right model's column 8.9 % below its axis, judged -8.9 %
 #: and a protons/MU 9.8 % too high suggested; 8 mm: -1.8 %, a PASS with a protons/MU 1.8 % high suggested)
 REF_MAX_NONFLAT_OF_TOL = 0.25
+#: a plane-parallel reference chamber's sensitive radius (mm), named where a sparse field is refused: PTW 34001 Roos,
+#: collecting electrode 15.6 mm across (IAEA TRS-398, Table 4; PTW's data sheet: radius of the sensitive volume 7.8
+#: mm, 0.35 cm3).  ``reference_chamber_radius_mm`` (--ref-chamber-radius-mm) makes the flatness check the column
+#: against that disc; the default (None) is a point on the axis, the bound for any chamber (a Farmer-type is 6 mm
+#: across one way): the audit 32 of 2026-12-08 (cmcm) found the IBA model's 5 mm fields at 190-220 MeV 0.6-1.7 %
+#: from the axis but within 0.1 % of a Roos disc (in air), Monte Carlo at 220 MeV: Roos disc / column +0.3 +- 0.3 %
+ROOS_RADIUS_MM = 7.8
 #: the dose per MU is judged only when the model's MC uncertainty is at most this fraction of its tolerance: above,
 #: the verdict is "inconclusive" (an audit, 2026-12-05: at 4-8 % uncertainty the right model failed in 4 of 8
 #: seeds against the 2 % tolerance)
@@ -124,6 +132,12 @@ DPM_MAX_UNCERTAINTY_OF_TOL = 1.0 / 3.0
 #: unit slips recognised in a failure's ratio model / measured, each within UNIT_HINT_REL of its factor
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))   # 2.355
 UNIT_HINT_REL = 0.08
+#: a measured R80 more than this factor from the model's (its CSDA-range estimate, before any transport) and within
+#: UNIT_HINT_REL of 1/10 or 10 x it is a depth unit slip, refused (cm or 0.1 mm in the depth_mm column; the audit 32
+#: of 2026-12-07, cmcm F4: depths in cm failed R80 by +142 mm, exit status 1, after the Monte Carlo run); between,
+#: or far off by another factor, the curve is judged (a FAIL, with the unit hint where the Monte Carlo's ratio has
+#: the factor)
+IDD_UNIT_SLIP_FACTOR = 5.0
 
 
 class CommissionInputError(InputDataError):
@@ -435,14 +449,18 @@ def model_dose_per_mu(model: Any, energy: float, field_size_mm: float, spot_spac
     return float(np.interp(depth_mm, y, prof)), float(np.interp(depth_mm, y, unc))
 
 
-def reference_field_nonflatness(model: Any, energy: float, field_size_mm: float, spot_spacing_mm: float) -> float:
+def reference_field_nonflatness(model: Any, energy: float, field_size_mm: float, spot_spacing_mm: float,
+                                chamber_radius_mm: float | None = None) -> float:
     """How far the reference field's mean over the REF_COLUMN_MM x REF_COLUMN_MM column on its axis, whose dose
     :func:`model_dose_per_mu` gives, lies from its value on the axis, where a reference chamber sits: column / axis
-    - 1 (negative where a spot on the axis makes the axis read more).  The fluence in air at the isocentre plane of
-    the field's spots (placed as :func:`model_dose_per_mu` places them), each the model's Gaussian components drifted
-    in vacuum (:func:`model_spot_sigma_mm`; a component is separable in x and y, so its column mean is the product
-    of the Gaussians' integrals, erf, over the column's side).  In water the spots only broaden (multiple Coulomb
-    scattering), which flattens the field: the difference at depth is at most this."""
+    - 1 (negative where a spot on the axis makes the axis read more); with ``chamber_radius_mm``, column / the mean
+    over the chamber's disc about the axis - 1 (its sensitive area: a plane-parallel chamber; the disc's mean from a
+    0.05 mm grid of points, the fluence of a grid of separable spots being a product of 1-D sums).  The fluence in
+    air at the isocentre plane of the field's spots (placed as :func:`model_dose_per_mu` places them), each the
+    model's Gaussian components drifted in vacuum (:func:`model_spot_sigma_mm`; a component is separable in x and
+    y, so its column mean is the product of the Gaussians' integrals, erf, over the column's side).  In water the
+    spots only broaden (multiple Coulomb scattering), which flattens the field: the difference at depth is at most
+    this."""
     from scipy.special import ndtr
 
     from ._io.beam_model import drift_sigma_mm
@@ -452,16 +470,19 @@ def reference_field_nonflatness(model: Any, energy: float, field_size_mm: float,
     n = int(round(field_size_mm / spot_spacing_mm)) + 1
     u = (np.arange(n) - (n - 1) / 2) * spot_spacing_mm
     a = REF_COLUMN_MM / 2
+    r = 0.0 if chamber_radius_mm is None else float(chamber_radius_mm)
+    g = (np.arange(-round(r / 0.05), round(r / 0.05) + 1) * 0.05) if r > 0 else np.zeros(1)   # the disc's points
+    inside = (g[:, None] ** 2 + g[None, :] ** 2) <= r ** 2
     wsum = sum(c.weight for c in e.components)
     column = axis = 0.0
     for c in e.components:
-        cm, ax = 1.0, 1.0
+        cm, f = 1.0, []
         for k in (0, 1):
             s = float(drift_sigma_mm(c.sigma_mm[k], c.divergence_rad[k], c.correlation[k], d))
             cm *= float(np.sum(ndtr((a - u) / s) - ndtr((-a - u) / s))) / (2 * a)   # the 1-D Gaussians' mean
-            ax *= float(np.sum(np.exp(-0.5 * (u / s) ** 2))) / (s * math.sqrt(2 * math.pi))
+            f.append(np.exp(-0.5 * ((g[:, None] - u[None, :]) / s) ** 2).sum(axis=1) / (s * math.sqrt(2 * math.pi)))
         column += c.weight / wsum * cm
-        axis += c.weight / wsum * ax
+        axis += c.weight / wsum * float((np.outer(f[1], f[0]) * inside).sum() / inside.sum())
     return column / axis - 1.0
 
 
@@ -727,22 +748,56 @@ def _check_reference_depth(model: Any, r: dict, path: Path) -> None:
             f"{REF_MAX_DEPTH_R80 * r80:.0f} mm (IAEA TRS-398: 2-3 cm for a single-layer field), in mm")
 
 
-def _check_reference_flatness(model: Any, r: dict, path: Path, tol_rel: float) -> None:
-    """Refuse a reference field whose spots are too sparse for its axis to read the column's mean
-    (:func:`reference_field_nonflatness` beyond REF_MAX_NONFLAT_OF_TOL of the tolerance ``tol_rel``), before any
-    transport: its verdict and the protons/MU it asks for would be off by that much."""
+def _check_reference_chamber_radius(radius_mm: float | None) -> None:
+    if radius_mm is not None and (isinstance(radius_mm, bool) or not isinstance(radius_mm, (int, float, np.floating))
+                                  or not 0 < radius_mm <= REF_COLUMN_MM / 2):
+        raise CommissionInputError(f"reference chamber radius (--ref-chamber-radius-mm) {radius_mm!r} mm: give the "
+                                   f"sensitive radius of the plane-parallel chamber that measured the dose per MU, "
+                                   f"in (0, {REF_COLUMN_MM / 2:g}] mm (PTW 34001 Roos: {ROOS_RADIUS_MM:g} mm), or "
+                                   "leave it out (a point on the axis)")
+
+
+def _check_reference_flatness(model: Any, r: dict, path: Path, tol_rel: float,
+                              chamber_radius_mm: float | None = None) -> None:
+    """Refuse a reference field whose spots are too sparse for the chamber (a point on the axis, or the disc of
+    ``chamber_radius_mm``) to read the column's mean (:func:`reference_field_nonflatness` beyond
+    REF_MAX_NONFLAT_OF_TOL of the tolerance ``tol_rel``), before any transport: its verdict and the protons/MU it
+    asks for would be off by that much."""
     e, sp = r["nominal_energy_mev"], r["spot_spacing_mm"]
-    nf = reference_field_nonflatness(model, e, r["field_size_mm"], sp)
+    nf = reference_field_nonflatness(model, e, r["field_size_mm"], sp, chamber_radius_mm)
     if abs(nf) <= REF_MAX_NONFLAT_OF_TOL * tol_rel:
         return
     sig = float(min(model_spot_sigma_mm(model, e, 0.0, "core")))
+    where = ("the axis, where the chamber sits" if chamber_radius_mm is None else
+             f"the mean over the chamber's disc of {chamber_radius_mm:g} mm radius (--ref-chamber-radius-mm)")
+    disc = ("" if chamber_radius_mm is not None else
+            f", or, if a plane-parallel chamber measured it, its sensitive radius (--ref-chamber-radius-mm; PTW "
+            f"34001 Roos: {ROOS_RADIUS_MM:g} mm)")
     raise CommissionInputError(
         f"measured dose-per-MU file {path}: {e:g} MeV: a spot spacing of {sp:g} mm is {sp / sig:.1f} x the model's "
         f"spot sigma at the isocentre ({sig:.2f} mm): the field is not flat over the {REF_COLUMN_MM:g} x "
         f"{REF_COLUMN_MM:g} mm column whose mean dose is the model's (in air the column reads {100 * nf:+.1f} % "
-        f"from the axis, where the chamber sits; at most {100 * REF_MAX_NONFLAT_OF_TOL * tol_rel:.1f} % is taken), "
+        f"from {where}; at most {100 * REF_MAX_NONFLAT_OF_TOL * tol_rel:.1f} % is taken), "
         "so the verdict and the protons/MU it asks for would be off by about that; give a reference field measured "
-        f"with spots at most about 1.5 x sigma ({1.5 * sig:.1f} mm) apart at this energy")
+        f"with spots at most about 1.5 x sigma ({1.5 * sig:.1f} mm) apart at this energy{disc}")
+
+
+def _check_idd_depth_unit(model: Any, e: float, measured_r80_mm: float, path: Path) -> None:
+    """Refuse a measured IDD whose depths are in cm or in 0.1 mm (its R80 1/10 or 10 x the model's, estimated
+    before any transport by :func:`model_r80_mm`; IDD_UNIT_SLIP_FACTOR), naming the file, the energy and the
+    factor: such a curve cannot be compared (exit status 2), its R80 and gamma FAILs would be no verdict on the
+    model."""
+    r80 = model_r80_mm(model, e)
+    ratio = r80 / measured_r80_mm if measured_r80_mm > 0 else 0.0
+    if 1 / IDD_UNIT_SLIP_FACTOR <= ratio <= IDD_UNIT_SLIP_FACTOR:
+        return
+    where = (f"measured IDD file {path}: {e:g} MeV: the measured R80 ({measured_r80_mm:.1f} mm) is "
+             f"{f'1/{ratio:.1f} of' if ratio > 1 else f'{1 / ratio:.1f} x'} the model's (about {r80:.1f} mm, the "
+             f"ICRU 90 CSDA range of its mean energy, {_entry(model, e).mean_energy_mev:.2f} MeV)")
+    if _ratio_hint(ratio, ((10.0, "cm"),)):
+        raise CommissionInputError(f"{where}: depth_mm in cm? give the depths in mm (x 10)")
+    if _ratio_hint(ratio, ((0.1, "0.1 mm"),)):
+        raise CommissionInputError(f"{where}: depth_mm in 0.1 mm? give the depths in mm (/ 10)")
 
 
 def _hint_chamber(checks: list[dict], radius_mm: float | None) -> None:
@@ -794,12 +849,15 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
                primaries: int = 200_000, seed: int = 1, threads: int | None = None, backend: str = "cpu",
                tolerances: Tolerances | None = None, chamber_radius_mm: float | None = CHAMBER_RADIUS_MM,
                spot_sigma: str = "core", log: Callable[[str], None] | None = None,
-               out_dir: str | Path | None = None) -> CommissionResult:
+               out_dir: str | Path | None = None,
+               reference_chamber_radius_mm: float | None = None) -> CommissionResult:
     """Compare beam model ``beam_model`` (a name or path for :func:`mcproton.dicom.load_beam_model`, or a loaded
     model) with measured IDDs (``idd``: :func:`read_idd_csv`) and/or in-air spot sizes (``spots``:
     :func:`read_spot_csv`) and/or reference-field doses per MU (``dose_per_mu``: :func:`read_dose_per_mu_csv`);
     each a file or a list of files (one energy in one file only).  ``chamber_radius_mm``: the IDDs' chamber (None:
-    halo-corrected IDDs, the whole lateral integral); ``spot_sigma``: "core" (a measured sigma is a Gaussian fit
+    halo-corrected IDDs, the whole lateral integral); ``reference_chamber_radius_mm``: the sensitive radius of the
+    plane-parallel chamber that measured the doses per MU, e.g. ROOS_RADIUS_MM (None: a point on the axis), the
+    disc the reference field's flatness is checked against; ``spot_sigma``: "core" (a measured sigma is a Gaussian fit
     of the core) or "rms" (module docstring).  Every input, and ``out_dir`` where the report will be written
     (:func:`check_out_dir`), is read and checked before the first Monte Carlo run.  The warnings issued (the
     beam model's when it is loaded here, and this comparison's) are kept in the provenance."""
@@ -851,13 +909,15 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
             for e in {r["nominal_energy_mev"] for r in new}:
                 _once_per_energy(seen, e, p, "measured dose-per-MU files")
             refs += [(r, p) for r in new]
+        _check_reference_chamber_radius(reference_chamber_radius_mm)
         for r, p in refs:
             _entry(model, r["nominal_energy_mev"])
             _check_reference_depth(model, r, p)
-            _check_reference_flatness(model, r, p, tol.dose_per_mu_rel)
+            _check_reference_flatness(model, r, p, tol.dose_per_mu_rel, reference_chamber_radius_mm)
         for e, (zm, dm) in curves.items():   # every energy and measured curve checked before any transport
             _entry(model, e)
-            _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
+            m, _pe = _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
+            _check_idd_depth_unit(model, e, m["R80"], curve_file[e])
         _check_chamber_radius(chamber_radius_mm)
         for r in rows:
             model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
@@ -913,6 +973,8 @@ def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None
                       "idd_chamber_radius_mm": chamber_radius_mm if chamber_radius_mm is not None else
                       f"none (the whole {IDD_LATERAL_MM:g} x {IDD_LATERAL_MM:g} mm)",
                       "idd_bin_mm": IDD_BIN_MM, "spot_sigma": spot_sigma,
+                      "reference_chamber_radius_mm": reference_chamber_radius_mm if reference_chamber_radius_mm
+                      is not None else "none (a point on the axis)",
                       "warnings": list(dict.fromkeys(said)) or (["none"] if isinstance(beam_model, (str, Path))
                                                                 else ["none (the beam model was loaded before)"]),
                       "wall_s": time.perf_counter() - t0}
@@ -1305,6 +1367,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--chamber-radius-mm", default=str(CHAMBER_RADIUS_MM), metavar="R",
                    help=f"radius of the chamber that measured the IDDs, mm (default {CHAMBER_RADIUS_MM:g}: PTW 34070 "
                         "Bragg peak chamber); none: the IDDs are corrected for the halo (the whole lateral integral)")
+    p.add_argument("--ref-chamber-radius-mm", type=float, default=None, metavar="R",
+                   help="sensitive radius of the plane-parallel chamber that measured --dose-per-mu, mm (e.g. "
+                        f"{ROOS_RADIUS_MM:g}: PTW 34001 Roos); the reference field's flatness over the model's "
+                        f"{REF_COLUMN_MM:g} mm column is checked against this disc (default: a point on the axis)")
     p.add_argument("--spot-sigma", default="core", choices=SPOT_SIGMA_KINDS,
                    help="what a measured sigma is: core (default: a Gaussian fitted to the profile's core, compared "
                         "with the model's heaviest component) or rms (the second moment of the whole profile)")
@@ -1399,7 +1465,8 @@ def _commission_into(out: str, args: Any, tol: Tolerances, radius: float | None)
             res = commission(args.beam_model, idd=flat(args.idd), spots=flat(args.spots),
                              dose_per_mu=flat(args.dose_per_mu), primaries=args.primaries, seed=args.seed,
                              threads=args.threads, backend=args.backend, tolerances=tol, chamber_radius_mm=radius,
-                             spot_sigma=args.spot_sigma, log=_log, out_dir=folder)
+                             spot_sigma=args.spot_sigma, log=_log, out_dir=folder,
+                             reference_chamber_radius_mm=args.ref_chamber_radius_mm)
             paths = write_commission_report(res, folder, written=written)
             stop.complete = True
         except (_Stopped, KeyboardInterrupt) as exc:

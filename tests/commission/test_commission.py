@@ -393,6 +393,72 @@ def test_the_reference_fields_nonflatness_is_the_spots_fluence(v5):
     assert abs(reference_field_nonflatness(v5, 100.0, 100.0, 5.0)) < 1e-4
 
 
+def test_the_reference_fields_nonflatness_against_a_disc_is_the_spots_fluence(v5):
+    """With a chamber's radius the column is compared with the mean over its disc: against the spots' fluence summed
+    on a 0.025 mm grid over the disc (a Roos chamber, 7.8 mm) within 2e-4; 10 mm spacing at 150 MeV, -12.5 % from
+    the axis, is +1.8 % from the Roos disc's mean."""
+    from mcproton.commission import REF_COLUMN_MM, ROOS_RADIUS_MM, reference_field_nonflatness
+
+    sx, sy = (float(s) for s in model_spot_sigma_mm(v5, 150.0, 0.0))
+    u = (np.arange(11) - 5) * 10.0
+
+    def fluence(x, y):
+        return (np.exp(-0.5 * ((x[..., None] - u) / sx) ** 2).sum(-1)
+                * np.exp(-0.5 * ((y[..., None] - u) / sy) ** 2).sum(-1))
+
+    col = np.arange(-REF_COLUMN_MM / 2 + 0.0125, REF_COLUMN_MM / 2, 0.025)
+    x, y = np.meshgrid(col, col)
+    disc = x ** 2 + y ** 2 <= ROOS_RADIUS_MM ** 2
+    brute = fluence(x, y).mean() / fluence(x[disc], y[disc]).mean() - 1
+    got = reference_field_nonflatness(v5, 150.0, 100.0, 10.0, ROOS_RADIUS_MM)
+    assert got == pytest.approx(brute, abs=2e-4)
+    assert got == pytest.approx(0.018, abs=0.001)
+
+
+@pytest.fixture
+def iba():
+    return load_beam_model("mcsquare_upenn_iba_dn")
+
+
+def test_a_sparse_field_measured_with_a_plane_parallel_chamber_is_judged_with_its_radius(iba, tmp_path,
+                                                                                         monkeypatch):
+    """Review b of audit 32: the IBA model's 5 mm reference fields at 190-220 MeV, fields clinics measure, are
+    refused (the column 0.6-1.7 % from the axis in air; 220 MeV: -0.73 %); a Roos chamber (7.8 mm radius) averages
+    the ripple: the column is -0.01 % from its disc (Monte Carlo, 4 x 10^6 primaries, 2 seeds: the disc's mean +0.3
+    +- 0.3 % from the column's).  Refused by default, naming --ref-chamber-radius-mm; judged with it (exit 0 for the
+    model's own dose), the radius in the provenance."""
+    import mcproton.commission as C
+
+    p = _dpm(tmp_path, "220,100,5,20,0.0125")
+    with pytest.raises(CommissionInputError, match=r"column reads -0\.7 % from the axis.*--ref-chamber-radius-mm; "
+                                                   r"PTW 34001 Roos: 7\.8 mm"):
+        commission(iba, dose_per_mu=p)
+    calls = []
+    monkeypatch.setattr(C, "model_dose_per_mu", lambda *a, **k: calls.append(a) or (0.0125, 0.003))
+    res = commission(iba, dose_per_mu=p, reference_chamber_radius_mm=7.8)
+    assert len(calls) == 1 and res.passed
+    assert res.provenance["reference_chamber_radius_mm"] == 7.8
+    assert main(["commission", "--beam-model", "mcsquare_upenn_iba_dn", "--dose-per-mu", str(p), "--out",
+                 str(tmp_path / "o"), "--ref-chamber-radius-mm", "7.8"]) == 0
+
+
+@pytest.mark.parametrize("radius", ["0", "-7.8", "12", "nan", "inf"])
+def test_a_reference_chamber_radius_outside_the_column_is_refused(tmp_path, no_transport, radius):
+    p = _dpm(tmp_path, "150,100,5,20,0.0137")
+    assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(p), "--out", str(tmp_path / "o"),
+                 "--ref-chamber-radius-mm", radius]) == 2
+    with pytest.raises(CommissionInputError, match=r"--ref-chamber-radius-mm.*in \(0, 10\] mm \(PTW 34001 Roos"):
+        commission("dcpt_v5", dose_per_mu=p, reference_chamber_radius_mm=float(radius))
+
+
+def test_a_field_too_sparse_even_for_the_chambers_disc_is_refused(v5, tmp_path, no_transport):
+    """10 mm spacing at 150 MeV: the column +1.8 % from a Roos disc's mean (in air): still refused, saying so."""
+    p = _dpm(tmp_path, "150,100,10,20,0.014")
+    with pytest.raises(CommissionInputError, match=r"column reads \+1\.8 % from the mean over the chamber's disc of "
+                                                   r"7\.8 mm radius \(--ref-chamber-radius-mm\)"):
+        commission(v5, dose_per_mu=p, reference_chamber_radius_mm=7.8)
+
+
 def test_several_files_per_option_are_all_read(measured_spots, tmp_path, capsys, no_transport):
     """F1: --spots a --spots b kept only b, and the report said PASS; now every file is read (the option repeated
     or a glob's several names), and an energy in two files is refused, naming both."""
@@ -535,22 +601,52 @@ def test_the_provenance_names_the_data_the_date_and_the_warnings(v5, measured_sp
     assert res.provenance["warnings"] == ["spot sigma 0.389 mm at 100 MeV: not cm, not a FWHM?"]
 
 
-def test_idd_depths_in_cm_are_named_and_the_energy_asked_for_is_the_inverse_range(v5, measured_idd, tmp_path):
-    """F10: a measured IDD with its depths in cm (in the depth_mm column) failed R80 by +142 mm with no hint, and
-    one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives.  Here 140 MeV: R80 about 138 mm, read
-    as 13.8 mm (about 40 MeV by the CSDA range)."""
+def _idd_scaled(measured_idd, tmp_path, factor: float):
+    """The 140 MeV measured curve with its depths x ``factor`` (0.1: cm in the depth_mm column)."""
     rows = [x.split(",") for x in measured_idd.read_text().splitlines()[2:] if x.startswith("140,")]
-    p = tmp_path / "cm.csv"
-    p.write_text("nominal_energy_mev,depth_mm,idd\n" + "".join(f"140,{float(z) / 10:.4f},{d}\n" for _, z, d in rows))
-    res = commission(v5, idd=p, primaries=N, seed=1, threads=1)
+    p = tmp_path / f"idd_x{factor:g}.csv"
+    p.write_text("nominal_energy_mev,depth_mm,idd\n"
+                 + "".join(f"140,{float(z) * factor:.4f},{d}\n" for _, z, d in rows))
+    return p
+
+
+@pytest.mark.parametrize("factor, match", [
+    (0.1, r"idd_x0\.1\.csv: 140 MeV: the measured R80 \(14\.\d mm\) is 1/10\.\d of the model's \(about 140\.\d mm.*"
+          r"depth_mm in cm\?.*give the depths in mm \(x 10\)"),
+    (10, r"idd_x10\.csv: 140 MeV: the measured R80 \(14\d\d\.\d mm\) is 10\.\d x the model's .*"
+         r"depth_mm in 0\.1 mm\?.*give the depths in mm \(/ 10\)"),
+])
+def test_idd_depths_in_another_unit_are_refused_before_any_transport(v5, measured_idd, tmp_path, no_transport,
+                                                                    factor, match):
+    """Audit 32 (cmcm, F4): depths in cm in the depth_mm column gave a FAIL (exit status 1, R80 +142 mm with a
+    "depths in cm?" hint) after the Monte Carlo run, an input that cannot be compared reported as a verdict on the
+    model.  A measured R80 within UNIT_HINT_REL of 1/10 (or 10 x) of the model's, estimated before any transport
+    (the CSDA range of its mean energy), is refused, naming the file, the energy and the factor: exit status 2."""
+    p = _idd_scaled(measured_idd, tmp_path, factor)
+    with pytest.raises(CommissionInputError, match=match):
+        commission(v5, idd=p, primaries=N)
+    assert main(["commission", "--beam-model", "dcpt_v5", "--idd", str(p), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_an_idd_far_off_but_not_by_a_units_factor_is_judged_not_refused(v5, measured_idd, tmp_path):
+    """Where the factor is no unit's (depths x 0.15: the model's R80 6.7 x the measured), the curve is compared and
+    FAILs on R80 (exit status 1 in the CLI): a wrong model, or a wrong energy label, is the model's verdict."""
+    res = commission(v5, idd=_idd_scaled(measured_idd, tmp_path, 0.15), primaries=N, seed=1, threads=1)
     r80 = next(c for c in res.failed if c["quantity"] == "R80 (mm)")
-    assert "the measured depths in cm? give mm" in r80["hint"]
+    assert r80["difference"] > 100
+
+
+def test_the_energy_asked_for_a_far_off_r80_is_the_inverse_range(v5):
+    """F10 (2026-12-05): one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives (depths in cm,
+    now refused before any transport); the inverted CSDA range gives it.  140 MeV: R80 about 138 mm against a
+    measured 13.8 mm."""
+    from mcproton.commission import model_r80_mm, suggested_mean_energy_mev
     from mcproton.validation.reference import icru90_water
 
-    (row,) = res.idd
-    e = row["suggested_mean_energy_mev"]
+    r80 = model_r80_mm(v5, 140.0)
+    e = suggested_mean_energy_mev(v5.at(140.0).mean_energy_mev, r80 - 13.8)
     assert 35 < e < 45
-    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(row["measured"]["R80_mm"], rel=0.05)
+    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(13.8, rel=0.01)
 
 
 @pytest.fixture(scope="module")
