@@ -18,12 +18,13 @@ import numpy as np
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
 from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
                       GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NEAR_MAX_VOXELS, NORMALISATION_PLATEAU_TEXT,
-                      NORMALISATION_TEXT, NOISE_REALISATIONS,
+                      NORMALISATION_TEXT, NOISE_REALISATIONS, PLATEAU_RATIO,
                       NOISE_SEED_OFFSET, TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_ratio_region, beam_summary,
                       NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
                       gamma_evaluable_points, gamma_time_estimate, normalisation_doses, normalisation_note,
                       percentile_max, range_agreement,
-                      small_targets, start_gammas, structure_stats, target_dose_of_plan)
+                      small_target_names, small_target_prescription, small_targets, start_gammas,
+                      structure_stats, target_dose_of_plan)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .compute import plan_beams as beams_of_plan
@@ -2969,19 +2970,65 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # the normalisation of the plan dose's and each beam's gammas and of the dose difference, decided once here where
     # the targets are known (the near-maximum of a target too small for the 3 x 3 x 3 medians is not a hot cluster:
     # review a of audit 31, R1) and handed to every consumer as a number (the gamma workers get no mask)
+    # each target's prescription (stated, or the TPS medians), before the normalisation: a near-maximum kept as a
+    # small target's planned dose is held to its stated prescription (audit 32, c3)
+    rx_refs = None if rx_given is not None else plan_dose_references(inp.plan_path)
+    pres_by: dict[str, float] = {}
+    rx_notes: list[str] = []
+    pres_how = ""
+    if rx_of_given is not None:   # converted as the plan's, of the TPS dose's fractions
+        pres_by, pres_how, rx_notes = rx_of_given
+    elif rx_refs.items:   # Gy(RBE): divided by the RBE for a physical TPS dose
+        pres_by, pres_how, rx_notes = plan_prescriptions(rx_refs, targets, roi_numbers, inp.dose_type, rbe)
+    if rx_given is None and rx_refs.items and inp.all_fractions is False and inp.fractions > 1:
+        pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
+        pres_how += f"; divided by the {inp.fractions} fractions (the TPS dose holds one)"
+    elif rx_given is None and not rx_refs.items and targets:   # of the TPS dose itself: of its fractions
+        # each target's own median: another target's (a boost's) would make its V95/V100 plausible but wrong
+        pres_by = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
+        pres_how = median_source(rx_refs)
+    one = set(pres_by.values())
+    pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
+    rx_of_median = bool(pres_by) and rx_given is None and not rx_refs.items   # no prescription: TPS medians
     planned = small_targets(masks, targets)
     # (kept, without the targets) for the plan dose and each beam's: they differ where a small target's is kept
     both = {key: normalisation_doses(d, body, planned) if body.any() else (0.0, 0.0)
             for key, d in [("plan", tps), *tps_beams.items()]}
     norm_of = {key: kept for key, (kept, _) in both.items()}
+    # a plan-dose near-maximum kept as the small targets' planned dose is held to PLATEAU_RATIO x their stated,
+    # consistent prescription (TG-218's normalisation dose): above it, it is a hot cluster at the target (a metal or
+    # air-cavity edge, a noisy planning MC), and the target's prescription (or the medians' near-maximum, if higher)
+    # is used (audit 32, c3: 20 voxels at 1.3 x inside a small GTV made the normalisation 1.3 x the prescription, every
+    # global criterion that much looser, with a warning only).  Without a stated prescription nothing in the inputs
+    # tells a small planned hot target from an artefact: kept, and said.  The per-beam doses have no prescription.
+    held = None
+    kept, plain = both["plan"]
+    if plain < kept:
+        rx_small = small_target_prescription(tps, body, masks, small_target_names(masks, targets),
+                                             {} if rx_of_median else pres_by)
+        if rx_small is not None and kept > PLATEAU_RATIO * rx_small[0]:
+            held = (kept, rx_small)
+            norm_of["plan"] = max(plain, rx_small[0])
     for what, d, key in ([(f"the TPS plan dose {Path(inp.total.path).name}", tps, "plan")]
                          if inp.total is not None else []) + [
             (f"beam {b}'s TPS dose {Path(inp.beams[b].path).name}", tps_beams[b], b) for b in sorted(tps_beams)]:
-        note = normalisation_note(d, body, axes, what, dose_unit, used=norm_of[key])
+        note = (None if key == "plan" and held is not None else   # said below, with the prescription
+                normalisation_note(d, body, axes, what, dose_unit, used=norm_of[key], one_beam=key != "plan"))
         if note:
             warn(note, McprotonWarning)
         plain = both[key][1]
-        if plain < norm_of[key]:   # kept as a small target's planned dose: said, as a hot cluster there would be kept
+        if key == "plan" and held is not None:
+            warn(f"{what}: its near-maximum in the body, {held[0]:.4g} {dose_unit}, lies in or next to a typed target "
+                 "too small for the 3 x 3 x 3 medians but is "
+                 f"{held[0] / held[1][0]:.2f} x its stated prescription ({held[1][1]}: {held[1][0]:.4g} {dose_unit}; "
+                 "more than "
+                 f"{PLATEAU_RATIO:g} x): a hot cluster of the TPS dose at the target (a metal or air-cavity edge, a "
+                 "noisy planning MC), not its planned dose; the gammas and the dose difference are in % of "
+                 f"{norm_of[key]:.4g} {dose_unit} instead (the prescription, or the near-maximum of the 3 x 3 x 3 "
+                 "medians where higher), so that the cluster does not loosen their criteria; look at the TPS dose in "
+                 "and around the target, and check the prescription if the target is planned that hot",
+                 McprotonWarning)
+        elif plain < norm_of[key]:   # kept as a small target's planned dose: said, as a hot cluster there would be kept
             # too, loosening the criteria in silence (review c of audit 31, C3)
             warn(f"{what}: its near-maximum in the body, {norm_of[key]:.4g} {dose_unit}, lies in or next to a typed "
                  "target too small for the 3 x 3 x 3 medians and is kept as that target's planned dose, though the "
@@ -3061,25 +3108,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["gamma_s"] = time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
         diff = dose_difference(tps, mc.total_gy_zyx, body, norm_gy=norm_of["plan"])
-        rx_refs = None if rx_given is not None else plan_dose_references(inp.plan_path)
-        pres_by: dict[str, float] = {}
-        rx_notes: list[str] = []
-        pres_how = ""
-        if rx_of_given is not None:   # converted as the plan's, of the TPS dose's fractions
-            pres_by, pres_how, rx_notes = rx_of_given
-        elif rx_refs.items:   # Gy(RBE): divided by the RBE for a physical TPS dose
-            pres_by, pres_how, rx_notes = plan_prescriptions(rx_refs, targets, roi_numbers, inp.dose_type, rbe)
-        if rx_given is None and rx_refs.items and inp.all_fractions is False and inp.fractions > 1:
-            pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
-            pres_how += f"; divided by the {inp.fractions} fractions (the TPS dose holds one)"
-        elif rx_given is None and not rx_refs.items and targets:   # of the TPS dose itself: of its fractions
-            # each target's own median: another target's (a boost's) would make its V95/V100 plausible but wrong
-            pres_by = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
-            pres_how = median_source(rx_refs)
-        one = set(pres_by.values())
-        pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         # the metrics also on the TPS dose with the MC's noise (compare.structure_stats: noise matching)
-        rx_of_median = bool(pres_by) and rx_given is None and not rx_refs.items   # no prescription: TPS medians
         n_structs = sum(classify(nm, types.get(nm, "")) != "other" and bool(m.any()) for nm, m in masks.items())
         if n_structs:
             drawn = (f", each with {NOISE_REALISATIONS} draws of the MC's noise ({TARGET_NOISE_REALISATIONS} for the "

@@ -172,15 +172,26 @@ def normalisation_doses(ref: np.ndarray, body: np.ndarray, planned: np.ndarray |
 
 
 def small_targets(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> np.ndarray | None:
-    """The union of the typed ``targets`` too small for :func:`_plateau_near_max`'s median box: fewer than
+    """The union of the typed ``targets`` too small for :func:`_plateau_near_max`'s median box
+    (:func:`small_target_names`); None where no target is.  The :func:`normalisation_dose` ``planned`` of
+    api.check."""
+    small = None
+    for nm in small_target_names(masks, targets):
+        m = np.asarray(masks[nm], bool)
+        small = m.copy() if small is None else small | m
+    return small
+
+
+def small_target_names(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> list[str]:
+    """The typed ``targets`` too small for :func:`_plateau_near_max`'s median box: fewer than
     :data:`NEAR_MAX_VOXELS` of their voxels have their whole :data:`PLATEAU_SIZE` ^3 box inside the target, so their
     planned dose, uniform as it may be, has too few 3 x 3 x 3 medians at it (a 10 mm target on a 3-4 mm grid: review a
-    of audit 31, R1); None where no target is.  A larger target has room for its dose's medians: a hot cluster inside
-    it (a planning MC's noise, an artefact) is still replaced.  The :func:`normalisation_dose` ``planned`` of
-    api.check; each target eroded in its own bounding box (no grid-sized temporaries per target)."""
+    of audit 31, R1).  A larger target has room for its dose's medians: a hot cluster inside it (a planning MC's
+    noise, an artefact) is still replaced.  Each target eroded in its own bounding box (no grid-sized temporaries per
+    target)."""
     from scipy.ndimage import binary_erosion
 
-    small = None
+    small = []
     for nm in targets:
         m = np.asarray(masks[nm], bool)
         # its bounding box from the projections on each axis (np.argwhere made an index array of 24 bytes a voxel:
@@ -191,8 +202,38 @@ def small_targets(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> np
         box = tuple(slice(max(int(a[0]) - 1, 0), int(a[-1]) + 2) for a in along)
         inner = binary_erosion(m[box], np.ones((PLATEAU_SIZE,) * m.ndim, bool), border_value=0)
         if np.count_nonzero(inner) < NEAR_MAX_VOXELS:
-            small = m.copy() if small is None else small | m
+            small.append(nm)
     return small
+
+
+def small_target_prescription(tps: np.ndarray, body: np.ndarray, masks: Mapping[str, np.ndarray],
+                              small: Sequence[str], prescriptions: Mapping[str, float]) -> tuple[float, str] | None:
+    """The dose a near-maximum kept as the small targets' ``small`` (:func:`small_target_names`) planned dose may lie
+    at most :data:`PLATEAU_RATIO` x above (api.check; C3 of review c of audit 31, audit 32 c3): the highest of their
+    stated prescriptions (``prescriptions``, in the TPS dose's quantity and fractions), with what it is, where every
+    one of them has a prescription consistent with its TPS median in the body (:func:`consistent_prescription`); None
+    otherwise (a small target of unknown dose may be a boost: nothing then tells its planned dose from a hot
+    cluster)."""
+    best: tuple[float, str] | None = None
+    for nm in small:
+        m = np.asarray(masks[nm], bool) & body
+        if not m.any():   # outside the body: it holds no near-maximum of the body
+            continue
+        of = consistent_prescription(tps, m, prescriptions.get(nm))
+        if of is None:
+            return None
+        if best is None or of[0] > best[0]:
+            best = (of[0], f"the prescription of {nm!r}, its TPS median {of[1] / of[0] - 1:+.1%} of it")
+    return best
+
+
+def consistent_prescription(tps: np.ndarray, mask: np.ndarray, rx: float | None) -> tuple[float, float] | None:
+    """(``rx``, the TPS median in ``mask``) where the stated prescription ``rx`` of a target (``mask``: its voxels in
+    the body, some) lies within :data:`PRESCRIPTION_CONSISTENT` of its TPS median; None where it does not or none is
+    stated."""
+    rx = float(rx or 0.0)
+    median = float(np.median(tps[mask]))
+    return (rx, median) if rx > 0 and abs(median / rx - 1.0) <= PRESCRIPTION_CONSISTENT else None
 
 
 def _near_max_is_planned(ref: np.ndarray, body: np.ndarray, norm: float, planned: np.ndarray) -> bool:
@@ -220,8 +261,8 @@ def normalisation_is_plateau(ref: np.ndarray, body: np.ndarray, norm: float) -> 
 
 
 #: How the rows name the normalisation where :func:`normalisation_is_plateau` (the 8th-largest voxel otherwise).
-NORMALISATION_PLATEAU_TEXT = ("the near-maximum of its 3 x 3 x 3 medians, as a hot cluster set its "
-                              f"{NEAR_MAX_VOXELS}th-largest voxel: see the warning")
+NORMALISATION_PLATEAU_TEXT = ("the near-maximum of its 3 x 3 x 3 medians (or a small target's stated prescription), "
+                              f"as a hot cluster set its {NEAR_MAX_VOXELS}th-largest voxel: see the warning")
 
 
 def _near_max_voxel(ref: np.ndarray, body: np.ndarray) -> float:
@@ -1480,7 +1521,7 @@ def _largest_of(ref: np.ndarray, hot: np.ndarray, axes_zyx: Sequence[np.ndarray]
 
 
 def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.ndarray], what: str,
-                       unit: str = "Gy", used: float | None = None) -> str | None:
+                       unit: str = "Gy", used: float | None = None, one_beam: bool = False) -> str | None:
     """The warning where the TPS dose ``ref`` (``what``: e.g. "the TPS plan dose RD.dcm") has its maximum in the body
     more than :data:`NORMALISATION_WARN_RATIO` x its near-maximum (the gammas' and the dose difference's
     normalisation): how much, where (x, y, z in mm, the DICOM patient axes) and how many voxels; or where the
@@ -1488,7 +1529,10 @@ def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.
     1.2 x of each other, which that ratio misses); None otherwise.  Such a maximum was the normalisation until
     2026-12-07 (gamma audit 28, F1): said so that a reader comparing with a planning system's own gamma (normalised
     to its maximum) knows why they differ.  ``used``: the normalisation api.check decided (with the targets: a small
-    target's near-maximum is kept and not warned of); None: :func:`normalisation_dose`."""
+    target's near-maximum is kept and not warned of); None: :func:`normalisation_dose`.  ``one_beam``: ``ref`` is
+    one beam's dose, whose own distal Bragg peak, thin and sharp, can set the near-maximum (the hot-cluster text then
+    names it first among the causes: review a of audit 32, R1: the test fixtures' correct 9-spot fields, 1.10-1.27
+    x)."""
     norm = _near_max_voxel(ref, body) if body.any() else 0.0
     if not norm > 0:
         return None
@@ -1501,8 +1545,11 @@ def normalisation_note(ref: np.ndarray, body: np.ndarray, axes_zyx: Sequence[np.
                 f"be a high-dose region (fewer than {NEAR_MAX_VOXELS} voxels whose 3 x 3 x 3 median reaches "
                 f"1/{PLATEAU_RATIO:g} of it): the gammas and the dose difference are in % of the high-dose region's "
                 f"near-maximum, {used:.4g} {unit}, instead ({norm / used:.2f} x lower: in % of the cluster's dose "
-                "their criteria would be that much looser and a wrong MC could pass); look at the TPS dose there (a "
-                "metal or air-cavity edge, a noisy planning MC)")
+                "their criteria would be that much looser and a wrong MC could pass); look at the TPS dose there ("
+                + ("for one beam's dose most often its own distal Bragg peak, a thin layer of a few voxels whose 3 x 3 "
+                   "x 3 medians fall below it: then correct and the criteria only stricter, never looser; else "
+                   if one_beam else "")
+                + "a metal or air-cavity edge, a noisy planning MC)")
     isolated = _isolated_near_max(ref, body, norm)
     if isolated is not None:
         n_iso, k, neighbours = isolated
@@ -1560,10 +1607,9 @@ def target_dose_of_plan(tps: np.ndarray, body: np.ndarray, masks: Mapping[str, n
         m = np.asarray(masks[nm], bool) & body
         if not m.any():
             continue
-        rx = float(prescriptions.get(nm) or 0.0)
-        median = float(np.median(tps[m]))
-        if rx > 0 and abs(median / rx - 1.0) <= PRESCRIPTION_CONSISTENT:
-            v, what = rx, f"the prescription of {nm!r} (its TPS median {median / rx - 1:+.1%} of it)"
+        of = consistent_prescription(tps, m, prescriptions.get(nm))
+        if of is not None:
+            v, what = of[0], f"the prescription of {nm!r} (its TPS median {of[1] / of[0] - 1:+.1%} of it)"
         else:
             v, what = _near_max_voxel(tps, m), f"the TPS near-maximum in {nm!r}"
         if v > 0 and (best is None or v > best[0]):

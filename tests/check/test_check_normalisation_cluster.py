@@ -280,3 +280,19 @@ def test_the_no_structure_set_warning_names_the_cluster_size_the_plateau_rule_ke
                 kept.append(n)
                 break
     assert len(kept) == 2 and abs(said - min(kept)) <= 2, (said, kept)
+
+
+def test_the_hot_cluster_warning_of_one_beams_dose_names_its_distal_peak_first():
+    """Review a of audit 32, R1: the correct per-beam doses of tests/check/test_check.py (a 9-spot field's thin distal
+    Bragg peak, whose 3 x 3 x 3 medians fall below it: 1.10-1.27 x) get the hot-cluster warning, which sent the reader
+    to a metal or air-cavity edge only.  For one beam's dose (``one_beam``) it names the beam's own distal peak first
+    and says the criteria are then only stricter; the plan dose's text is unchanged.  The normalisation is the same
+    either way (words only)."""
+    axes, _, ref = _with_cluster(20, 1.3)
+    body = np.ones(ref.shape, bool)
+    plan = normalisation_note(ref, body, axes, "the TPS plan dose RD.dcm")
+    beam = normalisation_note(ref, body, axes, "beam 1's TPS dose RD_beam1.dcm", one_beam=True)
+    assert "is set by a hot cluster" in plan and "is set by a hot cluster" in beam
+    assert "distal Bragg peak" not in plan and plan.endswith("(a metal or air-cavity edge, a noisy planning MC)")
+    assert "most often its own distal Bragg peak" in beam and "only stricter, never looser" in beam
+    assert beam.index("distal Bragg peak") < beam.index("metal or air-cavity edge")
