@@ -3020,11 +3020,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if key == "plan" and held is not None:
             warn(f"{what}: its near-maximum in the body, {held[0]:.4g} {dose_unit}, lies in or next to a typed target "
                  "too small for the 3 x 3 x 3 medians but is "
-                 f"{held[0] / held[1][0]:.2f} x its stated prescription ({held[1][1]}: {held[1][0]:.4g} {dose_unit}; "
+                 f"{held[0] / held[1][0]:.2f} x its stated prescription or, where higher, its TPS median "
+                 f"({held[1][1]}: {held[1][0]:.4g} {dose_unit}; "
                  "more than "
                  f"{PLATEAU_RATIO:g} x): a hot cluster of the TPS dose at the target (a metal or air-cavity edge, a "
                  "noisy planning MC), not its planned dose; the gammas and the dose difference are in % of "
-                 f"{norm_of[key]:.4g} {dose_unit} instead (the prescription, or the near-maximum of the 3 x 3 x 3 "
+                 f"{norm_of[key]:.4g} {dose_unit} instead (that level, or the near-maximum of the 3 x 3 x 3 "
                  "medians where higher), so that the cluster does not loosen their criteria; look at the TPS dose in "
                  "and around the target, and check the prescription if the target is planned that hot",
                  McprotonWarning)

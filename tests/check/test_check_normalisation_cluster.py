@@ -296,3 +296,33 @@ def test_the_hot_cluster_warning_of_one_beams_dose_names_its_distal_peak_first()
     assert "distal Bragg peak" not in plan and plan.endswith("(a metal or air-cavity edge, a noisy planning MC)")
     assert "most often its own distal Bragg peak" in beam and "only stricter, never looser" in beam
     assert beam.index("distal Bragg peak") < beam.index("metal or air-cavity edge")
+
+
+def test_a_small_target_above_its_prescription_is_not_held_below_its_own_median():
+    """Review c of audit 32, R1: the level a kept small-target near-maximum is held to (api.check: above
+    PLATEAU_RATIO x it, a hot cluster) was the stated prescription even where the target's TPS median, consistent,
+    lies above it: a correct 24-voxel GTV (4 x 2 x 4 mm grid) at +4 % of its prescription with a smooth +-6 % gradient
+    (near-maximum 1.077 x the prescription) was held, the normalisation 0.96 x its own median, the criteria 7.7 %
+    stricter and its dose called a hot cluster.  The level is now the higher of the prescription and the median; a
+    1.3 x cluster (audit 32 c3) is still held.  Deterministic."""
+    from mcproton._check.compare import (PLATEAU_RATIO, normalisation_doses, small_target_names,
+                                         small_target_prescription, small_targets)
+
+    g = np.meshgrid(np.arange(-38, 40, 4.0), np.arange(-39, 40, 2.0), np.arange(-38, 40, 4.0), indexing="ij")
+    cheb = np.maximum.reduce([np.abs(a) for a in g])
+    gtv, rx = cheb <= 5.0, 2.0
+    body = np.ones_like(gtv)
+    masks = {"GTV_small": gtv, "PTV": cheb <= 16.0}
+    fall = np.maximum(0.55 * rx * np.exp(-np.maximum(cheb - 5.0, 0) ** 2 / (2 * 6.0 ** 2)),
+                      1.04 * rx * np.exp(-(cheb - 5.0) ** 2 / (2 * 2.0 ** 2)))
+    pres = {"GTV_small": rx, "PTV": 0.55 * rx}
+    names = small_target_names(masks, list(masks))
+    assert names == ["GTV_small"] and np.count_nonzero(gtv) == 24
+    for hot, held in [(1.0, False), (1.3, True)]:
+        dose = np.where(gtv, 1.04 * rx * (1 + 0.06 * g[1] / 5.0), fall)   # the planned dose: +4 %, +-6 %
+        dose[gtv & (g[1] >= 3.0)] *= hot / 1.0                              # hot: a cluster of 8 voxels at 1.3 x
+        kept, plain = normalisation_doses(dose, body, small_targets(masks, list(masks)))
+        level, _ = small_target_prescription(dose, body, masks, names, pres)
+        median = float(np.median(dose[gtv]))
+        assert plain < kept and level >= median - 1e-12, (kept, plain, level, median)
+        assert (kept > PLATEAU_RATIO * level) is held, (hot, kept, level, median)
