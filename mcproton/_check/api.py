@@ -23,7 +23,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
                       NORMALISATION_TARGET_RATIO, classify, d95_limits, d95_verdict, dose_difference,
                       gamma_evaluable_points, gamma_time_estimate, normalisation_doses, normalisation_note,
                       percentile_max, range_agreement,
-                      small_target_names, small_target_prescription, small_targets, start_gammas,
+                      masks_union, small_target_names, small_target_prescription, start_gammas,
                       structure_stats, target_dose_of_plan)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
@@ -2990,7 +2990,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     one = set(pres_by.values())
     pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
     rx_of_median = bool(pres_by) and rx_given is None and not rx_refs.items   # no prescription: TPS medians
-    planned = small_targets(masks, targets)
+    small_names = small_target_names(masks, targets)   # each target eroded once, for the union and the hold below
+    planned = masks_union(masks, small_names)
     # (kept, without the targets) for the plan dose and each beam's: they differ where a small target's is kept
     both = {key: normalisation_doses(d, body, planned) if body.any() else (0.0, 0.0)
             for key, d in [("plan", tps), *tps_beams.items()]}
@@ -3004,7 +3005,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     held = None
     kept, plain = both["plan"]
     if plain < kept:
-        rx_small = small_target_prescription(tps, body, masks, small_target_names(masks, targets),
+        rx_small = small_target_prescription(tps, body, masks, small_names,
                                              {} if rx_of_median else pres_by)
         if rx_small is not None and kept > PLATEAU_RATIO * rx_small[0]:
             held = (kept, rx_small)

@@ -175,11 +175,16 @@ def small_targets(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> np
     """The union of the typed ``targets`` too small for :func:`_plateau_near_max`'s median box
     (:func:`small_target_names`); None where no target is.  The :func:`normalisation_dose` ``planned`` of
     api.check."""
-    small = None
-    for nm in small_target_names(masks, targets):
+    return masks_union(masks, small_target_names(masks, targets))
+
+
+def masks_union(masks: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray | None:
+    """The union of the masks ``names`` of ``masks``; None where ``names`` is empty."""
+    union = None
+    for nm in names:
         m = np.asarray(masks[nm], bool)
-        small = m.copy() if small is None else small | m
-    return small
+        union = m.copy() if union is None else union | m
+    return union
 
 
 def small_target_names(masks: Mapping[str, np.ndarray], targets: Sequence[str]) -> list[str]:
