@@ -111,3 +111,27 @@ def test_a_matching_kvp_says_nothing_and_a_low_kvp_ct_with_a_curve_stating_none_
     assert len(notes) == 1 and notes[0].startswith("the CT was acquired at 80 kVp (a low tube voltage"), notes
     assert "schneider2000 states no tube voltage" in notes[0]
     assert "HU calibration's kVp not stated" in html.unescape(_files_table(js["provenance"]["inputs"]))
+
+
+def test_a_batch_row_and_index_carry_the_mismatch(base, tmp_path, capsys, report_figures_blank):  # noqa: F811
+    """``mcproton check --batch`` of a patient whose 80 kVp CT is read with a 120 kVp curve: batch.json's row
+    (``kvp_mismatch``), the console line and the index row say it beside PASS or FAIL, as check.json does."""
+    from mcproton.cli import main
+
+    d = base["dir"]
+    p1 = tmp_path / "patients" / "p1"
+    p1.mkdir(parents=True)
+    for f in ("RP.dcm", "RS.dcm"):
+        shutil.copy2(d / f, p1 / f)
+    shutil.move(_tps(base, "rd_batch", base["blob"]), p1 / "RD.dcm")
+    _ct_at(base, p1 / "ct", "80")
+    cal = _clinic_curve(tmp_path / "clinic_120", "# kVp: 120")
+    out = tmp_path / "out"
+    main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v2", "--calibration", str(cal),
+          "--out", str(out), "--primaries", "1500", "--target-uncertainty", "0", "--gamma-points", "200", "--quiet"])
+    shown = capsys.readouterr()
+    said = "CT at 80 kVp, HU calibration stated for 120 kVp"
+    row = json.loads((out / "batch.json").read_text(encoding="utf-8"))["p1"]
+    assert row["error"] is None and row["kvp_mismatch"] == said, row
+    assert f"({said})" in shown.out + shown.err, shown
+    assert f"({said})" in html.unescape((out / "index.html").read_text(encoding="utf-8"))
