@@ -149,9 +149,9 @@ def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
     return (f"{kvp_mismatch_text(cmp)}: the CT ({where}) was acquired at {ct} kVp and the HU calibration {name} "
             f"states it was measured at {_listed(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
             f"Bone's CT number depends on the tube voltage (it rises as the voltage falls), so this curve gives the "
-            f"scan's bone the wrong density and the ranges through bone are off; give {key} the clinic's curve for "
-            f"this scanner at {ct} kVp (its table stating '# kVp: {ct}'), or add {ct} to the curve's '# kVp:' line "
-            f"if the clinic validated it at that voltage")
+            f"scan's bone the wrong density and the ranges through bone are off; give the clinic's curve for this "
+            f"scanner at {ct} kVp as {key} (its table stating '# kVp: {ct}'), or add {ct} to the curve's '# kVp:' "
+            f"line if the clinic validated it at that voltage")
 
 
 def warn_kvp_mismatch(ct: Any, kvp: Sequence[float] | None, stated_in: str, where: str, name: str,
@@ -173,5 +173,5 @@ def kvp_not_stated_note(cmp: dict | None, name: str, key: str) -> str:
         return ""
     return (f"the CT was acquired at {cmp['ct_kvp']:g} kVp (a low tube voltage, as for a child) and the HU calibration "
             f"{name} states no tube voltage, so the check cannot tell whether it is this protocol's curve (one "
-            f"measured at 120 kVp gives such a scan's bone too much density); give {key} the clinic's curve for "
-            f"this protocol, with a '# kVp: {cmp['ct_kvp']:g}' line in its table, and it is compared")
+            f"measured at 120 kVp gives such a scan's bone too much density); give the clinic's curve for this "
+            f"protocol as {key}, with a '# kVp: {cmp['ct_kvp']:g}' line in its table, and it is compared")

@@ -1396,7 +1396,7 @@ class HUCalibration:
                       error=CalibrationError, anyway="converted as given (mcproton run refuses this with its default "
                       "calibration)")
         warn_ct_without_air(ct, where)
-        self.warn_kvp(ct, where, "HUCalibration.load (a folder)")
+        self.warn_kvp(ct, where, "HUCalibration.load(folder)")
 
     def warn_kvp(self, ct, where: str, key: str) -> dict:
         """The CT's tube voltage (its KVP) against this calibration's (:attr:`kvp`): warned of where both are known

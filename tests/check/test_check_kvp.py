@@ -74,7 +74,7 @@ def test_an_80_kvp_ct_checked_with_a_120_kvp_curve_says_so_beside_the_verdict(mi
     assert f"({said})" in verdict_word(res)
     warned = [w for w in res.warnings if w.startswith(said + ": ")]
     assert len(warned) == 1, res.warnings
-    assert "give --calibration the clinic's curve for this scanner at 80 kVp" in warned[0]
+    assert "give the clinic's curve for this scanner at 80 kVp as --calibration" in warned[0]
     # check.json: beside the verdict, and with the CT input where its acquisition is shown
     assert js["kvp_mismatch"] == said
     ct = next(f for f in js["provenance"]["inputs"] if f.get("slices"))

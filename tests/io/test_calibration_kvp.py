@@ -111,7 +111,7 @@ def test_an_80_kvp_ct_with_a_120_kvp_curve_is_warned_of_and_recorded(tmp_path):
     g, said = _geometry(_ct(tmp_path / "ct80", "80"), cal)
     assert len(said) == 1, said
     assert said[0].startswith("CT at 80 kVp, HU calibration stated for 120 kVp: ") and "80 kVp" in said[0]
-    assert "give HUCalibration.load (a folder) the clinic's curve for this scanner at 80 kVp" in said[0]
+    assert "give the clinic's curve for this scanner at 80 kVp as HUCalibration.load(folder)" in said[0]
     assert f"{tmp_path / 'cal' / 'hu_density.csv'} line 2" in said[0]
     assert said[0] in g.made_with_warnings
     cmp = g.calibration["kvp_comparison"]
@@ -185,7 +185,7 @@ def test_mcproton_run_warns_of_the_kvp_and_records_the_comparison(tmp_path, monk
     kvp = [w for w in said if "kVp" in w]
     assert len(kvp) == 1, said
     assert kvp[0].startswith("CT at 80 kVp, HU calibration stated for 120 kVp: the CT (phantom.ct_dir ")
-    assert "give phantom.calibration the clinic's curve for this scanner at 80 kVp" in kvp[0]
+    assert "give the clinic's curve for this scanner at 80 kVp as phantom.calibration" in kvp[0]
     with h5py.File(tmp_path / "o.h5", "r") as f:
         prov = f["provenance"].attrs
         cmp = json.loads(prov["ct_kvp_vs_calibration"])
