@@ -1344,8 +1344,10 @@ class HUCalibration:
         ``check_ct`` (default True): the checks ``mcproton run`` and ``mcproton check`` make of the CT before they
         convert it: a CT that mcproton wrote for another calibration (a phantom CT read with another curve: its bone
         5-18 % off), a dual-energy map (an SPR map) read with an HU calibration, a CT without air (a wrong
-        RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says it where
-        the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
+        RescaleIntercept: every value ~1024 HU too high), a CT whose tube voltage (KVP) differs from the one this
+        calibration states (:attr:`kvp`: an 80 kVp scan read with a 120 kVp curve; :meth:`warn_kvp`).  Each is a
+        warning here, as ``mcproton run`` says it where the calibration is given (a script names its calibration),
+        kept in ``made_with_warnings`` and so in
         :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
         F3).  With it, a conversion that needs more memory than this process may allocate is refused
         (McprotonEnvironmentError; :func:`~mcproton._io.ct.conversion_memory_estimate`, which ``mcproton run`` and
@@ -1385,7 +1387,8 @@ class HUCalibration:
         run`` and ``mcproton check`` in the form they take for a calibration given on purpose: a warning (a
         :class:`~mcproton.McprotonWarning`) for a CT that mcproton wrote from densities with the inverse of another
         calibration (:func:`check_calibration_written_for`), for a CT that says it is a dual-energy map read with an
-        HU calibration (:func:`check_spr_map`), and for a CT without air (:func:`warn_ct_without_air`)."""
+        HU calibration (:func:`check_spr_map`), for a CT without air (:func:`warn_ct_without_air`), and for a CT whose
+        tube voltage differs from the one this calibration states (:meth:`warn_kvp`)."""
         where = _ct_where(ct)
         check_calibration_written_for(
             ct, self.name, given=True, where=where, key="the calibration converting it", error=CalibrationError,
