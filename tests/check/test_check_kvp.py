@@ -135,3 +135,20 @@ def test_a_batch_row_and_index_carry_the_mismatch(base, tmp_path, capsys, report
     assert row["error"] is None and row["kvp_mismatch"] == said, row
     assert f"({said})" in shown.out + shown.err, shown
     assert f"({said})" in html.unescape((out / "index.html").read_text(encoding="utf-8"))
+
+
+def test_a_reused_check_keeps_the_mismatch_beside_its_verdict(mismatch):
+    """``check --batch --skip-checked`` reuses an earlier check.json (api.ReusedCheck): its verdict word says the
+    mismatch from that record's CT input, as the fresh check's did."""
+    from mcproton._check.api import ReusedCheck
+    from mcproton._check.batch_log import verdict_word
+
+    res, js = mismatch
+    reused = ReusedCheck(passed=res.passed, failed=res.failed, record=js, report_json=str(res.report_json))
+    assert reused.kvp_mismatch == "CT at 80 kVp, HU calibration stated for 120 kVp"
+    assert "(CT at 80 kVp, HU calibration stated for 120 kVp)" in verdict_word(reused)
+    # a record of before the comparison (no calibration_kvp in its CT input) says nothing
+    old = json.loads(json.dumps(js))
+    for f in old["provenance"]["inputs"]:
+        f.pop("calibration_kvp", None)
+    assert ReusedCheck(passed=res.passed, failed=res.failed, record=old, report_json="").kvp_mismatch == ""
