@@ -1167,6 +1167,8 @@ def build_geometry(cfg: dict[str, Any]):
                           key="phantom.calibration", error=ConfigError, anyway="run anyway (phantom.calibration is "
                           "given)")
             warn_ct_without_air(ct, f"the CT in phantom.ct_dir ({ct_dir})")   # a wrong RescaleIntercept
+            # a 120 kVp curve on an 80 kVp (paediatric) scan: its bone too dense; recorded with the calibration
+            calib.warn_kvp(ct, f"phantom.ct_dir {ct_dir}", "phantom.calibration")
             blocks = _ct_dose_blocks(ph, ct.hu_zyx.shape, ct.voxel_size_mm)
             from .geometry import partial_block_note
 

@@ -33,8 +33,8 @@ from .inputs import (MCPROTON_ONLY_DOSE, SINGLE_PATIENT_OPTIONS, BatchPatient, C
                      CheckInputs, checking_batch_patient, gather, listed, refusing_superseded_plans, way_out)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
-from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
-                     plan_label)
+from .record import (calibration_record, ct_input, dicom_input, identification, invocation, kvp_mismatch_of,
+                     levels_record, now_text, plan_label)
 from .prescription import given_prescriptions, median_source, plan_dose_references, plan_prescriptions
 from .reference_noise import Found, JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
@@ -42,6 +42,7 @@ from .._io.atomic import write_bytes_atomic
 from .._io.console import log_line, printable
 from .._io.errors import (McprotonInternalError, McprotonRuntimeWarning, McprotonWarning, recorded,
                           records_warnings, warn)
+from .._io.calibration_kvp import kvp_comparison, kvp_mismatch_text, kvp_not_stated_note, kvp_warning
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
 from .._io.path_text import current_folder, refuse_unwritable_paths
@@ -244,6 +245,14 @@ class CheckResult:
         ``no_structures``, batch.json's too (:func:`no_structures_text`)."""
         return no_structures_text(self.warnings)
 
+    @property
+    def kvp_mismatch(self) -> str:
+        """"" unless the CT's tube voltage (KVP) differs from the one its HU calibration states; then what the verdict
+        line says after PASS or FAIL: "CT at 80 kVp, HU calibration stated for 120 kVp" (a check never passes
+        silently with another protocol's curve); check.json's ``kvp_mismatch``, batch.json's too
+        (:func:`~mcproton._check.record.kvp_mismatch_of`)."""
+        return kvp_mismatch_of(self.provenance)
+
     def diagnostics_of(self, kind: str) -> list[str]:
         """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
         every diagnostic is a cause, as the report showed them."""
@@ -258,9 +267,9 @@ class CheckResult:
 
         from .out_dir import CHECK_JSON_SCHEMA
 
-        keys = ("passed", "self_compared", "no_structures", "checks", "gamma", "dose_difference", "structures",
-                "ranges", "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance",
-                "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
+        keys = ("passed", "self_compared", "no_structures", "kvp_mismatch", "checks", "gamma", "dose_difference",
+                "structures", "ranges", "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing",
+                "provenance", "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
         regions = self._regions_without_masks()
         from ..errors import EXIT_FAIL, EXIT_PASS
 
@@ -327,7 +336,8 @@ class CheckResult:
         from the inputs in them (an ROI, a beam, a file) are shown with their control characters escaped
         (``printable``: an ROI "Cereb ESC[2J ESC[41mFAKE PASS" cleared the terminal and printed a red FAKE PASS in
         a FAIL's summary, a newline split a note; strings audit 19, F7); check.json and check.html keep them."""
-        lines = [f"mcproton check: {verdict_said(self.passed, self.self_compared, self.no_structures)}"]
+        lines = [f"mcproton check: "
+                 f"{verdict_said(self.passed, self.self_compared, self.no_structures, self.kvp_mismatch)}"]
         for c in self.checks:
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {printable(c['quantity'])}: "
                          f"{printable(c['value_text'])} (action level {c['limit_text']})")
@@ -2816,6 +2826,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
                              "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
+        if inp.ct_dir is not None:   # the CT's tube voltage against the calibration's (a 120 kVp curve, 80 kVp scan)
+            ct_record["calibration_kvp"] = kvp_comparison(ct_record.get("acquisition"), cal.kvp, cal.kvp_stated_in)
+            if note := kvp_not_stated_note(ct_record["calibration_kvp"], cal.name, "--calibration"):
+                notes_geo.append(note)
+                log(f"mcproton check: note: {note}")
         if inp.ct_dir is None and out_dir is None:   # the phantom's CT, hashed: removed, and named as such
             remove_scratch(Path(ct_dir))
             ct_record.update(path=None, kept=PHANTOM_CT_NOT_KEPT)
@@ -2867,6 +2882,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
             has_overrides = bool(inp.struct_path) and bool(roi_overrides(inp.struct_path))
             outside_notes += _heterogeneity_notes(inp, has_overrides, struct_overrides, log)
+    if kvp_mismatch_text((ct_record or {}).get("calibration_kvp")):   # said beside the verdict too (kvp_mismatch)
+        warn(kvp_warning(ct_record["calibration_kvp"], str(ct_record.get("path") or ct_dir), cal_name,
+                         "--calibration"), McprotonWarning)
     # a patient CT read with the default curve, not one given: a uniform range difference then names it first
     generic_calibration = inp.ct_dir is not None and calibration is None and cal_name == "schneider2000"
     # without the CT reading and the beams (timed with the MC's beams_s)
@@ -3933,7 +3951,8 @@ def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path, patient: 
            **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
                               out_dir),
            "warnings": list(earlier.get("warnings") or []), "self_compared": earlier_self_compared(earlier),
-           "no_structures": no_structures_text(earlier.get("warnings") or []), "reused": True}
+           "no_structures": no_structures_text(earlier.get("warnings") or []),
+           "kvp_mismatch": kvp_mismatch_of(prov), "reused": True}
     if patient is not None and key is not None:
         by_hash: dict[str, str] = {}
         for rel, sha in (key.get("input_files_sha256") or {}).items():
@@ -4018,6 +4037,11 @@ class ReusedCheck:
     def no_structures(self) -> str:
         """The reused check's ``no_structures`` (:func:`no_structures_text` of its warnings)."""
         return no_structures_text(self.record.get("warnings") or [])
+
+    @property
+    def kvp_mismatch(self) -> str:
+        """The reused check's ``kvp_mismatch`` (:func:`~mcproton._check.record.kvp_mismatch_of` of its provenance)."""
+        return kvp_mismatch_of(self.record.get("provenance") or {})
 
 
 #: the reuse key's parts (:func:`_reuse_key`) in words, in the order a difference is said
@@ -4283,7 +4307,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
                              **_batch_record(r, uid, out_dir), "warnings": list(r.warnings),
-                             "self_compared": r.self_compared, "no_structures": r.no_structures}
+                             "self_compared": r.self_compared, "no_structures": r.no_structures,
+                             "kvp_mismatch": r.kvp_mismatch}
             if uid and uid in plans:
                 table[p.name]["duplicate_of"] = plans[uid]
                 log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "

@@ -36,7 +36,7 @@ def verdict_word(r: Any) -> str:
     from .api import verdict_said
 
     word = verdict_said(r.passed, "" if r.passed else "; ".join(c["quantity"] for c in r.failed), r.self_compared,
-                        getattr(r, "no_structures", ""))
+                        getattr(r, "no_structures", ""), getattr(r, "kvp_mismatch", ""))
     if getattr(r, "status", None) == "reused":
         word += f" (reused: checked {r.checked}, same inputs and settings)"
     return word

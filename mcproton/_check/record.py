@@ -85,6 +85,18 @@ def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, ro
             "acquisition": ct_acquisition(ds) if ds is not None else None}
 
 
+def kvp_mismatch_of(provenance: dict) -> str:
+    """What a check's verdict says of its CT's tube voltage where it differs from the one its HU calibration states
+    (the CT input's ``calibration_kvp``, :func:`~mcproton._io.calibration_kvp.kvp_comparison`): "CT at 80 kVp, HU
+    calibration stated for 120 kVp"; "" where they agree or either is unknown."""
+    from .._io.calibration_kvp import kvp_mismatch_text
+
+    for f in provenance.get("inputs") or []:
+        if said := kvp_mismatch_text(f.get("calibration_kvp")):
+            return said
+    return ""
+
+
 #: The plan's attributes of the record's identification (check.json provenance.identification, the report's header)
 IDENTIFICATION_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "RTPlanLabel", "RTPlanName", "RTPlanDate",
                        "RTPlanTime", "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID",

@@ -290,7 +290,9 @@ def ct_acquisition(ds) -> dict:
     """{"KVP" (float, None where absent or not a number), "Manufacturer", "ManufacturerModelName",
     "ConvolutionKernel" (its values joined by "\\"; "" where absent)} of a CT slice's data set: what a run's and a
     check's provenance record of the CT a HU calibration was applied to (ctcal audit 2026-12-07, F6: an 80 kVp
-    paediatric scan read with a 120 kVp curve left no trace).  Nothing is compared or refused."""
+    paediatric scan read with a 120 kVp curve left no trace).  Its KVP is compared with the tube voltage a calibration
+    states (:mod:`mcproton._io.calibration_kvp`: warned of where they differ, since the kvp audit of 2026-12-08); the
+    scanner and kernel are recorded only."""
     try:
         kvp: float | None = float(ds.get("KVP", None))
     except (TypeError, ValueError):

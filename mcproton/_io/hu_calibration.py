@@ -58,6 +58,7 @@ import numpy as np
 
 from .._timing import timed
 from ..materials import Material
+from .calibration_kvp import builtin_kvp, calibration_kvp, kvp_comparison, warn_kvp_mismatch
 from .errors import CalibrationError, McprotonRuntimeWarning, warn
 from .csv_table import read_csv_table
 from .file_hash import file_record
@@ -955,6 +956,10 @@ class HUCalibration:
         0 HU).  A HU -> SPR table's densities were made with them (:meth:`from_spr_files`).  Before (audit 30,
         lefts F1), a calibration loaded in PSTAR water was quoted in ICRU 90 water: schneider2000's 0 HU as 1.029
         (PSTAR water: 1.024), a HU -> SPR table's 1.020 as 1.025.
+    kvp, kvp_stated_in : the CT tube voltages (kVp) the curve was measured for, and where that is stated (a table's
+        ``# kVp: 120`` line: :mod:`mcproton._io.calibration_kvp`; a built-in's source); None and "not stated ..."
+        where nothing says.  Compared with the CT's KVP by :meth:`to_geometry`, ``mcproton run`` and ``mcproton
+        check``, which warn of a difference.
     """
 
     seg_hu_lo: np.ndarray
@@ -971,6 +976,8 @@ class HUCalibration:
     builtin_sha256: str | None = None
     water_model: str = "icru90"
     ivalue_set: str | None = None
+    kvp: tuple[float, ...] | None = None
+    kvp_stated_in: str = "not stated"
 
     def __post_init__(self) -> None:
         lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
@@ -1046,7 +1053,8 @@ class HUCalibration:
             else:   # built in Python under a built-in's name: against the built-in
                 ref = _builtin_sha256(key)
         rec = {"name": name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
-               "files": [dict(f) for f in self.files], "data_sha256": data}
+               "files": [dict(f) for f in self.files], "data_sha256": data,
+               "kvp": None if self.kvp is None else list(self.kvp), "kvp_stated_in": self.kvp_stated_in}
         if name != self.name:
             rec["same_data_as"] = same
         return rec
@@ -1096,6 +1104,7 @@ class HUCalibration:
                                  DATA_DIR / f"mcsquare_scanner_{sc}_hu_material.csv", name=key.lower())
         if cal is not None:   # a built-in: its data as shipped, to tell a copy changed in Python from it (record)
             cal.builtin_sha256 = cal.data_sha256()
+            cal.kvp, cal.kvp_stated_in = builtin_kvp(cal.name.split(" ")[0])
             return cal._in_water(water_model, ivalue_set)
         p = Path(name_or_path)
         if not p.exists():
@@ -1169,6 +1178,7 @@ class HUCalibration:
         _check_water_at_0_hu(density_file, hu, rho, "density")
         _check_material_at_0_hu(material_file, bins, mats)
         cal.files = [file_record(f) for f in (density_file, material_file, mcsquare_materials) if f is not None]
+        cal.kvp, cal.kvp_stated_in = calibration_kvp((density_file, material_file))
         return cal
 
     @classmethod
@@ -1203,8 +1213,10 @@ class HUCalibration:
         src = (f"{spr_file}; {material_file}: densities from a HU -> SPR table, density = SPR / (SPR per g/cm3 of "
                f"the bin's material at {e_ref:g} MeV, water {water_model}, I-values "
                f"{ivalue_set or 'default'})")
+        kvp, kvp_in = calibration_kvp((spr_file, material_file))
         return cls(nodes[:-1], nodes[1:], rho_right[:-1], rho_left[1:], b, mats, nm, src, spr_reference_mev=e_ref,
-                   files=[file_record(spr_file), file_record(material_file)])._in_water(water_model, ivalue_set)
+                   files=[file_record(spr_file), file_record(material_file)], kvp=kvp,
+                   kvp_stated_in=kvp_in)._in_water(water_model, ivalue_set)
 
     def _in_water(self, water_model: str, ivalue_set: str | None) -> "HUCalibration":
         """This calibration, its SPRs in the stopping powers of ``water_model`` and ``ivalue_set`` (the attributes
@@ -1332,8 +1344,10 @@ class HUCalibration:
         ``check_ct`` (default True): the checks ``mcproton run`` and ``mcproton check`` make of the CT before they
         convert it: a CT that mcproton wrote for another calibration (a phantom CT read with another curve: its bone
         5-18 % off), a dual-energy map (an SPR map) read with an HU calibration, a CT without air (a wrong
-        RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says it where
-        the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
+        RescaleIntercept: every value ~1024 HU too high), a CT whose tube voltage (KVP) differs from the one this
+        calibration states (:attr:`kvp`: an 80 kVp scan read with a 120 kVp curve; :meth:`warn_kvp`).  Each is a
+        warning here, as ``mcproton run`` says it where the calibration is given (a script names its calibration),
+        kept in ``made_with_warnings`` and so in
         :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
         F3).  With it, a conversion that needs more memory than this process may allocate is refused
         (McprotonEnvironmentError; :func:`~mcproton._io.ct.conversion_memory_estimate`, which ``mcproton run`` and
@@ -1373,7 +1387,8 @@ class HUCalibration:
         run`` and ``mcproton check`` in the form they take for a calibration given on purpose: a warning (a
         :class:`~mcproton.McprotonWarning`) for a CT that mcproton wrote from densities with the inverse of another
         calibration (:func:`check_calibration_written_for`), for a CT that says it is a dual-energy map read with an
-        HU calibration (:func:`check_spr_map`), and for a CT without air (:func:`warn_ct_without_air`)."""
+        HU calibration (:func:`check_spr_map`), for a CT without air (:func:`warn_ct_without_air`), and for a CT whose
+        tube voltage differs from the one this calibration states (:meth:`warn_kvp`)."""
         where = _ct_where(ct)
         check_calibration_written_for(
             ct, self.name, given=True, where=where, key="the calibration converting it", error=CalibrationError,
@@ -1384,6 +1399,13 @@ class HUCalibration:
                       error=CalibrationError, anyway="converted as given (mcproton run refuses this with its default "
                       "calibration)")
         warn_ct_without_air(ct, where)
+        self.warn_kvp(ct, where, "HUCalibration.load(folder)")
+
+    def warn_kvp(self, ct, where: str, key: str) -> dict:
+        """The CT's tube voltage (its KVP) against this calibration's (:attr:`kvp`): warned of where both are known
+        and differ, naming both and ``key`` (where to give another curve); the comparison returned
+        (:func:`~mcproton._io.calibration_kvp.warn_kvp_mismatch`)."""
+        return warn_kvp_mismatch(ct, self.kvp, self.kvp_stated_in, where, self.name, key)
 
     def _snapshot(self) -> "HUCalibration":
         """A copy whose curve and bins a later change of this one (``cal.seg_rho_lo *= 1.035`` for the next
@@ -1442,6 +1464,7 @@ class HUCalibration:
         record = self.record()
         if getattr(ct, "acquisition", None):   # the CT it was applied to: a calibration is one scanner's, kVp's
             record["ct_acquisition"] = dict(ct.acquisition)
+            record["kvp_comparison"] = kvp_comparison(ct.acquisition, self.kvp, self.kvp_stated_in)
         # a scaled built-in is not the built-in, nor a folder named like one (its path)
         said = f"{record['name']}, modified" if record["modified"] else record["name"]
         nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()

@@ -408,6 +408,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         prov["calibration_record"] = dict(cal)
         if cal.get("ct_acquisition"):   # the CT's KVP, scanner and kernel (a calibration belongs to one of each)
             prov["ct_acquisition"] = dict(cal["ct_acquisition"])
+        if cal.get("kvp_comparison"):   # the CT's KVP against the calibration's stated kVp (match None: unknown)
+            prov["ct_kvp_vs_calibration"] = dict(cal["kvp_comparison"])
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
         prov["beam_model"] = sim.beam.meta["beam_model"]
     for key in PLAN_CHECK_KEYS:   # what plan_to_beams could check of the plan against that model

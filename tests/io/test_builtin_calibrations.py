@@ -267,17 +267,29 @@ def test_the_documented_stopping_power_ratios_at_0_hu_are_the_built_ins():
 
 
 # ---------------------------------------------------------------------- the CT's acquisition, recorded
+def quiet_simulate(g):
+    """A 200-primary 70 MeV pencil beam along +y through the small CT's geometry ``g``, its warnings unshown (they are
+    in its provenance): what a result records of the CT, not its dose."""
+    import mcproton
+
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0, -30, 4), direction=(0, 1, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", threads=1),
+                                 log=None)
+
+
 def test_the_cts_kvp_scanner_and_kernel_are_recorded_with_the_calibration(tmp_path):
     """ctcal audit F6: nothing recorded the CT's acquisition, so a reviewer could not see that an 80 kVp paediatric
     scan was read with a 120 kVp curve.  Now the CT's KVP, Manufacturer, ManufacturerModelName and ConvolutionKernel
     (first slice) go with the calibration record into the result's provenance (``ct_acquisition``, in the HDF5 too)
-    and into `mcproton check`'s record of the CT input; nothing is compared."""
+    and into `mcproton check`'s record of the CT input (compared with the tube voltage a calibration states since the
+    kvp audit: tests/io/test_calibration_kvp.py)."""
     import json
 
     import h5py
     import pydicom
 
-    import mcproton
     from mcproton._check.record import ct_input
     from mcproton._io.hdf5 import write_result_hdf5
     from mcproton.dicom import load_ct_series, write_ct_series
@@ -296,11 +308,7 @@ def test_the_cts_kvp_scanner_and_kernel_are_recorded_with_the_calibration(tmp_pa
     assert ct.acquisition == want
     g = HUCalibration.load("schneider2000").to_geometry(ct)
     assert g.calibration["ct_acquisition"] == want
-    beam = mcproton.Beam.pencil(70.0, position_mm=(0, -30, 4), direction=(0, 1, 0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", threads=1),
-                              log=None)
+    r = quiet_simulate(g)
     assert r.provenance["ct_acquisition"] == want
     assert r.provenance["calibration_record"]["ct_acquisition"] == want
     write_result_hdf5(r, tmp_path / "r.h5")

@@ -210,6 +210,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("HU -> density table in CT numbers (HU + 1024: air 24, water 1024; before 2026-12-07: loaded, brain given lung's "
      "density and the energy-ledger refusal blamed the beam; ctcal audit F4)", [],
      CT.replace("@EXTRA", 'calibration = "cal_ctnum"'), "looks like CT numbers"),
+    ("HU calibration stating a tube voltage that is none ('# kVp: 0.12', in kV as a fraction; the kvp audit of "
+     "2026-12-08 added the line, which a run compares with the CT's KVP)", [],
+     CT.replace("@EXTRA", 'calibration = "cal_kvp_typo"'), "is not one in 40-160 kVp"),
     ("HU -> material table in CT numbers beside a density table in HU (air's bin from -26, HU + 1024; before "
      "2026-12-07: loaded, 0 HU and soft tissue given air's composition, ranges ~11 % long; re-read audit F1)", [],
      CT.replace("@EXTRA", 'calibration = "cal_matctnum"'), "the material table gives 0 HU"),
@@ -355,6 +358,7 @@ HLUT_FOLDERS: dict[str, dict[str, str | None]] = {
                      "hu_materials.csv": "hu_lo,name,w_H,w_C,w_N,w_O,w_Ar\n-26,air,0,0.000124,0.755268,0.231781,"
                                          "0.012827\n904,soft_tissue,0.102,0.143,0.034,0.708,0.013\n"},
     "cal_nomat": {"hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n", "hu_materials.csv": None},
+    "cal_kvp_typo": {"hu_density.csv": "# kVp: 0.12\nHU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"},
 }
 
 

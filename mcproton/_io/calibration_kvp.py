@@ -1,0 +1,177 @@
+"""The tube voltage (kVp) a HU calibration was measured for, and its comparison with the CT's.
+
+A HU -> density (or SPR) curve belongs to one scanner, tube voltage and reconstruction kernel: bone's CT number rises
+as the tube voltage falls (photoelectric absorption in calcium grows as the spectrum softens), so a curve measured at
+120 kVp gives an 80 kVp scan's bone too much density, and a proton range through it comes out short.  A child is
+often scanned at 80-100 kVp.
+
+A calibration folder states its tube voltage in a comment line of one of its tables (the HU -> density or SPR table,
+or the material table)::
+
+    # kVp: 120
+    # kVp: 100, 120        (a curve the clinic validated at both)
+    # kVp: not stated
+
+The CT's KVP (0018,0060) of its first slice (:func:`~mcproton._io.ct.ct_acquisition`) is compared with it where both
+are known (:func:`kvp_comparison`): ``mcproton run``, ``HUCalibration.to_geometry`` (the Python API) and ``mcproton
+check`` warn of a difference (:func:`kvp_warning`), and record the comparison.  Scanners offer tube voltages in
+discrete steps at least 10 kV apart (Siemens 70-150 kVp in 10 kV steps, GE 70/80/100/120/140, Philips
+80/100/120/140, Canon 80/100/120/135), so any two that differ by more than :data:`KVP_MATCH_TOLERANCE_KV` (a DICOM
+KVP written as 119.98) are two protocols.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import CalibrationError, McprotonWarning, warn
+
+#: two tube voltages within this (kV) are the same setting (a KVP written as 119.98 or 120.4): a scanner's settings are
+#: at least 5 kV apart (Canon 135 / GE 140), most 10-20 kV
+KVP_MATCH_TOLERANCE_KV = 2.5
+#: the tube voltages a calibration may state (kV): clinical CT runs at 70-150 kVp; a value outside is a typo or a unit
+#: (0.12 for 120, 120000 in volts) and is refused
+KVP_RANGE_KV = (40.0, 160.0)
+#: below this CT tube voltage (kV) ``mcproton check`` notes a calibration that states none
+#: (:func:`kvp_not_stated_note`): the paediatric protocols (70-90 kVp), where a generic 120 kVp curve is furthest off
+LOW_KVP_BELOW_KV = 100.0
+
+_KVP_LINE = re.compile(r"^\s*#\s*kvp\s*[:=](.*)$", re.IGNORECASE)
+_NOT_STATED = ("not stated", "unknown", "not known")
+_KVP_FORM = "'# kVp: 120' (or '# kVp: 100, 120' for a curve validated at both, or '# kVp: not stated')"
+
+#: what each built-in calibration states of its tube voltage, and where that was looked for (none states one: each is
+#: "not stated" with the source read; a kVp is added here only with a citation, and the test
+#: tests/io/test_calibration_kvp.py::test_the_built_ins_state_no_kvp_their_sources_do_not_give holds them to it)
+BUILTIN_KVP = {
+    "schneider2000": (None, "not stated: the sources mcproton transcribes (Schneider et al. 2000's fits as encoded in "
+                            "OpenTOPAS examples/Patient/HUtoMaterialSchneider.txt, the compositions as in OpenGATE's "
+                            "Schneider2000MaterialsTable.txt) name no tube voltage"),
+    "mcsquare": (None, "not stated: MCsquare's Scanners/<name>/HU_Density_Conversion.txt and "
+                       "HU_Material_Conversion.txt (e0404/MCsquare 211eefe; 'default' is OpenTPS's UCL_Toshiba) "
+                       "name no tube voltage"),
+    "dcpt_spr_brain": (None, "not stated: a stopping-power-ratio map's calibration (DCPT's Siemens DirectSPR series, "
+                             "dual energy; nbassler/dicomexport 7397eb6 SPRtoMaterial__Brain.txt names no tube "
+                             "voltage); its values are SPRs, not one tube voltage's HU"),
+}
+
+
+def builtin_kvp(name: str) -> tuple[tuple[float, ...] | None, str]:
+    """(the tube voltages, where stated) of the built-in calibration ``name`` (:data:`BUILTIN_KVP`)."""
+    key = "mcsquare" if name.startswith("mcsquare") else name
+    return BUILTIN_KVP.get(key, (None, "not stated"))
+
+
+def _values(text: str, where: str) -> tuple[float, ...] | None:
+    """The tube voltages of a ``# kVp:`` line's ``text`` (None for "not stated"); anything else is refused."""
+    said = text.strip().rstrip(".").strip()
+    if said.lower() in _NOT_STATED:
+        return None
+    toks = [t for t in re.split(r"[\s,;/]+", said) if t and t.lower() not in ("kv", "kvp", "and")]
+    vals = []
+    for t in toks:
+        try:
+            v = float(t.lower().removesuffix("kvp").removesuffix("kv"))
+        except ValueError:
+            v = float("nan")
+        if not KVP_RANGE_KV[0] <= v <= KVP_RANGE_KV[1]:
+            raise CalibrationError(
+                f"{where}: the tube voltage {t!r} is not one in {KVP_RANGE_KV[0]:g}-{KVP_RANGE_KV[1]:g} kVp; state "
+                f"the kVp the curve was measured at as {_KVP_FORM}")
+        vals.append(v)
+    if not vals:
+        raise CalibrationError(f"{where}: the line states no tube voltage; write {_KVP_FORM}")
+    return tuple(sorted(set(vals)))
+
+
+def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
+    """(whether the file has a ``# kVp:`` comment line, its tube voltages or None for "not stated", "path line n").
+    A file that states it twice is refused (state it once); a comment may be in any encoding."""
+    found: list[tuple[int, tuple[float, ...] | None]] = []
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _KVP_LINE.match(line)
+        if m:
+            found.append((lineno, _values(m.group(1), f"{path} line {lineno}")))
+    if len(found) > 1:
+        raise CalibrationError(f"{path}: lines {found[0][0]} and {found[1][0]} both state the tube voltage (# kVp:); "
+                               "state it once")
+    if not found:
+        return False, None, ""
+    return True, found[0][1], f"{path} line {found[0][0]}"
+
+
+def calibration_kvp(files: Iterable[str | Path]) -> tuple[tuple[float, ...] | None, str]:
+    """(the tube voltages, where stated) of a calibration read from ``files`` (its tables): the ``# kVp:`` line of
+    any of them; two tables that state different voltages are refused."""
+    said = [(kvp, where) for f in files for has, kvp, where in [stated_kvp(f)] if has]
+    if len({kvp for kvp, _ in said}) > 1:
+        (a, wa), (b, wb) = said[0], next(s for s in said if s[0] != said[0][0])
+        raise CalibrationError(f"the calibration's tables state different tube voltages: {_listed(a)} ({wa}) and "
+                               f"{_listed(b)} ({wb}); state the one the curve was measured at, in one of them")
+    if said:
+        return said[0]
+    return None, "not stated (no '# kVp:' line in its tables)"
+
+
+def _listed(kvp: Sequence[float] | None) -> str:
+    return "not stated" if kvp is None else "/".join(f"{v:g}" for v in kvp) + " kVp"
+
+
+def kvp_comparison(acquisition: dict | None, kvp: Sequence[float] | None, stated_in: str = "") -> dict[str, Any]:
+    """The CT's tube voltage (``acquisition["KVP"]``) against the calibration's (``kvp``): {"ct_kvp",
+    "calibration_kvp" (a list, or None where not stated), "calibration_kvp_stated_in", "match" (True, False, or None
+    where either is unknown)}."""
+    ct = (acquisition or {}).get("KVP")
+    match = None
+    if ct is not None and kvp is not None:
+        match = any(abs(float(ct) - v) <= KVP_MATCH_TOLERANCE_KV for v in kvp)
+    return {"ct_kvp": ct, "calibration_kvp": None if kvp is None else list(kvp),
+            "calibration_kvp_stated_in": stated_in, "match": match}
+
+
+def kvp_mismatch_text(cmp: dict | None) -> str:
+    """What a check's verdict says beside PASS or FAIL where the CT's tube voltage is not the calibration's ("" where
+    it is, or either is unknown): "CT at 80 kVp, HU calibration stated for 120 kVp"."""
+    if not cmp or cmp.get("match") is not False:
+        return ""
+    return f"CT at {cmp['ct_kvp']:g} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
+
+
+def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
+    """The warning of a CT whose tube voltage is not the calibration's (``cmp``: :func:`kvp_comparison`, match
+    False): both values and what to do; it starts with :func:`kvp_mismatch_text`."""
+    ct = f"{cmp['ct_kvp']:g}"
+    return (f"{kvp_mismatch_text(cmp)}: the CT ({where}) was acquired at {ct} kVp and the HU calibration {name} "
+            f"states it was measured at {_listed(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
+            f"Bone's CT number depends on the tube voltage (it rises as the voltage falls), so this curve gives the "
+            f"scan's bone the wrong density and the ranges through bone are off; give the clinic's curve for this "
+            f"scanner at {ct} kVp as {key} (its table stating '# kVp: {ct}'), or add {ct} to the curve's '# kVp:' "
+            f"line if the clinic validated it at that voltage")
+
+
+def warn_kvp_mismatch(ct: Any, kvp: Sequence[float] | None, stated_in: str, where: str, name: str,
+                      key: str) -> dict[str, Any]:
+    """:func:`kvp_comparison` of ``ct``'s acquisition and a calibration's tube voltages, warned of (a
+    :class:`~mcproton.McprotonWarning`, :func:`kvp_warning`) where they differ; returned."""
+    cmp = kvp_comparison(getattr(ct, "acquisition", None), kvp, stated_in)
+    if cmp["match"] is False:
+        warn(kvp_warning(cmp, where, name, key), McprotonWarning)
+    return cmp
+
+
+def kvp_not_stated_note(cmp: dict | None, name: str, key: str) -> str:
+    """``mcproton check``'s note of a CT acquired below :data:`LOW_KVP_BELOW_KV` read with a calibration that states
+    no tube voltage ("" otherwise): the pairing a generic curve gets most wrong, said once in the check's notes
+    (``mcproton run`` says nothing of it: a calibration without a stated kVp is the common case)."""
+    if not cmp or cmp.get("calibration_kvp") is not None or cmp.get("ct_kvp") is None \
+            or cmp["ct_kvp"] >= LOW_KVP_BELOW_KV:
+        return ""
+    return (f"the CT was acquired at {cmp['ct_kvp']:g} kVp (a low tube voltage, as for a child) and the HU calibration "
+            f"{name} states no tube voltage, so the check cannot tell whether it is this protocol's curve (one "
+            f"measured at 120 kVp gives such a scan's bone too much density); give the clinic's curve for this "
+            f"protocol as {key}, with a '# kVp: {cmp['ct_kvp']:g}' line in its table, and it is compared")

@@ -1,0 +1,201 @@
+"""A HU calibration's stated tube voltage (kVp) against the CT's KVP (mcproton/_io/calibration_kvp.py).
+
+A curve measured at 120 kVp gives an 80 kVp (paediatric) scan's bone the wrong density.  Before (kvp audit,
+2026-12-08) mcproton recorded the CT's KVP and compared it with nothing: a calibration could not say what it was
+measured for, and an 80 kVp CT read with a 120 kVp curve ran, and was checked, without a word.  Now a calibration's
+table states it (``# kVp: 120``), and ``HUCalibration.to_geometry`` (the Python API), ``mcproton run`` warn of a
+difference, naming both values and what to give, and record the comparison in the result's provenance.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcproton._io.errors import CalibrationError, McprotonWarning, recording_warnings
+from mcproton._io.hu_calibration import DATA_DIR, HUCalibration
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_builtin_calibrations import quiet_simulate  # noqa: E402
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "data" / "mcsquare_scanners_211eefe"
+
+
+def _ct(folder: Path, kvp: str | None) -> Path:
+    """A small water-in-air CT whose slices say KVP ``kvp`` (None: mcproton's writer's empty KVP)."""
+    import pydicom
+
+    from mcproton.dicom import write_ct_series
+
+    hu = np.full((4, 12, 12), -1000.0)
+    hu[:, 2:-2, 2:-2] = 40.0
+    hu[:, 5:7, 5:7] = 1200.0    # bone, where the tube voltage matters
+    files = write_ct_series(hu, (2.0, 2.0, 2.0), (-12.0, -12.0, 0.0), folder)
+    if kvp is not None:
+        for f in files:
+            ds = pydicom.dcmread(f)
+            ds.KVP = kvp
+            ds.save_as(f)
+    return folder
+
+
+def _folder(folder: Path, kvp_line: str | None, *, spr: bool = False, material_line: str | None = None) -> Path:
+    """A calibration folder (schneider2000's compositions; a density or an SPR table) whose table holds
+    ``kvp_line`` (and its material table ``material_line``) among its comments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    head = "# a clinic's curve (test)\n" + (f"{kvp_line}\n" if kvp_line else "")
+    if spr:
+        (folder / "hu_spr.csv").write_text(head + "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.85\n3000,2.6\n")
+    else:
+        (folder / "hu_density.csv").write_text(head + "HU,density_g_cm3\n-1000,0.001\n0,1.0\n1500,1.9\n3000,2.8\n")
+    mats = (DATA_DIR / "schneider2000_materials_opengate.csv").read_text(encoding="utf-8")
+    rows = [ln for ln in mats.splitlines() if not ln.startswith("#")]
+    header = rows[0].split(",")
+    keep = [i for i, h in enumerate(header) if h in ("hu_lo", "name") or h.startswith("w_")]
+    out = [",".join(header[i] for i in keep)] + [",".join(r.split(",")[i] for i in keep) for r in rows[1:25]]
+    (folder / "hu_materials.csv").write_text(((material_line + "\n") if material_line else "") + "\n".join(out) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("line, want", [("# kVp: 120", (120.0,)), ("# KVP = 120 kV", (120.0,)),
+                                        ("#kVp: 100, 120", (100.0, 120.0)), ("# kVp: 120kVp", (120.0,)),
+                                        ("# kVp: not stated", None), (None, None)])
+def test_a_calibration_folder_states_its_kvp_in_a_comment_line(tmp_path, line, want):
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert cal.kvp == want
+    rec = cal.record()
+    assert rec["kvp"] == (None if want is None else list(want))
+    if want is not None:
+        assert rec["kvp_stated_in"] == f"{tmp_path / 'cal' / 'hu_density.csv'} line 2"
+    # a HU -> SPR table states it the same way
+    assert HUCalibration.load(_folder(tmp_path / "hlut", line, spr=True)).kvp == want
+
+
+@pytest.mark.parametrize("line, said", [("# kVp: 0.12", "not one in 40-160 kVp"), ("# kVp:", "states no tube voltage"),
+                                        ("# kVp: 120 or so", "'or' is not one in"),
+                                        ("# kVp: 120000", "not one in 40-160 kVp")])
+def test_a_kvp_line_that_is_no_tube_voltage_is_refused(tmp_path, line, said):
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert said in str(e.value) and "# kVp: 120" in str(e.value)
+
+
+def test_two_tables_stating_different_kvp_are_refused(tmp_path):
+    with pytest.raises(CalibrationError, match="different tube voltages: 120 kVp .* and 80 kVp"):
+        HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120", material_line="# kVp: 80"))
+    # the same in both: one statement
+    assert HUCalibration.load(_folder(tmp_path / "ok", "# kVp: 120", material_line="# kVp: 120")).kvp == (120.0,)
+    d = _folder(tmp_path / "twice", "# kVp: 120\n# kVp: 100")
+    with pytest.raises(CalibrationError, match="both state the tube voltage"):
+        HUCalibration.load(d)
+
+
+def _geometry(ct_dir: Path, cal) -> tuple[object, list[str]]:
+    from mcproton.dicom import load_ct_series
+
+    ct = load_ct_series(ct_dir)
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = cal.to_geometry(ct)
+    return g, [w for w in said if "kVp" in w]
+
+
+def test_an_80_kvp_ct_with_a_120_kvp_curve_is_warned_of_and_recorded(tmp_path):
+    """The Python route (HUCalibration.to_geometry, then simulate): a warning naming both tube voltages and what to
+    give, kept in the geometry's made_with_warnings and the result's provenance with the comparison."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120"))
+    g, said = _geometry(_ct(tmp_path / "ct80", "80"), cal)
+    assert len(said) == 1, said
+    assert said[0].startswith("CT at 80 kVp, HU calibration stated for 120 kVp: ") and "80 kVp" in said[0]
+    assert "give the clinic's curve for this scanner at 80 kVp as HUCalibration.load(folder)" in said[0]
+    assert f"{tmp_path / 'cal' / 'hu_density.csv'} line 2" in said[0]
+    assert said[0] in g.made_with_warnings
+    cmp = g.calibration["kvp_comparison"]
+    assert cmp == {"ct_kvp": 80.0, "calibration_kvp": [120.0],
+                   "calibration_kvp_stated_in": f"{tmp_path / 'cal' / 'hu_density.csv'} line 2", "match": False}
+    r = quiet_simulate(g)
+    assert r.provenance["ct_kvp_vs_calibration"] == cmp
+    assert r.provenance["calibration_record"]["kvp"] == [120.0]
+    assert said[0] in r.provenance["warnings"]
+
+
+@pytest.mark.parametrize("ct_kvp, line, match", [("120", "# kVp: 120", True), ("119.98", "# kVp: 120", True),
+                                                 ("100", "# kVp: 100, 120", True),
+                                                 (None, "# kVp: 120", None),       # the CT does not say
+                                                 ("80", None, None),                # the curve does not say
+                                                 ("80", "# kVp: not stated", None)])
+def test_no_warning_where_the_kvp_match_or_either_is_unknown(tmp_path, ct_kvp, line, match):
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    g, said = _geometry(_ct(tmp_path / "ct", ct_kvp), cal)
+    assert said == []
+    assert g.calibration["kvp_comparison"]["match"] is match
+
+
+def test_a_built_in_calibration_states_no_kvp_and_is_not_warned_of(tmp_path):
+    """The built-ins state no tube voltage (their sources give none): an 80 kVp CT read with one says nothing new in
+    the Python route (``mcproton check`` notes it below 100 kVp: tests/check/test_check_kvp.py)."""
+    ct = _ct(tmp_path / "ct80", "80")
+    for name in ("schneider2000", "mcsquare_default", "dcpt_spr_brain"):
+        cal = HUCalibration.load(name)
+        assert cal.kvp is None and cal.kvp_stated_in.startswith("not stated: "), (name, cal.kvp_stated_in)
+        if name != "dcpt_spr_brain":
+            g, said = _geometry(ct, cal)
+            assert said == [] and g.calibration["kvp_comparison"]["match"] is None
+
+
+def test_the_built_ins_state_no_kvp_their_sources_do_not_give():
+    """The citation: each built-in's "not stated" names the source looked in, and those sources (the shipped
+    transcriptions, with their headers; MCsquare's byte copies in tests/data) hold no tube voltage.  A kVp stated for
+    a built-in must come with its source (calibration_kvp.BUILTIN_KVP)."""
+    from mcproton._io.calibration_kvp import BUILTIN_KVP
+
+    assert set(BUILTIN_KVP) == {"schneider2000", "mcsquare", "dcpt_spr_brain"}
+    for name, (kvp, said) in BUILTIN_KVP.items():
+        assert kvp is None and said.startswith("not stated: "), name
+    shipped = sorted(DATA_DIR.glob("*.csv")) + sorted(UPSTREAM.glob("*/*.txt"))
+    assert len(shipped) >= 17
+    for f in shipped:
+        text = f.read_text(encoding="utf-8", errors="replace").lower()
+        assert "kvp" not in text and " kv " not in text, f
+
+
+def test_mcproton_run_warns_of_the_kvp_and_records_the_comparison(tmp_path, monkeypatch, capsys):
+    """`mcproton run` of an 80 kVp CT with phantom.calibration stating 120 kVp: the warning names both values and
+    phantom.calibration; the HDF5's provenance records the comparison."""
+    import h5py
+
+    from mcproton.cli import main
+
+    _ct(tmp_path / "ct", "80")
+    _folder(tmp_path / "clinic_120", "# kVp: 120")
+    (tmp_path / "run.toml").write_text(
+        '[run]\nprimaries = 200\nbackend = "cpu"\nthreads = 1\n'
+        '[phantom]\ntype = "ct"\nct_dir = "ct"\ncalibration = "clinic_120"\n'
+        '[beam]\nenergy_mev = 35.0\nposition_mm = [0.0, -20.0, 4.0]\ndirection = [0.0, 1.0, 0.0]\n'
+        '[output]\nplot = false\n')
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with recording_warnings() as said:
+            assert main(["run", "run.toml", "--out", "o.h5", "--quiet"]) == 0
+    kvp = [w for w in said if "kVp" in w]
+    assert len(kvp) == 1, said
+    assert kvp[0].startswith("CT at 80 kVp, HU calibration stated for 120 kVp: the CT (phantom.ct_dir ")
+    assert "give the clinic's curve for this scanner at 80 kVp as phantom.calibration" in kvp[0]
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        prov = f["provenance"].attrs
+        cmp = json.loads(prov["ct_kvp_vs_calibration"])
+        assert kvp[0] in json.loads(prov["warnings"])
+    assert cmp["ct_kvp"] == 80.0 and cmp["calibration_kvp"] == [120.0] and cmp["match"] is False
+
+
+def test_warn_kvp_mismatch_is_a_mcproton_warning(tmp_path):
+    from mcproton.dicom import load_ct_series
+
+    cal = HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120"))
+    with pytest.warns(McprotonWarning, match="CT at 80 kVp, HU calibration stated for 120 kVp"):
+        cal.warn_kvp(load_ct_series(_ct(tmp_path / "ct", "80")), "here", "--calibration")
