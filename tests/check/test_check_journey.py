@@ -75,3 +75,24 @@ def test_a_check_without_beam_model_is_refused_before_any_file_is_read(tmp_path,
         assert rc == 2, (args, err)
         assert "no beam model: the MC needs the machine's beam model" in err and "give --beam-model" in err, err
         assert not (tmp_path / "chk").exists(), args
+
+
+def test_the_readme_says_with_which_beam_model_the_opentps_plan_is_checked():
+    """Journey audit 33, F2: the README's check section said that the OpenTPS head plan passes, and listed the
+    built-in ``mcsquare_upenn_iba_dn`` as MCsquare's IBA model, but not with which beam model the plan was checked; a
+    new user's ``--beam-model mcsquare_upenn_iba_dn`` is refused ("nominal energy 86.48 MeV is outside beam model
+    'mcsquare_upenn_iba_dn' (100-225 MeV)"): the plan needs OpenTPS's own BDL (its 20 MeV row and its range shifter).
+    The section now gives the command of docs/check.md, with every option that case needs."""
+    from mcproton._io.beam_model import load_beam_model
+
+    section = " ".join(_check_section().split())
+    bdl = "tests/data/dicom/opentps_head/BDL_default_DN_RangeShifter.txt"
+    m = re.search(r"`(mcproton check \S+ --beam-model " + re.escape(bdl) + r"[^`]*)`", section)
+    assert m, "the README's check section gives no command for the OpenTPS case with OpenTPS's BDL"
+    command = m.group(1)
+    for option in ("--calibration mcsquare_default", "--dose-type physical", "--patient-position HFS", "--out"):
+        assert option in command, (option, command)
+    assert (ROOT / bdl).is_file()
+    # why the built-in model is not it: the plan's lowest layers lie below its 100 MeV
+    assert load_beam_model("mcsquare_upenn_iba_dn").energy_range_mev[0] >= 100.0
+    assert "mcsquare_upenn_iba_dn" in section[section.index("OpenTPS 2.0 designed"):][:900]
