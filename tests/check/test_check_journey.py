@@ -96,3 +96,29 @@ def test_the_readme_says_with_which_beam_model_the_opentps_plan_is_checked():
     # why the built-in model is not it: the plan's lowest layers lie below its 100 MeV
     assert load_beam_model("mcsquare_upenn_iba_dn").energy_range_mev[0] >= 100.0
     assert "mcsquare_upenn_iba_dn" in section[section.index("OpenTPS 2.0 designed"):][:900]
+
+
+def test_a_folder_of_a_plan_and_its_dose_alone_is_told_both_what_it_lacks_at_once(tmp_path, capsys):
+    """Journey audit 33, F3: APTG plan06's folder as published (the RT Ion Plan and RayStation's beam dose; no CT, no
+    RT Struct) took three refusals to learn what it needs: "the plan names structure set ... give --struct RS.dcm ...
+    or --allow-no-struct"; with --allow-no-struct "no CT: give --ct ..., or ... --phantom-from-struct"; with that,
+    "--phantom-from-struct needs the structure set".  The missing CT is now said first, with the structure set that
+    a phantom would need, in one refusal."""
+    import gzip
+    import shutil
+
+    from mcproton.cli import main
+
+    data = ROOT / "tests" / "data" / "dicom"
+    folder = tmp_path / "plan06"
+    folder.mkdir()
+    shutil.copy(data / "RP_plan06_rs.dcm", folder / "RP.dcm")
+    with gzip.open(data / "aptg_plan06" / "RD_plan06_beam1.dcm.gz", "rb") as src:
+        (folder / "RD.dcm").write_bytes(src.read())
+    for extra in ([], ["--allow-no-struct"]):
+        rc = main(["check", str(folder), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "chk"), *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert rc == 2, err
+        assert "no CT: give --ct (the plan's CT series)" in err, err
+        assert "--phantom-from-struct" in err and "--struct RS.dcm" in err and "no RT Struct" in err, err
+        assert "--allow-no-struct" not in err, err
