@@ -127,6 +127,23 @@ def no_structure_set(inp: CheckInputs, allow_no_struct: bool) -> str:
     return msg
 
 
+def no_ct(inp: CheckInputs) -> CheckInputError:
+    """The refusal of a check without a CT and without --phantom-from-struct.  Said before the structure set's
+    refusal (:func:`no_structure_set`), and where there is no structure set either, saying that a phantom needs one:
+    a folder of a plan and its dose alone (APTG plan06 as published) took three refusals to learn both before
+    (journey audit 33, F3: the structure set, then the CT, then the structure set that --phantom-from-struct needs)."""
+    none = inp.struct_path is None
+    return CheckInputError("no CT: " + way_out(
+        "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
+        + ("--phantom-from-struct with that structure set (--struct RS.dcm: no RT Struct was given or found)" if none
+           else "--phantom-from-struct"),
+        "put the plan's CT series into {folder}, or, for a phantom whose structure set overrides the materials"
+        + (" (no RT Struct is in the folder: put it there too)" if none else "")
+        + ", check this patient alone with --phantom-from-struct (or the phantoms in a batch folder of their own: "
+        "this batch given --phantom-from-struct would refuse every patient with a CT)"),
+        single_options=("--ct",))
+
+
 def no_structures_text(warnings: Iterable[str]) -> str:
     """:data:`NO_STRUCTURES` where the check's ``warnings`` hold :func:`no_structure_set`'s warning, else "": the same
     for a fresh check and an earlier check.json read back."""
@@ -2678,6 +2695,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                              ("the CT folder", inp.ct_dir)]
                             + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
                                + list(inp.beams.values())])
+    if not phantom_from_struct and inp.ct_dir is None and mc is None:
+        raise no_ct(inp)   # before the structure set's refusal, naming it too (journey audit 33, F3)
     if not phantom_from_struct:   # (a phantom built from the structure set is refused without one, below)
         # no structure set: refused where the plan names one, unless --allow-no-struct; else said (journey 28, F1)
         no_struct = no_structure_set(inp, args["allow_no_struct"])
@@ -2755,13 +2774,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             if not phantom_from_struct:
                 # a batch's option applies to every patient, and --phantom-from-struct refuses each with a CT: this
                 # patient alone, or the phantoms in a batch of their own (journey audit 28, F3c)
-                raise CheckInputError("no CT: " + way_out(
-                    "give --ct (the plan's CT series), or for a phantom whose structure set overrides the materials, "
-                    "--phantom-from-struct", "put the plan's CT series into {folder}, or, for a phantom whose "
-                    "structure set overrides the materials, check this patient alone with --phantom-from-struct (or "
-                    "the phantoms in a batch folder of their own: this batch given --phantom-from-struct would refuse "
-                    "every patient with a CT)"),
-                    single_options=("--ct",))
+                raise no_ct(inp)
             if inp.struct_path is None:
                 raise CheckInputError("--phantom-from-struct needs the structure set "
                                       + way_out("(--struct RS.dcm)", "(put it into {folder})"),

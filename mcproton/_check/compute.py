@@ -777,6 +777,17 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
     return out, left_s, grew
 
 
+def no_beam_model() -> CheckInputError:
+    """The refusal of a check without a beam model (``--beam-model`` has no default): raised by the command line
+    before any file is read (journey audit 33, F1: it came after the inputs and the phantom had been read), and by
+    :func:`plan_beams` for a Python call."""
+    from .._io.beam_model import BUILTIN
+
+    return CheckInputError("no beam model: the MC needs the machine's beam model to turn the plan's spots into "
+                           f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
+                           "BDL file)")
+
+
 def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = True,
                water_model: str = "icru90") -> tuple[Any, list]:
     """The beam model (loaded where a name or file is given) and the plan's beams as the MC transports them
@@ -786,11 +797,7 @@ def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = Tr
     from .._io.rtplan import plan_to_beams
 
     if beam_model is None:
-        from .._io.beam_model import BUILTIN
-
-        raise CheckInputError("no beam model: the MC needs the machine's beam model to turn the plan's spots into "
-                              f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
-                              "BDL file)")
+        raise no_beam_model()
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
     return model, plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check,
                                 water_model=water_model)

@@ -187,6 +187,22 @@ DOSE_DESCRIPTIONS = {
                      "fragments and recoils deposited locally take their primary's ratio (Paganetti 2009 convention; "
                      "with ICRU 90 water D_w/D_m is about 0.5 % below ICRU 49's ratio for every tissue)",
 }
+
+
+def dose_description(name: str, provenance: dict | None) -> str:
+    """:data:`DOSE_DESCRIPTIONS`' text of dataset ``name``; that of ``dose`` naming the run's own CT calibration
+    where the provenance has one, and schneider2000's HU 0 as schneider2000's (journey audit 33, F4: a run with
+    mcsquare_default was told "(schneider2000: HU 0 is ...)", read as its own curve; the RT Dose note was fixed so in
+    journey audit 28, F5)."""
+    cal = (provenance or {}).get("calibration") if name == "dose" else None
+    if not cal:
+        return DOSE_DESCRIPTIONS[name]
+    hu0 = "in schneider2000" if str(cal).startswith("schneider2000") else "in the default schneider2000"
+    return ("physical absorbed dose to the voxel medium (D_m), as simulated: each voxel's material of its bin in the "
+            f"run's CT calibration, {str(cal)!r} ({hu0} HU 0 is an adipose/soft-tissue mixture, not water), or of "
+            "the phantom")
+
+
 LET_D_ATTRS = {
     "quantity": "dose-averaged LET (LETd) of protons: sum(E_dep x LET) / sum(E_dep) over proton energy deposits",
     "let": "unrestricted electronic LET in the voxel medium (stopping power x density), not in water: "
@@ -347,7 +363,7 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             if fx is not None and name in ("dose", "dose_to_water"):
                 d.attrs["fractions_note"] = fx[2]
             if name in DOSE_DESCRIPTIONS:
-                d.attrs["description"] = DOSE_DESCRIPTIONS[name]
+                d.attrs["description"] = dose_description(name, result.provenance)
             if name == "let_d":   # what the number is, where a reader of the file looks (rbe audit 2026-12-06, F5)
                 d.attrs.update(LET_D_ATTRS)
             if name == "uncertainty":

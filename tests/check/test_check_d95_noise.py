@@ -141,7 +141,7 @@ def test_a_batch_says_the_d95_noise_warning_once(tmp_path, capsys):
     for p in ("p1", "p2"):
         (tmp_path / "in" / p).mkdir(parents=True)
         (tmp_path / "in" / p / "a.dcm").write_text("x")
-    assert main(["check", str(tmp_path / "in"), "--batch", "--target-uncertainty", "0.015",
+    assert main(["check", str(tmp_path / "in"), "--batch", "--beam-model", "dcpt_v5", "--target-uncertainty", "0.015",
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("the MC's noise lowers the D95 it reads") == 1, err

@@ -55,3 +55,70 @@ def test_a_plan_for_another_machine_is_told_the_built_in_models_and_how_to_make_
     assert "planned for treatment machine 'GTR1', but beam model 'dcpt_v5' is of TR1, TR2, TR3" in msg, msg
     assert all(re.search(rf"\b{name} \(", msg) for name in BUILTIN), msg
     assert "mcproton commission" in msg and 'the README, "Commissioning a beam model (`mcproton commission`)"' in msg
+
+
+def test_a_check_without_beam_model_is_refused_before_any_file_is_read(tmp_path, monkeypatch, capsys):
+    """Journey audit 33, F1: ``mcproton check p03/ --phantom-from-struct --out chk`` (no ``--beam-model``, which has
+    no default) read the plan, the doses and the structure set and built the phantom first, and was refused 9.8 s
+    later (APTG plan03 on the 2-core VM; a clinical CT's read is longer); now the command line refuses it at once, as
+    an option it misses, before any file is read, with the same message and exit status 2."""
+    from mcproton._check import api
+    from mcproton.cli import main
+
+    def read(*a, **kw):
+        raise AssertionError("the inputs were read before the missing --beam-model was refused")
+
+    monkeypatch.setattr(api, "gather", read)
+    for args in ([str(tmp_path)], [str(tmp_path), "--phantom-from-struct"], [str(tmp_path), "--batch"]):
+        rc = main(["check", *args, "--out", str(tmp_path / "chk")])
+        err = capsys.readouterr().err
+        assert rc == 2, (args, err)
+        assert "no beam model: the MC needs the machine's beam model" in err and "give --beam-model" in err, err
+        assert not (tmp_path / "chk").exists(), args
+
+
+def test_the_readme_says_with_which_beam_model_the_opentps_plan_is_checked():
+    """Journey audit 33, F2: the README's check section said that the OpenTPS head plan passes, and listed the
+    built-in ``mcsquare_upenn_iba_dn`` as MCsquare's IBA model, but not with which beam model the plan was checked; a
+    new user's ``--beam-model mcsquare_upenn_iba_dn`` is refused ("nominal energy 86.48 MeV is outside beam model
+    'mcsquare_upenn_iba_dn' (100-225 MeV)"): the plan needs OpenTPS's own BDL (its 20 MeV row and its range shifter).
+    The section now gives the command of docs/check.md, with every option that case needs."""
+    from mcproton._io.beam_model import load_beam_model
+
+    section = " ".join(_check_section().split())
+    bdl = "tests/data/dicom/opentps_head/BDL_default_DN_RangeShifter.txt"
+    m = re.search(r"`(mcproton check \S+ --beam-model " + re.escape(bdl) + r"[^`]*)`", section)
+    assert m, "the README's check section gives no command for the OpenTPS case with OpenTPS's BDL"
+    command = m.group(1)
+    for option in ("--calibration mcsquare_default", "--dose-type physical", "--patient-position HFS", "--out"):
+        assert option in command, (option, command)
+    assert (ROOT / bdl).is_file()
+    # why the built-in model is not it: the plan's lowest layers lie below its 100 MeV
+    assert load_beam_model("mcsquare_upenn_iba_dn").energy_range_mev[0] >= 100.0
+    assert "mcsquare_upenn_iba_dn" in section[section.index("OpenTPS 2.0 designed"):][:900]
+
+
+def test_a_folder_of_a_plan_and_its_dose_alone_is_told_both_what_it_lacks_at_once(tmp_path, capsys):
+    """Journey audit 33, F3: APTG plan06's folder as published (the RT Ion Plan and RayStation's beam dose; no CT, no
+    RT Struct) took three refusals to learn what it needs: "the plan names structure set ... give --struct RS.dcm ...
+    or --allow-no-struct"; with --allow-no-struct "no CT: give --ct ..., or ... --phantom-from-struct"; with that,
+    "--phantom-from-struct needs the structure set".  The missing CT is now said first, with the structure set that
+    a phantom would need, in one refusal."""
+    import gzip
+    import shutil
+
+    from mcproton.cli import main
+
+    data = ROOT / "tests" / "data" / "dicom"
+    folder = tmp_path / "plan06"
+    folder.mkdir()
+    shutil.copy(data / "RP_plan06_rs.dcm", folder / "RP.dcm")
+    with gzip.open(data / "aptg_plan06" / "RD_plan06_beam1.dcm.gz", "rb") as src:
+        (folder / "RD.dcm").write_bytes(src.read())
+    for extra in ([], ["--allow-no-struct"]):
+        rc = main(["check", str(folder), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "chk"), *extra])
+        err = " ".join(capsys.readouterr().err.split())
+        assert rc == 2, err
+        assert "no CT: give --ct (the plan's CT series)" in err, err
+        assert "--phantom-from-struct" in err and "--struct RS.dcm" in err and "no RT Struct" in err, err
+        assert "--allow-no-struct" not in err, err

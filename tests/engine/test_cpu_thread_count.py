@@ -300,7 +300,8 @@ def test_a_run_and_a_check_refuse_omp_num_threads_above_the_limit_before_anythin
     assert not (tmp_path / "o").exists(), "refused before any lock or output"
     out = tmp_path / "chk"
     p = subprocess.run([sys.executable, "-m", "mcproton.cli", "check", str(tmp_path / "patient"), "--out", str(out),
-                        "--json", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+                        "--beam-model", "dcpt_v5", "--json", "--quiet"], capture_output=True, text=True, env=env,
+                       timeout=300)
     assert p.returncode == 2, p.stderr
     record = json.loads(p.stdout)
     assert record["status"] == "refused" and "OMP_NUM_THREADS=100000" in record["error"], record

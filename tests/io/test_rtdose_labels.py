@@ -623,6 +623,25 @@ def test_the_dose_to_medium_note_names_the_run_s_own_calibration(tmp_path, capsy
     assert "run's CT calibration, 'schneider2000' (in schneider2000 HU 0, water or CSF" in s["rtdose_note"]
 
 
+def test_the_hdf5_dose_description_names_the_run_s_own_calibration(tmp_path, capsys):
+    """Journey audit 33, F4: the HDF5's ``dose`` said "each voxel's material of the CT calibration's bin
+    (schneider2000: HU 0 is an adipose/soft-tissue mixture, not water)" in a run with mcsquare_default (the OpenTPS
+    head CT), a fixed text read as the run's own curve, as the RT Dose note was before journey audit 28, F5; now it
+    names the run's calibration, and schneider2000's HU 0 as schneider2000's."""
+    import h5py
+
+    cfg, _ = _case(tmp_path, 1)
+    _run(tmp_path, cfg, capsys, 'phantom.calibration="mcsquare_default"')
+    with h5py.File(tmp_path / "o.h5") as f:
+        text = f["dose"].attrs["description"]
+    assert "the run's CT calibration, 'mcsquare_default'" in text, text
+    assert "(schneider2000:" not in text and "in the default schneider2000 HU 0" in text, text
+    _run(tmp_path, cfg, capsys)
+    with h5py.File(tmp_path / "o.h5") as f:
+        text = f["dose"].attrs["description"]
+    assert "the run's CT calibration, 'schneider2000' (in schneider2000 HU 0 is" in text, text
+
+
 def test_an_unreadable_source_file_does_not_lose_the_rt_dose(tmp_path, monkeypatch):
     """The RT Dose's SoftwareVersions hash every source file of mcproton (code_sha256); one that cannot be read made
     every RT Dose write fail, for mcproton run after the whole MC (run review of 2026-12-06, F5).  Now the file is

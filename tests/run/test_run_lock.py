@@ -134,7 +134,8 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
         (tmp_path / "patients").mkdir()
         with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid}"):
             check_batch(tmp_path / "patients", tmp_path / "chk")
-        rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
+        rc = main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v5", "--out",
+                   str(tmp_path / "chk")])
         assert rc == 3 and f"pid {sleeper.pid}" in capsys.readouterr().err
     finally:
         sleeper.kill()
@@ -322,7 +323,8 @@ def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monk
 
     monkeypatch.setattr(lockmod.os, "open", ro_open)
     (tmp_path / "patients").mkdir()
-    rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
+    rc = main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v5", "--out",
+                   str(tmp_path / "chk")])
     err = capsys.readouterr().err
     assert rc == 3 and "Errno" not in err, err
     assert (f"--out {tmp_path / 'chk'}: could not create its lock file {tmp_path / 'chk' / '.mcproton-lock'} (the "
