@@ -16,6 +16,13 @@ The results of both are in docs/check.md ("plan06 at the default 1 %").
 
     python examples/aptg_plan06_struct.py APTG_REPO OUT_FOLDER [DENSITY]
     mcproton check OUT_FOLDER --phantom-from-struct --beam-model dcpt_v5 --primaries 60000000 --out OUT_FOLDER/check
+    python examples/aptg_plan06_struct.py --summary OUT_FOLDER
+
+The last line prints the figures docs/check.md quotes ("plan06 at the default 1 %") from the check's check.json,
+its RD_mc.dcm and the RayStation dose: the verdict, the four gammas, the distal dR80 (median, 5-95 %, within
+2 mm), the R80 of the depth dose (mean over the central 4 x 4 cm) and its MC/TPS ratio in the first 15 mm and
+over the SOBP, the dose difference (% of the check's
+normalisation, body voxels above 10 %) and the MC/TPS integral, the primaries and the run time.
 
 APTG_REPO: a clone of APTG/2022_DCPT_LET at the commit above (the plan and its dose are copied from it into
 OUT_FOLDER beside the structure set).  DENSITY: the solid water's density in g/cm3 (default 1.047; 1.02 for
@@ -80,7 +87,66 @@ def make_struct(plan_path: Path, out: Path, density_g_cm3: float) -> None:
     rs.save_as(out)
 
 
+def _r80_mm(depth_mm: np.ndarray, dd: np.ndarray) -> float:
+    """Distal 80 % of the depth dose's maximum (linear interpolation between the grid's points)."""
+    i = int(np.argmax(dd))
+    lev = 0.8 * dd[i]
+    j = i + int(np.argmax(dd[i:] < lev))
+    return float(depth_mm[j - 1] + (lev - dd[j - 1]) / (dd[j] - dd[j - 1]) * (depth_mm[j] - depth_mm[j - 1]))
+
+
+def summary(out: Path) -> None:
+    """Print the figures of docs/check.md's plan06 table from a finished check in OUT/check."""
+    import json
+
+    chk = out / "check"
+    res = json.loads((chk / "check.json").read_text())
+    g = {k: 100 * v["pass_rate"] for k, v in res["gamma"].items()}
+    r = res["ranges"]["1"]
+    dd = res["dose_difference"]
+    pc = dd["percentiles_pct"]
+    print(f"verdict {'PASS' if res['passed'] else 'FAIL'}; failed: "
+          + ("; ".join(c["quantity"] for c in res["checks"] if c.get("passed") is False) or "none"))
+    print("gamma 3 %/2 mm, 2 %/2 mm, 1 %/1 mm, local 2 %/2 mm: "
+          + ", ".join(f"{g[k]:.2f}" for k in ("3%/2mm", "2%/2mm", "1%/1mm", "2%/2mm local")) + " %")
+    print(f"distal dR80 ({r['rays']} rays): median {r['median_mm']:+.2f} mm ({r['p5_mm']:+.2f}..{r['p95_mm']:+.2f}), "
+          f"{100 * r['within_2mm']:.1f} % within 2 mm")
+    tps, mc = (pydicom.dcmread(f) for f in (out / DOSE, chk / "RD_mc.dcm"))
+    arrs = [d.pixel_array * float(d.DoseGridScaling) for d in (tps, mc)]
+    # the depth is along +y (gantry 0, HFS); the central 4 x 4 cm: |x|, |z| <= 20 mm
+    x = float(tps.ImagePositionPatient[0]) + float(tps.PixelSpacing[1]) * np.arange(tps.Columns)
+    y = float(tps.ImagePositionPatient[1]) + float(tps.PixelSpacing[0]) * np.arange(tps.Rows)
+    z = float(tps.ImagePositionPatient[2]) + np.asarray(tps.GridFrameOffsetVector, float)
+    cx, cz = np.abs(x) <= 20.0, np.abs(z) <= 20.0
+    r80 = [_r80_mm(y, a[cz][:, :, cx].mean(axis=(0, 2))) for a in arrs]
+    print(f"R80 of the depth dose (central 4 x 4 cm): MC - TPS {r80[1] - r80[0]:+.2f} mm")
+    prof_t, prof_m = (a[cz][:, :, cx].mean(axis=(0, 2)) for a in arrs)
+    depth = y - BOXES["External"][2]                                       # mm below the phantom's surface
+    first = (depth > 0) & (depth < 15.0)
+    sobp = (depth > 0) & (prof_t >= 0.95 * prof_t.max())
+    q1, q2 = prof_m[first] / prof_t[first], prof_m[sobp] / prof_t[sobp]
+    print(f"depth dose MC/TPS (central 4 x 4 cm): first 15 mm {q1.min():.3f}..{q1.max():.3f}; SOBP (TPS >= 95 %, "
+          f"{depth[sobp].min():.0f}-{depth[sobp].max():.0f} mm deep) {q2.min():.3f}..{q2.max():.3f}")
+    print(f"dose difference MC - TPS (% of {dd['normalisation_gy']:.4g} Gy, {dd['voxels']} voxels above 10 %): "
+          f"mean {dd['mean_pct']:+.2f}, SD {dd['sd_pct']:.2f}; 5-95 % {pc['p5']:+.1f}..{pc['p95']:+.1f}; "
+          f"MC/TPS integral {dd['integral_ratio_mc_tps']:.4f}")
+    t = res["timings_s"]
+    prov = res["provenance"]
+    load = prov.get("load_average_start", []), prov.get("load_average_end", [])
+    unc = prov.get("statistical_uncertainty_pct", float("nan"))
+    print(f"primaries {prov.get('primaries', 'n/a')} (MC uncertainty {unc:.2f} %); "
+          f"whole check {t.get('total_s', float('nan')):.0f} s, transport {t.get('transport_s', float('nan')):.0f} s; "
+          f"load average {load[0][:1]} -> {load[1][:1]}; kernel {str(prov.get('kernel_hash', ''))[:8]}, "
+          f"{prov.get('date', '')}")
+
+
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if len(argv) == 2 and argv[0] == "--summary":
+        summary(Path(argv[1]))
+        return 0
     if len(argv) not in (2, 3):
         print(__doc__)
         return 2
