@@ -480,7 +480,7 @@ def test_simulate_refuses_only_a_grid_that_cannot_fit_however_little_gets_dose(m
                            shape_zyx=(1000, 1000, 1000))
     with pytest.raises(ValueError, match=r"^simulate: the dose grid of 1000 x 1000 x 1000 = 1000.0 M voxels needs "
                                          r"at least 3.0 GB of memory \(however few of its voxels get dose; up to about "
-                                         r"240.1 GB where every voxel gets dose\), but only 2.0 GB are available"):
+                                         r"280.1 GB where every voxel gets dose\), but only 2.0 GB are available"):
         _check_memory(huge, RunSettings(**TINY))
 
 
