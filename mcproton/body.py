@@ -534,7 +534,10 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     raw = np.asarray(result.dose_gy_zyx, np.float32).copy()
     result.dose_raw_gy_zyx = raw
     outside = ~m
-    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx"):
+    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx",
+                 "let_d_uncertainty_rel_zyx"):
+        if getattr(result, name, None) is None:   # a result without the LETd's uncertainty
+            continue
         arr = np.asarray(getattr(result, name))
         if not arr.flags.writeable:
             arr = arr.copy()

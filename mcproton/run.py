@@ -73,9 +73,9 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
 
     A dose grid that cannot fit in the memory this process may use (the machine's free memory, or less under
     ``ulimit -v`` or a cgroup limit) however little of it gets dose (3 bytes per voxel; under ``ulimit -v`` what is
-    allocated, 80) is refused before anything is allocated (:class:`~mcproton.config.ConfigError`, a ValueError:
+    allocated, 104) is refused before anything is allocated (:class:`~mcproton.config.ConfigError`, a ValueError:
     the grid, the estimate, what is available, what bounds it and what to do); one whose dose, if it covered the
-    whole grid (240 bytes per voxel), would take most of that memory is warned about
+    whole grid (280 bytes per voxel), would take most of that memory is warned about
     (mcproton/_run/inputs.py ``SIMULATE_BYTES_*``, measured).
 
     On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong

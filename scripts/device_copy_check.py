@@ -44,6 +44,7 @@ def host_whole(dev: Any) -> Any:
     out = Accumulator.__new__(Accumulator)
     out.sums = {k: dev.xp.asnumpy(v) for k, v in dev.sums.items()}
     out.sum_x, out.sum_x2 = dev.xp.asnumpy(dev.sum_x), dev.xp.asnumpy(dev.sum_x2)
+    out.let_moments = {k: dev.xp.asnumpy(v) for k, v in dev.let_moments.items()}   # (since 2026-12-08)
     out.ledger = dev.ledger.copy()
     out.batches, out.primaries = dev.batches, dev.primaries
     return out

@@ -450,8 +450,8 @@ def test_simulate_refuses_a_grid_too_large_for_memory_before_allocating(monkeypa
     starts, naming the grid, the estimate, the limit and the fix.  Before: numpy's bare MemoryError at the first
     tally, or a run killed after its transport.  What cannot fit is what the run needs however little of the grid
     gets dose (review R2): 3 bytes per voxel of scans (10^6 voxels: 3 MB, refused with 2 MB), or under an
-    address-space limit (``ulimit -v``) the tallies and running sums it allocates, 80 bytes per voxel (0.08 GB,
-    refused with 0.05 GB)."""
+    address-space limit (``ulimit -v``) the tallies and running sums it allocates, 104 bytes per voxel (0.1 GB,
+    refused with 0.05 GB; 80 before the LETd's running sums of 2026-12-08)."""
     from mcproton._run import job
 
     g = box_phantom("water", (100.0, 100.0, 100.0), 1.0)
@@ -463,7 +463,7 @@ def test_simulate_refuses_a_grid_too_large_for_memory_before_allocating(monkeypa
         msg = str(exc.value)
         assert msg.startswith(f"simulate: the dose grid of 100 x 100 x 100 = 1.0 M voxels needs at least {least} "
                               "of memory"), msg
-        assert "up to about 0.3 GB where every voxel gets dose" in msg, msg
+        assert "up to about 0.4 GB where every voxel gets dose" in msg, msg
         assert ("the tallies and running sums it allocates" in msg) == allocated, msg
         assert f"only {gb:.1f} GB are available" in msg and "the test's limit" in msg
         assert "coarser voxels" in msg and "resample_blocks" in msg
@@ -480,7 +480,7 @@ def test_simulate_refuses_only_a_grid_that_cannot_fit_however_little_gets_dose(m
                            shape_zyx=(1000, 1000, 1000))
     with pytest.raises(ValueError, match=r"^simulate: the dose grid of 1000 x 1000 x 1000 = 1000.0 M voxels needs "
                                          r"at least 3.0 GB of memory \(however few of its voxels get dose; up to about "
-                                         r"240.1 GB where every voxel gets dose\), but only 2.0 GB are available"):
+                                         r"280.1 GB where every voxel gets dose\), but only 2.0 GB are available"):
         _check_memory(huge, RunSettings(**TINY))
 
 
@@ -515,7 +515,8 @@ def test_simulate_runs_a_grid_that_fits_though_mcproton_run_s_estimate_does_not(
     """Review R2: simulate's check took ``mcproton run``'s estimate (0.3 GB + 99 B/voxel, with the output buffers
     and the sum of the beams: 3.0 GB for 27 M voxels) and refused, with 2 GB available (a 2 GB container), the
     audit's pencil beam on a 300 x 300 x 300 grid of 1 mm voxels, which peaks at about 0.8 GB.  It runs now, with a
-    warning that a dose over the whole grid (6.6 GB) could not fit, and its peak stays below the 2 GB."""
+    warning that a dose over the whole grid (7.7 GB since the LETd's running sums of 2026-12-08, 6.6 before) could
+    not fit, and its peak stays below the 2 GB."""
     g = box_phantom("water", (300.0, 300.0, 300.0), 1.0)
     _memory(monkeypatch, 2.0)
     try:
@@ -524,7 +525,7 @@ def test_simulate_runs_a_grid_that_fits_though_mcproton_run_s_estimate_does_not(
         before = _status_bytes("VmRSS")
     except OSError:
         before = None
-    with pytest.warns(McprotonRuntimeWarning, match=r"needs up to about 6.6 GB of memory where the dose covers the "
+    with pytest.warns(McprotonRuntimeWarning, match=r"needs up to about 7.7 GB of memory where the dose covers the "
                                                     r"whole grid .* of the 2.0 GB available"):
         r = simulate(g, Beam.pencil(100.0, position_mm=(0, 0, -151)), TINY | {"primaries": 200}, log=None)
     assert r.primaries == 200
@@ -538,11 +539,11 @@ def _status_bytes(key: str) -> float:
 
 
 def test_simulate_warns_of_a_grid_that_takes_most_of_the_memory(monkeypatch):
-    """0.34 GB (10^6 voxels, every one with dose) of 0.4 GB (over 80 %): the run goes on, with the warning kept in
-    the provenance."""
+    """0.38 GB (10^6 voxels, every one with dose; 0.34 before the LETd's running sums of 2026-12-08) of 0.44 GB
+    (over 80 %): the run goes on, with the warning kept in the provenance."""
     g = box_phantom("water", (100.0, 100.0, 100.0), (10.0, 10.0, 0.01))   # 10^6 voxels
-    _memory(monkeypatch, 0.4)
-    with pytest.warns(McprotonRuntimeWarning, match="needs up to about 0.3 GB of memory where the dose covers the "
+    _memory(monkeypatch, 0.44)
+    with pytest.warns(McprotonRuntimeWarning, match="needs up to about 0.4 GB of memory where the dose covers the "
                                                     "whole grid"):
         r = simulate(g, Beam.pencil(10.0, position_mm=(0, 0, -1)), TINY | {"primaries": 40}, log=None)
     assert any("of the 0.4 GB available" in w for w in r.provenance["warnings"])

@@ -209,8 +209,9 @@ LET_D_ATTRS = {
            "mcproton.rbe.let_d_to_water converts it (bone about 1.7 x water's, lung about 0.3 x)",
     "particles": "primary and secondary protons transported; secondary protons created below the transport cut "
                  "(e_cut, default 0.5 MeV) deposit locally without LET and are not counted",
-    "uncertainty": "none computed: the uncertainty dataset is the dose's; the LETd is noisier, by a factor that "
-                   "depends on the plan and the dose band. Over the voxels at >= 10 % of the maximum dose its "
+    "uncertainty": "its own: the let_d_uncertainty dataset (since 2026-12-08; before, none). The uncertainty "
+                   "dataset is the dose's; the LETd is noisier, by a factor that depends on the plan and the dose "
+                   "band. Over the voxels at >= 10 % of the maximum dose its "
                    "seed-to-seed relative sd per voxel was 1.8-2.0 x the dose's uncertainty (median) and 2.9-3.1 x "
                    "at the 95th percentile in three beams in water (a 100 MeV pencil beam, 4- and 8-layer spot "
                    "fields; 30-40 seeds); in the 4-layer field 1.4 x (median) above 50 % of the maximum and 2.35 x "
@@ -218,8 +219,8 @@ LET_D_ATTRS = {
                    "bounds; the medians of per-voxel sd estimates rise slightly with the number of seeds, so they "
                    "read a few % low (statistics audits 2026-12-06 F4 and 2026-12-07 F1; review 28b R4)",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
-                                  "few deposits (no uncertainty is given for it); 0 where no proton deposited and "
-                                  "outside the body outline (body_mask), where the dose is 0 too",
+                                  "few deposits (let_d_uncertainty is NaN where too few); 0 where no proton "
+                                  "deposited and outside the body outline (body_mask), where the dose is 0 too",
 }
 
 
@@ -234,6 +235,16 @@ def dose_unit(result: Any) -> str:
 UNCERTAINTY_DESCRIPTION = ("relative standard error of the dose in each voxel (standard error / dose), from the spread "
                            "of the statistical batches; 0 where no dose (outside body_mask too, where dose is set to "
                            "0), NaN where the run had one batch (no estimate)")
+#: the ``description`` of the ``let_d_uncertainty`` dataset
+LET_D_UNCERTAINTY_DESCRIPTION = (
+    "relative standard error of the LETd in each voxel (standard error / LETd), from the statistical batches: the "
+    "delta-method variance of the ratio sum(E_dep x LET) / sum(E_dep), with the covariance of numerator and "
+    "denominator (mcproton/_run/stats.py let_d_rel_uncertainty); 0 where no proton deposited, NaN where the run had "
+    "one batch, where the protons' deposit has a relative standard error of 0.1 or more (too few protons: the "
+    "linearisation does not hold), or where the estimate is unknown (resumed from an older checkpoint). A sum of "
+    "beams gives an upper bound (the covariance of each beam's LETd and dose is taken at its largest). Like the "
+    "dose's, a mean of these over voxels reads low where a voxel has few deposits (the per-batch LETd is then "
+    "skewed)")
 #: the ``description`` of the phantom's grids
 GEOMETRY_DESCRIPTIONS = {
     "density": "mass density of each voxel (float32, the density the transport used)",
@@ -368,6 +379,11 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
                 d.attrs.update(LET_D_ATTRS)
             if name == "uncertainty":
                 d.attrs["description"] = UNCERTAINTY_DESCRIPTION
+        let_unc = getattr(result, "let_d_uncertainty_rel_zyx", None)
+        if let_unc is not None:   # the LETd's own (2026-12-08); a result without it (an older file's) writes none
+            d = write_grid(f, "let_d_uncertainty", np.asarray(let_unc, np.float32))
+            d.attrs.update({"unit": "1 (relative standard error)", "axes": "zyx",
+                            "description": LET_D_UNCERTAINTY_DESCRIPTION})
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
             ds = write_grid(f, name, arr, shuffle=np.asarray(arr).dtype.kind == "f")
             for k, v in attrs.items():
@@ -510,7 +526,7 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
     with open_hdf5(path) as f:
         out["format_version"] = format_version(f, path)
         for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels", "dose_raw",
-                  "body_mask", "edep_mev_per_primary"):
+                  "body_mask", "edep_mev_per_primary", "let_d_uncertainty"):
             if k in f:
                 out[k] = f[k][()]
         if "body_mask" in f:
@@ -585,7 +601,8 @@ def load_result(path: str | Path):
         wall_s=float(r.get("wall_s", prov.get("wall_s", np.nan))),
         protons_per_second=float(r.get("protons_per_second", prov.get("protons_per_second", np.nan))),
         backend=str(r.get("backend", prov.get("backend", ""))), device=str(r.get("device", prov.get("device", ""))),
-        normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"))
+        normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"),
+        let_d_uncertainty_rel_zyx=h.get("let_d_uncertainty"))
     if h["dataset_attrs"]:   # dose_raw, body_mask (mcproton/body.py)
         res.extra_datasets = {k: (h[k], {n: _py(v) for n, v in at.items()}) for k, at in h["dataset_attrs"].items()}
     from .._run.inputs import OVERRIDES_NOT_RECORDED

@@ -339,7 +339,7 @@ class BeamState:
 
     def compact(self, voxels: np.ndarray | None = None) -> None:
         """Keep a finished beam's running sums only as a checkpoint stores them (voxels with dose), freeing the
-        whole arrays (48 bytes per voxel): later checkpoints of the job write them unchanged.  Its result must
+        whole arrays (72 bytes per voxel): later checkpoints of the job write them unchanged.  Its result must
         have been computed (run.finish) before.  ``voxels``: scored_voxels of the sums, where already known."""
         if self.stored is None:
             self.stored = self.stored_arrays(voxels)
@@ -363,7 +363,7 @@ class BeamState:
         each array's values there."""
         if self.stored is not None:
             return self.stored
-        from .engine import ScoredSums
+        from .engine import LET_MOMENTS, ScoredSums
         from .result import scored_voxels
 
         a = self.acc
@@ -372,9 +372,11 @@ class BeamState:
         if voxels.size > n // 2:   # mostly filled: whole arrays are smaller and quicker
             if isinstance(a, ScoredSums):
                 a = a.dense()
-            return {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
+            return {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2,
+                    **a.let_moments}
         at = a.at(voxels)   # of a ScoredSums (a GPU beam's host copy): its own arrays
-        out = {**{f"sum_{k}": at[k] for k in a.sums}, "sum_x": at["sum_x"], "sum_x2": at["sum_x2"]}
+        out = {**{f"sum_{k}": at[k] for k in a.sums}, "sum_x": at["sum_x"], "sum_x2": at["sum_x2"],
+               **{k: at[k] for k in LET_MOMENTS}}
         out["voxels"] = voxels.astype(np.uint32 if n < 2**32 else np.int64)
         return out
 
@@ -533,7 +535,7 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
     """Read and verify a checkpoint; CheckpointError if it is damaged or belongs to another job."""
     import h5py
 
-    from .engine import Accumulator
+    from .engine import Accumulator, LET_MOMENTS
 
     path = Path(path)
     fix = f"delete {path} to start the run afresh"
@@ -561,12 +563,16 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
                 acc.ledger = ledger_from_datasets(g["ledger"][()], g["ledger_hi"][()] if "ledger_hi" in g else None)
                 acc.sum_x = _dense(g, stored, "sum_x", np.float64)
                 acc.sum_x2 = _dense(g, stored, "sum_x2", np.float64)
+                # a checkpoint written before the LETd's moments (2026-12-08): unknown, NaN (its LETd uncertainty)
+                acc.let_moments = {k: _dense(g, stored, k, np.float64) if k in stored else np.full(n_vox, np.nan)
+                                   for k in LET_MOMENTS}
                 acc.batches = int(g.attrs["batches"])
                 # a checkpoint written before batch weights existed: its batches counted alike
                 acc.batch_weight_sum = float(g.attrs.get("batch_weight_sum", acc.batches))
                 acc.batch_unit = int(g.attrs.get("batch_unit", 0))
                 acc.primaries = int(g.attrs["primaries"])
-                if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2)):
+                if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2,
+                                                     *acc.let_moments.values())):
                     raise CheckpointError(f"checkpoint {path} has tallies of another grid size; {fix}")
                 st = BeamState(acc, int(g.attrs["next_history"]), float(g.attrs["elapsed_s"]), bool(g.attrs["done"]),
                                str(g.attrs["stop_reason"]), int(g.attrs["batch_cap"]))

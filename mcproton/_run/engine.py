@@ -36,6 +36,36 @@ PRIVATE_TALLY_BYTES = 1 << 30
 #: the integer tallies of a run (kernels/params.h): the Simulation's, summed over batches by the Accumulator
 TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
 
+#: the float sums over batches from which the LETd's own statistical uncertainty is estimated
+#: (stats.let_d_rel_uncertainty): with a batch's ``n_b = let_num_b / N_b`` and ``e_b = edep_proton_b / N_b`` (tally
+#: units per history, float64) and its weight ``w_b`` (stats.batch_weight, as the dose's sums), the sums of
+#: ``w_b n_b^2``, ``w_b n_b e_b`` and ``w_b e_b^2``.  The first moments are not stored: ``sum w_b n_b = let_num /
+#: N_unit`` exactly in the integer sums.  The LETd's denominator is the protons' deposit (edep_proton), not the dose's
+#: (edep), so the dose's sum_x2 cannot serve.  24 bytes per voxel (the memory estimate, mcproton/_run/inputs.py).  NaN
+#: where unknown (a checkpoint written before they existed: its batches' moments are lost, so the LETd uncertainty of
+#: that run is NaN, not a figure of part of it).
+LET_MOMENTS = ("let_nn", "let_ne", "let_ee")
+
+
+def add_let_moments(moments: dict[str, Any], idx: Any, batch: dict[str, Any], n: int, w: float,
+                    nz: Any = None) -> None:
+    """Add a batch's LETd moments (:data:`LET_MOMENTS`) at the flat voxels ``idx`` (the batch's values at ``nz`` of
+    its arrays, or whole where ``nz`` is None); the same operations on NumPy (Accumulator) and CuPy
+    (DeviceAccumulator) arrays, so that the two give the same sums."""
+    ln, ep = batch["let_num"], batch["edep_proton"]
+    if nz is not None:
+        ln, ep = ln[nz], ep[nz]
+    a = ln.astype(np.float64) / n
+    e = ep.astype(np.float64) / n
+    if w != 1.0:
+        moments["let_nn"][idx] += a * a * w
+        moments["let_ne"][idx] += a * e * w
+        moments["let_ee"][idx] += e * e * w
+    else:
+        moments["let_nn"][idx] += a * a
+        moments["let_ne"][idx] += a * e
+        moments["let_ee"][idx] += e * e
+
 #: The largest running sum of a voxel's integer tally (int64, units of kernels/params.h: 2^-24 MeV, 2.7e11 MeV in
 #: one voxel; the LET numerator 2^-16 MeV x MeV cm2/g): a batch that would take a voxel past it is refused before
 #: anything is added (TallyLimitError).  A batch's own values stay below 2^62 (settings.MAX_BATCH_SIZE), so a sum at
@@ -355,6 +385,7 @@ class Accumulator:
         self.ledger = exact_ledger(np.zeros(N_LEDGER, np.int64))   # Python ints: exact at any run size
         self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of w_b (edep_b / n_b)^2, MeV^2
         self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of w_b edep_b / n_b, MeV (w_b: below)
+        self.let_moments = {k: np.zeros(n_vox, np.float64) for k in LET_MOMENTS}   # the LETd's (LET_MOMENTS)
         self.batches = 0
         self.primaries = 0
         # batches of unequal size weight sum_x and sum_x2 by their size relative to the first (stats.batch_weight);
@@ -373,7 +404,10 @@ class Accumulator:
             a[voxels] = 0
         old.sum_x.fill(0.0)
         old.sum_x2.fill(0.0)
+        for m in old.let_moments.values():
+            m.fill(0.0)
         out.sums, out.sum_x, out.sum_x2 = old.sums, old.sum_x, old.sum_x2
+        out.let_moments = old.let_moments
         old.sums = {}
         out.ledger = exact_ledger(np.zeros(N_LEDGER, np.int64))
         out.batches = 0
@@ -387,14 +421,15 @@ class Accumulator:
         return int(self.sum_x.size)
 
     def at(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """The running sums at the flat voxel indices ``idx``: the four tallies by name, ``"sum_x"`` and
-        ``"sum_x2"`` (what finish reads; ScoredSums.at gives the same)."""
-        return {**{k: v[idx] for k, v in self.sums.items()}, "sum_x": self.sum_x[idx], "sum_x2": self.sum_x2[idx]}
+        """The running sums at the flat voxel indices ``idx``: the four tallies by name, ``"sum_x"``,
+        ``"sum_x2"`` and the LETd moments (:data:`LET_MOMENTS`; what finish reads; ScoredSums.at gives the same)."""
+        return {**{k: v[idx] for k, v in self.sums.items()}, "sum_x": self.sum_x[idx], "sum_x2": self.sum_x2[idx],
+                **{k: v[idx] for k, v in self.let_moments.items()}}
 
     def touch(self) -> None:
         """Write every page of the sums once (np.zeros maps them lazily; the first write to each page then
         costs a page fault, which would otherwise fall on the first batch)."""
-        for a in (*self.sums.values(), self.sum_x, self.sum_x2):
+        for a in (*self.sums.values(), self.sum_x, self.sum_x2, *self.let_moments.values()):
             a.fill(0)
 
     def add(self, batch: dict[str, np.ndarray], n: int) -> None:
@@ -462,6 +497,8 @@ class Accumulator:
         else:
             self.sum_x[idx] += x * w
             self.sum_x2[idx] += x * x * w
+        nzp = np.flatnonzero(batch["let_num"] | batch["edep_proton"])   # a proton deposited (LETd's terms)
+        add_let_moments(self.let_moments, nzp if vox is None else vox[nzp], batch, n, w, nzp)
         if self._scored_blocks is not None and self._scored_of is self.sum_x:
             self._scored_blocks[idx >> TOUCH_SHIFT] = True
         self.batches += 1
@@ -503,7 +540,7 @@ class Accumulator:
 class ScoredSums:
     """An Accumulator's running sums held at its scored voxels only (result.scored_voxels: where any sum is
     non-zero; every sum is 0 elsewhere): what DeviceAccumulator.host() copies back from the GPU when at most half
-    the grid has dose, instead of six whole-grid arrays (48 bytes per voxel: 2.2 GB on a 46 M-voxel CT).  finish,
+    the grid has dose, instead of nine whole-grid arrays (72 bytes per voxel: 3.3 GB on a 46 M-voxel CT).  finish,
     BeamState and the checkpoint read it like an Accumulator, with bitwise the same results; ``dense()`` gives
     the Accumulator."""
 
@@ -517,17 +554,25 @@ class ScoredSums:
     n_vox: int                         # voxels of the grid
     batch_weight_sum: float | None = None   # stats.batch_weight (None: as many as batches, all of one size)
     batch_unit: int = 0
+    let_moments: dict[str, np.ndarray] | None = None   # the LETd moments at the voxels (None: unknown, NaN)
 
     @classmethod
     def empty(cls, n_vox: int) -> "ScoredSums":
         """The sums of a beam that has no batch yet (all 0), without any array of the grid's size."""
         return cls(np.zeros(0, np.int64), {k: np.zeros(0, np.int64) for k in TALLIES}, np.zeros(0),
-                   np.zeros(0), exact_ledger(np.zeros(N_LEDGER, np.int64)), 0, 0, int(n_vox))
+                   np.zeros(0), exact_ledger(np.zeros(N_LEDGER, np.int64)), 0, 0, int(n_vox),
+                   let_moments={k: np.zeros(0) for k in LET_MOMENTS})
+
+    def moments(self) -> dict[str, np.ndarray]:
+        """The LETd moments at the voxels (NaN where not known)."""
+        if self.let_moments is None:
+            return {k: np.full(self.voxels.size, np.nan) for k in LET_MOMENTS}
+        return self.let_moments
 
     def at(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """The running sums at the increasing flat voxel indices ``idx`` (0 where no voxel is scored), as
         Accumulator.at: the stored arrays themselves where ``idx`` are the scored voxels."""
-        arrays = {**self.sums, "sum_x": self.sum_x, "sum_x2": self.sum_x2}
+        arrays = {**self.sums, "sum_x": self.sum_x, "sum_x2": self.sum_x2, **self.moments()}
         if idx is self.voxels or np.array_equal(idx, self.voxels):
             return arrays
         return dict(zip(arrays, at_voxels(self.voxels, idx, *arrays.values())))
@@ -539,6 +584,8 @@ class ScoredSums:
             out.sums[k][self.voxels] = v
         out.sum_x[self.voxels] = self.sum_x
         out.sum_x2[self.voxels] = self.sum_x2
+        for k, v in self.moments().items():
+            out.let_moments[k][self.voxels] = v
         out.ledger = exact_ledger(self.ledger)
         out.batches, out.primaries = self.batches, self.primaries
         out.batch_weight_sum, out.batch_unit = weight_sum_of(self), self.batch_unit
@@ -563,16 +610,20 @@ class DeviceAccumulator:
                 self.sums = {k: xp.zeros(n, np.int64) for k in acc.sums}
                 self.sum_x = xp.zeros(n, np.float64)
                 self.sum_x2 = xp.zeros(n, np.float64)
+                self.let_moments = {k: xp.zeros(n, np.float64) for k in LET_MOMENTS}
                 if acc.voxels.size:
                     idx = xp.asarray(acc.voxels)
                     for k, v in acc.sums.items():
                         self.sums[k][idx] = xp.asarray(v)
                     self.sum_x[idx] = xp.asarray(acc.sum_x)
                     self.sum_x2[idx] = xp.asarray(acc.sum_x2)
+                    for k, v in acc.moments().items():
+                        self.let_moments[k][idx] = xp.asarray(v)
             else:
                 self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
                 self.sum_x = xp.asarray(acc.sum_x)
                 self.sum_x2 = xp.asarray(acc.sum_x2)
+                self.let_moments = {k: xp.asarray(v) for k, v in acc.let_moments.items()}
         self.ledger = exact_ledger(acc.ledger)
         self.batches = acc.batches
         self.primaries = acc.primaries
@@ -616,6 +667,7 @@ class DeviceAccumulator:
         else:
             self.sum_x += x * w
             self.sum_x2 += x * x * w
+        add_let_moments(self.let_moments, slice(None), batch, n, w)
         self.batches += 1
         self.primaries += n
 
@@ -638,8 +690,8 @@ class DeviceAccumulator:
         """Host copies of the sums.  The scored voxels (where any sum is non-zero) are found on the device by the
         host's rule (result.scored_voxels, the same expressions); where at most half the grid is scored (the
         threshold of the checkpoint's sparse form, BeamState.stored_arrays) only their indices and values are
-        gathered and copied (a ScoredSums: 56 bytes per scored voxel), else the six whole arrays (an
-        Accumulator: 48 bytes per voxel)."""
+        gathered and copied (a ScoredSums: 80 bytes per scored voxel), else the nine whole arrays (an
+        Accumulator: 72 bytes per voxel)."""
         from .result import scored_voxels
 
         xp = self.xp
@@ -651,10 +703,12 @@ class DeviceAccumulator:
                 out.sums = {k: xp.asnumpy(v) for k, v in self.sums.items()}
                 out.sum_x = xp.asnumpy(self.sum_x)
                 out.sum_x2 = xp.asnumpy(self.sum_x2)
+                out.let_moments = {k: xp.asnumpy(v) for k, v in self.let_moments.items()}
                 out.ledger = exact_ledger(self.ledger)
                 out.batches, out.primaries = self.batches, self.primaries
                 out.batch_weight_sum, out.batch_unit = self.batch_weight_sum, self.batch_unit
                 return out
             return ScoredSums(xp.asnumpy(idx), {k: xp.asnumpy(v[idx]) for k, v in self.sums.items()},
                               xp.asnumpy(self.sum_x[idx]), xp.asnumpy(self.sum_x2[idx]), exact_ledger(self.ledger),
-                              self.batches, self.primaries, n, self.batch_weight_sum, self.batch_unit)
+                              self.batches, self.primaries, n, self.batch_weight_sum, self.batch_unit,
+                              {k: xp.asnumpy(v[idx]) for k, v in self.let_moments.items()})

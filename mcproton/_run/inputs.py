@@ -28,14 +28,20 @@ from .._io.rtdose import CLINICAL_RBE
 #:   of 3.0 and 2.2 M voxels, 51-89 % of the voxels with dose: 1.03 and 0.65 GB);
 #: - the outputs (the beams' sum, HDF5, RT Doses, plot) stay below the transport's peak.
 #:
+#: The LETd's own uncertainty (2026-12-08: three more float64 running sums, engine.LET_MOMENTS, 24 B per voxel, in the
+#: checkpoint's stored form too, and one more result array, 8) raised these: measured 2026-12-08 (this development VM,
+#: peak RSS above the interpreter, ``run_job`` with a checkpoint after every batch, CPU, 1 thread; a 230 MeV field of
+#: sigma 64 mm over a 160^3 water grid of 1 mm voxels, 89 % of them scored, 5e4 primaries per beam): one beam 174 ->
+#: 200 B per voxel, three beams 342 -> 425 (each further beam 84 -> 112): 200 -> 230 and 100 -> 130, the margin as
+#: before.
 #: A pencil beam on a large CT needs far less (its dose covers a small part: 5.5 GB for one beam on 52 M voxels, where
 #: this gives 10.6 GB), so a run is refused only where even the least cannot fit (:func:`host_memory_least`) and
 #: warned about where this most is above 80 % of what is available (:func:`check_memory`), as simulate's check.
 #: With more than one CPU thread each further private tally slot adds 32 per voxel, 1 GiB in all at most
 #: (engine.PRIVATE_TALLY_BYTES), not counted here.
 HOST_BYTES_BASE = 0.15e9
-HOST_BYTES_PER_VOXEL = 200
-HOST_BYTES_PER_VOXEL_AND_BEAM = 100
+HOST_BYTES_PER_VOXEL = 230
+HOST_BYTES_PER_VOXEL_AND_BEAM = 130
 
 
 def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
@@ -74,10 +80,17 @@ def host_memory_least(n_vox: int) -> float:
 #:
 #: Under an address-space limit (``ulimit -v``) what is allocated counts, written or not: the tallies and the
 #: running sums at once (:data:`SIMULATE_BYTES_PER_VOXEL_ALLOCATED`, a tally slot per CPU thread as above).
+#:
+#: The LETd's own uncertainty (2026-12-08) adds three float64 running sums (24 B per voxel, touched whole) and one
+#: result array (8 at each voxel with dose).  Measured 2026-12-08 (this development VM, peak RSS above the
+#: interpreter, CPU, 1 thread, before -> after): a 230 MeV field over 1.0 and 4.1 M voxels of 1 mm, 89-94 % scored
+#: (5e4 and 1e5 primaries), ``simulate``: 180 -> 218 and 172 -> 199 B per voxel; a 230 MeV pencil beam (sigma 3 mm,
+#: 2000 primaries) on 8 M voxels through ``run_job``: 85 -> 108.  The most 240 -> 280 and the allocated 80 -> 104
+#: (32 of tallies, 72 of running sums).
 SIMULATE_BYTES_BASE = 0.1e9
 SIMULATE_BYTES_PER_VOXEL_MIN = 3
-SIMULATE_BYTES_PER_VOXEL_MAX = 240
-SIMULATE_BYTES_PER_VOXEL_ALLOCATED = 80
+SIMULATE_BYTES_PER_VOXEL_MAX = 280
+SIMULATE_BYTES_PER_VOXEL_ALLOCATED = 104
 #: bytes per voxel of one CPU tally slot (4 int64 tallies: mcproton/_run/engine.py)
 TALLY_SLOT_BYTES_PER_VOXEL = 32
 
@@ -316,17 +329,19 @@ RUN_MOST_NOTE = (f"about {HOST_BYTES_PER_VOXEL} bytes per voxel, {HOST_BYTES_PER
 
 
 #: Disk space of a run beside its output, bytes per voxel (upper bounds, before compression):
-#: - a checkpoint holds 6 float64 running sums per voxel and beam (48; mcproton/_run/checkpoint.py, dense when more
-#:   than half the grid has dose), and a new one is written beside the old before it replaces it (so twice);
-#: - the HDF5 holds dose and dose to water (float64 each; dose to water float32 before 2026-12-07), LET, uncertainty
-#:   and density (float32 each), the material index and labels (2 at most each), with a body outline also the dose
-#:   before it (float32) and the mask (1): 37, gzip-compressed in practice to a fraction of this;
+#: - a checkpoint holds 9 running sums of 8 bytes per voxel and beam (72, 48 before the LETd's three of 2026-12-08;
+#:   mcproton/_run/checkpoint.py, dense when more than half the grid has dose), and a new one is written beside the
+#:   old before it replaces it (so twice);
+#: - the HDF5 holds dose and dose to water (float64 each; dose to water float32 before 2026-12-07), LET, uncertainty,
+#:   the LETd's uncertainty (since 2026-12-08) and density (float32 each), the material index and labels (2 at most
+#:   each), with a body outline also the dose before it (float32) and the mask (1): 41, gzip-compressed in practice
+#:   to a fraction of this;
 #: - an RT Dose holds 4 (32-bit pixels) per voxel, one file per beam besides the plan's with
 #:   output.rtdose_per_beam;
 #: - each file has its headers and attributes besides (the checkpoint's ledger, provenance, DICOM header): 1 MB.
 DISK_BYTES_PER_FILE = 1e6
-DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM = 48
-DISK_BYTES_HDF5_PER_VOXEL = 37
+DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM = 72
+DISK_BYTES_HDF5_PER_VOXEL = 41
 DISK_BYTES_RTDOSE_PER_VOXEL = 4
 
 

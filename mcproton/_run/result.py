@@ -17,7 +17,7 @@ from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._build import result_build_identity
 from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry, calibration_as_made, result_copy
-from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
+from .stats import batch_rel_uncertainty, let_d_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
 from .._io.rtplan import beam_geometry
 
@@ -71,7 +71,8 @@ def at_voxels(voxels: np.ndarray, idx: np.ndarray, *values: np.ndarray) -> list[
 
 
 #: the array fields of a DoseResult (z, y, x), any of which may be given as a ScoredGrid
-GRID_FIELDS = ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx", "edep_mev_zyx")
+GRID_FIELDS = ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx", "edep_mev_zyx",
+               "let_d_uncertainty_rel_zyx")
 
 
 class _Grid:
@@ -156,6 +157,10 @@ class DoseResult:
     edep_mev_zyx: np.ndarray | None = None
     study_not_stored: str = ""
     fractions_not_stored: str = ""
+    #: the LETd's own relative standard error per voxel, from the batches (stats.let_d_rel_uncertainty); 0 where
+    #: no proton deposited, NaN with one batch or where not known; None for a result without it (a file written
+    #: before 2026-12-08, or a sum with such a part)
+    let_d_uncertainty_rel_zyx: np.ndarray | None = None
 
     def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
         """(depth of the voxel centres in mm from the grid's front face along ``axis``, IDD in MeV cm2/(g
@@ -300,7 +305,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     from .engine import exact_ledger, exact_sum
 
     nv = int(np.size(idx))
-    dose, dose_w, let_d, unc, edep = (np.empty(nv, np.float64) for _ in range(5))
+    dose, dose_w, let_d, unc, edep, let_unc = (np.empty(nv, np.float64) for _ in range(6))
     scored = getattr(acc, "voxels", None)
     whole = acc.at(idx) if isinstance(scored, np.ndarray) and (idx is scored or np.array_equal(idx, scored)) \
         else None   # a ScoredSums read at its own voxels: the stored arrays themselves, sliced below
@@ -327,6 +332,11 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
                 unc[c] = np.where(sx > 0, np.nan, 0.0)
             else:
                 unc[c] = batch_rel_uncertainty(sx, sv["sum_x2"], B, w_sum)
+            if B < 2:
+                let_unc[c] = np.where(sv["let_num"] > 0, np.nan, 0.0)
+            else:
+                let_unc[c] = let_d_rel_uncertainty(sv["let_num"], sv["edep_proton"], n, sv["let_nn"], sv["let_ne"],
+                                                   sv["let_ee"], B, w_sum)
             edep[c] = ed / n
         deposited += exact_sum(sv["edep"])
     scale = 1.0
@@ -423,7 +433,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
         mean_rel_uncertainty_50=mean_unc, geometry=result_copy(g), ledger=led, provenance=prov, primaries=n,
         wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
-        edep_mev_zyx=full(edep))
+        edep_mev_zyx=full(edep), let_d_uncertainty_rel_zyx=full(let_unc))
 
 
 def _per_beam(prov: dict, key: str, own: Any, n_beams: int) -> list:
@@ -555,10 +565,35 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
         out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
+        if "let_unc" in out:
+            out["let_unc"][idx] = _summed_let_d_uncertainty(groups, lambda r, name: at(r, name), doses,
+                                                            out["let_d"][idx], wlet)
     if "edep" in out and per_primary:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
     elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
+
+
+def _summed_let_d_uncertainty(groups: list[list[DoseResult]], at: Callable[[DoseResult, str], np.ndarray],
+                              doses: dict[int, np.ndarray], let_d: np.ndarray, wlet: np.ndarray) -> np.ndarray:
+    """The relative standard error of the summed LETd L = sum_i D_i L_i / D (D = sum_i D_i) at the voxels, from each
+    beam's dose D_i, LETd L_i and their relative standard errors: by the delta method, the beam's share of the
+    error of L is (D_i sigma(L_i) + (L_i - L) sigma(D_i) x sign) / D, with the covariance of L_i and D_i unknown
+    (the result keeps the standard errors, not the batches), taken at its largest (|correlation| = 1, Cauchy-Schwarz):
+    D_i sigma(L_i) + |L_i - L| sigma(D_i).  An upper bound, exact for a voxel of one beam (L_i = L); shares add
+    in quadrature between independent streams and linearly within one, as the dose's (:func:`_stream_groups`).
+    0 where the summed LETd is 0."""
+    var = np.zeros(let_d.shape, np.float64)
+    for grp in groups:
+        share = np.zeros(let_d.shape, np.float64)
+        for r in grp:
+            d_i = doses[id(r)]
+            l_i = at(r, "let_d_kev_um_zyx")
+            share += (d_i * l_i * at(r, "let_d_uncertainty_rel_zyx")
+                      + np.abs(l_i - let_d) * d_i * at(r, "uncertainty_rel_zyx"))
+        var += share ** 2
+    pos = wlet > 0
+    return np.where(pos, np.sqrt(var) / np.where(pos, wlet, 1.0), 0.0)
 
 
 def _refuse_other_plans(results: list[DoseResult]) -> None:
@@ -1096,6 +1131,8 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     names = ["dose", "dose_w", "unc", "let_d"]
     if all(stored_grid(r, "edep_mev_zyx") is not None for r in results):
         names.append("edep")
+    if all(stored_grid(r, "let_d_uncertainty_rel_zyx") is not None for r in results):   # else none (an older file)
+        names.append("let_unc")
     nv = int(np.prod(shape))
     flat = {k: np.zeros(nv, np.float64) for k in names}
     # only the voxels with dose (on a patient-CT grid a fraction), in cache-sized chunks; where all is 0 the
@@ -1151,7 +1188,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
-        edep_mev_zyx=edep, study_not_stored=unknown,
+        edep_mev_zyx=edep, study_not_stored=unknown, let_d_uncertainty_rel_zyx=out.get("let_unc"),
         fractions_not_stored=_files_named([r.fractions_not_stored for r in results]))
     _sum_body_outline(total, results)
     return total

@@ -36,6 +36,48 @@ def batch_rel_uncertainty(sum_x: Any, sum_x2: Any, batches: int, weight_sum: flo
     return var_mean ** 0.5 / (mean_x + ~has) * has
 
 
+#: The largest relative standard error of a voxel's proton deposit (the LETd's denominator) at which the LETd's
+#: uncertainty is estimated (stats.let_d_rel_uncertainty; Cochran, Sampling Techniques, 3rd ed. 1977, section 6.4:
+#: the delta-method variance of a ratio is adequate where the denominator's coefficient of variation is below 0.1)
+LET_D_MAX_DENOMINATOR_REL = 0.1
+
+
+def let_d_rel_uncertainty(let_num: Any, edep_proton: Any, primaries: int, nn: Any, ne: Any, ee: Any,
+                          batches: int, weight_sum: float | None = None) -> Any:
+    """Relative standard error of each voxel's LETd, the ratio R = sum(let_num) / sum(edep_proton), from its batches:
+    ``let_num`` and ``edep_proton`` are the integer running sums over all ``primaries`` histories, ``nn``, ``ne``,
+    ``ee`` the sums over batches of ``w_b n_b^2``, ``w_b n_b e_b``, ``w_b e_b^2`` (engine.LET_MOMENTS: ``n_b``,
+    ``e_b`` a batch's tallies per history, ``w_b`` its weight as in :func:`batch_rel_uncertainty`); 0 where no
+    proton deposited, NaN where a moment is NaN (not known).
+
+    The delta-method (linearised) variance of a ratio of means (Cochran, Sampling Techniques, 3rd ed., Wiley 1977,
+    section 6.3, eq. 6.9; the batch means playing the sample units): with nbar = sum let_num / N and ebar = sum
+    edep_proton / N (N the histories; = sum w_b n_b / W exactly, W = sum w_b), R = nbar / ebar and the batch residuals
+    d_b = n_b - R e_b (whose weighted mean is 0), Var(R) = [sum w_b d_b^2 / W] / ((B - 1) ebar^2), and
+    Var(R) / R^2 = [nn - 2 R ne + R^2 ee] / W / ((B - 1) nbar^2).  The residual form carries the covariance of the
+    numerator and denominator: a voxel's LET numerator and proton deposit rise and fall together from batch to batch,
+    so the LETd is far less noisy than either (without the covariance term the estimate is several times too large;
+    tests/run/test_letd_uncertainty.py).  Weighted as the dose's (unequal batches count by their histories).
+
+    NaN where the linearisation does not hold: where the relative standard error of the denominator's mean (the
+    protons' deposit, from ``ee``) is LET_D_MAX_DENOMINATOR_REL or more (Cochran 1977, section 6.4: the approximation
+    is adequate where the coefficient of variation of the denominator's mean is below 0.1).  There a voxel's
+    deposits come from few protons, in few batches; a voxel scored in one batch only has residuals of exactly 0, so
+    the formula would say 0 (a LETd without noise) where it is mostly noise."""
+    w = batches if weight_sum is None else weight_sum
+    nbar = let_num / max(primaries, 1)
+    ebar = edep_proton / max(primaries, 1)
+    has = (nbar > 0) & (ebar > 0)
+    r = nbar / (ebar + ~has)
+    v = (nn - 2.0 * r * ne + r * r * ee) / w
+    b1 = max(batches - 1, 1)
+    var_rel = (v + abs(v)) / 2 / b1 / (nbar * nbar + ~has)   # max(v, 0): rounding near 0
+    ve = ee / w - ebar * ebar
+    var_e_rel = (ve + abs(ve)) / 2 / b1 / (ebar * ebar + ~has)
+    out = np.where(has, var_rel ** 0.5, 0.0)   # (host only: finish)
+    return np.where(has & ~(var_e_rel < LET_D_MAX_DENOMINATOR_REL ** 2), np.nan, out)   # (a NaN moment: NaN)
+
+
 def mean_uncertainty_above_half_max(dose: Any, unc: Any, density: Any) -> float:
     """Mean relative uncertainty ``unc`` over the voxels of tissue (density >= 0.05 g/cm3) whose ``dose`` (or
     any quantity proportional to it) is >= 50 % of the tissue maximum.  NaN without dose.  ``density`` may be

@@ -3,8 +3,8 @@ host and device memory, stops at a number of primaries, a target statistical unc
 (whichever comes first), and survives GPU out-of-memory by shrinking the batch.
 
 Memory: the device holds one set of tallies (4 int64 per voxel) whatever the batch size; the host holds the
-running sums (4 int64 + 2 float64 per voxel) and one batch's tallies.  Neither grows with the number of
-batches or primaries.
+running sums (4 int64 + 5 float64 per voxel: the dose's 2 and the LETd's 3) and one batch's tallies.  Neither grows
+with the number of batches or primaries.
 
 The batch boundaries are a pure function of the settings (``BatchPlan``), so a run interrupted at a batch
 boundary and resumed there goes through the same batches as an uninterrupted one: same integer sums (the

@@ -233,8 +233,8 @@ def test_the_memory_refusal_names_the_transport_grid_and_what_to_do(long_case, t
     from mcproton._run import inputs as run_inputs
     from mcproton.cli import main
 
-    # enough for the CT's reading and conversion (a few MB), not for the transport's tallies and running sums (80 bytes
-    # a voxel, allocated whole: under an address-space limit)
+    # enough for the CT's reading and conversion (a few MB), not for the transport's tallies and running sums (104 bytes
+    # a voxel since 2026-12-08, allocated whole: under an address-space limit)
     monkeypatch.setattr(run_inputs, "available_memory",
                         lambda: run_inputs.Memory(0.05e9, 0.0, "the test's limit", True))
     with warnings.catch_warnings():
@@ -246,7 +246,7 @@ def test_the_memory_refusal_names_the_transport_grid_and_what_to_do(long_case, t
     assert rc == 3, err
     assert "config error" not in err and "config's voxel keys" not in err
     assert "the transport grid of 96 x 96 x 108 = 1.0 M voxels of 2.5 x 2.5 x 2.5 mm (1 beam) needs at least 0.1 GB " \
-        "of memory (the tallies and running sums it allocates; up to about 0.3 GB where every voxel gets dose): " \
+        "of memory (the tallies and running sums it allocates; up to about 0.4 GB where every voxel gets dose): " \
         "the CT's slices" in err
     assert "the CT's slices 73-180 of 252 (z -135.0..135.0 mm: the TPS grid's z range -105.0..105.0 mm" in err
     assert "blocks of 1 x 1 x 1 (the most CT voxels within the TPS grid's 2.5 x 2.5 x 2.5 mm voxels)" in err

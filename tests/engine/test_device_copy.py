@@ -22,7 +22,8 @@ from mcproton.source import Beam
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "water_pencil.toml"
 SMALL = ["run.primaries=3000", "beam.energy_mev=70", "run.batch_size=1000"]
-ARRAYS = ("sum_edep", "sum_edep_water", "sum_edep_proton", "sum_let_num", "sum_x", "sum_x2")
+ARRAYS = ("sum_edep", "sum_edep_water", "sum_edep_proton", "sum_let_num", "sum_x", "sum_x2", "let_nn", "let_ne",
+          "let_ee")
 
 
 @pytest.fixture
@@ -54,13 +55,15 @@ def _sparse_sums(n: int, scored: int, seed: int = 1) -> Accumulator:
     acc.sum_x2[3] = np.nan
     acc.sum_x[4] = -0.0
     acc.ledger[:] = np.arange(acc.ledger.size)
+    for m in acc.let_moments.values():   # the LETd's moments at the scored voxels (drawn last: the others as before)
+        m[vox] = rng.random(scored)
     acc.batches, acc.primaries = 5, 5000
     return acc
 
 
 def test_host_copies_the_scored_voxels_found_by_the_host_rule(fake_cupy):
     """At most half the grid scored: host() gives a ScoredSums of exactly scored_voxels of the same sums on the
-    host (-0.0 not scored, NaN scored), 56 bytes per scored voxel copied and no array of the grid's size; its
+    host (-0.0 not scored, NaN scored), 80 bytes per scored voxel copied and no array of the grid's size; its
     checkpoint form (arrays and checksum) is bitwise the host Accumulator's, and it goes back to the device."""
     n = 20_000
     acc = _sparse_sums(n, 700)
@@ -71,7 +74,7 @@ def test_host_copies_the_scored_voxels_found_by_the_host_rule(fake_cupy):
     h = dev.host()
     assert isinstance(h, ScoredSums) and h.n_vox == n
     assert _same(h.voxels, want)
-    assert fake_cupy.bytes_to_host == 56 * want.size
+    assert fake_cupy.bytes_to_host == 80 * want.size
     assert max(int(np.prod(s)) for s, _ in fake_cupy.host_copies) == want.size
     for k in acc.sums:
         assert _same(h.sums[k], acc.sums[k][want]), k
@@ -100,7 +103,7 @@ def test_host_copies_the_scored_voxels_found_by_the_host_rule(fake_cupy):
 
 
 def test_host_copies_whole_arrays_when_most_of_the_grid_is_scored(fake_cupy):
-    """More than half the grid scored (the checkpoint's threshold for whole arrays): the six whole arrays, as
+    """More than half the grid scored (the checkpoint's threshold for whole arrays): the nine whole arrays, as
     before, and the same checkpoint form as the host's."""
     n = 3000
     acc = _sparse_sums(n, 2500)
@@ -130,8 +133,8 @@ def _pencil_case():
 
 def test_gpu_beam_result_is_the_cpu_one_with_only_its_dose_voxels_copied(fake_cupy):
     """A sparse GPU beam end to end (simulate: sums on the device, host(), finish): bitwise the CPU backend's
-    five result grids (stored at the same voxels) and ledger; the beam's sums cross to the host once, as 56
-    bytes per scored voxel (not 48 bytes per grid voxel), and are never uploaded whole."""
+    five result grids (stored at the same voxels) and ledger; the beam's sums cross to the host once, as 80
+    bytes per scored voxel (not 72 bytes per grid voxel), and are never uploaded whole."""
     g, beam = _pencil_case()
     n_vox = int(np.prod(g.shape_zyx))
     s = dict(primaries=2000, seed=4, batches=2)
@@ -147,7 +150,7 @@ def test_gpu_beam_result_is_the_cpu_one_with_only_its_dose_voxels_copied(fake_cu
     assert gpu.ledger == cpu.ledger and gpu.mean_rel_uncertainty_50 == cpu.mean_rel_uncertainty_50
     assert _same(gpu.dose_gy_zyx, cpu.dose_gy_zyx)
     big = [int(np.prod(shape)) * dt.itemsize for shape, dt in copies if int(np.prod(shape)) > 64]
-    assert big and sum(big) == 56 * k, (big, k)   # 7 arrays of k: indices, 4 integer and 2 float sums
+    assert big and sum(big) == 80 * k, (big, k)   # 10 arrays of k: indices, 4 integer and 5 float sums
     # uploads: the geometry (int32 material index + float32 density per voxel); the sums are made on the device
     assert to_device < 9 * n_vox
 

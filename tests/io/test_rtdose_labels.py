@@ -75,9 +75,11 @@ def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path
         assert "dose-averaged" in let["quantity"] and "of protons" in let["quantity"]
         assert "in the voxel medium" in let["let"] and "unrestricted" in let["let"] and "e_cut" in let["particles"]
         assert "10 %" in let["recommended_dose_threshold"]
-        # that it has no uncertainty of its own and is noisier than the dose (statistics audit 2026-12-06, F4; the
-        # figures: 2026-12-07 F1, tests/run/test_letd_noise_documented.py)
-        assert "none computed" in let["uncertainty"] and "2.9-3.1 x at the 95th percentile" in let["uncertainty"]
+        # where its own uncertainty is (the let_d_uncertainty dataset since 2026-12-08, written beside it; before,
+        # "none computed") and how much noisier than the dose it is (statistics audit 2026-12-06, F4; the figures:
+        # 2026-12-07 F1, tests/run/test_letd_noise_documented.py)
+        assert "let_d_uncertainty dataset" in let["uncertainty"] and "let_d_uncertainty" in f
+        assert "2.9-3.1 x at the 95th percentile" in let["uncertainty"]
     from mcproton.rbe import mcnamara_of_result   # the RBE reads the fractions from the file (rbe audit F3)
 
     assert mcnamara_of_result(tmp_path / "o.h5", 2.0).fractions == 1

@@ -59,7 +59,7 @@ def test_a_run_over_the_cgroup_memory_limit_is_refused_naming_it(monkeypatch):
     _limit(monkeypatch, 0.6 * GB)
     mem = inputs.available_memory()
     assert mem is not None and mem.available <= 0.6 * GB and mem.swap == 0.0 and "cgroup" in mem.limit
-    with pytest.raises(Exception, match=r"needs at least 24\.0 GB.*only 0\.6 GB are available.*cgroup memory limit"):
+    with pytest.raises(Exception, match=r"needs at least 31\.2 GB.*only 0\.6 GB are available.*cgroup memory limit"):
         inputs.check_memory(300_000_000, 1, (100, 1000, 3000), False)
 
 
@@ -107,7 +107,7 @@ def test_without_memavailable_the_cgroup_limit_still_bounds_the_check(monkeypatc
     _limit(monkeypatch, 0.6 * GB)
     mem = inputs.available_memory()
     assert mem is not None and mem.available <= 0.6 * GB and mem.swap == 0.0 and "cgroup" in mem.limit, mem
-    with pytest.raises(Exception, match=r"needs at least 24\.0 GB.*only 0\.6 GB are available.*cgroup memory limit"):
+    with pytest.raises(Exception, match=r"needs at least 31\.2 GB.*only 0\.6 GB are available.*cgroup memory limit"):
         inputs.check_memory(300_000_000, 1, (100, 1000, 3000), False)
 
 

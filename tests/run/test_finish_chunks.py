@@ -14,7 +14,8 @@ from mcproton._kernels.layout import LET_SCALE, TALLY_SCALE
 from mcproton._run import result as res_mod
 from mcproton._run.engine import Accumulator, ScoredSums, Simulation, exact_ledger, exact_sum
 from mcproton._run.result import GRID_FIELDS, MEV_PER_G_TO_GY, finish, scored_voxels, stored_grid
-from mcproton._run.stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
+from mcproton._run.stats import batch_rel_uncertainty, let_d_rel_uncertainty, mean_uncertainty_above_half_max, \
+    weight_sum_of
 from mcproton.geometry import slab_phantom
 from mcproton.settings import RunSettings
 from mcproton.source import Beam, Spot
@@ -38,9 +39,14 @@ def _reference(sim, acc, scale: float) -> dict:
         unc = batch_rel_uncertainty(sv["sum_x"], sv["sum_x2"], acc.batches, weight_sum_of(acc))
         if acc.batches < 2:
             unc = np.where(sv["sum_x"] > 0, np.nan, 0.0)
+            let_unc = np.where(sv["let_num"] > 0, np.nan, 0.0)
+        else:
+            let_unc = let_d_rel_uncertainty(sv["let_num"], sv["edep_proton"], n, sv["let_nn"], sv["let_ne"],
+                                            sv["let_ee"], acc.batches, weight_sum_of(acc))
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
     return {"voxels": idx, "dose_gy_zyx": dose * scale, "dose_to_water_gy_zyx": dose_w * scale,
             "let_d_kev_um_zyx": let_d, "uncertainty_rel_zyx": unc, "edep_mev_zyx": edep / n,
+            "let_d_uncertainty_rel_zyx": let_unc,
             "mean": mean_unc, "deposited": exact_sum(sv["edep"])}
 
 
@@ -74,7 +80,8 @@ def _scored(acc: Accumulator) -> ScoredSums:
     idx = scored_voxels(acc)
     return ScoredSums(idx, {k: v[idx].copy() for k, v in acc.sums.items()}, acc.sum_x[idx].copy(),
                       acc.sum_x2[idx].copy(), exact_ledger(acc.ledger), acc.batches, acc.primaries, acc.n_vox,
-                      weight_sum_of(acc), int(getattr(acc, "batch_unit", 0)))
+                      weight_sum_of(acc), int(getattr(acc, "batch_unit", 0)),
+                      {k: v[idx].copy() for k, v in acc.let_moments.items()})
 
 
 @pytest.mark.parametrize("chunk", [1, 37, 1 << 30])

@@ -79,6 +79,8 @@ def test_killed_run_resumes_bitwise(small_cfg, tmp_path, sig, uninterrupted):
     b = read_h5(out)
     assert np.array_equal(ref.dose_gy_zyx, b["dose"])   # bitwise
     assert np.array_equal(ref.uncertainty_rel_zyx.astype(np.float32), b["uncertainty"])  # same batches and sums
+    # the LETd's own (2026-12-08): its running sums through the checkpoint too
+    assert np.array_equal(ref.let_d_uncertainty_rel_zyx.astype(np.float32), b["let_d_uncertainty"], equal_nan=True)
     assert b["provenance"]["primaries"] == PRIMARIES
     assert ref.ledger["deposited"] == b["ledger"]["deposited"]
 
@@ -338,6 +340,8 @@ def test_checkpoint_roundtrip_sparse_and_dense(tmp_path, filled):
         acc.sums[k][m] = rng.integers(1, 2**50, int(m.sum()))
     acc.sum_x[m], acc.sum_x2[m] = rng.random(int(m.sum())), rng.random(int(m.sum()))
     acc.sum_x2[m & (rng.random(n) < 0.5)] = 0.0    # one array zero where others are not
+    for v in acc.let_moments.values():             # the LETd's moments (2026-12-08)
+        v[m] = rng.random(int(m.sum()))
     acc.batches, acc.primaries = 3, 30
     p = tmp_path / "c.ckpt.h5"
     ck.save_checkpoint(p, {"n_beams": "1"}, [ck.BeamState(acc, next_history=30)])
@@ -345,7 +349,8 @@ def test_checkpoint_roundtrip_sparse_and_dense(tmp_path, filled):
     for k in acc.sums:
         assert back.sums[k].dtype == np.int64 and np.array_equal(back.sums[k], acc.sums[k])
     assert np.array_equal(back.sum_x, acc.sum_x) and np.array_equal(back.sum_x2, acc.sum_x2)
-    dense_bytes = n * 8 * 6
+    assert all(np.array_equal(back.let_moments[k], v) for k, v in acc.let_moments.items())
+    dense_bytes = n * 8 * 9
     assert p.stat().st_size < dense_bytes * max(filled, 0.02) * 1.4 + 20_000
     import h5py
 

@@ -317,7 +317,7 @@ def test_disk_space_estimate_is_an_upper_bound_of_what_a_run_writes(tmp_path):
 
     n = 40 * 40 * 50
     acc = Accumulator(n)
-    for arr in list(acc.sums.values()) + [acc.sum_x, acc.sum_x2]:
+    for arr in list(acc.sums.values()) + [acc.sum_x, acc.sum_x2, *acc.let_moments.values()]:
         arr[:] = np.random.default_rng(1).random(n)   # incompressible and dense: the checkpoint's worst case
     ckpt = save_checkpoint(tmp_path / "c.h5", {"x": "y"}, [BeamState(acc), BeamState(acc)])
     est = disk_space_estimate(n, 2, checkpoint=True, rtdose_files=1)

@@ -23,7 +23,7 @@ from test_sum_results_slabs import _results
 def _compact(r: DoseResult) -> DoseResult:
     """``r`` with every grid as a ScoredGrid on the voxels where any of its grids has a non-zero bit pattern
     (as finish holds it: the other voxels are +0.0 in every grid)."""
-    grids = {k: np.ascontiguousarray(getattr(r, k)).reshape(-1) for k in GRID_FIELDS}
+    grids = {k: np.ascontiguousarray(getattr(r, k)).reshape(-1) for k in GRID_FIELDS if getattr(r, k) is not None}
     used = np.zeros(grids["dose_gy_zyx"].size, bool)
     for a in grids.values():
         used |= a.view(np.dtype(f"u{a.dtype.itemsize}")) != 0
@@ -37,7 +37,7 @@ def _compact(r: DoseResult) -> DoseResult:
 
 
 def _bytes(r: DoseResult) -> dict[str, bytes]:
-    return {k: np.ascontiguousarray(getattr(r, k)).tobytes() for k in GRID_FIELDS}
+    return {k: np.ascontiguousarray(getattr(r, k)).tobytes() for k in GRID_FIELDS if getattr(r, k) is not None}
 
 
 def test_scored_grid_reads_as_the_whole_grid():

@@ -80,6 +80,10 @@ def _results(rng: np.random.Generator, shape: tuple[int, int, int], k: int, stre
         r.dose_gy_zyx[2, 2, 2] = r.dose_to_water_gy_zyx[2, 2, 2] = 0.0
         r.uncertainty_rel_zyx[2, 2, 2] = np.nan  # no dose: no effect on the sum's uncertainty
     out[0].edep_mev_zyx[2, 2, 2] = np.nan
+    let_rng = np.random.default_rng(17)   # its own: the other grids' draws as before
+    for r in out:   # the LETd's own uncertainty where it has a LETd (NaN in one voxel: not estimated)
+        r.let_d_uncertainty_rel_zyx = np.where(r.let_d_kev_um_zyx > 0, let_rng.random(shape) * 0.2, 0.0).astype(dtype)
+        r.let_d_uncertainty_rel_zyx[3 % nz, 0, 0] = np.nan
     return out
 
 
