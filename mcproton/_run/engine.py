@@ -592,6 +592,13 @@ class ScoredSums:
         return out
 
 
+#: The whole-grid float64 temporaries that DeviceAccumulator.add makes at once (add_let_moments: ``a``, ``e``, ``a * a``
+#: and ``a * a * w``): 32 bytes per voxel on the device besides the persistent sums' 72 (four int64 tallies, the
+#: dose's two float64 sums, the LETd's three; 48 and 16 before 2026-12-08: review b, R6, measured with NumPy standing
+#: in for CuPy, tracemalloc, 4 M voxels)
+ADD_TEMPORARIES = 4
+
+
 class DeviceAccumulator:
     """The Accumulator's sums kept in GPU memory while a run streams its batches (``xp`` = cupy): a batch then
     costs a few device additions instead of copying four tallies to the host and summing them there.
@@ -624,6 +631,13 @@ class DeviceAccumulator:
                 self.sum_x = xp.asarray(acc.sum_x)
                 self.sum_x2 = xp.asarray(acc.sum_x2)
                 self.let_moments = {k: xp.asarray(v) for k, v in acc.let_moments.items()}
+            # adding a batch makes whole-grid float64 temporaries (add_let_moments: the two per-history tallies and
+            # two products, of which CuPy, unlike NumPy, elides none): ADD_TEMPORARIES x 8 bytes per voxel on top of the
+            # sums' 72.  Allocated once here, so that a grid whose sums fit but whose additions would not is found
+            # now, where the caller sums on the host instead (job.py), not by an out-of-memory error in the middle
+            # of a run; CuPy's memory pool keeps the freed blocks for those additions (review b, R6)
+            probe = [xp.zeros(self.sum_x.size, np.float64) for _ in range(ADD_TEMPORARIES)]
+            del probe
         self.ledger = exact_ledger(acc.ledger)
         self.batches = acc.batches
         self.primaries = acc.primaries

@@ -219,3 +219,34 @@ def test_unequal_batches_are_weighted_alike_on_the_device(fake_cupy):
     assert back.batch_weight_sum == host.batch_weight_sum == pytest.approx(3.753)
     full = back.dense() if isinstance(back, ScoredSums) else back
     assert _same(full.sum_x, host.sum_x) and _same(full.sum_x2, host.sum_x2)
+
+
+def test_the_device_sums_are_refused_where_adding_a_batch_would_not_fit(fake_cupy, monkeypatch):
+    """Review b, R6: the device holds 72 bytes per voxel of sums (four int64 tallies, the dose's two float64 sums,
+    the LETd's three) and adding a batch makes 32 more of whole-grid float64 temporaries (engine.ADD_TEMPORARIES).
+    A device with room for the sums but not for those is found when the sums are made (an out-of-memory error there,
+    on which job.py sums on the host), not in the middle of a run (before: made, then an error at the first batch).
+    The stand-in device refuses allocations past a budget; its freed blocks are not counted back (the probe's are
+    kept by CuPy's pool for the additions)."""
+    from fake_cupy import OutOfMemoryError
+    from mcproton._run.streaming import is_out_of_memory
+
+    n = 10_000
+    zeros = fake_cupy.zeros
+
+    def on_device(budget: int) -> DeviceAccumulator:
+        used = [0]
+
+        def counted(shape, dtype):
+            used[0] += int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if used[0] > budget:
+                raise OutOfMemoryError(f"Out of memory allocating {used[0]:,} bytes (fake)")
+            return zeros(shape, dtype)
+
+        monkeypatch.setattr(fake_cupy, "zeros", counted)
+        return DeviceAccumulator(ScoredSums.empty(n), fake_cupy)
+
+    on_device((72 + 32) * n)   # the sums and the additions' temporaries fit
+    with pytest.raises(OutOfMemoryError) as err:
+        on_device((72 + 31) * n)   # the sums fit, the additions would not
+    assert is_out_of_memory(err.value)

@@ -134,3 +134,19 @@ def test_where_only_a_limit_can_be_read_it_bounds_the_check(monkeypatch):
     _limit(monkeypatch, 0.6 * GB)
     mem = inputs.available_memory()
     assert mem is not None and mem.available == 0.6 * GB and "cgroup" in mem.limit, mem
+
+
+def test_the_docs_state_the_run_estimate_of_the_code():
+    """README and docs/check.md give `mcproton run`'s memory estimate per voxel (mcproton/_run/inputs.py
+    HOST_BYTES_*); review b, R5: docs/check.md still said 200 / 100 bytes after the code moved to 230 / 130."""
+    from pathlib import Path
+
+    from mcproton._run.inputs import HOST_BYTES_BASE, HOST_BYTES_PER_VOXEL, HOST_BYTES_PER_VOXEL_AND_BEAM
+
+    root = Path(__file__).resolve().parents[2]
+    stated = (f"0.15 GB + {HOST_BYTES_PER_VOXEL} bytes per voxel for one beam and {HOST_BYTES_PER_VOXEL_AND_BEAM} "
+              "more per")
+    assert HOST_BYTES_BASE == 0.15e9
+    for doc in ("README.md", "docs/check.md"):
+        text = " ".join((root / doc).read_text(encoding="utf-8").split())
+        assert stated in text, f"{doc} does not state the estimate of the code: {stated!r}"
