@@ -2696,7 +2696,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                             + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
                                + list(inp.beams.values())])
     if not phantom_from_struct and inp.ct_dir is None and mc is None:
-        raise no_ct(inp)   # before the structure set's refusal, naming it too (journey audit 33, F3)
+        # before the structure set's refusal, naming it too (journey audit 33, F3); after the folder's pairing lines
+        # (a CT skipped as gzip-compressed says why none was read) and with the patient and plan recorded (a batch
+        # row and index name them): review a of audit 33, R1
+        for line in inp.pairing:
+            log(f"mcproton check: {printable(line)}")
+        _progress(identification=identification(inp.plan_path))
+        raise no_ct(inp)
     if not phantom_from_struct:   # (a phantom built from the structure set is refused without one, below)
         # no structure set: refused where the plan names one, unless --allow-no-struct; else said (journey 28, F1)
         no_struct = no_structure_set(inp, args["allow_no_struct"])
