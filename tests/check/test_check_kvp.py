@@ -152,3 +152,46 @@ def test_a_reused_check_keeps_the_mismatch_beside_its_verdict(mismatch):
     for f in old["provenance"]["inputs"]:
         f.pop("calibration_kvp", None)
     assert ReusedCheck(passed=res.passed, failed=res.failed, record=old, report_json="").kvp_mismatch == ""
+
+
+def test_a_reused_mc_dose_is_compared_with_the_calibration_given_now(base, tmp_path):  # noqa: F811
+    """Review a of audit 33, R2: ``check(mc=...)`` kept the reused MC dose's old kVp comparison.  A clinic folder
+    without a kVp line, then given ``# kVp: 120`` (the same data SHA-256, so the reuse is accepted): a fresh check of
+    an 80 kVp CT said "CT at 80 kVp, HU calibration stated for 120 kVp", the check reusing the first one's MC dose
+    said nothing and warned of nothing.  Now the calibration given is compared (metadata: the dose is the same)."""
+    import warnings
+
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    ct = _ct_at(base, tmp_path / "ct80", "80")
+    cal = _clinic_curve(tmp_path / "clinic", "# a clinic curve")
+    kw = dict(plan=d / "RP.dcm", ct=ct, struct=d / "RS.dcm", beam_model="dcpt_v2", primaries=1500,
+              target_uncertainty=None, report=False, levels=_levels(), log=lambda m: None, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = check(dose=_tps(base, "rd_r2a", base["blob"]), calibration=str(cal), out=tmp_path / "o1", **kw)
+    assert first.kvp_mismatch == ""
+    table = cal / "HU_Density_Conversion.txt"
+    table.write_text("# kVp: 120\n" + table.read_text(encoding="utf-8"), encoding="utf-8")
+    said = "CT at 80 kVp, HU calibration stated for 120 kVp"
+    with pytest.warns(UserWarning, match=said):
+        reused = check(dose=_tps(base, "rd_r2b", base["blob"]), calibration=str(cal), mc=first.mc,
+                       out=tmp_path / "o2", **kw)
+    assert reused.kvp_mismatch == said
+    assert len([w for w in reused.warnings if w.startswith(said + ": ")]) == 1, reused.warnings
+    ct_in = next(f for f in json.loads(Path(reused.report_json).read_text())["provenance"]["inputs"]
+                 if f.get("slices"))
+    assert ct_in["calibration_kvp"]["calibration_kvp"] == [120.0] and ct_in["calibration_kvp"]["match"] is False
+    # and the converse: the clinic validated its curve at 80 kVp too; the reuse no longer says it differs
+    table.write_text(table.read_text(encoding="utf-8").replace("# kVp: 120", "# kVp: 80, 120"), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = check(dose=_tps(base, "rd_r2c", base["blob"]), calibration=str(cal), mc=reused.mc,
+                      out=tmp_path / "o3", **kw)
+    assert again.kvp_mismatch == "" and not [w for w in again.warnings if "kVp" in w], again.warnings
+    # calibration left out: the reused MC dose's own comparison, as recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = check(dose=_tps(base, "rd_r2d", base["blob"]), mc=first.mc, out=tmp_path / "o4", **kw)
+    assert own.kvp_mismatch == ""
