@@ -37,7 +37,13 @@ KVP_RANGE_KV = (40.0, 160.0)
 #: (:func:`kvp_not_stated_note`): the paediatric protocols (70-90 kVp), where a generic 120 kVp curve is furthest off
 LOW_KVP_BELOW_KV = 100.0
 
-_KVP_LINE = re.compile(r"^\s*#\s*kvp\s*[:=](.*)$", re.IGNORECASE)
+#: a comment line stating the tube voltage: "# kVp: 120", "#KVP=120", "# kVp 120", "# kV: 120", "# tube voltage: 120
+#: kVp", "# Tube voltage (kVp) 120" (a full-width colon read as one; review a of audit 33, R3: all but the first two
+#: were passed over as ordinary comments, and the calibration read as stating none)
+_KVP_LINE = re.compile(r"^\s*#+\s*(?:kvp?|tube\s+voltage)\b(?:\s*\(\s*kvp?\s*\))?\s*[:=]?(.*)$", re.IGNORECASE)
+#: any other comment that names a tube voltage ("# measured at 80 kVp"): refused, not read as "not stated"
+_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage", re.IGNORECASE)
+_WIDE = str.maketrans({"\uff1a": ":", "\uff1d": "="})   # full-width colon and equals sign (an East Asian keyboard)
 _NOT_STATED = ("not stated", "unknown", "not known")
 _KVP_FORM = "'# kVp: 120' (or '# kVp: 100, 120' for a curve validated at both, or '# kVp: not stated')"
 
@@ -87,16 +93,27 @@ def _values(text: str, where: str) -> tuple[float, ...] | None:
 
 def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
     """(whether the file has a ``# kVp:`` comment line, its tube voltages or None for "not stated", "path line n").
-    A file that states it twice is refused (state it once); a comment may be in any encoding."""
+    A file that states it twice is refused (state it once); a comment may be in any encoding, and the file may start
+    with a byte-order mark.  ``# kVp 120``, ``# kV: 120`` and ``# tube voltage: 120 kVp`` are read as ``# kVp: 120``;
+    any other comment naming a tube voltage (``# kV-dependent``, ``# measured at 80 kVp``) is refused with its file and
+    line, not passed over as "not stated" (review a of audit 33, R3)."""
     found: list[tuple[int, tuple[float, ...] | None]] = []
     try:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip("\ufeff").translate(_WIDE)   # a byte-order mark (Excel's "CSV UTF-8", Notepad)
+        if not line.lstrip().startswith("#"):
+            continue
         m = _KVP_LINE.match(line)
         if m:
             found.append((lineno, _values(m.group(1), f"{path} line {lineno}")))
+        elif _KVP_WORD.search(line):
+            raise CalibrationError(
+                f"{path} line {lineno}: the comment {line.strip()!r} names a tube voltage but is not a line mcproton "
+                f"reads as one, so the calibration would be taken as stating none; state the kVp the curve was "
+                f"measured at on a line of its own as {_KVP_FORM}, and reword the comment without 'kV'/'kVp'")
     if len(found) > 1:
         raise CalibrationError(f"{path}: lines {found[0][0]} and {found[1][0]} both state the tube voltage (# kVp:); "
                                "state it once")

@@ -84,6 +84,40 @@ def test_a_kvp_line_that_is_no_tube_voltage_is_refused(tmp_path, line, said):
     assert said in str(e.value) and "# kVp: 120" in str(e.value)
 
 
+@pytest.mark.parametrize("line, want", [("# kVp 120", (120.0,)), ("# kV: 120", (120.0,)),
+                                        ("# tube voltage: 120 kVp", (120.0,)), ("# kVp\uff1a 120", (120.0,)),
+                                        ("# Tube voltage (kVp) 80", (80.0,)), ("# kVp not stated", None)])
+def test_other_common_ways_of_stating_the_kvp_are_read_not_passed_over(tmp_path, line, want):
+    """Review a of audit 33, R3: these were passed over as ordinary comments, and the calibration read as "not stated
+    (no '# kVp:' line in its tables)"."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert cal.kvp == want and cal.kvp_stated_in == f"{tmp_path / 'cal' / 'hu_density.csv'} line 2"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_table_starting_with_a_byte_order_mark_states_its_kvp(tmp_path, newline):
+    """Review a of audit 33, R3: Excel's "CSV UTF-8" and Notepad write a UTF-8 byte-order mark; a first line
+    '\ufeff# kVp: 80' was not read (the table itself loaded), so an 80 kVp curve was taken as stating none."""
+    d = _folder(tmp_path / "cal", None)
+    table = d / "hu_density.csv"
+    body = table.read_text(encoding="utf-8").replace("# a clinic's curve (test)\n", "")
+    table.write_bytes(("# kVp: 80\n" + body).replace("\n", newline).encode("utf-8-sig"))
+    cal = HUCalibration.load(d)
+    assert cal.kvp == (80.0,) and cal.kvp_stated_in == f"{table} line 1"
+
+
+@pytest.mark.parametrize("line", ["# kV-dependent curve", "# measured at 80 kVp on the Force", "# scan: 120kV, Br40",
+                                  "# the tube voltage was 100"])
+def test_a_comment_naming_a_tube_voltage_it_does_not_state_is_refused(tmp_path, line):
+    """The side effect of reading the forms above (review a of audit 33, R3): a comment that names a tube voltage but
+    is not a line read as one is refused with its file and line and the form to write, where it was passed over (the
+    calibration then read as stating none).  No built-in or tests/data table holds such a comment
+    (test_the_built_ins_state_no_kvp_their_sources_do_not_give)."""
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert "# kVp: 120" in str(e.value)
+
+
 def test_two_tables_stating_different_kvp_are_refused(tmp_path):
     with pytest.raises(CalibrationError, match="different tube voltages: 120 kVp .* and 80 kVp"):
         HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120", material_line="# kVp: 80"))
@@ -199,3 +233,17 @@ def test_warn_kvp_mismatch_is_a_mcproton_warning(tmp_path):
     cal = HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120"))
     with pytest.warns(McprotonWarning, match="CT at 80 kVp, HU calibration stated for 120 kVp"):
         cal.warn_kvp(load_ct_series(_ct(tmp_path / "ct", "80")), "here", "--calibration")
+
+
+def test_no_shipped_or_tests_data_table_is_refused_by_the_kvp_reading():
+    """Review a of audit 33, R3: the broader reading refuses a comment naming a tube voltage it does not read; no
+    built-in table and no text table in tests/data (MCsquare's scanners, OpenTPS's, dicomexport's, pymchelper's) is
+    refused by it, and none states a kVp."""
+    from mcproton._io.calibration_kvp import stated_kvp
+
+    tests_data = Path(__file__).resolve().parents[1] / "data"
+    tables = [f for f in sorted(DATA_DIR.rglob("*")) + sorted(tests_data.rglob("*"))
+              if f.suffix.lower() in (".csv", ".txt", ".dat") and f.is_file() and f.stat().st_size < 20_000_000]
+    assert len(tables) >= 17
+    for f in tables:
+        assert stated_kvp(f)[0] is False, f
