@@ -113,20 +113,24 @@ def test_a_matching_kvp_says_nothing_and_a_low_kvp_ct_with_a_curve_stating_none_
     assert "HU calibration's kVp not stated" in html.unescape(_files_table(js["provenance"]["inputs"]))
 
 
+def _batch_of_one(base, tmp_path: Path, dose_name: str) -> tuple[Path, Path]:  # noqa: F811
+    """patients/p1 (the plan, the structure set, a TPS dose, an 80 kVp CT) and a clinic curve stating 120 kVp:
+    (the curve's folder, the batch's --out)."""
+    p1 = tmp_path / "patients" / "p1"
+    p1.mkdir(parents=True)
+    for f in ("RP.dcm", "RS.dcm"):
+        shutil.copy2(base["dir"] / f, p1 / f)
+    shutil.move(_tps(base, dose_name, base["blob"]), p1 / "RD.dcm")
+    _ct_at(base, p1 / "ct", "80")
+    return _clinic_curve(tmp_path / "clinic_120", "# kVp: 120"), tmp_path / "out"
+
+
 def test_a_batch_row_and_index_carry_the_mismatch(base, tmp_path, capsys, report_figures_blank):  # noqa: F811
     """``mcproton check --batch`` of a patient whose 80 kVp CT is read with a 120 kVp curve: batch.json's row
     (``kvp_mismatch``), the console line and the index row say it beside PASS or FAIL, as check.json does."""
     from mcproton.cli import main
 
-    d = base["dir"]
-    p1 = tmp_path / "patients" / "p1"
-    p1.mkdir(parents=True)
-    for f in ("RP.dcm", "RS.dcm"):
-        shutil.copy2(d / f, p1 / f)
-    shutil.move(_tps(base, "rd_batch", base["blob"]), p1 / "RD.dcm")
-    _ct_at(base, p1 / "ct", "80")
-    cal = _clinic_curve(tmp_path / "clinic_120", "# kVp: 120")
-    out = tmp_path / "out"
+    cal, out = _batch_of_one(base, tmp_path, "rd_batch")
     main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v2", "--calibration", str(cal),
           "--out", str(out), "--primaries", "1500", "--target-uncertainty", "0", "--gamma-points", "200", "--quiet"])
     shown = capsys.readouterr()
@@ -195,3 +199,24 @@ def test_a_reused_mc_dose_is_compared_with_the_calibration_given_now(base, tmp_p
         warnings.simplefilter("ignore")
         own = check(dose=_tps(base, "rd_r2d", base["blob"]), mc=first.mc, out=tmp_path / "o4", **kw)
     assert own.kvp_mismatch == ""
+
+
+def test_a_batch_reused_by_skip_checked_keeps_the_mismatch_in_its_row_and_index(base, tmp_path, capsys,  # noqa: F811
+                                                                                report_figures_blank):
+    """Review a of audit 33, R6: the test above builds a ReusedCheck by hand and so never runs api._reused_row; with
+    its ``kvp_mismatch`` blanked every kVp test passed, yet a reused batch row and the index lost the qualifier.
+    ``--batch --skip-checked`` run twice: the second run's row is reused and still says it."""
+    from mcproton.cli import main
+
+    cal, out = _batch_of_one(base, tmp_path, "rd_reused")
+    said = "CT at 80 kVp, HU calibration stated for 120 kVp"
+    for reused in (False, True):
+        main(["check", str(tmp_path / "patients"), "--batch", "--skip-checked", "--beam-model", "dcpt_v2",
+              "--calibration", str(cal), "--out", str(out), "--primaries", "1500", "--target-uncertainty", "0",
+              "--gamma-points", "200", "--quiet"])
+        shown = capsys.readouterr()
+        row = json.loads((out / "batch.json").read_text(encoding="utf-8"))["p1"]
+        assert bool(row.get("reused")) is reused, row
+        assert row["kvp_mismatch"] == said, row
+        assert [ln for ln in (shown.out + shown.err).splitlines() if ln.startswith("p1") and f"({said})" in ln], shown
+        assert f"({said})" in html.unescape((out / "index.html").read_text(encoding="utf-8"))

@@ -158,6 +158,7 @@ def test_an_80_kvp_ct_with_a_120_kvp_curve_is_warned_of_and_recorded(tmp_path):
 
 
 @pytest.mark.parametrize("ct_kvp, line, match", [("120", "# kVp: 120", True), ("119.98", "# kVp: 120", True),
+                                                 ("122", "# kVp: 120", True),   # within the 2.5 kV tolerance
                                                  ("100", "# kVp: 100, 120", True),
                                                  (None, "# kVp: 120", None),       # the CT does not say
                                                  ("80", None, None),                # the curve does not say
@@ -167,6 +168,18 @@ def test_no_warning_where_the_kvp_match_or_either_is_unknown(tmp_path, ct_kvp, l
     g, said = _geometry(_ct(tmp_path / "ct", ct_kvp), cal)
     assert said == []
     assert g.calibration["kvp_comparison"]["match"] is match
+
+
+@pytest.mark.parametrize("ct_kvp, line", [("110", "# kVp: 120"), ("100", "# kVp: 120"), ("135", "# kVp: 140"),
+                                          ("140", "# kVp: 135"), ("117", "# kVp: 120")])
+def test_the_nearest_scanner_settings_are_told_apart(tmp_path, ct_kvp, line):
+    """Review a of audit 33, R6: the only mismatch tested was 80 against 120 (40 kV), so a tolerance raised from
+    2.5 kV to 39 kV passed every test.  Siemens' 10 kV step (110/120), the 20 kV one (100/120) and Canon's 135 against
+    GE's 140 (the 5 kV pair KVP_MATCH_TOLERANCE_KV's comment names) are two protocols; 117 is outside 2.5 kV."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    g, said = _geometry(_ct(tmp_path / "ct", ct_kvp), cal)
+    assert g.calibration["kvp_comparison"]["match"] is False
+    assert len(said) == 1 and said[0].startswith(f"CT at {ct_kvp} kVp, HU calibration stated for "), said
 
 
 def test_a_built_in_calibration_states_no_kvp_and_is_not_warned_of(tmp_path):
