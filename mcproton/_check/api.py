@@ -2847,7 +2847,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             warn_missing_ct_slices(inp.struct_path, ct_img, str(ct_dir))
             check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
-                             "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
+                             "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)",
+                             getattr(ct_img, "acquisition", None))
         if inp.ct_dir is not None:   # the CT's tube voltage against the calibration's (a 120 kVp curve, 80 kVp scan)
             ct_record["calibration_kvp"] = kvp_comparison(ct_record.get("acquisition"), cal.kvp, cal.kvp_stated_in)
             if note := kvp_not_stated_note(ct_record["calibration_kvp"], cal.name, "--calibration"):

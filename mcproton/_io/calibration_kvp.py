@@ -144,11 +144,18 @@ def kvp_comparison(acquisition: dict | None, kvp: Sequence[float] | None, stated
     "calibration_kvp" (a list, or None where not stated), "calibration_kvp_stated_in", "match" (True, False, or None
     where either is unknown)}."""
     ct = (acquisition or {}).get("KVP")
+    each = list((acquisition or {}).get("KVP_values") or ([] if ct is None else [ct]))   # slices that differ: each
     match = None
-    if ct is not None and kvp is not None:
-        match = any(abs(float(ct) - v) <= KVP_MATCH_TOLERANCE_KV for v in kvp)
+    if each and kvp is not None:
+        match = all(any(abs(float(c) - v) <= KVP_MATCH_TOLERANCE_KV for v in kvp) for c in each)
     return {"ct_kvp": ct, "calibration_kvp": None if kvp is None else list(kvp),
-            "calibration_kvp_stated_in": stated_in, "match": match}
+            "calibration_kvp_stated_in": stated_in, "match": match,
+            **({"ct_kvp_values": each} if len(each) > 1 else {})}
+
+
+def _ct_listed(cmp: dict) -> str:
+    """The CT's tube voltage(s) of a comparison: "80", or "80/120" where its slices differ."""
+    return "/".join(f"{v:g}" for v in cmp.get("ct_kvp_values") or [cmp["ct_kvp"]])
 
 
 def kvp_mismatch_text(cmp: dict | None) -> str:
@@ -156,13 +163,13 @@ def kvp_mismatch_text(cmp: dict | None) -> str:
     it is, or either is unknown): "CT at 80 kVp, HU calibration stated for 120 kVp"."""
     if not cmp or cmp.get("match") is not False:
         return ""
-    return f"CT at {cmp['ct_kvp']:g} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
+    return f"CT at {_ct_listed(cmp)} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
 
 
 def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
     """The warning of a CT whose tube voltage is not the calibration's (``cmp``: :func:`kvp_comparison`, match
     False): both values and what to do; it starts with :func:`kvp_mismatch_text`."""
-    ct = f"{cmp['ct_kvp']:g}"
+    ct = _ct_listed(cmp)
     return (f"{kvp_mismatch_text(cmp)}: the CT ({where}) was acquired at {ct} kVp and the HU calibration {name} "
             f"states it was measured at {_listed(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
             f"Bone's CT number depends on the tube voltage (it rises as the voltage falls), so this curve gives the "

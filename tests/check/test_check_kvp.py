@@ -103,7 +103,8 @@ def test_a_matching_kvp_says_nothing_and_a_low_kvp_ct_with_a_curve_stating_none_
                      _clinic_curve(tmp_path / "clinic_80", "# kVp: 80"))
     assert res.kvp_mismatch == "" and js["kvp_mismatch"] == ""
     assert not [w for w in res.warnings if "kVp" in w], res.warnings
-    assert "stated for 80 kVp: the CT's" in html.unescape(_files_table(js["provenance"]["inputs"]))
+    table = html.unescape(_files_table(js["provenance"]["inputs"]))
+    assert "stated for 80 kVp: the CT's kVp (no more is compared)" in table, table
     # the default calibration (schneider2000) states no kVp: an 80 kVp CT is noted, not warned of, and not a verdict
     res, js = _check(base, tmp_path / "b", tmp_path / "ct80", None)
     assert res.kvp_mismatch == "" and not [w for w in res.warnings if "kVp" in w], res.warnings

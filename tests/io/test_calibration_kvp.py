@@ -260,3 +260,70 @@ def test_no_shipped_or_tests_data_table_is_refused_by_the_kvp_reading():
     assert len(tables) >= 17
     for f in tables:
         assert stated_kvp(f)[0] is False, f
+
+
+def _ct_slices_at(folder: Path, kvps: list) -> Path:
+    """A small CT whose slices (in z order) say the KVPs ``kvps`` (a list value: a multi-valued KVP)."""
+    import pydicom
+
+    from mcproton.dicom import load_ct_series
+
+    _ct(folder, None)
+    files = sorted(load_ct_series(folder).slice_files, key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    for f, kvp in zip(files, kvps):
+        ds = pydicom.dcmread(f)
+        ds.KVP = kvp
+        ds.save_as(f)
+    return folder
+
+
+@pytest.mark.parametrize("kvps", [["120", "80", "80", "80"], ["80", "120", "120", "120"]])
+def test_slices_that_state_different_kvp_are_each_compared_and_warned_of(tmp_path, kvps):
+    """Review a of audit 33, R4: only the first slice's KVP was compared, so a CT whose first slice said 120 and the
+    other three 80 passed a 120 kVp curve without a word (the reverse order warned).  Now the slices' differing tube
+    voltages are warned of, naming both, and each is compared."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", kvps))
+    differ = [w for w in said if "the CT's slices state different tube voltages" in w]
+    n80 = kvps.count("80")
+    assert len(differ) == 1, said
+    assert f"80 kVp ({n80} slice{'s' * (n80 > 1)}) and 120 kVp ({4 - n80} slice{'s' * (n80 < 3)})" in differ[0], said
+    assert ct.acquisition["KVP"] == float(kvps[0]) and ct.acquisition["KVP_values"] == [80.0, 120.0]
+    g, warned = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is False
+    assert [w for w in warned if w.startswith("CT at 80/120 kVp, HU calibration stated for 120 kVp: ")], warned
+    # the check's record of the CT (its files table): both tube voltages, with the comparison
+    from mcproton._check.record import ct_input
+    from mcproton._check.report import _acquisition_said
+
+    rec = ct_input(tmp_path / "ct", ct.slice_files, ct.series_instance_uid, acquisition=ct.acquisition)
+    assert rec["acquisition"]["KVP_values"] == [80.0, 120.0]
+    assert _acquisition_said(rec["acquisition"], g.calibration["kvp_comparison"]).startswith(
+        "; 80/120 kVp, ") and "DIFFERS from the CT's" in _acquisition_said(rec["acquisition"],
+                                                                          g.calibration["kvp_comparison"])
+    # a curve validated at both matches
+    g, warned = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "both", "# kVp: 80, 120")))
+    assert g.calibration["kvp_comparison"]["match"] is True
+
+
+@pytest.mark.parametrize("kvp, said", [(["80", "140"], "has 2 values (a dual-energy series?)"),
+                                       ("0", "is not a tube voltage in 40-160 kVp"),
+                                       ("-120", "is not a tube voltage in 40-160 kVp"),
+                                       ("100000", "is not a tube voltage in 40-160 kVp")])
+def test_a_kvp_that_is_no_one_tube_voltage_is_said_and_not_compared(tmp_path, kvp, said):
+    """Review a of audit 33, R4: KVP 0 (a synthetic CT, a converted map) gave "CT at 0 kVp, HU calibration stated for
+    120 kVp" and, with a curve stating none, "acquired at 0 kVp (a low tube voltage, as for a child)"; a multi-valued
+    KVP (80\\140) became unknown without a word.  Now either is said (a warning naming the value) and recorded, and
+    not compared."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as warned, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", [kvp] * 4))
+    assert ct.acquisition["KVP"] is None and said in ct.acquisition["KVP_not_used"]
+    assert len([w for w in warned if said in w]) == 1, warned
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is None and compared == []
