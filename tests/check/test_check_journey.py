@@ -175,3 +175,21 @@ def test_a_no_ct_refusal_still_says_why_the_folder_s_ct_was_not_read_and_whose_i
     assert all(ident), row
     index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
     assert all(v in index for v in ident), index
+
+
+@pytest.mark.parametrize("args, said", [
+    ([], "give a patient folder or --plan with --dose"),
+    (["{d}", "--skip-checked"], "--skip-checked skips the patients of a --batch"),
+    (["{d}", "--batch", "--prescription", "2"], "--prescription is one plan's; --batch checks many"),
+    (["{d}", "--batch", "--plan", "{d}/RP.dcm"], "--batch takes one folder holding one sub-folder per patient")])
+def test_a_usage_error_that_reads_no_file_is_said_before_the_missing_beam_model(tmp_path, capsys, args, said):
+    """Review a of audit 33, R5: the early --beam-model refusal (F1 above) came before the command line's other
+    checks that read no file either, so a user missing --beam-model and making one of these slips was refused twice,
+    the slip second.  The slip is said first now (exit status 2 either way); --beam-model is still refused before
+    any file is read."""
+    from mcproton.cli import main
+
+    rc = main(["check", *[a.format(d=tmp_path) for a in args], "--out", str(tmp_path / "chk")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2 and said in err, err
+    assert "no beam model" not in err, err
