@@ -12,8 +12,9 @@ or the material table)::
     # kVp: 100, 120        (a curve the clinic validated at both)
     # kVp: not stated
 
-The CT's KVP (0018,0060) of its first slice (:func:`~mcproton._io.ct.ct_acquisition`) is compared with it where both
-are known (:func:`kvp_comparison`): ``mcproton run``, ``HUCalibration.to_geometry`` (the Python API) and ``mcproton
+The CT's KVP (0018,0060) (:func:`~mcproton._io.ct.ct_acquisition`; each distinct one where its slices differ,
+:func:`~mcproton._io.ct.slices_kvp`; none where it is no one tube voltage) is compared with it where both are known
+(:func:`kvp_comparison`): ``mcproton run``, ``HUCalibration.to_geometry`` (the Python API) and ``mcproton
 check`` warn of a difference (:func:`kvp_warning`), and record the comparison.  Scanners offer tube voltages in
 discrete steps at least 10 kV apart (Siemens 70-150 kVp in 10 kV steps, GE 70/80/100/120/140, Philips
 80/100/120/140, Canon 80/100/120/135), so any two that differ by more than :data:`KVP_MATCH_TOLERANCE_KV` (a DICOM
