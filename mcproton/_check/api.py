@@ -2354,7 +2354,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
                               "it was computed with")
 
 
-def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physics: Any = None) -> None:
+def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physics: Any = None) -> Any:
     """Refuse a reused MC dose (``check(mc=...)``) computed with another HU calibration or beam model than the one
     this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
     calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
@@ -2363,7 +2363,9 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
     SHA-256 of its file (and table) where both the MC dose's record and the model given have it, else (a model made
     in memory, or an MC dose recorded without its model's file) by name: the same name is accepted with a warning
     that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
-    the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
+    the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7).
+    Returns the calibration given, as read (None where left out): its tube voltage is compared with the CT's anew."""
+    cal = None
     if calibration is not None:
         from .._io.hu_calibration import given_calibration
 
@@ -2415,6 +2417,7 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any, physi
                 f"the reused MC dose (mc=) was computed with the beam model {has_name!r}{sha(has_rec)}, but this "
                 f"check asks for {want_name!r}{sha(want_rec)}: it is not the MC dose asked for; recompute the MC "
                 "(leave out mc=) or leave out beam_model= (the reused MC dose's own)")
+    return cal
 
 
 #: the most ROI names one note on the structures left out of the table lists (a structure set of 150 ROIs)
@@ -2696,7 +2699,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                             + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
                                + list(inp.beams.values())])
     if not phantom_from_struct and inp.ct_dir is None and mc is None:
-        raise no_ct(inp)   # before the structure set's refusal, naming it too (journey audit 33, F3)
+        # before the structure set's refusal, naming it too (journey audit 33, F3); after the folder's pairing lines
+        # (a CT skipped as gzip-compressed says why none was read) and with the patient and plan recorded (a batch
+        # row and index name them): review a of audit 33, R1
+        for line in inp.pairing:
+            log(f"mcproton check: {printable(line)}")
+        _progress(identification=identification(inp.plan_path))
+        raise no_ct(inp)
     if not phantom_from_struct:   # (a phantom built from the structure set is refused without one, below)
         # no structure set: refused where the plan names one, unless --allow-no-struct; else said (journey 28, F1)
         no_struct = no_structure_set(inp, args["allow_no_struct"])
@@ -2838,7 +2847,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             warn_missing_ct_slices(inp.struct_path, ct_img, str(ct_dir))
             check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
-                             "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
+                             "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)",
+                             getattr(ct_img, "acquisition", None))
         if inp.ct_dir is not None:   # the CT's tube voltage against the calibration's (a 120 kVp curve, 80 kVp scan)
             ct_record["calibration_kvp"] = kvp_comparison(ct_record.get("acquisition"), cal.kvp, cal.kvp_stated_in)
             if note := kvp_not_stated_note(ct_record["calibration_kvp"], cal.name, "--calibration"):
@@ -2869,12 +2879,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_record = calibration_record(cal, calibration)
     else:
         _check_reused_mc_inputs(mc, inp)   # before its density is used on this grid
-        _check_reused_mc_models(mc, calibration, beam_model, physics)
+        cal_now = _check_reused_mc_models(mc, calibration, beam_model, physics)
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
         # what the reused MC dose was computed with, as its first check recorded it
         ct_record = mc.provenance.get("ct_input")
         if ct_record is not None:
             ct_record = {**ct_record, "role": f"{ct_record.get('role', 'CT')} (of the reused MC dose)"}
+            if cal_now is not None and "calibration_kvp" in ct_record:
+                # the tube voltage the calibration given now states (its data, compared above, are the MC dose's; a
+                # '# kVp:' line added since is not part of them): review a of audit 33, R2
+                ct_record["calibration_kvp"] = kvp_comparison(ct_record.get("acquisition"), cal_now.kvp,
+                                                              cal_now.kvp_stated_in)
         cal_record = mc.provenance.get("calibration_record") or {"name": cal_name, "builtin": None, "files": []}
         # the geometry the reused MC dose was computed on (its overrides, what lay outside the External), and its
         # physics where asked for

@@ -207,11 +207,32 @@ def _main(args: argparse.Namespace) -> int:
         raise
 
 
+def _refuse_usage(args: argparse.Namespace) -> None:
+    """The command line's slips that read no file, refused before the missing --beam-model is (review a of audit 33,
+    R5: a user who made one and missed --beam-model was refused twice, the slip second)."""
+    if args.batch:
+        if args.prescription or args.prescription_anyway:
+            raise ValueError(f"--prescription{'-anyway' if not args.prescription else ''} is one plan's; --batch "
+                             "checks many: leave it out (each plan's TargetPrescriptionDose, else each target's TPS "
+                             "median, is used)")
+        if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
+            raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
+                             "--ct-series/--struct")
+        return
+    if args.skip_checked:
+        raise ValueError("--skip-checked skips the patients of a --batch already checked; give --batch (one check "
+                         "is run whenever asked)")
+    if not (args.folder or args.plan):
+        raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
+                         "see mcproton check --help")
+
+
 def _checked(args: argparse.Namespace) -> int:
     from ..errors import EXIT_FAIL, EXIT_PASS
     from .api import check, check_batch
     from .compute import no_beam_model
 
+    _refuse_usage(args)
     if args.beam_model is None:   # an option it misses, refused before any file is read (journey audit 33, F1)
         raise no_beam_model()
     common = {"beam_model": args.beam_model, "calibration": args.calibration,
@@ -227,13 +248,6 @@ def _checked(args: argparse.Namespace) -> int:
               "struct_overrides": args.struct_overrides, "outside_external": args.outside_external,
               "allow_no_struct": args.allow_no_struct}
     if args.batch:
-        if args.prescription or args.prescription_anyway:
-            raise ValueError(f"--prescription{'-anyway' if not args.prescription else ''} is one plan's; --batch "
-                             "checks many: leave it out (each plan's TargetPrescriptionDose, else each target's TPS "
-                             "median, is used)")
-        if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
-            raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
-                             "--ct-series/--struct")
         from .._io.console import printable
         from .batch_log import verdict_word
 
@@ -248,12 +262,6 @@ def _checked(args: argparse.Namespace) -> int:
         # the worst status of its patients (mcproton.errors): 4 internal > 3 environment > 2 refused > 1 FAIL > 0
         return max((r.exit_status if isinstance(r, str) else EXIT_PASS if r.passed else EXIT_FAIL
                     for r in results.values()), default=EXIT_PASS)
-    if args.skip_checked:
-        raise ValueError("--skip-checked skips the patients of a --batch already checked; give --batch (one check "
-                         "is run whenever asked)")
-    if not (args.folder or args.plan):
-        raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
-                         "see mcproton check --help")
     from .._io.json_out import json_text
 
     # mcproton's warnings on stderr as each is raised, each once (the progress-log audit 26, F1: they were held back to

@@ -68,11 +68,13 @@ def dicom_input(role: str, path: str | Path) -> dict[str, Any]:
             "sha256": sha256_file(path)}
 
 
-def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, role: str = "CT series") -> dict:
+def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, role: str = "CT series",
+             acquisition: dict | None = None) -> dict:
     """The CT series read: {"role", "path" (the folder, resolved), "series_instance_uid", "slices", "created" (the
     first slice's SeriesDate/Time), "sha256" (one hash over the slices' files: ``sha256_of`` says how),
     "acquisition" (the first slice's KVP, Manufacturer, ManufacturerModelName and ConvolutionKernel:
-    :func:`~mcproton._io.ct.ct_acquisition`; a HU calibration belongs to one scanner, tube voltage and kernel)}."""
+    :func:`~mcproton._io.ct.ct_acquisition`; a HU calibration belongs to one scanner, tube voltage and kernel; the
+    CT's as read, ``acquisition``, where given: its "KVP_values" where the slices' differ)}."""
     from .._io.ct import CT_ACQUISITION_TAGS, ct_acquisition
 
     ds = _header(slice_files[0], ("SeriesDate", "SeriesTime", *CT_ACQUISITION_TAGS)) if slice_files else None
@@ -82,7 +84,7 @@ def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, ro
             "series_instance_uid": series_uid or None, "slices": len(slice_files), "created": created,
             "sha256": files_sha256(slice_files),
             "sha256_of": f"the {len(slice_files)} slice files of the series: {FILES_SHA256_RULE}",
-            "acquisition": ct_acquisition(ds) if ds is not None else None}
+            "acquisition": dict(acquisition) if acquisition else ct_acquisition(ds) if ds is not None else None}
 
 
 def kvp_mismatch_of(provenance: dict) -> str:

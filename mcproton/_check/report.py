@@ -901,12 +901,14 @@ def _acquisition_said(acq: dict | None, kvp: dict | None = None) -> str:
     """What a CT input's record says of its acquisition (record.ct_input), as the files table adds it: "; 80 kVp,
     Siemens SOMATOM Definition AS, kernel Br40" ("" where it says nothing): a HU calibration belongs to one scanner,
     tube voltage and kernel; with the calibration's stated tube voltage (``kvp``: the input's ``calibration_kvp``,
-    calibration_kvp.kvp_comparison): "; HU calibration stated for 120 kVp: DIFFERS from the CT's", "...: the CT's",
+    calibration_kvp.kvp_comparison): "; HU calibration stated for 120 kVp: DIFFERS from the CT's", "...: the CT's
+    kVp (no more is compared)",
     or "; HU calibration's kVp not stated"."""
     if not acq:
         return ""
     scanner = " ".join(v for v in (acq.get("Manufacturer"), acq.get("ManufacturerModelName")) if v)
-    parts = [f"{acq['KVP']:g} kVp" if acq.get("KVP") is not None else "kVp not given",
+    kv = "/".join(f"{v:g}" for v in acq.get("KVP_values") or ([acq["KVP"]] if acq.get("KVP") is not None else []))
+    parts = [f"{kv} kVp" if kv else "kVp not given" + (f" ({acq['KVP_not_used']})" if acq.get("KVP_not_used") else ""),
              scanner or "scanner not given",
              f"kernel {acq['ConvolutionKernel']}" if acq.get("ConvolutionKernel") else "kernel not given"]
     said = "; " + ", ".join(parts)
@@ -916,7 +918,8 @@ def _acquisition_said(acq: dict | None, kvp: dict | None = None) -> str:
             said += "; HU calibration's kVp not stated"
         else:
             said += "; HU calibration stated for " + "/".join(f"{v:g}" for v in cal) + " kVp" + {
-                True: ": the CT's", False: ": DIFFERS from the CT's", None: ""}[kvp.get("match")]
+                True: ": the CT's kVp (no more is compared)", False: ": DIFFERS from the CT's",
+                None: ""}[kvp.get("match")]
     return said
 
 

@@ -12,8 +12,9 @@ or the material table)::
     # kVp: 100, 120        (a curve the clinic validated at both)
     # kVp: not stated
 
-The CT's KVP (0018,0060) of its first slice (:func:`~mcproton._io.ct.ct_acquisition`) is compared with it where both
-are known (:func:`kvp_comparison`): ``mcproton run``, ``HUCalibration.to_geometry`` (the Python API) and ``mcproton
+The CT's KVP (0018,0060) (:func:`~mcproton._io.ct.ct_acquisition`; each distinct one where its slices differ,
+:func:`~mcproton._io.ct.slices_kvp`; none where it is no one tube voltage) is compared with it where both are known
+(:func:`kvp_comparison`): ``mcproton run``, ``HUCalibration.to_geometry`` (the Python API) and ``mcproton
 check`` warn of a difference (:func:`kvp_warning`), and record the comparison.  Scanners offer tube voltages in
 discrete steps at least 10 kV apart (Siemens 70-150 kVp in 10 kV steps, GE 70/80/100/120/140, Philips
 80/100/120/140, Canon 80/100/120/135), so any two that differ by more than :data:`KVP_MATCH_TOLERANCE_KV` (a DICOM
@@ -37,7 +38,13 @@ KVP_RANGE_KV = (40.0, 160.0)
 #: (:func:`kvp_not_stated_note`): the paediatric protocols (70-90 kVp), where a generic 120 kVp curve is furthest off
 LOW_KVP_BELOW_KV = 100.0
 
-_KVP_LINE = re.compile(r"^\s*#\s*kvp\s*[:=](.*)$", re.IGNORECASE)
+#: a comment line stating the tube voltage: "# kVp: 120", "#KVP=120", "# kVp 120", "# kV: 120", "# tube voltage: 120
+#: kVp", "# Tube voltage (kVp) 120" (a full-width colon read as one; review a of audit 33, R3: all but the first two
+#: were passed over as ordinary comments, and the calibration read as stating none)
+_KVP_LINE = re.compile(r"^\s*#+\s*(?:kvp?|tube\s+voltage)\b(?:\s*\(\s*kvp?\s*\))?\s*[:=]?(.*)$", re.IGNORECASE)
+#: any other comment that names a tube voltage ("# measured at 80 kVp"): refused, not read as "not stated"
+_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage", re.IGNORECASE)
+_WIDE = str.maketrans({"\uff1a": ":", "\uff1d": "="})   # full-width colon and equals sign (an East Asian keyboard)
 _NOT_STATED = ("not stated", "unknown", "not known")
 _KVP_FORM = "'# kVp: 120' (or '# kVp: 100, 120' for a curve validated at both, or '# kVp: not stated')"
 
@@ -87,16 +94,27 @@ def _values(text: str, where: str) -> tuple[float, ...] | None:
 
 def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
     """(whether the file has a ``# kVp:`` comment line, its tube voltages or None for "not stated", "path line n").
-    A file that states it twice is refused (state it once); a comment may be in any encoding."""
+    A file that states it twice is refused (state it once); a comment may be in any encoding, and the file may start
+    with a byte-order mark.  ``# kVp 120``, ``# kV: 120`` and ``# tube voltage: 120 kVp`` are read as ``# kVp: 120``;
+    any other comment naming a tube voltage (``# kV-dependent``, ``# measured at 80 kVp``) is refused with its file and
+    line, not passed over as "not stated" (review a of audit 33, R3)."""
     found: list[tuple[int, tuple[float, ...] | None]] = []
     try:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip("\ufeff").translate(_WIDE)   # a byte-order mark (Excel's "CSV UTF-8", Notepad)
+        if not line.lstrip().startswith("#"):
+            continue
         m = _KVP_LINE.match(line)
         if m:
             found.append((lineno, _values(m.group(1), f"{path} line {lineno}")))
+        elif _KVP_WORD.search(line):
+            raise CalibrationError(
+                f"{path} line {lineno}: the comment {line.strip()!r} names a tube voltage but is not a line mcproton "
+                f"reads as one, so the calibration would be taken as stating none; state the kVp the curve was "
+                f"measured at on a line of its own as {_KVP_FORM}, and reword the comment without 'kV'/'kVp'")
     if len(found) > 1:
         raise CalibrationError(f"{path}: lines {found[0][0]} and {found[1][0]} both state the tube voltage (# kVp:); "
                                "state it once")
@@ -127,11 +145,18 @@ def kvp_comparison(acquisition: dict | None, kvp: Sequence[float] | None, stated
     "calibration_kvp" (a list, or None where not stated), "calibration_kvp_stated_in", "match" (True, False, or None
     where either is unknown)}."""
     ct = (acquisition or {}).get("KVP")
+    each = list((acquisition or {}).get("KVP_values") or ([] if ct is None else [ct]))   # slices that differ: each
     match = None
-    if ct is not None and kvp is not None:
-        match = any(abs(float(ct) - v) <= KVP_MATCH_TOLERANCE_KV for v in kvp)
+    if each and kvp is not None:
+        match = all(any(abs(float(c) - v) <= KVP_MATCH_TOLERANCE_KV for v in kvp) for c in each)
     return {"ct_kvp": ct, "calibration_kvp": None if kvp is None else list(kvp),
-            "calibration_kvp_stated_in": stated_in, "match": match}
+            "calibration_kvp_stated_in": stated_in, "match": match,
+            **({"ct_kvp_values": each} if len(each) > 1 else {})}
+
+
+def _ct_listed(cmp: dict) -> str:
+    """The CT's tube voltage(s) of a comparison: "80", or "80/120" where its slices differ."""
+    return "/".join(f"{v:g}" for v in cmp.get("ct_kvp_values") or [cmp["ct_kvp"]])
 
 
 def kvp_mismatch_text(cmp: dict | None) -> str:
@@ -139,13 +164,13 @@ def kvp_mismatch_text(cmp: dict | None) -> str:
     it is, or either is unknown): "CT at 80 kVp, HU calibration stated for 120 kVp"."""
     if not cmp or cmp.get("match") is not False:
         return ""
-    return f"CT at {cmp['ct_kvp']:g} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
+    return f"CT at {_ct_listed(cmp)} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
 
 
 def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
     """The warning of a CT whose tube voltage is not the calibration's (``cmp``: :func:`kvp_comparison`, match
     False): both values and what to do; it starts with :func:`kvp_mismatch_text`."""
-    ct = f"{cmp['ct_kvp']:g}"
+    ct = _ct_listed(cmp)
     return (f"{kvp_mismatch_text(cmp)}: the CT ({where}) was acquired at {ct} kVp and the HU calibration {name} "
             f"states it was measured at {_listed(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
             f"Bone's CT number depends on the tube voltage (it rises as the voltage falls), so this curve gives the "

@@ -293,12 +293,59 @@ def ct_acquisition(ds) -> dict:
     paediatric scan read with a 120 kVp curve left no trace).  Its KVP is compared with the tube voltage a calibration
     states (:mod:`mcproton._io.calibration_kvp`: warned of where they differ, since the kvp audit of 2026-12-08); the
     scanner and kernel are recorded only."""
+    kvp, not_used = _tube_voltage(ds.get("KVP", None))
+    return {"KVP": kvp, **{k: _text_values(ds.get(k, None)).strip() for k in CT_ACQUISITION_TAGS[1:]},
+            **({"KVP_not_used": not_used} if not_used else {})}
+
+
+def _tube_voltage(v: Any) -> tuple[float | None, str]:
+    """(a KVP (0018,0060) value as a tube voltage in kV, or None; why a value given was not taken as one, "" where
+    none was given or it was): two values ("80\\140", a dual-energy series) or one outside
+    :data:`~mcproton._io.calibration_kvp.KVP_RANGE_KV` (0, -120, 1e5: a synthetic or converted map) are no one tube
+    voltage, and are not compared with a calibration's (review a of audit 33, R4: 0 was "CT at 0 kVp", and "80\\140"
+    unknown without a word)."""
+    from .calibration_kvp import KVP_RANGE_KV
+
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None, ""
+    raw = _text_values(v)
+    if isinstance(v, (list, MultiValue)):
+        if len(v) != 1:
+            return None, (f"KVP {raw!r} has {len(v)} values (a dual-energy series?): no one tube voltage, so it is "
+                          "not compared with the HU calibration's") if len(v) else ""
+        v = v[0]
     try:
-        kvp: float | None = float(ds.get("KVP", None))
+        kvp = float(v)
     except (TypeError, ValueError):
-        kvp = None
-    return {"KVP": kvp if kvp is not None and np.isfinite(kvp) else None,
-            **{k: _text_values(ds.get(k, None)).strip() for k in CT_ACQUISITION_TAGS[1:]}}
+        return None, f"KVP {raw!r} is not a number: the tube voltage is taken as not given"
+    if not (np.isfinite(kvp) and KVP_RANGE_KV[0] <= kvp <= KVP_RANGE_KV[1]):
+        return None, (f"KVP {raw!r} is not a tube voltage in {KVP_RANGE_KV[0]:g}-{KVP_RANGE_KV[1]:g} kVp: taken as "
+                      "not given, not compared with the HU calibration's")
+    return kvp, ""
+
+
+def slices_kvp(acquisition: dict, datasets: Sequence[Any], where: str) -> dict:
+    """``acquisition`` (:func:`ct_acquisition` of the first slice) with the tube voltages of all ``datasets`` (the
+    series' slices): where they differ by more than the kVp tolerance, "KVP_values" (each distinct one, kV), compared
+    each with a calibration's, and a warning naming them (review a of audit 33, R4: only the first slice's was
+    compared, so 3 slices of 4 at 80 kVp passed as 120); a first slice's KVP that is none is warned of."""
+    from .calibration_kvp import KVP_MATCH_TOLERANCE_KV
+
+    if acquisition.get("KVP_not_used"):
+        warn(f"{where}: the first slice's {acquisition['KVP_not_used']}", McprotonWarning)
+    counts: dict[float, int] = {}
+    for ds in datasets:
+        kvp = _tube_voltage(ds.get("KVP", None))[0]
+        if kvp is not None:
+            near = next((k for k in counts if abs(k - kvp) <= KVP_MATCH_TOLERANCE_KV), kvp)
+            counts[near] = counts.get(near, 0) + 1
+    if len(counts) < 2:
+        return acquisition
+    said = " and ".join(f"{k:g} kVp ({n} slice{'s' if n != 1 else ''})" for k, n in sorted(counts.items()))
+    warn(f"{where}: the CT's slices state different tube voltages (KVP), {said}: one series is one protocol, so "
+         "this is more than one scan, or a series put together; each tube voltage is compared with the HU "
+         "calibration's, and a HU calibration fits one protocol: check that this is the planning CT", McprotonWarning)
+    return {**acquisition, "KVP_values": sorted(counts)}
 
 
 def _text_values(v) -> str:
@@ -1100,7 +1147,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         patient_sex=who.sex,
         axis_directions=(int(sx), int(sy), int(sx * sy)),
         fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
-        **_series_fields(ds0),
+        **{**(fields := _series_fields(ds0)),
+           "acquisition": slices_kvp(fields["acquisition"], [ds for _, ds in chosen], str(folder))},
     )
 
 

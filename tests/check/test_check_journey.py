@@ -14,6 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from dicom_factories import make_plan, spot_grid  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_check import base  # noqa: E402,F401  (test_check's module fixture: CT, plan, RS; no transport)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -122,3 +125,71 @@ def test_a_folder_of_a_plan_and_its_dose_alone_is_told_both_what_it_lacks_at_onc
         assert "no CT: give --ct (the plan's CT series)" in err, err
         assert "--phantom-from-struct" in err and "--struct RS.dcm" in err and "no RT Struct" in err, err
         assert "--allow-no-struct" not in err, err
+
+
+def _gz_ct_patient(base, folder: Path) -> Path:  # noqa: F811
+    """A patient folder as downloaded or archived: the plan, the TPS dose and the structure set, with its CT slices
+    gzip-compressed (ct/*.dcm.gz), which the check does not read."""
+    import gzip
+    import shutil
+
+    from test_check import _tps
+
+    folder.mkdir(parents=True)
+    for f in ("RP.dcm", "RS.dcm"):
+        shutil.copy2(base["dir"] / f, folder / f)
+    shutil.move(_tps(base, f"rd_{folder.name}", base["blob"]), folder / "RD.dcm")
+    (folder / "ct").mkdir()
+    for f in (base["dir"] / "ct").iterdir():
+        (folder / "ct" / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    return folder
+
+
+def test_a_no_ct_refusal_still_says_why_the_folder_s_ct_was_not_read_and_whose_it_is(base, tmp_path,  # noqa: F811
+                                                                                         capsys):
+    """Review a of audit 33, R1: the early "no CT" refusal (F3 above) came before the folder's pairing lines were
+    said and before the patient was identified: a folder whose CT slices are gzip-compressed was told only "no CT:
+    give --ct", not that its 14 slices were skipped as gzip-compressed; a --batch row and index lost the patient's
+    ID, name and plan ("p1 |  |  | REFUSED").  Now the pairing lines come first and the record names the patient."""
+    import html
+    import json
+
+    from mcproton.cli import main
+
+    folder = _gz_ct_patient(base, tmp_path / "gz")
+    rc = main(["check", str(folder), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "chk"), "--quiet"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2, err
+    assert "no CT: give --ct" in err, err
+    assert "skipped 14 file(s) that are not DICOM: ct/" in err and "gzip-compressed: decompress it" in err, err
+    assert err.index("gzip-compressed") < err.index("no CT: give --ct"), err
+    assert not (tmp_path / "chk").exists()
+    # --batch: the refused patient's row and index row name the patient and the plan
+    _gz_ct_patient(base, tmp_path / "patients" / "p1")
+    out = tmp_path / "out"
+    main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v2", "--out", str(out), "--quiet"])
+    capsys.readouterr()
+    row = json.loads((out / "batch.json").read_text(encoding="utf-8"))["p1"]
+    assert "no CT" in (row.get("error") or ""), row
+    ident = row.get("patient_id"), row.get("plan")
+    assert all(ident), row
+    index = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert all(v in index for v in ident), index
+
+
+@pytest.mark.parametrize("args, said", [
+    ([], "give a patient folder or --plan with --dose"),
+    (["{d}", "--skip-checked"], "--skip-checked skips the patients of a --batch"),
+    (["{d}", "--batch", "--prescription", "2"], "--prescription is one plan's; --batch checks many"),
+    (["{d}", "--batch", "--plan", "{d}/RP.dcm"], "--batch takes one folder holding one sub-folder per patient")])
+def test_a_usage_error_that_reads_no_file_is_said_before_the_missing_beam_model(tmp_path, capsys, args, said):
+    """Review a of audit 33, R5: the early --beam-model refusal (F1 above) came before the command line's other
+    checks that read no file either, so a user missing --beam-model and making one of these slips was refused twice,
+    the slip second.  The slip is said first now (exit status 2 either way); --beam-model is still refused before
+    any file is read."""
+    from mcproton.cli import main
+
+    rc = main(["check", *[a.format(d=tmp_path) for a in args], "--out", str(tmp_path / "chk")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2 and said in err, err
+    assert "no beam model" not in err, err

@@ -103,7 +103,8 @@ def test_a_matching_kvp_says_nothing_and_a_low_kvp_ct_with_a_curve_stating_none_
                      _clinic_curve(tmp_path / "clinic_80", "# kVp: 80"))
     assert res.kvp_mismatch == "" and js["kvp_mismatch"] == ""
     assert not [w for w in res.warnings if "kVp" in w], res.warnings
-    assert "stated for 80 kVp: the CT's" in html.unescape(_files_table(js["provenance"]["inputs"]))
+    table = html.unescape(_files_table(js["provenance"]["inputs"]))
+    assert "stated for 80 kVp: the CT's kVp (no more is compared)" in table, table
     # the default calibration (schneider2000) states no kVp: an 80 kVp CT is noted, not warned of, and not a verdict
     res, js = _check(base, tmp_path / "b", tmp_path / "ct80", None)
     assert res.kvp_mismatch == "" and not [w for w in res.warnings if "kVp" in w], res.warnings
@@ -113,20 +114,24 @@ def test_a_matching_kvp_says_nothing_and_a_low_kvp_ct_with_a_curve_stating_none_
     assert "HU calibration's kVp not stated" in html.unescape(_files_table(js["provenance"]["inputs"]))
 
 
+def _batch_of_one(base, tmp_path: Path, dose_name: str) -> tuple[Path, Path]:  # noqa: F811
+    """patients/p1 (the plan, the structure set, a TPS dose, an 80 kVp CT) and a clinic curve stating 120 kVp:
+    (the curve's folder, the batch's --out)."""
+    p1 = tmp_path / "patients" / "p1"
+    p1.mkdir(parents=True)
+    for f in ("RP.dcm", "RS.dcm"):
+        shutil.copy2(base["dir"] / f, p1 / f)
+    shutil.move(_tps(base, dose_name, base["blob"]), p1 / "RD.dcm")
+    _ct_at(base, p1 / "ct", "80")
+    return _clinic_curve(tmp_path / "clinic_120", "# kVp: 120"), tmp_path / "out"
+
+
 def test_a_batch_row_and_index_carry_the_mismatch(base, tmp_path, capsys, report_figures_blank):  # noqa: F811
     """``mcproton check --batch`` of a patient whose 80 kVp CT is read with a 120 kVp curve: batch.json's row
     (``kvp_mismatch``), the console line and the index row say it beside PASS or FAIL, as check.json does."""
     from mcproton.cli import main
 
-    d = base["dir"]
-    p1 = tmp_path / "patients" / "p1"
-    p1.mkdir(parents=True)
-    for f in ("RP.dcm", "RS.dcm"):
-        shutil.copy2(d / f, p1 / f)
-    shutil.move(_tps(base, "rd_batch", base["blob"]), p1 / "RD.dcm")
-    _ct_at(base, p1 / "ct", "80")
-    cal = _clinic_curve(tmp_path / "clinic_120", "# kVp: 120")
-    out = tmp_path / "out"
+    cal, out = _batch_of_one(base, tmp_path, "rd_batch")
     main(["check", str(tmp_path / "patients"), "--batch", "--beam-model", "dcpt_v2", "--calibration", str(cal),
           "--out", str(out), "--primaries", "1500", "--target-uncertainty", "0", "--gamma-points", "200", "--quiet"])
     shown = capsys.readouterr()
@@ -152,3 +157,67 @@ def test_a_reused_check_keeps_the_mismatch_beside_its_verdict(mismatch):
     for f in old["provenance"]["inputs"]:
         f.pop("calibration_kvp", None)
     assert ReusedCheck(passed=res.passed, failed=res.failed, record=old, report_json="").kvp_mismatch == ""
+
+
+def test_a_reused_mc_dose_is_compared_with_the_calibration_given_now(base, tmp_path):  # noqa: F811
+    """Review a of audit 33, R2: ``check(mc=...)`` kept the reused MC dose's old kVp comparison.  A clinic folder
+    without a kVp line, then given ``# kVp: 120`` (the same data SHA-256, so the reuse is accepted): a fresh check of
+    an 80 kVp CT said "CT at 80 kVp, HU calibration stated for 120 kVp", the check reusing the first one's MC dose
+    said nothing and warned of nothing.  Now the calibration given is compared (metadata: the dose is the same)."""
+    import warnings
+
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    ct = _ct_at(base, tmp_path / "ct80", "80")
+    cal = _clinic_curve(tmp_path / "clinic", "# a clinic curve")
+    kw = dict(plan=d / "RP.dcm", ct=ct, struct=d / "RS.dcm", beam_model="dcpt_v2", primaries=1500,
+              target_uncertainty=None, report=False, levels=_levels(), log=lambda m: None, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = check(dose=_tps(base, "rd_r2a", base["blob"]), calibration=str(cal), out=tmp_path / "o1", **kw)
+    assert first.kvp_mismatch == ""
+    table = cal / "HU_Density_Conversion.txt"
+    table.write_text("# kVp: 120\n" + table.read_text(encoding="utf-8"), encoding="utf-8")
+    said = "CT at 80 kVp, HU calibration stated for 120 kVp"
+    with pytest.warns(UserWarning, match=said):
+        reused = check(dose=_tps(base, "rd_r2b", base["blob"]), calibration=str(cal), mc=first.mc,
+                       out=tmp_path / "o2", **kw)
+    assert reused.kvp_mismatch == said
+    assert len([w for w in reused.warnings if w.startswith(said + ": ")]) == 1, reused.warnings
+    ct_in = next(f for f in json.loads(Path(reused.report_json).read_text())["provenance"]["inputs"]
+                 if f.get("slices"))
+    assert ct_in["calibration_kvp"]["calibration_kvp"] == [120.0] and ct_in["calibration_kvp"]["match"] is False
+    # and the converse: the clinic validated its curve at 80 kVp too; the reuse no longer says it differs
+    table.write_text(table.read_text(encoding="utf-8").replace("# kVp: 120", "# kVp: 80, 120"), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = check(dose=_tps(base, "rd_r2c", base["blob"]), calibration=str(cal), mc=reused.mc,
+                      out=tmp_path / "o3", **kw)
+    assert again.kvp_mismatch == "" and not [w for w in again.warnings if "kVp" in w], again.warnings
+    # calibration left out: the reused MC dose's own comparison, as recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = check(dose=_tps(base, "rd_r2d", base["blob"]), mc=first.mc, out=tmp_path / "o4", **kw)
+    assert own.kvp_mismatch == ""
+
+
+def test_a_batch_reused_by_skip_checked_keeps_the_mismatch_in_its_row_and_index(base, tmp_path, capsys,  # noqa: F811
+                                                                                report_figures_blank):
+    """Review a of audit 33, R6: the test above builds a ReusedCheck by hand and so never runs api._reused_row; with
+    its ``kvp_mismatch`` blanked every kVp test passed, yet a reused batch row and the index lost the qualifier.
+    ``--batch --skip-checked`` run twice: the second run's row is reused and still says it."""
+    from mcproton.cli import main
+
+    cal, out = _batch_of_one(base, tmp_path, "rd_reused")
+    said = "CT at 80 kVp, HU calibration stated for 120 kVp"
+    for reused in (False, True):
+        main(["check", str(tmp_path / "patients"), "--batch", "--skip-checked", "--beam-model", "dcpt_v2",
+              "--calibration", str(cal), "--out", str(out), "--primaries", "1500", "--target-uncertainty", "0",
+              "--gamma-points", "200", "--quiet"])
+        shown = capsys.readouterr()
+        row = json.loads((out / "batch.json").read_text(encoding="utf-8"))["p1"]
+        assert bool(row.get("reused")) is reused, row
+        assert row["kvp_mismatch"] == said, row
+        assert [ln for ln in (shown.out + shown.err).splitlines() if ln.startswith("p1") and f"({said})" in ln], shown
+        assert f"({said})" in html.unescape((out / "index.html").read_text(encoding="utf-8"))

@@ -84,6 +84,40 @@ def test_a_kvp_line_that_is_no_tube_voltage_is_refused(tmp_path, line, said):
     assert said in str(e.value) and "# kVp: 120" in str(e.value)
 
 
+@pytest.mark.parametrize("line, want", [("# kVp 120", (120.0,)), ("# kV: 120", (120.0,)),
+                                        ("# tube voltage: 120 kVp", (120.0,)), ("# kVp\uff1a 120", (120.0,)),
+                                        ("# Tube voltage (kVp) 80", (80.0,)), ("# kVp not stated", None)])
+def test_other_common_ways_of_stating_the_kvp_are_read_not_passed_over(tmp_path, line, want):
+    """Review a of audit 33, R3: these were passed over as ordinary comments, and the calibration read as "not stated
+    (no '# kVp:' line in its tables)"."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert cal.kvp == want and cal.kvp_stated_in == f"{tmp_path / 'cal' / 'hu_density.csv'} line 2"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_table_starting_with_a_byte_order_mark_states_its_kvp(tmp_path, newline):
+    """Review a of audit 33, R3: Excel's "CSV UTF-8" and Notepad write a UTF-8 byte-order mark; a first line
+    '\ufeff# kVp: 80' was not read (the table itself loaded), so an 80 kVp curve was taken as stating none."""
+    d = _folder(tmp_path / "cal", None)
+    table = d / "hu_density.csv"
+    body = table.read_text(encoding="utf-8").replace("# a clinic's curve (test)\n", "")
+    table.write_bytes(("# kVp: 80\n" + body).replace("\n", newline).encode("utf-8-sig"))
+    cal = HUCalibration.load(d)
+    assert cal.kvp == (80.0,) and cal.kvp_stated_in == f"{table} line 1"
+
+
+@pytest.mark.parametrize("line", ["# kV-dependent curve", "# measured at 80 kVp on the Force", "# scan: 120kV, Br40",
+                                  "# the tube voltage was 100"])
+def test_a_comment_naming_a_tube_voltage_it_does_not_state_is_refused(tmp_path, line):
+    """The side effect of reading the forms above (review a of audit 33, R3): a comment that names a tube voltage but
+    is not a line read as one is refused with its file and line and the form to write, where it was passed over (the
+    calibration then read as stating none).  No built-in or tests/data table holds such a comment
+    (test_the_built_ins_state_no_kvp_their_sources_do_not_give)."""
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert "# kVp: 120" in str(e.value)
+
+
 def test_two_tables_stating_different_kvp_are_refused(tmp_path):
     with pytest.raises(CalibrationError, match="different tube voltages: 120 kVp .* and 80 kVp"):
         HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120", material_line="# kVp: 80"))
@@ -124,6 +158,7 @@ def test_an_80_kvp_ct_with_a_120_kvp_curve_is_warned_of_and_recorded(tmp_path):
 
 
 @pytest.mark.parametrize("ct_kvp, line, match", [("120", "# kVp: 120", True), ("119.98", "# kVp: 120", True),
+                                                 ("122", "# kVp: 120", True),   # within the 2.5 kV tolerance
                                                  ("100", "# kVp: 100, 120", True),
                                                  (None, "# kVp: 120", None),       # the CT does not say
                                                  ("80", None, None),                # the curve does not say
@@ -133,6 +168,18 @@ def test_no_warning_where_the_kvp_match_or_either_is_unknown(tmp_path, ct_kvp, l
     g, said = _geometry(_ct(tmp_path / "ct", ct_kvp), cal)
     assert said == []
     assert g.calibration["kvp_comparison"]["match"] is match
+
+
+@pytest.mark.parametrize("ct_kvp, line", [("110", "# kVp: 120"), ("100", "# kVp: 120"), ("135", "# kVp: 140"),
+                                          ("140", "# kVp: 135"), ("117", "# kVp: 120")])
+def test_the_nearest_scanner_settings_are_told_apart(tmp_path, ct_kvp, line):
+    """Review a of audit 33, R6: the only mismatch tested was 80 against 120 (40 kV), so a tolerance raised from
+    2.5 kV to 39 kV passed every test.  Siemens' 10 kV step (110/120), the 20 kV one (100/120) and Canon's 135 against
+    GE's 140 (the 5 kV pair KVP_MATCH_TOLERANCE_KV's comment names) are two protocols; 117 is outside 2.5 kV."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", line))
+    g, said = _geometry(_ct(tmp_path / "ct", ct_kvp), cal)
+    assert g.calibration["kvp_comparison"]["match"] is False
+    assert len(said) == 1 and said[0].startswith(f"CT at {ct_kvp} kVp, HU calibration stated for "), said
 
 
 def test_a_built_in_calibration_states_no_kvp_and_is_not_warned_of(tmp_path):
@@ -199,3 +246,84 @@ def test_warn_kvp_mismatch_is_a_mcproton_warning(tmp_path):
     cal = HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120"))
     with pytest.warns(McprotonWarning, match="CT at 80 kVp, HU calibration stated for 120 kVp"):
         cal.warn_kvp(load_ct_series(_ct(tmp_path / "ct", "80")), "here", "--calibration")
+
+
+def test_no_shipped_or_tests_data_table_is_refused_by_the_kvp_reading():
+    """Review a of audit 33, R3: the broader reading refuses a comment naming a tube voltage it does not read; no
+    built-in table and no text table in tests/data (MCsquare's scanners, OpenTPS's, dicomexport's, pymchelper's) is
+    refused by it, and none states a kVp."""
+    from mcproton._io.calibration_kvp import stated_kvp
+
+    tests_data = Path(__file__).resolve().parents[1] / "data"
+    tables = [f for f in sorted(DATA_DIR.rglob("*")) + sorted(tests_data.rglob("*"))
+              if f.suffix.lower() in (".csv", ".txt", ".dat") and f.is_file() and f.stat().st_size < 20_000_000]
+    assert len(tables) >= 17
+    for f in tables:
+        assert stated_kvp(f)[0] is False, f
+
+
+def _ct_slices_at(folder: Path, kvps: list) -> Path:
+    """A small CT whose slices (in z order) say the KVPs ``kvps`` (a list value: a multi-valued KVP)."""
+    import pydicom
+
+    from mcproton.dicom import load_ct_series
+
+    _ct(folder, None)
+    files = sorted(load_ct_series(folder).slice_files, key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    for f, kvp in zip(files, kvps):
+        ds = pydicom.dcmread(f)
+        ds.KVP = kvp
+        ds.save_as(f)
+    return folder
+
+
+@pytest.mark.parametrize("kvps", [["120", "80", "80", "80"], ["80", "120", "120", "120"]])
+def test_slices_that_state_different_kvp_are_each_compared_and_warned_of(tmp_path, kvps):
+    """Review a of audit 33, R4: only the first slice's KVP was compared, so a CT whose first slice said 120 and the
+    other three 80 passed a 120 kVp curve without a word (the reverse order warned).  Now the slices' differing tube
+    voltages are warned of, naming both, and each is compared."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", kvps))
+    differ = [w for w in said if "the CT's slices state different tube voltages" in w]
+    n80 = kvps.count("80")
+    assert len(differ) == 1, said
+    assert f"80 kVp ({n80} slice{'s' * (n80 > 1)}) and 120 kVp ({4 - n80} slice{'s' * (n80 < 3)})" in differ[0], said
+    assert ct.acquisition["KVP"] == float(kvps[0]) and ct.acquisition["KVP_values"] == [80.0, 120.0]
+    g, warned = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is False
+    assert [w for w in warned if w.startswith("CT at 80/120 kVp, HU calibration stated for 120 kVp: ")], warned
+    # the check's record of the CT (its files table): both tube voltages, with the comparison
+    from mcproton._check.record import ct_input
+    from mcproton._check.report import _acquisition_said
+
+    rec = ct_input(tmp_path / "ct", ct.slice_files, ct.series_instance_uid, acquisition=ct.acquisition)
+    assert rec["acquisition"]["KVP_values"] == [80.0, 120.0]
+    assert _acquisition_said(rec["acquisition"], g.calibration["kvp_comparison"]).startswith(
+        "; 80/120 kVp, ") and "DIFFERS from the CT's" in _acquisition_said(rec["acquisition"],
+                                                                          g.calibration["kvp_comparison"])
+    # a curve validated at both matches
+    g, warned = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "both", "# kVp: 80, 120")))
+    assert g.calibration["kvp_comparison"]["match"] is True
+
+
+@pytest.mark.parametrize("kvp, said", [(["80", "140"], "has 2 values (a dual-energy series?)"),
+                                       ("0", "is not a tube voltage in 40-160 kVp"),
+                                       ("-120", "is not a tube voltage in 40-160 kVp"),
+                                       ("100000", "is not a tube voltage in 40-160 kVp")])
+def test_a_kvp_that_is_no_one_tube_voltage_is_said_and_not_compared(tmp_path, kvp, said):
+    """Review a of audit 33, R4: KVP 0 (a synthetic CT, a converted map) gave "CT at 0 kVp, HU calibration stated for
+    120 kVp" and, with a curve stating none, "acquired at 0 kVp (a low tube voltage, as for a child)"; a multi-valued
+    KVP (80\\140) became unknown without a word.  Now either is said (a warning naming the value) and recorded, and
+    not compared."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as warned, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", [kvp] * 4))
+    assert ct.acquisition["KVP"] is None and said in ct.acquisition["KVP_not_used"]
+    assert len([w for w in warned if said in w]) == 1, warned
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is None and compared == []
