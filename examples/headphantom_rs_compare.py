@@ -13,9 +13,9 @@ around it (7 x 7 x 9 mm) with two bounds on the 1-sigma uncertainty of that mean
 added in quadrature (independent voxels, the lower bound) and added linearly (fully correlated voxels, the upper
 bound, sd(sum) <= sum of sds).  A run records each voxel's error but not the covariance of neighbouring voxels,
 which share protons, so one run cannot give more.  The truth lies between and nearer the lower bound; measured on
-the head phantom (2026-12-08, 4 x 10^6 protons, the seed-to-seed sd of the block mean over 5 + 5 seeds of the
+the head phantom (2026-12-08, 4 x 10^6 protons, the seed-to-seed sd of the block mean over 10-13 seeds of the
 2026-12-05 and 2026-12-08 code): field 3 0.0074, 1.35 x the lower bound (0.0055) and 0.25 x the upper (0.030);
-field 2 0.0046, 1.1 x the lower bound (docs/patient_workflow.md "Head phantom with range shifter").
+field 2 0.0056, 1.4 x the lower bound (docs/patient_workflow.md "Head phantom with range shifter").
 For a figure to quote, run the beam with several seeds (``--set run.seed=N``) and take their spread.  All times
 1.1, because Eclipse reports proton dose as RBE-weighted dose (Gy(RBE), constant RBE 1.1).  The plan row adds the
 beams' errors in quadrature: the three runs are independent, each beam on the random stream of its place in the
@@ -103,7 +103,7 @@ def main(pattern: str) -> None:
           f"{RBE * tot['roi_up_var'] ** 0.5 / e:.3f}; voxel {RBE * tot['vox'] / e:.3f} +- "
           f"{RBE * tot['vox_var'] ** 0.5 / e:.3f}")
     print("(the 3x3x3 sd: a run holds no covariance between voxels, so it is given as its two bounds; the seed-to-"
-          "seed sd measured for field 3 was 1.35 x the first: run several seeds for a figure to quote)")
+          "seed sd measured for fields 2 and 3 was 1.35-1.4 x the first: run several seeds for a figure to quote)")
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "out/hp_b{}.h5")
