@@ -374,3 +374,25 @@ def test_a_kv_word_that_is_no_kvp_line_is_refused_as_a_comment_not_a_voltage(tmp
         HUCalibration.load(_folder(tmp_path / "cal", "# kV-CBCT calibration (Varian TrueBeam OBI)"))
     assert "names a tube voltage" in str(e.value) and "-CBCT' is not" not in str(e.value)
     assert HUCalibration.load(_folder(tmp_path / "k", "# kVp: 125\n# kV-CBCT calibration")).kvp == (125.0,)
+
+
+@pytest.mark.parametrize("first, said", [("", "not given"), ("0", "KVP '0' is not a tube voltage"),
+                                         (["80", "140"], "has 2 values")])
+def test_a_first_slice_without_a_kvp_takes_the_other_slices_and_is_compared(tmp_path, first, said):
+    """Review c of audit 33, R2: the comparison read only the first slice's KVP, so a CT whose first slice's KVP was
+    empty (an anonymiser), 0 or dual-valued and whose other three said 80 passed a 120 kVp curve without a word ("kVp
+    not given").  Now the other slices' one tube voltage is compared, and the first slice's lack is warned of."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as warned, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", [first, "80", "80", "80"]))
+    assert ct.acquisition["KVP"] == 80.0, ct.acquisition
+    took = [w for w in warned if "the other 3 slices state 80 kVp" in w]
+    assert len(took) == 1 and said in took[0], warned
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is False and g.calibration["kvp_comparison"]["ct_kvp"] == 80.0
+    assert [w for w in compared if w.startswith("CT at 80 kVp, HU calibration stated for 120 kVp: ")], compared
+    # an 80 kVp curve matches
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "c80", "# kVp: 80")))
+    assert g.calibration["kvp_comparison"]["match"] is True and compared == []
