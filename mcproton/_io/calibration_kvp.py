@@ -47,9 +47,11 @@ _KVP_LINE = re.compile(r"^\s*#+\s*(?:kvp?|tube\s+voltage)\b(?:\s*\(\s*kvp?\s*\))
                        r"\s*(?:[:=]|(?=\d|not\b|unknown\b|$))(.*)$", re.IGNORECASE)
 #: any other comment that names a tube voltage ("# measured at 80 kVp"): with no kVp line in the file, refused, not
 #: read as "not stated"; beside one, refused only where its kV number is not the line's (:data:`_KV_NUMBER`)
-_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage", re.IGNORECASE)
-#: a tube voltage a comment names: "120 kV", "120kVp", "119.98 kVp"
-_KV_NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*kvp?(?![a-z])", re.IGNORECASE)
+#: ("kilovolt(s)", "kilovoltage" too: review c of audit 33, R4, "# Peak kilovoltage: 80" was passed over)
+_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage|kilovolt", re.IGNORECASE)
+#: a tube voltage a comment names: "120 kV", "120kVp", "119.98 kVp", "80 kilovolt", "kilovoltage: 80"
+_KV_NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:kvp?(?![a-z])|kilovolt)|kilovoltage\W*(\d+(?:\.\d+)?)",
+                        re.IGNORECASE)
 #: a file name or path in a comment ("HLUT_120kVp_Body.txt", "C:\\HLUT\\120kVp\\body.csv", "/ct/80kV/curve"): not a
 #: tube voltage the comment states (review c of audit 33, R1: "# exported from HLUT_120kVp_Body.txt" was refused)
 _FILE_NAME = re.compile(r"\S*[/\\_]\S*|\S+\.[a-z][a-z0-9]{0,4}(?![a-z0-9])", re.IGNORECASE)
@@ -85,6 +87,9 @@ def _values(text: str, where: str) -> tuple[float, ...] | None:
     said = re.sub(r"\s*\([^()]*\)$", "", said).strip()   # a trailing remark: "# kVp: 135 (Canon)" (review c, R1)
     if said.lower() in _NOT_STATED:
         return None
+    if re.search(r"\d\s*[-\u2013]\s*\d", said):   # "80-140" (review c of audit 33, R4)
+        raise CalibrationError(f"{where}: {said!r} is a range, and a range is not a tube voltage: list the voltages "
+                               f"the curve was validated at, '# kVp: 80, 140' ({_KVP_FORM})")
     toks = [t for t in re.split(r"[\s,;/]+", said) if t and t.lower() not in ("kv", "kvp", "and")]
     vals = []
     for t in toks:
@@ -138,8 +143,8 @@ def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
         return False, None, ""
     (at, kvp), where = found[0], f"{path} line {found[0][0]}"
     for lineno, comment, words in naming:   # beside a kVp line: refused only where it names another voltage
-        other = [float(v) for v in _KV_NUMBER.findall(words)
-                 if kvp is None or all(abs(float(v) - k) > KVP_MATCH_TOLERANCE_KV for k in kvp)]
+        named = [float(a or b) for a, b in _KV_NUMBER.findall(words)]
+        other = [v for v in named if kvp is None or all(abs(v - k) > KVP_MATCH_TOLERANCE_KV for k in kvp)]
         if other:
             raise CalibrationError(
                 f"{path}: line {lineno}, {comment!r}, names {other[0]:g} kV, and line {at} states the curve's tube "

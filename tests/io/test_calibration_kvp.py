@@ -396,3 +396,24 @@ def test_a_first_slice_without_a_kvp_takes_the_other_slices_and_is_compared(tmp_
     # an 80 kVp curve matches
     g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "c80", "# kVp: 80")))
     assert g.calibration["kvp_comparison"]["match"] is True and compared == []
+
+
+@pytest.mark.parametrize("line", ["# Peak kilovoltage: 80", "# 80 kilovolt protocol"])
+def test_a_comment_in_kilovolts_is_refused_not_passed_over(tmp_path, line):
+    """Review c of audit 33, R4: these were read as "not stated" without a word."""
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert "names a tube voltage" in str(e.value)
+    with pytest.raises(CalibrationError, match="conflict"):
+        HUCalibration.load(_folder(tmp_path / "k", f"# kVp: 120\n{line}"))
+    assert HUCalibration.load(_folder(tmp_path / "ok", f"# kVp: 80\n{line}")).kvp == (80.0,)
+
+
+def test_a_kvp_range_is_refused_as_a_range():
+    """Review c of audit 33, R4: '# kVp: 80-140' was refused as "the tube voltage '80-140' is not one in 40-160 kVp",
+    though both are in range."""
+    from mcproton._io.calibration_kvp import _values
+
+    with pytest.raises(CalibrationError, match="a range is not a tube voltage") as e:
+        _values(" 80-140", "t.csv line 1")
+    assert "# kVp: 80, 140" in str(e.value)
