@@ -40,10 +40,21 @@ LOW_KVP_BELOW_KV = 100.0
 
 #: a comment line stating the tube voltage: "# kVp: 120", "#KVP=120", "# kVp 120", "# kV: 120", "# tube voltage: 120
 #: kVp", "# Tube voltage (kVp) 120" (a full-width colon read as one; review a of audit 33, R3: all but the first two
-#: were passed over as ordinary comments, and the calibration read as stating none)
-_KVP_LINE = re.compile(r"^\s*#+\s*(?:kvp?|tube\s+voltage)\b(?:\s*\(\s*kvp?\s*\))?\s*[:=]?(.*)$", re.IGNORECASE)
-#: any other comment that names a tube voltage ("# measured at 80 kVp"): refused, not read as "not stated"
-_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage", re.IGNORECASE)
+#: were passed over as ordinary comments, and the calibration read as stating none); "kV"/"kVp" followed by ":", "=", a
+#: number, "not stated" or nothing (review c of audit 33, R1: "# kV-CBCT calibration" was read as one, "the tube
+#: voltage '-CBCT' is not one in 40-160 kVp")
+_KVP_LINE = re.compile(r"^\s*#+\s*(?:kvp?|tube\s+voltage)\b(?:\s*\(\s*kvp?\s*\))?"
+                       r"\s*(?:[:=]|(?=\d|not\b|unknown\b|$))(.*)$", re.IGNORECASE)
+#: any other comment that names a tube voltage ("# measured at 80 kVp"): with no kVp line in the file, refused, not
+#: read as "not stated"; beside one, refused only where its kV number is not the line's (:data:`_KV_NUMBER`)
+#: ("kilovolt(s)", "kilovoltage" too: review c of audit 33, R4, "# Peak kilovoltage: 80" was passed over)
+_KVP_WORD = re.compile(r"(?<![a-z])kvp?(?![a-z])|tube\s+voltage|kilovolt", re.IGNORECASE)
+#: a tube voltage a comment names: "120 kV", "120kVp", "119.98 kVp", "80 kilovolt", "kilovoltage: 80"
+_KV_NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:kvp?(?![a-z])|kilovolt)|kilovoltage\W*(\d+(?:\.\d+)?)",
+                        re.IGNORECASE)
+#: a file name or path in a comment ("HLUT_120kVp_Body.txt", "C:\\HLUT\\120kVp\\body.csv", "/ct/80kV/curve"): not a
+#: tube voltage the comment states (review c of audit 33, R1: "# exported from HLUT_120kVp_Body.txt" was refused)
+_FILE_NAME = re.compile(r"\S*[/\\_]\S*|\S+\.[a-z][a-z0-9]{0,4}(?![a-z0-9])", re.IGNORECASE)
 _WIDE = str.maketrans({"\uff1a": ":", "\uff1d": "="})   # full-width colon and equals sign (an East Asian keyboard)
 _NOT_STATED = ("not stated", "unknown", "not known")
 _KVP_FORM = "'# kVp: 120' (or '# kVp: 100, 120' for a curve validated at both, or '# kVp: not stated')"
@@ -73,8 +84,12 @@ def builtin_kvp(name: str) -> tuple[tuple[float, ...] | None, str]:
 def _values(text: str, where: str) -> tuple[float, ...] | None:
     """The tube voltages of a ``# kVp:`` line's ``text`` (None for "not stated"); anything else is refused."""
     said = text.strip().rstrip(".").strip()
+    said = re.sub(r"\s*\([^()]*\)$", "", said).strip()   # a trailing remark: "# kVp: 135 (Canon)" (review c, R1)
     if said.lower() in _NOT_STATED:
         return None
+    if re.search(r"\d\s*[-\u2013]\s*\d", said):   # "80-140" (review c of audit 33, R4)
+        raise CalibrationError(f"{where}: {said!r} is a range, and a range is not a tube voltage: list the voltages "
+                               f"the curve was validated at, '# kVp: 80, 140' ({_KVP_FORM})")
     toks = [t for t in re.split(r"[\s,;/]+", said) if t and t.lower() not in ("kv", "kvp", "and")]
     vals = []
     for t in toks:
@@ -96,9 +111,12 @@ def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
     """(whether the file has a ``# kVp:`` comment line, its tube voltages or None for "not stated", "path line n").
     A file that states it twice is refused (state it once); a comment may be in any encoding, and the file may start
     with a byte-order mark.  ``# kVp 120``, ``# kV: 120`` and ``# tube voltage: 120 kVp`` are read as ``# kVp: 120``;
-    any other comment naming a tube voltage (``# kV-dependent``, ``# measured at 80 kVp``) is refused with its file and
-    line, not passed over as "not stated" (review a of audit 33, R3)."""
+    with no such line, any other comment naming a tube voltage (``# kV-dependent``, ``# measured at 80 kVp``) is refused
+    with its file and line, not passed over as "not stated" (review a of audit 33, R3); beside one, only a comment whose
+    kV number is not the line's is refused, naming both lines, and a file name in a comment (``HLUT_120kVp.txt``) is no
+    tube voltage (review c of audit 33, R1).  Only whole ``#`` comment lines are read."""
     found: list[tuple[int, tuple[float, ...] | None]] = []
+    naming: list[tuple[int, str, str]] = []   # other comments naming a tube voltage: (line, the comment, its words)
     try:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except OSError as exc:
@@ -110,17 +128,29 @@ def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
         m = _KVP_LINE.match(line)
         if m:
             found.append((lineno, _values(m.group(1), f"{path} line {lineno}")))
-        elif _KVP_WORD.search(line):
-            raise CalibrationError(
-                f"{path} line {lineno}: the comment {line.strip()!r} names a tube voltage but is not a line mcproton "
-                f"reads as one, so the calibration would be taken as stating none; state the kVp the curve was "
-                f"measured at on a line of its own as {_KVP_FORM}, and reword the comment without 'kV'/'kVp'")
+        elif _KVP_WORD.search(words := _FILE_NAME.sub(" ", line)):
+            naming.append((lineno, line.strip(), words))
     if len(found) > 1:
         raise CalibrationError(f"{path}: lines {found[0][0]} and {found[1][0]} both state the tube voltage (# kVp:); "
                                "state it once")
     if not found:
+        if naming:
+            lineno, comment, _ = naming[0]
+            raise CalibrationError(
+                f"{path} line {lineno}: the comment {comment!r} names a tube voltage but is not a line mcproton "
+                f"reads as one, so the calibration would be taken as stating none; state the kVp the curve was "
+                f"measured at on a line of its own as {_KVP_FORM}, and reword the comment without 'kV'/'kVp'")
         return False, None, ""
-    return True, found[0][1], f"{path} line {found[0][0]}"
+    (at, kvp), where = found[0], f"{path} line {found[0][0]}"
+    for lineno, comment, words in naming:   # beside a kVp line: refused only where it names another voltage
+        named = [float(a or b) for a, b in _KV_NUMBER.findall(words)]
+        other = [v for v in named if kvp is None or all(abs(v - k) > KVP_MATCH_TOLERANCE_KV for k in kvp)]
+        if other:
+            raise CalibrationError(
+                f"{path}: line {lineno}, {comment!r}, names {other[0]:g} kV, and line {at} states the curve's tube "
+                f"voltage as {_listed(kvp)}: they conflict; correct whichever is wrong (the '# kVp:' line is the one "
+                f"mcproton reads, {_KVP_FORM})")
+    return True, kvp, where
 
 
 def calibration_kvp(files: Iterable[str | Path]) -> tuple[tuple[float, ...] | None, str]:

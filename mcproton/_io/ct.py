@@ -328,17 +328,27 @@ def slices_kvp(acquisition: dict, datasets: Sequence[Any], where: str) -> dict:
     """``acquisition`` (:func:`ct_acquisition` of the first slice) with the tube voltages of all ``datasets`` (the
     series' slices): where they differ by more than the kVp tolerance, "KVP_values" (each distinct one, kV), compared
     each with a calibration's, and a warning naming them (review a of audit 33, R4: only the first slice's was
-    compared, so 3 slices of 4 at 80 kVp passed as 120); a first slice's KVP that is none is warned of."""
+    compared, so 3 slices of 4 at 80 kVp passed as 120); a first slice's KVP that is none is warned of, and where the
+    other slices state one tube voltage, "KVP" is theirs (review c of audit 33, R2)."""
     from .calibration_kvp import KVP_MATCH_TOLERANCE_KV
 
-    if acquisition.get("KVP_not_used"):
-        warn(f"{where}: the first slice's {acquisition['KVP_not_used']}", McprotonWarning)
     counts: dict[float, int] = {}
     for ds in datasets:
         kvp = _tube_voltage(ds.get("KVP", None))[0]
         if kvp is not None:
             near = next((k for k in counts if abs(k - kvp) <= KVP_MATCH_TOLERANCE_KV), kvp)
             counts[near] = counts.get(near, 0) + 1
+    if acquisition.get("KVP") is None and len(counts) == 1:
+        # review c of audit 33, R2: a first slice without a usable KVP (emptied by an anonymiser, 0, 80\140) left the
+        # other slices' one tube voltage uncompared, and an 80 kVp CT passed a 120 kVp curve without a word
+        (kvp, n), others = next(iter(counts.items())), len(datasets) - 1
+        why = acquisition.get("KVP_not_used") or "KVP is not given"
+        warn(f"{where}: the first slice's {why}; {'the other' if n == others else f'{n} of the other'} {others} "
+             f"slice{'s' if others != 1 else ''} state {kvp:g} kVp, and that is the tube voltage compared with the HU "
+             "calibration's", McprotonWarning)
+        return {**acquisition, "KVP": kvp}
+    if acquisition.get("KVP_not_used"):
+        warn(f"{where}: the first slice's {acquisition['KVP_not_used']}", McprotonWarning)
     if len(counts) < 2:
         return acquisition
     said = " and ".join(f"{k:g} kVp ({n} slice{'s' if n != 1 else ''})" for k, n in sorted(counts.items()))

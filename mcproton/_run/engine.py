@@ -597,6 +597,14 @@ class ScoredSums:
 #: dose's two float64 sums, the LETd's three; 48 and 16 before 2026-12-08: review b, R6, measured with NumPy standing
 #: in for CuPy, tracemalloc, 4 M voxels)
 ADD_TEMPORARIES = 4
+#: The device memory (bytes per voxel, besides the sums) that checking a target uncertainty after a batch takes
+#: (DeviceAccumulator.mean_rel_uncertainty_50; review c of audit 33, R3), counted from the code with every operation a
+#: new array (CuPy elides none): kept for the run, ``_dev_mass`` (float64, 8) and ``_dev_density`` (float32, 4); at
+#: the peak of stats.batch_rel_uncertainty, ``mean_x`` (8), ``v`` (8), ``var_mean`` (8), ``has`` (bool, 1),
+#: ``var_mean ** 0.5`` (8), ``~has`` (1), ``mean_x + ~has`` (8) and their quotient (8): 50; after it,
+#: stats.mean_uncertainty_above_half_max holds less (``unc`` 8, the dose 8, ``tissue`` 1, ``d`` 8, ``hi`` 1,
+#: ``unc[hi]`` at most 8).  12 + 50 = 62 (NumPy standing in for CuPy, which elides temporaries, measures 42 + 12)
+TARGET_CHECK_BYTES = 62
 
 
 class DeviceAccumulator:
@@ -608,7 +616,7 @@ class DeviceAccumulator:
     new beam, no whole-grid host arrays uploaded)."""
 
     def __init__(self, acc: Accumulator | ScoredSums, xp: Any,
-                 device_context: Callable[[], Any] | None = None) -> None:
+                 device_context: Callable[[], Any] | None = None, target_check: bool = False) -> None:
         self.xp = xp
         self._ctx = device_context or contextlib.nullcontext   # the GPU the sums live on, made current
         with self._ctx():
@@ -635,8 +643,11 @@ class DeviceAccumulator:
             # two products, of which CuPy, unlike NumPy, elides none): ADD_TEMPORARIES x 8 bytes per voxel on top of the
             # sums' 72.  Allocated once here, so that a grid whose sums fit but whose additions would not is found
             # now, where the caller sums on the host instead (job.py), not by an out-of-memory error in the middle
-            # of a run; CuPy's memory pool keeps the freed blocks for those additions (review b, R6)
-            probe = [xp.zeros(self.sum_x.size, np.float64) for _ in range(ADD_TEMPORARIES)]
+            # of a run; CuPy's memory pool keeps the freed blocks for those additions (review b, R6).  A run that stops
+            # at a target uncertainty (``target_check``) checks it on the device after each batch, which takes more
+            # (TARGET_CHECK_BYTES): that is reserved instead (review c of audit 33, R3)
+            arrays = max(ADD_TEMPORARIES, -(-TARGET_CHECK_BYTES // 8) if target_check else 0)
+            probe = [xp.zeros(self.sum_x.size, np.float64) for _ in range(arrays)]
             del probe
         self.ledger = exact_ledger(acc.ledger)
         self.batches = acc.batches

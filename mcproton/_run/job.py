@@ -530,8 +530,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         # there, not uploaded from whole host arrays
                         start = ScoredSums.empty(n_vox) if _fresh(st.acc) else st.acc
                         try:
-                            acc = current["device_acc"] = DeviceAccumulator(start, sim.backend.xp,
-                                                                            sim.backend.device_context)
+                            acc = current["device_acc"] = DeviceAccumulator(
+                                start, sim.backend.xp, sim.backend.device_context,
+                                target_check=settings.target_uncertainty is not None)
                         except Exception as exc:
                             if not is_out_of_memory(exc):
                                 raise

@@ -221,6 +221,22 @@ def test_unequal_batches_are_weighted_alike_on_the_device(fake_cupy):
     assert _same(full.sum_x, host.sum_x) and _same(full.sum_x2, host.sum_x2)
 
 
+def _budgeted(fake_cupy, monkeypatch, zeros, budget: int) -> None:
+    """The stand-in device's ``zeros`` refuses allocations past ``budget`` bytes in all (freed blocks not counted
+    back)."""
+    from fake_cupy import OutOfMemoryError
+
+    used = [0]
+
+    def counted(shape, dtype):
+        used[0] += int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if used[0] > budget:
+            raise OutOfMemoryError(f"Out of memory allocating {used[0]:,} bytes (fake)")
+        return zeros(shape, dtype)
+
+    monkeypatch.setattr(fake_cupy, "zeros", counted)
+
+
 def test_the_device_sums_are_refused_where_adding_a_batch_would_not_fit(fake_cupy, monkeypatch):
     """Review b, R6: the device holds 72 bytes per voxel of sums (four int64 tallies, the dose's two float64 sums,
     the LETd's three) and adding a batch makes 32 more of whole-grid float64 temporaries (engine.ADD_TEMPORARIES).
@@ -235,18 +251,59 @@ def test_the_device_sums_are_refused_where_adding_a_batch_would_not_fit(fake_cup
     zeros = fake_cupy.zeros
 
     def on_device(budget: int) -> DeviceAccumulator:
-        used = [0]
-
-        def counted(shape, dtype):
-            used[0] += int(np.prod(shape)) * np.dtype(dtype).itemsize
-            if used[0] > budget:
-                raise OutOfMemoryError(f"Out of memory allocating {used[0]:,} bytes (fake)")
-            return zeros(shape, dtype)
-
-        monkeypatch.setattr(fake_cupy, "zeros", counted)
+        _budgeted(fake_cupy, monkeypatch, zeros, budget)
         return DeviceAccumulator(ScoredSums.empty(n), fake_cupy)
 
     on_device((72 + 32) * n)   # the sums and the additions' temporaries fit
     with pytest.raises(OutOfMemoryError) as err:
         on_device((72 + 31) * n)   # the sums fit, the additions would not
     assert is_out_of_memory(err.value)
+
+
+def test_the_device_sums_are_refused_where_the_target_check_would_not_fit(fake_cupy, monkeypatch):
+    """Review c of audit 33, R3: a run with a target uncertainty (mcproton check's default 1 %) checks it on the
+    device after each batch (DeviceAccumulator.mean_rel_uncertainty_50), keeping the grid's inverse mass and density
+    there (12 bytes per voxel) and making whole-grid temporaries in stats.batch_rel_uncertainty (50 bytes per voxel
+    at its peak, counted without elision: engine.TARGET_CHECK_BYTES).  The probe reserved only the additions' 32, so
+    a device with (72 + 32 + 12) bytes per voxel passed it and ran out of memory at the second batch.  Now, with
+    ``target_check``, the probe reserves the check's too, and such a device is refused at construction (where job.py
+    sums on the host)."""
+    from fake_cupy import OutOfMemoryError
+    from mcproton._run.engine import TARGET_CHECK_BYTES
+
+    n = 10_000
+    zeros = fake_cupy.zeros
+
+    def on_device(budget: int, target_check: bool) -> DeviceAccumulator:
+        _budgeted(fake_cupy, monkeypatch, zeros, budget)
+        return DeviceAccumulator(ScoredSums.empty(n), fake_cupy, target_check=target_check)
+
+    assert TARGET_CHECK_BYTES >= 12 + 50
+    on_device((72 + 32 + 12) * n, target_check=False)   # without a target: the additions only, as before
+    with pytest.raises(OutOfMemoryError):
+        on_device((72 + 32 + 12) * n, target_check=True)
+    on_device((72 + 8 * -(-TARGET_CHECK_BYTES // 8)) * n, target_check=True)   # the check's reservation fits
+
+
+def test_the_target_checks_device_memory_is_within_its_reservation():
+    """The figure the probe reserves for the target check (engine.TARGET_CHECK_BYTES) is at least what the check
+    allocates, measured with NumPy in CuPy's place (tracemalloc, 10^6 voxels, the persistent inverse mass and density
+    added as the device copies them: 12 bytes per voxel).  NumPy elides some temporaries that CuPy makes, so this is a
+    lower bound of the device's (review c measured 42 + 12 = 54 bytes per voxel this way); the count without elision
+    is in engine.TARGET_CHECK_BYTES's comment (62)."""
+    from mcproton._run.engine import TARGET_CHECK_BYTES
+
+    n = 1_000_000
+    rng = np.random.default_rng(2)
+    acc = Accumulator(n)
+    acc.sums["edep"][:] = rng.integers(0, 10**9, n)
+    acc.sum_x[:] = rng.random(n)
+    acc.sum_x2[:] = acc.sum_x ** 2 * 1.1
+    acc.batches = acc.batch_weight_sum = 10
+    dev = DeviceAccumulator(acc, np)
+    mass, density = np.full(n, 0.5), np.full(n, 1.0, np.float32)
+    tracemalloc.start()
+    dev.mean_rel_uncertainty_50(mass, density)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 30 * n < peak + 12 * n <= TARGET_CHECK_BYTES * n, peak / n

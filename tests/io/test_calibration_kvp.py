@@ -327,3 +327,93 @@ def test_a_kvp_that_is_no_one_tube_voltage_is_said_and_not_compared(tmp_path, kv
     assert len([w for w in warned if said in w]) == 1, warned
     g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
     assert g.calibration["kvp_comparison"]["match"] is None and compared == []
+
+
+@pytest.mark.parametrize("notes", ["# Siemens SOMATOM Definition AS, 120 kV, kernel B30f", "# scan: 120kV, Br40",
+                                   "# kV-dependent curve, 119.98 kVp as DICOM wrote it"])
+def test_a_comment_naming_the_stated_kvp_beside_a_kvp_line_is_read(tmp_path, notes):
+    """Review c of audit 33, R1: a table stating '# kVp: 120' was refused because another comment (the scanner and
+    kernel, as a clinic's header records them) named 120 kV; adding the '# kVp:' line the message asked for did not
+    clear it.  A comment whose kV agrees with the '# kVp:' line (or names none) is now read past."""
+    cal = HUCalibration.load(_folder(tmp_path / "cal", f"# kVp: 120\n{notes}"))
+    assert cal.kvp == (120.0,) and cal.kvp_stated_in == f"{tmp_path / 'cal' / 'hu_density.csv'} line 2"
+    # the comment first, the kVp line after: the same
+    assert HUCalibration.load(_folder(tmp_path / "rev", f"{notes}\n# kVp: 120")).kvp == (120.0,)
+
+
+@pytest.mark.parametrize("kvp_line, notes", [("# kVp: 120", "# scan: 80kV, Br40"),
+                                             ("# kVp: 100, 120", "# Siemens Force, 80 kV"),
+                                             ("# kVp: not stated", "# scan: 80 kV")])
+def test_a_comment_whose_kv_conflicts_with_the_kvp_line_is_refused_naming_both(tmp_path, kvp_line, notes):
+    with pytest.raises(CalibrationError, match="hu_density.csv") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", f"{kvp_line}\n{notes}"))
+    said = str(e.value)
+    assert "line 2" in said and "line 3" in said and notes in said and "80" in said, said
+
+
+@pytest.mark.parametrize("line", ["# exported from HLUT_120kVp_Body.txt", "# from C:\\HLUT\\120kVp\\body.csv",
+                                  "# see /clinic/ct/80kV/curve"])
+def test_a_file_name_is_not_a_comment_naming_a_tube_voltage(tmp_path, line):
+    """Review c of audit 33, R1: 'HLUT_120kVp_Body.txt' in a comment was refused as naming a tube voltage."""
+    assert HUCalibration.load(_folder(tmp_path / "cal", line)).kvp is None
+    assert HUCalibration.load(_folder(tmp_path / "k", f"# kVp: 80\n{line}")).kvp == (80.0,)
+
+
+@pytest.mark.parametrize("line, want", [("# kVp: 135 (Canon)", (135.0,)), ("# kVp: 120 (Siemens, B30f)", (120.0,)),
+                                        ("# kVp: 100, 120 kVp (both validated 2025)", (100.0, 120.0))])
+def test_a_kvp_line_with_a_trailing_remark_in_brackets_is_read(tmp_path, line, want):
+    """Review c of audit 33, R1: '# kVp: 135 (Canon)' was refused as "the tube voltage '(Canon)' is not one in
+    40-160 kVp"."""
+    assert HUCalibration.load(_folder(tmp_path / "cal", line)).kvp == want
+
+
+def test_a_kv_word_that_is_no_kvp_line_is_refused_as_a_comment_not_a_voltage(tmp_path):
+    """Review c of audit 33, R1: '# kV-CBCT calibration' was read as a kVp line, "the tube voltage '-CBCT' is not one
+    in 40-160 kVp"; with no '# kVp:' line it is refused as a comment naming a tube voltage."""
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", "# kV-CBCT calibration (Varian TrueBeam OBI)"))
+    assert "names a tube voltage" in str(e.value) and "-CBCT' is not" not in str(e.value)
+    assert HUCalibration.load(_folder(tmp_path / "k", "# kVp: 125\n# kV-CBCT calibration")).kvp == (125.0,)
+
+
+@pytest.mark.parametrize("first, said", [("", "not given"), ("0", "KVP '0' is not a tube voltage"),
+                                         (["80", "140"], "has 2 values")])
+def test_a_first_slice_without_a_kvp_takes_the_other_slices_and_is_compared(tmp_path, first, said):
+    """Review c of audit 33, R2: the comparison read only the first slice's KVP, so a CT whose first slice's KVP was
+    empty (an anonymiser), 0 or dual-valued and whose other three said 80 passed a 120 kVp curve without a word ("kVp
+    not given").  Now the other slices' one tube voltage is compared, and the first slice's lack is warned of."""
+    from mcproton.dicom import load_ct_series
+
+    with recording_warnings() as warned, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct = load_ct_series(_ct_slices_at(tmp_path / "ct", [first, "80", "80", "80"]))
+    assert ct.acquisition["KVP"] == 80.0, ct.acquisition
+    took = [w for w in warned if "the other 3 slices state 80 kVp" in w]
+    assert len(took) == 1 and said in took[0], warned
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "cal", "# kVp: 120")))
+    assert g.calibration["kvp_comparison"]["match"] is False and g.calibration["kvp_comparison"]["ct_kvp"] == 80.0
+    assert [w for w in compared if w.startswith("CT at 80 kVp, HU calibration stated for 120 kVp: ")], compared
+    # an 80 kVp curve matches
+    g, compared = _geometry(tmp_path / "ct", HUCalibration.load(_folder(tmp_path / "c80", "# kVp: 80")))
+    assert g.calibration["kvp_comparison"]["match"] is True and compared == []
+
+
+@pytest.mark.parametrize("line", ["# Peak kilovoltage: 80", "# 80 kilovolt protocol"])
+def test_a_comment_in_kilovolts_is_refused_not_passed_over(tmp_path, line):
+    """Review c of audit 33, R4: these were read as "not stated" without a word."""
+    with pytest.raises(CalibrationError, match="hu_density.csv line 2") as e:
+        HUCalibration.load(_folder(tmp_path / "cal", line))
+    assert "names a tube voltage" in str(e.value)
+    with pytest.raises(CalibrationError, match="conflict"):
+        HUCalibration.load(_folder(tmp_path / "k", f"# kVp: 120\n{line}"))
+    assert HUCalibration.load(_folder(tmp_path / "ok", f"# kVp: 80\n{line}")).kvp == (80.0,)
+
+
+def test_a_kvp_range_is_refused_as_a_range():
+    """Review c of audit 33, R4: '# kVp: 80-140' was refused as "the tube voltage '80-140' is not one in 40-160 kVp",
+    though both are in range."""
+    from mcproton._io.calibration_kvp import _values
+
+    with pytest.raises(CalibrationError, match="a range is not a tube voltage") as e:
+        _values(" 80-140", "t.csv line 1")
+    assert "# kVp: 80, 140" in str(e.value)
