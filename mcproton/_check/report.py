@@ -904,11 +904,14 @@ def _acquisition_said(acq: dict | None, kvp: dict | None = None) -> str:
     calibration_kvp.kvp_comparison): "; HU calibration stated for 120 kVp: DIFFERS from the CT's", "...: the CT's
     kVp (no more is compared)",
     or "; HU calibration's kVp not stated"."""
+    from .._io.calibration_kvp import listed_kvp
+
     if not acq:
         return ""
     scanner = " ".join(v for v in (acq.get("Manufacturer"), acq.get("ManufacturerModelName")) if v)
-    kv = "/".join(f"{v:g}" for v in acq.get("KVP_values") or ([acq["KVP"]] if acq.get("KVP") is not None else []))
-    parts = [f"{kv} kVp" if kv else "kVp not given" + (f" ({acq['KVP_not_used']})" if acq.get("KVP_not_used") else ""),
+    kv = acq.get("KVP_values") or ([acq["KVP"]] if acq.get("KVP") is not None else [])
+    why = f" ({acq['KVP_not_used']})" if acq.get("KVP_not_used") else ""
+    parts = [listed_kvp(kv) if kv else "kVp not given" + why,
              scanner or "scanner not given",
              f"kernel {acq['ConvolutionKernel']}" if acq.get("ConvolutionKernel") else "kernel not given"]
     said = "; " + ", ".join(parts)
@@ -917,7 +920,7 @@ def _acquisition_said(acq: dict | None, kvp: dict | None = None) -> str:
         if cal is None:
             said += "; HU calibration's kVp not stated"
         else:
-            said += "; HU calibration stated for " + "/".join(f"{v:g}" for v in cal) + " kVp" + {
+            said += "; HU calibration stated for " + listed_kvp(cal) + {
                 True: ": the CT's kVp (no more is compared)", False: ": DIFFERS from the CT's",
                 None: ""}[kvp.get("match")]
     return said

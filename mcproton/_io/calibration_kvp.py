@@ -148,8 +148,8 @@ def stated_kvp(path: str | Path) -> tuple[bool, tuple[float, ...] | None, str]:
         if other:
             raise CalibrationError(
                 f"{path}: line {lineno}, {comment!r}, names {other[0]:g} kV, and line {at} states the curve's tube "
-                f"voltage as {_listed(kvp)}: they conflict; correct whichever is wrong (the '# kVp:' line is the one "
-                f"mcproton reads, {_KVP_FORM})")
+                f"voltage as {listed_kvp(kvp)}: they conflict; correct whichever is wrong (the '# kVp:' line is the "
+                f"one mcproton reads, {_KVP_FORM})")
     return True, kvp, where
 
 
@@ -159,14 +159,15 @@ def calibration_kvp(files: Iterable[str | Path]) -> tuple[tuple[float, ...] | No
     said = [(kvp, where) for f in files for has, kvp, where in [stated_kvp(f)] if has]
     if len({kvp for kvp, _ in said}) > 1:
         (a, wa), (b, wb) = said[0], next(s for s in said if s[0] != said[0][0])
-        raise CalibrationError(f"the calibration's tables state different tube voltages: {_listed(a)} ({wa}) and "
-                               f"{_listed(b)} ({wb}); state the one the curve was measured at, in one of them")
+        raise CalibrationError(f"the calibration's tables state different tube voltages: {listed_kvp(a)} ({wa}) and "
+                               f"{listed_kvp(b)} ({wb}); state the one the curve was measured at, in one of them")
     if said:
         return said[0]
     return None, "not stated (no '# kVp:' line in its tables)"
 
 
-def _listed(kvp: Sequence[float] | None) -> str:
+def listed_kvp(kvp: Sequence[float] | None) -> str:
+    """Tube voltages as said: "120 kVp", "80/120 kVp", or "not stated" (None)."""
     return "not stated" if kvp is None else "/".join(f"{v:g}" for v in kvp) + " kVp"
 
 
@@ -194,7 +195,7 @@ def kvp_mismatch_text(cmp: dict | None) -> str:
     it is, or either is unknown): "CT at 80 kVp, HU calibration stated for 120 kVp"."""
     if not cmp or cmp.get("match") is not False:
         return ""
-    return f"CT at {_ct_listed(cmp)} kVp, HU calibration stated for {_listed(cmp['calibration_kvp'])}"
+    return f"CT at {_ct_listed(cmp)} kVp, HU calibration stated for {listed_kvp(cmp['calibration_kvp'])}"
 
 
 def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
@@ -202,7 +203,7 @@ def kvp_warning(cmp: dict, where: str, name: str, key: str) -> str:
     False): both values and what to do; it starts with :func:`kvp_mismatch_text`."""
     ct = _ct_listed(cmp)
     return (f"{kvp_mismatch_text(cmp)}: the CT ({where}) was acquired at {ct} kVp and the HU calibration {name} "
-            f"states it was measured at {_listed(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
+            f"states it was measured at {listed_kvp(cmp['calibration_kvp'])} ({cmp.get('calibration_kvp_stated_in')}). "
             f"Bone's CT number depends on the tube voltage (it rises as the voltage falls), so this curve gives the "
             f"scan's bone the wrong density and the ranges through bone are off; give the clinic's curve for this "
             f"scanner at {ct} kVp as {key} (its table stating '# kVp: {ct}'), or add {ct} to the curve's '# kVp:' "
